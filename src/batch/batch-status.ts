@@ -1,0 +1,82 @@
+import type pg from 'pg';
+import type { BatchStatus } from '../db/schema.js';
+
+/** The answer of `windfall batch <id>`: every reward of the batch is in exactly one of the four counts. */
+export interface BatchReport {
+  readonly batchId: string;
+  readonly status: BatchStatus;
+  readonly total: number;
+  /** Credited by this batch (once). */
+  readonly applied: number;
+  /** Already credited by another batch or call: not credited again. */
+  readonly duplicate: number;
+  /** In the dead-letter queue (open or purged entries), not applied. */
+  readonly deadLettered: number;
+  /** Not settled yet. */
+  readonly pending: number;
+  readonly createdAt: string;
+}
+
+/**
+ * Counts derived from the ledger itself, so they cannot drift: applied = ledger entries written for this batch;
+ * duplicate = rewards found already applied elsewhere; dead-lettered = rewards of open or purged dead-letter
+ * entries that are neither.
+ */
+const BATCH_COUNTS_SQL = `
+select b.batch_id, b.total, b.created_at,
+  (select count(*) from ledger_entries where batch_id = $1)::int as applied,
+  (select count(*) from reward_duplicates where batch_id = $1)::int as duplicate,
+  (select count(distinct e.reward->>'rewardId')
+     from dead_letters d cross join lateral jsonb_array_elements(d.rewards) as e(reward)
+    where d.batch_id = $1 and d.state in ('open', 'purged')
+      and not exists (select 1 from ledger_entries l where l.operation_id = e.reward->>'rewardId' and l.batch_id = $1)
+      and not exists (select 1 from reward_duplicates r where r.batch_id = $1 and r.reward_id = e.reward->>'rewardId')
+  )::int as dead_lettered
+from reward_batches b where b.batch_id = $1`;
+
+/** Derives the status from the counts: nothing settled → pending; some → processing; all → completed (with failures when any is dead-lettered). */
+export function deriveStatus(total: number, applied: number, duplicate: number, deadLettered: number): BatchStatus {
+  const settled = applied + duplicate + deadLettered;
+  if (settled >= total) return deadLettered > 0 ? 'completed_with_failures' : 'completed';
+  return settled === 0 ? 'pending' : 'processing';
+}
+
+/** The batch's counts and status, or null when no batch has that id. */
+export async function getBatchReport(db: Pick<pg.Pool, 'query'>, batchId: string): Promise<BatchReport | null> {
+  const { rows } = await db.query<{
+    batch_id: string;
+    total: number;
+    created_at: Date;
+    applied: number;
+    duplicate: number;
+    dead_lettered: number;
+  }>(BATCH_COUNTS_SQL, [batchId]);
+  const row = rows[0];
+  if (!row) return null;
+  const pending = Math.max(0, row.total - row.applied - row.duplicate - row.dead_lettered);
+  return {
+    batchId: row.batch_id,
+    status: deriveStatus(row.total, row.applied, row.duplicate, row.dead_lettered),
+    total: row.total,
+    applied: row.applied,
+    duplicate: row.duplicate,
+    deadLettered: row.dead_lettered,
+    pending,
+    createdAt: row.created_at.toISOString(),
+  };
+}
+
+/**
+ * Brings `reward_batches.status` up to date once no chunk of the batch is still open. Called after a chunk or
+ * a replay completes; cheap while chunks remain (one indexed probe), exact when it writes.
+ */
+export async function refreshStoredStatus(db: Pick<pg.Pool, 'query'>, batchId: string): Promise<void> {
+  const open = await db.query('select 1 from reward_chunks where batch_id = $1 and completed_at is null limit 1', [batchId]);
+  if (open.rowCount) return;
+  const report = await getBatchReport(db, batchId);
+  if (!report) return;
+  await db.query(
+    `update reward_batches set status = $2, updated_at = now() where batch_id = $1 and status is distinct from $2`,
+    [batchId, report.status],
+  );
+}

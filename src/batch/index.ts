@@ -1,0 +1,3 @@
+export * from './batch-errors.js';
+export * from './batch-status.js';
+export * from './stage-batch.js';

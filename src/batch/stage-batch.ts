@@ -1,0 +1,208 @@
+import { createHash } from 'node:crypto';
+import type pg from 'pg';
+import { shardOf } from '../queue/shard-routing.js';
+import type { Reward, RowError } from '../rewards/reward.js';
+import { validateReward } from '../rewards/reward.js';
+import type { SourceRecord } from '../rewards/reward-sources.js';
+import { BatchValidationError } from './batch-errors.js';
+
+/** Rows sent to PostgreSQL per insert while staging. */
+const STAGE_ROWS_PER_INSERT = 5000;
+
+/** Options of {@link stageBatch}. */
+export interface StageOptions {
+  readonly batchId: string;
+  readonly shards: number;
+  /** Rewards per chunk (shard job); a user is never split. */
+  readonly chunkSize: number;
+  /** Refuse batches with more rewards than this. */
+  readonly maxRows: number;
+}
+
+/** A batch as recorded in `reward_batches`. */
+export interface StagedBatch {
+  readonly batchId: string;
+  readonly total: number;
+  readonly users: number;
+  readonly chunks: number;
+  readonly shards: number;
+  /** False when the batch id was already recorded: nothing was read or written. */
+  readonly created: boolean;
+  /** False until every chunk job has been handed to BullMQ. */
+  readonly enqueued: boolean;
+  readonly contentDigest: string;
+}
+
+const INSERT_ITEMS_SQL = `
+insert into reward_batch_items (batch_id, shard, uid, reward_id, row_no, amount, description)
+select $1, * from unnest($2::int[], $3::text[], $4::text[], $5::int[], $6::int8[], $7::text[])
+on conflict do nothing
+returning row_no`;
+
+const FIND_REPEATS_SQL = `
+select reward_id, array_agg(row_no order by row_no) as rows
+from reward_batch_items where batch_id = $1
+group by reward_id having count(*) > 1
+order by min(row_no)`;
+
+const PLAN_CHUNKS_SQL = `
+insert into reward_chunks (batch_id, chunk_no, shard, first_uid, last_uid, users, rewards)
+with users as (
+  select shard, uid, count(*) as n from reward_batch_items where batch_id = $1 group by shard, uid
+), placed as (
+  select shard, uid, n,
+         floor(coalesce(sum(n) over (partition by shard order by uid rows between unbounded preceding and 1 preceding), 0) / $2)::int as local_chunk
+  from users
+)
+select $1, (row_number() over (order by shard, local_chunk))::int - 1, shard, min(uid), max(uid), count(*)::int, sum(n)::int
+from placed group by shard, local_chunk`;
+
+function batchRow(row: Record<string, unknown>, created: boolean): StagedBatch {
+  return {
+    batchId: row['batch_id'] as string,
+    total: row['total'] as number,
+    users: row['users'] as number,
+    chunks: row['chunks'] as number,
+    shards: row['shards'] as number,
+    created,
+    enqueued: row['enqueued_at'] !== null,
+    contentDigest: row['content_digest'] as string,
+  };
+}
+
+/** Reads the recorded batch, or null. */
+export async function findBatch(db: Pick<pg.Pool, 'query'>, batchId: string): Promise<StagedBatch | null> {
+  const { rows } = await db.query('select * from reward_batches where batch_id = $1', [batchId]);
+  return rows[0] ? batchRow(rows[0] as Record<string, unknown>, false) : null;
+}
+
+/**
+ * Validates a whole batch and records it in PostgreSQL, in one transaction: the batch row, every reward
+ * (`reward_batch_items`) and the chunk plan (`reward_chunks`, users of a shard cut into runs of about
+ * `chunkSize` rewards). Streams: memory does not grow with the batch.
+ *
+ * When the batch id is already recorded, nothing is read and the recorded batch is returned (`created: false`).
+ * When any row is invalid — or a rewardId repeats within the batch — the transaction is rolled back and
+ * {@link BatchValidationError} lists every offending row.
+ */
+export async function stageBatch(pool: pg.Pool, records: AsyncIterable<SourceRecord>, options: StageOptions): Promise<StagedBatch> {
+  const client = await pool.connect();
+  let released = false;
+  const release = (error?: Error): void => {
+    if (!released) {
+      released = true;
+      client.release(error);
+    }
+  };
+  try {
+    await client.query('begin');
+    const claimed = await client.query(
+      `insert into reward_batches (batch_id, total, users, chunks, shards, content_digest)
+       values ($1, 0, 0, 0, $2, '') on conflict (batch_id) do nothing returning batch_id`,
+      [options.batchId, options.shards],
+    );
+    if (claimed.rowCount === 0) {
+      await client.query('rollback');
+      const existing = await findBatch(client, options.batchId);
+      if (!existing) throw new Error(`batch ${options.batchId} vanished while being enqueued; try again`);
+      return existing;
+    }
+
+    const errors: RowError[] = [];
+    const digest = createHash('sha256');
+    let rowsRead = 0;
+    let buffer: { reward: Reward; row: number }[] = [];
+
+    const flush = async (): Promise<void> => {
+      if (buffer.length === 0) return;
+      const batch = buffer;
+      buffer = [];
+      if (errors.length > 0) return; // the batch is refused anyway: stop writing, keep validating
+      const shards: number[] = [];
+      const uids: string[] = [];
+      const ids: string[] = [];
+      const rows: number[] = [];
+      const amounts: string[] = [];
+      const descriptions: (string | null)[] = [];
+      for (const { reward, row } of batch) {
+        shards.push(shardOf(reward.uid, options.shards));
+        uids.push(reward.uid);
+        ids.push(reward.rewardId);
+        rows.push(row);
+        amounts.push(reward.amount.toString());
+        descriptions.push(reward.description);
+      }
+      const inserted = await client.query<{ row_no: number }>(INSERT_ITEMS_SQL, [options.batchId, shards, uids, ids, rows, amounts, descriptions]);
+      if (inserted.rowCount !== batch.length) {
+        // The same (uid, rewardId) twice: find the rows that were skipped and the row they repeat.
+        const kept = new Set(inserted.rows.map((r) => r.row_no));
+        const skipped = batch.filter((entry) => !kept.has(entry.row));
+        const firsts = await client.query<{ reward_id: string; row_no: number }>(
+          `select reward_id, min(row_no) as row_no from reward_batch_items where batch_id = $1 and reward_id = any($2::text[]) group by reward_id`,
+          [options.batchId, skipped.map((entry) => entry.reward.rewardId)],
+        );
+        const firstRow = new Map(firsts.rows.map((r) => [r.reward_id, r.row_no]));
+        for (const entry of skipped) {
+          errors.push({ row: entry.row, field: 'rewardId', reason: `repeats row ${firstRow.get(entry.reward.rewardId) ?? '?'} of this batch (a rewardId may appear once per batch)` });
+        }
+      }
+    };
+
+    for await (const record of records) {
+      rowsRead += 1;
+      if (rowsRead > options.maxRows) {
+        throw new BatchValidationError(errors, rowsRead, `batch refused: it has more than ${options.maxRows} rewards (WINDFALL_MAX_BATCH_ROWS); split it into smaller batches`);
+      }
+      if (record.error) {
+        errors.push(record.error);
+        continue;
+      }
+      const check = validateReward(record.value, record.row);
+      if (!check.ok) {
+        errors.push(...check.errors);
+        continue;
+      }
+      const { reward } = check;
+      digest.update(`${reward.rewardId}\u0000${reward.uid}\u0000${reward.amount}\u0000${reward.description ?? ''}\n`);
+      buffer.push({ reward, row: record.row });
+      if (buffer.length >= STAGE_ROWS_PER_INSERT) await flush();
+    }
+    await flush();
+
+    if (errors.length === 0) {
+      const repeats = await client.query<{ reward_id: string; rows: number[] }>(FIND_REPEATS_SQL, [options.batchId]);
+      for (const repeat of repeats.rows) {
+        const [first, ...others] = repeat.rows;
+        for (const row of others) {
+          errors.push({ row, field: 'rewardId', reason: `repeats row ${first} of this batch (a rewardId may appear once per batch)` });
+        }
+      }
+    }
+    if (rowsRead === 0 && errors.length === 0) {
+      throw new BatchValidationError([], 0, 'batch refused: it has no rewards');
+    }
+    if (errors.length > 0) {
+      errors.sort((a, b) => a.row - b.row);
+      throw new BatchValidationError(errors, rowsRead);
+    }
+
+    await client.query(PLAN_CHUNKS_SQL, [options.batchId, options.chunkSize]);
+    const updated = await client.query(
+      `update reward_batches b set
+         total = $3,
+         users = (select coalesce(sum(users), 0) from reward_chunks where batch_id = $1),
+         chunks = (select count(*) from reward_chunks where batch_id = $1),
+         content_digest = $2
+       where batch_id = $1 returning *`,
+      [options.batchId, digest.digest('hex'), rowsRead],
+    );
+    await client.query('commit');
+    return batchRow(updated.rows[0] as Record<string, unknown>, true);
+  } catch (error) {
+    await client.query('rollback').catch(() => undefined);
+    release(error instanceof BatchValidationError ? undefined : (error as Error));
+    throw error;
+  } finally {
+    release();
+  }
+}

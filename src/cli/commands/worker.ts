@@ -1,0 +1,43 @@
+import type { Server } from 'node:http';
+import { parseShardList } from '../../config/env-values.js';
+import { startMetricsServer } from '../../metrics/metrics-server.js';
+import type { Windfall } from '../../runtime/windfall.js';
+import { sampleQueueDepths } from '../../queue/queue-stats.js';
+
+/** Flags of `windfall worker`. */
+export interface WorkerFlags {
+  readonly shards?: string;
+  readonly metricsPort?: number;
+}
+
+/**
+ * Runs a worker until SIGINT/SIGTERM, then drains (in-flight users finish within WINDFALL_SHUTDOWN_TIMEOUT_MS)
+ * and resolves. A second signal exits at once (code 1).
+ */
+export async function runWorker(windfall: Windfall, flags: WorkerFlags): Promise<void> {
+  const shards = flags.shards === undefined ? undefined : parseShardList('--shards', flags.shards, windfall.config.shards);
+  const worker = windfall.createWorker(shards ? { shards } : {});
+  let metricsServer: Server | undefined;
+  if (flags.metricsPort !== undefined) {
+    metricsServer = await startMetricsServer(windfall.metrics.registry, flags.metricsPort, () => sampleQueueDepths(windfall.queues, windfall.metrics));
+    windfall.logger.info({ port: flags.metricsPort }, 'metrics on /metrics');
+  }
+  const stopped = new Promise<string>((resolve) => {
+    let signals = 0;
+    const onSignal = (signal: string): void => {
+      signals += 1;
+      if (signals > 1) {
+        windfall.logger.error({ signal }, 'second signal: exiting without draining');
+        process.exit(1);
+      }
+      resolve(signal);
+    };
+    process.on('SIGINT', () => onSignal('SIGINT'));
+    process.on('SIGTERM', () => onSignal('SIGTERM'));
+  });
+  await worker.start();
+  const signal = await stopped;
+  windfall.logger.info({ signal, timeoutMs: windfall.config.shutdownTimeoutMs }, 'stopping: draining in-flight users');
+  await worker.close(windfall.config.shutdownTimeoutMs);
+  if (metricsServer) await new Promise((resolve) => metricsServer!.close(resolve));
+}

@@ -1,0 +1,47 @@
+import type { WindfallConfig } from '../config/config.js';
+import { loadConfig, unknownSettings } from '../config/config.js';
+import type { Logger } from '../log/logger.js';
+import { createLogger } from '../log/logger.js';
+import type { OpenOptions, Windfall } from '../runtime/windfall.js';
+import { openWindfall } from '../runtime/windfall.js';
+
+/** Options every command accepts (they win over the environment). */
+export interface GlobalFlags {
+  readonly redisUrl?: string;
+  readonly databaseUrl?: string;
+  readonly prefix?: string;
+  readonly logLevel?: string;
+}
+
+/**
+ * Resolves the configuration: environment, then global flags. Long-running commands log at `info` by default;
+ * one-shot commands at `warn`, unless `LOG_LEVEL` or `--log-level` says otherwise.
+ */
+export function resolveConfig(flags: GlobalFlags, overrides: Partial<WindfallConfig> = {}, quiet = true): { config: WindfallConfig; logger: Logger } {
+  const env: Record<string, string | undefined> = { ...process.env };
+  if (flags.redisUrl !== undefined) env['REDIS_URL'] = flags.redisUrl;
+  if (flags.databaseUrl !== undefined) env['DATABASE_URL'] = flags.databaseUrl;
+  if (flags.prefix !== undefined) env['WINDFALL_PREFIX'] = flags.prefix;
+  if (flags.logLevel !== undefined) env['LOG_LEVEL'] = flags.logLevel;
+  else if (quiet && !env['LOG_LEVEL']) env['LOG_LEVEL'] = 'warn';
+  const config = loadConfig(env, overrides);
+  const logger = createLogger(config.logLevel);
+  const unknown = unknownSettings(env);
+  if (unknown.length > 0) logger.warn({ variables: unknown }, 'ignoring unknown WINDFALL_* variables (typos?)');
+  return { config, logger };
+}
+
+/** Opens Windfall for one command and closes it afterwards, whatever happens. */
+export async function withWindfall<T>(
+  flags: GlobalFlags,
+  run: (windfall: Windfall) => Promise<T>,
+  options: { overrides?: Partial<WindfallConfig>; quiet?: boolean; open?: OpenOptions } = {},
+): Promise<T> {
+  const { config, logger } = resolveConfig(flags, options.overrides, options.quiet ?? true);
+  const windfall = await openWindfall(config, logger, options.open);
+  try {
+    return await run(windfall);
+  } finally {
+    await windfall.close();
+  }
+}

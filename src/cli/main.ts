@@ -1,0 +1,179 @@
+import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { BatchValidationError } from '../batch/batch-errors.js';
+import { ConfigError } from '../config/config-error.js';
+import { createLogger } from '../log/logger.js';
+import { CsvHeaderError } from '../rewards/reward-sources.js';
+import { FileEncodingError } from '../rewards/line-reader.js';
+import { ServiceUnavailableError } from '../runtime/service-check.js';
+import { enqueueFile, waitForBatch } from './commands/enqueue.js';
+import { migrateDatabase } from './commands/migrate.js';
+import { describeBatch, describeWallets, readBatch, readWallets } from './commands/read-commands.js';
+import { runWorker } from './commands/worker.js';
+import { runDemo } from './commands/demo.js';
+import type { GlobalFlags } from './context.js';
+import { resolveConfig, withWindfall } from './context.js';
+import { CommandFailedError, EXIT, UsageError } from './exit-codes.js';
+import { printJson, printLine, printNote } from './output.js';
+
+function wholeNumber(name: string, min: number) {
+  return (value: string): number => {
+    if (!/^\d+$/.test(value) || Number(value) < min) throw new InvalidArgumentError(`${name} must be a whole number ≥ ${min}`);
+    return Number(value);
+  };
+}
+
+/** Builds the `windfall` command line. `setExit` receives the exit code of a command that ran. */
+export function buildProgram(setExit: (code: number) => void): Command {
+  const program = new Command('windfall')
+    .description('Queue-driven batch reward worker: enqueue reward batches, run workers, inspect batches and wallets.')
+    .option('--redis-url <url>', 'Redis URL (env REDIS_URL)')
+    .option('--database-url <url>', 'PostgreSQL URL (env DATABASE_URL)')
+    .option('--prefix <prefix>', 'Redis key prefix (env WINDFALL_PREFIX)')
+    .option('--log-level <level>', 'pino level (env LOG_LEVEL)')
+    .showHelpAfterError()
+    .exitOverride();
+
+  const globals = (command: Command): GlobalFlags => command.optsWithGlobals<GlobalFlags>();
+
+  program
+    .command('migrate')
+    .description('create the database if missing and apply migrations (idempotent)')
+    .option('--json', 'print a JSON document')
+    .action(async (options: { json?: boolean }, command: Command) => {
+      const { config, logger } = resolveConfig(globals(command));
+      const report = await migrateDatabase(config, logger);
+      if (options.json) printJson(report);
+      else {
+        printLine(`database ${report.database}: ${report.created ? 'created' : 'exists'}`);
+        printLine(report.applied.length > 0 ? `applied migrations: ${report.applied.join(', ')}` : 'migrations: up to date');
+      }
+    });
+
+  program
+    .command('worker')
+    .description('consume shard queues until SIGINT/SIGTERM, then drain and exit 0')
+    .option('--shards <list>', 'shard queues to consume, e.g. 0-3,6 (default: all WINDFALL_SHARDS)')
+    .option('--concurrency <n>', 'users processed at once (env WINDFALL_CONCURRENCY)', wholeNumber('--concurrency', 1))
+    .option('--metrics-port <port>', 'serve Prometheus metrics on this port', wholeNumber('--metrics-port', 1))
+    .action(async (options: { shards?: string; concurrency?: number; metricsPort?: number }, command: Command) => {
+      const parent = command.parent?.opts<GlobalFlags>() ?? {};
+      await withWindfall(
+        parent,
+        (windfall) => runWorker(windfall, { ...(options.shards !== undefined ? { shards: options.shards } : {}), ...(options.metricsPort !== undefined ? { metricsPort: options.metricsPort } : {}) }),
+        { quiet: false, ...(options.concurrency !== undefined ? { overrides: { concurrency: options.concurrency } } : {}) },
+      );
+    });
+
+  program
+    .command('enqueue')
+    .description('validate a reward file (JSONL or CSV) and enqueue it as one batch; prints the batchId')
+    .requiredOption('--file <file>', 'reward file (.jsonl, .ndjson, .csv) or - for standard input')
+    .option('--format <format>', 'jsonl or csv (default: from the extension)')
+    .option('--batch-id <id>', 'batch id (default: generated); enqueueing a known id again is a no-op')
+    .option('--wait', 'show progress until the batch is done; exit 1 if anything was dead-lettered')
+    .option('--json', 'print a JSON document')
+    .action(async (options: { file: string; format?: string; batchId?: string; wait?: boolean; json?: boolean }, command: Command) => {
+      await withWindfall(globals(command), async (windfall) => {
+        const result = await enqueueFile(windfall, options);
+        if (!result.created) printNote(`batch ${result.batchId} was already enqueued: nothing new was enqueued`);
+        if (!options.wait) {
+          if (options.json) printJson({ batchId: result.batchId, total: result.total });
+          else printLine(result.batchId);
+          return;
+        }
+        if (!options.json) printNote(`batch ${result.batchId}: ${result.total} rewards for ${result.users} users in ${result.chunks} jobs`);
+        const report = await waitForBatch(windfall, result.batchId);
+        if (options.json) printJson(report);
+        else {
+          printLine(result.batchId);
+          printNote(describeBatch(report));
+        }
+        if (report.deadLettered > 0) {
+          if (!options.json) printNote(`${report.deadLettered} reward(s) were dead-lettered: see \`windfall dlq list --batch ${result.batchId}\``);
+          setExit(EXIT.FAILED);
+        }
+      });
+    });
+
+  program
+    .command('batch')
+    .description('status and counts of a batch')
+    .argument('<batchId>')
+    .option('--json', 'print a JSON document')
+    .action(async (batchId: string, options: { json?: boolean }, command: Command) => {
+      await withWindfall(globals(command), async (windfall) => {
+        const report = await readBatch(windfall, batchId);
+        if (options.json) printJson(report);
+        else printLine(describeBatch(report));
+      });
+    });
+
+  program
+    .command('wallet')
+    .description('balance and latest ledger entries of users')
+    .argument('<uid...>')
+    .option('--limit <n>', 'ledger entries per user', wholeNumber('--limit', 0), 10)
+    .option('--json', 'print a JSON document')
+    .action(async (uids: string[], options: { json?: boolean; limit: number }, command: Command) => {
+      await withWindfall(globals(command), async (windfall) => {
+        const wallets = await readWallets(windfall, uids, options.limit);
+        if (options.json) printJson(wallets);
+        else printLine(describeWallets(wallets));
+      });
+    });
+
+  program
+    .command('demo')
+    .description('quick start: migrate, run workers, enqueue a sample batch with progress, print a summary')
+    .option('--rewards <n>', 'rewards in the sample batch', wholeNumber('--rewards', 1), 20_000)
+    .option('--users <n>', 'users in the sample batch', wholeNumber('--users', 1), 5_000)
+    .option('--json', 'print the summary as a JSON document')
+    .action(async (options: { rewards: number; users: number; json?: boolean }, command: Command) => {
+      const ok = await runDemo(globals(command), options);
+      if (!ok) setExit(EXIT.FAILED);
+    });
+
+  return program;
+}
+
+/** Maps an error to its exit code and prints it for people. */
+export function reportError(error: unknown, json: boolean): number {
+  if (error instanceof CommanderError) {
+    if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.exitCode === 0) return EXIT.OK;
+    return EXIT.USAGE;
+  }
+  if (error instanceof BatchValidationError) {
+    if (json) printJson({ error: 'invalid batch', message: error.message.split('\n')[0], errors: error.errors });
+    printNote(`windfall: ${error.message.split('\n')[0]}`);
+    for (const row of error.errors) printNote(`  row ${row.row}, ${row.field}: ${row.reason}`);
+    return EXIT.USAGE;
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  if (error instanceof UsageError || error instanceof ConfigError || error instanceof CsvHeaderError || error instanceof FileEncodingError) {
+    printNote(`windfall: ${message}`);
+    return EXIT.USAGE;
+  }
+  if (error instanceof CommandFailedError || error instanceof ServiceUnavailableError) {
+    printNote(`windfall: ${message}`);
+    return EXIT.FAILED;
+  }
+  printNote(`windfall: ${message}`);
+  if (process.env['LOG_LEVEL'] === 'debug' || process.env['LOG_LEVEL'] === 'trace') {
+    createLogger('debug').error({ err: error }, 'command failed');
+  }
+  return EXIT.FAILED;
+}
+
+/** Runs the CLI with `argv` (as `process.argv`); resolves with the exit code. */
+export async function main(argv: readonly string[]): Promise<number> {
+  let code: number = EXIT.OK;
+  const program = buildProgram((exit) => {
+    code = exit;
+  });
+  try {
+    await program.parseAsync(argv as string[]);
+    return code;
+  } catch (error) {
+    return reportError(error, argv.includes('--json'));
+  }
+}

@@ -1,0 +1,150 @@
+import type { LockPolicy } from '../lock/lock-policy.js';
+import { REWARD_POLICY } from '../lock/lock-policy.js';
+import { ConfigError } from './config-error.js';
+import { parseBoolean, parseDecimal, parseInteger, parseUrl } from './env-values.js';
+
+/** pino levels accepted by `LOG_LEVEL`. */
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** Windfall's resolved configuration: read once, validated, frozen. */
+export interface WindfallConfig {
+  /** Redis for queues and locks. Env `REDIS_URL`; default `redis://127.0.0.1:6379`. */
+  readonly redisUrl: string;
+  /** PostgreSQL, the ledger. Env `DATABASE_URL`; default `postgres://postgres@127.0.0.1:5432/windfall`. */
+  readonly databaseUrl: string;
+  /** Prefix of every Redis key Windfall writes. Env `WINDFALL_PREFIX`; default `windfall`. */
+  readonly prefix: string;
+  /** Number of shard queues. Env `WINDFALL_SHARDS`; default 8. */
+  readonly shards: number;
+  /** Users processed at once per worker process. Env `WINDFALL_CONCURRENCY`; default 8. */
+  readonly concurrency: number;
+  /** Attempts of a shard job before its unapplied rewards are dead-lettered. Env `WINDFALL_JOB_ATTEMPTS`; default 3. */
+  readonly jobAttempts: number;
+  /** Wait before a shard job's second attempt, doubled for each later one. Env `WINDFALL_JOB_BACKOFF_MS`; default 1000. */
+  readonly jobBackoffMs: number;
+  /** The reward lock policy. Env `WINDFALL_REWARD_LOCK_RETRIES` / `_DELAY_MS` / `_FACTOR` / `_TTL_MS`; default 10 / 500 / 1.5 / 60000. */
+  readonly rewardLockPolicy: LockPolicy;
+  /** Rewards per shard job (a user is never split). Env `WINDFALL_CHUNK_SIZE`; default 500. */
+  readonly chunkSize: number;
+  /** Longest accepted batch, in rewards. Env `WINDFALL_MAX_BATCH_ROWS`; default 10000000. */
+  readonly maxBatchRows: number;
+  /** How long a stopping worker lets in-flight users finish. Env `WINDFALL_SHUTDOWN_TIMEOUT_MS`; default 30000. */
+  readonly shutdownTimeoutMs: number;
+  /** Times a shard job may be picked up again after its worker died before BullMQ fails it. Env `WINDFALL_MAX_STALLED`; default 1000. */
+  readonly maxStalledCount: number;
+  /** Wrap shard queue names in `{…}` so BullMQ works on Redis Cluster. Env `WINDFALL_REDIS_CLUSTER`; default false. */
+  readonly redisCluster: boolean;
+  /** Bearer token of the producer HTTP API. Env `WINDFALL_API_TOKEN`; no default. */
+  readonly apiToken: string | undefined;
+  /** Bearer token (or basic-auth password) of operator routes and the dashboard. Env `WINDFALL_ADMIN_TOKEN`; no default. */
+  readonly adminToken: string | undefined;
+  /** pino level. Env `LOG_LEVEL`; default `info`. */
+  readonly logLevel: LogLevel;
+}
+
+/** Defaults of every setting, as the contract fixes them. */
+export const DEFAULT_CONFIG = {
+  redisUrl: 'redis://127.0.0.1:6379',
+  databaseUrl: 'postgres://postgres@127.0.0.1:5432/windfall',
+  prefix: 'windfall',
+  shards: 8,
+  concurrency: 8,
+  jobAttempts: 3,
+  jobBackoffMs: 1000,
+  rewardLockPolicy: REWARD_POLICY,
+  chunkSize: 500,
+  maxBatchRows: 10_000_000,
+  shutdownTimeoutMs: 30_000,
+  maxStalledCount: 1000,
+  redisCluster: false,
+  apiToken: undefined,
+  adminToken: undefined,
+  logLevel: 'info',
+} as const satisfies WindfallConfig;
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+/** Every `WINDFALL_*` variable Windfall reads; {@link unknownSettings} reports the others (likely typos). */
+const KNOWN_VARIABLES = new Set([
+  'WINDFALL_PREFIX',
+  'WINDFALL_SHARDS',
+  'WINDFALL_CONCURRENCY',
+  'WINDFALL_JOB_ATTEMPTS',
+  'WINDFALL_JOB_BACKOFF_MS',
+  'WINDFALL_REWARD_LOCK_RETRIES',
+  'WINDFALL_REWARD_LOCK_DELAY_MS',
+  'WINDFALL_REWARD_LOCK_FACTOR',
+  'WINDFALL_REWARD_LOCK_TTL_MS',
+  'WINDFALL_CHUNK_SIZE',
+  'WINDFALL_MAX_BATCH_ROWS',
+  'WINDFALL_SHUTDOWN_TIMEOUT_MS',
+  'WINDFALL_MAX_STALLED',
+  'WINDFALL_REDIS_CLUSTER',
+  'WINDFALL_API_TOKEN',
+  'WINDFALL_ADMIN_TOKEN',
+]);
+
+/** Names of `WINDFALL_*` variables in `env` that Windfall does not read: worth a warning, as they are likely typos. */
+export function unknownSettings(env: Env = process.env): string[] {
+  return Object.keys(env).filter((name) => name.startsWith('WINDFALL_') && !KNOWN_VARIABLES.has(name));
+}
+
+/**
+ * Reads the configuration from `env` (default `process.env`); values in `overrides` (CLI flags) win.
+ * Throws {@link ConfigError} naming the variable on a malformed value (a non-number, a negative count, a bad URL).
+ */
+export function loadConfig(env: Env = process.env, overrides: Partial<WindfallConfig> = {}): WindfallConfig {
+  const read = (name: string): string | undefined => {
+    const value = env[name];
+    return value === undefined || value === '' ? undefined : value;
+  };
+  const integer = (name: string, fallback: number, min: number, max?: number): number => {
+    const raw = read(name);
+    return raw === undefined ? fallback : parseInteger(name, raw, min, max);
+  };
+
+  const prefix = read('WINDFALL_PREFIX') ?? DEFAULT_CONFIG.prefix;
+  if (!/^[A-Za-z0-9_.{}-]{1,64}$/.test(prefix)) {
+    throw new ConfigError('WINDFALL_PREFIX', 'expected 1-64 characters of letters, digits, _ . - { } (no colon)');
+  }
+  const logLevel = read('LOG_LEVEL') ?? DEFAULT_CONFIG.logLevel;
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
+    throw new ConfigError('LOG_LEVEL', `expected one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(logLevel)}`);
+  }
+  const lockFactorRaw = read('WINDFALL_REWARD_LOCK_FACTOR');
+  const clusterRaw = read('WINDFALL_REDIS_CLUSTER');
+
+  const config: WindfallConfig = {
+    redisUrl: parseUrl('REDIS_URL', read('REDIS_URL') ?? DEFAULT_CONFIG.redisUrl, ['redis:', 'rediss:']),
+    databaseUrl: parseUrl('DATABASE_URL', read('DATABASE_URL') ?? DEFAULT_CONFIG.databaseUrl, [
+      'postgres:',
+      'postgresql:',
+    ]),
+    prefix,
+    shards: integer('WINDFALL_SHARDS', DEFAULT_CONFIG.shards, 1, 1024),
+    concurrency: integer('WINDFALL_CONCURRENCY', DEFAULT_CONFIG.concurrency, 1, 1024),
+    jobAttempts: integer('WINDFALL_JOB_ATTEMPTS', DEFAULT_CONFIG.jobAttempts, 1, 100),
+    jobBackoffMs: integer('WINDFALL_JOB_BACKOFF_MS', DEFAULT_CONFIG.jobBackoffMs, 0, 3_600_000),
+    rewardLockPolicy: Object.freeze({
+      name: 'reward',
+      retries: integer('WINDFALL_REWARD_LOCK_RETRIES', REWARD_POLICY.retries, 0, 100),
+      initialDelayMs: integer('WINDFALL_REWARD_LOCK_DELAY_MS', REWARD_POLICY.initialDelayMs, 1, 3_600_000),
+      factor:
+        lockFactorRaw === undefined
+          ? REWARD_POLICY.factor
+          : parseDecimal('WINDFALL_REWARD_LOCK_FACTOR', lockFactorRaw, 1, 10),
+      ttlMs: integer('WINDFALL_REWARD_LOCK_TTL_MS', REWARD_POLICY.ttlMs, 100, 86_400_000),
+    }),
+    chunkSize: integer('WINDFALL_CHUNK_SIZE', DEFAULT_CONFIG.chunkSize, 1, 100_000),
+    maxBatchRows: integer('WINDFALL_MAX_BATCH_ROWS', DEFAULT_CONFIG.maxBatchRows, 1),
+    shutdownTimeoutMs: integer('WINDFALL_SHUTDOWN_TIMEOUT_MS', DEFAULT_CONFIG.shutdownTimeoutMs, 0, 3_600_000),
+    maxStalledCount: integer('WINDFALL_MAX_STALLED', DEFAULT_CONFIG.maxStalledCount, 1),
+    redisCluster: clusterRaw === undefined ? false : parseBoolean('WINDFALL_REDIS_CLUSTER', clusterRaw),
+    apiToken: read('WINDFALL_API_TOKEN'),
+    adminToken: read('WINDFALL_ADMIN_TOKEN'),
+    logLevel: logLevel as LogLevel,
+    ...overrides,
+  };
+  return Object.freeze(config);
+}

@@ -1,0 +1,61 @@
+import { Kysely, PostgresDialect } from 'kysely';
+import pg from 'pg';
+import type { Logger } from '../log/logger.js';
+import { silentLogger } from '../log/logger.js';
+import type { Database } from './schema.js';
+
+const INT8_OID = 20;
+
+/** int8 as `bigint` (money never passes through a float); every other type as pg parses it by default. */
+const windfallTypes = {
+  getTypeParser(oid: number, format?: 'text' | 'binary'): (value: string) => unknown {
+    if (oid === INT8_OID && format !== 'binary') return (value: string) => BigInt(value);
+    return pg.types.getTypeParser(oid, format as 'text');
+  },
+} as unknown as pg.CustomTypesConfig;
+
+/** Options of {@link connectDatabase}. */
+export interface DatabaseOptions {
+  /** Most connections the pool opens. Default 10. */
+  readonly poolSize?: number;
+  /** Shown in `pg_stat_activity.application_name`. Default `windfall`. */
+  readonly applicationName?: string;
+  /** PostgreSQL schema searched first (tests isolate themselves in one). Default: the server's `search_path`. */
+  readonly schema?: string;
+  /** Default: a silent logger. */
+  readonly logger?: Logger;
+}
+
+/** A connection pool to the ledger database and a Kysely instance over it. Close it once. */
+export interface WindfallDatabase {
+  readonly db: Kysely<Database>;
+  readonly pool: pg.Pool;
+  close(): Promise<void>;
+}
+
+/** Opens a pool to `url` (nothing connects until the first query). Idle-connection errors are logged, not thrown. */
+export function connectDatabase(url: string, options: DatabaseOptions = {}): WindfallDatabase {
+  const logger = options.logger ?? silentLogger();
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: options.poolSize ?? 10,
+    application_name: options.applicationName ?? 'windfall',
+    types: windfallTypes,
+    connectionTimeoutMillis: 10_000,
+    ...(options.schema ? { options: `-c search_path=${options.schema}` } : {}),
+  });
+  pool.on('error', (error) => {
+    logger.warn({ err: error }, 'an idle PostgreSQL connection failed; the pool will open a new one');
+  });
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  let closed = false;
+  return {
+    db,
+    pool,
+    async close() {
+      if (closed) return;
+      closed = true;
+      await db.destroy();
+    },
+  };
+}

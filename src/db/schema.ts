@@ -1,0 +1,108 @@
+import type { ColumnType, Generated } from 'kysely';
+
+/** int8 columns arrive as `bigint` (the pool's type parser); they are written as bigint or digit strings. */
+type Int8 = ColumnType<bigint, bigint | string, bigint | string>;
+type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
+
+export interface WalletsTable {
+  uid: string;
+  balance: Int8;
+  created_at: Generated<Date>;
+  updated_at: Generated<Date>;
+}
+
+export type LedgerKind = 'reward' | 'credit' | 'debit';
+
+export interface LedgerEntriesTable {
+  id: ColumnType<bigint, never, never>;
+  uid: string;
+  operation_id: string;
+  amount: Int8;
+  kind: LedgerKind;
+  batch_id: string | null;
+  description: string | null;
+  created_at: Generated<Date>;
+}
+
+export type BatchStatus = 'pending' | 'processing' | 'completed' | 'completed_with_failures';
+
+export interface RewardBatchesTable {
+  batch_id: string;
+  status: Generated<BatchStatus>;
+  total: number;
+  users: number;
+  chunks: number;
+  shards: number;
+  content_digest: string;
+  created_at: Generated<Date>;
+  enqueued_at: Timestamp | null;
+  updated_at: Generated<Date>;
+}
+
+export interface RewardBatchItemsTable {
+  batch_id: string;
+  shard: number;
+  uid: string;
+  reward_id: string;
+  row_no: number;
+  amount: Int8;
+  description: string | null;
+}
+
+export interface RewardChunksTable {
+  batch_id: string;
+  chunk_no: number;
+  shard: number;
+  first_uid: string;
+  last_uid: string;
+  users: number;
+  rewards: number;
+  completed_at: Timestamp | null;
+}
+
+export interface RewardDuplicatesTable {
+  batch_id: string;
+  reward_id: string;
+  recorded_at: Generated<Date>;
+}
+
+export type DeadLetterReason = 'LOCK_BUSY' | 'CONFLICT' | 'INVALID' | 'DB_ERROR' | 'INSUFFICIENT_FUNDS' | 'UNKNOWN';
+export type DeadLetterState = 'open' | 'replayed' | 'purged';
+
+/** A reward as stored in a dead-letter entry (amount as a digit string). */
+export interface StoredReward {
+  rewardId: string;
+  uid: string;
+  amount: string;
+  description?: string;
+}
+
+export interface DeadLettersTable {
+  id: ColumnType<bigint, never, never>;
+  source: string;
+  batch_id: string;
+  chunk_no: number | null;
+  replay_of: Int8 | null;
+  uid: string;
+  shard: number;
+  rewards: ColumnType<StoredReward[], string, string>;
+  reward_count: number;
+  reason: DeadLetterReason;
+  error: string;
+  attempts: number;
+  failed_at: Generated<Date>;
+  state: Generated<DeadLetterState>;
+  replayed_at: Timestamp | null;
+  purged_at: Timestamp | null;
+}
+
+/** The tables Windfall owns, for Kysely. */
+export interface Database {
+  wallets: WalletsTable;
+  ledger_entries: LedgerEntriesTable;
+  reward_batches: RewardBatchesTable;
+  reward_batch_items: RewardBatchItemsTable;
+  reward_chunks: RewardChunksTable;
+  reward_duplicates: RewardDuplicatesTable;
+  dead_letters: DeadLettersTable;
+}

@@ -1,0 +1,104 @@
+import type pg from 'pg';
+import type { Logger } from '../log/logger.js';
+import { silentLogger } from '../log/logger.js';
+import { deadLetterJobId, replayJobId, type ReplayJobData } from '../queue/job-data.js';
+import { shardOf } from '../queue/shard-routing.js';
+import type { WindfallQueues } from '../queue/windfall-queues.js';
+import type { DeadLetterEntry, DeadLetterFilter } from './dead-letter-store.js';
+import { getDeadLetter, listDeadLetters, markReplayed, purgeDeadLetters } from './dead-letter-store.js';
+
+/** The outcome of a replay. */
+export interface ReplayReport {
+  readonly dryRun: boolean;
+  /** Entries re-enqueued (or that would be, with `dryRun`). */
+  readonly replayed: readonly { readonly id: string; readonly batchId: string; readonly uid: string; readonly rewards: number; readonly jobId: string }[];
+  /** Entries asked for by id that could not be replayed, and why. */
+  readonly skipped: readonly { readonly id: string; readonly why: string }[];
+}
+
+/**
+ * The dead-letter queue: entries recorded in PostgreSQL (`dead_letters`, the durable record) and mirrored as jobs
+ * of the BullMQ queue `<prefix>:dead-letter` so dashboards show them.
+ */
+export class DeadLetterQueue {
+  private readonly logger: Logger;
+
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly queues: WindfallQueues,
+    logger?: Logger,
+  ) {
+    this.logger = logger ?? silentLogger();
+  }
+
+  /** Adds entries to the BullMQ mirror (idempotent by job id). */
+  async mirror(entries: readonly DeadLetterEntry[]): Promise<void> {
+    if (entries.length === 0) return;
+    await this.queues.deadLetters().addBulk(
+      entries.map((entry) => ({ name: entry.reason, data: entry, opts: { jobId: deadLetterJobId(entry.id) } })),
+    );
+  }
+
+  /** Entries matching a filter (open ones by default), oldest first. */
+  list(filter: DeadLetterFilter = {}): Promise<DeadLetterEntry[]> {
+    return listDeadLetters(this.pool, filter);
+  }
+
+  /** One entry by id, or null. */
+  get(id: string): Promise<DeadLetterEntry | null> {
+    return getDeadLetter(this.pool, id);
+  }
+
+  /**
+   * Re-enqueues open entries into their shard queue. An entry leaves the dead-letter queue only after its replay
+   * job is safely in Redis; a crash in between may replay it twice, which the idempotent ledger absorbs.
+   * Rewards applied meanwhile end as duplicates.
+   */
+  async replay(filter: DeadLetterFilter, options: { dryRun?: boolean } = {}): Promise<ReplayReport> {
+    const dryRun = options.dryRun ?? false;
+    const entries = await listDeadLetters(this.pool, { ...filter, state: filter.ids ? 'any' : 'open', limit: filter.limit ?? 1_000_000 });
+    const skipped: { id: string; why: string }[] = [];
+    if (filter.ids) {
+      const found = new Set(entries.map((entry) => entry.id));
+      for (const id of filter.ids) if (!found.has(id)) skipped.push({ id, why: 'no dead-letter entry has this id' });
+    }
+    const replayed: { id: string; batchId: string; uid: string; rewards: number; jobId: string }[] = [];
+    const shards = this.queues.settings.shards;
+    for (const entry of entries) {
+      if (entry.state !== 'open') {
+        skipped.push({ id: entry.id, why: `entry is ${entry.state}, not open` });
+        continue;
+      }
+      const jobId = replayJobId(entry.id);
+      const shard = entry.shard < shards ? entry.shard : shardOf(entry.uid, shards);
+      if (!dryRun) {
+        const data: ReplayJobData = { kind: 'replay', deadLetterId: entry.id, batchId: entry.batchId, uid: entry.uid, shard };
+        await this.queues.shard(shard).add('replay', data, { jobId });
+        await this.pool.query(`update reward_batches set status = 'processing', updated_at = now() where batch_id = $1 and status <> 'processing'`, [
+          entry.batchId,
+        ]);
+        await markReplayed(this.pool, entry.id);
+        await this.removeMirror(entry.id);
+        this.logger.info({ deadLetterId: entry.id, batchId: entry.batchId, uid: entry.uid, jobId }, 'dead-letter entry replayed');
+      }
+      replayed.push({ id: entry.id, batchId: entry.batchId, uid: entry.uid, rewards: entry.rewards.length, jobId });
+    }
+    return { dryRun, replayed, skipped };
+  }
+
+  /** Takes open entries out of the queue (they stay on record, counted as dead-lettered). Returns their ids. */
+  async purge(filter: DeadLetterFilter): Promise<string[]> {
+    const ids = await purgeDeadLetters(this.pool, filter);
+    for (const id of ids) await this.removeMirror(id);
+    if (ids.length > 0) this.logger.warn({ count: ids.length }, 'dead-letter entries purged');
+    return ids;
+  }
+
+  private async removeMirror(id: string): Promise<void> {
+    try {
+      await this.queues.deadLetters().remove(deadLetterJobId(id));
+    } catch (error) {
+      this.logger.warn({ err: error, deadLetterId: id }, 'could not remove the dead-letter queue mirror job');
+    }
+  }
+}

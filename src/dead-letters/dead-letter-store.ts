@@ -1,0 +1,180 @@
+import type pg from 'pg';
+import type { DeadLetterReason, DeadLetterState, StoredReward } from '../db/schema.js';
+import type { Reward } from '../rewards/reward.js';
+
+/** The dead-letter reasons of the contract. */
+export const DEAD_LETTER_REASONS: readonly DeadLetterReason[] = ['LOCK_BUSY', 'CONFLICT', 'INVALID', 'DB_ERROR', 'INSUFFICIENT_FUNDS', 'UNKNOWN'];
+
+/** A dead-letter entry: one user's rewards that one job (or replay) could not apply, and why. */
+export interface DeadLetterEntry {
+  readonly id: string;
+  readonly batchId: string;
+  readonly uid: string;
+  readonly shard: number;
+  readonly rewards: readonly StoredReward[];
+  readonly reason: DeadLetterReason;
+  readonly error: string;
+  readonly attempts: number;
+  readonly failedAt: string;
+  readonly state: DeadLetterState;
+  /** The chunk job that dead-lettered it, when it came from one. */
+  readonly chunkNo: number | null;
+  /** The entry whose replay dead-lettered it, when it came from a replay. */
+  readonly replayOf: string | null;
+  readonly replayedAt: string | null;
+}
+
+/** What a worker records. `source` makes recording idempotent: a re-run job never writes the same entry twice. */
+export interface NewDeadLetter {
+  readonly source: string;
+  readonly batchId: string;
+  readonly chunkNo: number | null;
+  readonly replayOf: string | null;
+  readonly uid: string;
+  readonly shard: number;
+  readonly rewards: readonly Reward[];
+  readonly reason: DeadLetterReason;
+  readonly error: string;
+  readonly attempts: number;
+}
+
+/** Selects entries: by ids, or by filter (all open ones when empty). */
+export interface DeadLetterFilter {
+  readonly ids?: readonly string[];
+  readonly reason?: DeadLetterReason;
+  readonly batchId?: string;
+  /** Default `open`. */
+  readonly state?: DeadLetterState | 'any';
+  /** Default 1000. */
+  readonly limit?: number;
+}
+
+/** The idempotency key of an entry written by chunk job (batch, chunk) for a user and reason. */
+export function chunkSource(batchId: string, chunkNo: number, uid: string, reason: DeadLetterReason): string {
+  return JSON.stringify(['chunk', batchId, chunkNo, uid, reason]);
+}
+
+/** The idempotency key of an entry written by the replay of entry `replayOf`. */
+export function replaySource(replayOf: string, reason: DeadLetterReason): string {
+  return JSON.stringify(['replay', replayOf, reason]);
+}
+
+/** A reward as stored in an entry: money as a digit string. */
+export function storeReward(reward: Reward): StoredReward {
+  return {
+    rewardId: reward.rewardId,
+    uid: reward.uid,
+    amount: reward.amount.toString(),
+    ...(reward.description !== null ? { description: reward.description } : {}),
+  };
+}
+
+interface Row {
+  id: bigint;
+  batch_id: string;
+  uid: string;
+  shard: number;
+  rewards: StoredReward[];
+  reason: DeadLetterReason;
+  error: string;
+  attempts: number;
+  failed_at: Date;
+  state: DeadLetterState;
+  chunk_no: number | null;
+  replay_of: bigint | null;
+  replayed_at: Date | null;
+}
+
+function toEntry(row: Row): DeadLetterEntry {
+  return {
+    id: row.id.toString(),
+    batchId: row.batch_id,
+    uid: row.uid,
+    shard: row.shard,
+    rewards: row.rewards,
+    reason: row.reason,
+    error: row.error,
+    attempts: row.attempts,
+    failedAt: row.failed_at.toISOString(),
+    state: row.state,
+    chunkNo: row.chunk_no,
+    replayOf: row.replay_of === null ? null : row.replay_of.toString(),
+    replayedAt: row.replayed_at ? row.replayed_at.toISOString() : null,
+  };
+}
+
+type Db = Pick<pg.Pool, 'query'>;
+
+/**
+ * Records entries in one statement; an entry whose `source` is already recorded is skipped.
+ * Returns the entries written now.
+ */
+export async function recordDeadLetters(db: Db, entries: readonly NewDeadLetter[]): Promise<DeadLetterEntry[]> {
+  if (entries.length === 0) return [];
+  const payload = entries.map((entry) => ({
+    source: entry.source,
+    batch_id: entry.batchId,
+    chunk_no: entry.chunkNo,
+    replay_of: entry.replayOf,
+    uid: entry.uid,
+    shard: entry.shard,
+    rewards: entry.rewards.map(storeReward),
+    reward_count: entry.rewards.length,
+    reason: entry.reason,
+    error: entry.error.slice(0, 2000),
+    attempts: entry.attempts,
+  }));
+  const { rows } = await db.query<Row>(
+    `insert into dead_letters (source, batch_id, chunk_no, replay_of, uid, shard, rewards, reward_count, reason, error, attempts)
+     select source, batch_id, chunk_no, replay_of, uid, shard, rewards, reward_count, reason, error, attempts
+     from jsonb_to_recordset($1::jsonb) as x(source text, batch_id text, chunk_no int, replay_of bigint, uid text, shard int,
+                                             rewards jsonb, reward_count int, reason text, error text, attempts int)
+     on conflict (source) do nothing
+     returning *`,
+    [JSON.stringify(payload)],
+  );
+  return rows.map(toEntry);
+}
+
+/** Entries matching the filter, oldest first. */
+export async function listDeadLetters(db: Db, filter: DeadLetterFilter = {}): Promise<DeadLetterEntry[]> {
+  const conditions: string[] = [];
+  const values: unknown[] = [];
+  const add = (condition: string, value: unknown): void => {
+    values.push(value);
+    conditions.push(condition.replace('?', `$${values.length}`));
+  };
+  if (filter.ids) add('id = any(?::bigint[])', filter.ids);
+  if (filter.reason) add('reason = ?', filter.reason);
+  if (filter.batchId) add('batch_id = ?', filter.batchId);
+  const state = filter.state ?? (filter.ids ? 'any' : 'open');
+  if (state !== 'any') add('state = ?', state);
+  values.push(filter.limit ?? 1000);
+  const where = conditions.length > 0 ? `where ${conditions.join(' and ')}` : '';
+  const { rows } = await db.query<Row>(`select * from dead_letters ${where} order by id limit $${values.length}`, values);
+  return rows.map(toEntry);
+}
+
+/** One entry by id (any state), or null. */
+export async function getDeadLetter(db: Db, id: string): Promise<DeadLetterEntry | null> {
+  if (!/^\d{1,18}$/.test(id)) return null;
+  const { rows } = await db.query<Row>('select * from dead_letters where id = $1', [id]);
+  return rows[0] ? toEntry(rows[0]) : null;
+}
+
+/** Marks an open entry replayed (it leaves the dead-letter queue). False when it was not open. */
+export async function markReplayed(db: Db, id: string): Promise<boolean> {
+  const result = await db.query(`update dead_letters set state = 'replayed', replayed_at = now() where id = $1 and state = 'open'`, [id]);
+  return result.rowCount === 1;
+}
+
+/** Marks open entries purged; they stay on record (and count as dead-lettered) but leave the queue. */
+export async function purgeDeadLetters(db: Db, filter: DeadLetterFilter): Promise<string[]> {
+  const open = await listDeadLetters(db, { ...filter, state: 'open', limit: filter.limit ?? 1_000_000 });
+  if (open.length === 0) return [];
+  const { rows } = await db.query<{ id: bigint }>(
+    `update dead_letters set state = 'purged', purged_at = now() where id = any($1::bigint[]) and state = 'open' returning id`,
+    [open.map((entry) => entry.id)],
+  );
+  return rows.map((row) => row.id.toString());
+}

@@ -1,0 +1,77 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** Outcomes of a lock acquisition, the `outcome` label of `windfall_lock_acquire_total`. */
+export type LockOutcome = 'acquired' | 'busy' | 'timeout' | 'error';
+/** Outcomes of a reward, the `outcome` label of `windfall_rewards_total`. */
+export type RewardOutcome = 'applied' | 'duplicate' | 'dead_lettered';
+
+/**
+ * The Prometheus metrics of one Windfall process (names fixed by the contract), in a registry of its own so
+ * that tests and several in-process services do not collide.
+ */
+export class WindfallMetrics {
+  readonly registry = new Registry();
+
+  readonly lockAcquire = new Counter({
+    name: 'windfall_lock_acquire_total',
+    help: 'Per-user lock acquisitions by policy and outcome (acquired, busy = retries ran out, timeout = caller deadline/abort, error).',
+    labelNames: ['policy', 'outcome'] as const,
+    registers: [this.registry],
+  });
+
+  readonly lockRetries = new Histogram({
+    name: 'windfall_lock_retries',
+    help: 'Retries a lock acquisition needed before it ended (0 = taken at the first attempt).',
+    labelNames: ['policy'] as const,
+    buckets: [0, 1, 2, 3, 5, 8, 10, 15, 20],
+    registers: [this.registry],
+  });
+
+  readonly lockWait = new Histogram({
+    name: 'windfall_lock_wait_seconds',
+    help: 'Time from asking for a per-user lock to getting it or giving up.',
+    labelNames: ['policy'] as const,
+    buckets: [0.001, 0.005, 0.05, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+    registers: [this.registry],
+  });
+
+  readonly lockHold = new Histogram({
+    name: 'windfall_lock_hold_seconds',
+    help: 'Time a per-user lock was held, from acquisition to release.',
+    labelNames: ['policy'] as const,
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 60],
+    registers: [this.registry],
+  });
+
+  readonly rewards = new Counter({
+    name: 'windfall_rewards_total',
+    help: 'Rewards settled by outcome: applied, duplicate (already applied before), dead_lettered.',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+
+  readonly deadLetters = new Counter({
+    name: 'windfall_dead_letter_total',
+    help: 'Dead-letter entries written (one per user and reason), by reason.',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+
+  readonly userTransaction = new Histogram({
+    name: 'windfall_user_tx_seconds',
+    help: "Duration of one user's PostgreSQL transaction (all of the user's rewards of a job).",
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5],
+    registers: [this.registry],
+  });
+
+  readonly queueJobs = new Gauge({
+    name: 'windfall_queue_jobs',
+    help: 'Jobs per queue (shard queues, dead-letter queue) and state, sampled at scrape time.',
+    labelNames: ['queue', 'state'] as const,
+    registers: [this.registry],
+  });
+
+  constructor(options: { readonly defaultMetrics?: boolean } = {}) {
+    if (options.defaultMetrics ?? false) collectDefaultMetrics({ register: this.registry, prefix: 'windfall_process_' });
+  }
+}

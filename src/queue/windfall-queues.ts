@@ -1,0 +1,85 @@
+import { Queue, type JobsOptions } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { RewardJobData } from './job-data.js';
+import { deadLetterQueueName, shardQueueName } from './queue-names.js';
+
+/** Where the queues live. */
+export interface QueueSettings {
+  /** Key prefix (BullMQ's `prefix`). */
+  readonly prefix: string;
+  readonly shards: number;
+  /** Hash-tag queue names for Redis Cluster. */
+  readonly cluster: boolean;
+  /** Attempts of a shard job. */
+  readonly jobAttempts: number;
+  /** First retry delay of a shard job (exponential). */
+  readonly jobBackoffMs: number;
+}
+
+/** Options every shard job gets: attempts with exponential backoff; finished jobs are trimmed (PostgreSQL keeps the record). */
+export function shardJobOptions(settings: QueueSettings): JobsOptions {
+  return {
+    attempts: settings.jobAttempts,
+    backoff: { type: 'exponential', delay: settings.jobBackoffMs },
+    removeOnComplete: { age: 24 * 3600, count: 10_000 },
+    removeOnFail: { age: 7 * 24 * 3600 },
+  };
+}
+
+/**
+ * The shard queues and the dead-letter queue of one prefix, opened lazily over one shared connection.
+ */
+export class WindfallQueues {
+  private readonly shardQueues = new Map<number, Queue<RewardJobData>>();
+  private deadLetterQueue: Queue | undefined;
+  private closed = false;
+
+  constructor(
+    readonly connection: Redis,
+    readonly settings: QueueSettings,
+  ) {}
+
+  /** The queue of shard `shard`. */
+  shard(shard: number): Queue<RewardJobData> {
+    if (!Number.isInteger(shard) || shard < 0) throw new RangeError(`no shard ${shard}`);
+    let queue = this.shardQueues.get(shard);
+    if (!queue) {
+      queue = new Queue<RewardJobData>(shardQueueName(shard, this.settings.cluster), {
+        connection: this.connection,
+        prefix: this.settings.prefix,
+        defaultJobOptions: shardJobOptions(this.settings),
+      });
+      this.shardQueues.set(shard, queue);
+    }
+    return queue;
+  }
+
+  /** The dead-letter queue (a mirror of the `dead_letters` table for dashboards; it has no worker). */
+  deadLetters(): Queue {
+    this.deadLetterQueue ??= new Queue(deadLetterQueueName(this.settings.cluster), {
+      connection: this.connection,
+      prefix: this.settings.prefix,
+      defaultJobOptions: { removeOnComplete: true, removeOnFail: true },
+    });
+    return this.deadLetterQueue;
+  }
+
+  /** Every shard queue then the dead-letter queue, with their display names. */
+  all(): { readonly name: string; readonly queue: Queue }[] {
+    const queues: { name: string; queue: Queue }[] = [];
+    for (let shard = 0; shard < this.settings.shards; shard += 1) {
+      queues.push({ name: `shard-${shard}`, queue: this.shard(shard) as unknown as Queue });
+    }
+    queues.push({ name: 'dead-letter', queue: this.deadLetters() });
+    return queues;
+  }
+
+  /** Closes every opened queue (not the shared connection). Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const queues: Queue[] = [...(this.shardQueues.values() as Iterable<Queue>)];
+    if (this.deadLetterQueue) queues.push(this.deadLetterQueue);
+    await Promise.allSettled(queues.map((queue) => queue.close()));
+  }
+}

@@ -1,0 +1,45 @@
+/** Longest rewardId, uid or batchId, in characters (Unicode code points). */
+export const MAX_ID_LENGTH = 128;
+/** Longest description, in characters. */
+export const MAX_DESCRIPTION_LENGTH = 500;
+
+// C0 controls and DEL: invisible in logs and tables, and NUL cannot be stored by PostgreSQL.
+const CONTROL_CHARACTER = /[\u0000-\u001f\u007f]/;
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+function codePoints(text: string): number {
+  let count = 0;
+  for (const _ of text) count += 1;
+  return count;
+}
+
+/**
+ * Checks an identifier (rewardId, uid, batchId): a string of 1–128 characters, without control characters,
+ * broken Unicode, or leading/trailing white space (which would silently make " u1" another user than "u1").
+ * Returns the reason it is refused, or null when it is fine.
+ */
+export function identifierProblem(value: unknown): string | null {
+  if (value === undefined || value === null) return 'is missing';
+  if (typeof value !== 'string') return `must be a string, got ${Array.isArray(value) ? 'array' : typeof value}`;
+  if (value.length === 0) return 'is empty';
+  const length = codePoints(value);
+  if (length > MAX_ID_LENGTH) return `is ${length} characters long; at most ${MAX_ID_LENGTH} are allowed`;
+  if (CONTROL_CHARACTER.test(value)) return 'contains a control character';
+  if (LONE_SURROGATE.test(value)) return 'is not valid Unicode';
+  if (value.trim() !== value) return 'has leading or trailing white space';
+  return null;
+}
+
+/**
+ * Checks an optional description: absent, null, or a string of at most 500 characters without NUL or broken
+ * Unicode. Returns the reason it is refused, or null.
+ */
+export function descriptionProblem(value: unknown): string | null {
+  if (value === undefined || value === null) return null;
+  if (typeof value !== 'string') return `must be a string, got ${typeof value}`;
+  const length = codePoints(value);
+  if (length > MAX_DESCRIPTION_LENGTH) return `is ${length} characters long; at most ${MAX_DESCRIPTION_LENGTH} are allowed`;
+  if (value.includes('\u0000')) return 'contains a NUL character';
+  if (LONE_SURROGATE.test(value)) return 'is not valid Unicode';
+  return null;
+}

@@ -1,0 +1,2 @@
+export * from './service-check.js';
+export * from './windfall.js';

@@ -1,0 +1,68 @@
+import type pg from 'pg';
+import type { Redis } from 'ioredis';
+import { redactUrl } from '../log/logger.js';
+
+/** Redis or PostgreSQL does not answer; the message says which, where, and how to start it. */
+export class ServiceUnavailableError extends Error {
+  override readonly name = 'ServiceUnavailableError';
+  constructor(
+    readonly service: 'Redis' | 'PostgreSQL',
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+function describeTarget(url: string): string {
+  try {
+    const parsed = new URL(url);
+    return `${parsed.hostname}:${parsed.port || (parsed.protocol.startsWith('redis') ? '6379' : '5432')}`;
+  } catch {
+    return redactUrl(url);
+  }
+}
+
+/** Fails with a helpful message when Redis does not answer PING within `timeoutMs`. */
+export async function checkRedis(redis: Redis, url: string, timeoutMs = 5000): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      redis.ping(),
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+      }),
+    ]);
+  } catch (error) {
+    throw new ServiceUnavailableError(
+      'Redis',
+      `Redis at ${describeTarget(url)} does not answer (${(error as Error).message}). Start it (for example \`docker compose up -d redis\`) or set REDIS_URL.`,
+      { cause: error },
+    );
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Fails with a helpful message when PostgreSQL does not answer, or when the schema has not been migrated. */
+export async function checkPostgres(pool: pg.Pool, url: string, options: { requireSchema?: boolean } = {}): Promise<void> {
+  try {
+    await pool.query('select 1');
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    if (code === '3D000') {
+      throw new ServiceUnavailableError('PostgreSQL', `database of DATABASE_URL (${redactUrl(url)}) does not exist: run \`windfall migrate\` first`, { cause: error });
+    }
+    throw new ServiceUnavailableError(
+      'PostgreSQL',
+      `PostgreSQL at ${describeTarget(url)} does not answer (${(error as Error).message}). Start it (for example \`docker compose up -d postgres\`) or set DATABASE_URL.`,
+      { cause: error },
+    );
+  }
+  if (options.requireSchema ?? true) {
+    const found = await pool.query(`select to_regclass('reward_batches') is not null as ready`);
+    if (!(found.rows[0] as { ready: boolean }).ready) {
+      throw new ServiceUnavailableError('PostgreSQL', `the database of DATABASE_URL (${redactUrl(url)}) has no Windfall tables: run \`windfall migrate\` first`);
+    }
+  }
+}

@@ -1,0 +1,143 @@
+import type { Redis } from 'ioredis';
+import type { WindfallConfig } from '../config/config.js';
+import type { WindfallDatabase } from '../db/database.js';
+import { connectDatabase } from '../db/database.js';
+import { DeadLetterQueue } from '../dead-letters/dead-letter-queue.js';
+import type { Logger } from '../log/logger.js';
+import { WindfallMetrics } from '../metrics/metrics.js';
+import { connectRedis } from '../queue/redis-connection.js';
+import { RewardProducer } from '../queue/reward-producer.js';
+import { WindfallQueues } from '../queue/windfall-queues.js';
+import { WalletService } from '../wallet/wallet-service.js';
+import { RewardWorker } from '../worker/reward-worker.js';
+import { checkPostgres, checkRedis } from './service-check.js';
+
+/** Options of {@link openWindfall}. */
+export interface OpenOptions {
+  /** PostgreSQL connections. Default: concurrency + 4. */
+  readonly poolSize?: number;
+  /** Default: a fresh registry. */
+  readonly metrics?: WindfallMetrics;
+  /** Check that Redis and PostgreSQL answer (and the schema exists) before returning. Default true. */
+  readonly checkServices?: boolean;
+  /** PostgreSQL schema to use (tests). */
+  readonly schema?: string;
+}
+
+/**
+ * Every service of one Windfall process over one Redis connection and one PostgreSQL pool:
+ * the producer, the dead-letter queue, the wallet library, and a worker factory. Close it once.
+ */
+export class Windfall {
+  readonly queues: WindfallQueues;
+  readonly producer: RewardProducer;
+  readonly deadLetters: DeadLetterQueue;
+  readonly wallet: WalletService;
+  private readonly workers: RewardWorker[] = [];
+  private closed = false;
+
+  constructor(
+    readonly config: WindfallConfig,
+    readonly logger: Logger,
+    readonly database: WindfallDatabase,
+    readonly redis: Redis,
+    readonly metrics: WindfallMetrics,
+  ) {
+    this.queues = new WindfallQueues(redis, {
+      prefix: config.prefix,
+      shards: config.shards,
+      cluster: config.redisCluster,
+      jobAttempts: config.jobAttempts,
+      jobBackoffMs: config.jobBackoffMs,
+    });
+    this.producer = new RewardProducer({
+      pool: database.pool,
+      queues: this.queues,
+      chunkSize: config.chunkSize,
+      maxBatchRows: config.maxBatchRows,
+      logger,
+    });
+    this.deadLetters = new DeadLetterQueue(database.pool, this.queues, logger);
+    this.wallet = new WalletService({
+      pool: database.pool,
+      redis,
+      prefix: config.prefix,
+      policies: { reward: config.rewardLockPolicy },
+      concurrency: config.concurrency,
+      logger,
+      metrics,
+    });
+  }
+
+  /** A worker over `shards` (default: all), not yet started. It is closed with this object. */
+  createWorker(options: { shards?: readonly number[]; concurrency?: number; jobLockMs?: number } = {}): RewardWorker {
+    const shards = options.shards ?? Array.from({ length: this.config.shards }, (_, shard) => shard);
+    const worker = new RewardWorker({
+      pool: this.database.pool,
+      redis: this.redis,
+      prefix: this.config.prefix,
+      shards,
+      concurrency: options.concurrency ?? this.config.concurrency,
+      policy: this.config.rewardLockPolicy,
+      cluster: this.config.redisCluster,
+      maxStalledCount: this.config.maxStalledCount,
+      ...(options.jobLockMs !== undefined ? { jobLockMs: options.jobLockMs } : {}),
+      logger: this.logger,
+      metrics: this.metrics,
+      onDeadLetters: (entries) => this.deadLetters.mirror(entries),
+    });
+    this.workers.push(worker);
+    return worker;
+  }
+
+  /** Stops workers (draining within the shutdown timeout), then closes queues and connections. Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const steps: [string, () => Promise<unknown>][] = [
+      ['workers', () => Promise.all(this.workers.map((worker) => worker.close(this.config.shutdownTimeoutMs)))],
+      ['queues', () => this.queues.close()],
+      ['redis', () => quitRedis(this.redis)],
+      ['postgres', () => this.database.close()],
+    ];
+    for (const [name, step] of steps) {
+      try {
+        await step();
+      } catch (error) {
+        this.logger.warn({ err: error, step: name }, 'error while closing');
+      }
+    }
+  }
+}
+
+/** QUIT, or a hard disconnect when Redis does not answer within 2 s (it may be down). */
+async function quitRedis(redis: Redis): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([redis.quit(), new Promise((resolve) => (timer = setTimeout(resolve, 2000)))]);
+  } finally {
+    clearTimeout(timer);
+    redis.disconnect();
+  }
+}
+
+/** Opens connections as `config` says and (by default) checks that both services answer. */
+export async function openWindfall(config: WindfallConfig, logger: Logger, options: OpenOptions = {}): Promise<Windfall> {
+  const database = connectDatabase(config.databaseUrl, {
+    poolSize: options.poolSize ?? config.concurrency + 4,
+    logger,
+    ...(options.schema ? { schema: options.schema } : {}),
+  });
+  const redis = connectRedis(config.redisUrl, logger);
+  const windfall = new Windfall(config, logger, database, redis, options.metrics ?? new WindfallMetrics());
+  if (options.checkServices ?? true) {
+    try {
+      await Promise.all([checkRedis(redis, config.redisUrl), checkPostgres(database.pool, config.databaseUrl)]);
+    } catch (error) {
+      redis.disconnect();
+      await database.close().catch(() => undefined);
+      throw error;
+    }
+  }
+  return windfall;
+}

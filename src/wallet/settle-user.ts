@@ -1,0 +1,84 @@
+import type { Logger } from '../log/logger.js';
+import type { LockPolicy } from '../lock/lock-policy.js';
+import type { UserLocks } from '../lock/user-locks.js';
+import type { WindfallMetrics } from '../metrics/metrics.js';
+import type { Queryable, UserApplyResult } from './apply-user-operations.js';
+import { applyUserOperations } from './apply-user-operations.js';
+import type { LedgerOperation } from './ledger-operation.js';
+import { InsufficientFundsError, InvalidOperationError } from './wallet-errors.js';
+import { classifyDatabaseError } from '../db/pg-errors.js';
+import { abortableSleep } from '../lock/abortable-sleep.js';
+
+/** What {@link settleUser} needs. */
+export interface SettleContext {
+  readonly db: Queryable;
+  readonly locks: UserLocks;
+  readonly logger: Logger;
+  readonly metrics?: WindfallMetrics | undefined;
+}
+
+/** Options of one user's settlement. */
+export interface SettleOptions {
+  readonly policy: LockPolicy;
+  /** Recorded on every ledger entry; also decides `already_applied` versus `duplicate`. */
+  readonly batchId: string | null;
+  readonly signal?: AbortSignal | undefined;
+  readonly deadline?: number | undefined;
+  /**
+   * Waits before re-running the statement after a transient database error (dropped connection, restart,
+   * deadlock), while still holding the lock. Re-running is safe: the statement is idempotent.
+   * Default [100, 500, 2000] ms: four tries in all.
+   */
+  readonly statementRetryDelaysMs?: readonly number[];
+}
+
+const DEFAULT_STATEMENT_RETRY_DELAYS_MS = [100, 500, 2000];
+
+/**
+ * Applies one user's operations under that user's lock: take the lock (waiting under the policy), run the single
+ * ledger statement, release the lock with our token. Errors: lock errors as thrown by {@link UserLocks.acquire};
+ * {@link InsufficientFundsError}; {@link InvalidOperationError} for a balance overflow; PostgreSQL errors as is.
+ * A failed release is logged, never thrown: the statement has committed by then, and the lock expires by itself.
+ */
+export async function settleUser(
+  context: SettleContext,
+  uid: string,
+  operations: readonly LedgerOperation[],
+  options: SettleOptions,
+): Promise<UserApplyResult> {
+  const handle = await context.locks.acquire(uid, options.policy, {
+    ...(options.signal ? { signal: options.signal } : {}),
+    ...(options.deadline !== undefined ? { deadline: options.deadline } : {}),
+  });
+  const started = performance.now();
+  try {
+    const delays = options.statementRetryDelaysMs ?? DEFAULT_STATEMENT_RETRY_DELAYS_MS;
+    for (let attempt = 0; ; attempt += 1) {
+      try {
+        return await applyUserOperations(context.db, uid, operations, options.batchId);
+      } catch (error) {
+        const delay = delays[attempt];
+        if (delay === undefined || classifyDatabaseError(error) !== 'transient' || options.signal?.aborted) throw error;
+        context.logger.warn({ err: error, uid, batchId: options.batchId, attempt: attempt + 1 }, 'transient database error; running the user statement again');
+        await abortableSleep(delay, options.signal).catch(() => undefined);
+      }
+    }
+  } catch (error) {
+    const kind = classifyDatabaseError(error);
+    if (kind === 'insufficient_funds') throw new InsufficientFundsError(uid, { cause: error });
+    if (kind === 'invalid') {
+      throw new InvalidOperationError(
+        `the operations of user ${JSON.stringify(uid)} cannot be applied: ${(error as Error).message}`,
+        { cause: error },
+      );
+    }
+    throw error;
+  } finally {
+    context.metrics?.userTransaction.observe((performance.now() - started) / 1000);
+    try {
+      await context.locks.release(handle);
+    } catch (error) {
+      context.logger.warn({ err: error, uid }, 'could not release the user lock; it will expire by its TTL');
+    }
+  }
+}

@@ -1,0 +1,49 @@
+import { classifyDatabaseError } from '../db/pg-errors.js';
+import type { DeadLetterReason } from '../db/schema.js';
+import { LockBusyError, LockTimeoutError } from '../lock/lock-errors.js';
+import { InsufficientFundsError, InvalidOperationError } from './wallet-errors.js';
+
+/** Why a user's operations could not be applied, and whether trying again later may help. */
+export interface UserFailure {
+  readonly reason: DeadLetterReason;
+  /** True when a later attempt may succeed (busy lock, dropped connection, deadlock). */
+  readonly transient: boolean;
+  /** True when the caller cancelled (shutdown, deadline): not a failure of the user's rewards at all. */
+  readonly interrupted: boolean;
+  readonly message: string;
+  readonly error: unknown;
+}
+
+/** Sorts an error thrown while settling one user into a dead-letter reason and transient/permanent. */
+export function classifyUserFailure(error: unknown): UserFailure {
+  const message = error instanceof Error ? error.message : String(error);
+  const of = (reason: DeadLetterReason, transient: boolean, interrupted = false): UserFailure => ({
+    reason,
+    transient,
+    interrupted,
+    message,
+    error,
+  });
+  if (error instanceof LockBusyError) return of('LOCK_BUSY', true);
+  if (error instanceof LockTimeoutError) return of('LOCK_BUSY', true, true);
+  if (error instanceof InsufficientFundsError) return of('INSUFFICIENT_FUNDS', false);
+  if (error instanceof InvalidOperationError) return of('INVALID', false);
+  const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code)) {
+    switch (classifyDatabaseError(error)) {
+      case 'transient':
+        return of('DB_ERROR', true);
+      case 'insufficient_funds':
+        return of('INSUFFICIENT_FUNDS', false);
+      case 'invalid':
+        return of('INVALID', false);
+      default:
+        return of('DB_ERROR', false);
+    }
+  }
+  if (classifyDatabaseError(error) === 'transient' && typeof code === 'string') return of('DB_ERROR', true);
+  if (/Connection terminated|ECONNREFUSED|ECONNRESET|connect ETIMEDOUT|Connection is closed|MaxRetriesPerRequest/i.test(message)) {
+    return of(/redis|MaxRetriesPerRequest|Connection is closed/i.test(message) ? 'UNKNOWN' : 'DB_ERROR', true);
+  }
+  return of('UNKNOWN', true);
+}

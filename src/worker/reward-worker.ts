@@ -1,0 +1,120 @@
+import { Worker, type Job } from 'bullmq';
+import type pg from 'pg';
+import type { Redis } from 'ioredis';
+import { Semaphore } from '../concurrency/semaphore.js';
+import type { DeadLetterEntry } from '../dead-letters/dead-letter-store.js';
+import type { LockPolicy } from '../lock/lock-policy.js';
+import { UserLocks } from '../lock/user-locks.js';
+import type { Logger } from '../log/logger.js';
+import type { WindfallMetrics } from '../metrics/metrics.js';
+import type { RewardJobData } from '../queue/job-data.js';
+import { shardQueueName } from '../queue/queue-names.js';
+import type { JobResult } from './job-processor.js';
+import { processRewardJob } from './job-processor.js';
+
+/** Options of {@link RewardWorker}. */
+export interface RewardWorkerOptions {
+  readonly pool: pg.Pool;
+  /** Connection for locks; BullMQ workers open their own blocking connections from it. */
+  readonly redis: Redis;
+  readonly prefix: string;
+  /** Shard queues to consume. */
+  readonly shards: readonly number[];
+  /** Users processed at once in this process. */
+  readonly concurrency: number;
+  readonly policy: LockPolicy;
+  readonly cluster?: boolean;
+  /** Jobs one shard queue runs at once (the next starts while one tails off). Default 2. */
+  readonly jobsPerShard?: number;
+  /** Times a job may be picked up again after its worker died. Default 1000. */
+  readonly maxStalledCount?: number;
+  /** BullMQ job lock duration; a dead worker's job is taken over after about this long. Default 30000. */
+  readonly jobLockMs?: number;
+  readonly logger: Logger;
+  readonly metrics?: WindfallMetrics;
+  /** Mirrors dead-letter entries into the dead-letter queue. */
+  readonly onDeadLetters?: (entries: readonly DeadLetterEntry[]) => Promise<void>;
+}
+
+/**
+ * Consumes shard queues: one BullMQ worker per shard, all sharing one bound on users in flight.
+ * `close()` stops fetching, lets in-flight users finish within a deadline, then puts back what is left.
+ */
+export class RewardWorker {
+  private readonly workers: Worker<RewardJobData, JobResult>[] = [];
+  private readonly abort = new AbortController();
+  private readonly limiter: Semaphore;
+  private readonly locks: UserLocks;
+  private closing: Promise<void> | undefined;
+
+  constructor(private readonly options: RewardWorkerOptions) {
+    this.limiter = new Semaphore(options.concurrency);
+    this.locks = new UserLocks(options.redis, {
+      prefix: options.prefix,
+      logger: options.logger,
+      ...(options.metrics ? { metrics: options.metrics } : {}),
+    });
+  }
+
+  /** Starts consuming. Resolves once every shard worker is connected. */
+  async start(): Promise<void> {
+    const context = {
+      pool: this.options.pool,
+      locks: this.locks,
+      policy: this.options.policy,
+      limiter: this.limiter,
+      logger: this.options.logger,
+      metrics: this.options.metrics,
+      signal: this.abort.signal,
+      ...(this.options.onDeadLetters ? { onDeadLetters: this.options.onDeadLetters } : {}),
+    };
+    for (const shard of this.options.shards) {
+      const worker = new Worker<RewardJobData, JobResult>(
+        shardQueueName(shard, this.options.cluster ?? false),
+        (job: Job<RewardJobData>, token?: string) => processRewardJob(context, job, token),
+        {
+          connection: this.options.redis,
+          prefix: this.options.prefix,
+          concurrency: this.options.jobsPerShard ?? 2,
+          maxStalledCount: this.options.maxStalledCount ?? 1000,
+          lockDuration: this.options.jobLockMs ?? 30_000,
+          stalledInterval: this.options.jobLockMs ?? 30_000,
+          autorun: false,
+        },
+      );
+      worker.on('error', (error) => this.options.logger.error({ err: error, shard }, 'shard worker error'));
+      worker.on('failed', (job, error) => {
+        if (!job || error.name === 'DelayedError') return;
+        const willRetry = job.attemptsMade < (job.opts.attempts ?? 1);
+        this.options.logger[willRetry ? 'warn' : 'error'](
+          { jobId: job.id, batchId: job.data.batchId, shard, attemptsMade: job.attemptsMade, err: { message: error.message } },
+          willRetry ? 'shard job attempt failed; it will be retried' : 'shard job failed for good',
+        );
+      });
+      this.workers.push(worker);
+      worker.run().catch((error: unknown) => this.options.logger.error({ err: error, shard }, 'shard worker stopped with an error'));
+    }
+    await Promise.all(this.workers.map((worker) => worker.waitUntilReady()));
+    this.options.logger.info({ shards: this.options.shards, concurrency: this.options.concurrency, policy: this.options.policy }, 'worker started');
+  }
+
+  /**
+   * Stops fetching jobs and waits for in-flight users. After `timeoutMs` lock waits are cut short and unfinished
+   * jobs are put back (delayed, no attempt counted) for another worker. Idempotent.
+   */
+  close(timeoutMs = 30_000): Promise<void> {
+    this.closing ??= (async () => {
+      const timer = setTimeout(() => {
+        this.options.logger.warn({ timeoutMs }, 'shutdown deadline reached: cutting lock waits short and putting unfinished jobs back');
+        this.abort.abort(new Error('worker shutting down'));
+      }, timeoutMs);
+      try {
+        await Promise.allSettled(this.workers.map((worker) => worker.close()));
+      } finally {
+        clearTimeout(timer);
+      }
+      this.options.logger.info('worker stopped');
+    })();
+    return this.closing;
+  }
+}

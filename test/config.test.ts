@@ -1,0 +1,102 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, DEFAULT_CONFIG, loadConfig, parseShardList, unknownSettings } from '../src/config/index.js';
+import { REWARD_POLICY } from '../src/lock/lock-policy.js';
+
+describe('loadConfig', () => {
+  it('uses the contract defaults when nothing is set', () => {
+    const config = loadConfig({});
+    expect(config).toMatchObject({
+      redisUrl: 'redis://127.0.0.1:6379',
+      databaseUrl: 'postgres://postgres@127.0.0.1:5432/windfall',
+      prefix: 'windfall',
+      shards: 8,
+      concurrency: 8,
+      jobAttempts: 3,
+      logLevel: 'info',
+      apiToken: undefined,
+      adminToken: undefined,
+    });
+    expect(config.rewardLockPolicy).toEqual(REWARD_POLICY);
+    expect(Object.isFrozen(config)).toBe(true);
+  });
+
+  it('reads every variable', () => {
+    const config = loadConfig({
+      REDIS_URL: 'redis://redis.internal:6380',
+      DATABASE_URL: 'postgresql://app:secret@db:5432/ledger',
+      WINDFALL_PREFIX: 'campaign-a',
+      WINDFALL_SHARDS: '16',
+      WINDFALL_CONCURRENCY: '4',
+      WINDFALL_JOB_ATTEMPTS: '5',
+      WINDFALL_REWARD_LOCK_RETRIES: '2',
+      WINDFALL_REWARD_LOCK_DELAY_MS: '50',
+      WINDFALL_REWARD_LOCK_FACTOR: '2',
+      WINDFALL_REWARD_LOCK_TTL_MS: '1000',
+      WINDFALL_API_TOKEN: 'api',
+      WINDFALL_ADMIN_TOKEN: 'admin',
+      LOG_LEVEL: 'debug',
+    });
+    expect(config).toMatchObject({ prefix: 'campaign-a', shards: 16, concurrency: 4, jobAttempts: 5, apiToken: 'api', adminToken: 'admin', logLevel: 'debug' });
+    expect(config.rewardLockPolicy).toEqual({ name: 'reward', retries: 2, initialDelayMs: 50, factor: 2, ttlMs: 1000 });
+  });
+
+  it('lets overrides (CLI flags) win over the environment', () => {
+    expect(loadConfig({ WINDFALL_CONCURRENCY: '4' }, { concurrency: 2 }).concurrency).toBe(2);
+  });
+
+  it.each([
+    ['WINDFALL_SHARDS', 'eight'],
+    ['WINDFALL_SHARDS', '0'],
+    ['WINDFALL_SHARDS', '-1'],
+    ['WINDFALL_SHARDS', '2.5'],
+    ['WINDFALL_CONCURRENCY', '-3'],
+    ['WINDFALL_CONCURRENCY', ''],
+    ['WINDFALL_JOB_ATTEMPTS', '1e3'],
+    ['WINDFALL_REWARD_LOCK_RETRIES', '-1'],
+    ['WINDFALL_REWARD_LOCK_DELAY_MS', 'NaN'],
+    ['WINDFALL_REWARD_LOCK_FACTOR', 'fast'],
+    ['WINDFALL_REWARD_LOCK_FACTOR', '0.5'],
+    ['WINDFALL_REWARD_LOCK_TTL_MS', '10'],
+    ['REDIS_URL', 'localhost:6379'],
+    ['DATABASE_URL', 'mysql://db/x'],
+    ['WINDFALL_PREFIX', 'has:colon'],
+    ['LOG_LEVEL', 'verbose'],
+  ])('refuses %s=%j naming the variable', (variable, value) => {
+    const env = { [variable]: value };
+    if (value === '') {
+      // an empty value means "unset": the default applies
+      expect(() => loadConfig(env)).not.toThrow();
+      return;
+    }
+    expect(() => loadConfig(env)).toThrow(ConfigError);
+    expect(() => loadConfig(env)).toThrow(new RegExp(`^${variable}: `));
+  });
+
+  it('never echoes a connection URL (it may hold a password) in its errors', () => {
+    expect(() => loadConfig({ DATABASE_URL: 'mysql://u:hunter2@db/x' })).toThrow(/^DATABASE_URL: /);
+    try {
+      loadConfig({ DATABASE_URL: 'mysql://u:hunter2@db/x' });
+    } catch (error) {
+      expect((error as Error).message).not.toContain('hunter2');
+    }
+  });
+
+  it('reports unknown WINDFALL_ variables (likely typos)', () => {
+    expect(unknownSettings({ WINDFALL_SHARD: '3', WINDFALL_SHARDS: '3', HOME: '/root' })).toEqual(['WINDFALL_SHARD']);
+  });
+
+  it('has defaults that satisfy its own type', () => {
+    expect(DEFAULT_CONFIG.shards).toBe(8);
+  });
+});
+
+describe('parseShardList', () => {
+  it('reads ranges and single shards, sorted and unique', () => {
+    expect(parseShardList('--shards', '0-3,6', 8)).toEqual([0, 1, 2, 3, 6]);
+    expect(parseShardList('--shards', '5,1,1-2', 8)).toEqual([1, 2, 5]);
+  });
+
+  it.each(['8', '0-8', 'a', '3-1', '', '1,,2'])('refuses %j with 8 shards', (list) => {
+    expect(() => parseShardList('--shards', list, 8)).toThrow(/^--shards: /);
+  });
+});

@@ -1,0 +1,111 @@
+import { randomBytes } from 'node:crypto';
+import { Redis } from 'ioredis';
+import pg from 'pg';
+import { afterAll, beforeAll, inject } from 'vitest';
+import type { WindfallConfig } from '../../src/config/config.js';
+import { loadConfig } from '../../src/config/config.js';
+import { quoteIdentifier } from '../../src/db/create-database.js';
+import { createLogger } from '../../src/log/logger.js';
+import { openWindfall, type Windfall } from '../../src/runtime/windfall.js';
+
+/** One test file's own database (copied from the migrated template) and Redis key prefix. */
+export interface TestEnvironment {
+  readonly databaseUrl: string;
+  readonly redisUrl: string;
+  readonly prefix: string;
+  /** A pool on the test database, for assertions. */
+  readonly pool: pg.Pool;
+  /** A plain Redis connection, for assertions and for holding locks "elsewhere". */
+  readonly redis: Redis;
+  /** The configuration a Windfall of this test uses (defaults, this database and prefix, and overrides). */
+  config(overrides?: Partial<WindfallConfig>): WindfallConfig;
+  /** Environment variables that point a child process at this test's database and prefix. */
+  env(extra?: Record<string, string>): NodeJS.ProcessEnv;
+  /** Opens a Windfall closed after the file. */
+  open(overrides?: Partial<WindfallConfig>): Promise<Windfall>;
+}
+
+function withDatabase(url: string, name: string): string {
+  const parsed = new URL(url);
+  parsed.pathname = `/${name}`;
+  return parsed.toString();
+}
+
+/**
+ * Gives the calling test file an isolated database and key prefix, created before its tests and removed after
+ * (set KEEP_TEST_DATABASES=1 to keep the database for inspection).
+ */
+export function useTestEnvironment(): TestEnvironment {
+  const id = randomBytes(5).toString('hex');
+  const name = `windfall_test_${id}`;
+  const prefix = `wft-${id}`;
+  const serverUrl = inject('databaseUrl');
+  const redisUrl = inject('redisUrl');
+  const databaseUrl = withDatabase(serverUrl, name);
+  const opened: Windfall[] = [];
+  let pool: pg.Pool | undefined;
+  let redis: Redis | undefined;
+
+  beforeAll(async () => {
+    const admin = new pg.Client({ connectionString: withDatabase(serverUrl, 'postgres') });
+    await admin.connect();
+    try {
+      await admin.query(`create database ${quoteIdentifier(name)} template ${quoteIdentifier(inject('templateDatabase'))}`);
+    } finally {
+      await admin.end();
+    }
+    pool = new pg.Pool({ connectionString: databaseUrl, max: 4 });
+    redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
+  });
+
+  afterAll(async () => {
+    for (const windfall of opened) await windfall.close();
+    await pool?.end();
+    if (redis) {
+      let cursor = '0';
+      do {
+        const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+        cursor = next;
+        if (keys.length > 0) await redis.del(...keys);
+      } while (cursor !== '0');
+      redis.disconnect();
+    }
+    if (!process.env['KEEP_TEST_DATABASES']) {
+      const admin = new pg.Client({ connectionString: withDatabase(serverUrl, 'postgres') });
+      await admin.connect();
+      try {
+        await admin.query(`drop database if exists ${quoteIdentifier(name)} with (force)`);
+      } finally {
+        await admin.end();
+      }
+    }
+  });
+
+  const config = (overrides: Partial<WindfallConfig> = {}): WindfallConfig =>
+    loadConfig({ REDIS_URL: redisUrl, DATABASE_URL: databaseUrl, WINDFALL_PREFIX: prefix, LOG_LEVEL: 'warn' }, overrides);
+
+  return {
+    databaseUrl,
+    redisUrl,
+    prefix,
+    get pool() {
+      if (!pool) throw new Error('the test environment is not ready (use it inside tests or hooks)');
+      return pool;
+    },
+    get redis() {
+      if (!redis) throw new Error('the test environment is not ready (use it inside tests or hooks)');
+      return redis;
+    },
+    config,
+    env(extra = {}) {
+      const env: NodeJS.ProcessEnv = {};
+      for (const [key, value] of Object.entries(process.env)) if (!key.startsWith('WINDFALL_')) env[key] = value;
+      return { ...env, REDIS_URL: redisUrl, DATABASE_URL: databaseUrl, WINDFALL_PREFIX: prefix, LOG_LEVEL: 'warn', ...extra };
+    },
+    async open(overrides = {}) {
+      const windfall = await openWindfall(config(overrides), createLogger(config(overrides).logLevel));
+      opened.push(windfall);
+      return windfall;
+    },
+  };
+}

@@ -1,0 +1,113 @@
+import type { TestProject } from 'vitest/node';
+import { Redis } from 'ioredis';
+import pg from 'pg';
+import { connectDatabase } from '../../src/db/database.js';
+import { migrateToLatest } from '../../src/db/migrate.js';
+import { quoteIdentifier } from '../../src/db/create-database.js';
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    redisUrl: string;
+    /** Server URL without a database name part that matters: tests create their own databases. */
+    databaseUrl: string;
+    templateDatabase: string;
+  }
+}
+
+const LOCAL_REDIS = 'redis://127.0.0.1:6379';
+const LOCAL_POSTGRES = 'postgres://postgres@127.0.0.1:5432/postgres';
+
+async function redisAnswers(url: string): Promise<boolean> {
+  const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 2000 });
+  redis.on('error', () => undefined);
+  try {
+    await redis.connect();
+    return (await redis.ping()) === 'PONG';
+  } catch {
+    return false;
+  } finally {
+    redis.disconnect();
+  }
+}
+
+async function postgresAnswers(url: string): Promise<boolean> {
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 2000 });
+  try {
+    await client.connect();
+    await client.query('select 1');
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+async function dockerAvailable(): Promise<boolean> {
+  try {
+    const { getContainerRuntimeClient } = await import('testcontainers');
+    await getContainerRuntimeClient();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Finds Redis and PostgreSQL for the tests: REDIS_URL / DATABASE_URL when set, else the local services when they
+ * answer, else containers (testcontainers) when Docker runs; otherwise fails saying how to provide them.
+ * Then builds a migrated template database that every test file copies.
+ */
+export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  const stops: (() => Promise<unknown>)[] = [];
+  let redisUrl = process.env['REDIS_URL'] ?? LOCAL_REDIS;
+  let databaseUrl = process.env['DATABASE_URL'] ?? LOCAL_POSTGRES;
+  const redisOk = await redisAnswers(redisUrl);
+  const postgresOk = await postgresAnswers(databaseUrl);
+  if (!redisOk || !postgresOk) {
+    if (!(await dockerAvailable())) {
+      throw new Error(
+        `tests need Redis and PostgreSQL: ${!redisOk ? `Redis does not answer at ${redisUrl}` : ''}${!redisOk && !postgresOk ? ' and ' : ''}${!postgresOk ? 'PostgreSQL does not answer' : ''}. ` +
+          'Set REDIS_URL and DATABASE_URL to running servers, start local ones (redis-server; pg_ctlcluster … start), ' +
+          'or run Docker so testcontainers can start them.',
+      );
+    }
+    if (!redisOk) {
+      const { RedisContainer } = await import('@testcontainers/redis');
+      const container = await new RedisContainer('redis:7-alpine').start();
+      stops.push(() => container.stop());
+      redisUrl = container.getConnectionUrl();
+    }
+    if (!postgresOk) {
+      const { PostgreSqlContainer } = await import('@testcontainers/postgresql');
+      const container = await new PostgreSqlContainer('postgres:16-alpine').start();
+      stops.push(() => container.stop());
+      databaseUrl = container.getConnectionUri();
+    }
+  }
+
+  const template = `windfall_test_template_${process.pid}`;
+  const admin = new pg.Client({ connectionString: withDatabase(databaseUrl, 'postgres') });
+  await admin.connect();
+  await admin.query(`drop database if exists ${quoteIdentifier(template)}`);
+  await admin.query(`create database ${quoteIdentifier(template)}`);
+  const database = connectDatabase(withDatabase(databaseUrl, template), { poolSize: 1 });
+  await migrateToLatest(database.db);
+  await database.close();
+
+  project.provide('redisUrl', redisUrl);
+  project.provide('databaseUrl', databaseUrl);
+  project.provide('templateDatabase', template);
+
+  return async () => {
+    await admin.query(`drop database if exists ${quoteIdentifier(template)}`).catch(() => undefined);
+    await admin.end();
+    for (const stop of stops) await stop();
+  };
+}
+
+export function withDatabase(url: string, name: string): string {
+  const parsed = new URL(url);
+  parsed.pathname = `/${name}`;
+  return parsed.toString();
+}
