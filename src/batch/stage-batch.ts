@@ -117,7 +117,8 @@ export async function stageBatch(pool: pg.Pool, records: AsyncIterable<SourceRec
       if (buffer.length === 0) return;
       const batch = buffer;
       buffer = [];
-      if (errors.length > 0) return; // the batch is refused anyway: stop writing, keep validating
+      // Valid rows are written even once the batch is known to be refused: repeats among them are found by SQL
+      // below, so that every offending row is reported. The transaction is rolled back then.
       const shards: number[] = [];
       const uids: string[] = [];
       const ids: string[] = [];
@@ -169,13 +170,11 @@ export async function stageBatch(pool: pg.Pool, records: AsyncIterable<SourceRec
     }
     await flush();
 
-    if (errors.length === 0) {
-      const repeats = await client.query<{ reward_id: string; rows: number[] }>(FIND_REPEATS_SQL, [options.batchId]);
-      for (const repeat of repeats.rows) {
-        const [first, ...others] = repeat.rows;
-        for (const row of others) {
-          errors.push({ row, field: 'rewardId', reason: `repeats row ${first} of this batch (a rewardId may appear once per batch)` });
-        }
+    const repeats = await client.query<{ reward_id: string; rows: number[] }>(FIND_REPEATS_SQL, [options.batchId]);
+    for (const repeat of repeats.rows) {
+      const [first, ...others] = repeat.rows;
+      for (const row of others) {
+        errors.push({ row, field: 'rewardId', reason: `repeats row ${first} of this batch (a rewardId may appear once per batch)` });
       }
     }
     if (rowsRead === 0 && errors.length === 0) {

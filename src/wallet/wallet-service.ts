@@ -125,7 +125,7 @@ export class WalletService {
   }
 
   /** Credits `amount` minor units to `uid` (default lock policy). */
-  addBalance(uid: string, amount: bigint | number | string, options: SingleOperationOptions): Promise<SingleOperationResult> {
+  async addBalance(uid: string, amount: bigint | number | string, options: SingleOperationOptions): Promise<SingleOperationResult> {
     return this.single(uid, amount, 'credit', options);
   }
 
@@ -133,7 +133,7 @@ export class WalletService {
    * Debits `amount` minor units from `uid` (default lock policy).
    * @throws InsufficientFundsError when the balance is lower than `amount` (nothing changes).
    */
-  withdrawBalance(uid: string, amount: bigint | number | string, options: SingleOperationOptions): Promise<SingleOperationResult> {
+  async withdrawBalance(uid: string, amount: bigint | number | string, options: SingleOperationOptions): Promise<SingleOperationResult> {
     return this.single(uid, amount, 'debit', options);
   }
 
@@ -142,7 +142,7 @@ export class WalletService {
    * all or nothing for that user (a debit that would overdraw fails the user's whole group; the balance is
    * checked after the group's net change). Users are independent. Invalid input throws before anything runs.
    */
-  batchBalanceOperation(operations: readonly BalanceOperation[], options: CallOptions = {}): Promise<BatchCallReport> {
+  async batchBalanceOperation(operations: readonly BalanceOperation[], options: CallOptions = {}): Promise<BatchCallReport> {
     const prepared = operations.map((operation, index) =>
       this.prepare(operation.uid, operation.operationId, operation.amount, operation.type === 'withdraw' ? 'debit' : 'credit', operation.description, index, operation.type),
     );
@@ -153,7 +153,7 @@ export class WalletService {
    * The seed's batch rewards (reward lock policy: waits up to about 57 s for a busy user), grouped by user,
    * different users concurrently (at most `concurrency` at once).
    */
-  batchAddBalanceForRewards(rewards: readonly RewardInput[], options: CallOptions = {}): Promise<BatchCallReport> {
+  async batchAddBalanceForRewards(rewards: readonly RewardInput[], options: CallOptions = {}): Promise<BatchCallReport> {
     const prepared = rewards.map((reward, index) =>
       this.prepare(reward.uid, reward.rewardId, reward.amount, 'reward', reward.description, index),
     );

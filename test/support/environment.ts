@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import pg from 'pg';
-import { afterAll, beforeAll, inject } from 'vitest';
+import { afterAll, afterEach, beforeAll, inject } from 'vitest';
 import type { WindfallConfig } from '../../src/config/config.js';
 import { loadConfig } from '../../src/config/config.js';
 import { quoteIdentifier } from '../../src/db/create-database.js';
@@ -21,7 +21,7 @@ export interface TestEnvironment {
   config(overrides?: Partial<WindfallConfig>): WindfallConfig;
   /** Environment variables that point a child process at this test's database and prefix. */
   env(extra?: Record<string, string>): NodeJS.ProcessEnv;
-  /** Opens a Windfall closed after the file. */
+  /** Opens a Windfall (with its workers) that is closed after the current test. */
   open(overrides?: Partial<WindfallConfig>): Promise<Windfall>;
 }
 
@@ -58,8 +58,12 @@ export function useTestEnvironment(): TestEnvironment {
     redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
   });
 
+  afterEach(async () => {
+    // every test stops the workers it started: a later test must not find them consuming its jobs
+    for (const windfall of opened.splice(0)) await windfall.close();
+  });
+
   afterAll(async () => {
-    for (const windfall of opened) await windfall.close();
     await pool?.end();
     if (redis) {
       let cursor = '0';
