@@ -33,6 +33,8 @@ export interface WindfallConfig {
   readonly shutdownTimeoutMs: number;
   /** Times a shard job may be picked up again after its worker died before BullMQ fails it. Env `WINDFALL_MAX_STALLED`; default 1000. */
   readonly maxStalledCount: number;
+  /** BullMQ job lock: a dead worker's jobs are taken over after about this long. Env `WINDFALL_JOB_LOCK_MS`; default 30000. */
+  readonly jobLockMs: number;
   /** Wrap shard queue names in `{…}` so BullMQ works on Redis Cluster. Env `WINDFALL_REDIS_CLUSTER`; default false. */
   readonly redisCluster: boolean;
   /** Bearer token of the producer HTTP API. Env `WINDFALL_API_TOKEN`; no default. */
@@ -57,6 +59,7 @@ export const DEFAULT_CONFIG = {
   maxBatchRows: 10_000_000,
   shutdownTimeoutMs: 30_000,
   maxStalledCount: 1000,
+  jobLockMs: 30_000,
   redisCluster: false,
   apiToken: undefined,
   adminToken: undefined,
@@ -80,6 +83,7 @@ const KNOWN_VARIABLES = new Set([
   'WINDFALL_MAX_BATCH_ROWS',
   'WINDFALL_SHUTDOWN_TIMEOUT_MS',
   'WINDFALL_MAX_STALLED',
+  'WINDFALL_JOB_LOCK_MS',
   'WINDFALL_REDIS_CLUSTER',
   'WINDFALL_API_TOKEN',
   'WINDFALL_ADMIN_TOKEN',
@@ -140,6 +144,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<WindfallCo
     maxBatchRows: integer('WINDFALL_MAX_BATCH_ROWS', DEFAULT_CONFIG.maxBatchRows, 1),
     shutdownTimeoutMs: integer('WINDFALL_SHUTDOWN_TIMEOUT_MS', DEFAULT_CONFIG.shutdownTimeoutMs, 0, 3_600_000),
     maxStalledCount: integer('WINDFALL_MAX_STALLED', DEFAULT_CONFIG.maxStalledCount, 1),
+    jobLockMs: integer('WINDFALL_JOB_LOCK_MS', DEFAULT_CONFIG.jobLockMs, 1000, 600_000),
     redisCluster: clusterRaw === undefined ? false : parseBoolean('WINDFALL_REDIS_CLUSTER', clusterRaw),
     apiToken: read('WINDFALL_API_TOKEN'),
     adminToken: read('WINDFALL_ADMIN_TOKEN'),

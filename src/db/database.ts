@@ -56,6 +56,8 @@ export function connectDatabase(url: string, options: DatabaseOptions = {}): Win
       if (closed) return;
       closed = true;
       await db.destroy();
+      // Kysely ends the pool only when it used it itself; raw queries go straight to the pool.
+      if (!pool.ended) await pool.end();
     },
   };
 }

@@ -81,7 +81,7 @@ export class Windfall {
       policy: this.config.rewardLockPolicy,
       cluster: this.config.redisCluster,
       maxStalledCount: this.config.maxStalledCount,
-      ...(options.jobLockMs !== undefined ? { jobLockMs: options.jobLockMs } : {}),
+      jobLockMs: options.jobLockMs ?? this.config.jobLockMs,
       logger: this.logger,
       metrics: this.metrics,
       onDeadLetters: (entries) => this.deadLetters.mirror(entries),

@@ -1,0 +1,115 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { useTestEnvironment } from './support/environment.js';
+import { runCli, startCli, type CliProcess } from './support/cli.js';
+
+const env = useTestEnvironment();
+const dir = mkdtempSync(join(tmpdir(), 'windfall-cli-'));
+const file = (name: string, content: string): string => {
+  const path = join(dir, name);
+  writeFileSync(path, content);
+  return path;
+};
+const workers: CliProcess[] = [];
+afterAll(async () => {
+  for (const worker of workers) {
+    worker.child.kill('SIGTERM');
+    await worker.exited;
+  }
+});
+
+describe('windfall CLI', () => {
+  it('refuses a file with bad rows: exit 2, every bad row named, nothing recorded', async () => {
+    const path = file(
+      'bad.jsonl',
+      [
+        '{"rewardId":"c-1","uid":"u1","amount":100}',
+        '{"rewardId":"c-2","uid":"u1","amount":1.5}',
+        '{"rewardId":"c-3","uid":"","amount":5}',
+        'not json',
+        '{"rewardId":"c-5","uid":"u5","amount":"-7"}',
+        '{"rewardId":"c-6","uid":"u6","amount":7}',
+      ].join('\n'),
+    );
+    const result = await runCli(['enqueue', '--file', path, '--batch-id', 'cli-bad'], env.env());
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('4 invalid rows out of 6');
+    for (const line of ['row 2, amount: fractions', 'row 3, uid: is empty', 'row 4, row: is not valid JSON', 'row 5, amount: must be positive']) {
+      expect(result.stderr).toContain(line);
+    }
+    const { rows } = await env.pool.query(`select count(*)::int as n from reward_batches where batch_id = 'cli-bad'`);
+    expect(rows[0].n).toBe(0);
+  });
+
+  it('prints one JSON document with every row error under --json', async () => {
+    const path = file('bad.csv', 'rewardId,uid,amount,description\nj-1,u1,0,\nj-2,u2,1e3,\n');
+    const result = await runCli(['enqueue', '--file', path, '--json'], env.env());
+    expect(result.code).toBe(2);
+    const document = JSON.parse(result.stdout) as { errors: { row: number; field: string }[] };
+    expect(document.errors.map((e) => [e.row, e.field])).toEqual([
+      [2, 'amount'],
+      [3, 'amount'],
+    ]);
+  });
+
+  it('enqueues a file, reports the batch, and a worker process credits it', async () => {
+    const path = file(
+      'good.jsonl',
+      '{"rewardId":"g-1","uid":"user1","amount":100,"description":"活动奖励"}\n{"rewardId":"g-2","uid":"user2","amount":"200","description":"活动奖励"}\n',
+    );
+    const enqueued = await runCli(['enqueue', '--file', path, '--batch-id', 'cli-good', '--json'], env.env());
+    expect(enqueued.code, enqueued.stderr).toBe(0);
+    expect(JSON.parse(enqueued.stdout)).toEqual({ batchId: 'cli-good', total: 2 });
+
+    const pending = await runCli(['batch', 'cli-good', '--json'], env.env());
+    expect(JSON.parse(pending.stdout)).toMatchObject({ batchId: 'cli-good', status: 'pending', total: 2, applied: 0, duplicate: 0, deadLettered: 0, pending: 2 });
+
+    workers.push(startCli(['worker'], env.env()));
+    const waited = await runCli(['enqueue', '--file', path, '--batch-id', 'cli-good', '--wait', '--json'], env.env());
+    expect(waited.code, waited.stderr).toBe(0);
+    expect(JSON.parse(waited.stdout)).toMatchObject({ batchId: 'cli-good', status: 'completed', applied: 2, pending: 0 });
+
+    const wallets = await runCli(['wallet', 'user1', 'user2', 'nobody', '--json'], env.env());
+    const document = JSON.parse(wallets.stdout) as { uid: string; balance: string; entries: { amount: string; description: string }[] }[];
+    expect(document.map((w) => [w.uid, w.balance])).toEqual([
+      ['user1', '100'],
+      ['user2', '200'],
+      ['nobody', '0'],
+    ]);
+    expect(document[0]!.entries[0]).toMatchObject({ amount: '100', description: '活动奖励' });
+    expect(wallets.stderr).toBe('');
+  });
+
+  it('reads CSV from standard input and waits with plain progress lines off a terminal', async () => {
+    const csv = 'rewardId,uid,amount,description\ns-1,csv-u1,5,"a, quoted description"\ns-2,csv-u2,6,\n';
+    const result = await runCli(['enqueue', '--file', '-', '--format', 'csv', '--batch-id', 'cli-stdin', '--wait'], env.env(), csv);
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout.trim()).toBe('cli-stdin');
+    expect(result.stderr).toMatch(/batch cli-stdin: 100\.0% 2\/2 rewards/);
+  });
+
+  it('answers bad usage and bad configuration with exit 2 and a message naming the problem', async () => {
+    expect((await runCli(['frobnicate'], env.env())).code).toBe(2);
+    expect((await runCli(['enqueue'], env.env())).code).toBe(2);
+    const missing = await runCli(['enqueue', '--file', join(dir, 'absent.jsonl')], env.env());
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toContain('no such file');
+    const config = await runCli(['batch', 'x'], env.env({ WINDFALL_SHARDS: 'lots' }));
+    expect(config.code).toBe(2);
+    expect(config.stderr).toContain('WINDFALL_SHARDS');
+    const unknownFormat = await runCli(['enqueue', '--file', file('rewards.txt', '')], env.env());
+    expect(unknownFormat.code).toBe(2);
+    expect(unknownFormat.stderr).toContain('--format');
+  });
+
+  it('exits 1 for an unknown batch and says which service is down', async () => {
+    const unknown = await runCli(['batch', 'no-such-batch'], env.env());
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toContain('no batch has id "no-such-batch"');
+    const down = await runCli(['batch', 'x'], env.env({ REDIS_URL: 'redis://127.0.0.1:1' }));
+    expect(down.code).toBe(1);
+    expect(down.stderr).toMatch(/Redis at 127\.0\.0\.1:1 does not answer.*docker compose up -d redis/);
+  });
+});
