@@ -1,3 +1,4 @@
+import type { Command } from 'commander';
 import type { WindfallConfig } from '../config/config.js';
 import { loadConfig, unknownSettings } from '../config/config.js';
 import type { Logger } from '../log/logger.js';
@@ -44,4 +45,12 @@ export async function withWindfall<T>(
   } finally {
     await windfall.close();
   }
+}
+
+/** What command modules get to register their commands. */
+export interface CommandRegistry {
+  /** The global flags (`--redis-url`, …) as seen from a subcommand. */
+  globals(command: Command): GlobalFlags;
+  /** Sets the process exit code of the command that runs (e.g. 1 when a check found problems). */
+  setExit(code: number): void;
 }

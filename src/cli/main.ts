@@ -10,7 +10,10 @@ import { migrateDatabase } from './commands/migrate.js';
 import { describeBatch, describeWallets, readBatch, readWallets } from './commands/read-commands.js';
 import { runWorker } from './commands/worker.js';
 import { runDemo } from './commands/demo.js';
-import type { GlobalFlags } from './context.js';
+import { registerOperatorCommands } from './commands/operator-commands.js';
+import { registerServeCommand } from './commands/serve-command.js';
+import { registerReconcileCommand } from './commands/reconcile-command.js';
+import type { CommandRegistry, GlobalFlags } from './context.js';
 import { resolveConfig, withWindfall } from './context.js';
 import { CommandFailedError, EXIT, UsageError } from './exit-codes.js';
 import { printJson, printLine, printNote } from './output.js';
@@ -133,6 +136,10 @@ export function buildProgram(setExit: (code: number) => void): Command {
       if (!ok) setExit(EXIT.FAILED);
     });
 
+  const registry: CommandRegistry = { globals, setExit };
+  registerOperatorCommands(program, registry);
+  registerServeCommand(program, registry);
+  registerReconcileCommand(program, registry);
   return program;
 }
 
