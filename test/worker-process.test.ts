@@ -50,7 +50,8 @@ describe('worker processes', () => {
     const expected = new Map<string, bigint>();
     for (const row of rows) expected.set(row.uid, (expected.get(row.uid) ?? 0n) + BigInt(row.amount));
     await producer.producer.enqueueRewards(rows, { batchId: 'kill-batch' });
-    const workerEnv = env.env({ WINDFALL_JOB_LOCK_MS: '2000', WINDFALL_CONCURRENCY: '4' });
+    // a killed worker's user locks live until their TTL: keep it short so the test does not wait a minute
+    const workerEnv = env.env({ WINDFALL_JOB_LOCK_MS: '2000', WINDFALL_CONCURRENCY: '4', WINDFALL_REWARD_LOCK_TTL_MS: '3000' });
 
     for (const threshold of [1000, 2500]) {
       const victim = startCli(['worker'], workerEnv);
@@ -69,5 +70,5 @@ describe('worker processes', () => {
     expect(await ledgerMismatches(env.pool)).toEqual([]);
     const { rows: counts } = await env.pool.query(`select count(*)::int as n, count(distinct operation_id)::int as d from ledger_entries where batch_id = 'kill-batch'`);
     expect(counts[0]).toEqual({ n: 6000, d: 6000 });
-  });
+  }, 180_000);
 });
