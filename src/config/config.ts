@@ -41,6 +41,8 @@ export interface WindfallConfig {
   readonly apiToken: string | undefined;
   /** Bearer token (or basic-auth password) of operator routes and the dashboard. Env `WINDFALL_ADMIN_TOKEN`; no default. */
   readonly adminToken: string | undefined;
+  /** Largest HTTP request body `windfall serve` accepts, in bytes (larger → 413). Env `WINDFALL_HTTP_BODY_LIMIT`; default 10485760 (10 MiB). */
+  readonly httpBodyLimit: number;
   /** pino level. Env `LOG_LEVEL`; default `info`. */
   readonly logLevel: LogLevel;
 }
@@ -63,6 +65,7 @@ export const DEFAULT_CONFIG = {
   redisCluster: false,
   apiToken: undefined,
   adminToken: undefined,
+  httpBodyLimit: 10 * 1024 * 1024,
   logLevel: 'info',
 } as const satisfies WindfallConfig;
 
@@ -87,6 +90,7 @@ const KNOWN_VARIABLES = new Set([
   'WINDFALL_REDIS_CLUSTER',
   'WINDFALL_API_TOKEN',
   'WINDFALL_ADMIN_TOKEN',
+  'WINDFALL_HTTP_BODY_LIMIT',
 ]);
 
 /** Names of `WINDFALL_*` variables in `env` that Windfall does not read: worth a warning, as they are likely typos. */
@@ -148,6 +152,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<WindfallCo
     redisCluster: clusterRaw === undefined ? false : parseBoolean('WINDFALL_REDIS_CLUSTER', clusterRaw),
     apiToken: read('WINDFALL_API_TOKEN'),
     adminToken: read('WINDFALL_ADMIN_TOKEN'),
+    httpBodyLimit: integer('WINDFALL_HTTP_BODY_LIMIT', DEFAULT_CONFIG.httpBodyLimit, 1024, 1024 * 1024 * 1024),
     logLevel: logLevel as LogLevel,
     ...overrides,
   };

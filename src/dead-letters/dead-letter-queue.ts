@@ -5,7 +5,7 @@ import { deadLetterJobId, replayJobId, type ReplayJobData } from '../queue/job-d
 import { shardOf } from '../queue/shard-routing.js';
 import type { WindfallQueues } from '../queue/windfall-queues.js';
 import type { DeadLetterEntry, DeadLetterFilter } from './dead-letter-store.js';
-import { getDeadLetter, listDeadLetters, markReplayed, purgeDeadLetters } from './dead-letter-store.js';
+import { countOpenDeadLetters, getDeadLetter, listDeadLetters, markReplayed, purgeDeadLetters } from './dead-letter-store.js';
 
 /** The outcome of a replay. */
 export interface ReplayReport {
@@ -42,6 +42,11 @@ export class DeadLetterQueue {
   /** Entries matching a filter (open ones by default), oldest first. */
   list(filter: DeadLetterFilter = {}): Promise<DeadLetterEntry[]> {
     return listDeadLetters(this.pool, filter);
+  }
+
+  /** Open entries and their rewards per reason (for metrics and `windfall queues`). */
+  openCounts(): ReturnType<typeof countOpenDeadLetters> {
+    return countOpenDeadLetters(this.pool);
   }
 
   /** One entry by id, or null. */

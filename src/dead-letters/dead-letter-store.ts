@@ -168,6 +168,19 @@ export async function markReplayed(db: Db, id: string): Promise<boolean> {
   return result.rowCount === 1;
 }
 
+/** Open entries and the rewards inside them, per reason (every reason present, 0 when none). */
+export async function countOpenDeadLetters(db: Db): Promise<Record<DeadLetterReason, { entries: number; rewards: number }>> {
+  const { rows } = await db.query<{ reason: DeadLetterReason; entries: number; rewards: number }>(
+    `select reason, count(*)::int as entries, coalesce(sum(reward_count), 0)::int as rewards from dead_letters where state = 'open' group by reason`,
+  );
+  const counts = Object.fromEntries(DEAD_LETTER_REASONS.map((reason) => [reason, { entries: 0, rewards: 0 }])) as Record<
+    DeadLetterReason,
+    { entries: number; rewards: number }
+  >;
+  for (const row of rows) counts[row.reason] = { entries: row.entries, rewards: row.rewards };
+  return counts;
+}
+
 /** Marks open entries purged; they stay on record (and count as dead-lettered) but leave the queue. */
 export async function purgeDeadLetters(db: Db, filter: DeadLetterFilter): Promise<string[]> {
   const open = await listDeadLetters(db, { ...filter, state: 'open', limit: filter.limit ?? 1_000_000 });

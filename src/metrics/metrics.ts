@@ -1,9 +1,15 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { DEAD_LETTER_REASONS } from '../dead-letters/dead-letter-store.js';
 
 /** Outcomes of a lock acquisition, the `outcome` label of `windfall_lock_acquire_total`. */
 export type LockOutcome = 'acquired' | 'busy' | 'timeout' | 'error';
 /** Outcomes of a reward, the `outcome` label of `windfall_rewards_total`. */
 export type RewardOutcome = 'applied' | 'duplicate' | 'dead_lettered';
+
+/** Label values every process exports from the start (at 0), so that `rate()` and alerts see a series before the first event. */
+const KNOWN_POLICIES = ['default', 'batch', 'reward'] as const;
+const LOCK_OUTCOMES: readonly LockOutcome[] = ['acquired', 'busy', 'timeout', 'error'];
+const REWARD_OUTCOMES: readonly RewardOutcome[] = ['applied', 'duplicate', 'dead_lettered'];
 
 /**
  * The Prometheus metrics of one Windfall process (names fixed by the contract), in a registry of its own so
@@ -71,7 +77,51 @@ export class WindfallMetrics {
     registers: [this.registry],
   });
 
+  readonly queueOldestWaiting = new Gauge({
+    name: 'windfall_queue_oldest_waiting_seconds',
+    help: 'Age of the oldest waiting job per queue (0 when none waits), sampled at scrape time. The dead-letter queue has no worker: its jobs wait until replayed or purged.',
+    labelNames: ['queue'] as const,
+    registers: [this.registry],
+  });
+
+  readonly deadLettersOpen = new Gauge({
+    name: 'windfall_dead_letters_open',
+    help: 'Open dead-letter entries in PostgreSQL (the durable record), by reason; sampled at scrape time by `windfall serve`.',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+
+  readonly deadLetterRewardsOpen = new Gauge({
+    name: 'windfall_dead_letter_rewards_open',
+    help: 'Rewards inside open dead-letter entries, by reason; sampled at scrape time by `windfall serve`.',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+
+  readonly httpRequests = new Counter({
+    name: 'windfall_http_requests_total',
+    help: 'HTTP requests answered by `windfall serve`, by method, route pattern and status code.',
+    labelNames: ['method', 'route', 'status'] as const,
+    registers: [this.registry],
+  });
+
+  readonly httpDuration = new Histogram({
+    name: 'windfall_http_request_seconds',
+    help: 'Time to answer an HTTP request of `windfall serve`, by method and route pattern.',
+    labelNames: ['method', 'route'] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
+
   constructor(options: { readonly defaultMetrics?: boolean } = {}) {
     if (options.defaultMetrics ?? false) collectDefaultMetrics({ register: this.registry, prefix: 'windfall_process_' });
+    for (const policy of KNOWN_POLICIES) {
+      for (const outcome of LOCK_OUTCOMES) this.lockAcquire.inc({ policy, outcome }, 0);
+      this.lockRetries.zero({ policy });
+      this.lockWait.zero({ policy });
+      this.lockHold.zero({ policy });
+    }
+    for (const outcome of REWARD_OUTCOMES) this.rewards.inc({ outcome }, 0);
+    for (const reason of DEAD_LETTER_REASONS) this.deadLetters.inc({ reason }, 0);
   }
 }

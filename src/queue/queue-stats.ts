@@ -35,11 +35,12 @@ export async function readQueueStats(queues: WindfallQueues): Promise<QueueStats
   );
 }
 
-/** Samples queue depths into `windfall_queue_jobs{queue,state}`. */
+/** Samples queue depths into `windfall_queue_jobs{queue,state}` and `windfall_queue_oldest_waiting_seconds{queue}`. */
 export async function sampleQueueDepths(queues: WindfallQueues, metrics: WindfallMetrics): Promise<void> {
   for (const stats of await readQueueStats(queues)) {
     for (const state of ['waiting', 'active', 'delayed', 'failed', 'completed'] as const) {
       metrics.queueJobs.set({ queue: stats.queue, state }, stats[state]);
     }
+    metrics.queueOldestWaiting.set({ queue: stats.queue }, (stats.oldestWaitingMs ?? 0) / 1000);
   }
 }
