@@ -84,6 +84,7 @@ describe('windfall CLI', () => {
 
   it('reads CSV from standard input and waits with plain progress lines off a terminal', async () => {
     const csv = 'rewardId,uid,amount,description\ns-1,csv-u1,5,"a, quoted description"\ns-2,csv-u2,6,\n';
+    workers.push(startCli(['worker'], env.env()));
     const result = await runCli(['enqueue', '--file', '-', '--format', 'csv', '--batch-id', 'cli-stdin', '--wait'], env.env(), csv);
     expect(result.code, result.stderr).toBe(0);
     expect(result.stdout.trim()).toBe('cli-stdin');
@@ -102,6 +103,26 @@ describe('windfall CLI', () => {
     const unknownFormat = await runCli(['enqueue', '--file', file('rewards.txt', '')], env.env());
     expect(unknownFormat.code).toBe(2);
     expect(unknownFormat.stderr).toContain('--format');
+  });
+
+  it('creates a missing database, twice at once, and migrates it idempotently', async () => {
+    const url = new URL(env.databaseUrl);
+    url.pathname = `/${url.pathname.slice(1)}_fresh`;
+    const fresh = url.toString();
+    try {
+      const [first, second] = await Promise.all([
+        runCli(['migrate', '--json'], env.env({ DATABASE_URL: fresh })),
+        runCli(['migrate', '--json'], env.env({ DATABASE_URL: fresh })),
+      ]);
+      expect([first.code, second.code], first.stderr + second.stderr).toEqual([0, 0]);
+      const reports = [JSON.parse(first.stdout), JSON.parse(second.stdout)] as { created: boolean; applied: string[] }[];
+      expect(reports.filter((r) => r.created)).toHaveLength(1);
+      expect(reports.flatMap((r) => r.applied)).toEqual(['0001_ledger']);
+      const again = await runCli(['migrate', '--json'], env.env({ DATABASE_URL: fresh }));
+      expect(JSON.parse(again.stdout)).toMatchObject({ created: false, applied: [] });
+    } finally {
+      await env.pool.query(`drop database if exists "${url.pathname.slice(1)}" with (force)`);
+    }
   });
 
   it('exits 1 for an unknown batch and says which service is down', async () => {

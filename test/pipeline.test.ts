@@ -63,6 +63,20 @@ describe('reward pipeline (producer → shard queues → worker → ledger)', ()
     const again = await b.producer.enqueueRewards(first, { batchId: 'o1' });
     expect(again).toMatchObject({ batchId: 'o1', total: 1200, created: false });
 
+    // withdrawals race with the batches on the same users (only once a user has money: 1 unit, 60 times)
+    const debits = new Map<string, bigint>();
+    for (let n = 0; n < 60; n += 1) {
+      const uid = `o-u${(n * 37) % users}`;
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      const outcome = await b.wallet.withdrawBalance(uid, 1n, { operationId: `o-w${n}` }).then(
+        () => 'applied',
+        (error: Error) => error.name,
+      );
+      if (outcome === 'applied') debits.set(uid, (debits.get(uid) ?? 0n) + 1n);
+      else expect(outcome).toBe('InsufficientFundsError');
+    }
+    for (const [uid, amount] of debits) expected.set(uid, expected.get(uid)! - amount);
+
     const reports = await Promise.all(['o1', 'o2', 'o3'].map((id) => waitForBatchDone(env.pool, id)));
     expect(reports.map((r) => r.deadLettered)).toEqual([0, 0, 0]);
     expect(reports.map((r) => r.status)).toEqual(['completed', 'completed', 'completed']);

@@ -9,6 +9,8 @@ export interface WatchOptions {
   readonly pollMs?: number;
   /** Plain-line interval when not a terminal. Default 5000 ms. */
   readonly lineEveryMs?: number;
+  /** After this long without progress, say once that no worker may be running. Default 30000 ms. */
+  readonly stallNoticeMs?: number;
   /** Where progress goes. Default standard error. */
   readonly write?: (text: string) => void;
   readonly signal?: AbortSignal;
@@ -47,11 +49,26 @@ export async function watchBatch(read: () => Promise<BatchReport>, options: Watc
   const pollMs = options.pollMs ?? (tty ? 500 : 1000);
   const lineEveryMs = options.lineEveryMs ?? 5000;
   const started = Date.now();
+  const stallNoticeMs = options.stallNoticeMs ?? 30_000;
   let lastLine = 0;
+  let lastSettled = -1;
+  let lastChange = started;
+  let noticed = false;
   for (;;) {
     const report = await read();
     const elapsed = Date.now() - started;
     const done = report.pending === 0;
+    const settled = report.total - report.pending;
+    if (settled !== lastSettled) {
+      lastSettled = settled;
+      lastChange = Date.now();
+    } else if (!noticed && Date.now() - lastChange >= stallNoticeMs) {
+      noticed = true;
+      write(
+        `${tty ? '\n' : ''}no progress for ${Math.round(stallNoticeMs / 1000)} s: is a worker running (\`windfall worker\`)? ` +
+          'Check `windfall queues` and `windfall lock status <uid>`.\n',
+      );
+    }
     if (tty) {
       write(`\r${describeProgress(report, elapsed, true)}\u001b[K${done ? '\n' : ''}`);
     } else if (done || Date.now() - lastLine >= lineEveryMs) {
