@@ -14,8 +14,14 @@ export function connectRedis(url: string, logger: Logger, name = 'windfall'): Re
     retryStrategy: (times) => Math.min(times * 200, 2000),
   });
   let lastLogged = 0;
+  let wasReady = false;
+  redis.on('ready', () => {
+    wasReady = true;
+  });
   redis.on('error', (error: Error) => {
     const now = Date.now();
+    // before the first connection, the start-up check reports the problem in plain words
+    if (!wasReady) return;
     if (now - lastLogged > 5000) {
       lastLogged = now;
       logger.warn({ err: { message: error.message }, redis: redactUrl(url) }, 'Redis connection error; reconnecting');

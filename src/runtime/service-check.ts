@@ -26,11 +26,15 @@ function describeTarget(url: string): string {
 /** Fails with a helpful message when Redis does not answer PING within `timeoutMs`. */
 export async function checkRedis(redis: Redis, url: string, timeoutMs = 5000): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
+  let onError: ((error: Error) => void) | undefined;
   try {
     await Promise.race([
       redis.ping(),
       new Promise((_, reject) => {
         timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+        // a refused connection is known at once: no need to wait for the timeout
+        onError = (error: Error) => reject(error);
+        redis.once('error', onError);
       }),
     ]);
   } catch (error) {
@@ -41,6 +45,7 @@ export async function checkRedis(redis: Redis, url: string, timeoutMs = 5000): P
     );
   } finally {
     clearTimeout(timer);
+    if (onError) redis.off('error', onError);
   }
 }
 
