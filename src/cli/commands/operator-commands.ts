@@ -1,7 +1,303 @@
-import type { Command } from 'commander';
+import { userInfo } from 'node:os';
+import { InvalidArgumentError, Option, type Command } from 'commander';
+import type { DeadLetterEntry, DeadLetterFilter } from '../../dead-letters/dead-letter-store.js';
+import { DEAD_LETTER_REASONS } from '../../dead-letters/dead-letter-store.js';
+import type { DeadLetterSelection } from '../../dead-letters/dead-letter-selection.js';
+import { DeadLetterSelectionError, selectionFilter } from '../../dead-letters/dead-letter-selection.js';
+import type { ReplayReport } from '../../dead-letters/dead-letter-queue.js';
+import type { LockStatus } from '../../lock/user-locks.js';
+import { UserLocks } from '../../lock/user-locks.js';
+import type { QueueStats } from '../../queue/queue-stats.js';
+import { readQueueStats } from '../../queue/queue-stats.js';
+import type { Windfall } from '../../runtime/windfall.js';
 import type { CommandRegistry } from '../context.js';
+import { withWindfall } from '../context.js';
+import { CommandFailedError, EXIT, UsageError } from '../exit-codes.js';
+import { formatTable, printJson, printLine, printNote } from '../output.js';
+
+/** What `windfall lock release` answers. */
+export interface LockReleaseReport {
+  readonly uid: string;
+  /** True when a lock was held and has been deleted. */
+  readonly released: boolean;
+  /** The lock as it was just before the release. */
+  readonly previous: LockStatus;
+}
+
+/** Milliseconds for people: `850 ms`, `4.2 s`, `3 m 12 s`, `2 h 5 m`. */
+export function formatAge(ms: number | null): string | null {
+  if (ms === null) return null;
+  if (ms < 1000) return `${ms} ms`;
+  const seconds = ms / 1000;
+  if (seconds < 60) return `${seconds.toFixed(1)} s`;
+  const minutes = Math.floor(seconds / 60);
+  if (minutes < 60) return `${minutes} m ${Math.floor(seconds % 60)} s`;
+  const hours = Math.floor(minutes / 60);
+  if (hours < 48) return `${hours} h ${minutes % 60} m`;
+  return `${Math.floor(hours / 24)} d ${hours % 24} h`;
+}
+
+/** Sum of an entry's rewards, as a digit string. */
+export function entryAmount(entry: DeadLetterEntry): string {
+  return entry.rewards.reduce((sum, reward) => sum + BigInt(reward.amount), 0n).toString();
+}
+
+function shorten(text: string, length: number): string {
+  const line = text.replace(/\s+/g, ' ');
+  return line.length <= length ? line : `${line.slice(0, length - 1)}…`;
+}
+
+/** Human form of `windfall queues`. */
+export function describeQueues(stats: readonly QueueStats[]): string {
+  return formatTable(
+    ['queue', 'waiting', 'active', 'delayed', 'failed', 'completed', 'oldest waiting'],
+    stats.map((s) => [s.queue, s.waiting, s.active, s.delayed, s.failed, s.completed, formatAge(s.oldestWaitingMs)]),
+  );
+}
+
+/** Human form of dead-letter entries. */
+export function describeDeadLetters(entries: readonly DeadLetterEntry[]): string {
+  if (entries.length === 0) return 'no dead-letter entries match';
+  return formatTable(
+    ['id', 'batchId', 'uid', 'rewards', 'amount', 'reason', 'attempts', 'failedAt', 'state', 'error'],
+    entries.map((e) => [e.id, e.batchId, e.uid, e.rewards.length, entryAmount(e), e.reason, e.attempts, e.failedAt, e.state, shorten(e.error, 60)]),
+  );
+}
+
+/** Human form of one entry with its rewards. */
+export function describeDeadLetter(entry: DeadLetterEntry): string {
+  const head = formatTable(
+    ['field', 'value'],
+    [
+      ['id', entry.id],
+      ['batchId', entry.batchId],
+      ['uid', entry.uid],
+      ['shard', String(entry.shard)],
+      ['reason', entry.reason],
+      ['error', entry.error],
+      ['attempts', String(entry.attempts)],
+      ['failedAt', entry.failedAt],
+      ['state', entry.state],
+      ['chunkNo', entry.chunkNo === null ? null : String(entry.chunkNo)],
+      ['replayOf', entry.replayOf],
+      ['replayedAt', entry.replayedAt],
+      ['rewards', `${entry.rewards.length} (amount ${entryAmount(entry)})`],
+    ],
+  );
+  const rewards = formatTable(
+    ['rewardId', 'uid', 'amount', 'description'],
+    entry.rewards.map((r) => [r.rewardId, r.uid, r.amount, r.description ?? null]),
+  );
+  return `${head}\n\n${rewards}`;
+}
+
+/** Human form of a replay. */
+export function describeReplay(report: ReplayReport): string {
+  const verb = report.dryRun ? 'would replay' : 'replayed';
+  const rewards = report.replayed.reduce((sum, entry) => sum + entry.rewards, 0);
+  const summary = `${verb} ${report.replayed.length} entr${report.replayed.length === 1 ? 'y' : 'ies'} (${rewards} reward${rewards === 1 ? '' : 's'})`;
+  if (report.replayed.length === 0) return `nothing to replay: no open entry matches`;
+  const table = formatTable(
+    ['id', 'batchId', 'uid', 'rewards', 'jobId'],
+    report.replayed.map((e) => [e.id, e.batchId, e.uid, e.rewards, e.jobId]),
+  );
+  return `${table}\n${summary}`;
+}
+
+/** Human form of a lock status. */
+export function describeLock(status: LockStatus): string {
+  return formatTable(
+    ['uid', 'locked', 'ttlMs', 'owner', 'acquiredAt'],
+    [[status.uid, status.locked ? 'yes' : 'no', status.ttlMs, status.owner, status.acquiredAt]],
+  );
+}
+
+/** Who asks, for the warning a force release logs. */
+function requester(): string {
+  try {
+    return `cli:${userInfo().username}`;
+  } catch {
+    return 'cli';
+  }
+}
+
+/** The lock tools over this Windfall's Redis connection and prefix. */
+export function lockTools(windfall: Windfall): UserLocks {
+  return new UserLocks(windfall.redis, { prefix: windfall.config.prefix, logger: windfall.logger });
+}
+
+/** `windfall lock release --force` and `DELETE /v1/locks/:uid`: deletes the lock whoever holds it, logging a warning. */
+export async function forceReleaseLock(windfall: Windfall, uid: string, requestedBy: string): Promise<LockReleaseReport> {
+  const previous = await lockTools(windfall).forceRelease(uid, requestedBy);
+  return { uid, released: previous.locked, previous };
+}
+
+function selectionOf(ids: readonly string[], options: { all?: boolean; reason?: string; batch?: string }): DeadLetterSelection {
+  return {
+    ids,
+    ...(options.all ? { all: true } : {}),
+    ...(options.reason !== undefined ? { reason: options.reason } : {}),
+    ...(options.batch !== undefined ? { batchId: options.batch } : {}),
+  };
+}
+
+function filterOrUsage(selection: DeadLetterSelection, required: boolean): DeadLetterFilter {
+  try {
+    return selectionFilter(selection, { required });
+  } catch (error) {
+    if (error instanceof DeadLetterSelectionError) throw new UsageError(error.message);
+    throw error;
+  }
+}
+
+function reasonOption(): Option {
+  return new Option('--reason <reason>', 'only entries with this reason').choices(DEAD_LETTER_REASONS);
+}
+
+function wholeNumber(name: string) {
+  return (value: string): number => {
+    if (!/^\d+$/.test(value) || Number(value) < 1) throw new InvalidArgumentError(`${name} must be a whole number ≥ 1`);
+    return Number(value);
+  };
+}
 
 /** Registers queues, dlq list|show|replay|purge, lock status|release (operator issue). */
-export function registerOperatorCommands(_program: Command, _registry: CommandRegistry): void {
-  // not yet built
+export function registerOperatorCommands(program: Command, registry: CommandRegistry): void {
+  const { globals, setExit } = registry;
+
+  program
+    .command('queues')
+    .description('jobs per queue (each shard, the dead-letter queue) and state, and the oldest waiting job age')
+    .option('--json', 'print a JSON document')
+    .action(async (options: { json?: boolean }, command: Command) => {
+      await withWindfall(globals(command), async (windfall) => {
+        const [stats, open] = await Promise.all([readQueueStats(windfall.queues), windfall.deadLetters.openCounts()]);
+        if (options.json) {
+          printJson(stats);
+          return;
+        }
+        printLine(describeQueues(stats));
+        const entries = Object.values(open).reduce((sum, count) => sum + count.entries, 0);
+        const rewards = Object.values(open).reduce((sum, count) => sum + count.rewards, 0);
+        printLine(`\nopen dead-letter entries (PostgreSQL): ${entries} (${rewards} rewards)${entries > 0 ? ' — see `windfall dlq list`' : ''}`);
+      });
+    });
+
+  const dlq = program.command('dlq').description('the dead-letter queue: list, show, replay, purge entries');
+
+  dlq
+    .command('list')
+    .description('dead-lettered entries (open ones by default), oldest first')
+    .addOption(reasonOption())
+    .option('--batch <batchId>', 'only entries of this batch')
+    .addOption(new Option('--state <state>', 'entries in this state').choices(['open', 'replayed', 'purged', 'any']).default('open'))
+    .option('--limit <n>', 'at most this many entries', wholeNumber('--limit'), 1000)
+    .option('--json', 'print a JSON document')
+    .action(async (options: { reason?: string; batch?: string; state: 'open' | 'replayed' | 'purged' | 'any'; limit: number; json?: boolean }, command: Command) => {
+      await withWindfall(globals(command), async (windfall) => {
+        const filter = filterOrUsage(selectionOf([], options), false);
+        const entries = await windfall.deadLetters.list({ ...filter, state: options.state, limit: options.limit });
+        if (options.json) printJson(entries);
+        else printLine(describeDeadLetters(entries));
+      });
+    });
+
+  dlq
+    .command('show')
+    .description('one dead-letter entry with its rewards')
+    .argument('<id>')
+    .option('--json', 'print a JSON document')
+    .action(async (id: string, options: { json?: boolean }, command: Command) => {
+      if (!/^\d{1,18}$/.test(id)) throw new UsageError(`dead-letter ids are whole numbers, got ${JSON.stringify(id)}`);
+      await withWindfall(globals(command), async (windfall) => {
+        const entry = await windfall.deadLetters.get(id);
+        if (!entry) throw new CommandFailedError(`no dead-letter entry has id ${id} (see \`windfall dlq list\`)`);
+        if (options.json) printJson(entry);
+        else printLine(describeDeadLetter(entry));
+      });
+    });
+
+  dlq
+    .command('replay')
+    .description('re-enqueue entries into their shard queue; an entry leaves the queue only once its replay is enqueued')
+    .argument('[ids...]', 'entry ids')
+    .option('--all', 'every open entry')
+    .addOption(reasonOption())
+    .option('--batch <batchId>', 'open entries of this batch')
+    .option('--dry-run', 'show what would be replayed; change nothing')
+    .option('--json', 'print a JSON document')
+    .action(async (ids: string[], options: { all?: boolean; reason?: string; batch?: string; dryRun?: boolean; json?: boolean }, command: Command) => {
+      const filter = filterOrUsage(selectionOf(ids, options), true);
+      await withWindfall(globals(command), async (windfall) => {
+        const report = await windfall.deadLetters.replay(filter, { dryRun: options.dryRun ?? false });
+        if (options.json) printJson(report);
+        else printLine(describeReplay(report));
+        for (const skipped of report.skipped) printNote(`windfall: entry ${skipped.id} not replayed: ${skipped.why}`);
+        if (report.skipped.length > 0) setExit(EXIT.FAILED);
+      });
+    });
+
+  dlq
+    .command('purge')
+    .description('take open entries out of the queue for good (they stay on record as dead-lettered); needs --yes')
+    .argument('[ids...]', 'entry ids (default: every open entry matching the filters)')
+    .addOption(reasonOption())
+    .option('--batch <batchId>', 'only entries of this batch')
+    .option('--dry-run', 'show what would be purged; change nothing')
+    .option('--yes', 'really purge')
+    .option('--json', 'print a JSON document')
+    .action(async (ids: string[], options: { reason?: string; batch?: string; dryRun?: boolean; yes?: boolean; json?: boolean }, command: Command) => {
+      const filter = filterOrUsage(selectionOf(ids, options), false);
+      if (!options.yes && !options.dryRun) {
+        throw new UsageError('refusing to purge without --yes: purged entries are never replayed (their rewards stay uncredited). Try --dry-run first.');
+      }
+      await withWindfall(globals(command), async (windfall) => {
+        let purged: string[];
+        if (options.dryRun) {
+          const entries = await windfall.deadLetters.list({ ...filter, state: 'open', limit: 1_000_000 });
+          purged = entries.map((entry) => entry.id);
+        } else {
+          purged = await windfall.deadLetters.purge(filter);
+        }
+        if (options.json) printJson({ dryRun: options.dryRun ?? false, purged, count: purged.length });
+        else if (purged.length === 0) printLine('nothing to purge: no open entry matches');
+        else printLine(`${options.dryRun ? 'would purge' : 'purged'} ${purged.length} entr${purged.length === 1 ? 'y' : 'ies'}: ${purged.join(', ')}`);
+      });
+    });
+
+  const lock = program.command('lock').description("a user's Redis lock: status, emergency release");
+
+  lock
+    .command('status')
+    .description('whether the lock of <uid> is held, by whom, since when and for how much longer')
+    .argument('<uid>')
+    .option('--json', 'print a JSON document')
+    .action(async (uid: string, options: { json?: boolean }, command: Command) => {
+      await withWindfall(globals(command), async (windfall) => {
+        const status = await lockTools(windfall).status(uid);
+        if (options.json) printJson(status);
+        else printLine(describeLock(status));
+      });
+    });
+
+  lock
+    .command('release')
+    .description('delete the lock of <uid> whoever holds it (needs --force); logs a warning')
+    .argument('<uid>')
+    .option('--force', 'really delete a lock that someone may hold')
+    .option('--json', 'print a JSON document')
+    .action(async (uid: string, options: { force?: boolean; json?: boolean }, command: Command) => {
+      if (!options.force) {
+        throw new UsageError(
+          `refusing to release the lock of ${JSON.stringify(uid)} without --force: its holder may be working. Look first with \`windfall lock status ${uid}\`.`,
+        );
+      }
+      await withWindfall(globals(command), async (windfall) => {
+        const report = await forceReleaseLock(windfall, uid, requester());
+        if (options.json) printJson(report);
+        else if (report.released) {
+          printLine(`released the lock of ${uid} (held by ${report.previous.owner} since ${report.previous.acquiredAt ?? 'unknown'}, ${report.previous.ttlMs ?? '?'} ms left)`);
+        } else printLine(`${uid} was not locked: nothing to release`);
+      });
+    });
 }

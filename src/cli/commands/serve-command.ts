@@ -1,7 +1,74 @@
-import type { Command } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
+import { buildHttpServer } from '../../http/server.js';
+import { openApiDocument } from '../../http/openapi.js';
+import { WindfallMetrics } from '../../metrics/metrics.js';
+import { openWindfall } from '../../runtime/windfall.js';
 import type { CommandRegistry } from '../context.js';
+import { resolveConfig } from '../context.js';
+import { UsageError } from '../exit-codes.js';
+import { printJson } from '../output.js';
+
+function portNumber(value: string): number {
+  if (!/^\d+$/.test(value) || Number(value) > 65535) throw new InvalidArgumentError('--port must be a whole number from 0 to 65535 (0 = any free port)');
+  return Number(value);
+}
+
+/** Resolves on the first SIGINT/SIGTERM; a second one exits at once with code 1. */
+function stopSignal(onSecond: (signal: string) => void): Promise<string> {
+  return new Promise((resolve) => {
+    let signals = 0;
+    const handle = (signal: string): void => {
+      signals += 1;
+      if (signals > 1) {
+        onSecond(signal);
+        process.exit(1);
+      }
+      resolve(signal);
+    };
+    process.on('SIGINT', () => handle('SIGINT'));
+    process.on('SIGTERM', () => handle('SIGTERM'));
+  });
+}
 
 /** Registers serve: the HTTP API, metrics and dashboard (operator issue). */
-export function registerServeCommand(_program: Command, _registry: CommandRegistry): void {
-  // not yet built
+export function registerServeCommand(program: Command, registry: CommandRegistry): void {
+  program
+    .command('serve')
+    .description('the HTTP API (producer and operator routes), /metrics, /healthz, /readyz and the dashboard at /admin/queues')
+    .option('--port <port>', 'TCP port (0 = any free port)', portNumber, 3000)
+    .option('--host <host>', 'interface to listen on', '0.0.0.0')
+    .option('--openapi', 'print the OpenAPI document of the routes and exit')
+    .action(async (options: { port: number; host: string; openapi?: boolean }, command: Command) => {
+      if (options.openapi) {
+        printJson(openApiDocument());
+        return;
+      }
+      const { config, logger } = resolveConfig(registry.globals(command), {}, false);
+      if (!config.apiToken) {
+        throw new UsageError('WINDFALL_API_TOKEN is not set: the HTTP API refuses to start without a token for producers (set WINDFALL_API_TOKEN, and WINDFALL_ADMIN_TOKEN for operator routes)');
+      }
+      if (config.adminToken === config.apiToken) {
+        throw new UsageError('WINDFALL_ADMIN_TOKEN equals WINDFALL_API_TOKEN: the API token would open operator routes; use two different tokens');
+      }
+      if (!config.adminToken) logger.warn('WINDFALL_ADMIN_TOKEN is not set: operator routes and the dashboard answer 401');
+      for (const [name, token] of [['WINDFALL_API_TOKEN', config.apiToken], ['WINDFALL_ADMIN_TOKEN', config.adminToken]] as const) {
+        if (token !== undefined && token.length < 16) logger.warn({ variable: name }, `${name} is shorter than 16 characters: use a long random token (for example \`openssl rand -hex 32\`)`);
+      }
+
+      const windfall = await openWindfall(config, logger, { metrics: new WindfallMetrics({ defaultMetrics: true }) });
+      try {
+        const app = await buildHttpServer(windfall, { apiToken: config.apiToken, adminToken: config.adminToken, bodyLimit: config.httpBodyLimit });
+        const stopped = stopSignal((signal) => logger.error({ signal }, 'second signal: exiting without waiting for requests'));
+        await app.listen({ port: options.port, host: options.host });
+        const address = app.server.address();
+        const port = typeof address === 'object' && address ? address.port : options.port;
+        logger.info({ host: options.host, port, bodyLimit: config.httpBodyLimit, operatorRoutes: Boolean(config.adminToken) }, `HTTP server listening on port ${port}`);
+        const signal = await stopped;
+        logger.info({ signal }, 'stopping: finishing in-flight requests');
+        await app.close();
+        logger.info('HTTP server stopped');
+      } finally {
+        await windfall.close();
+      }
+    });
 }

@@ -1,0 +1,5 @@
+export * from './auth.js';
+export * from './dashboard.js';
+export * from './openapi.js';
+export * from './schemas.js';
+export * from './server.js';

@@ -1,0 +1,204 @@
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import {
+  batchAcceptedSchema,
+  batchReportSchema,
+  batchRequestSchema,
+  deadLetterQuery,
+  deadLetterSchema,
+  errorSchema,
+  lockReleaseSchema,
+  lockStatusSchema,
+  readinessSchema,
+  replayReportSchema,
+  replayRequestSchema,
+  walletSchema,
+} from './schemas.js';
+
+const json = (schema: unknown) => ({ 'application/json': { schema } });
+const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
+const error = (description: string) => ({ description, content: json(ref('Error')) });
+const pathParam = (name: string, description: string, pattern?: string) => ({
+  name,
+  in: 'path',
+  required: true,
+  description,
+  schema: { type: 'string', minLength: 1, maxLength: 128, ...(pattern ? { pattern } : {}) },
+});
+const apiAuth = [{ apiToken: [] }, { adminToken: [] }];
+const adminAuth = [{ adminToken: [] }, { adminBasic: [] }];
+const unauthorized = error('no credentials, or a wrong token');
+const forbidden = error('the API token on an operator route');
+
+function queryParameters(schema: { properties: Record<string, object> }): object[] {
+  return Object.entries(schema.properties).map(([name, property]) => ({ name, in: 'query', required: false, schema: property }));
+}
+
+/** The OpenAPI 3.1 document of `windfall serve` (served at GET /openapi.json; a copy is docs/openapi.json). */
+export function buildOpenApiDocument(version: string): Record<string, unknown> {
+  return {
+    openapi: '3.1.0',
+    info: {
+      title: 'Windfall HTTP API',
+      version,
+      description:
+        'Producer routes (enqueue a batch, read its status) need `Authorization: Bearer <WINDFALL_API_TOKEN>` (the admin token also opens them). ' +
+        'Operator routes need `WINDFALL_ADMIN_TOKEN` as a bearer token or as the password of HTTP basic auth; the API token gets 403 there. ' +
+        'Money is a string of digits in every response; counts are numbers. Errors are `{error, message, errors?}`.',
+    },
+    components: {
+      securitySchemes: {
+        apiToken: { type: 'http', scheme: 'bearer', description: 'WINDFALL_API_TOKEN' },
+        adminToken: { type: 'http', scheme: 'bearer', description: 'WINDFALL_ADMIN_TOKEN' },
+        adminBasic: { type: 'http', scheme: 'basic', description: 'any user name, WINDFALL_ADMIN_TOKEN as password (for browsers)' },
+      },
+      schemas: {
+        Error: errorSchema,
+        Reward: batchRequestSchema.properties.rewards.items,
+        BatchRequest: { ...batchRequestSchema, properties: { ...batchRequestSchema.properties, rewards: { type: 'array', minItems: 1, items: ref('Reward') } } },
+        BatchAccepted: batchAcceptedSchema,
+        BatchReport: batchReportSchema,
+        Wallet: walletSchema,
+        LockStatus: lockStatusSchema,
+        LockRelease: lockReleaseSchema,
+        DeadLetter: deadLetterSchema,
+        ReplayRequest: replayRequestSchema,
+        ReplayReport: replayReportSchema,
+        Readiness: readinessSchema,
+      },
+    },
+    paths: {
+      '/v1/batches': {
+        post: {
+          summary: 'Enqueue a batch of rewards',
+          description:
+            'The whole batch is validated before anything is enqueued: one bad row refuses it, and every offending row is listed (row = 1-based position in `rewards`). ' +
+            'JSON numbers keep their text, so an amount written `100.0` or `1e2` is refused. Bodies over WINDFALL_HTTP_BODY_LIMIT bytes (default 10 MiB) get 413.',
+          security: apiAuth,
+          requestBody: { required: true, content: json(ref('BatchRequest')) },
+          responses: {
+            '202': { description: 'accepted (or already known: `created` is false)', content: json(ref('BatchAccepted')) },
+            '400': error('invalid JSON or an invalid batch; `errors` lists every offending row and field'),
+            '401': unauthorized,
+            '413': error('the body is larger than WINDFALL_HTTP_BODY_LIMIT'),
+            '415': error('the body is not application/json'),
+          },
+        },
+      },
+      '/v1/batches/{id}': {
+        get: {
+          summary: 'Status and counts of a batch (as `windfall batch`)',
+          security: apiAuth,
+          parameters: [pathParam('id', 'the batchId')],
+          responses: { '200': { description: 'the batch', content: json(ref('BatchReport')) }, '401': unauthorized, '404': error('no batch has this id') },
+        },
+      },
+      '/v1/wallets/{uid}': {
+        get: {
+          summary: 'Balance and latest ledger entries of a user (balance 0 for an unknown user)',
+          security: adminAuth,
+          parameters: [pathParam('uid', 'the user'), { name: 'limit', in: 'query', required: false, schema: { type: 'integer', minimum: 0, maximum: 1000, default: 10 } }],
+          responses: { '200': { description: 'the wallet', content: json(ref('Wallet')) }, '401': unauthorized, '403': forbidden },
+        },
+      },
+      '/v1/locks/{uid}': {
+        get: {
+          summary: "Status of a user's lock",
+          security: adminAuth,
+          parameters: [pathParam('uid', 'the user')],
+          responses: { '200': { description: 'the lock', content: json(ref('LockStatus')) }, '401': unauthorized, '403': forbidden },
+        },
+        delete: {
+          summary: "Force-release a user's lock, whoever holds it (logged as a warning)",
+          description: 'For a holder that hangs. Money stays right (PostgreSQL is the fence); the previous holder\'s own release becomes a no-op.',
+          security: adminAuth,
+          parameters: [pathParam('uid', 'the user')],
+          responses: { '200': { description: 'released (or was not held)', content: json(ref('LockRelease')) }, '401': unauthorized, '403': forbidden },
+        },
+      },
+      '/v1/dead-letters': {
+        get: {
+          summary: 'Dead-letter entries (open ones by default), oldest first',
+          security: adminAuth,
+          parameters: queryParameters(deadLetterQuery),
+          responses: {
+            '200': { description: 'the entries', content: json({ type: 'array', items: ref('DeadLetter') }) },
+            '400': error('a bad filter'),
+            '401': unauthorized,
+            '403': forbidden,
+          },
+        },
+      },
+      '/v1/dead-letters/{id}': {
+        get: {
+          summary: 'One dead-letter entry (any state)',
+          security: adminAuth,
+          parameters: [pathParam('id', 'the entry id', '^[0-9]{1,18}$')],
+          responses: { '200': { description: 'the entry', content: json(ref('DeadLetter')) }, '401': unauthorized, '403': forbidden, '404': error('no entry has this id') },
+        },
+      },
+      '/v1/dead-letters/replay': {
+        post: {
+          summary: 'Replay entries by ids or by filter',
+          description:
+            'Each entry is re-enqueued into its shard queue and leaves the dead-letter queue only once its replay job is in Redis. Rewards applied meanwhile end as duplicates; replaying twice credits nothing twice.',
+          security: adminAuth,
+          requestBody: { required: true, content: json(ref('ReplayRequest')) },
+          responses: {
+            '200': { description: 'what was replayed (or would be, with dryRun) and which requested ids were skipped', content: json(ref('ReplayReport')) },
+            '400': error('no selection, two selections, or a bad field'),
+            '401': unauthorized,
+            '403': forbidden,
+          },
+        },
+      },
+      '/admin/queues': {
+        get: {
+          summary: 'The queue dashboard (Bull Board, read-only) over every shard queue and the dead-letter queue',
+          security: adminAuth,
+          responses: { '200': { description: 'HTML', content: { 'text/html': {} } }, '401': { description: 'asks for basic auth' } },
+        },
+      },
+      '/metrics': {
+        get: {
+          summary: 'Prometheus metrics (no auth)',
+          responses: { '200': { description: 'Prometheus text format', content: { 'text/plain': {} } } },
+        },
+      },
+      '/healthz': {
+        get: { summary: 'Liveness: the process answers (no auth)', responses: { '200': { description: 'alive', content: json({ type: 'object', properties: { status: { const: 'ok' } } }) } } },
+      },
+      '/readyz': {
+        get: {
+          summary: 'Readiness: Redis and PostgreSQL answer (no auth)',
+          responses: {
+            '200': { description: 'both answer', content: json(ref('Readiness')) },
+            '503': { description: 'one of them does not', content: json(ref('Readiness')) },
+          },
+        },
+      },
+      '/openapi.json': { get: { summary: 'This document (no auth)', responses: { '200': { description: 'OpenAPI 3.1', content: json({ type: 'object' }) } } } },
+    },
+  };
+}
+
+/** The version of this package (from its package.json, found walking up from this file). */
+export function windfallVersion(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let depth = 0; depth < 5; depth += 1) {
+    try {
+      const parsed = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { name?: string; version?: string };
+      if (parsed.name === 'windfall' && parsed.version) return parsed.version;
+    } catch {
+      // keep walking up
+    }
+    dir = dirname(dir);
+  }
+  return '0.0.0';
+}
+
+/** The OpenAPI document of this version. */
+export function openApiDocument(): Record<string, unknown> {
+  return buildOpenApiDocument(windfallVersion());
+}

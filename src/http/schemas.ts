@@ -1,0 +1,220 @@
+import { DEAD_LETTER_REASONS } from '../dead-letters/dead-letter-store.js';
+
+/**
+ * JSON schemas of the HTTP API: the route validation of `windfall serve` and the OpenAPI document are built from
+ * these, so they cannot drift apart. (POST /v1/batches is validated by the producer, row by row, as the CLI is;
+ * {@link rewardSchema} documents what it accepts.)
+ */
+
+const identifier = { type: 'string', minLength: 1, maxLength: 128 } as const;
+const digits = { type: 'string', pattern: '^-?[0-9]+$', description: 'money: a whole number of minor units as a string of digits' } as const;
+const timestamp = { type: 'string', format: 'date-time' } as const;
+
+export const rowErrorSchema = {
+  type: 'object',
+  required: ['row', 'field', 'reason'],
+  properties: {
+    row: { type: 'integer', description: '1-based position in `rewards`; 0 for the batch itself' },
+    field: { type: 'string' },
+    reason: { type: 'string' },
+  },
+} as const;
+
+export const errorSchema = {
+  type: 'object',
+  required: ['error', 'message'],
+  properties: {
+    error: { type: 'string', description: 'short kind: unauthorized, forbidden, invalid batch, invalid request, not found, payload too large, …' },
+    message: { type: 'string' },
+    errors: { type: 'array', items: rowErrorSchema, description: 'every offending row or field (400 only)' },
+  },
+} as const;
+
+export const rewardSchema = {
+  type: 'object',
+  required: ['rewardId', 'uid', 'amount'],
+  additionalProperties: false,
+  properties: {
+    rewardId: { ...identifier, description: 'the idempotency key: credited at most once, ever' },
+    uid: identifier,
+    amount: {
+      description:
+        'positive whole minor units, at most 9007199254740991: a JSON integer (`100`) or a string of digits (`"100"`). `100.0`, `1e2`, 0, negatives and fractions are refused.',
+      oneOf: [
+        { type: 'integer', minimum: 1, maximum: 9007199254740991 },
+        { type: 'string', pattern: '^[0-9]+$' },
+      ],
+    },
+    description: { type: 'string', maxLength: 500 },
+  },
+} as const;
+
+export const batchRequestSchema = {
+  type: 'object',
+  required: ['rewards'],
+  additionalProperties: false,
+  properties: {
+    batchId: { ...identifier, description: 'generated when absent; enqueueing a known batchId again is a no-op returning the same batch' },
+    rewards: { type: 'array', minItems: 1, items: rewardSchema },
+  },
+} as const;
+
+export const batchAcceptedSchema = {
+  type: 'object',
+  required: ['batchId', 'total', 'created'],
+  properties: {
+    batchId: { type: 'string' },
+    total: { type: 'integer' },
+    created: { type: 'boolean', description: 'false when the batchId was already known (nothing new was enqueued)' },
+  },
+} as const;
+
+export const batchReportSchema = {
+  type: 'object',
+  required: ['batchId', 'status', 'total', 'applied', 'duplicate', 'deadLettered', 'pending', 'createdAt'],
+  properties: {
+    batchId: { type: 'string' },
+    status: { type: 'string', enum: ['pending', 'processing', 'completed', 'completed_with_failures'] },
+    total: { type: 'integer' },
+    applied: { type: 'integer' },
+    duplicate: { type: 'integer' },
+    deadLettered: { type: 'integer' },
+    pending: { type: 'integer' },
+    createdAt: timestamp,
+  },
+} as const;
+
+export const walletSchema = {
+  type: 'object',
+  required: ['uid', 'balance', 'entries'],
+  properties: {
+    uid: { type: 'string' },
+    balance: digits,
+    entries: {
+      type: 'array',
+      description: 'latest ledger entries, newest first',
+      items: {
+        type: 'object',
+        properties: {
+          operationId: { type: 'string' },
+          amount: digits,
+          kind: { type: 'string' },
+          batchId: { type: ['string', 'null'] },
+          description: { type: ['string', 'null'] },
+          createdAt: timestamp,
+        },
+      },
+    },
+  },
+} as const;
+
+export const lockStatusSchema = {
+  type: 'object',
+  required: ['uid', 'locked', 'ttlMs', 'owner', 'acquiredAt'],
+  properties: {
+    uid: { type: 'string' },
+    locked: { type: 'boolean' },
+    ttlMs: { type: ['integer', 'null'], description: 'milliseconds until the lock expires' },
+    owner: { type: ['string', 'null'], description: 'the holder (`host:pid` for Windfall processes; the raw value for a foreign lock)' },
+    acquiredAt: { type: ['string', 'null'], format: 'date-time' },
+  },
+} as const;
+
+export const lockReleaseSchema = {
+  type: 'object',
+  required: ['uid', 'released', 'previous'],
+  properties: {
+    uid: { type: 'string' },
+    released: { type: 'boolean', description: 'false when the lock was not held' },
+    previous: lockStatusSchema,
+  },
+} as const;
+
+export const deadLetterSchema = {
+  type: 'object',
+  properties: {
+    id: { type: 'string', pattern: '^[0-9]+$' },
+    batchId: { type: 'string' },
+    uid: { type: 'string' },
+    shard: { type: 'integer' },
+    rewards: {
+      type: 'array',
+      items: {
+        type: 'object',
+        properties: { rewardId: { type: 'string' }, uid: { type: 'string' }, amount: digits, description: { type: 'string' } },
+      },
+    },
+    reason: { type: 'string', enum: [...DEAD_LETTER_REASONS] },
+    error: { type: 'string' },
+    attempts: { type: 'integer' },
+    failedAt: timestamp,
+    state: { type: 'string', enum: ['open', 'replayed', 'purged'] },
+    chunkNo: { type: ['integer', 'null'] },
+    replayOf: { type: ['string', 'null'] },
+    replayedAt: { type: ['string', 'null'], format: 'date-time' },
+  },
+} as const;
+
+export const replayRequestSchema = {
+  type: 'object',
+  additionalProperties: false,
+  description: 'exactly one way of naming entries: `ids`; or `all: true`; or `reason` and/or `batchId`',
+  properties: {
+    ids: { type: 'array', minItems: 1, maxItems: 10000, items: { type: 'string', pattern: '^[0-9]{1,18}$' } },
+    all: { type: 'boolean' },
+    reason: { type: 'string', enum: [...DEAD_LETTER_REASONS] },
+    batchId: identifier,
+    dryRun: { type: 'boolean', description: 'report what would be replayed; change nothing' },
+  },
+} as const;
+
+export const replayReportSchema = {
+  type: 'object',
+  required: ['dryRun', 'replayed', 'skipped'],
+  properties: {
+    dryRun: { type: 'boolean' },
+    replayed: {
+      type: 'array',
+      items: {
+        type: 'object',
+        properties: { id: { type: 'string' }, batchId: { type: 'string' }, uid: { type: 'string' }, rewards: { type: 'integer' }, jobId: { type: 'string' } },
+      },
+    },
+    skipped: { type: 'array', items: { type: 'object', properties: { id: { type: 'string' }, why: { type: 'string' } } } },
+  },
+} as const;
+
+export const readinessSchema = {
+  type: 'object',
+  required: ['status', 'checks'],
+  properties: {
+    status: { type: 'string', enum: ['ready', 'not ready'] },
+    checks: {
+      type: 'object',
+      properties: {
+        redis: { type: 'object', properties: { ok: { type: 'boolean' }, ms: { type: 'integer' }, error: { type: 'string' } } },
+        postgres: { type: 'object', properties: { ok: { type: 'boolean' }, ms: { type: 'integer' }, error: { type: 'string' } } },
+      },
+    },
+  },
+} as const;
+
+/** Route parameter and query schemas (validated by fastify). */
+export const uidParams = { type: 'object', required: ['uid'], properties: { uid: identifier } } as const;
+export const batchIdParams = { type: 'object', required: ['id'], properties: { id: identifier } } as const;
+export const deadLetterIdParams = { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: '^[0-9]{1,18}$' } } } as const;
+export const walletQuery = {
+  type: 'object',
+  additionalProperties: false,
+  properties: { limit: { type: 'integer', minimum: 0, maximum: 1000, default: 10, description: 'ledger entries to return' } },
+} as const;
+export const deadLetterQuery = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    reason: { type: 'string', enum: [...DEAD_LETTER_REASONS] },
+    batchId: identifier,
+    state: { type: 'string', enum: ['open', 'replayed', 'purged', 'any'], default: 'open' },
+    limit: { type: 'integer', minimum: 1, maximum: 10000, default: 1000 },
+  },
+} as const;

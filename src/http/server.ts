@@ -1,0 +1,315 @@
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { BatchValidationError } from '../batch/batch-errors.js';
+import { getBatchReport } from '../batch/batch-status.js';
+import type { DeadLetterReason } from '../db/schema.js';
+import { DeadLetterSelectionError, selectionFilter } from '../dead-letters/dead-letter-selection.js';
+import type { Logger } from '../log/logger.js';
+import { UserLocks } from '../lock/user-locks.js';
+import { JsonNumber } from '../money/amount.js';
+import { sampleQueueDepths } from '../queue/queue-stats.js';
+import { JsonSyntaxError, parseRawJson, type RawJsonValue } from '../rewards/raw-json.js';
+import type { Windfall } from '../runtime/windfall.js';
+import { readLedger } from '../wallet/wallet-service.js';
+import type { Principal } from './auth.js';
+import { TokenGuard } from './auth.js';
+import { registerDashboard } from './dashboard.js';
+import { openApiDocument } from './openapi.js';
+import {
+  batchIdParams,
+  deadLetterIdParams,
+  deadLetterQuery,
+  replayRequestSchema,
+  uidParams,
+  walletQuery,
+} from './schemas.js';
+
+/** Options of {@link buildHttpServer}. */
+export interface HttpServerOptions {
+  /** Opens producer routes. Required. */
+  readonly apiToken: string;
+  /** Opens operator routes and the dashboard; without it they answer 401. */
+  readonly adminToken?: string | undefined;
+  /** Largest request body in bytes (413 above). Default: the configuration's `httpBodyLimit` (10 MiB). */
+  readonly bodyLimit?: number;
+  /** Longest wait of a readiness check per service. Default 2000 ms. */
+  readonly readyTimeoutMs?: number;
+  /** Default: the Windfall's logger. */
+  readonly logger?: Logger;
+}
+
+/** The server refuses to be built without an API token, or with an admin token equal to it. */
+export class HttpConfigError extends Error {
+  override readonly name = 'HttpConfigError';
+  constructor(
+    readonly variable: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** An error answer: `{error, message, errors?}`. */
+function fail(reply: FastifyReply, status: number, error: string, message: string, errors?: readonly unknown[]): FastifyReply {
+  return reply.code(status).send({ error, message, ...(errors ? { errors } : {}) });
+}
+
+async function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      work,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function probe(check: () => Promise<unknown>, timeoutMs: number): Promise<{ ok: boolean; ms: number; error?: string }> {
+  const started = performance.now();
+  try {
+    await withTimeout(check(), timeoutMs);
+    return { ok: true, ms: Math.round(performance.now() - started) };
+  } catch (error) {
+    return { ok: false, ms: Math.round(performance.now() - started), error: (error as Error).message };
+  }
+}
+
+/** Type name of a raw JSON value, for messages. */
+function kindOf(value: RawJsonValue | undefined): string {
+  if (value === undefined) return 'nothing';
+  if (value === null) return 'null';
+  if (value instanceof JsonNumber) return 'number';
+  if (Array.isArray(value)) return 'array';
+  return typeof value;
+}
+
+/** Checks the envelope `{batchId?, rewards[]}` of POST /v1/batches; the rows are checked by the producer. */
+function batchEnvelopeErrors(body: RawJsonValue): { row: number; field: string; reason: string }[] {
+  if (body === null || typeof body !== 'object' || Array.isArray(body) || body instanceof JsonNumber) {
+    return [{ row: 0, field: 'body', reason: `must be a JSON object {batchId?, rewards: [...]}, got ${kindOf(body)}` }];
+  }
+  const errors: { row: number; field: string; reason: string }[] = [];
+  for (const key of Object.keys(body)) {
+    if (key !== 'batchId' && key !== 'rewards') errors.push({ row: 0, field: key, reason: 'is not a batch field (expected batchId, rewards)' });
+  }
+  const rewards = body['rewards'];
+  if (rewards === undefined) errors.push({ row: 0, field: 'rewards', reason: 'is missing' });
+  else if (!Array.isArray(rewards)) errors.push({ row: 0, field: 'rewards', reason: `must be an array of rewards, got ${kindOf(rewards)}` });
+  else if (rewards.length === 0) errors.push({ row: 0, field: 'rewards', reason: 'is empty: a batch needs at least one reward' });
+  const batchId = body['batchId'];
+  if (batchId !== undefined && typeof batchId !== 'string') errors.push({ row: 0, field: 'batchId', reason: `must be a string, got ${kindOf(batchId)}` });
+  return errors;
+}
+
+/** Route pattern of a request for metric labels (never the raw URL: uids would explode the label set). */
+function routeLabel(request: FastifyRequest): string {
+  const pattern = request.routeOptions.url;
+  if (!pattern) return 'unmatched';
+  return pattern.startsWith('/admin/queues') ? '/admin/queues' : pattern;
+}
+
+/**
+ * Builds (does not start) the HTTP server of `windfall serve` over an open Windfall: the producer and operator
+ * API under /v1, the Bull Board dashboard, /metrics, /healthz, /readyz and /openapi.json.
+ * @throws {@link HttpConfigError} without an API token, or when the admin token equals it.
+ */
+export async function buildHttpServer(windfall: Windfall, options: HttpServerOptions): Promise<FastifyInstance> {
+  if (!options.apiToken) throw new HttpConfigError('WINDFALL_API_TOKEN', 'WINDFALL_API_TOKEN is not set: the HTTP API refuses to start without a token for producers');
+  if (options.adminToken !== undefined && options.adminToken === options.apiToken) {
+    throw new HttpConfigError('WINDFALL_ADMIN_TOKEN', 'WINDFALL_ADMIN_TOKEN equals WINDFALL_API_TOKEN: the API token would open operator routes; use two different tokens');
+  }
+  const logger = options.logger ?? windfall.logger;
+  const guard = new TokenGuard({ apiToken: options.apiToken, adminToken: options.adminToken });
+  const readyTimeoutMs = options.readyTimeoutMs ?? 2000;
+  const locks = new UserLocks(windfall.redis, { prefix: windfall.config.prefix, logger });
+  const metrics = windfall.metrics;
+  const openApi = openApiDocument();
+
+  const app = Fastify({
+    loggerInstance: logger as FastifyBaseLogger,
+    // fastify's per-request lines are off; an access log line per response is written below, without headers
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: options.bodyLimit ?? windfall.config.httpBodyLimit,
+    // unknown fields are refused, not silently dropped; every problem is reported
+    ajv: { customOptions: { removeAdditional: false, allErrors: true, coerceTypes: 'array', useDefaults: true } },
+  });
+
+  app.addHook('onResponse', async (request, reply) => {
+    const route = routeLabel(request);
+    const seconds = reply.elapsedTime / 1000;
+    metrics.httpRequests.inc({ method: request.method, route, status: String(reply.statusCode) });
+    metrics.httpDuration.observe({ method: request.method, route }, seconds);
+    const line = { method: request.method, route, url: request.url.split('?')[0], status: reply.statusCode, ms: Math.round(reply.elapsedTime), reqId: request.id };
+    if (route.startsWith('/v1/')) logger.info(line, 'http request');
+    else logger.debug(line, 'http request');
+  });
+
+  app.setErrorHandler((error: FastifyError, request, reply) => {
+    if (error.validation) {
+      const errors = error.validation.map((issue) => {
+        const where = (issue.instancePath || '').replace(/^\//, '').replace(/\//g, '.');
+        const params = (issue.params ?? {}) as { missingProperty?: string; additionalProperty?: string; allowedValues?: unknown[] };
+        const field = params.missingProperty ?? params.additionalProperty ?? (where || error.validationContext || 'request');
+        const allowed = params.allowedValues ? ` (${params.allowedValues.join(', ')})` : '';
+        const reason = params.additionalProperty ? 'is not a known field' : `${issue.message ?? 'is invalid'}${allowed}`;
+        return { row: 0, field: String(field), reason };
+      });
+      return fail(reply, 400, 'invalid request', `${error.validationContext ?? 'request'}: ${errors.map((e) => `${e.field} ${e.reason}`).join('; ')}`, errors);
+    }
+    if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE' || error.statusCode === 413) {
+      return fail(reply, 413, 'payload too large', `the body is larger than ${options.bodyLimit ?? windfall.config.httpBodyLimit} bytes (WINDFALL_HTTP_BODY_LIMIT); split the batch, or use \`windfall enqueue --file\``);
+    }
+    if (error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500) {
+      const kind =
+        error.code === 'WINDFALL_INVALID_JSON' || error.code === 'FST_ERR_CTP_EMPTY_JSON_BODY' || error instanceof SyntaxError
+          ? 'invalid JSON'
+          : error.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE'
+            ? 'unsupported media type'
+            : 'bad request';
+      return fail(reply, error.statusCode, kind, error.message);
+    }
+    request.log.error({ err: error, route: routeLabel(request) }, 'request failed');
+    return fail(reply, 500, 'internal error', 'the request failed; the server log has the details');
+  });
+
+  app.setNotFoundHandler((request, reply) => fail(reply, 404, 'not found', `no route ${request.method} ${request.url.split('?')[0]} (see GET /openapi.json)`));
+
+  const needs = (principal: Principal) => async (request: FastifyRequest, reply: FastifyReply) => {
+    const decision = guard.check(request.headers.authorization, principal);
+    if (decision.ok) return;
+    if (decision.status === 401) reply.header('www-authenticate', `Bearer realm="windfall"`);
+    return fail(reply, decision.status, decision.status === 401 ? 'unauthorized' : 'forbidden', decision.message);
+  };
+
+  // ---- no auth: liveness, readiness, metrics, the OpenAPI document
+  app.get('/healthz', async () => ({ status: 'ok' }));
+
+  app.get('/readyz', async (_request, reply) => {
+    const [redis, postgres] = await Promise.all([
+      probe(() => windfall.redis.ping(), readyTimeoutMs),
+      probe(() => windfall.database.pool.query('select 1'), readyTimeoutMs),
+    ]);
+    const ready = redis.ok && postgres.ok;
+    return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not ready', checks: { redis, postgres } });
+  });
+
+  app.get('/metrics', async (_request, reply) => {
+    await Promise.all([
+      withTimeout(sampleQueueDepths(windfall.queues, metrics), readyTimeoutMs).catch((error: unknown) => logger.debug({ err: error }, 'could not sample queue depths')),
+      withTimeout(windfall.deadLetters.openCounts(), readyTimeoutMs).then(
+        (counts) => {
+          for (const [reason, count] of Object.entries(counts)) {
+            metrics.deadLettersOpen.set({ reason }, count.entries);
+            metrics.deadLetterRewardsOpen.set({ reason }, count.rewards);
+          }
+        },
+        (error: unknown) => logger.debug({ err: error }, 'could not count open dead letters'),
+      ),
+    ]);
+    return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+  });
+
+  app.get('/openapi.json', async () => openApi);
+
+  // ---- producer routes (API token)
+  await app.register(async (producer) => {
+    // JSON bodies keep number text, so that `100.0` and `1e2` can be refused as amounts (JSON.parse would read 100)
+    producer.removeContentTypeParser('application/json');
+    producer.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => {
+      try {
+        done(null, parseRawJson(body as string));
+      } catch (error) {
+        const problem = error instanceof JsonSyntaxError ? error.message : 'unreadable body';
+        done(Object.assign(new Error(`the body is not valid JSON: ${problem}`), { statusCode: 400, code: 'WINDFALL_INVALID_JSON' }), undefined);
+      }
+    });
+    producer.addHook('onRequest', needs('api'));
+
+    producer.post('/v1/batches', async (request, reply) => {
+      const body = request.body as RawJsonValue;
+      const envelope = batchEnvelopeErrors(body);
+      if (envelope.length > 0) {
+        return fail(reply, 400, 'invalid batch', `batch refused: ${envelope.map((e) => `${e.field} ${e.reason}`).join('; ')}`, envelope);
+      }
+      const record = body as { [key: string]: RawJsonValue };
+      const rewards = record['rewards'] as RawJsonValue[];
+      const batchId = record['batchId'] as string | undefined;
+      try {
+        const result = await windfall.producer.enqueueRewards(rewards, batchId !== undefined ? { batchId } : {});
+        return reply.code(202).send({ batchId: result.batchId, total: result.total, created: result.created });
+      } catch (error) {
+        if (error instanceof BatchValidationError) {
+          return fail(reply, 400, 'invalid batch', error.message.split('\n')[0] ?? 'batch refused', error.errors);
+        }
+        throw error;
+      }
+    });
+
+    producer.get('/v1/batches/:id', { schema: { params: batchIdParams } }, async (request, reply) => {
+      const { id } = request.params as { id: string };
+      const report = await getBatchReport(windfall.database.pool, id);
+      if (!report) return fail(reply, 404, 'not found', `no batch has id ${JSON.stringify(id)}`);
+      return report;
+    });
+  });
+
+  // ---- operator routes (admin token)
+  await app.register(async (operator) => {
+    operator.addHook('onRequest', needs('admin'));
+
+    operator.get('/v1/wallets/:uid', { schema: { params: uidParams, querystring: walletQuery } }, async (request) => {
+      const { uid } = request.params as { uid: string };
+      const { limit } = request.query as { limit: number };
+      const { rows } = await windfall.database.pool.query<{ balance: bigint }>('select balance from wallets where uid = $1', [uid]);
+      return { uid, balance: (rows[0]?.balance ?? 0n).toString(), entries: await readLedger(windfall.database.pool, uid, limit) };
+    });
+
+    operator.get('/v1/locks/:uid', { schema: { params: uidParams } }, async (request) => {
+      const { uid } = request.params as { uid: string };
+      return locks.status(uid);
+    });
+
+    operator.delete('/v1/locks/:uid', { schema: { params: uidParams } }, async (request) => {
+      const { uid } = request.params as { uid: string };
+      const previous = await locks.forceRelease(uid, `http:${request.ip}`);
+      return { uid, released: previous.locked, previous };
+    });
+
+    operator.get('/v1/dead-letters', { schema: { querystring: deadLetterQuery } }, async (request) => {
+      const query = request.query as { reason?: DeadLetterReason; batchId?: string; state: 'open' | 'replayed' | 'purged' | 'any'; limit: number };
+      return windfall.deadLetters.list({
+        ...(query.reason ? { reason: query.reason } : {}),
+        ...(query.batchId ? { batchId: query.batchId } : {}),
+        state: query.state,
+        limit: query.limit,
+      });
+    });
+
+    operator.get('/v1/dead-letters/:id', { schema: { params: deadLetterIdParams } }, async (request, reply) => {
+      const { id } = request.params as { id: string };
+      const entry = await windfall.deadLetters.get(id);
+      if (!entry) return fail(reply, 404, 'not found', `no dead-letter entry has id ${id}`);
+      return entry;
+    });
+
+    operator.post('/v1/dead-letters/replay', { schema: { body: replayRequestSchema } }, async (request, reply) => {
+      const body = (request.body ?? {}) as { ids?: string[]; all?: boolean; reason?: string; batchId?: string; dryRun?: boolean };
+      let filter;
+      try {
+        filter = selectionFilter(body, { required: true });
+      } catch (error) {
+        if (error instanceof DeadLetterSelectionError) return fail(reply, 400, 'invalid request', error.message, [{ row: 0, field: error.field, reason: error.message }]);
+        throw error;
+      }
+      const report = await windfall.deadLetters.replay(filter, { dryRun: body.dryRun ?? false });
+      logger.info({ replayed: report.replayed.length, skipped: report.skipped.length, dryRun: report.dryRun, by: `http:${request.ip}` }, 'dead-letter replay requested');
+      return report;
+    });
+  });
+
+  await registerDashboard(app, windfall.queues, guard);
+  return app;
+}
