@@ -1,7 +1,108 @@
 import type { Command } from 'commander';
+import { InvalidArgumentError } from 'commander';
+import { connectDatabase } from '../../db/database.js';
+import { reconcile, type ReconcileReport } from '../../reconcile/reconcile.js';
+import { resumeOpenWork, type ResumeReport } from '../../reconcile/resume-work.js';
+import { checkPostgres } from '../../runtime/service-check.js';
 import type { CommandRegistry } from '../context.js';
+import { resolveConfig, withWindfall } from '../context.js';
+import { EXIT } from '../exit-codes.js';
+import { formatCount, formatTable, printJson, printLine, printNote } from '../output.js';
 
-/** Registers reconcile (reliability issue). */
-export function registerReconcileCommand(_program: Command, _registry: CommandRegistry): void {
-  // not yet built
+/** Flags of `windfall reconcile`. */
+interface ReconcileFlags {
+  readonly json?: boolean;
+  readonly strict?: boolean;
+  readonly limit: number;
+  readonly resume?: boolean;
+  readonly dryRun?: boolean;
+}
+
+function positive(name: string) {
+  return (value: string): number => {
+    if (!/^\d+$/.test(value) || Number(value) < 1) throw new InvalidArgumentError(`${name} must be a whole number ≥ 1`);
+    return Number(value);
+  };
+}
+
+/** Human form of a reconcile report. */
+export function describeReconcile(report: ReconcileReport): string {
+  const lines: string[] = [];
+  const r = report.rewards;
+  lines.push(
+    `checked ${formatCount(report.wallets)} wallets, ${formatCount(report.ledgerEntries)} ledger entries, ${formatCount(report.batches)} batches ` +
+      `(${formatCount(r.total)} rewards: ${formatCount(r.applied)} applied, ${formatCount(r.duplicate)} duplicate, ` +
+      `${formatCount(r.deadLettered)} dead-lettered, ${formatCount(r.inFlight)} in flight) in ${report.seconds} s`,
+  );
+  if (report.pendingBatches.length > 0) {
+    lines.push('', `batches still processing${report.strict ? ' (strict: counted as mismatches)' : ' (not mismatches)'}:`);
+    lines.push(
+      formatTable(
+        ['batchId', 'pending', 'openChunks', 'replaying', 'createdAt'],
+        report.pendingBatches.map((batch) => [batch.batchId, batch.pending, batch.openChunks, batch.replaying, batch.createdAt]),
+      ),
+    );
+  }
+  if (report.mismatchCount === 0) {
+    lines.push('', 'reconcile: OK — every balance equals its ledger, every reward is accounted for, no operation id twice');
+    return lines.join('\n');
+  }
+  lines.push('', `reconcile: ${formatCount(report.mismatchCount)} mismatch${report.mismatchCount === 1 ? '' : 'es'}${report.truncated ? ` (${report.mismatches.length} listed)` : ''}`);
+  lines.push(
+    formatTable(
+      ['kind', 'uid', 'expected', 'actual', 'batchId', 'rewardId'],
+      report.mismatches.map((m) => [m.kind, m.uid, m.expected, m.actual, m.batchId, m.rewardId]),
+    ),
+  );
+  return lines.join('\n');
+}
+
+function describeResume(report: ResumeReport): string {
+  const verb = report.dryRun ? 'would re-add' : 're-added';
+  const lines = [
+    `resume: ${verb} ${report.chunks.length} chunk job${report.chunks.length === 1 ? '' : 's'} and ${report.replays.length} replay job${report.replays.length === 1 ? '' : 's'} ` +
+      `(${report.checkedChunks} open chunks and ${report.checkedReplays} unfinished replays checked)`,
+  ];
+  for (const job of [...report.chunks, ...report.replays]) lines.push(`  ${job.jobId} (batch ${job.batchId}, shard ${job.shard}): job was ${job.was}`);
+  return lines.join('\n');
+}
+
+/**
+ * Registers `windfall reconcile [--json] [--strict] [--limit N] [--resume [--dry-run]]`.
+ * Exit 0 when the books are clean, 1 listing each mismatch (uid, expected, actual).
+ */
+export function registerReconcileCommand(program: Command, registry: CommandRegistry): void {
+  program
+    .command('reconcile')
+    .description(
+      'check that every balance equals the sum of its ledger, every reward of every batch is applied, duplicate or dead-lettered, ' +
+        'and no operation id is in the ledger twice; exit 1 listing each mismatch',
+    )
+    .option('--json', 'print a JSON document')
+    .option('--strict', 'also count rewards still in flight (batches with open chunks, unfinished replays) as mismatches')
+    .option('--limit <n>', 'mismatches listed per kind (all are counted)', positive('--limit'), 1000)
+    .option('--resume', 're-add the lost or failed jobs of open chunks and unfinished replays (needs Redis), then check')
+    .option('--dry-run', 'with --resume: only say which jobs would be re-added')
+    .action(async (flags: ReconcileFlags, command: Command) => {
+      const globals = registry.globals(command);
+      let resumed: ResumeReport | undefined;
+      if (flags.resume) {
+        resumed = await withWindfall(globals, (windfall) =>
+          resumeOpenWork(windfall.database.pool, windfall.queues, { minAgeMs: 0, dryRun: flags.dryRun ?? false, logger: windfall.logger }),
+        );
+        if (!flags.json) printNote(describeResume(resumed));
+      }
+      // The check itself needs PostgreSQL only: it works while Redis is down.
+      const { config, logger } = resolveConfig(globals);
+      const database = connectDatabase(config.databaseUrl, { poolSize: 2, logger, applicationName: 'windfall-reconcile' });
+      try {
+        await checkPostgres(database.pool, config.databaseUrl);
+        const report = await reconcile(database.pool, { strict: flags.strict ?? false, limit: flags.limit });
+        if (flags.json) printJson(resumed ? { ...report, resumed } : report);
+        else printLine(describeReconcile(report));
+        if (!report.ok) registry.setExit(EXIT.FAILED);
+      } finally {
+        await database.close();
+      }
+    });
 }
