@@ -3,6 +3,19 @@ import { REWARD_POLICY } from '../lock/lock-policy.js';
 import { ConfigError } from './config-error.js';
 import { parseBoolean, parseDecimal, parseInteger, parseUrl } from './env-values.js';
 
+/** Parses `host:port,host:port` (IPv6 hosts in brackets); empty or absent → none. */
+function parseHostPortList(variable: string, raw: string | undefined): readonly string[] {
+  if (raw === undefined) return Object.freeze([]);
+  const nodes = raw.split(',').map((part) => part.trim()).filter((part) => part !== '');
+  for (const node of nodes) {
+    const match = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(node);
+    if (!match || Number(match[2]) < 1 || Number(match[2]) > 65535) {
+      throw new ConfigError(variable, `expected host:port pairs separated by commas, got ${JSON.stringify(node)}`);
+    }
+  }
+  return Object.freeze(nodes);
+}
+
 /** pino levels accepted by `LOG_LEVEL`. */
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -37,6 +50,16 @@ export interface WindfallConfig {
   readonly jobLockMs: number;
   /** Wrap shard queue names in `{…}` so BullMQ works on Redis Cluster. Env `WINDFALL_REDIS_CLUSTER`; default false. */
   readonly redisCluster: boolean;
+  /**
+   * More Redis Cluster seed nodes (`host:port,host:port`) besides the node of `REDIS_URL`, used when
+   * `redisCluster` is on. Env `WINDFALL_REDIS_CLUSTER_NODES`; default none.
+   */
+  readonly redisClusterNodes: readonly string[];
+  /**
+   * How often a worker process looks for open work whose job Redis lost or BullMQ failed for good, and re-adds it
+   * (one process per prefix per interval). 0 turns it off. Env `WINDFALL_RECOVERY_INTERVAL_MS`; default 60000.
+   */
+  readonly recoveryIntervalMs: number;
   /** Bearer token of the producer HTTP API. Env `WINDFALL_API_TOKEN`; no default. */
   readonly apiToken: string | undefined;
   /** Bearer token (or basic-auth password) of operator routes and the dashboard. Env `WINDFALL_ADMIN_TOKEN`; no default. */
@@ -63,6 +86,8 @@ export const DEFAULT_CONFIG = {
   maxStalledCount: 1000,
   jobLockMs: 30_000,
   redisCluster: false,
+  redisClusterNodes: [],
+  recoveryIntervalMs: 60_000,
   apiToken: undefined,
   adminToken: undefined,
   httpBodyLimit: 10 * 1024 * 1024,
@@ -88,6 +113,8 @@ const KNOWN_VARIABLES = new Set([
   'WINDFALL_MAX_STALLED',
   'WINDFALL_JOB_LOCK_MS',
   'WINDFALL_REDIS_CLUSTER',
+  'WINDFALL_REDIS_CLUSTER_NODES',
+  'WINDFALL_RECOVERY_INTERVAL_MS',
   'WINDFALL_API_TOKEN',
   'WINDFALL_ADMIN_TOKEN',
   'WINDFALL_HTTP_BODY_LIMIT',
@@ -150,6 +177,8 @@ export function loadConfig(env: Env = process.env, overrides: Partial<WindfallCo
     maxStalledCount: integer('WINDFALL_MAX_STALLED', DEFAULT_CONFIG.maxStalledCount, 1),
     jobLockMs: integer('WINDFALL_JOB_LOCK_MS', DEFAULT_CONFIG.jobLockMs, 1000, 600_000),
     redisCluster: clusterRaw === undefined ? false : parseBoolean('WINDFALL_REDIS_CLUSTER', clusterRaw),
+    redisClusterNodes: parseHostPortList('WINDFALL_REDIS_CLUSTER_NODES', read('WINDFALL_REDIS_CLUSTER_NODES')),
+    recoveryIntervalMs: integer('WINDFALL_RECOVERY_INTERVAL_MS', DEFAULT_CONFIG.recoveryIntervalMs, 0, 86_400_000),
     apiToken: read('WINDFALL_API_TOKEN'),
     adminToken: read('WINDFALL_ADMIN_TOKEN'),
     httpBodyLimit: integer('WINDFALL_HTTP_BODY_LIMIT', DEFAULT_CONFIG.httpBodyLimit, 1024, 1024 * 1024 * 1024),

@@ -1,5 +1,5 @@
 import { Queue, type JobsOptions } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import type { RewardJobData } from './job-data.js';
 import { deadLetterQueueName, shardQueueName } from './queue-names.js';
 
@@ -35,7 +35,7 @@ export class WindfallQueues {
   private closed = false;
 
   constructor(
-    readonly connection: Redis,
+    readonly connection: Redis | Cluster,
     readonly settings: QueueSettings,
   ) {}
 

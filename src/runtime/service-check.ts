@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import { redactUrl } from '../log/logger.js';
 
 /** Redis or PostgreSQL does not answer; the message says which, where, and how to start it. */
@@ -24,7 +24,7 @@ function describeTarget(url: string): string {
 }
 
 /** Fails with a helpful message when Redis does not answer PING within `timeoutMs`. */
-export async function checkRedis(redis: Redis, url: string, timeoutMs = 5000): Promise<void> {
+export async function checkRedis(redis: Redis | Cluster, url: string, timeoutMs = 5000): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   let onError: ((error: Error) => void) | undefined;
   try {

@@ -1,11 +1,11 @@
-import type { Redis } from 'ioredis';
 import type { WindfallConfig } from '../config/config.js';
 import type { WindfallDatabase } from '../db/database.js';
 import { connectDatabase } from '../db/database.js';
 import { DeadLetterQueue } from '../dead-letters/dead-letter-queue.js';
 import type { Logger } from '../log/logger.js';
 import { WindfallMetrics } from '../metrics/metrics.js';
-import { connectRedis } from '../queue/redis-connection.js';
+import { connectRedis, type RedisClient } from '../queue/redis-connection.js';
+import { RecoveryWatchdog } from '../reconcile/recovery-watchdog.js';
 import { RewardProducer } from '../queue/reward-producer.js';
 import { WindfallQueues } from '../queue/windfall-queues.js';
 import { WalletService } from '../wallet/wallet-service.js';
@@ -34,13 +34,14 @@ export class Windfall {
   readonly deadLetters: DeadLetterQueue;
   readonly wallet: WalletService;
   private readonly workers: RewardWorker[] = [];
+  private watchdog: RecoveryWatchdog | undefined;
   private closed = false;
 
   constructor(
     readonly config: WindfallConfig,
     readonly logger: Logger,
     readonly database: WindfallDatabase,
-    readonly redis: Redis,
+    readonly redis: RedisClient,
     readonly metrics: WindfallMetrics,
   ) {
     this.queues = new WindfallQueues(redis, {
@@ -87,6 +88,18 @@ export class Windfall {
       onDeadLetters: (entries) => this.deadLetters.mirror(entries),
     });
     this.workers.push(worker);
+    // Re-adds open work whose job Redis lost or BullMQ failed for good (one watchdog per process).
+    if (this.config.recoveryIntervalMs > 0 && !this.watchdog) {
+      this.watchdog = new RecoveryWatchdog({
+        pool: this.database.pool,
+        queues: this.queues,
+        redis: this.redis,
+        prefix: this.config.prefix,
+        intervalMs: this.config.recoveryIntervalMs,
+        logger: this.logger,
+      });
+      this.watchdog.start();
+    }
     return worker;
   }
 
@@ -95,6 +108,7 @@ export class Windfall {
     if (this.closed) return;
     this.closed = true;
     const steps: [string, () => Promise<unknown>][] = [
+      ['recovery watchdog', async () => this.watchdog?.stop()],
       ['workers', () => Promise.all(this.workers.map((worker) => worker.close(this.config.shutdownTimeoutMs)))],
       ['queues', () => this.queues.close()],
       ['redis', () => quitRedis(this.redis)],
@@ -111,7 +125,7 @@ export class Windfall {
 }
 
 /** QUIT, or a hard disconnect when Redis does not answer within 2 s (it may be down). */
-async function quitRedis(redis: Redis): Promise<void> {
+async function quitRedis(redis: RedisClient): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   try {
     await Promise.race([redis.quit(), new Promise((resolve) => (timer = setTimeout(resolve, 2000)))]);
@@ -128,7 +142,7 @@ export async function openWindfall(config: WindfallConfig, logger: Logger, optio
     logger,
     ...(options.schema ? { schema: options.schema } : {}),
   });
-  const redis = connectRedis(config.redisUrl, logger);
+  const redis = connectRedis(config.redisUrl, logger, 'windfall', { cluster: config.redisCluster, clusterNodes: config.redisClusterNodes });
   const windfall = new Windfall(config, logger, database, redis, options.metrics ?? new WindfallMetrics());
   if (options.checkServices ?? true) {
     try {

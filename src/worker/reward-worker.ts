@@ -1,6 +1,6 @@
 import { Worker, type Job } from 'bullmq';
 import type pg from 'pg';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../queue/redis-connection.js';
 import { Semaphore } from '../concurrency/semaphore.js';
 import type { DeadLetterEntry } from '../dead-letters/dead-letter-store.js';
 import type { LockPolicy } from '../lock/lock-policy.js';
@@ -16,7 +16,7 @@ import { processRewardJob } from './job-processor.js';
 export interface RewardWorkerOptions {
   readonly pool: pg.Pool;
   /** Connection for locks; BullMQ workers open their own blocking connections from it. */
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   readonly prefix: string;
   /** Shard queues to consume. */
   readonly shards: readonly number[];
