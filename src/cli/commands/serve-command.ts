@@ -1,6 +1,4 @@
 import { InvalidArgumentError, type Command } from 'commander';
-import { buildHttpServer } from '../../http/server.js';
-import { openApiDocument } from '../../http/openapi.js';
 import { WindfallMetrics } from '../../metrics/metrics.js';
 import { openWindfall } from '../../runtime/windfall.js';
 import type { CommandRegistry } from '../context.js';
@@ -40,6 +38,7 @@ export function registerServeCommand(program: Command, registry: CommandRegistry
     .option('--openapi', 'print the OpenAPI document of the routes and exit')
     .action(async (options: { port: number; host: string; openapi?: boolean }, command: Command) => {
       if (options.openapi) {
+        const { openApiDocument } = await import('../../http/openapi.js');
         printJson(openApiDocument());
         return;
       }
@@ -57,6 +56,8 @@ export function registerServeCommand(program: Command, registry: CommandRegistry
 
       const windfall = await openWindfall(config, logger, { metrics: new WindfallMetrics({ defaultMetrics: true }) });
       try {
+        // loaded here so that other commands do not pay for fastify and Bull Board at start-up
+        const { buildHttpServer } = await import('../../http/server.js');
         const app = await buildHttpServer(windfall, { apiToken: config.apiToken, adminToken: config.adminToken, bodyLimit: config.httpBodyLimit });
         const stopped = stopSignal((signal) => logger.error({ signal }, 'second signal: exiting without waiting for requests'));
         await app.listen({ port: options.port, host: options.host });
