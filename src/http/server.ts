@@ -217,7 +217,8 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
   // ---- producer routes (API token)
   await app.register(async (producer) => {
     // JSON bodies keep number text, so that `100.0` and `1e2` can be refused as amounts (JSON.parse would read 100)
-    producer.removeContentTypeParser('application/json');
+    // only JSON is accepted here (fastify's text/plain parser is removed too): anything else gets 415
+    producer.removeAllContentTypeParsers();
     producer.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => {
       try {
         done(null, parseRawJson(body as string));

@@ -1,0 +1,375 @@
+import { readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildHttpServer } from '../src/http/server.js';
+import { createLogger } from '../src/log/logger.js';
+import { openWindfall } from '../src/runtime/windfall.js';
+import { useTestEnvironment } from './support/environment.js';
+import { eventually, runCli, startCli } from './support/cli.js';
+import { balances, ledgerMismatches } from './support/batches.js';
+import { randomToken, startServe, type ServeProcess } from './support/serve.js';
+
+const env = useTestEnvironment();
+/** Small enough to test 413 cheaply. */
+const BODY_LIMIT = 64 * 1024;
+let server: ServeProcess;
+
+beforeAll(async () => {
+  server = await startServe(env.env({ WINDFALL_HTTP_BODY_LIMIT: String(BODY_LIMIT), WINDFALL_JOB_ATTEMPTS: '1', WINDFALL_JOB_BACKOFF_MS: '10' }));
+});
+afterAll(async () => {
+  await server?.stop();
+});
+
+type Auth = 'none' | 'api' | 'admin' | 'admin-basic' | 'api-basic' | 'wrong';
+function headersFor(auth: Auth): Record<string, string> {
+  switch (auth) {
+    case 'none':
+      return {};
+    case 'api':
+      return { authorization: `Bearer ${server.apiToken}` };
+    case 'admin':
+      return { authorization: `Bearer ${server.adminToken}` };
+    case 'admin-basic':
+      return { authorization: `Basic ${Buffer.from(`operator:${server.adminToken}`).toString('base64')}` };
+    case 'api-basic':
+      return { authorization: `Basic ${Buffer.from(`operator:${server.apiToken}`).toString('base64')}` };
+    case 'wrong':
+      return { authorization: 'Bearer wrong-token-0123456789abcdef' };
+  }
+}
+
+async function call(method: string, path: string, auth: Auth, body?: string | object): Promise<{ status: number; body: any; headers: Headers; text: string }> {
+  const response = await fetch(`${server.baseUrl}${path}`, {
+    method,
+    headers: { ...headersFor(auth), ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+    ...(body !== undefined ? { body: typeof body === 'string' ? body : JSON.stringify(body) } : {}),
+  });
+  const text = await response.text();
+  let parsed: unknown = text;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    // not JSON (metrics, HTML)
+  }
+  return { status: response.status, body: parsed, headers: response.headers, text };
+}
+
+const CONTRACT_METRICS = [
+  'windfall_lock_acquire_total',
+  'windfall_lock_retries',
+  'windfall_lock_wait_seconds',
+  'windfall_lock_hold_seconds',
+  'windfall_rewards_total',
+  'windfall_dead_letter_total',
+  'windfall_user_tx_seconds',
+  'windfall_queue_jobs',
+];
+
+function expectContractMetrics(text: string): void {
+  for (const name of CONTRACT_METRICS) expect(text, name).toMatch(new RegExp(`^# TYPE ${name} (counter|gauge|histogram)$`, 'm'));
+  expect(text).toMatch(/^windfall_lock_acquire_total\{policy="reward",outcome="acquired"\} \d+/m);
+  expect(text).toMatch(/^windfall_rewards_total\{outcome="dead_lettered"\} \d+/m);
+  expect(text).toMatch(/^windfall_dead_letter_total\{reason="LOCK_BUSY"\} \d+/m);
+  expect(text).toMatch(/^windfall_lock_retries_bucket\{le="0",policy="reward"\} \d+/m);
+  expect(text).toMatch(/^windfall_user_tx_seconds_count \d+/m);
+  expect(text).toMatch(/^windfall_queue_jobs\{queue="dead-letter",state="waiting"\} \d+/m);
+  expect(text).toMatch(/^windfall_queue_jobs\{queue="shard-7",state="active"\} \d+/m);
+  expect(text).toMatch(/^windfall_queue_oldest_waiting_seconds\{queue="shard-0"\} [\d.]+/m);
+}
+
+describe('windfall serve: start-up', () => {
+  it('refuses to start without an API token (exit 2, naming WINDFALL_API_TOKEN), or with the admin token equal to it', async () => {
+    const missing = await runCli(['serve', '--port', '0'], env.env());
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toContain('WINDFALL_API_TOKEN');
+    const same = randomToken('same');
+    const equal = await runCli(['serve', '--port', '0'], env.env({ WINDFALL_API_TOKEN: same, WINDFALL_ADMIN_TOKEN: same }));
+    expect(equal.code).toBe(2);
+    expect(equal.stderr).toContain('WINDFALL_ADMIN_TOKEN equals WINDFALL_API_TOKEN');
+    expect(equal.stderr).not.toContain(same);
+  });
+});
+
+describe('windfall serve: producer routes', () => {
+  it('answers 401 without a token or with a wrong one', async () => {
+    const batch = { rewards: [{ rewardId: 'h-401', uid: 'h-u', amount: 1 }] };
+    for (const auth of ['none', 'wrong'] as const) {
+      const post = await call('POST', '/v1/batches', auth, batch);
+      expect(post.status, auth).toBe(401);
+      expect(post.body).toMatchObject({ error: 'unauthorized' });
+      expect(post.headers.get('www-authenticate')).toMatch(/^Bearer/);
+      expect((await call('GET', '/v1/batches/anything', auth)).status).toBe(401);
+    }
+    expect((await call('POST', '/v1/batches', 'none', 'not even json')).status).toBe(401);
+    const { rows } = await env.pool.query(`select count(*)::int as n from ledger_entries where operation_id = 'h-401'`);
+    expect(rows[0].n).toBe(0);
+  });
+
+  it('answers 400 naming the row and field for a bad body, and enqueues nothing', async () => {
+    const cases: { body: string | object; errors: [number, string][] }[] = [
+      { body: '{"rewards":[{"rewardId":"h-b1","uid":"u","amount":100.0}]}', errors: [[1, 'amount']] },
+      { body: '{"rewards":[{"rewardId":"h-b1","uid":"u","amount":10},{"rewardId":"h-b2","uid":"u","amount":1e2}]}', errors: [[2, 'amount']] },
+      { body: { rewards: [{ rewardId: 'h-b1', uid: '', amount: '5' }, { rewardId: 'h-b2', uid: 'u', amount: 5, amout: 5 }] }, errors: [[1, 'uid'], [2, 'amout']] },
+      {
+        body: { rewards: [{ rewardId: 'h-b1', uid: 'u', amount: -3 }, { rewardId: 'h-b3', uid: 'u', amount: 3 }, { rewardId: 'h-b3', uid: 'v', amount: 3 }] },
+        errors: [[1, 'amount'], [3, 'rewardId']],
+      },
+      { body: { batchId: 'h-bad', rewards: [{ rewardId: 'h-b1', uid: 'u', amount: '1.5' }] }, errors: [[1, 'amount']] },
+      { body: { rewards: [] }, errors: [[0, 'rewards']] },
+      { body: { batchId: 'h-bad' }, errors: [[0, 'rewards']] },
+      { body: { rewards: [{ rewardId: 'h-b1', uid: 'u', amount: 1 }], colour: 'red' }, errors: [[0, 'colour']] },
+      { body: { batchId: 7, rewards: [{ rewardId: 'h-b1', uid: 'u', amount: 1 }] }, errors: [[0, 'batchId']] },
+      { body: [{ rewardId: 'h-b1', uid: 'u', amount: 1 }], errors: [[0, 'body']] },
+    ];
+    for (const { body, errors } of cases) {
+      const response = await call('POST', '/v1/batches', 'api', body);
+      expect(response.status, JSON.stringify(body)).toBe(400);
+      expect(response.body.error).toBe('invalid batch');
+      expect(response.body.errors.map((e: { row: number; field: string }) => [e.row, e.field]), JSON.stringify(body)).toEqual(errors);
+      for (const error of response.body.errors) expect(typeof error.reason).toBe('string');
+    }
+    const broken = await call('POST', '/v1/batches', 'api', '{"rewards":[{"rewardId":"h-b1",');
+    expect(broken.status).toBe(400);
+    expect(broken.body).toMatchObject({ error: 'invalid JSON' });
+    const duplicateKey = await call('POST', '/v1/batches', 'api', '{"rewards":[{"rewardId":"h-b1","uid":"u","amount":1,"amount":9}]}');
+    expect(duplicateKey.status).toBe(400);
+    expect(duplicateKey.body.message).toContain('appears twice');
+    const { rows } = await env.pool.query(`select count(*)::int as n from reward_batch_items where reward_id like 'h-b%'`);
+    expect(rows[0].n).toBe(0);
+  });
+
+  it('answers 413 over the body-size limit and 415 for a body that is not JSON', async () => {
+    const rewards = Array.from({ length: 1500 }, (_, n) => ({ rewardId: `h-big-${n}`, uid: `h-big-user-${n}`, amount: 1, description: 'x'.repeat(20) }));
+    const body = JSON.stringify({ rewards });
+    expect(body.length).toBeGreaterThan(BODY_LIMIT);
+    const response = await call('POST', '/v1/batches', 'api', body);
+    expect(response.status).toBe(413);
+    expect(response.body).toMatchObject({ error: 'payload too large' });
+    expect(response.body.message).toContain(String(BODY_LIMIT));
+    const text = await fetch(`${server.baseUrl}/v1/batches`, { method: 'POST', headers: { ...headersFor('api'), 'content-type': 'text/plain' }, body: 'hello' });
+    expect(text.status).toBe(415);
+  });
+
+  it('accepts a valid batch with 202, then reports it with 200 as the CLI does; re-posting the batchId is a no-op', async () => {
+    const windfall = await env.open();
+    await windfall.createWorker().start();
+    const batch = {
+      batchId: 'h-good',
+      rewards: [
+        { rewardId: 'h-g1', uid: 'h-user1', amount: 100, description: '活动奖励' },
+        { rewardId: 'h-g2', uid: 'h-user2', amount: '9007199254740991' },
+        { rewardId: 'h-g3', uid: 'h-user1', amount: 5 },
+      ],
+    };
+    const accepted = await call('POST', '/v1/batches', 'api', batch);
+    expect(accepted.status, accepted.text).toBe(202);
+    expect(accepted.body).toEqual({ batchId: 'h-good', total: 3, created: true });
+
+    const status = await call('GET', '/v1/batches/h-good', 'api');
+    expect(status.status).toBe(200);
+    expect(status.body).toMatchObject({ batchId: 'h-good', total: 3 });
+    await eventually(async () => (await call('GET', '/v1/batches/h-good', 'api')).body.status === 'completed', 'the batch to complete');
+    const done = await call('GET', '/v1/batches/h-good', 'api');
+    const cli = await runCli(['batch', 'h-good', '--json'], env.env());
+    expect(done.body).toEqual(JSON.parse(cli.stdout));
+    expect(done.body).toMatchObject({ status: 'completed', applied: 3, duplicate: 0, deadLettered: 0, pending: 0 });
+
+    const again = await call('POST', '/v1/batches', 'api', batch);
+    expect(again.status).toBe(202);
+    expect(again.body).toEqual({ batchId: 'h-good', total: 3, created: false });
+    const generated = await call('POST', '/v1/batches', 'api', { rewards: [{ rewardId: 'h-g1', uid: 'h-user1', amount: 100 }] });
+    expect(generated.status).toBe(202);
+    expect(generated.body.batchId).toMatch(/^[0-9a-f-]{36}$/);
+    await eventually(async () => (await call('GET', `/v1/batches/${generated.body.batchId}`, 'api')).body.duplicate === 1, 'the repeat to count as a duplicate');
+
+    const wallet = await call('GET', '/v1/wallets/h-user2', 'admin');
+    expect(wallet.body).toMatchObject({ uid: 'h-user2', balance: '9007199254740991', entries: [{ operationId: 'h-g2', amount: '9007199254740991', batchId: 'h-good' }] });
+    expect((await call('GET', '/v1/batches/no-such-batch', 'api')).status).toBe(404);
+    expect((await balances(env.pool)).get('h-user1')).toBe(105n);
+  });
+});
+
+describe('windfall serve: operator routes', () => {
+  it('refuse the API token (403) and missing or wrong tokens (401); accept the admin token as bearer or basic password', async () => {
+    const routes: [string, string, object?][] = [
+      ['GET', '/v1/wallets/h-user1'],
+      ['GET', '/v1/locks/h-user1'],
+      ['DELETE', '/v1/locks/h-nobody'],
+      ['GET', '/v1/dead-letters'],
+      ['GET', '/v1/dead-letters/1'],
+      ['POST', '/v1/dead-letters/replay', { all: true, dryRun: true }],
+    ];
+    for (const [method, path, body] of routes) {
+      for (const [auth, status] of [['none', 401], ['wrong', 401], ['api', 403], ['api-basic', 403]] as const) {
+        const response = await call(method, path, auth, body);
+        expect(response.status, `${method} ${path} with ${auth}`).toBe(status);
+      }
+      for (const auth of ['admin', 'admin-basic'] as const) {
+        const response = await call(method, path, auth, body);
+        expect([200, 404], `${method} ${path} with ${auth}: ${response.text}`).toContain(response.status);
+      }
+    }
+    expect((await call('GET', '/v1/wallets/h-user1', 'api')).body).toMatchObject({ error: 'forbidden' });
+    expect((await call('GET', '/v1/wallets/h-user1?limit=abc', 'admin')).status).toBe(400);
+    const unknown = await call('GET', '/v1/dead-letters?reason=NOPE', 'admin');
+    expect(unknown.status).toBe(400);
+    expect(unknown.body.errors[0]).toMatchObject({ field: 'reason' });
+  });
+
+  it('shows and force-releases a lock held elsewhere', async () => {
+    await env.redis.set(`${env.prefix}:lock:h-locked`, JSON.stringify({ owner: 'other-host:77', acquiredAt: '2026-01-02T03:04:05.000Z', token: 't' }), 'PX', 60_000);
+    const status = await call('GET', '/v1/locks/h-locked', 'admin');
+    expect(status.status).toBe(200);
+    expect(status.body).toMatchObject({ uid: 'h-locked', locked: true, owner: 'other-host:77', acquiredAt: '2026-01-02T03:04:05.000Z' });
+    expect(status.body.ttlMs).toBeGreaterThan(0);
+    const released = await call('DELETE', '/v1/locks/h-locked', 'admin');
+    expect(released.body).toMatchObject({ uid: 'h-locked', released: true, previous: { owner: 'other-host:77' } });
+    expect(await env.redis.exists(`${env.prefix}:lock:h-locked`)).toBe(0);
+    expect((await call('GET', '/v1/locks/h-locked', 'admin')).body).toEqual({ uid: 'h-locked', locked: false, ttlMs: null, owner: null, acquiredAt: null });
+    expect(server.process.output()).toMatch(/"level":"warn".*"uid":"h-locked".*"requestedBy":"http:127\.0\.0\.1".*lock force-released/);
+  });
+
+  it('lists a dead-lettered user, replays it by id exactly once, and the dead-letter queue ends empty', async () => {
+    // a busy user with no lock retries and one job attempt is dead-lettered at once
+    await env.redis.set(`${env.prefix}:lock:h-busy`, 'a lock someone else wrote', 'PX', 60_000);
+    const windfall = await env.open({ rewardLockPolicy: { name: 'reward', retries: 0, initialDelayMs: 10, factor: 1, ttlMs: 5000 } });
+    await windfall.createWorker().start();
+    const accepted = await call('POST', '/v1/batches', 'api', {
+      batchId: 'h-dlq',
+      rewards: [
+        { rewardId: 'h-d1', uid: 'h-busy', amount: 40 },
+        { rewardId: 'h-d2', uid: 'h-free', amount: 2 },
+      ],
+    });
+    expect(accepted.status).toBe(202);
+    await eventually(async () => (await call('GET', '/v1/batches/h-dlq', 'api')).body.pending === 0, 'the batch to settle');
+    expect((await call('GET', '/v1/batches/h-dlq', 'api')).body).toMatchObject({ status: 'completed_with_failures', applied: 1, deadLettered: 1 });
+
+    const listed = await call('GET', '/v1/dead-letters?reason=LOCK_BUSY&batchId=h-dlq', 'admin');
+    expect(listed.status).toBe(200);
+    expect(listed.body).toHaveLength(1);
+    const entry = listed.body[0];
+    expect(entry).toMatchObject({ batchId: 'h-dlq', uid: 'h-busy', reason: 'LOCK_BUSY', state: 'open', rewards: [{ rewardId: 'h-d1', amount: '40' }] });
+    expect((await call('GET', `/v1/dead-letters/${entry.id}`, 'admin')).body).toMatchObject({ id: entry.id, uid: 'h-busy' });
+    expect((await call('GET', '/v1/locks/h-busy', 'admin')).body).toMatchObject({ locked: true, owner: 'a lock someone else wrote' });
+
+    const bad = await call('POST', '/v1/dead-letters/replay', 'admin', { ids: [entry.id], all: true });
+    expect(bad.status).toBe(400);
+    expect((await call('POST', '/v1/dead-letters/replay', 'admin', {})).status).toBe(400);
+
+    expect((await call('DELETE', '/v1/locks/h-busy', 'admin')).body.released).toBe(true);
+    const replay = await call('POST', '/v1/dead-letters/replay', 'admin', { ids: [entry.id] });
+    expect(replay.status).toBe(200);
+    expect(replay.body).toMatchObject({ dryRun: false, replayed: [{ id: entry.id, uid: 'h-busy', rewards: 1 }], skipped: [] });
+    await eventually(async () => (await call('GET', '/v1/batches/h-dlq', 'api')).body.status === 'completed', 'the replay to be applied');
+    const second = await call('POST', '/v1/dead-letters/replay', 'admin', { ids: [entry.id] });
+    expect(second.body).toMatchObject({ replayed: [], skipped: [{ id: entry.id }] });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect((await call('GET', '/v1/wallets/h-busy', 'admin')).body).toMatchObject({ balance: '40' });
+    expect(await ledgerMismatches(env.pool)).toEqual([]);
+    expect((await call('GET', '/v1/dead-letters', 'admin')).body).toEqual([]);
+    expect(await windfall.queues.deadLetters().getWaitingCount()).toBe(0);
+  });
+});
+
+describe('windfall serve: dashboard, health, metrics, OpenAPI', () => {
+  it('guards the dashboard: 401 with a Basic challenge, 403 for the API token, the page for the admin token', async () => {
+    const anonymous = await call('GET', '/admin/queues', 'none');
+    expect(anonymous.status).toBe(401);
+    expect(anonymous.headers.get('www-authenticate')).toMatch(/^Basic realm=/);
+    expect((await call('GET', '/admin/queues', 'wrong')).status).toBe(401);
+    expect((await call('GET', '/admin/queues', 'api-basic')).status).toBe(403);
+    expect((await call('GET', '/admin/queues/api/queues', 'none')).status).toBe(401);
+    const page = await call('GET', '/admin/queues', 'admin-basic');
+    expect(page.status).toBe(200);
+    expect(page.text).toContain('<base href="/admin/queues/"');
+    const api = await call('GET', '/admin/queues/api/queues', 'admin');
+    expect(api.status).toBe(200);
+    const names = (api.body.queues as { name: string }[]).map((q) => q.name).sort();
+    expect(names).toEqual(['dead-letter', ...Array.from({ length: 8 }, (_, n) => `shard-${n}`)].sort());
+  });
+
+  it('answers /healthz and /readyz without auth', async () => {
+    expect(await call('GET', '/healthz', 'none')).toMatchObject({ status: 200, body: { status: 'ok' } });
+    const ready = await call('GET', '/readyz', 'none');
+    expect(ready.status).toBe(200);
+    expect(ready.body).toMatchObject({ status: 'ready', checks: { redis: { ok: true }, postgres: { ok: true } } });
+  });
+
+  it('answers /readyz with 503 naming Redis or PostgreSQL when one does not answer', async () => {
+    for (const [broken, which] of [
+      [{ redisUrl: 'redis://127.0.0.1:1' }, 'redis'],
+      [{ databaseUrl: 'postgres://postgres@127.0.0.1:1/windfall' }, 'postgres'],
+    ] as const) {
+      const windfall = await openWindfall(env.config(broken), createLogger('silent'), { checkServices: false });
+      try {
+        const app = await buildHttpServer(windfall, { apiToken: randomToken('api'), readyTimeoutMs: 500 });
+        const response = await app.inject({ method: 'GET', url: '/readyz' });
+        expect(response.statusCode, which).toBe(503);
+        const body = response.json() as { status: string; checks: Record<string, { ok: boolean; error?: string }> };
+        expect(body.status).toBe('not ready');
+        expect(body.checks[which]!.ok).toBe(false);
+        expect(body.checks[which === 'redis' ? 'postgres' : 'redis']!.ok).toBe(true);
+        expect((await app.inject({ method: 'GET', url: '/healthz' })).statusCode).toBe(200);
+        await app.close();
+      } finally {
+        await windfall.close();
+      }
+    }
+  });
+
+  it('exposes every contract metric on /metrics without auth, with queue depths sampled at scrape time', async () => {
+    const metrics = await call('GET', '/metrics', 'none');
+    expect(metrics.status).toBe(200);
+    expect(metrics.headers.get('content-type')).toContain('text/plain');
+    expectContractMetrics(metrics.text);
+    expect(metrics.text).toMatch(/^windfall_dead_letters_open\{reason="LOCK_BUSY"\} 0$/m);
+    expect(metrics.text).toMatch(/^windfall_http_requests_total\{method="POST",route="\/v1\/batches",status="202"\} \d+/m);
+  });
+
+  it('exposes every contract metric on a worker process --metrics-port', async () => {
+    const port = await new Promise<number>((resolve) => {
+      const probe = createServer().listen(0, '127.0.0.1', () => {
+        const address = probe.address() as { port: number };
+        probe.close(() => resolve(address.port));
+      });
+    });
+    const worker = startCli(['worker', '--metrics-port', String(port)], env.env({ LOG_LEVEL: 'info' }));
+    try {
+      await eventually(() => worker.output().includes('metrics on /metrics'), 'the worker metrics server');
+      const response = await fetch(`http://127.0.0.1:${port}/metrics`);
+      expect(response.status).toBe(200);
+      expectContractMetrics(await response.text());
+    } finally {
+      worker.child.kill('SIGTERM');
+      expect(await worker.exited).toBe(0);
+    }
+  });
+
+  it('serves the OpenAPI document of every route, identical to docs/openapi.json', async () => {
+    const document = await call('GET', '/openapi.json', 'none');
+    expect(document.status).toBe(200);
+    const paths = Object.keys(document.body.paths);
+    for (const path of ['/v1/batches', '/v1/batches/{id}', '/v1/wallets/{uid}', '/v1/locks/{uid}', '/v1/dead-letters', '/v1/dead-letters/replay', '/admin/queues', '/metrics', '/healthz', '/readyz']) {
+      expect(paths).toContain(path);
+    }
+    expect(Object.keys(document.body.paths['/v1/locks/{uid}'])).toEqual(['get', 'delete']);
+    const file = JSON.parse(readFileSync(new URL('../docs/openapi.json', import.meta.url), 'utf8')) as unknown;
+    expect(file, 'docs/openapi.json is stale: regenerate it with `npx windfall serve --openapi > docs/openapi.json`').toEqual(document.body);
+  });
+});
+
+describe('windfall serve: logs', () => {
+  it('never writes a token into its log, and stops cleanly on SIGTERM', async () => {
+    const basic = Buffer.from(`operator:${server.adminToken}`).toString('base64');
+    const code = await server.stop();
+    expect(code).toBe(0);
+    const output = server.process.output();
+    expect(output).toContain('"msg":"http request"');
+    expect(output).toContain('HTTP server stopped');
+    for (const secret of [server.apiToken, server.adminToken, basic, 'wrong-token-0123456789abcdef']) {
+      expect(output.includes(secret), 'a token appears in the server log').toBe(false);
+    }
+  });
+});
