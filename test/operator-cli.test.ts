@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { getBatchReport } from '../src/batch/batch-status.js';
+import { shardOf } from '../src/queue/shard-routing.js';
 import { useTestEnvironment } from './support/environment.js';
 import { eventually, runCli, startCli, type CliProcess } from './support/cli.js';
 import { balances, ledgerMismatches, waitForBatchDone } from './support/batches.js';
@@ -192,6 +193,37 @@ describe('operator CLI: dead letters, locks, queues', () => {
     expect(replay.code).toBe(1);
     expect(replay.stderr).toContain('entry is purged');
     await env.redis.del(`${env.prefix}:lock:op-purge`);
+  });
+
+  it('keeps an entry in the dead-letter queue when its replay cannot be enqueued', async () => {
+    await holdLock('op-stuck', 'elsewhere-host:2', 60_000);
+    expect((await cli(['enqueue', '--file', rewardsFile('stuck.jsonl', [{ rewardId: 'op-s1', uid: 'op-stuck', amount: 11 }]), '--batch-id', 'op-stuck-batch'])).code).toBe(0);
+    await waitForBatchDone(env.pool, 'op-stuck-batch', 30_000);
+    const [entry] = json<Entry[]>((await cli(['dlq', 'list', '--batch', 'op-stuck-batch', '--json'])).stdout);
+    await env.redis.del(`${env.prefix}:lock:op-stuck`);
+
+    // break the shard queue so that adding the replay job fails inside Redis (a key of the wrong type)
+    const meta = `${env.prefix}:shard-${shardOf('op-stuck', 8)}:meta`;
+    await env.redis.rename(meta, `${meta}-saved`);
+    await env.redis.set(meta, 'not a hash');
+    try {
+      const failed = await cli(['dlq', 'replay', entry!.id]);
+      expect(failed.code).toBe(1);
+      expect(failed.stderr).toContain(`could not enqueue the replay of dead-letter entry ${entry!.id}`);
+      expect(failed.stderr).toContain('it stays in the dead-letter queue');
+    } finally {
+      await env.redis.del(meta);
+      await env.redis.rename(`${meta}-saved`, meta);
+    }
+    expect(json<Entry>((await cli(['dlq', 'show', entry!.id, '--json'])).stdout).state).toBe('open');
+    expect(json<Queue[]>((await cli(['queues', '--json'])).stdout).find((q) => q.queue === 'dead-letter')!.waiting).toBe(1);
+
+    // once the queue takes jobs again, the same replay goes through and credits once
+    const replay = await cli(['dlq', 'replay', entry!.id, '--json']);
+    expect(replay.code, replay.stderr).toBe(0);
+    await eventually(async () => (await getBatchReport(env.pool, 'op-stuck-batch'))?.status === 'completed', 'the replay to be applied');
+    expect((await balances(env.pool)).get('op-stuck')).toBe(11n);
+    expect(json<Entry[]>((await cli(['dlq', 'list', '--json'])).stdout)).toEqual([]);
   });
 
   it('answers bad usage with exit 2 and an unknown entry with exit 1', async () => {

@@ -78,7 +78,13 @@ export class DeadLetterQueue {
       const shard = entry.shard < shards ? entry.shard : shardOf(entry.uid, shards);
       if (!dryRun) {
         const data: ReplayJobData = { kind: 'replay', deadLetterId: entry.id, batchId: entry.batchId, uid: entry.uid, shard };
-        await this.queues.shard(shard).add('replay', data, { jobId });
+        try {
+          await this.queues.shard(shard).add('replay', data, { jobId });
+        } catch (error) {
+          // nothing was marked: the entry stays open, to be replayed again once the queue takes jobs
+          const before = replayed.length > 0 ? `; the ${replayed.length} entr${replayed.length === 1 ? 'y' : 'ies'} before it were replayed` : '';
+          throw new Error(`could not enqueue the replay of dead-letter entry ${entry.id} (${(error as Error).message}); it stays in the dead-letter queue${before}`, { cause: error });
+        }
         await this.pool.query(`update reward_batches set status = 'processing', updated_at = now() where batch_id = $1 and status <> 'processing'`, [
           entry.batchId,
         ]);
