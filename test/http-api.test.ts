@@ -3,6 +3,7 @@ import { createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildHttpServer } from '../src/http/server.js';
 import { createLogger } from '../src/log/logger.js';
+import { WindfallMetrics } from '../src/metrics/metrics.js';
 import { openWindfall } from '../src/runtime/windfall.js';
 import { useTestEnvironment } from './support/environment.js';
 import { eventually, runCli, startCli } from './support/cli.js';
@@ -357,6 +358,38 @@ describe('windfall serve: dashboard, health, metrics, OpenAPI', () => {
     expect(Object.keys(document.body.paths['/v1/locks/{uid}'])).toEqual(['get', 'delete']);
     const file = JSON.parse(readFileSync(new URL('../docs/openapi.json', import.meta.url), 'utf8')) as unknown;
     expect(file, 'docs/openapi.json is stale: regenerate it with `npx windfall serve --openapi > docs/openapi.json`').toEqual(document.body);
+  });
+});
+
+describe('ops: alert rules, Grafana dashboard, docker-compose', () => {
+  const read = (path: string): string => readFileSync(new URL(`../${path}`, import.meta.url), 'utf8');
+  const exported = async (): Promise<Set<string>> => new Set((await new WindfallMetrics().registry.getMetricsAsJSON()).map((metric) => metric.name));
+  const used = (text: string): string[] => [...new Set(text.match(/\bwindfall_[a-z_]+/g) ?? [])].map((name) => name.replace(/_(bucket|sum|count)$/, ''));
+
+  it('alert rules and dashboard panels only use metrics Windfall exports', async () => {
+    const names = await exported();
+    const rules = read('ops/prometheus/alerts.yml');
+    expect([...rules.matchAll(/^\s+- alert: (\w+)$/gm)].map((match) => match[1])).toEqual(
+      expect.arrayContaining(['WindfallDeadLettersGrowing', 'WindfallLockFailureRate', 'WindfallOldestWaitingJob']),
+    );
+    for (const name of used(rules)) expect(names, `alerts.yml: ${name}`).toContain(name);
+    const dashboard = JSON.parse(read('ops/grafana/dashboards/windfall.json')) as { panels: { title: string; targets?: { expr: string }[] }[] };
+    const exprs = dashboard.panels.flatMap((panel) => (panel.targets ?? []).map((target) => [panel.title, target.expr] as const));
+    expect(exprs.length).toBeGreaterThan(10);
+    for (const [title, expr] of exprs) for (const name of used(expr)) expect(names, `${title}: ${name}`).toContain(name);
+    for (const name of CONTRACT_METRICS) expect(exprs.some(([, expr]) => expr.includes(name)), `the dashboard shows ${name}`).toBe(true);
+  });
+
+  it('docker-compose runs the API, Prometheus and Grafana provisioned from ops/', () => {
+    const compose = read('docker-compose.yml');
+    for (const service of ['redis', 'postgres', 'worker', 'api', 'prometheus', 'grafana']) expect(compose, service).toMatch(new RegExp(`^  ${service}:$`, 'm'));
+    expect(compose).toContain('command: ["serve", "--port", "3000"]');
+    for (const path of ['./ops/prometheus/prometheus.yml', './ops/prometheus/alerts.yml', './ops/grafana/provisioning', './ops/grafana/dashboards']) {
+      expect(compose, path).toContain(`- ${path}:`);
+    }
+    const prometheus = read('ops/prometheus/prometheus.yml');
+    expect(prometheus).toContain('- /etc/prometheus/alerts.yml');
+    expect([...prometheus.matchAll(/job_name: (\S+)/g)].map((match) => match[1])).toEqual(['windfall-api', 'windfall-worker']);
   });
 });
 
