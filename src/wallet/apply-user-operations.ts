@@ -11,7 +11,7 @@ import { classifyExisting } from './ledger-operation.js';
  * report for every input whether it was inserted or which entry its id already has.
  * `CHECK (balance >= 0)` aborts the whole statement when the net change would overdraw the wallet.
  */
-const APPLY_USER_OPERATIONS_SQL = `
+export const APPLY_USER_OPERATIONS_SQL = `
 with input as (
   select * from unnest($2::text[], $3::int8[], $4::text[], $5::text[]) as t(operation_id, amount, kind, description)
 ),

@@ -1,0 +1,166 @@
+import { join } from 'node:path';
+import { getBatchReport } from '../src/batch/batch-status.js';
+import { writeRewardFile } from './dataset.js';
+import type { Cleanup, Servers } from './support.js';
+import {
+  childEnv,
+  createBenchDatabase,
+  note,
+  poolOn,
+  processUsage,
+  round,
+  runWindfall,
+  sleep,
+  startProcess,
+  waitFor,
+  WINDFALL_BIN,
+} from './support.js';
+
+/** One end-to-end run: `windfall enqueue --file` → every reward applied by a separate `windfall worker`. */
+export interface EndToEndOptions {
+  readonly servers: Servers;
+  readonly cleanup: Cleanup;
+  readonly id: string;
+  /** Scratch directory for the reward file. */
+  readonly dir: string;
+  readonly rewards: number;
+  readonly users: number;
+  /** WINDFALL_CONCURRENCY of the worker; undefined = the worker's default. */
+  readonly concurrency?: number | undefined;
+  /** Extra environment of the worker (tuning experiments); empty = defaults. */
+  readonly workerEnv?: Record<string, string>;
+  /** Longest wait for the batch, ms. */
+  readonly timeoutMs?: number;
+}
+
+export interface EndToEndResult {
+  readonly rewards: number;
+  readonly users: number;
+  readonly chunks: number;
+  /** Wall time of the `windfall enqueue --file` process (start-up, read, validate, stage, hand over jobs). */
+  readonly enqueueSeconds: number;
+  readonly enqueueRewardsPerSecond: number;
+  /** Staging inside PostgreSQL: the batch row's creation to its jobs handed over (no process start-up). */
+  readonly stagingSeconds: number;
+  readonly stagingRewardsPerSecond: number;
+  /** From the enqueue command's start to the last chunk completed. */
+  readonly wallSeconds: number;
+  readonly usersPerSecond: number;
+  readonly rewardsPerSecond: number;
+  /** From the jobs' hand-over to the last chunk completed: the worker alone. */
+  readonly processSeconds: number;
+  readonly processUsersPerSecond: number;
+  /** Per user: its last ledger entry's time minus the enqueue command's start. */
+  readonly latencyMs: { readonly p50: number; readonly p99: number; readonly max: number };
+  readonly workerPeakRssMb: number | null;
+  /** Worker CPU seconds (user + system) from start to the end of the batch. */
+  readonly workerCpuSeconds: number | null;
+  /** Worker CPU per user applied, µs. */
+  readonly workerCpuMicrosPerUser: number | null;
+  /** Wall µs per reward (the scale figure). */
+  readonly microsPerReward: number;
+  readonly applied: number;
+  readonly deadLettered: number;
+  readonly status: string;
+}
+
+/**
+ * Runs the batch through the real CLI and a real worker process with the default settings (or `workerEnv`), in a
+ * database and Redis prefix of its own.
+ */
+export async function runEndToEnd(options: EndToEndOptions): Promise<EndToEndResult> {
+  const { servers, cleanup } = options;
+  const database = cleanup.database(`windfall_bench_${options.id}`);
+  const prefix = cleanup.prefix(`wfb-${options.id.replace(/_/g, '-')}`);
+  const databaseUrl = await createBenchDatabase(servers, database);
+  const file = join(options.dir, `rewards-${options.id}.jsonl`);
+  const tag = `b${options.id}`;
+  await writeRewardFile(file, { rewards: options.rewards, users: options.users, tag });
+  const batchId = `bench-${options.id}`;
+  const env = childEnv({
+    DATABASE_URL: databaseUrl,
+    REDIS_URL: servers.redisUrl,
+    WINDFALL_PREFIX: prefix,
+    ...(options.concurrency !== undefined ? { WINDFALL_CONCURRENCY: String(options.concurrency) } : {}),
+    ...options.workerEnv,
+  });
+
+  const worker = cleanup.process(startProcess(process.execPath, [WINDFALL_BIN, 'worker'], { ...env, LOG_LEVEL: 'info' }));
+  const pool = poolOn(servers, database, 2);
+  try {
+    await waitFor(() => worker.stderr().includes('"worker started"'), 'the worker to start', 30_000);
+    const cpuBefore = processUsage(worker.pid).cpuSeconds;
+    note(`end to end: ${options.rewards} rewards over ${options.users} users (windfall enqueue --file → windfall worker)`);
+
+    const started = Date.now();
+    const enqueue = await runWindfall(['enqueue', '--file', file, '--batch-id', batchId, '--json'], { ...env, LOG_LEVEL: 'warn' });
+    const enqueueSeconds = (Date.now() - started) / 1000;
+    const accepted = JSON.parse(enqueue.stdout) as { batchId: string; total: number };
+    if (accepted.total !== options.rewards) throw new Error(`enqueued ${accepted.total} rewards, expected ${options.rewards}`);
+
+    let workerDied: string | number | null = null;
+    void worker.exited.then((code) => (workerDied = code));
+    const timeoutMs = options.timeoutMs ?? 30 * 60_000;
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const open = await pool.query<{ n: number }>('select count(*)::int as n from reward_chunks where batch_id = $1 and completed_at is null', [batchId]);
+      if (open.rows[0]!.n === 0) break;
+      if (workerDied !== null) throw new Error(`the worker exited (${workerDied}) before the batch was done:\n${worker.stderr().slice(-3000)}`);
+      if (Date.now() > deadline) throw new Error(`batch not done after ${timeoutMs} ms`);
+      await sleep(50);
+    }
+    const usage = processUsage(worker.pid);
+
+    const times = await pool.query<{ created: number; enqueued: number; completed: number; chunks: number; users: number }>(
+      `select extract(epoch from b.created_at)::float8 * 1000 as created,
+              extract(epoch from b.enqueued_at)::float8 * 1000 as enqueued,
+              (select extract(epoch from max(completed_at))::float8 * 1000 from reward_chunks where batch_id = $1) as completed,
+              b.chunks, b.users
+       from reward_batches b where b.batch_id = $1`,
+      [batchId],
+    );
+    const { created, enqueued, completed, chunks, users } = times.rows[0]!;
+    const latency = await pool.query<{ p50: number; p99: number; max: number }>(
+      `with per_user as (select max(created_at) as applied_at from ledger_entries where batch_id = $1 group by uid),
+            lat as (select extract(epoch from applied_at)::float8 * 1000 - $2::float8 as ms from per_user)
+       select percentile_disc(0.5) within group (order by ms) as p50, percentile_disc(0.99) within group (order by ms) as p99, max(ms) as max from lat`,
+      [batchId, started],
+    );
+    const report = await getBatchReport(pool, batchId);
+    if (!report) throw new Error(`batch ${batchId} vanished`);
+
+    const wallSeconds = (completed - started) / 1000;
+    const processSeconds = (completed - enqueued) / 1000;
+    const stagingSeconds = (enqueued - created) / 1000;
+    const cpu = usage.cpuSeconds !== null && cpuBefore !== null ? usage.cpuSeconds - cpuBefore : null;
+    const result: EndToEndResult = {
+      rewards: options.rewards,
+      users,
+      chunks,
+      enqueueSeconds: round(enqueueSeconds, 3),
+      enqueueRewardsPerSecond: round(options.rewards / enqueueSeconds),
+      stagingSeconds: round(stagingSeconds, 3),
+      stagingRewardsPerSecond: round(options.rewards / stagingSeconds),
+      wallSeconds: round(wallSeconds, 3),
+      usersPerSecond: round(users / wallSeconds),
+      rewardsPerSecond: round(options.rewards / wallSeconds),
+      processSeconds: round(processSeconds, 3),
+      processUsersPerSecond: round(users / processSeconds),
+      latencyMs: { p50: round(latency.rows[0]!.p50), p99: round(latency.rows[0]!.p99), max: round(latency.rows[0]!.max) },
+      workerPeakRssMb: usage.peakRssMb === null ? null : round(usage.peakRssMb, 1),
+      workerCpuSeconds: cpu === null ? null : round(cpu, 2),
+      workerCpuMicrosPerUser: cpu === null ? null : round((cpu * 1e6) / users),
+      microsPerReward: round((wallSeconds * 1e6) / options.rewards, 1),
+      applied: report.applied,
+      deadLettered: report.deadLettered,
+      status: report.status,
+    };
+    if (report.applied !== options.rewards) throw new Error(`only ${report.applied} of ${options.rewards} rewards were applied: ${JSON.stringify(report)}`);
+    return result;
+  } finally {
+    await pool.end();
+    worker.child.kill('SIGTERM');
+    await Promise.race([worker.exited, sleep(20_000)]);
+    await cleanup.run();
+  }
+}

@@ -1,0 +1,370 @@
+/**
+ * `npm run bench` — Windfall end to end against the machine's ceiling and a naive peer, measured in one run.
+ *
+ *   npm run bench                          100 k rewards over 25 k users: end to end, ceiling, naive peer, ratios
+ *   npm run bench -- --rewards 20000 --users 5000 --concurrency 8
+ *   npm run bench -- --runs 3              repeat and report medians
+ *   npm run bench -- --scale               10 k, 100 k and 1 M rewards: per-reward cost, RSS; writes the chart
+ *   npm run bench -- --contention          hot users under concurrent batches and withdrawals: dead-letter rates
+ *   npm run bench -- --json                one JSON document on stdout (notes go to stderr)
+ *
+ * Every run uses databases windfall_bench_<id>… and Redis prefixes wfb-<id>… of its own and removes them afterwards
+ * (`--keep` keeps them). Needs the built dist/ (`npm run bench` builds first), PostgreSQL and Redis (DATABASE_URL,
+ * REDIS_URL; default the local ones), and pgbench for the ceiling (else a minimal pg client loop stands in).
+ */
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { measureCeiling, type CeilingResult, type CeilingVariant } from './ceiling.js';
+import { runContention, type ContentionResult } from './contention.js';
+import { renderThroughputChart } from './chart.js';
+import { runEndToEnd, type EndToEndResult } from './end-to-end.js';
+import { runNaive, type NaiveResult } from './naive.js';
+import type { MachineInfo, Servers } from './support.js';
+import { Cleanup, createBenchDatabase, machineInfo, median, note, round, runId, serversFromEnv } from './support.js';
+
+interface Flags {
+  readonly rewards: number;
+  readonly users: number;
+  readonly concurrency: number | undefined;
+  readonly ceilingSeconds: number;
+  readonly naiveRewards: number;
+  readonly runs: number;
+  readonly json: boolean;
+  readonly scale: boolean;
+  readonly scaleSizes: number[];
+  readonly contention: boolean;
+  readonly keep: boolean;
+  readonly skipNaive: boolean;
+  readonly out: string;
+  readonly workerEnv: Record<string, string>;
+}
+
+const USAGE = `usage: npm run bench -- [--rewards N] [--users N] [--concurrency N] [--runs N] [--json]
+                      [--scale [--sizes 10000,100000,1000000]] [--contention]
+                      [--ceiling-seconds S] [--naive-rewards N] [--skip-naive] [--keep] [--out DIR]
+                      [--worker-env NAME=VALUE ...]`;
+
+function parseFlags(argv: string[]): Flags {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      rewards: { type: 'string' },
+      users: { type: 'string' },
+      concurrency: { type: 'string' },
+      'ceiling-seconds': { type: 'string' },
+      'naive-rewards': { type: 'string' },
+      runs: { type: 'string' },
+      json: { type: 'boolean' },
+      scale: { type: 'boolean' },
+      sizes: { type: 'string' },
+      contention: { type: 'boolean' },
+      keep: { type: 'boolean' },
+      'skip-naive': { type: 'boolean' },
+      out: { type: 'string' },
+      'worker-env': { type: 'string', multiple: true },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    process.exit(0);
+  }
+  const count = (name: string, raw: string | undefined, fallback: number, min = 1): number => {
+    if (raw === undefined) return fallback;
+    const value = Number(raw.replace(/_/g, ''));
+    if (!Number.isInteger(value) || value < min) throw new Error(`--${name} must be a whole number ≥ ${min}, got ${raw}`);
+    return value;
+  };
+  const rewards = count('rewards', values.rewards, 100_000);
+  const users = count('users', values.users, values.rewards === undefined ? 25_000 : Math.max(1, Math.round(rewards / 4)));
+  if (users > rewards) throw new Error('--users cannot exceed --rewards (every user gets at least one reward)');
+  const workerEnv: Record<string, string> = {};
+  for (const pair of values['worker-env'] ?? []) {
+    const at = pair.indexOf('=');
+    if (at < 1) throw new Error(`--worker-env expects NAME=VALUE, got ${pair}`);
+    workerEnv[pair.slice(0, at)] = pair.slice(at + 1);
+  }
+  return {
+    rewards,
+    users,
+    concurrency: values.concurrency === undefined ? undefined : count('concurrency', values.concurrency, 8),
+    ceilingSeconds: count('ceiling-seconds', values['ceiling-seconds'], 10),
+    naiveRewards: count('naive-rewards', values['naive-rewards'], 20_000),
+    runs: count('runs', values.runs, 1),
+    json: values.json ?? false,
+    scale: values.scale ?? false,
+    scaleSizes: (values.sizes ?? '10000,100000,1000000').split(',').map((size) => count('sizes', size, 0)),
+    contention: values.contention ?? false,
+    keep: values.keep ?? false,
+    skipNaive: values['skip-naive'] ?? false,
+    out: resolve(values.out ?? 'docs/bench'),
+    workerEnv,
+  };
+}
+
+/** The concurrency both the ceiling and the naive peer use: the worker's (default 8, the contract's default). */
+function concurrencyOf(flags: Flags): number {
+  return flags.concurrency ?? Number(flags.workerEnv['WINDFALL_CONCURRENCY'] ?? 8);
+}
+
+interface RunFigures {
+  readonly endToEnd: EndToEndResult;
+  /** The ceiling variants measured before the end-to-end run. */
+  readonly ceiling: CeilingResult[];
+  /** The one-statement ceiling measured again right after it (load on a shared machine drifts). */
+  readonly ceilingAfter: CeilingResult | null;
+  /** Mean of the one-statement ceiling before and after: the figure the ratio uses. */
+  readonly ceilingTps: number;
+  readonly naive: NaiveResult | null;
+  readonly ratios: {
+    readonly usersPerSecondToCeiling: number;
+    readonly usersPerSecondToTransactionCeiling: number | null;
+    readonly usersPerSecondToWindfallStatement: number | null;
+    readonly rewardsPerSecondToNaive: number | null;
+  };
+  readonly loadAverage: readonly number[];
+}
+
+function tpsOf(results: readonly CeilingResult[], variant: CeilingVariant): number | null {
+  return results.find((result) => result.variant === variant)?.tps ?? null;
+}
+
+async function measureOnce(flags: Flags, servers: Servers, dir: string, run: number): Promise<RunFigures> {
+  const id = runId();
+  const cleanup = new Cleanup(servers, flags.keep);
+  const clients = concurrencyOf(flags);
+  const rewardsPerUser = Math.max(1, Math.round(flags.rewards / flags.users));
+  try {
+    note(`run ${run} (id ${id}), load average ${(await import('node:os')).loadavg().map((v) => v.toFixed(2)).join(' ')}`);
+    const ceilingDb = cleanup.database(`windfall_bench_${id}_ceiling`);
+    await createBenchDatabase(servers, ceilingDb);
+    const ceiling = await measureCeiling({ servers, database: ceilingDb, dir, clients, rewardsPerUser, seconds: flags.ceilingSeconds });
+
+    const endToEnd = await runEndToEnd({
+      servers,
+      cleanup: new Cleanup(servers, flags.keep),
+      id: `${id}_e2e`,
+      dir,
+      rewards: flags.rewards,
+      users: flags.users,
+      concurrency: flags.concurrency,
+      workerEnv: flags.workerEnv,
+    });
+
+    const [after] = await measureCeiling({ servers, database: ceilingDb, dir, clients, rewardsPerUser, seconds: flags.ceilingSeconds, variants: ['statement'] });
+    const before = tpsOf(ceiling, 'statement')!;
+    const ceilingTps = after ? (before + after.tps) / 2 : before;
+
+    const naive = flags.skipNaive
+      ? null
+      : await runNaive({
+          servers,
+          cleanup: new Cleanup(servers, flags.keep),
+          id: `${id}_naive`,
+          dir,
+          rewards: flags.naiveRewards,
+          users: Math.max(1, Math.round(flags.naiveRewards / rewardsPerUser)),
+          concurrency: clients,
+        });
+    const transactionTps = tpsOf(ceiling, 'transaction');
+    const statementTps = tpsOf(ceiling, 'windfall-statement');
+    return {
+      endToEnd,
+      ceiling,
+      ceilingAfter: after ?? null,
+      ceilingTps: round(ceilingTps),
+      naive,
+      ratios: {
+        usersPerSecondToCeiling: round(endToEnd.usersPerSecond / ceilingTps, 3),
+        usersPerSecondToTransactionCeiling: transactionTps ? round(endToEnd.usersPerSecond / transactionTps, 3) : null,
+        usersPerSecondToWindfallStatement: statementTps ? round(endToEnd.usersPerSecond / statementTps, 3) : null,
+        rewardsPerSecondToNaive: naive ? round(endToEnd.rewardsPerSecond / naive.rewardsPerSecond, 2) : null,
+      },
+      loadAverage: (await import('node:os')).loadavg().map((v) => round(v, 2)),
+    };
+  } finally {
+    await cleanup.run();
+  }
+}
+
+function formatTable(rows: readonly (readonly (string | number | null)[])[]): string {
+  const text = rows.map((row) => row.map((cell) => (cell === null ? '—' : typeof cell === 'number' ? cell.toLocaleString('en-US') : cell)));
+  const widths = text[0]!.map((_, column) => Math.max(...text.map((row) => row[column]!.length)));
+  return text.map((row) => row.map((cell, column) => (column === 0 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!))).join('  ')).join('\n');
+}
+
+function printRuns(flags: Flags, machine: MachineInfo, runs: readonly RunFigures[]): void {
+  const columns = runs.length > 1 ? [...runs.map((_, i) => `run ${i + 1}`), 'median'] : ['value'];
+  const pick = (get: (run: RunFigures) => number | null | undefined): (number | null)[] => {
+    const values = runs.map((run) => get(run) ?? null);
+    if (runs.length === 1) return values;
+    const finite = values.filter((value): value is number => value !== null);
+    return [...values, finite.length > 0 ? round(median(finite), 3) : null];
+  };
+  const c = concurrencyOf(flags);
+  const rows: (string | number | null)[][] = [
+    ['figure', ...columns],
+    [`ceiling: pgbench one statement, ${c} clients (tx/s)`, ...pick((r) => r.ceilingTps)],
+    ['ceiling: BEGIN/insert/upsert/COMMIT (tx/s)', ...pick((r) => tpsOf(r.ceiling, 'transaction'))],
+    ["ceiling: Windfall's own statement (tx/s)", ...pick((r) => tpsOf(r.ceiling, 'windfall-statement'))],
+    ['Windfall end to end: users/s', ...pick((r) => r.endToEnd.usersPerSecond)],
+    ['Windfall end to end: rewards/s', ...pick((r) => r.endToEnd.rewardsPerSecond)],
+    ['Windfall wall time (s)', ...pick((r) => r.endToEnd.wallSeconds)],
+    ['  worker alone after hand-over: users/s', ...pick((r) => r.endToEnd.processUsersPerSecond)],
+    ['  file enqueue (CLI process): rewards/s', ...pick((r) => r.endToEnd.enqueueRewardsPerSecond)],
+    ['  staging in PostgreSQL: rewards/s', ...pick((r) => r.endToEnd.stagingRewardsPerSecond)],
+    ['  latency per user p50 (ms)', ...pick((r) => r.endToEnd.latencyMs.p50)],
+    ['  latency per user p99 (ms)', ...pick((r) => r.endToEnd.latencyMs.p99)],
+    ['  worker peak RSS (MB)', ...pick((r) => r.endToEnd.workerPeakRssMb)],
+    ['  worker CPU per user (µs)', ...pick((r) => r.endToEnd.workerCpuMicrosPerUser)],
+    [`naive peer (1 job + 1 tx per reward): rewards/s`, ...pick((r) => r.naive?.rewardsPerSecond)],
+    ['RATIO Windfall users/s ÷ ceiling (target ≥ 0.8)', ...pick((r) => r.ratios.usersPerSecondToCeiling)],
+    ['ratio Windfall users/s ÷ BEGIN/COMMIT ceiling', ...pick((r) => r.ratios.usersPerSecondToTransactionCeiling)],
+    ["ratio Windfall users/s ÷ its statement's ceiling", ...pick((r) => r.ratios.usersPerSecondToWindfallStatement)],
+    ['RATIO Windfall rewards/s ÷ naive (target ≥ 4)', ...pick((r) => r.ratios.rewardsPerSecondToNaive)],
+  ];
+  process.stdout.write(
+    `Windfall bench — ${flags.rewards.toLocaleString('en-US')} rewards over ${flags.users.toLocaleString('en-US')} users, concurrency ${c}` +
+      `${Object.keys(flags.workerEnv).length ? `, worker env ${JSON.stringify(flags.workerEnv)}` : ''}\n` +
+      `machine: ${machine.cpus} CPUs (${machine.cpuModel}), ${machine.memoryGb} GB, Node ${machine.node}, PostgreSQL ${machine.postgres} ` +
+      `(fsync ${machine.fsync}, synchronous_commit ${machine.synchronousCommit}), Redis ${machine.redis}; load ${machine.loadAverage.join(' ')}\n\n` +
+      `${formatTable(rows)}\n`,
+  );
+}
+
+interface ScaleRow {
+  readonly rewards: number;
+  readonly users: number;
+  readonly ceilingTps: number;
+  readonly endToEnd: EndToEndResult;
+  readonly ratio: number;
+}
+
+async function measureScale(flags: Flags, servers: Servers, dir: string): Promise<{ rows: ScaleRow[]; costRatio1MTo100k: number | null }> {
+  const rows: ScaleRow[] = [];
+  const clients = concurrencyOf(flags);
+  for (const rewards of flags.scaleSizes) {
+    const users = Math.max(1, Math.round(rewards / 4));
+    const id = runId();
+    const cleanup = new Cleanup(servers, flags.keep);
+    try {
+      const ceilingDb = cleanup.database(`windfall_bench_${id}_ceiling`);
+      await createBenchDatabase(servers, ceilingDb);
+      const [ceiling] = await measureCeiling({ servers, database: ceilingDb, dir, clients, rewardsPerUser: 4, seconds: flags.ceilingSeconds, variants: ['statement'] });
+      const endToEnd = await runEndToEnd({
+        servers,
+        cleanup: new Cleanup(servers, flags.keep),
+        id: `${id}_e2e`,
+        dir,
+        rewards,
+        users,
+        concurrency: flags.concurrency,
+        workerEnv: flags.workerEnv,
+      });
+      rows.push({ rewards, users, ceilingTps: ceiling!.tps, endToEnd, ratio: round(endToEnd.usersPerSecond / ceiling!.tps, 3) });
+      note(`scale ${rewards}: ${endToEnd.usersPerSecond} users/s, ${endToEnd.microsPerReward} µs/reward, RSS ${endToEnd.workerPeakRssMb} MB`);
+    } finally {
+      await cleanup.run();
+    }
+  }
+  const at = (size: number) => rows.find((row) => row.rewards === size)?.endToEnd.microsPerReward;
+  const big = at(1_000_000);
+  const mid = at(100_000);
+  return { rows, costRatio1MTo100k: big !== undefined && mid !== undefined ? round(big / mid, 3) : null };
+}
+
+function printScale(rows: readonly ScaleRow[], costRatio: number | null): void {
+  const table: (string | number | null)[][] = [
+    ['rewards', 'users', 'ceiling tx/s', 'users/s', 'rewards/s', 'ratio', 'µs/reward', 'enqueue rewards/s', 'p50 ms', 'p99 ms', 'peak RSS MB'],
+    ...rows.map((row) => [
+      row.rewards.toLocaleString('en-US'),
+      row.users,
+      row.ceilingTps,
+      row.endToEnd.usersPerSecond,
+      row.endToEnd.rewardsPerSecond,
+      row.ratio,
+      row.endToEnd.microsPerReward,
+      row.endToEnd.enqueueRewardsPerSecond,
+      row.endToEnd.latencyMs.p50,
+      row.endToEnd.latencyMs.p99,
+      row.endToEnd.workerPeakRssMb,
+    ]),
+  ];
+  process.stdout.write(`\nScale — per-reward cost and worker memory by batch size\n\n${formatTable(table)}\n`);
+  process.stdout.write(`per-reward cost at 1 M ÷ at 100 k (target ≤ 1.2): ${costRatio ?? '—'}\n`);
+}
+
+function printContention(results: readonly ContentionResult[]): void {
+  const table: (string | number | null)[][] = [
+    ['policy', 'rewards', 'users', 'dead-lettered rewards', 'rate', 'dead-lettered users', 'user rate', 'wall s', 'withdrawals ok', 'withdrawals busy'],
+    ...results.map((r) => [
+      r.label,
+      r.rewards,
+      r.users,
+      r.deadLetteredRewards,
+      `${(r.deadLetterRate * 100).toFixed(2)} %`,
+      r.deadLetteredUsers,
+      `${(r.deadLetterUserRate * 100).toFixed(2)} %`,
+      r.wallSeconds,
+      r.withdrawals.applied,
+      r.withdrawals.busy,
+    ]),
+  ];
+  process.stdout.write(`\nContention — hot users under concurrent batches and withdrawals\n\n${formatTable(table)}\n`);
+}
+
+async function main(): Promise<void> {
+  const flags = parseFlags(process.argv.slice(2));
+  const servers = serversFromEnv();
+  const dir = mkdtempSync(join(tmpdir(), 'windfall-bench-'));
+  const machine = await machineInfo(servers);
+  const document: Record<string, unknown> = { machine, settings: { ...flags, out: undefined, concurrency: concurrencyOf(flags) }, startedAt: new Date().toISOString() };
+  try {
+    if (flags.scale) {
+      const { rows, costRatio1MTo100k } = await measureScale(flags, servers, dir);
+      document['scale'] = { rows, costRatio1MTo100k };
+      mkdirSync(flags.out, { recursive: true });
+      const chart = join(flags.out, 'throughput.svg');
+      writeFileSync(chart, renderThroughputChart(rows.map((row) => ({ rewards: row.rewards, usersPerSecond: row.endToEnd.usersPerSecond, rewardsPerSecond: row.endToEnd.rewardsPerSecond, ceilingTps: row.ceilingTps })), machine));
+      writeFileSync(join(flags.out, 'scale.json'), `${JSON.stringify(document, null, 2)}\n`);
+      note(`wrote ${chart}`);
+      if (!flags.json) printScale(rows, costRatio1MTo100k);
+    } else if (flags.contention) {
+      const results = await runContention({ servers, dir, keep: flags.keep });
+      document['contention'] = results;
+      mkdirSync(flags.out, { recursive: true });
+      writeFileSync(join(flags.out, 'contention.json'), `${JSON.stringify(document, null, 2)}\n`);
+      if (!flags.json) printContention(results);
+    } else {
+      const runs: RunFigures[] = [];
+      for (let run = 1; run <= flags.runs; run += 1) runs.push(await measureOnce(flags, servers, dir, run));
+      document['runs'] = runs;
+      document['median'] = {
+        ceilingTps: median(runs.map((r) => r.ceilingTps)),
+        usersPerSecond: median(runs.map((r) => r.endToEnd.usersPerSecond)),
+        rewardsPerSecond: median(runs.map((r) => r.endToEnd.rewardsPerSecond)),
+        naiveRewardsPerSecond: median(runs.map((r) => r.naive?.rewardsPerSecond ?? Number.NaN)),
+        usersPerSecondToCeiling: median(runs.map((r) => r.ratios.usersPerSecondToCeiling)),
+        rewardsPerSecondToNaive: median(runs.map((r) => r.ratios.rewardsPerSecondToNaive ?? Number.NaN)),
+        enqueueRewardsPerSecond: median(runs.map((r) => r.endToEnd.enqueueRewardsPerSecond)),
+        workerPeakRssMb: median(runs.map((r) => r.endToEnd.workerPeakRssMb ?? Number.NaN)),
+      };
+      if (flags.runs > 1 || flags.rewards === 100_000) {
+        mkdirSync(flags.out, { recursive: true });
+        writeFileSync(join(flags.out, 'results.json'), `${JSON.stringify(document, null, 2)}\n`);
+      }
+      if (!flags.json) printRuns(flags, { ...machine, loadAverage: runs[0]!.loadAverage }, runs);
+    }
+    if (flags.json) process.stdout.write(`${JSON.stringify(document, null, 2)}\n`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`bench failed: ${(error as Error).stack ?? String(error)}\n`);
+  process.exitCode = 1;
+});
