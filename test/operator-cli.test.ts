@@ -25,6 +25,8 @@ const fast = {
   WINDFALL_JOB_ATTEMPTS: '2',
   WINDFALL_JOB_BACKOFF_MS: '50',
 };
+/** Each CLI run starts a Node process (about 1 s, 2 s on a busy machine); these tests make 10–30 of them. */
+const CLI_HEAVY_TIMEOUT = 240_000;
 const cli = (args: string[], extra: Record<string, string> = {}) => runCli(args, env.env({ ...fast, ...extra }));
 const json = <T>(text: string): T => JSON.parse(text) as T;
 
@@ -162,7 +164,7 @@ describe('operator CLI: dead letters, locks, queues', () => {
     const after = json<Queue[]>((await cli(['queues', '--json'])).stdout).find((q) => q.queue === 'dead-letter')!;
     expect(after).toMatchObject({ waiting: 0, active: 0, delayed: 0, failed: 0 });
     expect(json<Entry[]>((await cli(['dlq', 'list', '--state', 'replayed', '--json'])).stdout).map((e) => e.id)).toEqual([entry.id]);
-  });
+  }, CLI_HEAVY_TIMEOUT);
 
   it('purge refuses without --yes, previews with --dry-run, and takes filtered entries out (still counted as dead-lettered)', async () => {
     await holdLock('op-purge', 'elsewhere-host:1', 60_000);
@@ -193,7 +195,7 @@ describe('operator CLI: dead letters, locks, queues', () => {
     expect(replay.code).toBe(1);
     expect(replay.stderr).toContain('entry is purged');
     await env.redis.del(`${env.prefix}:lock:op-purge`);
-  });
+  }, CLI_HEAVY_TIMEOUT);
 
   it('keeps an entry in the dead-letter queue when its replay cannot be enqueued', async () => {
     await holdLock('op-stuck', 'elsewhere-host:2', 60_000);
@@ -224,7 +226,7 @@ describe('operator CLI: dead letters, locks, queues', () => {
     await eventually(async () => (await getBatchReport(env.pool, 'op-stuck-batch'))?.status === 'completed', 'the replay to be applied');
     expect((await balances(env.pool)).get('op-stuck')).toBe(11n);
     expect(json<Entry[]>((await cli(['dlq', 'list', '--json'])).stdout)).toEqual([]);
-  });
+  }, CLI_HEAVY_TIMEOUT);
 
   it('answers bad usage with exit 2 and an unknown entry with exit 1', async () => {
     for (const args of [
@@ -248,5 +250,5 @@ describe('operator CLI: dead letters, locks, queues', () => {
     const empty = await cli(['lock', 'release', 'nobody-holds-this', '--force', '--json']);
     expect(empty.code).toBe(0);
     expect(json(empty.stdout)).toMatchObject({ uid: 'nobody-holds-this', released: false, previous: { locked: false, owner: null } });
-  });
+  }, CLI_HEAVY_TIMEOUT);
 });
