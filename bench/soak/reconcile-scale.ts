@@ -70,10 +70,10 @@ try {
   say(`ledger entries: ${rows[0]!.n}`);
 
   let report = await reconcile(pool);
-  say(`reconcile before ANALYZE: ${report.seconds} s, ok=${report.ok}, rewards=${JSON.stringify(report.rewards)}`);
+  say(`reconcile before ANALYZE: ${report.seconds} s ${JSON.stringify(report.timings)}, ok=${report.ok}, rewards=${JSON.stringify(report.rewards)}`);
   await timed('vacuum analyze', () => pool.query('vacuum analyze'));
   report = await reconcile(pool);
-  say(`reconcile after ANALYZE: ${report.seconds} s, ok=${report.ok}, mismatches=${report.mismatchCount}`);
+  say(`reconcile after ANALYZE: ${report.seconds} s ${JSON.stringify(report.timings)}, ok=${report.ok}, mismatches=${report.mismatchCount}`);
   report = await reconcile(pool);
   say(`reconcile again (warm cache): ${report.seconds} s, ok=${report.ok}`);
   await pool.query(`update wallets set balance = balance + 1 where uid = 'u42'`);

@@ -69,6 +69,8 @@ export interface ReconcileReport {
   readonly truncated: boolean;
   /** Wall-clock seconds the checks took. */
   readonly seconds: number;
+  /** Milliseconds of each check. */
+  readonly timings: Readonly<Record<'balances' | 'operations' | 'rewards' | 'entries', number>>;
 }
 
 /** Options of {@link reconcile}. */
@@ -99,10 +101,14 @@ limit $1`;
 
 /** Operation ids found more than once (the unique constraint forbids it: checked anyway). */
 const REPEATED_SQL = `
-select operation_id, count(*)::int as times, string_agg(distinct uid, ',') as uids, count(*) over () as mismatches
-from ledger_entries group by operation_id having count(*) > 1
-order by operation_id
-limit $1`;
+select r.operation_id, r.times, r.mismatches,
+       (select string_agg(distinct l.uid, ',') from ledger_entries l where l.operation_id = r.operation_id) as uids
+from (
+  select operation_id, count(*)::int as times, count(*) over () as mismatches
+  from ledger_entries group by operation_id having count(*) > 1
+  order by operation_id
+  limit $1
+) r`;
 
 const TOTALS_SQL = `
 select (select count(*) from wallets)::bigint as wallets,
@@ -148,9 +154,9 @@ classified as (
   left join open_chunks oc on oc.batch_id = i.batch_id
 )`;
 
-/** Totals, and one row per batch with something not settled (grouping sets: the () row is the total). */
+/** One row of counts per batch (summed for the totals). */
 const REWARD_COUNTS_SQL = `${REWARD_CLASSES_CTE}
-select grouping(c.batch_id) = 1 as is_total, c.batch_id,
+select c.batch_id,
        count(*)::bigint as total,
        count(*) filter (where class = 'applied')::bigint as applied,
        count(*) filter (where class = 'duplicate')::bigint as duplicate,
@@ -160,8 +166,7 @@ select grouping(c.batch_id) = 1 as is_total, c.batch_id,
        count(*) filter (where class = 'unsettled')::bigint as unsettled,
        count(*) filter (where class = 'broken_duplicate')::bigint as broken_duplicate
 from classified c
-group by grouping sets ((c.batch_id), ())
-having grouping(c.batch_id) = 1 or count(*) filter (where class in ('in_flight', 'unsettled', 'broken_duplicate')) > 0`;
+group by c.batch_id`;
 
 /** The rewards behind the problem counts, at most $2 of each class in $1. */
 const REWARD_PROBLEMS_SQL = `${REWARD_CLASSES_CTE}
@@ -257,9 +262,23 @@ export async function reconcile(pool: pg.Pool, options: ReconcileOptions = {}): 
   let failed: Error | undefined;
   try {
     await client.query('begin isolation level repeatable read read only');
+    // Whole-table comparisons: hash joins are right whatever the statistics say (a fresh or never-analyzed table
+    // can make the planner pick nested loops, quadratic here), with room to keep the hashes in memory.
+    await client.query(`set local enable_nestloop = off`);
+    await client.query(`set local enable_mergejoin = off`);
+    await client.query(`set local work_mem = '128MB'`);
+    // The nested-loop penalty inflates cost estimates past the JIT thresholds: compiling would cost more than it saves.
+    await client.query(`set local jit = off`);
     const mismatches: Mismatch[] = [];
     let mismatchCount = 0;
     let truncated = false;
+    const timings = { balances: 0, operations: 0, rewards: 0, entries: 0 };
+    let mark = performance.now();
+    const lap = (check: keyof typeof timings): void => {
+      const now = performance.now();
+      timings[check] = Math.round(now - mark);
+      mark = now;
+    };
     const counted = (listed: number, total: number): void => {
       mismatchCount += total;
       if (total > listed) truncated = true;
@@ -267,6 +286,7 @@ export async function reconcile(pool: pg.Pool, options: ReconcileOptions = {}): 
 
     const totals = (await client.query(TOTALS_SQL)).rows[0] as { wallets: bigint; entries: bigint; batches: bigint };
 
+    mark = performance.now();
     const balances = await client.query<{ uid: string; balance: string | null; ledger: string; missing: boolean; mismatches: string }>(BALANCE_SQL, [limit]);
     counted(balances.rows.length, num(balances.rows[0]?.mismatches));
     for (const row of balances.rows) {
@@ -289,7 +309,11 @@ export async function reconcile(pool: pg.Pool, options: ReconcileOptions = {}): 
       );
     }
 
+    lap('balances');
+    // streamed in index order over the unique index (no hash table of every id)
+    await client.query(`set local enable_hashagg = off`);
     const repeated = await client.query<{ operation_id: string; times: number; uids: string; mismatches: string }>(REPEATED_SQL, [limit]);
+    await client.query(`set local enable_hashagg = on`);
     counted(repeated.rows.length, num(repeated.rows[0]?.mismatches));
     for (const row of repeated.rows) {
       mismatches.push({
@@ -302,9 +326,13 @@ export async function reconcile(pool: pg.Pool, options: ReconcileOptions = {}): 
       });
     }
 
+    lap('operations');
+    // few groups (one per batch): a hash aggregate, not a sort of every reward
+    await client.query(`set local enable_sort = off`);
     const counts = await client.query<Record<string, unknown>>(REWARD_COUNTS_SQL);
-    const total = counts.rows.find((row) => row['is_total'] === true);
-    const perBatch = counts.rows.filter((row) => row['is_total'] !== true);
+    await client.query(`set local enable_sort = on`);
+    const perBatch = counts.rows;
+    const sum = (column: string): number => perBatch.reduce((acc, row) => acc + num(row[column]), 0);
     const problemClasses = ['broken_duplicate', 'unsettled', ...(strict ? ['in_flight'] : [])];
     const problemTotal = perBatch.reduce(
       (sum, row) => sum + num(row['broken_duplicate']) + num(row['unsettled']) + (strict ? num(row['in_flight']) : 0),
@@ -316,6 +344,7 @@ export async function reconcile(pool: pg.Pool, options: ReconcileOptions = {}): 
       for (const row of problems.rows) mismatches.push(rewardMismatch(row));
     }
 
+    lap('rewards');
     const unmatched = await client.query<{
       uid: string;
       operation_id: string;
@@ -341,6 +370,7 @@ export async function reconcile(pool: pg.Pool, options: ReconcileOptions = {}): 
       });
     }
 
+    lap('entries');
     const pendingIds = perBatch.filter((row) => num(row['in_flight']) > 0).map((row) => text(row['batch_id']));
     const pendingBatches: PendingBatch[] = [];
     if (pendingIds.length > 0) {
@@ -369,18 +399,19 @@ export async function reconcile(pool: pg.Pool, options: ReconcileOptions = {}): 
       ledgerEntries: num(totals.entries),
       batches: num(totals.batches),
       rewards: {
-        total: num(total?.['total']),
-        applied: num(total?.['applied']),
-        duplicate: num(total?.['duplicate']),
-        deadLettered: num(total?.['dead_lettered']),
-        inFlight: num(total?.['in_flight']),
-        unsettled: num(total?.['unsettled']) + num(total?.['broken_duplicate']),
+        total: sum('total'),
+        applied: sum('applied'),
+        duplicate: sum('duplicate'),
+        deadLettered: sum('dead_lettered'),
+        inFlight: sum('in_flight'),
+        unsettled: sum('unsettled') + sum('broken_duplicate'),
       },
       pendingBatches: pendingBatches.slice(0, options.pendingLimit ?? 100),
       mismatchCount,
       mismatches,
       truncated,
       seconds: Math.round(performance.now() - started) / 1000,
+      timings,
     };
   } catch (error) {
     failed = error as Error;
