@@ -1,0 +1,76 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type pg from 'pg';
+import { reconcile } from '../src/reconcile/reconcile.js';
+import { useTestEnvironment } from './support/environment.js';
+import { rewardRows } from './support/batches.js';
+import { queryRetrying, resilientPool, sleep, startWindfall, terminateBackends, waitFor } from './support/redis-servers.js';
+
+const env = useTestEnvironment();
+let admin: pg.Pool;
+let pool: pg.Pool;
+const database = (): string => new URL(env.databaseUrl).pathname.slice(1);
+
+beforeAll(() => {
+  // the test's own pools: terminating backends kills their idle connections too, which must not crash the test
+  const server = new URL(env.databaseUrl);
+  server.pathname = '/postgres';
+  admin = resilientPool(server.toString(), 1);
+  pool = resilientPool(env.databaseUrl, 2);
+  env.pool.on('error', () => undefined);
+});
+afterAll(async () => {
+  await admin.end();
+  await pool.end();
+});
+
+const settled = async (batchId: string): Promise<number> => {
+  const { rows } = await queryRetrying<{ n: number }>(
+    pool,
+    `select (select count(*) from ledger_entries where batch_id = $1)::int
+          + (select coalesce(sum(reward_count), 0) from dead_letters where batch_id = $1)::int as n`,
+    [batchId],
+  );
+  return rows[0]!.n;
+};
+
+describe('PostgreSQL backends terminated mid-batch', () => {
+  it('repeatedly (pg_terminate_backend), even with a single job attempt: nothing dead-lettered, every balance exact', async () => {
+    const producer = await env.open({ chunkSize: 100, jobAttempts: 1 });
+    const rows = rewardRows(6000, (n) => ({ rewardId: `pgt-${n}`, uid: `pgt-u${(n * 31) % 1500}`, amount: 1 + (n % 23) }));
+    const expected = new Map<string, bigint>();
+    for (const row of rows) expected.set(row.uid, (expected.get(row.uid) ?? 0n) + BigInt(row.amount));
+    await producer.producer.enqueueRewards(rows, { batchId: 'pgt' });
+    await producer.close();
+
+    const workerEnv = env.env({ WINDFALL_CONCURRENCY: '4', LOG_LEVEL: 'warn' });
+    const workers = [startWindfall(['worker'], workerEnv), startWindfall(['worker'], workerEnv)];
+    await waitFor(async () => (await settled('pgt')) >= 500, '500 rewards settled', 60_000, 50);
+
+    const rounds: { settled: number; terminated: number }[] = [];
+    while (rounds.length < 6) {
+      const before = await settled('pgt');
+      if (before >= 6000) break;
+      rounds.push({ settled: before, terminated: await terminateBackends(admin, database()) });
+      await sleep(400);
+    }
+    await waitFor(async () => (await settled('pgt')) >= 6000, 'every reward settled', 120_000, 100);
+    const codes = await Promise.all(workers.map((worker) => worker.stop()));
+    const output = workers.map((worker) => worker.output()).join('\n');
+
+    // the faults happened mid-batch, hit the workers' connections, and were retried in place
+    expect(rounds.length, JSON.stringify(rounds)).toBeGreaterThanOrEqual(4);
+    expect(rounds.every((round) => round.settled < 6000 && round.terminated > 0), JSON.stringify(rounds)).toBe(true);
+    expect(output).toMatch(/transient database error/);
+    expect(codes).toEqual([0, 0]);
+
+    const { rows: dead } = await queryRetrying<{ n: number }>(pool, 'select count(*)::int as n from dead_letters');
+    expect(dead[0]!.n, output.slice(-3000)).toBe(0);
+    const { rows: wallets } = await queryRetrying<{ uid: string; balance: string }>(pool, 'select uid, balance::text from wallets');
+    const actual = new Map(wallets.map((row) => [row.uid, BigInt(row.balance)]));
+    for (const [uid, amount] of expected) expect(actual.get(uid), uid).toBe(amount);
+    const books = await reconcile(pool, { strict: true });
+    expect(books.mismatches).toEqual([]);
+    expect(books.rewards).toMatchObject({ total: 6000, applied: 6000, deadLettered: 0 });
+    expect(books.ledgerEntries).toBe(6000);
+  }, 180_000);
+});
