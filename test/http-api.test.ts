@@ -325,12 +325,13 @@ describe('windfall serve: dashboard, health, metrics, OpenAPI', () => {
   });
 
   it('exposes every contract metric on /metrics without auth, with queue depths sampled at scrape time', async () => {
+    expect((await call('GET', '/healthz', 'none')).status).toBe(200);
     const metrics = await call('GET', '/metrics', 'none');
     expect(metrics.status).toBe(200);
     expect(metrics.headers.get('content-type')).toContain('text/plain');
     expectContractMetrics(metrics.text);
     expect(metrics.text).toMatch(/^windfall_dead_letters_open\{reason="LOCK_BUSY"\} 0$/m);
-    expect(metrics.text).toMatch(/^windfall_http_requests_total\{method="POST",route="\/v1\/batches",status="202"\} \d+/m);
+    expect(metrics.text).toMatch(/^windfall_http_requests_total\{method="GET",route="\/healthz",status="200"\} [1-9]\d*$/m);
   });
 
   it('exposes every contract metric on a worker process --metrics-port', async () => {
@@ -360,8 +361,13 @@ describe('windfall serve: dashboard, health, metrics, OpenAPI', () => {
       expect(paths).toContain(path);
     }
     expect(Object.keys(document.body.paths['/v1/locks/{uid}'])).toEqual(['get', 'delete']);
-    const file = JSON.parse(readFileSync(new URL('../docs/openapi.json', import.meta.url), 'utf8')) as unknown;
-    expect(file, 'docs/openapi.json is stale: regenerate it with `npx windfall serve --openapi > docs/openapi.json`').toEqual(document.body);
+    // the copy in docs/ must describe the same routes (the package version may move on without it)
+    const file = JSON.parse(readFileSync(new URL('../docs/openapi.json', import.meta.url), 'utf8')) as { info: { version: string } };
+    const served = document.body as { info: { version: string } };
+    expect({ ...file, info: { ...file.info, version: '' } }, 'docs/openapi.json is stale: regenerate it with `npx windfall serve --openapi > docs/openapi.json`').toEqual({
+      ...served,
+      info: { ...served.info, version: '' },
+    });
   });
 });
 
