@@ -406,6 +406,12 @@ describe('ops: alert rules, Grafana dashboard, docker-compose', () => {
 describe('windfall serve: logs', () => {
   it('never writes a token into its log, and stops cleanly on SIGTERM', async () => {
     const basic = Buffer.from(`operator:${server.adminToken}`).toString('base64');
+    // requests with every kind of credential, right or wrong, then the log of the whole run is searched
+    for (const auth of ['api', 'admin', 'admin-basic', 'api-basic', 'wrong'] as const) {
+      await call('GET', '/v1/batches/no-such-batch', auth);
+      await call('GET', '/v1/locks/log-check', auth);
+      await call('GET', '/admin/queues', auth);
+    }
     const code = await server.stop();
     expect(code).toBe(0);
     const output = server.process.output();

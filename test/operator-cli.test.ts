@@ -30,6 +30,11 @@ const CLI_HEAVY_TIMEOUT = 240_000;
 const cli = (args: string[], extra: Record<string, string> = {}) => runCli(args, env.env({ ...fast, ...extra }));
 const json = <T>(text: string): T => JSON.parse(text) as T;
 
+/** One worker process (short lock and attempt settings) for the whole file, started by the first test that needs it. */
+function ensureWorker(): void {
+  if (workers.length === 0) workers.push(startCli(['worker'], env.env(fast)));
+}
+
 function rewardsFile(name: string, rows: { rewardId: string; uid: string; amount: number | string }[]): string {
   const path = join(dir, name);
   writeFileSync(path, rows.map((row) => JSON.stringify(row)).join('\n'));
@@ -73,8 +78,7 @@ describe('operator CLI: dead letters, locks, queues', () => {
     const enqueued = await cli(['enqueue', '--file', rewardsFile('busy.jsonl', rows), '--batch-id', 'op-batch', '--json']);
     expect(enqueued.code, enqueued.stderr).toBe(0);
 
-    const worker = startCli(['worker'], env.env(fast));
-    workers.push(worker);
+    ensureWorker();
     const first = await waitForBatchDone(env.pool, 'op-batch', 30_000);
     expect(first).toMatchObject({ status: 'completed_with_failures', total: 22, applied: 20, duplicate: 0, deadLettered: 2, pending: 0 });
     expect((await balances(env.pool)).get('op-busy')).toBeUndefined();
@@ -170,7 +174,7 @@ describe('operator CLI: dead letters, locks, queues', () => {
     await holdLock('op-purge', 'elsewhere-host:1', 60_000);
     const enqueued = await cli(['enqueue', '--file', rewardsFile('purge.jsonl', [{ rewardId: 'op-p1', uid: 'op-purge', amount: 9 }]), '--batch-id', 'op-purge-batch']);
     expect(enqueued.code, enqueued.stderr).toBe(0);
-    expect(workers.length).toBeGreaterThan(0);
+    ensureWorker();
     await waitForBatchDone(env.pool, 'op-purge-batch', 30_000);
     const [entry] = json<Entry[]>((await cli(['dlq', 'list', '--batch', 'op-purge-batch', '--json'])).stdout);
     expect(entry).toMatchObject({ reason: 'LOCK_BUSY', uid: 'op-purge' });
@@ -200,6 +204,7 @@ describe('operator CLI: dead letters, locks, queues', () => {
   it('keeps an entry in the dead-letter queue when its replay cannot be enqueued', async () => {
     await holdLock('op-stuck', 'elsewhere-host:2', 60_000);
     expect((await cli(['enqueue', '--file', rewardsFile('stuck.jsonl', [{ rewardId: 'op-s1', uid: 'op-stuck', amount: 11 }]), '--batch-id', 'op-stuck-batch'])).code).toBe(0);
+    ensureWorker();
     await waitForBatchDone(env.pool, 'op-stuck-batch', 30_000);
     const [entry] = json<Entry[]>((await cli(['dlq', 'list', '--batch', 'op-stuck-batch', '--json'])).stdout);
     await env.redis.del(`${env.prefix}:lock:op-stuck`);
