@@ -130,6 +130,9 @@ export class UserLocks {
       let taken: string | null;
       try {
         taken = await this.redis.set(key, value, 'PX', policy.ttlMs, 'NX');
+        // A SET whose reply was lost to a dropped connection is sent again by ioredis after the reconnect: it then
+        // finds the key our own first SET wrote. That lock is ours (our unique value), not someone else's.
+        if (taken !== 'OK' && (await this.redis.get(key)) === value) taken = 'OK';
       } catch (error) {
         finish('error', attempt);
         throw error;
