@@ -27,7 +27,8 @@ describe('worker processes', () => {
 
   it('puts unfinished work back when the drain deadline passes, and a new worker finishes it', async () => {
     const producer = await env.open();
-    await env.redis.set(`${env.prefix}:lock:slow-user`, 'elsewhere', 'PX', 4000);
+    // held long enough that even a slow start finds it busy; released by hand before the second worker
+    await env.redis.set(`${env.prefix}:lock:slow-user`, 'elsewhere', 'PX', 60_000);
     await producer.producer.enqueueRewards([{ rewardId: 'slow-1', uid: 'slow-user', amount: 4 }], { batchId: 'deadline-batch' });
     const worker = startCli(['worker'], env.env({ WINDFALL_SHUTDOWN_TIMEOUT_MS: '300', LOG_LEVEL: 'info' }));
     await eventually(() => worker.output().includes('worker started'), 'the worker to start');
@@ -37,6 +38,7 @@ describe('worker processes', () => {
     expect(await worker.exited, worker.output()).toBe(0);
     expect(Date.now() - stoppedAt).toBeLessThan(3000);
     expect((await getBatchReport(env.pool, 'deadline-batch'))?.pending).toBe(1);
+    await env.redis.del(`${env.prefix}:lock:slow-user`);
     const next = startCli(['worker'], env.env());
     const report = await waitForBatchDone(env.pool, 'deadline-batch', 30_000);
     expect(report).toMatchObject({ applied: 1, deadLettered: 0 });
