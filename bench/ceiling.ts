@@ -3,7 +3,7 @@ import { writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
-import { APPLY_USER_OPERATIONS_SQL } from '../src/wallet/apply-user-operations.js';
+import { creditsValuesSql } from '../src/wallet/apply-user-operations.js';
 import { DESCRIPTION } from './dataset.js';
 import type { Servers } from './support.js';
 import { childEnv, note, round, runProcess, withDatabase } from './support.js';
@@ -76,21 +76,17 @@ insert into wallets as w (uid, balance) values ('c-u' || :u, :change) on conflic
 commit;
 `;
   }
-  // Windfall's statement with its parameters spelled out
-  const ids = Array.from({ length: rewardsPerUser }, (_, i) => `'c-r' || :r || '-${i}'`).join(', ');
-  const amounts = Array.from({ length: rewardsPerUser }, (_, i) => `:a${i}`).join(', ');
-  const kinds = Array.from({ length: rewardsPerUser }, () => `'reward'`).join(', ');
-  const descriptions = Array.from({ length: rewardsPerUser }, () => `'${DESCRIPTION}'`).join(', ');
-  const parameters: Record<string, string> = {
-    '1': `('c-u' || :u)`,
-    '2': `array[${ids}]`,
-    '3': `array[${amounts}]`,
-    '4': `array[${kinds}]`,
-    '5': `array[${descriptions}]`,
-    '6': `'${BATCH_ID}'`,
-  };
-  const sql = APPLY_USER_OPERATIONS_SQL.replace(/--[^\n]*\n/g, '\n')
-    .replace(/\$(\d)(?!\d)/g, (_, n: string) => parameters[n] ?? `$${n}`)
+  // Windfall's statement for a user with `rewardsPerUser` rewards (the worker's), its parameters spelled out
+  const parameters: Record<string, string> = { '1': `('c-u' || :u)`, '2': `'${BATCH_ID}'` };
+  for (let i = 0; i < rewardsPerUser; i += 1) {
+    const p = 3 + i * 4;
+    parameters[String(p)] = `('c-r' || :r || '-${i}')`;
+    parameters[String(p + 1)] = `:a${i}`;
+    parameters[String(p + 2)] = `'reward'`;
+    parameters[String(p + 3)] = `'${DESCRIPTION}'`;
+  }
+  const sql = creditsValuesSql(rewardsPerUser)
+    .replace(/\$(\d+)(?!\d)/g, (_, n: string) => parameters[n] ?? `$${n}`)
     .replace(/\s+/g, ' ')
     .trim();
   return `${header(rewardsPerUser)}${sql};\n`;

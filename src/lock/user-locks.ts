@@ -13,6 +13,29 @@ import { retryDelays } from './lock-policy.js';
 const RELEASE_SCRIPT = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;
 /** Sets a new TTL only when the key still holds our value. */
 const EXTEND_SCRIPT = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end`;
+/**
+ * `SET KEYS[i] ARGV[i + 1] PX ARGV[1] NX` for every key in one round trip (each lock taken on its own, exactly as a
+ * single SET NX PX would): 1 for each lock taken, 0 for each found held. A key already holding our own value counts
+ * as taken: the script was sent again by ioredis after its reply was lost to a dropped connection.
+ */
+const ACQUIRE_MANY_SCRIPT = `local taken = {}
+for i = 1, #KEYS do
+  if redis.call('set', KEYS[i], ARGV[i + 1], 'PX', ARGV[1], 'NX') or redis.call('get', KEYS[i]) == ARGV[i + 1] then
+    taken[i] = 1
+  else
+    taken[i] = 0
+  end
+end
+return taken`;
+/**
+ * {@link RELEASE_SCRIPT} for many keys in one round trip: KEYS[i] is deleted only when it still holds ARGV[i].
+ * Returns 1 or 0 per key.
+ */
+const RELEASE_MANY_SCRIPT = `local released = {}
+for i = 1, #KEYS do
+  if redis.call('get', KEYS[i]) == ARGV[i] then released[i] = redis.call('del', KEYS[i]) else released[i] = 0 end
+end
+return released`;
 /** Value and remaining TTL read atomically. */
 const STATUS_SCRIPT = `return {redis.call('get', KEYS[1]), redis.call('pttl', KEYS[1])}`;
 
@@ -20,6 +43,8 @@ type RedisClient = Redis | Cluster;
 
 interface LockScripts {
   windfallReleaseLock(key: string, value: string): Promise<number>;
+  windfallReleaseLocks(numberOfKeys: number, ...keysThenValues: string[]): Promise<number[]>;
+  windfallAcquireLocks(numberOfKeys: number, ...keysThenTtlAndValues: (string | number)[]): Promise<number[]>;
   windfallExtendLock(key: string, value: string, ttlMs: number): Promise<number>;
   windfallLockStatus(key: string): Promise<[string | null, number]>;
 }
@@ -42,6 +67,17 @@ export interface LockHandle {
   readonly acquiredAtMonotonic: number;
   /** Retries that were needed (0 = first attempt). */
   readonly retries: number;
+}
+
+/** A lock {@link UserLocks.tryAcquireMany} found held by someone else; {@link UserLocks.continueAcquire} waits for it. */
+export interface BusyLock {
+  readonly busy: true;
+  readonly uid: string;
+  /** The value this acquisition writes once the lock is free. */
+  readonly value: string;
+  readonly policy: LockPolicy;
+  /** `performance.now()` of the first attempt: waits and metrics count from there. */
+  readonly started: number;
 }
 
 /** The answer of `windfall lock status`. */
@@ -91,12 +127,34 @@ export class UserLocks {
     this.owner = options.owner ?? `${hostname()}:${process.pid}`;
     this.logger = options.logger ?? silentLogger();
     this.metrics = options.metrics;
+    if (!('windfallReleaseLocks' in redis)) {
+      redis.defineCommand('windfallReleaseLocks', { lua: RELEASE_MANY_SCRIPT });
+      redis.defineCommand('windfallAcquireLocks', { lua: ACQUIRE_MANY_SCRIPT });
+    }
     if (!('windfallReleaseLock' in redis)) {
       redis.defineCommand('windfallReleaseLock', { numberOfKeys: 1, lua: RELEASE_SCRIPT });
       redis.defineCommand('windfallExtendLock', { numberOfKeys: 1, lua: EXTEND_SCRIPT });
       redis.defineCommand('windfallLockStatus', { numberOfKeys: 1, lua: STATUS_SCRIPT });
     }
     this.redis = redis as RedisClient & LockScripts;
+    this.ownerJson = JSON.stringify(this.owner);
+    // Keys of different users live in different slots of a Redis Cluster: there, every lock command goes alone.
+    this.batching = !(redis as { isCluster?: boolean }).isCluster;
+  }
+
+  private readonly ownerJson: string;
+  private readonly batching: boolean;
+
+  /** A fresh lock value: `{"owner":…,"acquiredAt":…,"token":…}` (the same text JSON.stringify writes). */
+  private lockValue(acquiredAt: string): string {
+    return `{"owner":${this.ownerJson},"acquiredAt":"${acquiredAt}","token":"${randomUUID()}"}`;
+  }
+
+  private record(policy: LockPolicy, outcome: 'acquired' | 'busy' | 'timeout' | 'error', retries: number, started: number): void {
+    if (!this.metrics) return;
+    this.metrics.lockAcquire.inc({ policy: policy.name, outcome });
+    this.metrics.lockRetries.observe({ policy: policy.name }, retries);
+    this.metrics.lockWait.observe({ policy: policy.name }, (performance.now() - started) / 1000);
   }
 
   /** The Redis key of a user's lock. */
@@ -111,39 +169,87 @@ export class UserLocks {
    * @throws the Redis error when Redis cannot be reached (transient).
    */
   async acquire(uid: string, policy: LockPolicy, options: AcquireOptions = {}): Promise<LockHandle> {
-    const key = this.keyOf(uid);
-    const value = JSON.stringify({ owner: this.owner, acquiredAt: new Date().toISOString(), token: randomUUID() });
-    const delays = retryDelays(policy);
+    return this.attempt(uid, this.lockValue(new Date().toISOString()), policy, options, performance.now(), false);
+  }
+
+  /**
+   * One attempt at each of `uids`' locks, in ONE round trip (one script doing `SET NX PX` for each key): a handle
+   * for each lock taken, a {@link BusyLock} for each found held. Nobody waits here: continue a busy one under the
+   * policy with {@link continueAcquire}. Throws the Redis error when Redis cannot be reached (then no lock was
+   * taken: the script runs whole or not at all). On a Redis Cluster, one SET per lock.
+   * @throws {@link LockTimeoutError} for all when `signal` has already aborted.
+   */
+  async tryAcquireMany(uids: readonly string[], policy: LockPolicy, options: AcquireOptions = {}): Promise<(LockHandle | BusyLock)[]> {
     const started = performance.now();
+    if (options.signal?.aborted || (options.deadline !== undefined && Date.now() >= options.deadline)) {
+      for (let i = 0; i < uids.length; i += 1) this.record(policy, 'timeout', 0, started);
+      throw new LockTimeoutError(uids[0] ?? '', policy.name, 0, { cause: options.signal?.reason });
+    }
+    const acquiredAt = new Date().toISOString();
+    const values = uids.map(() => this.lockValue(acquiredAt));
+    let replies: unknown[];
+    try {
+      replies =
+        this.batching && uids.length > 1
+          ? await this.redis.windfallAcquireLocks(uids.length, ...uids.map((uid) => this.keyOf(uid)), policy.ttlMs, ...values)
+          : await Promise.all(
+              uids.map(async (uid, i) => {
+                const taken = await this.redis.set(this.keyOf(uid), values[i]!, 'PX', policy.ttlMs, 'NX');
+                // see attempt(): a resent SET finds our own value
+                return taken === 'OK' || (await this.redis.get(this.keyOf(uid))) === values[i] ? 'OK' : null;
+              }),
+            );
+    } catch (error) {
+      for (let i = 0; i < uids.length; i += 1) this.record(policy, 'error', 0, started);
+      throw error;
+    }
+    const now = performance.now();
+    return uids.map((uid, i) => {
+      if (replies[i] === 'OK' || replies[i] === 1) {
+        this.record(policy, 'acquired', 0, started);
+        return { uid, key: this.keyOf(uid), value: values[i]!, policy, acquiredAtMonotonic: now, retries: 0 };
+      }
+      return { busy: true, uid, value: values[i]!, policy, started };
+    });
+  }
+
+  /**
+   * Goes on waiting for a lock that {@link tryAcquireMany} found busy, under the rest of its policy (the first
+   * attempt was that one): the same waits, errors and metrics as {@link acquire}.
+   */
+  continueAcquire(busy: BusyLock, options: AcquireOptions = {}): Promise<LockHandle> {
+    return this.attempt(busy.uid, busy.value, busy.policy, options, busy.started, true);
+  }
+
+  private async attempt(uid: string, value: string, policy: LockPolicy, options: AcquireOptions, started: number, firstDone: boolean): Promise<LockHandle> {
+    const key = this.keyOf(uid);
+    const delays = retryDelays(policy);
     const waited = (): number => Math.round(performance.now() - started);
-    const finish = (outcome: 'acquired' | 'busy' | 'timeout' | 'error', retries: number): void => {
-      this.metrics?.lockAcquire.inc({ policy: policy.name, outcome });
-      this.metrics?.lockRetries.observe({ policy: policy.name }, retries);
-      this.metrics?.lockWait.observe({ policy: policy.name }, (performance.now() - started) / 1000);
-    };
 
     for (let attempt = 0; ; attempt += 1) {
-      if (options.signal?.aborted || (options.deadline !== undefined && Date.now() >= options.deadline)) {
-        finish('timeout', attempt);
-        throw new LockTimeoutError(uid, policy.name, waited(), { cause: options.signal?.reason });
-      }
-      let taken: string | null;
-      try {
-        taken = await this.redis.set(key, value, 'PX', policy.ttlMs, 'NX');
-        // A SET whose reply was lost to a dropped connection is sent again by ioredis after the reconnect: it then
-        // finds the key our own first SET wrote. That lock is ours (our unique value), not someone else's.
-        if (taken !== 'OK' && (await this.redis.get(key)) === value) taken = 'OK';
-      } catch (error) {
-        finish('error', attempt);
-        throw error;
-      }
-      if (taken === 'OK') {
-        finish('acquired', attempt);
-        return { uid, key, value, policy, acquiredAtMonotonic: performance.now(), retries: attempt };
+      let taken: string | null = null;
+      if (!(firstDone && attempt === 0)) {
+        if (options.signal?.aborted || (options.deadline !== undefined && Date.now() >= options.deadline)) {
+          this.record(policy, 'timeout', attempt, started);
+          throw new LockTimeoutError(uid, policy.name, waited(), { cause: options.signal?.reason });
+        }
+        try {
+          taken = await this.redis.set(key, value, 'PX', policy.ttlMs, 'NX');
+          // A SET whose reply was lost to a dropped connection is sent again by ioredis after the reconnect: it then
+          // finds the key our own first SET wrote. That lock is ours (our unique value), not someone else's.
+          if (taken !== 'OK' && (await this.redis.get(key)) === value) taken = 'OK';
+        } catch (error) {
+          this.record(policy, 'error', attempt, started);
+          throw error;
+        }
+        if (taken === 'OK') {
+          this.record(policy, 'acquired', attempt, started);
+          return { uid, key, value, policy, acquiredAtMonotonic: performance.now(), retries: attempt };
+        }
       }
       const delay = delays[attempt];
       if (delay === undefined) {
-        finish('busy', attempt);
+        this.record(policy, 'busy', attempt, started);
         const holder = await this.status(uid).then(
           (status) => status.owner,
           () => null,
@@ -154,11 +260,11 @@ export class UserLocks {
       try {
         await abortableSleep(sleepMs, options.signal);
       } catch (reason) {
-        finish('timeout', attempt);
+        this.record(policy, 'timeout', attempt, started);
         throw new LockTimeoutError(uid, policy.name, waited(), { cause: reason });
       }
       if (options.deadline !== undefined && sleepMs < delay) {
-        finish('timeout', attempt);
+        this.record(policy, 'timeout', attempt, started);
         throw new LockTimeoutError(uid, policy.name, waited());
       }
     }
@@ -175,6 +281,26 @@ export class UserLocks {
       this.logger.warn({ uid: handle.uid }, 'lock was no longer ours at release: it expired or was force-released while held');
     }
     return released;
+  }
+
+  /**
+   * Releases many locks in ONE round trip (one script; every key compared with its own value, as in
+   * {@link release}). Returns, per handle, whether it was still ours. On a Redis Cluster, one release per lock.
+   */
+  async releaseMany(handles: readonly LockHandle[]): Promise<boolean[]> {
+    if (handles.length === 0) return [];
+    if (handles.length === 1 || !this.batching) return Promise.all(handles.map((handle) => this.release(handle)));
+    const now = performance.now();
+    if (this.metrics) for (const handle of handles) this.metrics.lockHold.observe({ policy: handle.policy.name }, (now - handle.acquiredAtMonotonic) / 1000);
+    const released = (await this.releaseKeys(handles)).map((reply) => reply === 1);
+    released.forEach((ok, i) => {
+      if (!ok) this.logger.warn({ uid: handles[i]!.uid }, 'lock was no longer ours at release: it expired or was force-released while held');
+    });
+    return released;
+  }
+
+  private releaseKeys(locks: readonly { key: string; value: string }[]): Promise<number[]> {
+    return this.redis.windfallReleaseLocks(locks.length, ...locks.map((lock) => lock.key), ...locks.map((lock) => lock.value));
   }
 
   /** Sets a new TTL on a lock if it is still ours; false when it is not. */

@@ -14,7 +14,10 @@ import { checkPostgres, checkRedis } from './service-check.js';
 
 /** Options of {@link openWindfall}. */
 export interface OpenOptions {
-  /** PostgreSQL connections. Default: concurrency + 4. */
+  /**
+   * PostgreSQL connections of the pool (loads, bookkeeping, the wallet library). Default ⌈concurrency / 2⌉ + 4.
+   * A worker also opens one connection per concurrency slot for the user statements (see UserPipeline).
+   */
   readonly poolSize?: number;
   /** Default: a fresh registry. */
   readonly metrics?: WindfallMetrics;
@@ -138,7 +141,7 @@ async function quitRedis(redis: RedisClient): Promise<void> {
 /** Opens connections as `config` says and (by default) checks that both services answer. */
 export async function openWindfall(config: WindfallConfig, logger: Logger, options: OpenOptions = {}): Promise<Windfall> {
   const database = connectDatabase(config.databaseUrl, {
-    poolSize: options.poolSize ?? config.concurrency + 4,
+    poolSize: options.poolSize ?? Math.ceil(config.concurrency / 2) + 4,
     logger,
     ...(options.schema ? { schema: options.schema } : {}),
   });

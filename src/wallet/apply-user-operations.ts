@@ -1,66 +1,118 @@
-import type pg from 'pg';
+import pg from 'pg';
 import type { ExistingEntry, LedgerOperation, OperationResult } from './ledger-operation.js';
 import { classifyExisting } from './ledger-operation.js';
 
-/**
- * All of one user's operations in ONE statement (so one round trip and one implicit transaction):
+/*
+ * All of one user's operations go to PostgreSQL as ONE statement (so one round trip and one implicit transaction):
  * insert the ledger entries in operation-id order (a fixed order: two racing transactions cannot deadlock),
- * skipping ids already in the ledger; add the sum of what was inserted to the wallet (a net credit upserts it;
- * a net debit updates it — PostgreSQL checks CHECK constraints on the proposed row of an upsert before it sees
- * the conflict, so a negative upsert would always fail);
- * report for every input whether it was inserted or which entry its id already has.
- * `CHECK (balance >= 0)` aborts the whole statement when the net change would overdraw the wallet.
+ * skipping ids already in the ledger; add the sum of what was inserted to the wallet; answer how many entries were
+ * inserted, the balance after, and — only when some id was skipped — which ids were inserted (the caller then reads
+ * what the ledger holds for the others). `CHECK (balance >= 0)` aborts the whole statement when the net change would
+ * overdraw the wallet.
+ *
+ * Three shapes of that statement, the same transaction each time:
+ *  - credits of up to 16 operations (batch rewards, single credits): a VALUES list of exactly that many rows, one
+ *    prepared statement per row count, operations sorted by id here (code point order, which is the "C" collation's
+ *    byte order). It costs PostgreSQL what a hand-written multi-row insert costs: no array to parse, no sort;
+ *  - more credits: the same with the operations as arrays (`unnest`), sorted by PostgreSQL;
+ *  - anything with a debit: arrays, and the debit paths — a net debit updates the wallet rather than upserting it
+ *    (PostgreSQL checks CHECK constraints on the proposed row of an upsert before it sees the conflict, so a negative
+ *    upsert would always fail), and a net debit on a wallet that does not exist inserts a negative row on purpose, so
+ *    that the same check refuses it. Those paths are gated on the sign of the change (one-time filters): a credit
+ *    costs no extra index probe.
+ *
+ * Every shape answers (inserted, balance, inserted_ids); the credit shapes answer no row when nothing was inserted.
  */
-export const APPLY_USER_OPERATIONS_SQL = `
-with input as (
-  select * from unnest($2::text[], $3::int8[], $4::text[], $5::text[]) as t(operation_id, amount, kind, description)
-),
-inserted as (
+
+/** Credits up to this many operations go as a VALUES list. */
+const MAX_VALUES_ROWS = 16;
+
+const CREDIT_TAIL = (count: string) => `
+delta as (
+  select sum(amount) as change, count(*)::int as n from inserted
+)
+insert into wallets as w (uid, balance)
+select $1, change from delta where n > 0
+on conflict (uid) do update set balance = w.balance + excluded.balance, updated_at = now()
+returning (select n from delta) as inserted, balance,
+          case when (select n from delta) < ${count} then array(select operation_id from inserted) end as inserted_ids`;
+
+/**
+ * Credits as a VALUES list of `rows` rows. Parameters: $1 uid, $2 batch id, then per row (id, amount, kind,
+ * description) from $3 on.
+ */
+export function creditsValuesSql(rows: number): string {
+  const values = Array.from({ length: rows }, (_, i) => {
+    const p = 3 + i * 4;
+    return `($1, $${p}, $${p + 1}::int8, $${p + 2}, $2, $${p + 3})`;
+  }).join(',\n         ');
+  return `
+with inserted as (
   insert into ledger_entries (uid, operation_id, amount, kind, batch_id, description)
-  select $1, operation_id, amount, kind, $6, description from input order by operation_id
+  values ${values}
+  on conflict (operation_id) do nothing
+  returning operation_id, amount
+),${CREDIT_TAIL(String(rows))}`;
+}
+
+/** Credits as arrays. Parameters: $1 uid, $2 ids, $3 amounts, $4 kinds, $5 descriptions, $6 batch id. */
+export const APPLY_CREDITS_SQL = `
+with inserted as (
+  insert into ledger_entries (uid, operation_id, amount, kind, batch_id, description)
+  select $1, t.operation_id, t.amount, t.kind, $6, t.description
+  from unnest($2::text[], $3::int8[], $4::text[], $5::text[]) as t(operation_id, amount, kind, description)
+  order by t.operation_id
+  on conflict (operation_id) do nothing
+  returning operation_id, amount
+),${CREDIT_TAIL('cardinality($2::text[])')}`;
+
+/** Any operations (debits too). Parameters as {@link APPLY_CREDITS_SQL}. Always answers one row. */
+export const APPLY_USER_OPERATIONS_SQL = `
+with inserted as (
+  insert into ledger_entries (uid, operation_id, amount, kind, batch_id, description)
+  select $1, t.operation_id, t.amount, t.kind, $6, t.description
+  from unnest($2::text[], $3::int8[], $4::text[], $5::text[]) as t(operation_id, amount, kind, description)
+  order by t.operation_id
   on conflict (operation_id) do nothing
   returning operation_id, amount
 ),
 delta as (
-  select sum(amount) as change from inserted having count(*) > 0
+  select sum(amount) as change, count(*)::int as n from inserted
 ),
 credited as (
   insert into wallets as w (uid, balance)
-  select $1, change from delta where change >= 0
+  select $1, change from delta where n > 0 and change >= 0
   on conflict (uid) do update set balance = w.balance + excluded.balance, updated_at = now()
   returning balance
 ),
 debited as (
-  update wallets w set balance = w.balance + d.change, updated_at = now()
-  from delta d where w.uid = $1 and d.change < 0
+  update wallets w set balance = w.balance + (select change from delta), updated_at = now()
+  where (select change from delta) < 0 and w.uid = $1
   returning w.balance
 ),
 overdrawn as (
   -- a net debit on a wallet that does not exist: this insert violates the balance check on purpose
   insert into wallets (uid, balance)
-  select $1, change from delta where change < 0 and not exists (select 1 from wallets where uid = $1)
+  select $1, change from delta where change < 0 and not exists (select 1 from debited)
   returning balance
 )
-select i.operation_id,
-       ins.operation_id is not null as inserted,
-       l.uid as existing_uid,
-       l.amount as existing_amount,
-       l.batch_id as existing_batch_id,
-       coalesce((select balance from credited), (select balance from debited)) as balance
-from input i
-left join inserted ins on ins.operation_id = i.operation_id
-left join ledger_entries l on ins.operation_id is null and l.operation_id = i.operation_id`;
+select (select n from delta) as inserted,
+       coalesce((select balance from credited), (select balance from debited)) as balance,
+       case when (select n from delta) < cardinality($2::text[]) then array(select operation_id from inserted) end as inserted_ids`;
+
+const VALUES_SQL = Array.from({ length: MAX_VALUES_ROWS + 1 }, (_, rows) => (rows === 0 ? '' : creditsValuesSql(rows)));
 
 const FIND_ENTRIES_SQL = `select operation_id, uid, amount, batch_id from ledger_entries where operation_id = any($1::text[])`;
 
 interface ApplyRow {
-  operation_id: string;
-  inserted: boolean;
-  existing_uid: string | null;
-  existing_amount: bigint | null;
-  existing_batch_id: string | null;
+  inserted: number;
   balance: bigint | null;
+  /** Null when every operation was inserted. */
+  inserted_ids: string[] | null;
 }
+
+/** What a credit statement answers when it inserted nothing (it returns no row then). */
+const NOTHING_INSERTED: ApplyRow = { inserted: 0, balance: null, inserted_ids: [] };
 
 /** The outcome of {@link applyUserOperations}. */
 export interface UserApplyResult {
@@ -76,16 +128,63 @@ export interface UserApplyResult {
 export type Queryable = Pick<pg.Pool, 'query'>;
 
 /**
- * Applies a user's operations in one statement, idempotently by operation id. Throws the PostgreSQL error when the
- * statement fails (then nothing was applied): `23514` means insufficient funds, `22003` a balance overflow.
+ * Sends a named prepared statement with parameters as text and answers its rows as text (see the worker's
+ * pipelined statement lanes). When given, the user statement goes through it instead of `db`.
  */
-export async function applyUserOperations(
-  db: Queryable,
-  uid: string,
-  operations: readonly LedgerOperation[],
-  batchId: string | null,
-): Promise<UserApplyResult> {
-  if (operations.length === 0) return { uid, results: [], balance: null, appliedAmount: 0n };
+export type TextStatementRunner = (name: string, text: string, values: readonly (string | null)[]) => Promise<(string | null)[][]>;
+
+/** A PostgreSQL array literal of texts: {"a","b",NULL}. */
+export function textArrayLiteral(values: readonly (string | null)[]): string {
+  let literal = '{';
+  for (let i = 0; i < values.length; i += 1) {
+    const value = values[i];
+    if (i > 0) literal += ',';
+    literal += value === null || value === undefined ? 'NULL' : `"${value.replace(/[\\"]/g, '\\$&')}"`;
+  }
+  return `${literal}}`;
+}
+
+/**
+ * Orders strings by Unicode code point — the order of their UTF-8 bytes, hence of PostgreSQL's "C" collation
+ * (JavaScript's `<` compares UTF-16 units, which puts U+E000…U+FFFF after astral characters).
+ */
+export function compareCodePoints(a: string, b: string): number {
+  const length = Math.min(a.length, b.length);
+  for (let i = 0; i < length; i += 1) {
+    const x = a.charCodeAt(i);
+    const y = b.charCodeAt(i);
+    if (x !== y) {
+      const xAstral = x >= 0xd800 && x <= 0xdfff;
+      const yAstral = y >= 0xd800 && y <= 0xdfff;
+      if (xAstral !== yAstral) return xAstral ? 1 : -1;
+      return x - y;
+    }
+  }
+  return a.length - b.length;
+}
+
+const parseTextArray = pg.types.getTypeParser(1009 as Parameters<typeof pg.types.getTypeParser>[0], 'text') as (text: string) => string[];
+
+function decodeApplyRow(fields: readonly (string | null)[] | undefined): ApplyRow {
+  if (!fields) return NOTHING_INSERTED;
+  const [inserted, balance, ids] = fields;
+  return {
+    inserted: Number(inserted),
+    balance: balance === null || balance === undefined ? null : BigInt(balance),
+    inserted_ids: ids === null || ids === undefined ? null : parseTextArray(ids),
+  };
+}
+
+/** The statement for `operations`: its name, text and parameters (as given to node-pg, or as text for a runner). */
+function statementFor(uid: string, operations: readonly LedgerOperation[], batchId: string | null, asText: boolean) {
+  let credits = true;
+  for (const operation of operations) if (operation.amount <= 0n) credits = false;
+  if (credits && operations.length <= MAX_VALUES_ROWS) {
+    const sorted = [...operations].sort((a, b) => compareCodePoints(a.operationId, b.operationId));
+    const values: (string | null)[] = [uid, batchId];
+    for (const operation of sorted) values.push(operation.operationId, operation.amount.toString(), operation.kind, operation.description ?? null);
+    return { name: `windfall_credit_${operations.length}`, text: VALUES_SQL[operations.length]!, values };
+  }
   const ids: string[] = [];
   const amounts: string[] = [];
   const kinds: string[] = [];
@@ -96,47 +195,72 @@ export async function applyUserOperations(
     kinds.push(operation.kind);
     descriptions.push(operation.description ?? null);
   }
-  const { rows } = await db.query<ApplyRow>({
-    name: 'windfall_apply_user_operations',
-    text: APPLY_USER_OPERATIONS_SQL,
-    values: [uid, ids, amounts, kinds, descriptions, batchId],
-  });
+  const values: unknown[] = asText
+    ? [uid, textArrayLiteral(ids), `{${amounts.join(',')}}`, textArrayLiteral(kinds), textArrayLiteral(descriptions), batchId]
+    : [uid, ids, amounts, kinds, descriptions, batchId];
+  return credits
+    ? { name: 'windfall_credit_n', text: APPLY_CREDITS_SQL, values }
+    : { name: 'windfall_apply_user_operations', text: APPLY_USER_OPERATIONS_SQL, values };
+}
 
-  const byId = new Map<string, ApplyRow>();
-  for (const row of rows) byId.set(row.operation_id, row);
-  // An id another transaction committed after this statement's snapshot was skipped but is not visible above:
-  // read it now (READ COMMITTED sees it).
-  const unseen = rows.filter((row) => !row.inserted && row.existing_uid === null).map((row) => row.operation_id);
-  const late = new Map<string, ExistingEntry>();
-  if (unseen.length > 0) {
-    const found = await db.query<{ operation_id: string; uid: string; amount: bigint; batch_id: string | null }>(
-      FIND_ENTRIES_SQL,
-      [unseen],
-    );
-    for (const row of found.rows) late.set(row.operation_id, { uid: row.uid, amount: row.amount, batchId: row.batch_id });
+/**
+ * Applies a user's operations in one statement, idempotently by operation id. Throws the PostgreSQL error when the
+ * statement fails (then nothing was applied): `23514` means insufficient funds, `22003` a balance overflow.
+ * `runner`, when given, runs the statement (text parameters and rows) instead of `db`; `db` still reads the ledger
+ * entries of skipped ids.
+ */
+export async function applyUserOperations(
+  db: Queryable,
+  uid: string,
+  operations: readonly LedgerOperation[],
+  batchId: string | null,
+  runner?: TextStatementRunner,
+): Promise<UserApplyResult> {
+  if (operations.length === 0) return { uid, results: [], balance: null, appliedAmount: 0n };
+  const statement = statementFor(uid, operations, batchId, runner !== undefined);
+  let row: ApplyRow;
+  if (runner) {
+    row = decodeApplyRow((await runner(statement.name, statement.text, statement.values as (string | null)[]))[0]);
+  } else {
+    const { rows } = await db.query<ApplyRow>(statement);
+    row = rows[0] ?? NOTHING_INSERTED;
+  }
+  const balance = row.balance;
+
+  if (row.inserted_ids === null) {
+    // every operation was inserted now (the common case)
+    let appliedAmount = 0n;
+    const results: OperationResult[] = [];
+    for (const operation of operations) {
+      appliedAmount += operation.amount;
+      results.push({ operationId: operation.operationId, outcome: 'applied' });
+    }
+    return { uid, results, balance, appliedAmount };
   }
 
-  let balance: bigint | null = null;
+  // Some ids were skipped: they are in the ledger already — committed before this statement, or by a transaction
+  // that committed while it ran (READ COMMITTED sees both now). Read what the ledger holds for them.
+  const insertedIds = new Set(row.inserted_ids);
+  const skipped = [...new Set(operations.map((operation) => operation.operationId).filter((id) => !insertedIds.has(id)))];
+  const found = new Map<string, ExistingEntry>();
+  if (skipped.length > 0) {
+    const entries = await db.query<{ operation_id: string; uid: string; amount: bigint; batch_id: string | null }>(FIND_ENTRIES_SQL, [skipped]);
+    for (const entry of entries.rows) found.set(entry.operation_id, { uid: entry.uid, amount: entry.amount, batchId: entry.batch_id });
+  }
+
   let appliedAmount = 0n;
   const results: OperationResult[] = [];
   // An id repeated within `operations` is inserted once; later copies are judged against the first.
   const insertedNow = new Map<string, ExistingEntry>();
   for (const operation of operations) {
-    const row = byId.get(operation.operationId);
-    if (!row) throw new Error(`internal: no result for operation ${operation.operationId}`);
-    if (row.balance !== null) balance = row.balance;
     const first = insertedNow.get(operation.operationId);
-    if (row.inserted && !first) {
+    if (insertedIds.has(operation.operationId) && !first) {
       insertedNow.set(operation.operationId, { uid, amount: operation.amount, batchId });
       appliedAmount += operation.amount;
       results.push({ operationId: operation.operationId, outcome: 'applied' });
       continue;
     }
-    const existing: ExistingEntry | undefined =
-      first ??
-      (row.existing_uid !== null && row.existing_amount !== null
-        ? { uid: row.existing_uid, amount: row.existing_amount, batchId: row.existing_batch_id }
-        : late.get(operation.operationId));
+    const existing = first ?? found.get(operation.operationId);
     if (!existing) throw new Error(`internal: operation ${operation.operationId} was neither inserted nor found in the ledger`);
     const outcome = classifyExisting(uid, operation.amount, batchId, existing);
     results.push(outcome === 'conflict' ? { operationId: operation.operationId, outcome, existing } : { operationId: operation.operationId, outcome });

@@ -2,7 +2,7 @@ import type { Logger } from '../log/logger.js';
 import type { LockPolicy } from '../lock/lock-policy.js';
 import type { UserLocks } from '../lock/user-locks.js';
 import type { WindfallMetrics } from '../metrics/metrics.js';
-import type { Queryable, UserApplyResult } from './apply-user-operations.js';
+import type { Queryable, TextStatementRunner, UserApplyResult } from './apply-user-operations.js';
 import { applyUserOperations } from './apply-user-operations.js';
 import type { LedgerOperation } from './ledger-operation.js';
 import { InsufficientFundsError, InvalidOperationError } from './wallet-errors.js';
@@ -34,28 +34,34 @@ export interface SettleOptions {
 
 const DEFAULT_STATEMENT_RETRY_DELAYS_MS = [100, 500, 2000];
 
+/** Options of {@link applyUserStatement}. */
+export interface StatementOptions {
+  /** Recorded on every ledger entry; also decides `already_applied` versus `duplicate`. */
+  readonly batchId: string | null;
+  readonly signal?: AbortSignal | undefined;
+  /** See {@link SettleOptions.statementRetryDelaysMs}. */
+  readonly statementRetryDelaysMs?: readonly number[];
+  /** Runs the statement instead of `context.db` (the worker's pipelined lanes). */
+  readonly runner?: TextStatementRunner | undefined;
+}
+
 /**
- * Applies one user's operations under that user's lock: take the lock (waiting under the policy), run the single
- * ledger statement, release the lock with our token. Errors: lock errors as thrown by {@link UserLocks.acquire};
- * {@link InsufficientFundsError}; {@link InvalidOperationError} for a balance overflow; PostgreSQL errors as is.
- * A failed release is logged, never thrown: the statement has committed by then, and the lock expires by itself.
+ * Runs a user's ledger statement (the caller holds the user's lock), running it again after transient database
+ * errors (it is idempotent). Errors: {@link InsufficientFundsError}; {@link InvalidOperationError} for a balance
+ * overflow; other PostgreSQL errors as is. Observes `windfall_user_tx_seconds`.
  */
-export async function settleUser(
-  context: SettleContext,
+export async function applyUserStatement(
+  context: Pick<SettleContext, 'db' | 'logger' | 'metrics'>,
   uid: string,
   operations: readonly LedgerOperation[],
-  options: SettleOptions,
+  options: StatementOptions,
 ): Promise<UserApplyResult> {
-  const handle = await context.locks.acquire(uid, options.policy, {
-    ...(options.signal ? { signal: options.signal } : {}),
-    ...(options.deadline !== undefined ? { deadline: options.deadline } : {}),
-  });
   const started = performance.now();
   try {
     const delays = options.statementRetryDelaysMs ?? DEFAULT_STATEMENT_RETRY_DELAYS_MS;
     for (let attempt = 0; ; attempt += 1) {
       try {
-        return await applyUserOperations(context.db, uid, operations, options.batchId);
+        return await applyUserOperations(context.db, uid, operations, options.batchId, options.runner);
       } catch (error) {
         const delay = delays[attempt];
         if (delay === undefined || classifyDatabaseError(error) !== 'transient' || options.signal?.aborted) throw error;
@@ -75,6 +81,32 @@ export async function settleUser(
     throw error;
   } finally {
     context.metrics?.userTransaction.observe((performance.now() - started) / 1000);
+  }
+}
+
+/**
+ * Applies one user's operations under that user's lock: take the lock (waiting under the policy), run the single
+ * ledger statement, release the lock with our token. Errors: lock errors as thrown by {@link UserLocks.acquire};
+ * {@link InsufficientFundsError}; {@link InvalidOperationError} for a balance overflow; PostgreSQL errors as is.
+ * A failed release is logged, never thrown: the statement has committed by then, and the lock expires by itself.
+ */
+export async function settleUser(
+  context: SettleContext,
+  uid: string,
+  operations: readonly LedgerOperation[],
+  options: SettleOptions,
+): Promise<UserApplyResult> {
+  const handle = await context.locks.acquire(uid, options.policy, {
+    ...(options.signal ? { signal: options.signal } : {}),
+    ...(options.deadline !== undefined ? { deadline: options.deadline } : {}),
+  });
+  try {
+    return await applyUserStatement(context, uid, operations, {
+      batchId: options.batchId,
+      signal: options.signal,
+      ...(options.statementRetryDelaysMs ? { statementRetryDelaysMs: options.statementRetryDelaysMs } : {}),
+    });
+  } finally {
     try {
       await context.locks.release(handle);
     } catch (error) {

@@ -11,6 +11,7 @@ import type { RewardJobData } from '../queue/job-data.js';
 import { shardQueueName } from '../queue/queue-names.js';
 import type { JobResult } from './job-processor.js';
 import { processRewardJob } from './job-processor.js';
+import { closePipeline } from './user-pipeline.js';
 
 /** Options of {@link RewardWorker}. */
 export interface RewardWorkerOptions {
@@ -110,6 +111,8 @@ export class RewardWorker {
       }, timeoutMs);
       try {
         await Promise.allSettled(this.workers.map((worker) => worker.close()));
+        // the user statements' own connections (see UserPipeline)
+        await closePipeline(this.limiter).catch((error: unknown) => this.options.logger.warn({ err: error }, 'error while closing the statement connections'));
       } finally {
         clearTimeout(timer);
       }

@@ -1,0 +1,154 @@
+import { Redis } from 'ioredis';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Semaphore } from '../src/concurrency/semaphore.js';
+import { REWARD_POLICY, type LockPolicy } from '../src/lock/lock-policy.js';
+import { UserLocks } from '../src/lock/user-locks.js';
+import { silentLogger } from '../src/log/logger.js';
+import { loadChunkWork } from '../src/worker/chunk-work.js';
+import { settleUsers, type SettleSummary } from '../src/worker/settle-users.js';
+import { rewardRows } from './support/batches.js';
+import { useTestEnvironment } from './support/environment.js';
+
+const env = useTestEnvironment();
+
+/** Splits RESP request text into commands (arrays of bulk strings). */
+function parseCommands(text: string): string[][] {
+  const commands: string[][] = [];
+  let at = 0;
+  const line = (): string => {
+    const end = text.indexOf('\r\n', at);
+    const value = text.slice(at, end);
+    at = end + 2;
+    return value;
+  };
+  while (at < text.length) {
+    const header = line();
+    if (!header.startsWith('*')) break;
+    const args: string[] = [];
+    for (let n = Number(header.slice(1)); n > 0; n -= 1) {
+      const length = Number(line().slice(1));
+      args.push(text.slice(at, at + length));
+      at += length + 2;
+    }
+    commands.push(args);
+  }
+  return commands;
+}
+
+/**
+ * A Redis connection used for nothing but the lock manager, counting what goes over its socket: every write is one
+ * request the client then waits for (a single command, a pipeline, or a script call) — one round trip. Every lock
+ * key a command touches is counted too (a script's keys, or a SET's key). Counted after the connection is ready,
+ * so handshake commands are left out.
+ */
+async function countingRedis(prefix: string) {
+  const redis = new Redis(env.redisUrl, { maxRetriesPerRequest: null });
+  await redis.ping();
+  const counts = {
+    roundTrips: 0,
+    commands: 0,
+    /** Lock keys set or released, one per key per command. */
+    lockKeyOperations: 0,
+    reset() {
+      this.roundTrips = 0;
+      this.commands = 0;
+      this.lockKeyOperations = 0;
+    },
+  };
+  const stream = (redis as unknown as { stream: { write: (chunk: unknown, ...rest: unknown[]) => boolean } }).stream;
+  const write = stream.write.bind(stream);
+  stream.write = (chunk: unknown, ...rest: unknown[]) => {
+    counts.roundTrips += 1;
+    const text = typeof chunk === 'string' ? chunk : Buffer.isBuffer(chunk) ? chunk.toString('latin1') : '';
+    for (const args of parseCommands(text)) {
+      counts.commands += 1;
+      const name = args[0]!.toLowerCase();
+      const keys = name === 'evalsha' || name === 'eval' ? args.slice(3, 3 + Number(args[2])) : args.slice(1, 2);
+      counts.lockKeyOperations += keys.filter((key) => key.startsWith(`${prefix}:lock:`)).length;
+    }
+    return write(chunk, ...rest);
+  };
+  return { redis, counts };
+}
+
+const opened: Redis[] = [];
+afterEach(() => {
+  for (const redis of opened.splice(0)) redis.disconnect();
+});
+
+/** Stages a batch (no worker runs) and settles every chunk of it the way the worker does, chunks concurrently. */
+async function settleBatch(batchId: string, users: number, perUser: number, locks: UserLocks, limiter: Semaphore, policy: LockPolicy = REWARD_POLICY) {
+  const windfall = await env.open({ chunkSize: 200 });
+  const rows = rewardRows(users * perUser, (n) => ({ rewardId: `${batchId}-r${n}`, uid: `${batchId}-u${n % users}`, amount: 1 + (n % 7) }));
+  const staged = await windfall.producer.enqueueRewards(rows, { batchId });
+  const signal = new AbortController().signal;
+  const summaries: SettleSummary[] = await Promise.all(
+    Array.from({ length: staged.chunks }, async (_, chunkNo) => {
+      const work = await loadChunkWork(env.pool, batchId, chunkNo);
+      return settleUsers({ db: env.pool, locks, logger: silentLogger() }, work!.users, { batchId, policy, limiter, signal });
+    }),
+  );
+  return { staged, summaries };
+}
+
+describe('lock traffic of the worker (performance guard)', () => {
+  it('takes and releases the locks of a batch in at most 2 Redis round trips per user on average (far fewer in fact)', async () => {
+    const { redis, counts } = await countingRedis(env.prefix);
+    opened.push(redis);
+    const locks = new UserLocks(redis, { prefix: env.prefix });
+    counts.reset();
+    const { staged, summaries } = await settleBatch('traffic', 1500, 2, locks, new Semaphore(8));
+
+    const applied = summaries.reduce((sum, s) => sum + s.applied, 0);
+    expect(applied).toBe(3000);
+    expect(summaries.every((s) => s.transient.length === 0 && s.permanent.length === 0)).toBe(true);
+    const perUser = counts.roundTrips / staged.users;
+    // eslint-disable-next-line no-console
+    console.log(
+      `lock traffic: ${counts.roundTrips} round trips (${counts.commands} commands, ${counts.lockKeyOperations} lock key operations) ` +
+        `for ${staged.users} users = ${perUser.toFixed(3)} round trips per user`,
+    );
+    expect(perUser).toBeLessThanOrEqual(2);
+    // taking locks many users at a time is what keeps it low: guard it well below the limit
+    expect(perUser).toBeLessThan(0.75);
+    // still exactly one SET NX PX and one token-checked delete per user, and every lock released
+    expect(counts.lockKeyOperations).toBe(2 * staged.users);
+    expect(await redis.keys(`${env.prefix}:lock:traffic-*`)).toEqual([]);
+  });
+
+  it('stays within 2 round trips per user when some locks are held elsewhere, and waits for them under the policy', async () => {
+    const { redis, counts } = await countingRedis(env.prefix);
+    opened.push(redis);
+    const locks = new UserLocks(redis, { prefix: env.prefix });
+    // ten users' locks are held by another service for 300 ms
+    for (let n = 0; n < 10; n += 1) await env.redis.set(`${env.prefix}:lock:busy-u${n * 37}`, 'other-service', 'PX', 300);
+    counts.reset();
+    const policy: LockPolicy = { name: 'reward', retries: 10, initialDelayMs: 50, factor: 1.5, ttlMs: 60_000 };
+    const { staged, summaries } = await settleBatch('busy', 600, 3, locks, new Semaphore(8), policy);
+    expect(summaries.reduce((sum, s) => sum + s.applied, 0)).toBe(1800);
+    const perUser = counts.roundTrips / staged.users;
+    // eslint-disable-next-line no-console
+    console.log(`lock traffic with 10 busy users: ${counts.roundTrips} round trips for ${staged.users} users = ${perUser.toFixed(3)} per user`);
+    expect(perUser).toBeLessThanOrEqual(2);
+  });
+
+  it('writes the contract lock value and releases only its own locks when taking many at once', async () => {
+    const locks = new UserLocks(env.redis, { prefix: env.prefix, owner: 'bulk-owner' });
+    await env.redis.set(`${env.prefix}:lock:bulk-b`, 'someone-else', 'PX', 5000);
+    const [a, b, c] = await locks.tryAcquireMany(['bulk-a', 'bulk-b', 'bulk-c'], REWARD_POLICY);
+    expect(b && 'busy' in b).toBe(true);
+    if (!a || !c || 'busy' in a || 'busy' in c) throw new Error('expected bulk-a and bulk-c to be taken');
+    const value = JSON.parse((await env.redis.get(`${env.prefix}:lock:bulk-a`))!) as { owner: string; acquiredAt: string; token: string };
+    expect(value.owner).toBe('bulk-owner');
+    expect(Date.parse(value.acquiredAt)).toBeGreaterThan(Date.now() - 5000);
+    expect(value.token).toMatch(/^[0-9a-f-]{36}$/);
+    expect(a.value).not.toBe(c.value);
+    expect(await env.redis.pttl(`${env.prefix}:lock:bulk-a`)).toBeGreaterThan(50_000);
+    // bulk-c's lock expired and was taken over meanwhile: releasing must leave the new holder's lock alone
+    await env.redis.set(`${env.prefix}:lock:bulk-c`, 'new-holder', 'PX', 5000);
+    expect(await locks.releaseMany([a, c])).toEqual([true, false]);
+    expect(await env.redis.exists(`${env.prefix}:lock:bulk-a`)).toBe(0);
+    expect(await env.redis.get(`${env.prefix}:lock:bulk-c`)).toBe('new-holder');
+    expect(await env.redis.get(`${env.prefix}:lock:bulk-b`)).toBe('someone-else');
+  });
+});
