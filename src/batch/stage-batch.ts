@@ -1,13 +1,36 @@
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import { shardOf } from '../queue/shard-routing.js';
-import type { Reward, RowError } from '../rewards/reward.js';
+import type { RowError } from '../rewards/reward.js';
 import { validateReward } from '../rewards/reward.js';
 import type { SourceRecord } from '../rewards/reward-sources.js';
 import { BatchValidationError } from './batch-errors.js';
+import { CopyBuffer, copyIn, copyText, rowsOfCopyText } from './copy-in.js';
+import { FingerprintSet } from './fingerprint-set.js';
 
-/** Rows sent to PostgreSQL per insert while staging. */
+/** Rows sent to PostgreSQL per insert when a chunk has to be inserted row-checked (it repeats a user's rewardId). */
 const STAGE_ROWS_PER_INSERT = 5000;
+
+/**
+ * Rows staged per COPY (each in a savepoint of its own, so that a chunk repeating a (user, rewardId) pair can be
+ * redone row by row to name the repeats). Larger after the first million rows: a transaction keeps its first 64
+ * subtransactions cheap for everyone else's snapshots.
+ */
+function chunkRows(rowsSoFar: number): number {
+  return rowsSoFar < 1_000_000 ? 25_000 : 100_000;
+}
+
+/** A staged row as the fallback insert sends it. */
+interface StagedRow {
+  readonly shard: number;
+  readonly uid: string;
+  readonly rewardId: string;
+  readonly row: number;
+  readonly amount: string;
+  readonly description: string | null;
+}
+
+const COPY_ITEMS_SQL = 'copy reward_batch_items (batch_id, shard, uid, reward_id, row_no, amount, description) from stdin';
 
 /** Options of {@link stageBatch}. */
 export interface StageOptions {
@@ -41,8 +64,10 @@ returning row_no`;
 
 const FIND_REPEATS_SQL = `
 select reward_id, array_agg(row_no order by row_no) as rows
-from reward_batch_items where batch_id = $1
-group by reward_id having count(*) > 1
+from reward_batch_items
+where batch_id = $1
+  and reward_id in (select reward_id from reward_batch_items where batch_id = $1 group by reward_id having count(*) > 1)
+group by reward_id
 order by min(row_no)`;
 
 const PLAN_CHUNKS_SQL = `
@@ -96,6 +121,8 @@ export async function stageBatch(pool: pg.Pool, records: AsyncIterable<SourceRec
   };
   try {
     await client.query('begin');
+    // The repeat check and the chunk plan aggregate the whole batch: let them hash it in memory, not in temp files.
+    await client.query(`set local work_mem = '64MB'`);
     const claimed = await client.query(
       `insert into reward_batches (batch_id, total, users, chunks, shards, content_digest)
        values ($1, 0, 0, 0, $2, '') on conflict (batch_id) do nothing returning batch_id`,
@@ -111,42 +138,70 @@ export async function stageBatch(pool: pg.Pool, records: AsyncIterable<SourceRec
     const errors: RowError[] = [];
     const digest = createHash('sha256');
     let rowsRead = 0;
-    let buffer: { reward: Reward; row: number }[] = [];
+    let chunkCount = 0;
+    const copy = new CopyBuffer();
+    const batchText = copyText(options.batchId);
+    // the digest's input, hashed in pieces (the same bytes as row by row, fewer calls)
+    let digestText = '';
+    // rewardIds seen so far, as fingerprints: when no two match, the batch repeats no rewardId and the SQL check
+    // over the whole batch can be skipped
+    const seen = new FingerprintSet();
 
-    const flush = async (): Promise<void> => {
-      if (buffer.length === 0) return;
-      const batch = buffer;
-      buffer = [];
+    /** Inserts rows checking each (user, rewardId): reports the rows that repeat an earlier one of this batch. */
+    const insertChecked = async (batch: readonly StagedRow[]): Promise<void> => {
       // Valid rows are written even once the batch is known to be refused: repeats among them are found by SQL
       // below, so that every offending row is reported. The transaction is rolled back then.
-      const shards: number[] = [];
-      const uids: string[] = [];
-      const ids: string[] = [];
-      const rows: number[] = [];
-      const amounts: string[] = [];
-      const descriptions: (string | null)[] = [];
-      for (const { reward, row } of batch) {
-        shards.push(shardOf(reward.uid, options.shards));
-        uids.push(reward.uid);
-        ids.push(reward.rewardId);
-        rows.push(row);
-        amounts.push(reward.amount.toString());
-        descriptions.push(reward.description);
-      }
-      const inserted = await client.query<{ row_no: number }>(INSERT_ITEMS_SQL, [options.batchId, shards, uids, ids, rows, amounts, descriptions]);
+      const inserted = await client.query<{ row_no: number }>(INSERT_ITEMS_SQL, [
+        options.batchId,
+        batch.map((entry) => entry.shard),
+        batch.map((entry) => entry.uid),
+        batch.map((entry) => entry.rewardId),
+        batch.map((entry) => entry.row),
+        batch.map((entry) => entry.amount),
+        batch.map((entry) => entry.description),
+      ]);
       if (inserted.rowCount !== batch.length) {
         // The same (uid, rewardId) twice: find the rows that were skipped and the row they repeat.
         const kept = new Set(inserted.rows.map((r) => r.row_no));
         const skipped = batch.filter((entry) => !kept.has(entry.row));
         const firsts = await client.query<{ reward_id: string; row_no: number }>(
           `select reward_id, min(row_no) as row_no from reward_batch_items where batch_id = $1 and reward_id = any($2::text[]) group by reward_id`,
-          [options.batchId, skipped.map((entry) => entry.reward.rewardId)],
+          [options.batchId, skipped.map((entry) => entry.rewardId)],
         );
         const firstRow = new Map(firsts.rows.map((r) => [r.reward_id, r.row_no]));
         for (const entry of skipped) {
-          errors.push({ row: entry.row, field: 'rewardId', reason: `repeats row ${firstRow.get(entry.reward.rewardId) ?? '?'} of this batch (a rewardId may appear once per batch)` });
+          errors.push({ row: entry.row, field: 'rewardId', reason: `repeats row ${firstRow.get(entry.rewardId) ?? '?'} of this batch (a rewardId may appear once per batch)` });
         }
       }
+    };
+
+    /**
+     * Stages a chunk with COPY (the fast path) in a savepoint; when the chunk repeats a (user, rewardId) pair the
+     * COPY fails as a whole, and the chunk is inserted again row-checked (read back from its COPY text) to name the
+     * repeats.
+     */
+    const stageChunk = async (data: Buffer[]): Promise<void> => {
+      await client.query('savepoint windfall_stage');
+      try {
+        await copyIn(client, COPY_ITEMS_SQL, data);
+        await client.query('release savepoint windfall_stage');
+      } catch (error) {
+        if ((error as { code?: unknown }).code !== '23505') throw error;
+        await client.query('rollback to savepoint windfall_stage');
+        await client.query('release savepoint windfall_stage');
+        const rows = rowsOfCopyText(data);
+        for (let at = 0; at < rows.length; at += STAGE_ROWS_PER_INSERT) await insertChecked(rows.slice(at, at + STAGE_ROWS_PER_INSERT));
+      }
+    };
+
+    // One chunk is staged while the next one is read and validated.
+    let staging: Promise<void> = Promise.resolve();
+    const flush = async (): Promise<void> => {
+      if (chunkCount === 0) return;
+      await staging;
+      staging = stageChunk(copy.take());
+      staging.catch(() => undefined); // awaited at the next flush or at the end
+      chunkCount = 0;
     };
 
     for await (const record of records) {
@@ -164,14 +219,25 @@ export async function stageBatch(pool: pg.Pool, records: AsyncIterable<SourceRec
         continue;
       }
       const { reward } = check;
-      digest.update(`${reward.rewardId}\u0000${reward.uid}\u0000${reward.amount}\u0000${reward.description ?? ''}\n`);
-      buffer.push({ reward, row: record.row });
-      if (buffer.length >= STAGE_ROWS_PER_INSERT) await flush();
+      const description = reward.description;
+      digestText += `${reward.rewardId}\u0000${reward.uid}\u0000${reward.amount}\u0000${description ?? ''}\n`;
+      if (digestText.length > 60_000) {
+        digest.update(digestText);
+        digestText = '';
+      }
+      seen.add(reward.rewardId);
+      copy.row(
+        `${batchText}\t${shardOf(reward.uid, options.shards)}\t${copyText(reward.uid)}\t${copyText(reward.rewardId)}\t${record.row}\t${reward.amount}\t${description === null ? '\\N' : copyText(description)}`,
+      );
+      chunkCount += 1;
+      if (chunkCount >= chunkRows(rowsRead)) await flush();
     }
     await flush();
+    await staging;
+    digest.update(digestText);
 
-    const repeats = await client.query<{ reward_id: string; rows: number[] }>(FIND_REPEATS_SQL, [options.batchId]);
-    for (const repeat of repeats.rows) {
+    const repeats = seen.maybeRepeats ? (await client.query<{ reward_id: string; rows: number[] }>(FIND_REPEATS_SQL, [options.batchId])).rows : [];
+    for (const repeat of repeats) {
       const [first, ...others] = repeat.rows;
       for (const row of others) {
         errors.push({ row, field: 'rewardId', reason: `repeats row ${first} of this batch (a rewardId may appear once per batch)` });

@@ -7,6 +7,10 @@ export const MAX_DESCRIPTION_LENGTH = 500;
 const CONTROL_CHARACTER = /[\u0000-\u001f\u007f]/;
 const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 
+/** Printable ASCII without leading or trailing space: no control character, no broken Unicode, nothing to trim. */
+const PLAIN_IDENTIFIER = /^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$/;
+const NUL_OR_SURROGATE = /[\u0000\ud800-\udfff]/;
+
 function codePoints(text: string): number {
   let count = 0;
   for (const _ of text) count += 1;
@@ -19,6 +23,8 @@ function codePoints(text: string): number {
  * Returns the reason it is refused, or null when it is fine.
  */
 export function identifierProblem(value: unknown): string | null {
+  // the common case, decided at once: 1–128 printable ASCII characters, not starting or ending with a space
+  if (typeof value === 'string' && value.length <= MAX_ID_LENGTH && PLAIN_IDENTIFIER.test(value)) return null;
   if (value === undefined || value === null) return 'is missing';
   if (typeof value !== 'string') return `must be a string, got ${Array.isArray(value) ? 'array' : typeof value}`;
   if (value.length === 0) return 'is empty';
@@ -35,6 +41,8 @@ export function identifierProblem(value: unknown): string | null {
  * Unicode. Returns the reason it is refused, or null.
  */
 export function descriptionProblem(value: unknown): string | null {
+  // the common case: at most 500 UTF-16 units (so at most 500 characters), no NUL, no surrogate at all
+  if (typeof value === 'string' && value.length <= MAX_DESCRIPTION_LENGTH && !NUL_OR_SURROGATE.test(value)) return null;
   if (value === undefined || value === null) return null;
   if (typeof value !== 'string') return `must be a string, got ${typeof value}`;
   const length = codePoints(value);

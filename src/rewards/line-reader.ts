@@ -18,6 +18,15 @@ const decoder = new TextDecoder('utf-8', { fatal: true });
  * Strips a UTF-8 byte-order mark; refuses UTF-16 files; reports lines that are not valid UTF-8 or too long.
  */
 export async function* readLines(source: AsyncIterable<Uint8Array | string>): AsyncGenerator<TextLine> {
+  for await (const lines of readLineBatches(source)) yield* lines;
+}
+
+/**
+ * {@link readLines} a piece of the stream at a time: the lines that end in each piece read, as one array (the same
+ * lines, numbers and problems, with far fewer asynchronous steps). A piece that holds only whole, valid lines is
+ * decoded in one go.
+ */
+export async function* readLineBatches(source: AsyncIterable<Uint8Array | string>): AsyncGenerator<TextLine[]> {
   let pending: Buffer[] = [];
   let pendingBytes = 0;
   let overlong = false;
@@ -48,10 +57,10 @@ export async function* readLines(source: AsyncIterable<Uint8Array | string>): As
       }
       if (chunk[0] === 0xef && chunk[1] === 0xbb && chunk[2] === 0xbf) chunk = chunk.subarray(3);
     }
+    const lines: TextLine[] = [];
     let start = 0;
-    for (;;) {
-      const newline = chunk.indexOf(0x0a, start);
-      if (newline === -1) break;
+    /** The line ending at `newline` (a byte index of this piece), joined to what the last piece left over. */
+    const takeLine = (newline: number): void => {
       const part = chunk.subarray(start, newline);
       let line: Buffer;
       if (pending.length > 0) {
@@ -63,8 +72,43 @@ export async function* readLines(source: AsyncIterable<Uint8Array | string>): As
         line = part;
       }
       if (line.length > MAX_LINE_BYTES) overlong = true;
-      yield finishLine(line);
+      lines.push(finishLine(line));
       start = newline + 1;
+    };
+    if (pending.length > 0 || overlong) {
+      // finish the line the last piece left open
+      const newline = chunk.indexOf(0x0a);
+      if (newline !== -1) takeLine(newline);
+    }
+    if (start > 0 || (pending.length === 0 && !overlong)) {
+      // Whole lines only, shorter than the limit: decode them at once (a newline byte never occurs inside a
+      // multi-byte character). Any invalid byte sends them down the line-by-line path, which names the line.
+      const last = chunk.lastIndexOf(0x0a);
+      if (last >= start && last - start < MAX_LINE_BYTES) {
+        let text: string | undefined;
+        try {
+          text = decoder.decode(chunk.subarray(start, last));
+        } catch {
+          text = undefined;
+        }
+        if (text !== undefined) {
+          let from = 0;
+          for (;;) {
+            const newline = text.indexOf('\n', from);
+            const end = newline === -1 ? text.length : newline;
+            lineNo += 1;
+            lines.push({ lineNo, text: end > from && text.charCodeAt(end - 1) === 0x0d ? text.slice(from, end - 1) : text.slice(from, end) });
+            if (newline === -1) break;
+            from = newline + 1;
+          }
+          start = last + 1;
+        }
+      }
+    }
+    for (;;) {
+      const newline = chunk.indexOf(0x0a, start);
+      if (newline === -1) break;
+      takeLine(newline);
     }
     if (start < chunk.length) {
       const rest = chunk.subarray(start);
@@ -79,8 +123,9 @@ export async function* readLines(source: AsyncIterable<Uint8Array | string>): As
         }
       }
     }
+    if (lines.length > 0) yield lines;
   }
   if (pending.length > 0 || overlong) {
-    yield finishLine(overlong ? Buffer.alloc(0) : Buffer.concat(pending));
+    yield [finishLine(overlong ? Buffer.alloc(0) : Buffer.concat(pending))];
   }
 }

@@ -1,6 +1,6 @@
 import type { RowError } from './reward.js';
 import { REWARD_FIELDS } from './reward.js';
-import { readLines } from './line-reader.js';
+import { readLineBatches } from './line-reader.js';
 import { parseRawJson } from './raw-json.js';
 
 /** A raw reward record and where it came from, or why its row could not be parsed. */
@@ -23,16 +23,18 @@ export function formatFromFileName(name: string): RewardFileFormat | null {
  * Reads JSON Lines: one reward object a line; blank lines are skipped. `row` is the line number.
  */
 export async function* readJsonLines(source: AsyncIterable<Uint8Array | string>): AsyncGenerator<SourceRecord> {
-  for await (const line of readLines(source)) {
-    if (line.problem !== undefined) {
-      yield { row: line.lineNo, error: { row: line.lineNo, field: 'row', reason: line.problem } };
-      continue;
-    }
-    if (line.text.trim() === '') continue;
-    try {
-      yield { row: line.lineNo, value: parseRawJson(line.text) };
-    } catch (error) {
-      yield { row: line.lineNo, error: { row: line.lineNo, field: 'row', reason: `is not valid JSON: ${(error as Error).message}` } };
+  for await (const lines of readLineBatches(source)) {
+    for (const line of lines) {
+      if (line.problem !== undefined) {
+        yield { row: line.lineNo, error: { row: line.lineNo, field: 'row', reason: line.problem } };
+        continue;
+      }
+      if (line.text.trim() === '') continue;
+      try {
+        yield { row: line.lineNo, value: parseRawJson(line.text) };
+      } catch (error) {
+        yield { row: line.lineNo, error: { row: line.lineNo, field: 'row', reason: `is not valid JSON: ${(error as Error).message}` } };
+      }
     }
   }
 }
@@ -97,63 +99,65 @@ export async function* readCsv(source: AsyncIterable<Uint8Array | string>): Asyn
   let recordLines = 0;
   let recordProblem: string | null = null;
 
-  for await (const line of readLines(source)) {
-    if (line.problem !== undefined) {
-      carry = null;
-      yield { row: line.lineNo, error: { row: line.lineNo, field: 'row', reason: line.problem } };
-      continue;
-    }
-    if (!carry) {
-      if (line.text.trim() === '' ) continue;
-      recordStart = line.lineNo;
-      recordLines = 0;
-      recordProblem = null;
-    }
-    recordLines += 1;
-    const { state, problem } = splitCsvLine(line.text, carry);
-    recordProblem ??= problem;
-    if (state.quoted) {
-      if (recordLines >= MAX_RECORD_LINES) {
+  for await (const lines of readLineBatches(source)) {
+    for (const line of lines) {
+      if (line.problem !== undefined) {
         carry = null;
-        yield { row: recordStart, error: { row: recordStart, field: 'row', reason: `has a quoted field that is never closed (spans over ${MAX_RECORD_LINES} lines)` } };
+        yield { row: line.lineNo, error: { row: line.lineNo, field: 'row', reason: line.problem } };
         continue;
       }
-      carry = state;
-      continue;
-    }
-    carry = null;
-    const fields = [...state.fields, state.field];
-    if (header === null) {
-      const names = fields.map((name) => name.trim());
-      const expected = REWARD_FIELDS as readonly string[];
-      const withDescription = names.length === 4 && names.every((name, index) => name === expected[index]);
-      const withoutDescription = names.length === 3 && names.every((name, index) => name === expected[index]);
-      if (!withDescription && !withoutDescription) {
-        throw new CsvHeaderError(
-          `line ${recordStart}: the CSV header must be "rewardId,uid,amount,description" (description optional), got ${JSON.stringify(fields.join(',').slice(0, 200))}`,
-        );
+      if (!carry) {
+        if (line.text.trim() === '' ) continue;
+        recordStart = line.lineNo;
+        recordLines = 0;
+        recordProblem = null;
       }
-      header = names;
-      continue;
+      recordLines += 1;
+      const { state, problem } = splitCsvLine(line.text, carry);
+      recordProblem ??= problem;
+      if (state.quoted) {
+        if (recordLines >= MAX_RECORD_LINES) {
+          carry = null;
+          yield { row: recordStart, error: { row: recordStart, field: 'row', reason: `has a quoted field that is never closed (spans over ${MAX_RECORD_LINES} lines)` } };
+          continue;
+        }
+        carry = state;
+        continue;
+      }
+      carry = null;
+      const fields = [...state.fields, state.field];
+      if (header === null) {
+        const names = fields.map((name) => name.trim());
+        const expected = REWARD_FIELDS as readonly string[];
+        const withDescription = names.length === 4 && names.every((name, index) => name === expected[index]);
+        const withoutDescription = names.length === 3 && names.every((name, index) => name === expected[index]);
+        if (!withDescription && !withoutDescription) {
+          throw new CsvHeaderError(
+            `line ${recordStart}: the CSV header must be "rewardId,uid,amount,description" (description optional), got ${JSON.stringify(fields.join(',').slice(0, 200))}`,
+          );
+        }
+        header = names;
+        continue;
+      }
+      if (recordProblem) {
+        yield { row: recordStart, error: { row: recordStart, field: 'row', reason: recordProblem } };
+        continue;
+      }
+      if (fields.length !== header.length) {
+        yield {
+          row: recordStart,
+          error: { row: recordStart, field: 'row', reason: `has ${fields.length} fields; the header has ${header.length} (${header.join(',')})` },
+        };
+        continue;
+      }
+      const record: Record<string, string> = {};
+      header.forEach((name, index) => {
+        const value = fields[index] as string;
+        if (name === 'description' && value === '') return;
+        record[name] = value;
+      });
+      yield { row: recordStart, value: record };
     }
-    if (recordProblem) {
-      yield { row: recordStart, error: { row: recordStart, field: 'row', reason: recordProblem } };
-      continue;
-    }
-    if (fields.length !== header.length) {
-      yield {
-        row: recordStart,
-        error: { row: recordStart, field: 'row', reason: `has ${fields.length} fields; the header has ${header.length} (${header.join(',')})` },
-      };
-      continue;
-    }
-    const record: Record<string, string> = {};
-    header.forEach((name, index) => {
-      const value = fields[index] as string;
-      if (name === 'description' && value === '') return;
-      record[name] = value;
-    });
-    yield { row: recordStart, value: record };
   }
   if (carry) {
     yield { row: recordStart, error: { row: recordStart, field: 'row', reason: 'has a quoted field that is never closed' } };

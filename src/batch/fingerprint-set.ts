@@ -1,0 +1,69 @@
+/** Most fingerprints kept (32 MiB of tables); beyond that the set stops and answers "maybe". */
+const MAX_ENTRIES = 1 << 21;
+
+/**
+ * A set of 64-bit fingerprints of strings (two independent 32-bit hashes), in typed arrays: a million entries cost
+ * 16 MiB, not a million strings. It answers one question: did any string come twice? "No" is certain (equal strings
+ * have equal fingerprints); "maybe" (two fingerprints equal, or too many entries to keep) sends the caller to an exact
+ * check.
+ */
+export class FingerprintSet {
+  private first = new Uint32Array(1 << 16);
+  private second = new Uint32Array(1 << 16);
+  private size = 0;
+  /** True once two fingerprints matched, or once the set gave up keeping them. */
+  maybeRepeats = false;
+
+  add(text: string): void {
+    if (this.maybeRepeats) return;
+    if (this.size >= MAX_ENTRIES) {
+      this.maybeRepeats = true;
+      return;
+    }
+    // FNV-1a and a different multiplier over UTF-16 units, each finished with a murmur-style mix
+    let a = 0x811c9dc5;
+    let b = 0x9747b28c;
+    for (let i = 0; i < text.length; i += 1) {
+      const code = text.charCodeAt(i);
+      a = Math.imul(a ^ code, 0x01000193);
+      b = Math.imul(b ^ code, 0x5bd1e995);
+    }
+    a = mix(a) || 1; // 0 marks an empty slot
+    b = mix(b ^ text.length);
+    if (this.size * 2 >= this.first.length) this.grow();
+    if (this.insert(a, b)) this.size += 1;
+    else this.maybeRepeats = true;
+  }
+
+  /** False when the fingerprint was there already. */
+  private insert(a: number, b: number): boolean {
+    const mask = this.first.length - 1;
+    for (let slot = (a ^ (b >>> 7)) & mask; ; slot = (slot + 1) & mask) {
+      const found = this.first[slot]!;
+      if (found === 0) {
+        this.first[slot] = a;
+        this.second[slot] = b;
+        return true;
+      }
+      if (found === a && this.second[slot] === b) return false;
+    }
+  }
+
+  private grow(): void {
+    const first = this.first;
+    const second = this.second;
+    this.first = new Uint32Array(first.length * 2);
+    this.second = new Uint32Array(second.length * 2);
+    for (let slot = 0; slot < first.length; slot += 1) if (first[slot] !== 0) this.insert(first[slot]!, second[slot]!);
+  }
+}
+
+function mix(value: number): number {
+  let h = value;
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
