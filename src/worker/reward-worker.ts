@@ -47,6 +47,17 @@ export class RewardWorker {
   private readonly limiter: Semaphore;
   private readonly locks: UserLocks;
   private closing: Promise<void> | undefined;
+  /** Jobs being processed in this process. */
+  private readonly running = new Set<Promise<unknown>>();
+
+  private track<T>(processing: Promise<T>): Promise<T> {
+    this.running.add(processing);
+    const forget = (): void => {
+      this.running.delete(processing);
+    };
+    processing.then(forget, forget);
+    return processing;
+  }
 
   constructor(private readonly options: RewardWorkerOptions) {
     this.limiter = new Semaphore(options.concurrency);
@@ -72,7 +83,7 @@ export class RewardWorker {
     for (const shard of this.options.shards) {
       const worker = new Worker<RewardJobData, JobResult>(
         shardQueueName(shard, this.options.cluster ?? false),
-        (job: Job<RewardJobData>, token?: string) => processRewardJob(context, job, token),
+        (job: Job<RewardJobData>, token?: string) => this.track(processRewardJob(context, job, token)),
         {
           connection: this.options.redis,
           prefix: this.options.prefix,
@@ -110,7 +121,12 @@ export class RewardWorker {
         this.abort.abort(new Error('worker shutting down'));
       }, timeoutMs);
       try {
-        await Promise.allSettled(this.workers.map((worker) => worker.close()));
+        // Stop fetching, let our jobs finish (or be put back at the deadline), then close BullMQ without waiting for
+        // its fetch loop: a loop blocked on a connection that is reconnecting (Redis just restarted) never ends,
+        // and a plain close() would wait for it forever.
+        await Promise.allSettled(this.workers.map((worker) => worker.pause(true)));
+        while (this.running.size > 0) await Promise.allSettled([...this.running]);
+        await Promise.allSettled(this.workers.map((worker) => worker.close(true)));
         // the user statements' own connections (see UserPipeline)
         await closePipeline(this.limiter).catch((error: unknown) => this.options.logger.warn({ err: error }, 'error while closing the statement connections'));
       } finally {
