@@ -50,6 +50,8 @@ export interface RedisServerOptions {
   readonly dir?: string;
   /** More `redis-server` arguments (e.g. `['--cluster-enabled', 'yes']`). */
   readonly extraArgs?: readonly string[];
+  /** Require this password (`--requirepass`); redis-cli calls here use it. */
+  readonly password?: string;
 }
 
 /** A `redis-server` process this code started (never the shared one). */
@@ -106,8 +108,10 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
     ...(aof ? ['--appendfsync', 'always'] : []),
     '--maxmemory-policy', 'noeviction',
     '--loglevel', 'warning',
+    ...(options.password !== undefined ? ['--requirepass', options.password] : []),
     ...(options.extraArgs ?? []),
   ];
+  const auth = options.password !== undefined ? ['-a', options.password, '--no-auth-warning'] : [];
   let child: ChildProcess | undefined;
   let exited: Promise<void> = Promise.resolve();
   let log = '';
@@ -124,7 +128,7 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
     const deadline = Date.now() + 15_000;
     while (Date.now() < deadline) {
       if (!child) throw new Error(`redis-server on port ${port} exited at start: ${log}`);
-      const ping = await redisCli(port, ['ping'], 5000).catch(() => ({ code: 1, output: '' }));
+      const ping = await redisCli(port, [...auth, 'ping'], 5000).catch(() => ({ code: 1, output: '' }));
       if (ping.output.includes('PONG')) return;
       await sleep(50);
     }
@@ -133,7 +137,7 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
 
   const shutdown = async (): Promise<void> => {
     if (!child) return;
-    await redisCli(port, ['shutdown', ...(aof ? [] : ['nosave'])]).catch(() => undefined);
+    await redisCli(port, [...auth, 'shutdown', ...(aof ? [] : ['nosave'])]).catch(() => undefined);
     const done = await Promise.race([exited.then(() => true), sleep(10_000).then(() => false)]);
     if (!done) {
       child?.kill('SIGKILL');

@@ -3,39 +3,67 @@ import type { LogLevel } from '../config/config.js';
 
 export type { Logger } from 'pino';
 
-/** Paths pino blanks out wherever they appear in a log record: tokens, passwords, connection strings. */
-export const REDACTED_PATHS = [
+/** Field names whose values are secrets (or connection strings that may carry one), at any of the first four levels. */
+const SECRET_FIELDS = [
   'token',
   'apiToken',
   'adminToken',
   'password',
   'authorization',
+  'cookie',
   'databaseUrl',
   'redisUrl',
-  'config.apiToken',
-  'config.adminToken',
-  'config.databaseUrl',
-  'config.redisUrl',
+  'connectionString',
+];
+
+/** Paths pino blanks out wherever they appear in a log record: tokens, passwords, connection strings. */
+export const REDACTED_PATHS = [
+  ...SECRET_FIELDS.flatMap((field) => [field, `*.${field}`, `*.*.${field}`, `*.*.*.${field}`]),
   'req.headers.authorization',
   'req.headers.cookie',
   'headers.authorization',
+  'headers["x-api-key"]',
 ];
 
-/**
- * A structured JSON logger writing to standard error (standard output is kept for `--json` documents).
- * Secrets listed in {@link REDACTED_PATHS} are replaced by `[redacted]`.
- */
-export function createLogger(level: LogLevel = 'info', bindings: Record<string, unknown> = {}): Logger {
-  return pino(
-    {
-      level,
-      base: { service: 'windfall', pid: process.pid, ...bindings },
-      redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
-      timestamp: pino.stdTimeFunctions.isoTime,
-      formatters: { level: (label) => ({ level: label }) },
+/** `scheme://user:password@` in any text: the password part is replaced. */
+const URL_CREDENTIALS = /\b([a-z][a-z0-9+.-]*:\/\/[^\s:/@'"]*:)[^\s@/'"]+@/gi;
+/** `Bearer <token>` / `Basic <credentials>` in any text. */
+const AUTH_HEADER_VALUE = /\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]{4,}/g;
+
+/** Removes URL passwords and bearer/basic credentials from free text (messages, error messages, stacks). */
+export function scrubSecrets(text: string): string {
+  if (!text.includes('://') && !/Bearer|Basic/.test(text)) return text;
+  return text.replace(URL_CREDENTIALS, '$1***@').replace(AUTH_HEADER_VALUE, '$1 [redacted]');
+}
+
+/** Passes each serialized log line through {@link scrubSecrets} on its way to `target`. */
+export function scrubbingDestination(target: pino.DestinationStream): pino.DestinationStream {
+  return {
+    write(line: string) {
+      return target.write(scrubSecrets(line));
     },
-    pino.destination({ fd: 2, sync: true }),
-  );
+  };
+}
+
+/** The pino options of {@link createLogger}. */
+export function loggerOptions(level: LogLevel, bindings: Record<string, unknown> = {}): pino.LoggerOptions {
+  return {
+    level,
+    base: { service: 'windfall', pid: process.pid, ...bindings },
+    redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
+    timestamp: pino.stdTimeFunctions.isoTime,
+    formatters: { level: (label) => ({ level: label }) },
+  };
+}
+
+/**
+ * A structured JSON logger writing to standard error (standard output is kept for `--json` documents), or to
+ * `destination`. Secret fields ({@link REDACTED_PATHS}) are replaced by `[redacted]`, and every line is scrubbed
+ * of URL passwords and bearer/basic credentials wherever they appear: messages, error messages and stacks, child
+ * bindings ({@link scrubSecrets}).
+ */
+export function createLogger(level: LogLevel = 'info', bindings: Record<string, unknown> = {}, destination?: pino.DestinationStream): Logger {
+  return pino(loggerOptions(level, bindings), scrubbingDestination(destination ?? pino.destination({ fd: 2, sync: true })));
 }
 
 /** A logger that drops everything, for library callers who pass none. */
