@@ -73,4 +73,18 @@ describe('Redis shut down and restarted mid-batch', () => {
     for (const [uid, amount] of expected) expect(actual.get(uid), uid).toBe(amount);
     expect((await reconcile(env.pool, { strict: true })).mismatches).toEqual([]);
   }, 180_000);
+
+  it('a worker told to stop just as Redis comes back exits promptly (its fetch loop is not waited for)', async () => {
+    redis = await startRedisServer({ aof: false });
+    const worker = startWindfall(['worker'], env.env({ REDIS_URL: redis.url, WINDFALL_RECOVERY_INTERVAL_MS: '0', LOG_LEVEL: 'info' }));
+    workers = [worker];
+    await waitFor(() => worker.output().includes('worker started'), 'the worker to start', 30_000);
+    await redis.shutdown();
+    await sleep(300);
+    await redis.restart();
+    const stoppedAt = Date.now();
+    expect(await worker.stop()).toBe(0);
+    expect(Date.now() - stoppedAt).toBeLessThan(15_000);
+    expect(worker.output()).toContain('worker stopped');
+  }, 60_000);
 });
