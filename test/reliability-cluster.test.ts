@@ -1,4 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ConfigError } from '../src/config/config-error.js';
+import { loadConfig, unknownSettings } from '../src/config/config.js';
 import { reconcile } from '../src/reconcile/reconcile.js';
 import { resumeOpenWork } from '../src/reconcile/resume-work.js';
 import { useTestEnvironment } from './support/environment.js';
@@ -58,4 +60,16 @@ describe('scale-out on a 3-master Redis Cluster', () => {
     for (const [uid, amount] of expected) expect(actual.get(uid), uid).toBe(amount);
     expect((await reconcile(env.pool, { strict: true })).mismatches).toEqual([]);
   }, 180_000);
+});
+
+describe('cluster and recovery settings', () => {
+  it('reads WINDFALL_REDIS_CLUSTER_NODES and WINDFALL_RECOVERY_INTERVAL_MS, and refuses malformed values naming the variable', () => {
+    const config = loadConfig({ WINDFALL_REDIS_CLUSTER: 'yes', WINDFALL_REDIS_CLUSTER_NODES: ' 10.0.0.2:6379, node-3.internal:7000 ,[::1]:6380', WINDFALL_RECOVERY_INTERVAL_MS: '0' });
+    expect(config).toMatchObject({ redisCluster: true, redisClusterNodes: ['10.0.0.2:6379', 'node-3.internal:7000', '[::1]:6380'], recoveryIntervalMs: 0 });
+    expect(loadConfig({})).toMatchObject({ redisCluster: false, redisClusterNodes: [], recoveryIntervalMs: 60_000 });
+    expect(() => loadConfig({ WINDFALL_REDIS_CLUSTER_NODES: 'node-2' })).toThrow(ConfigError);
+    expect(() => loadConfig({ WINDFALL_REDIS_CLUSTER_NODES: 'node-2:99999' })).toThrow(/WINDFALL_REDIS_CLUSTER_NODES/);
+    expect(() => loadConfig({ WINDFALL_RECOVERY_INTERVAL_MS: '-1' })).toThrow(/WINDFALL_RECOVERY_INTERVAL_MS/);
+    expect(unknownSettings({ WINDFALL_REDIS_CLUSTER_NODES: 'a:1', WINDFALL_RECOVERY_INTERVAL_MS: '5' })).toEqual([]);
+  });
 });
