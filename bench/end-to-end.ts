@@ -31,6 +31,11 @@ export interface EndToEndOptions {
   readonly workerEnv?: Record<string, string>;
   /** Longest wait for the batch, ms. */
   readonly timeoutMs?: number;
+  /**
+   * Rewards of a batch the worker applies before the measured one (default 0): a worker runs for days, so its code
+   * is compiled and its connections are open; a fresh process spends its first seconds on that.
+   */
+  readonly warmup?: number;
 }
 
 export interface EndToEndResult {
@@ -62,6 +67,8 @@ export interface EndToEndResult {
   readonly applied: number;
   readonly deadLettered: number;
   readonly status: string;
+  /** Rewards the worker applied before the measured batch. */
+  readonly warmup: number;
 }
 
 /**
@@ -89,6 +96,20 @@ export async function runEndToEnd(options: EndToEndOptions): Promise<EndToEndRes
   const pool = poolOn(servers, database, 2);
   try {
     await waitFor(() => worker.stderr().includes('"worker started"'), 'the worker to start', 30_000);
+    const warmup = options.warmup ?? 0;
+    if (warmup > 0) {
+      note(`warming the worker up with ${warmup} rewards`);
+      const warmFile = join(options.dir, `warmup-${options.id}.jsonl`);
+      await writeRewardFile(warmFile, { rewards: warmup, users: Math.max(1, Math.round((warmup * options.users) / options.rewards)), tag: `w${options.id}` });
+      await runWindfall(['enqueue', '--file', warmFile, '--batch-id', `warmup-${options.id}`, '--json'], { ...env, LOG_LEVEL: 'warn' });
+      await waitFor(
+        async () =>
+          (await pool.query<{ n: number }>('select count(*)::int as n from reward_chunks where batch_id = $1 and completed_at is null', [`warmup-${options.id}`])).rows[0]!.n === 0,
+        'the warm-up batch',
+        10 * 60_000,
+        100,
+      );
+    }
     const cpuBefore = processUsage(worker.pid).cpuSeconds;
     note(`end to end: ${options.rewards} rewards over ${options.users} users (windfall enqueue --file → windfall worker)`);
 
@@ -154,6 +175,7 @@ export async function runEndToEnd(options: EndToEndOptions): Promise<EndToEndRes
       applied: report.applied,
       deadLettered: report.deadLettered,
       status: report.status,
+      warmup,
     };
     if (report.applied !== options.rewards) throw new Error(`only ${report.applied} of ${options.rewards} rewards were applied: ${JSON.stringify(report)}`);
     return result;

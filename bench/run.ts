@@ -39,9 +39,10 @@ interface Flags {
   readonly skipNaive: boolean;
   readonly out: string;
   readonly workerEnv: Record<string, string>;
+  readonly warmup: number;
 }
 
-const USAGE = `usage: npm run bench -- [--rewards N] [--users N] [--concurrency N] [--runs N] [--json]
+const USAGE = `usage: npm run bench -- [--rewards N] [--users N] [--concurrency N] [--runs N] [--warmup N] [--json]
                       [--scale [--sizes 10000,100000,1000000]] [--contention]
                       [--ceiling-seconds S] [--naive-rewards N] [--skip-naive] [--keep] [--out DIR]
                       [--worker-env NAME=VALUE ...]`;
@@ -64,6 +65,7 @@ function parseFlags(argv: string[]): Flags {
       'skip-naive': { type: 'boolean' },
       out: { type: 'string' },
       'worker-env': { type: 'string', multiple: true },
+      warmup: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -102,6 +104,7 @@ function parseFlags(argv: string[]): Flags {
     skipNaive: values['skip-naive'] ?? false,
     out: resolve(values.out ?? 'docs/bench'),
     workerEnv,
+    warmup: count('warmup', values.warmup, 10_000, 0),
   };
 }
 
@@ -152,6 +155,7 @@ async function measureOnce(flags: Flags, servers: Servers, dir: string, run: num
       users: flags.users,
       concurrency: flags.concurrency,
       workerEnv: flags.workerEnv,
+      warmup: flags.warmup,
     });
 
     const [after] = await measureCeiling({ servers, database: ceilingDb, dir, clients, rewardsPerUser, seconds: flags.ceilingSeconds, variants: ['statement'] });
@@ -263,6 +267,7 @@ async function measureScale(flags: Flags, servers: Servers, dir: string): Promis
         users,
         concurrency: flags.concurrency,
         workerEnv: flags.workerEnv,
+        warmup: flags.warmup,
       });
       rows.push({ rewards, users, ceilingTps: ceiling!.tps, endToEnd, ratio: round(endToEnd.usersPerSecond / ceiling!.tps, 3) });
       note(`scale ${rewards}: ${endToEnd.usersPerSecond} users/s, ${endToEnd.microsPerReward} µs/reward, RSS ${endToEnd.workerPeakRssMb} MB`);

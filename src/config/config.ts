@@ -38,7 +38,7 @@ export interface WindfallConfig {
   readonly jobBackoffMs: number;
   /** The reward lock policy. Env `WINDFALL_REWARD_LOCK_RETRIES` / `_DELAY_MS` / `_FACTOR` / `_TTL_MS`; default 10 / 500 / 1.5 / 60000. */
   readonly rewardLockPolicy: LockPolicy;
-  /** Rewards per shard job (a user is never split). Env `WINDFALL_CHUNK_SIZE`; default 500. */
+  /** Rewards per shard job (a user is never split). Env `WINDFALL_CHUNK_SIZE`; default 2000. */
   readonly chunkSize: number;
   /** Longest accepted batch, in rewards. Env `WINDFALL_MAX_BATCH_ROWS`; default 10000000. */
   readonly maxBatchRows: number;
@@ -80,7 +80,7 @@ export const DEFAULT_CONFIG = {
   jobAttempts: 3,
   jobBackoffMs: 1000,
   rewardLockPolicy: REWARD_POLICY,
-  chunkSize: 500,
+  chunkSize: 2000,
   maxBatchRows: 10_000_000,
   shutdownTimeoutMs: 30_000,
   maxStalledCount: 1000,

@@ -17,7 +17,7 @@ const JOBS_PER_ADD = 500;
 export interface ProducerOptions {
   readonly pool: pg.Pool;
   readonly queues: WindfallQueues;
-  /** Rewards per shard job. Default 500. */
+  /** Rewards per shard job. Default 2000. */
   readonly chunkSize?: number;
   /** Longest accepted batch. Default 10,000,000. */
   readonly maxBatchRows?: number;
@@ -61,7 +61,7 @@ export class RewardProducer {
       (await stageBatch(this.options.pool, records, {
         batchId,
         shards: this.options.queues.settings.shards,
-        chunkSize: this.options.chunkSize ?? 500,
+        chunkSize: this.options.chunkSize ?? 2000,
         maxRows: this.options.maxBatchRows ?? 10_000_000,
       }));
     if (!staged.created) this.logger.info({ batchId }, 'batch id already known: enqueue is a no-op');

@@ -57,23 +57,38 @@ export function sortRewards(batchId: string, items: Iterable<{ reward: Reward; e
   return users;
 }
 
+const LOAD_CHUNK_SQL = (withLedger: boolean) => `
+with started as (
+  update reward_batches set status = 'processing', updated_at = now() where batch_id = $1 and status = 'pending'
+)
+select c.shard, i.uid, i.reward_id, i.amount, i.description${withLedger ? ', l.uid as l_uid, l.amount as l_amount, l.batch_id as l_batch' : ''}
+from reward_chunks c
+join reward_batch_items i on i.batch_id = c.batch_id and i.shard = c.shard and i.uid between c.first_uid and c.last_uid
+${withLedger ? 'left join ledger_entries l on l.operation_id = i.reward_id' : ''}
+where c.batch_id = $1 and c.chunk_no = $2
+  and not exists (select 1 from dead_letters d where d.batch_id = $1 and d.chunk_no = $2 and d.uid = i.uid)
+order by i.uid, i.reward_id`;
+const LOAD_CHUNK_WITH_LEDGER_SQL = LOAD_CHUNK_SQL(true);
+const LOAD_CHUNK_ONLY_SQL = LOAD_CHUNK_SQL(false);
+
+/** Options of {@link loadChunkWork}. */
+export interface LoadChunkOptions {
+  /**
+   * Look up what the ledger already holds for each reward (default true), so that users whose rewards are all
+   * applied are not locked at all. A first run of a chunk can skip it: its rewards are new unless another batch
+   * used the ids, and the user statement finds and reports those itself (skipped, then read back).
+   */
+  readonly ledger?: boolean;
+}
+
 /**
- * Loads the rewards of chunk `chunkNo` with what the ledger already holds for each id, in one query; marks the batch
- * processing. Users already handed to the dead-letter queue by this chunk are left out: the queue owns them now.
- * Returns null when the chunk is not recorded (its batch was removed).
+ * Loads the rewards of chunk `chunkNo` (with what the ledger already holds for each id, unless told not to), in one
+ * query; marks the batch processing. Users already handed to the dead-letter queue by this chunk are left out: the
+ * queue owns them now. Returns null when the chunk is not recorded (its batch was removed).
  */
-export async function loadChunkWork(db: Pick<pg.Pool, 'query'>, batchId: string, chunkNo: number): Promise<JobWork | null> {
-  const { rows } = await db.query<ItemRow & { shard: number }>(
-    `with started as (
-       update reward_batches set status = 'processing', updated_at = now() where batch_id = $1 and status = 'pending'
-     )
-     select c.shard, i.uid, i.reward_id, i.amount, i.description, l.uid as l_uid, l.amount as l_amount, l.batch_id as l_batch
-     from reward_chunks c
-     join reward_batch_items i on i.batch_id = c.batch_id and i.shard = c.shard and i.uid between c.first_uid and c.last_uid
-     left join ledger_entries l on l.operation_id = i.reward_id
-     where c.batch_id = $1 and c.chunk_no = $2
-       and not exists (select 1 from dead_letters d where d.batch_id = $1 and d.chunk_no = $2 and d.uid = i.uid)
-     order by i.uid, i.reward_id`,
+export async function loadChunkWork(db: Pick<pg.Pool, 'query'>, batchId: string, chunkNo: number, options: LoadChunkOptions = {}): Promise<JobWork | null> {
+  const { rows } = await db.query<Partial<ItemRow> & Pick<ItemRow, 'uid' | 'reward_id' | 'amount' | 'description'> & { shard: number }>(
+    options.ledger === false ? LOAD_CHUNK_ONLY_SQL : LOAD_CHUNK_WITH_LEDGER_SQL,
     [batchId, chunkNo],
   );
   if (rows.length === 0) {
@@ -85,7 +100,7 @@ export async function loadChunkWork(db: Pick<pg.Pool, 'query'>, batchId: string,
     batchId,
     rows.map((row) => ({
       reward: { rewardId: row.reward_id, uid: row.uid, amount: row.amount, description: row.description },
-      existing: row.l_uid !== null && row.l_amount !== null ? { uid: row.l_uid, amount: row.l_amount, batchId: row.l_batch } : null,
+      existing: row.l_uid != null && row.l_amount != null ? { uid: row.l_uid, amount: row.l_amount, batchId: row.l_batch ?? null } : null,
     })),
   );
   return { batchId, shard: rows[0]!.shard, users, rewards: rows.length };

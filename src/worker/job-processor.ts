@@ -95,7 +95,11 @@ export async function processRewardJob(context: ProcessorContext, job: Job<Rewar
   const started = performance.now();
 
   const work = await withDatabaseRetry(log, context.signal, () =>
-    data.kind === 'chunk' ? loadChunkWork(context.pool, data.batchId, data.chunkNo) : loadReplayWork(context.pool, data.deadLetterId),
+    data.kind === 'chunk'
+      ? // a first run skips the ledger lookup (the user statement reports known ids itself); a re-run uses it to
+        // leave users whose rewards are all applied unlocked
+        loadChunkWork(context.pool, data.batchId, data.chunkNo, { ledger: job.attemptsMade > 0 || (job.stalledCounter ?? 0) > 0 })
+      : loadReplayWork(context.pool, data.deadLetterId),
   );
   if (!work) {
     log.warn('job points at a chunk or dead-letter entry that is not recorded; nothing to do');

@@ -66,7 +66,7 @@ export class UserPipeline {
 
   constructor(private readonly limiter: Semaphore) {
     this.slots = limiter.permits * LANE_DEPTH;
-    this.lookahead = Math.max(4, limiter.permits);
+    this.lookahead = Math.max(8, 2 * limiter.permits);
   }
 
   /** The lanes of a pool (null for anything else, which then runs one statement per permit). */
