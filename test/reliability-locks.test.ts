@@ -1,11 +1,13 @@
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import type pg from 'pg';
 import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { getBatchReport } from '../src/batch/batch-status.js';
 import { REWARD_POLICY } from '../src/lock/lock-policy.js';
 import { UserLocks } from '../src/lock/user-locks.js';
 import { reconcile } from '../src/reconcile/reconcile.js';
+import type { Windfall } from '../src/runtime/windfall.js';
+import { RewardWorker } from '../src/worker/reward-worker.js';
 import { useTestEnvironment } from './support/environment.js';
 import { runCli } from './support/cli.js';
 import { balances, rewardRows, waitForBatchDone } from './support/batches.js';
@@ -29,18 +31,44 @@ async function blockedStatements(): Promise<number> {
   return rows[0]!.n;
 }
 
+const heldRows: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const release of heldRows.splice(0)) await release().catch(() => undefined);
+});
+
 /** Holds the wallet row of `uid` from a transaction of the test: a user statement touching it blocks until `release()`. */
 async function holdWalletRow(uid: string): Promise<{ release: () => Promise<void> }> {
   const client = await env.pool.connect();
   await client.query('begin');
   const { rowCount } = await client.query('select 1 from wallets where uid = $1 for update', [uid]);
   expect(rowCount).toBe(1);
-  return {
-    async release() {
-      await client.query('commit');
-      client.release();
-    },
+  let released = false;
+  const release = async (): Promise<void> => {
+    if (released) return;
+    released = true;
+    await client.query('commit');
+    client.release();
   };
+  // a failing test must not leave the row held for the next one
+  heldRows.push(release);
+  return { release };
+}
+
+/**
+ * A worker that runs one job per shard at a time: while its job is blocked it fetches no other, so the next batch
+ * goes to another worker (a worker runs a user's statements on its own connections, one after another).
+ */
+function oneJobWorker(windfall: Windfall): RewardWorker {
+  return new RewardWorker({
+    pool: windfall.database.pool,
+    redis: windfall.redis,
+    prefix: windfall.config.prefix,
+    shards: Array.from({ length: windfall.config.shards }, (_, shard) => shard),
+    concurrency: windfall.config.concurrency,
+    policy: windfall.config.rewardLockPolicy,
+    jobsPerShard: 1,
+    logger: windfall.logger,
+  });
 }
 
 const sum = (rows: { amount: number | string }[]): bigint => rows.reduce((total, row) => total + BigInt(row.amount), 0n);
@@ -54,14 +82,13 @@ describe('lock faults: the Redis lock is an efficiency lock, PostgreSQL keeps th
     const batchA = [1, 2, 3].map((n) => ({ rewardId: `ov-${n}`, uid: 'ov-user', amount: 10 * n }));
     const batchB = [2, 3, 4, 5].map((n) => ({ rewardId: `ov-${n}`, uid: 'ov-user', amount: 10 * n }));
     const row = await holdWalletRow('ov-user');
-    const firstWorker = first.createWorker();
+    const firstWorker = oneJobWorker(first);
     await firstWorker.start();
     await first.producer.enqueueRewards(batchA, { batchId: 'ov-a' });
     await waitFor(async () => (await blockedStatements()) === 1, "the first worker's statement to block on the wallet row");
     // its 300 ms lock expires while the statement waits
     await waitFor(async () => (await env.redis.exists(`${env.prefix}:lock:ov-user`)) === 0, 'the first lock to expire');
-    // the first worker takes no new job (its blocked job stays in flight), so batch B goes to the second
-    void firstWorker.close();
+    // the first worker takes no new job while its job is blocked, so batch B goes to the second
     await second.createWorker().start();
     await second.producer.enqueueRewards(batchB, { batchId: 'ov-b' });
     // the second worker took the expired lock and is inside its own statement for the same user
@@ -69,6 +96,7 @@ describe('lock faults: the Redis lock is an efficiency lock, PostgreSQL keeps th
     await row.release();
 
     const [a, b] = await Promise.all([waitForBatchDone(env.pool, 'ov-a', 30_000), waitForBatchDone(env.pool, 'ov-b', 30_000)]);
+    await firstWorker.close();
     expect(a).toMatchObject({ applied: 3, duplicate: 0, deadLettered: 0 });
     expect(b).toMatchObject({ applied: 2, duplicate: 2, deadLettered: 0 });
     expect((await balances(env.pool)).get('ov-user')).toBe(1n + sum([...batchA, { amount: 40 }, { amount: 50 }]));
@@ -80,7 +108,7 @@ describe('lock faults: the Redis lock is an efficiency lock, PostgreSQL keeps th
     await first.wallet.addBalance('fr-user', 1, { operationId: 'fr-opening' });
     const rows = rewardRows(5, (n) => ({ rewardId: `fr-${n}`, uid: 'fr-user', amount: 100 + n }));
     const row = await holdWalletRow('fr-user');
-    const firstWorker = first.createWorker();
+    const firstWorker = oneJobWorker(first);
     await firstWorker.start();
     await first.producer.enqueueRewards(rows, { batchId: 'fr-a' });
     await waitFor(async () => (await blockedStatements()) === 1, 'the statement to block on the wallet row');
@@ -89,7 +117,6 @@ describe('lock faults: the Redis lock is an efficiency lock, PostgreSQL keeps th
     const released = await runCli(['lock', 'release', 'fr-user', '--force', '--json'], env.env());
     expect(released.code, released.stderr).toBe(0);
     expect(released.stderr).toContain('lock force-released');
-    void firstWorker.close();
     const second = await env.open({ concurrency: 2 });
     await second.createWorker().start();
     // the same rewards again (another batch), plus one more: the second worker takes the freed lock
@@ -98,6 +125,7 @@ describe('lock faults: the Redis lock is an efficiency lock, PostgreSQL keeps th
     await row.release();
 
     const [a, b] = await Promise.all([waitForBatchDone(env.pool, 'fr-a', 30_000), waitForBatchDone(env.pool, 'fr-b', 30_000)]);
+    await firstWorker.close();
     expect(a).toMatchObject({ applied: 5, deadLettered: 0 });
     expect(b).toMatchObject({ applied: 1, duplicate: 5, deadLettered: 0 });
     expect((await balances(env.pool)).get('fr-user')).toBe(1n + sum(rows) + 7n);
