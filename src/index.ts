@@ -22,3 +22,4 @@ export { readQueueStats, type QueueStats } from './queue/queue-stats.js';
 export { RewardWorker, type RewardWorkerOptions } from './worker/reward-worker.js';
 export { DeadLetterQueue, type ReplayReport } from './dead-letters/dead-letter-queue.js';
 export * from './dead-letters/dead-letter-store.js';
+export * from './reconcile/index.js';
