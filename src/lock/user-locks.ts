@@ -36,6 +36,24 @@ for i = 1, #KEYS do
   if redis.call('get', KEYS[i]) == ARGV[i] then released[i] = redis.call('del', KEYS[i]) else released[i] = 0 end
 end
 return released`;
+/**
+ * {@link RELEASE_MANY_SCRIPT} for the first ARGV[1] keys, then {@link ACQUIRE_MANY_SCRIPT} for the others, in one
+ * round trip (releases first: a user finishing and the same user starting again in another job may both be in it).
+ * ARGV[2] is the TTL; ARGV[i + 2] is the value of KEYS[i]. Returns 1 or 0 per key.
+ */
+const EXCHANGE_SCRIPT = `local releasing = tonumber(ARGV[1])
+local out = {}
+for i = 1, #KEYS do
+  local value = ARGV[i + 2]
+  if i <= releasing then
+    if redis.call('get', KEYS[i]) == value then out[i] = redis.call('del', KEYS[i]) else out[i] = 0 end
+  elseif redis.call('set', KEYS[i], value, 'PX', ARGV[2], 'NX') or redis.call('get', KEYS[i]) == value then
+    out[i] = 1
+  else
+    out[i] = 0
+  end
+end
+return out`;
 /** Value and remaining TTL read atomically. */
 const STATUS_SCRIPT = `return {redis.call('get', KEYS[1]), redis.call('pttl', KEYS[1])}`;
 
@@ -45,6 +63,7 @@ interface LockScripts {
   windfallReleaseLock(key: string, value: string): Promise<number>;
   windfallReleaseLocks(numberOfKeys: number, ...keysThenValues: string[]): Promise<number[]>;
   windfallAcquireLocks(numberOfKeys: number, ...keysThenTtlAndValues: (string | number)[]): Promise<number[]>;
+  windfallExchangeLocks(numberOfKeys: number, ...keysThenCountTtlAndValues: (string | number)[]): Promise<number[]>;
   windfallExtendLock(key: string, value: string, ttlMs: number): Promise<number>;
   windfallLockStatus(key: string): Promise<[string | null, number]>;
 }
@@ -131,6 +150,7 @@ export class UserLocks {
       redis.defineCommand('windfallReleaseLocks', { lua: RELEASE_MANY_SCRIPT });
       redis.defineCommand('windfallAcquireLocks', { lua: ACQUIRE_MANY_SCRIPT });
     }
+    if (!('windfallExchangeLocks' in redis)) redis.defineCommand('windfallExchangeLocks', { lua: EXCHANGE_SCRIPT });
     if (!('windfallReleaseLock' in redis)) {
       redis.defineCommand('windfallReleaseLock', { numberOfKeys: 1, lua: RELEASE_SCRIPT });
       redis.defineCommand('windfallExtendLock', { numberOfKeys: 1, lua: EXTEND_SCRIPT });
@@ -284,19 +304,74 @@ export class UserLocks {
   }
 
   /**
+   * {@link releaseMany} and {@link tryAcquireMany} in ONE round trip (one script: the releases, then the attempts).
+   * Returns whether each released lock was still ours, and a handle or a {@link BusyLock} per uid. When the round
+   * trip fails, the error is thrown (the locks to release then expire by their TTL). On a Redis Cluster, it is
+   * {@link releaseMany} then {@link tryAcquireMany}.
+   */
+  async exchange(
+    releases: readonly LockHandle[],
+    uids: readonly string[],
+    policy: LockPolicy,
+    options: AcquireOptions = {},
+  ): Promise<{ released: boolean[]; acquired: (LockHandle | BusyLock)[] }> {
+    if (releases.length === 0) return { released: [], acquired: await this.tryAcquireMany(uids, policy, options) };
+    if (uids.length === 0) return { released: await this.releaseMany(releases), acquired: [] };
+    if (!this.batching || options.signal?.aborted || (options.deadline !== undefined && Date.now() >= options.deadline)) {
+      const released = await this.releaseMany(releases);
+      return { released, acquired: await this.tryAcquireMany(uids, policy, options) };
+    }
+    const started = performance.now();
+    this.observeHolds(releases, started);
+    const acquiredAt = new Date().toISOString();
+    const values = uids.map(() => this.lockValue(acquiredAt));
+    let replies: number[];
+    try {
+      replies = await this.redis.windfallExchangeLocks(
+        releases.length + uids.length,
+        ...releases.map((handle) => handle.key),
+        ...uids.map((uid) => this.keyOf(uid)),
+        releases.length,
+        policy.ttlMs,
+        ...releases.map((handle) => handle.value),
+        ...values,
+      );
+    } catch (error) {
+      for (let i = 0; i < uids.length; i += 1) this.record(policy, 'error', 0, started);
+      throw error;
+    }
+    const released = releases.map((handle, i) => this.releasedNow(handle, replies[i] === 1));
+    const now = performance.now();
+    const acquired = uids.map((uid, i): LockHandle | BusyLock => {
+      const value = values[i]!;
+      if (replies[releases.length + i] === 1) {
+        this.record(policy, 'acquired', 0, started);
+        return { uid, key: this.keyOf(uid), value, policy, acquiredAtMonotonic: now, retries: 0 };
+      }
+      return { busy: true, uid, value, policy, started };
+    });
+    return { released, acquired };
+  }
+
+  private observeHolds(handles: readonly LockHandle[], now: number): void {
+    if (this.metrics) for (const handle of handles) this.metrics.lockHold.observe({ policy: handle.policy.name }, (now - handle.acquiredAtMonotonic) / 1000);
+  }
+
+  private releasedNow(handle: LockHandle, released: boolean): boolean {
+    if (!released) this.logger.warn({ uid: handle.uid }, 'lock was no longer ours at release: it expired or was force-released while held');
+    return released;
+  }
+
+  /**
    * Releases many locks in ONE round trip (one script; every key compared with its own value, as in
    * {@link release}). Returns, per handle, whether it was still ours. On a Redis Cluster, one release per lock.
    */
   async releaseMany(handles: readonly LockHandle[]): Promise<boolean[]> {
     if (handles.length === 0) return [];
     if (handles.length === 1 || !this.batching) return Promise.all(handles.map((handle) => this.release(handle)));
-    const now = performance.now();
-    if (this.metrics) for (const handle of handles) this.metrics.lockHold.observe({ policy: handle.policy.name }, (now - handle.acquiredAtMonotonic) / 1000);
-    const released = (await this.releaseKeys(handles)).map((reply) => reply === 1);
-    released.forEach((ok, i) => {
-      if (!ok) this.logger.warn({ uid: handles[i]!.uid }, 'lock was no longer ours at release: it expired or was force-released while held');
-    });
-    return released;
+    this.observeHolds(handles, performance.now());
+    const replies = await this.releaseKeys(handles);
+    return handles.map((handle, i) => this.releasedNow(handle, replies[i] === 1));
   }
 
   private releaseKeys(locks: readonly { key: string; value: string }[]): Promise<number[]> {

@@ -28,16 +28,113 @@ interface Request {
   parsed?: boolean;
 }
 
-/** The low-level connection pg.Client speaks through (pg's `Connection`); only what lanes use. */
-interface ProtocolConnection {
-  readonly stream: NodeJS.WritableStream & { cork(): void; uncork(): void; ref?(): void; unref?(): void; destroy(): void };
-  on(event: string, listener: (message: never) => void): unknown;
-  removeAllListeners(): unknown;
-  parse(query: { name: string; text: string; types: number[] }): void;
-  bind(config: { statement: string; values: readonly (string | null)[] }): void;
-  execute(config: { portal?: string; rows?: number }): void;
-  sync(): void;
+/** What a lane needs of its connection: the socket pg.Client opened and authenticated. */
+export interface LaneSocket {
+  write(data: Buffer): boolean;
   end(): void;
+  destroy(): void;
+  ref?(): void;
+  unref?(): void;
+  on(event: 'data', listener: (data: Buffer) => void): unknown;
+  on(event: 'error', listener: (error: Error) => void): unknown;
+  on(event: 'close', listener: () => void): unknown;
+}
+
+const EXECUTE_SYNC = Buffer.from([0x45, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0x53, 0, 0, 0, 4]); // Execute(unnamed, all rows), Sync
+const TERMINATE = Buffer.from([0x58, 0, 0, 0, 4]);
+
+/** Parse: a named statement (parameter types left to the server). */
+function parseMessage(name: string, text: string): Buffer {
+  const length = 4 + Buffer.byteLength(name) + 1 + Buffer.byteLength(text) + 1 + 2;
+  const message = Buffer.allocUnsafe(1 + length);
+  message[0] = 0x50;
+  message.writeInt32BE(length, 1);
+  let at = 5 + message.write(name, 5);
+  message[at++] = 0;
+  at += message.write(text, at);
+  message[at++] = 0;
+  message.writeInt16BE(0, at);
+  return message;
+}
+
+/** Bind (unnamed portal, text parameters and results), then Execute and Sync: one buffer, one write. */
+function bindExecuteSync(name: string, values: readonly (string | null)[]): Buffer {
+  const nameBytes = Buffer.byteLength(name);
+  let length = 4 + 1 + nameBytes + 1 + 2 + 2 + 2;
+  const sizes: number[] = [];
+  for (const value of values) {
+    const size = value === null ? -1 : Buffer.byteLength(value);
+    sizes.push(size);
+    length += 4 + Math.max(0, size);
+  }
+  const message = Buffer.allocUnsafe(1 + length + EXECUTE_SYNC.length);
+  message[0] = 0x42;
+  message.writeInt32BE(length, 1);
+  message[5] = 0; // unnamed portal
+  let at = 6 + message.write(name, 6);
+  message[at++] = 0;
+  message.writeInt16BE(0, at); // parameter formats: all text
+  message.writeInt16BE(values.length, at + 2);
+  at += 4;
+  values.forEach((value, i) => {
+    const size = sizes[i]!;
+    message.writeInt32BE(size, at);
+    at += 4;
+    if (value !== null) at += message.write(value, at);
+  });
+  message.writeInt16BE(0, at); // result formats: all text
+  EXECUTE_SYNC.copy(message, at + 2);
+  return message;
+}
+
+/** ErrorResponse fields, by their protocol code, as pg's DatabaseError carries them. */
+const ERROR_FIELDS: Record<string, string> = {
+  S: 'severity',
+  C: 'code',
+  D: 'detail',
+  H: 'hint',
+  P: 'position',
+  p: 'internalPosition',
+  q: 'internalQuery',
+  W: 'where',
+  s: 'schema',
+  t: 'table',
+  c: 'column',
+  d: 'dataType',
+  n: 'constraint',
+  F: 'file',
+  L: 'line',
+  R: 'routine',
+};
+
+function decodeError(buffer: Buffer, start: number, end: number): Error {
+  const fields: Record<string, string> = {};
+  let at = start;
+  while (at < end && buffer[at] !== 0) {
+    const code = String.fromCharCode(buffer[at]!);
+    const stop = buffer.indexOf(0, at + 1);
+    fields[code] = buffer.toString('utf8', at + 1, stop);
+    at = stop + 1;
+  }
+  const error = new pg.DatabaseError(fields['M'] ?? 'unknown error', end - start + 4, 'error') as unknown as Record<string, unknown> & Error;
+  for (const [code, property] of Object.entries(ERROR_FIELDS)) if (fields[code] !== undefined) error[property] = fields[code];
+  return error;
+}
+
+function decodeDataRow(buffer: Buffer, start: number): (string | null)[] {
+  const count = buffer.readInt16BE(start);
+  const fields: (string | null)[] = [];
+  let at = start + 2;
+  for (let i = 0; i < count; i += 1) {
+    const size = buffer.readInt32BE(at);
+    at += 4;
+    if (size < 0) fields.push(null);
+    else {
+      fields.push(buffer.toString('utf8', at, at + size));
+      at += size;
+    }
+  }
+  return fields;
 }
 
 /**
@@ -45,6 +142,7 @@ interface ProtocolConnection {
  * is Bind/Execute/Sync, so each one is its own implicit transaction, committed before the next one starts; the
  * next one waits in the connection, so the server never waits for this process between two users.
  * Errors stay with their statement: the server skips to that statement's Sync and runs the next one normally.
+ * The lane speaks the few protocol messages it needs itself, on the socket pg.Client opened and authenticated.
  */
 class Lane {
   private readonly inflight: Request[] = [];
@@ -53,29 +151,20 @@ class Lane {
   private readonly prepared = new Map<string, 'pending' | 'ready'>();
   private rows: TextRows = [];
   private error: unknown;
+  private pendingBytes: Buffer | null = null;
   private idleTimer: NodeJS.Timeout | undefined;
   broken = false;
-  private closing = false;
 
   constructor(
-    private readonly connection: ProtocolConnection,
+    private readonly socket: LaneSocket,
     private readonly idleMs: number,
     private readonly onIdle: (lane: Lane) => void,
     private readonly onBroken: (lane: Lane) => void,
+    private readonly onFree: () => void,
   ) {
-    connection.on('parseComplete', () => {
-      const head = this.inflight[0];
-      if (head) head.parsed = true;
-    });
-    connection.on('dataRow', (message: { fields: (string | null)[] }) => {
-      this.rows.push(message.fields);
-    });
-    connection.on('errorMessage', (error: unknown) => {
-      this.error ??= error;
-    });
-    connection.on('readyForQuery', () => this.finishHead());
-    connection.on('error', (error: unknown) => this.fail(error));
-    connection.on('end', () => this.fail(new Error('Connection terminated unexpectedly')));
+    socket.on('data', (data) => this.receive(data));
+    socket.on('error', (error) => this.fail(error));
+    socket.on('close', () => this.fail(new Error('Connection terminated unexpectedly')));
     this.sleep();
   }
 
@@ -86,24 +175,51 @@ class Lane {
   submit(request: Request): void {
     clearTimeout(this.idleTimer);
     this.idleTimer = undefined;
-    this.connection.stream.ref?.();
+    this.socket.ref?.();
     const state = this.prepared.get(request.name);
     if (state === 'pending') {
       this.held.push(request);
       return;
     }
+    const message = bindExecuteSync(request.name, request.values);
     if (state === undefined) {
       request.parse = true;
       this.prepared.set(request.name, 'pending');
+      this.socket.write(Buffer.concat([parseMessage(request.name, request.text), message]));
+    } else {
+      this.socket.write(message);
     }
-    const { connection } = this;
-    connection.stream.cork();
-    if (request.parse) connection.parse({ name: request.name, text: request.text, types: [] });
-    connection.bind({ statement: request.name, values: request.values });
-    connection.execute({});
-    connection.sync();
-    connection.stream.uncork();
     this.inflight.push(request);
+  }
+
+  private receive(data: Buffer): void {
+    const buffer = this.pendingBytes ? Buffer.concat([this.pendingBytes, data]) : data;
+    let at = 0;
+    while (buffer.length - at >= 5) {
+      const end = at + 1 + buffer.readInt32BE(at + 1);
+      if (end > buffer.length) break;
+      switch (buffer[at]) {
+        case 0x31: {
+          // ParseComplete
+          const head = this.inflight[0];
+          if (head) head.parsed = true;
+          break;
+        }
+        case 0x44: // DataRow
+          this.rows.push(decodeDataRow(buffer, at + 5));
+          break;
+        case 0x45: // ErrorResponse
+          this.error ??= decodeError(buffer, at + 5, end);
+          break;
+        case 0x5a: // ReadyForQuery: the statement's transaction is over
+          this.finishHead();
+          break;
+        default: // BindComplete, CommandComplete, NoData, notices, parameter status: nothing to do
+          break;
+      }
+      at = end;
+    }
+    this.pendingBytes = at < buffer.length ? Buffer.from(buffer.subarray(at)) : null;
   }
 
   private finishHead(): void {
@@ -122,11 +238,12 @@ class Lane {
     if (error !== undefined) request.reject(error);
     else request.resolve(rows);
     if (this.load === 0) this.sleep();
+    this.onFree();
   }
 
   /** Idle: let the process exit, and close after a while. */
   private sleep(): void {
-    this.connection.stream.unref?.();
+    this.socket.unref?.();
     clearTimeout(this.idleTimer);
     this.idleTimer = setTimeout(() => this.onIdle(this), this.idleMs);
     this.idleTimer.unref();
@@ -137,21 +254,22 @@ class Lane {
     this.broken = true;
     clearTimeout(this.idleTimer);
     const pending = [...this.inflight.splice(0), ...this.held.splice(0)];
-    if (!this.closing || pending.length > 0) this.onBroken(this);
+    this.onBroken(this);
     for (const request of pending) request.reject(error);
-    this.connection.stream.destroy();
+    this.socket.destroy();
   }
 
-  /** Closes the connection once its statements are answered. */
+  /** Closes the connection (Terminate) once its statements are answered. */
   async close(): Promise<void> {
-    this.closing = true;
     clearTimeout(this.idleTimer);
+    this.socket.ref?.();
     while (this.load > 0 && !this.broken) await new Promise((resolve) => setTimeout(resolve, 5));
     if (this.broken) return;
     this.broken = true;
     await new Promise<void>((resolve) => {
-      this.connection.on('end', () => resolve());
-      this.connection.end();
+      this.socket.on('close', () => resolve());
+      this.socket.write(TERMINATE);
+      this.socket.end();
       setTimeout(resolve, 2000).unref();
     });
   }
@@ -171,7 +289,7 @@ export class StatementLanes {
   private closed = false;
 
   constructor(
-    private readonly connect: () => Promise<ProtocolConnection>,
+    private readonly connect: () => Promise<LaneSocket>,
     private readonly options: StatementLanesOptions,
   ) {
     this.depth = options.depth ?? 2;
@@ -182,12 +300,18 @@ export class StatementLanes {
   static forPool(pool: pg.Pool, options: StatementLanesOptions): StatementLanes {
     const config = (pool as unknown as { options: pg.ClientConfig }).options;
     return new StatementLanes(async () => {
-      const client = new pg.Client({ ...config, application_name: `${config.application_name ?? 'windfall'}` });
+      // pg.Client opens and authenticates the connection (every auth method, TLS); the lane then takes its socket
+      const client = new pg.Client(config);
       await client.connect();
-      // From here on the lane speaks the protocol on the client's connection itself.
-      const connection = (client as unknown as { connection: ProtocolConnection }).connection;
+      const connection = (client as unknown as { connection: NodeJS.EventEmitter & { stream: LaneSocket & NodeJS.EventEmitter } }).connection;
       connection.removeAllListeners();
-      return connection;
+      connection.on('error', () => undefined); // pg's stream listeners still forward here; the lane handles them
+      const socket = connection.stream;
+      // pg's message parser reads 'data' and pg reports errors: the lane does both from here on
+      // ('end' and 'close' keep their listeners: Node closes the socket through them)
+      socket.removeAllListeners('data');
+      socket.removeAllListeners('error');
+      return socket;
     }, options);
   }
 
@@ -234,6 +358,9 @@ export class StatementLanes {
             if (idle.load === 0) this.remove(idle, true);
           },
           (broken) => this.remove(broken, false),
+          () => {
+            if (this.waiting.length > 0) this.dispatch();
+          },
         );
         if (this.closed) void lane.close();
         else this.lanes.push(lane);

@@ -9,8 +9,8 @@ import type { SettleContext } from '../wallet/settle-user.js';
 import { applyUserStatement } from '../wallet/settle-user.js';
 import { StatementLanes } from './statement-lanes.js';
 
-/** Longest a finished user's lock waits for others to be released with it in one round trip, ms. */
-const RELEASE_DELAY_MS = 2;
+/** Longest a finished user's lock waits to be released with others (or with the next locks taken), ms. */
+const RELEASE_DELAY_MS = 5;
 /** Statements sent ahead on each connection: the one running and the next user's, queued behind it. */
 const LANE_DEPTH = 2;
 
@@ -40,8 +40,8 @@ interface Entry {
  *  2. at most `permits` user transactions run at once (the process-wide bound, WINDFALL_CONCURRENCY): one per
  *     connection of the process's {@link StatementLanes}, each user its own transaction; behind each running
  *     statement the next user's waits in its connection, so PostgreSQL never waits for this process in between;
- *  3. finished users' locks are released together, many per round trip (one token-checked script), at most
- *     {@link RELEASE_DELAY_MS} after their statement.
+ *  3. finished users' locks are released together, many per round trip (one token-checked script), in the same
+ *     round trip as the next locks taken, at most {@link RELEASE_DELAY_MS} after their statement.
  *
  * A lock found busy leaves the line and waits under its policy (without taking a statement slot), then runs next.
  * Same lock key, value, TTL, policy and token-checked release as {@link UserLocks.acquire}/{@link UserLocks.release}:
@@ -125,17 +125,21 @@ export class UserPipeline {
     }
     const { locks } = first.task.context;
     const { policy, signal } = first.task;
+    // the finished users' locks waiting for release go in the same round trip
+    const releasing = this.takeReleases(locks);
     this.locking += batch.length;
     locks
-      .tryAcquireMany(
+      .exchange(
+        releasing.map((entry) => entry.handle!),
         batch.map((entry) => entry.task.uid),
         policy,
         { signal },
       )
       .then(
-        (outcomes) => {
+        ({ acquired }) => {
+          for (const entry of releasing) entry.settle();
           this.locking -= batch.length;
-          outcomes.forEach((outcome, i) => {
+          acquired.forEach((outcome, i) => {
             const entry = batch[i]!;
             if ('busy' in outcome) this.waitForLock(locks, entry, outcome);
             else {
@@ -146,6 +150,7 @@ export class UserPipeline {
           this.pump();
         },
         (error: unknown) => {
+          this.releaseFailed(releasing, error);
           this.locking -= batch.length;
           for (const entry of batch) {
             entry.error = error instanceof LockTimeoutError ? new LockTimeoutError(entry.task.uid, policy.name, 0, { cause: error.cause }) : error;
@@ -154,6 +159,26 @@ export class UserPipeline {
           this.pump();
         },
       );
+  }
+
+  /** Takes the finished users waiting for release whose locks `locks` manages. */
+  private takeReleases(locks: UserLocks): Entry[] {
+    const mine: Entry[] = [];
+    const others: Entry[] = [];
+    for (const entry of this.releasing) (entry.task.context.locks === locks ? mine : others).push(entry);
+    this.releasing = others;
+    if (others.length === 0) {
+      clearTimeout(this.releaseTimer);
+      this.releaseTimer = undefined;
+    }
+    return mine;
+  }
+
+  private releaseFailed(entries: readonly Entry[], error: unknown): void {
+    for (const entry of entries) {
+      entry.task.context.logger.warn({ err: error, uid: entry.task.uid }, 'could not release the user lock; it will expire by its TTL');
+      entry.settle();
+    }
   }
 
   /** A busy lock: wait for it under the policy, off the line; once taken, the user runs next. */
@@ -202,10 +227,13 @@ export class UserPipeline {
       });
   }
 
-  /** Queues a finished user's lock for release; releases go out together, soon. */
+  /**
+   * Queues a finished user's lock for release. Releases go out with the next lock round trip, or on their own once
+   * {@link RELEASE_DELAY_MS} has passed or enough of them wait.
+   */
   private release(entry: Entry): void {
     this.releasing.push(entry);
-    if (this.releasing.length >= this.lookahead) this.flushReleases();
+    if (this.releasing.length >= 2 * this.lookahead) this.flushReleases();
     else this.releaseTimer ??= setTimeout(() => this.flushReleases(), RELEASE_DELAY_MS);
   }
 
@@ -221,14 +249,12 @@ export class UserPipeline {
       byLocks.set(entry.task.context.locks, list);
     }
     for (const [locks, list] of byLocks) {
-      locks
-        .releaseMany(list.map((entry) => entry.handle!))
-        .catch((error: unknown) => {
-          for (const entry of list) entry.task.context.logger.warn({ err: error, uid: entry.task.uid }, 'could not release the user lock; it will expire by its TTL');
-        })
-        .finally(() => {
+      locks.releaseMany(list.map((entry) => entry.handle!)).then(
+        () => {
           for (const entry of list) entry.settle();
-        });
+        },
+        (error: unknown) => this.releaseFailed(list, error),
+      );
     }
   }
 
