@@ -132,6 +132,7 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
       if (ping.output.includes('PONG')) return;
       await sleep(50);
     }
+    started.kill('SIGKILL');
     throw new Error(`redis-server on port ${port} did not answer within 15 s: ${log}`);
   };
 
