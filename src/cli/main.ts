@@ -1,7 +1,7 @@
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { BatchValidationError } from '../batch/batch-errors.js';
 import { ConfigError } from '../config/config-error.js';
-import { createLogger } from '../log/logger.js';
+import { createLogger, scrubSecrets } from '../log/logger.js';
 import { CsvHeaderError } from '../rewards/reward-sources.js';
 import { FileEncodingError } from '../rewards/line-reader.js';
 import { ServiceUnavailableError } from '../runtime/service-check.js';
@@ -155,7 +155,8 @@ export function reportError(error: unknown, json: boolean): number {
     for (const row of error.errors) printNote(`  row ${row.row}, ${row.field}: ${row.reason}`);
     return EXIT.USAGE;
   }
-  const message = error instanceof Error ? error.message : String(error);
+  // an error message may quote a connection URL or a header: never print a password or token
+  const message = scrubSecrets(error instanceof Error ? error.message : String(error));
   if (error instanceof UsageError || error instanceof ConfigError || error instanceof CsvHeaderError || error instanceof FileEncodingError) {
     printNote(`windfall: ${message}`);
     return EXIT.USAGE;
