@@ -41,9 +41,29 @@ export interface CliProcess {
   readonly exited: Promise<number | string>;
 }
 
+/** Background processes started by this test file and not yet exited. */
+const live = new Map<ChildProcess, string>();
+// a test runner that dies must not leave workers consuming queues behind it
+process.on('exit', () => {
+  for (const child of live.keys()) child.kill('SIGKILL');
+});
+
+/**
+ * Kills background `windfall` processes still running and returns their command lines. The test environment calls
+ * it after each file and fails the file when a test left one running (a leaked worker would steal later jobs).
+ */
+export async function stopStrayProcesses(): Promise<string[]> {
+  const strays = [...live.entries()];
+  for (const [child] of strays) child.kill('SIGKILL');
+  await Promise.all(strays.map(([child]) => new Promise((resolve) => (child.exitCode !== null || child.signalCode !== null ? resolve(null) : child.once('exit', resolve)))));
+  return strays.map(([, command]) => command);
+}
+
 /** Starts `windfall ...args` in the background. */
 export function startCli(args: readonly string[], env: NodeJS.ProcessEnv): CliProcess {
   const child = spawn(process.execPath, [WINDFALL_BIN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  live.set(child, `windfall ${args.join(' ')}`);
+  child.on('exit', () => live.delete(child));
   let output = '';
   child.stdout!.on('data', (data: Buffer) => (output += data.toString()));
   child.stderr!.on('data', (data: Buffer) => (output += data.toString()));

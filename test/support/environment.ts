@@ -7,6 +7,7 @@ import { loadConfig } from '../../src/config/config.js';
 import { quoteIdentifier } from '../../src/db/create-database.js';
 import { createLogger } from '../../src/log/logger.js';
 import { openWindfall, type Windfall } from '../../src/runtime/windfall.js';
+import { stopStrayProcesses } from './cli.js';
 
 /** One test file's own database (copied from the migrated template) and Redis key prefix. */
 export interface TestEnvironment {
@@ -61,6 +62,14 @@ export function useTestEnvironment(): TestEnvironment {
   afterEach(async () => {
     // every test stops the workers it started: a later test must not find them consuming its jobs
     for (const windfall of opened.splice(0)) await windfall.close();
+  });
+
+  afterAll(async () => {
+    const strays = await stopStrayProcesses();
+    if (strays.length > 0) {
+      // graphile-worker's habit: a test that leaves workers running is a failing test
+      throw new Error(`tests of this file left ${strays.length} process(es) running (now killed): ${strays.join('; ')}`);
+    }
   });
 
   afterAll(async () => {
