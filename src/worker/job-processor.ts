@@ -15,6 +15,7 @@ import type { JobWork } from './chunk-work.js';
 import { loadChunkWork, loadReplayWork } from './chunk-work.js';
 import type { SettleSummary } from './settle-users.js';
 import { settleUsers } from './settle-users.js';
+import { pipelineOf } from './user-pipeline.js';
 import { withDatabaseRetry } from './database-retry.js';
 
 /** A job attempt left users that may succeed later: BullMQ retries the job (only those users remain to do). */
@@ -94,24 +95,36 @@ export async function processRewardJob(context: ProcessorContext, job: Job<Rewar
   const log = context.logger.child({ jobId: job.id, batchId: data.batchId, ...(data.kind === 'chunk' ? { chunkNo: data.chunkNo } : { deadLetterId: data.deadLetterId }), shard: data.shard, attempt });
   const started = performance.now();
 
-  const work = await withDatabaseRetry(log, context.signal, () =>
-    data.kind === 'chunk'
-      ? // a first run skips the ledger lookup (the user statement reports known ids itself); a re-run uses it to
-        // leave users whose rewards are all applied unlocked
-        loadChunkWork(context.pool, data.batchId, data.chunkNo, { ledger: job.attemptsMade > 0 || (job.stalledCounter ?? 0) > 0 })
-      : loadReplayWork(context.pool, data.deadLetterId),
-  );
+  // load only when the process's line of users is short, one job at a time: memory stays bounded whatever the jobs
+  // in flight
+  const loaded = await pipelineOf(context.limiter).admission(context.signal);
+  let work: JobWork | null;
+  try {
+    work = await withDatabaseRetry(log, context.signal, () =>
+      data.kind === 'chunk'
+        ? // a first run skips the ledger lookup (the user statement reports known ids itself); a re-run uses it to
+          // leave users whose rewards are all applied unlocked
+          loadChunkWork(context.pool, data.batchId, data.chunkNo, { ledger: job.attemptsMade > 0 || (job.stalledCounter ?? 0) > 0 })
+        : loadReplayWork(context.pool, data.deadLetterId),
+    );
+  } catch (error) {
+    loaded();
+    throw error;
+  }
   if (!work) {
+    loaded();
     log.warn('job points at a chunk or dead-letter entry that is not recorded; nothing to do');
     return { users: 0, applied: 0, alreadyApplied: 0, duplicates: 0, deadLettered: 0 };
   }
 
-  const summary = await settleUsers({ db: context.pool, locks: context.locks, logger: log, metrics: context.metrics }, work.users, {
+  const settling = settleUsers({ db: context.pool, locks: context.locks, logger: log, metrics: context.metrics }, work.users, {
     batchId: work.batchId,
     policy: context.policy,
     limiter: context.limiter,
     signal: context.signal,
   });
+  loaded(); // the job's users are in line now
+  const summary = await settling;
 
   const jobInfo = { data, attempts: attempt };
   const deadLetters: NewDeadLetter[] = [];

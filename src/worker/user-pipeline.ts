@@ -11,6 +11,11 @@ import { StatementLanes } from './statement-lanes.js';
 
 /** Longest a finished user's lock waits to be released with others (or with the next locks taken), ms. */
 const RELEASE_DELAY_MS = 5;
+/**
+ * Users waiting in line beyond which a job waits before loading its rewards (jobs load one at a time, about half a
+ * second of work ahead), so the worker's memory does not grow with jobs in flight × chunk size.
+ */
+const ADMIT_BELOW = 1000;
 /** Statements sent ahead on each connection: the one running and the next user's, queued behind it. */
 const LANE_DEPTH = 2;
 
@@ -63,6 +68,9 @@ export class UserPipeline {
   private readonly lookahead: number;
   private readonly lanes = new Map<unknown, StatementLanes>();
   private closed = false;
+  /** Jobs waiting for room before they load their rewards, and jobs loading now. */
+  private admissions: (() => void)[] = [];
+  private loading = 0;
 
   constructor(private readonly limiter: Semaphore) {
     this.slots = limiter.permits * LANE_DEPTH;
@@ -78,6 +86,43 @@ export class UserPipeline {
       this.lanes.set(db, lanes);
     }
     return lanes;
+  }
+
+  /**
+   * Admits a job to load its rewards once fewer than {@link ADMIT_BELOW} users wait in line and no other job is
+   * loading (at once when so), or when `signal` aborts. Resolves with the function to call once the job's users are
+   * in line (or its load failed): the next job may load then.
+   */
+  admission(signal: AbortSignal): Promise<() => void> {
+    return new Promise<() => void>((resolve) => {
+      let done = false;
+      const finish = (): void => {
+        if (done) return;
+        done = true;
+        this.loading -= 1;
+        this.admit();
+      };
+      const enter = (): void => {
+        signal.removeEventListener('abort', enter);
+        this.admissions = this.admissions.filter((waiting) => waiting !== enter);
+        this.loading += 1;
+        resolve(finish);
+      };
+      if (signal.aborted || this.hasRoom()) {
+        enter();
+        return;
+      }
+      signal.addEventListener('abort', enter, { once: true });
+      this.admissions.push(enter);
+    });
+  }
+
+  private hasRoom(): boolean {
+    return this.loading === 0 && this.queued < ADMIT_BELOW;
+  }
+
+  private admit(): void {
+    if (this.admissions.length > 0 && this.hasRoom()) this.admissions[0]!();
   }
 
   /** Settles one user: resolves with the statement's result once the user's lock is released, or rejects. */
@@ -123,6 +168,7 @@ export class UserPipeline {
       this.queue.splice(0, this.queueHead);
       this.queueHead = 0;
     }
+    if (this.admissions.length > 0) this.admit();
     const { locks } = first.task.context;
     const { policy, signal } = first.task;
     // the finished users' locks waiting for release go in the same round trip
