@@ -20,12 +20,12 @@ export interface ContentionScenario {
 }
 
 export const DEFAULT_SCENARIO: ContentionScenario = {
-  batches: 3,
-  rewardsPerBatch: 10_000,
-  usersPerBatch: 2000,
-  hotUsers: 10,
-  hotShare: 0.25,
-  withdrawers: 8,
+  batches: 8,
+  rewardsPerBatch: 5000,
+  usersPerBatch: 1000,
+  hotUsers: 4,
+  hotShare: 0.3,
+  withdrawers: 16,
 };
 
 /** A worker configuration to compare. */
@@ -53,6 +53,10 @@ export interface ContentionResult {
   readonly deadLetteredUsers: number;
   readonly deadLetterUserRate: number;
   readonly byReason: Record<string, number>;
+  /** Rewards of the hot users (the ones under contention), and how many of them were dead-lettered. */
+  readonly hotRewards: number;
+  readonly deadLetteredHotRewards: number;
+  readonly hotDeadLetterRate: number;
   readonly wallSeconds: number;
   readonly withdrawals: { readonly applied: number; readonly busy: number; readonly other: number };
 }
@@ -141,6 +145,13 @@ async function runVariant(servers: Servers, variant: ContentionVariant, scenario
       [accepted.map((batch) => batch.batchId)],
     );
     const byReason = Object.fromEntries(entries.rows.map((row) => [row.reason, row.n]));
+    const hotSet = new Set(hot);
+    const hotRewards = batches.reduce((sum, rows) => sum + rows.filter((row) => hotSet.has(row.uid)).length, 0);
+    const hotDead = await pool.query<{ n: number }>(
+      `select coalesce(sum(reward_count), 0)::int as n from dead_letters where batch_id = any($1::text[]) and uid = any($2::text[])`,
+      [accepted.map((batch) => batch.batchId), hot],
+    );
+    const deadLetteredHotRewards = hotDead.rows[0]!.n;
     const deadLetteredUsers = entries.rows.reduce((sum, row) => sum + row.n, 0);
     return {
       label: variant.label,
@@ -154,6 +165,9 @@ async function runVariant(servers: Servers, variant: ContentionVariant, scenario
       deadLetteredUsers,
       deadLetterUserRate: round(deadLetteredUsers / users, 5),
       byReason,
+      hotRewards,
+      deadLetteredHotRewards,
+      hotDeadLetterRate: round(deadLetteredHotRewards / hotRewards, 5),
       wallSeconds: round(wallSeconds, 2),
       withdrawals,
     };

@@ -302,23 +302,24 @@ function printScale(rows: readonly ScaleRow[], costRatio: number | null): void {
   process.stdout.write(`per-reward cost at 1 M ÷ at 100 k (target ≤ 1.2): ${costRatio ?? '—'}\n`);
 }
 
-function printContention(results: readonly ContentionResult[]): void {
+function printContention(results: readonly ContentionResult[], runs: number): void {
   const table: (string | number | null)[][] = [
-    ['policy', 'rewards', 'users', 'dead-lettered rewards', 'rate', 'dead-lettered users', 'user rate', 'wall s', 'withdrawals ok', 'withdrawals busy'],
+    ['policy', 'rewards', 'dead-lettered', 'rate', 'hot users\' rewards', 'dead-lettered', 'rate', 'DLQ entries', 'wall s', 'withdrawals ok', 'withdrawals busy'],
     ...results.map((r) => [
       r.label,
       r.rewards,
-      r.users,
       r.deadLetteredRewards,
       `${(r.deadLetterRate * 100).toFixed(2)} %`,
+      r.hotRewards,
+      r.deadLetteredHotRewards,
+      `${(r.hotDeadLetterRate * 100).toFixed(2)} %`,
       r.deadLetteredUsers,
-      `${(r.deadLetterUserRate * 100).toFixed(2)} %`,
       r.wallSeconds,
       r.withdrawals.applied,
       r.withdrawals.busy,
     ]),
   ];
-  process.stdout.write(`\nContention — hot users under concurrent batches and withdrawals\n\n${formatTable(table)}\n`);
+  process.stdout.write(`\nContention — hot users under concurrent batches and withdrawals (${runs} run${runs === 1 ? '' : 's'} added up)\n\n${formatTable(table)}\n`);
 }
 
 async function main(): Promise<void> {
@@ -338,11 +339,34 @@ async function main(): Promise<void> {
       note(`wrote ${chart}`);
       if (!flags.json) printScale(rows, costRatio1MTo100k);
     } else if (flags.contention) {
-      const results = await runContention({ servers, dir, keep: flags.keep });
-      document['contention'] = results;
+      // contention is chance: run the scenario --runs times and add the runs up per policy
+      const runs: ContentionResult[][] = [];
+      for (let run = 1; run <= flags.runs; run += 1) runs.push(await runContention({ servers, dir, keep: flags.keep }));
+      const results = runs[0]!.map((first, index) => {
+        const all = runs.map((run) => run[index]!);
+        const sum = (get: (r: ContentionResult) => number) => all.reduce((total, r) => total + get(r), 0);
+        const rewards = sum((r) => r.rewards);
+        const hotRewards = sum((r) => r.hotRewards);
+        return {
+          ...first,
+          rewards,
+          users: sum((r) => r.users),
+          applied: sum((r) => r.applied),
+          deadLetteredRewards: sum((r) => r.deadLetteredRewards),
+          deadLetterRate: round(sum((r) => r.deadLetteredRewards) / rewards, 5),
+          deadLetteredUsers: sum((r) => r.deadLetteredUsers),
+          deadLetterUserRate: round(sum((r) => r.deadLetteredUsers) / sum((r) => r.users), 5),
+          hotRewards,
+          deadLetteredHotRewards: sum((r) => r.deadLetteredHotRewards),
+          hotDeadLetterRate: round(sum((r) => r.deadLetteredHotRewards) / hotRewards, 5),
+          wallSeconds: round(median(all.map((r) => r.wallSeconds)), 2),
+          withdrawals: { applied: sum((r) => r.withdrawals.applied), busy: sum((r) => r.withdrawals.busy), other: sum((r) => r.withdrawals.other) },
+        };
+      });
+      document['contention'] = { runs: flags.runs, total: results, perRun: runs };
       mkdirSync(flags.out, { recursive: true });
       writeFileSync(join(flags.out, 'contention.json'), `${JSON.stringify(document, null, 2)}\n`);
-      if (!flags.json) printContention(results);
+      if (!flags.json) printContention(results, flags.runs);
     } else {
       const runs: RunFigures[] = [];
       for (let run = 1; run <= flags.runs; run += 1) runs.push(await measureOnce(flags, servers, dir, run));
