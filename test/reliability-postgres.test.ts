@@ -33,10 +33,13 @@ const settled = async (batchId: string): Promise<number> => {
   return rows[0]!.n;
 };
 
+/** Large enough that the workers (about 4,000 rewards/s here) are still busy after several fault rounds. */
+const TOTAL = 24_000;
+
 describe('PostgreSQL backends terminated mid-batch', () => {
   it('repeatedly (pg_terminate_backend), even with a single job attempt: nothing dead-lettered, every balance exact', async () => {
     const producer = await env.open({ chunkSize: 100, jobAttempts: 1 });
-    const rows = rewardRows(6000, (n) => ({ rewardId: `pgt-${n}`, uid: `pgt-u${(n * 31) % 1500}`, amount: 1 + (n % 23) }));
+    const rows = rewardRows(TOTAL, (n) => ({ rewardId: `pgt-${n}`, uid: `pgt-u${(n * 31) % 1500}`, amount: 1 + (n % 23) }));
     const expected = new Map<string, bigint>();
     for (const row of rows) expected.set(row.uid, (expected.get(row.uid) ?? 0n) + BigInt(row.amount));
     await producer.producer.enqueueRewards(rows, { batchId: 'pgt' });
@@ -49,19 +52,19 @@ describe('PostgreSQL backends terminated mid-batch', () => {
     const rounds: { settled: number; terminated: number }[] = [];
     while (rounds.length < 6) {
       const before = await settled('pgt');
-      if (before >= 6000) break;
+      if (before >= TOTAL) break;
       rounds.push({ settled: before, terminated: await terminateBackends(admin, database()) });
-      await sleep(400);
+      await sleep(250);
     }
-    await waitFor(async () => (await settled('pgt')) >= 6000, 'every reward settled', 120_000, 100);
+    await waitFor(async () => (await settled('pgt')) >= TOTAL, 'every reward settled', 120_000, 100);
     const codes = await Promise.all(workers.map((worker) => worker.stop()));
     const output = workers.map((worker) => worker.output()).join('\n');
 
     // the faults happened mid-batch, hit the workers' connections, and were retried in place
     expect(rounds.length, JSON.stringify(rounds)).toBeGreaterThanOrEqual(4);
-    expect(rounds.every((round) => round.settled < 6000 && round.terminated > 0), JSON.stringify(rounds)).toBe(true);
+    expect(rounds.every((round) => round.settled < TOTAL && round.terminated > 0), JSON.stringify(rounds)).toBe(true);
     expect(output).toMatch(/transient database error/);
-    expect(codes).toEqual([0, 0]);
+    expect(codes, output.slice(-4000)).toEqual([0, 0]);
 
     const { rows: dead } = await queryRetrying<{ n: number }>(pool, 'select count(*)::int as n from dead_letters');
     expect(dead[0]!.n, output.slice(-3000)).toBe(0);
@@ -70,7 +73,7 @@ describe('PostgreSQL backends terminated mid-batch', () => {
     for (const [uid, amount] of expected) expect(actual.get(uid), uid).toBe(amount);
     const books = await reconcile(pool, { strict: true });
     expect(books.mismatches).toEqual([]);
-    expect(books.rewards).toMatchObject({ total: 6000, applied: 6000, deadLettered: 0 });
-    expect(books.ledgerEntries).toBe(6000);
+    expect(books.rewards).toMatchObject({ total: TOTAL, applied: TOTAL, deadLettered: 0 });
+    expect(books.ledgerEntries).toBe(TOTAL);
   }, 180_000);
 });

@@ -44,8 +44,17 @@ export function connectDatabase(url: string, options: DatabaseOptions = {}): Win
     connectionTimeoutMillis: 10_000,
     ...(options.schema ? { options: `-c search_path=${options.schema}` } : {}),
   });
+  // pg-pool attaches the failed client to the error (`err.client`): log what happened, not the connection object
   pool.on('error', (error) => {
-    logger.warn({ err: error }, 'an idle PostgreSQL connection failed; the pool will open a new one');
+    logger.warn({ err: describeConnectionError(error) }, 'an idle PostgreSQL connection failed; the pool will open a new one');
+  });
+  // A checked-out client whose server goes away between two statements (e.g. pg_terminate_backend inside a
+  // transaction) emits 'error' with no listener of the pool's: without one of ours the process would crash.
+  // The statement in flight, if any, still fails and is retried by its caller; the pool discards the client.
+  pool.on('connect', (client) => {
+    client.on('error', (error) => {
+      logger.warn({ err: describeConnectionError(error) }, 'a PostgreSQL connection in use failed; the pool will discard it');
+    });
   });
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   let closed = false;
@@ -60,4 +69,10 @@ export function connectDatabase(url: string, options: DatabaseOptions = {}): Win
       if (!pool.ended) await pool.end();
     },
   };
+}
+
+/** The parts of a connection error worth logging (pg errors carry the whole client, with its settings, as `client`). */
+function describeConnectionError(error: Error): { type: string; message: string; code?: string } {
+  const code = (error as { code?: unknown }).code;
+  return { type: error.name, message: error.message, ...(typeof code === 'string' ? { code } : {}) };
 }

@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { Worker, type Job } from 'bullmq';
 import type pg from 'pg';
 import type { RedisClient } from '../queue/redis-connection.js';
@@ -61,6 +62,9 @@ export class RewardWorker {
 
   constructor(private readonly options: RewardWorkerOptions) {
     this.limiter = new Semaphore(options.concurrency);
+    // every user waiting for its lock or its turn listens to the shutdown signal: many listeners are expected, and
+    // each removes itself when its wait ends (Node's default of 10 would print a false leak warning)
+    setMaxListeners(0, this.abort.signal);
     this.locks = new UserLocks(options.redis, {
       prefix: options.prefix,
       logger: options.logger,

@@ -302,6 +302,8 @@ export class StatementLanes {
     return new StatementLanes(async () => {
       // pg.Client opens and authenticates the connection (every auth method, TLS); the lane then takes its socket
       const client = new pg.Client(config);
+      // until the lane takes the socket over, a server that goes away must not crash the process (no listener)
+      client.on('error', () => undefined);
       await client.connect();
       const connection = (client as unknown as { connection: NodeJS.EventEmitter & { stream: LaneSocket & NodeJS.EventEmitter } }).connection;
       connection.removeAllListeners();
