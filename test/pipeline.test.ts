@@ -25,8 +25,11 @@ describe('reward pipeline (producer → shard queues → worker → ledger)', ()
     const all = await balances(env.pool);
     expect(all.get('p-user1')).toBe(100n);
     expect(all.get('p-user2')).toBe(200n);
-    const { rows } = await env.pool.query(`select status from reward_batches where batch_id = 'seed-example'`);
-    expect(rows[0].status).toBe('completed');
+    // the stored status is brought up to date once the last chunk's job completes, just after its users commit
+    await expect.poll(async () => {
+      const { rows } = await env.pool.query(`select status from reward_batches where batch_id = 'seed-example'`);
+      return rows[0].status;
+    }, { timeout: 10_000 }).toBe('completed');
   });
 
   it('keeps balances exact across concurrent overlapping batches, a re-enqueued batch id and repeated rewardIds', async () => {
