@@ -265,7 +265,7 @@ describe('windfall serve: operator routes', () => {
     expect(replay.body).toMatchObject({ dryRun: false, replayed: [{ id: entry.id, uid: 'h-busy', rewards: 1 }], skipped: [] });
     await eventually(async () => (await call('GET', '/v1/batches/h-dlq', 'api')).body.status === 'completed', 'the replay to be applied');
     const second = await call('POST', '/v1/dead-letters/replay', 'admin', { ids: [entry.id] });
-    expect(second.body).toMatchObject({ replayed: [], skipped: [{ id: entry.id }] });
+    expect(second.body).toMatchObject({ replayed: [], skipped: [{ id: entry.id, state: 'replayed' }] });
     await new Promise((resolve) => setTimeout(resolve, 300));
     expect((await call('GET', '/v1/wallets/h-busy', 'admin')).body).toMatchObject({ balance: '40' });
     expect(await ledgerMismatches(env.pool)).toEqual([]);

@@ -152,9 +152,13 @@ describe('operator CLI: dead letters, locks, queues', () => {
     const again = await cli(['dlq', 'replay', '--all', '--json']);
     expect(again.code).toBe(0);
     expect(json(again.stdout)).toEqual({ dryRun: false, replayed: [], skipped: [] });
+    // naming the replayed entry again is no failure either (a replay is idempotent); an unknown id is
     const byId = await cli(['dlq', 'replay', entry.id]);
-    expect(byId.code).toBe(1);
-    expect(byId.stderr).toContain(`entry ${entry.id} not replayed: entry is replayed, not open`);
+    expect(byId.code, byId.stderr).toBe(0);
+    expect(byId.stderr).toMatch(new RegExp(`entry ${entry.id} not replayed: already replayed at \\S+; nothing to do`));
+    const unknown = await cli(['dlq', 'replay', '987654']);
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toContain('entry 987654 not replayed: no dead-letter entry has this id');
     await new Promise((resolve) => setTimeout(resolve, 500));
     expect((await balances(env.pool)).get('op-busy')).toBe(350n);
     const { rows: ledger } = await env.pool.query(`select count(*)::int as n from ledger_entries where uid = 'op-busy'`);
@@ -197,7 +201,7 @@ describe('operator CLI: dead letters, locks, queues', () => {
     // a purged entry is not replayed
     const replay = await cli(['dlq', 'replay', entry!.id]);
     expect(replay.code).toBe(1);
-    expect(replay.stderr).toContain('entry is purged');
+    expect(replay.stderr).toContain('entry was purged; it cannot be replayed');
     await env.redis.del(`${env.prefix}:lock:op-purge`);
   }, CLI_HEAVY_TIMEOUT);
 

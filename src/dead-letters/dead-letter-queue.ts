@@ -12,8 +12,11 @@ export interface ReplayReport {
   readonly dryRun: boolean;
   /** Entries re-enqueued (or that would be, with `dryRun`). */
   readonly replayed: readonly { readonly id: string; readonly batchId: string; readonly uid: string; readonly rewards: number; readonly jobId: string }[];
-  /** Entries asked for by id that could not be replayed, and why. */
-  readonly skipped: readonly { readonly id: string; readonly why: string }[];
+  /**
+   * Entries asked for by id that were not replayed, and why. `state` is the entry's state (`replayed`: it was
+   * already, which is no failure; `purged`), or `missing` when no entry has that id.
+   */
+  readonly skipped: readonly { readonly id: string; readonly why: string; readonly state: 'replayed' | 'purged' | 'missing' }[];
 }
 
 /**
@@ -62,16 +65,20 @@ export class DeadLetterQueue {
   async replay(filter: DeadLetterFilter, options: { dryRun?: boolean } = {}): Promise<ReplayReport> {
     const dryRun = options.dryRun ?? false;
     const entries = await listDeadLetters(this.pool, { ...filter, state: filter.ids ? 'any' : 'open', limit: filter.limit ?? 1_000_000 });
-    const skipped: { id: string; why: string }[] = [];
+    const skipped: { id: string; why: string; state: 'replayed' | 'purged' | 'missing' }[] = [];
     if (filter.ids) {
       const found = new Set(entries.map((entry) => entry.id));
-      for (const id of filter.ids) if (!found.has(id)) skipped.push({ id, why: 'no dead-letter entry has this id' });
+      for (const id of filter.ids) if (!found.has(id)) skipped.push({ id, why: 'no dead-letter entry has this id', state: 'missing' });
     }
     const replayed: { id: string; batchId: string; uid: string; rewards: number; jobId: string }[] = [];
     const shards = this.queues.settings.shards;
     for (const entry of entries) {
       if (entry.state !== 'open') {
-        skipped.push({ id: entry.id, why: `entry is ${entry.state}, not open` });
+        skipped.push(
+          entry.state === 'replayed'
+            ? { id: entry.id, why: `already replayed${entry.replayedAt ? ` at ${entry.replayedAt}` : ''}; nothing to do`, state: 'replayed' }
+            : { id: entry.id, why: `entry was purged; it cannot be replayed`, state: 'purged' },
+        );
         continue;
       }
       const jobId = replayJobId(entry.id);

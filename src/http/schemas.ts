@@ -180,7 +180,13 @@ export const replayReportSchema = {
         properties: { id: { type: 'string' }, batchId: { type: 'string' }, uid: { type: 'string' }, rewards: { type: 'integer' }, jobId: { type: 'string' } },
       },
     },
-    skipped: { type: 'array', items: { type: 'object', properties: { id: { type: 'string' }, why: { type: 'string' } } } },
+    skipped: {
+      type: 'array',
+      items: {
+        type: 'object',
+        properties: { id: { type: 'string' }, why: { type: 'string' }, state: { type: 'string', enum: ['replayed', 'purged', 'missing'] } },
+      },
+    },
   },
 } as const;
 

@@ -233,7 +233,8 @@ export function registerOperatorCommands(program: Command, registry: CommandRegi
         if (options.json) printJson(report);
         else printLine(describeReplay(report));
         for (const skipped of report.skipped) printNote(`windfall: entry ${skipped.id} not replayed: ${skipped.why}`);
-        if (report.skipped.length > 0) setExit(EXIT.FAILED);
+        // an entry replayed already is no failure (a replay is idempotent); a missing or purged one is
+        if (report.skipped.some((skipped) => skipped.state !== 'replayed')) setExit(EXIT.FAILED);
       });
     });
 
