@@ -6,6 +6,7 @@ import { openWindfall } from '../src/runtime/windfall.js';
 import { DESCRIPTION } from './dataset.js';
 import type { Servers } from './support.js';
 import { childEnv, Cleanup, createBenchDatabase, note, poolOn, round, runId, sleep, startProcess, waitFor, WINDFALL_BIN } from './support.js';
+import { seededRandom } from '../src/runtime/seeded-random.js';
 
 /** The scenario: `batches` batches enqueued at once, all sharing a few hot users that withdrawals also hammer. */
 export interface ContentionScenario {
@@ -61,20 +62,9 @@ export interface ContentionResult {
   readonly withdrawals: { readonly applied: number; readonly busy: number; readonly other: number };
 }
 
-/** mulberry32 */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function batchRewards(tag: string, batch: number, scenario: ContentionScenario) {
-  const next = random(1000 + batch);
+  const next = seededRandom(1000 + batch);
   const rows: { rewardId: string; uid: string; amount: number; description: string }[] = [];
   for (let n = 0; n < scenario.rewardsPerBatch; n += 1) {
     const uid =
@@ -107,7 +97,7 @@ async function runVariant(servers: Servers, variant: ContentionVariant, scenario
 
     const withdrawals = { applied: 0, busy: 0, other: 0 };
     const done = { value: false };
-    const next = random(7);
+    const next = seededRandom(7);
     let counter = 0;
     const withdrawing = Array.from({ length: scenario.withdrawers }, async () => {
       while (!done.value) {

@@ -1,5 +1,6 @@
 import { createWriteStream } from 'node:fs';
 import { once } from 'node:events';
+import { seededRandom } from '../src/runtime/seeded-random.js';
 
 /** The shape of a generated batch. */
 export interface DatasetOptions {
@@ -28,17 +29,6 @@ export interface GeneratedReward {
 /** The seed's description: a realistic row carries a short non-ASCII text. */
 export const DESCRIPTION = '活动奖励';
 
-/** mulberry32: a small deterministic generator. */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export function userId(tag: string, n: number): string {
   return `${tag}-u${n}`;
@@ -46,7 +36,7 @@ export function userId(tag: string, n: number): string {
 
 /** The rewards of a dataset, in file order (users interleaved, as campaign exports usually are). */
 export function* generateRewards(options: DatasetOptions): Generator<GeneratedReward> {
-  const next = random(options.seed ?? 1);
+  const next = seededRandom(options.seed ?? 1);
   const hot = options.hotUsers ?? 0;
   const hotShare = options.hotShare ?? 0;
   for (let n = 0; n < options.rewards; n += 1) {

@@ -7,6 +7,7 @@ import { resolveConfig } from '../context.js';
 import { printJson, printLine, printNote, formatCount, formatTable } from '../output.js';
 import { watchBatch } from '../progress.js';
 import { migrateDatabase } from './migrate.js';
+import { seededRandom } from '../../runtime/seeded-random.js';
 
 /** Options of the demo. */
 export interface DemoOptions {
@@ -15,17 +16,6 @@ export interface DemoOptions {
   readonly json?: boolean;
 }
 
-/** A deterministic pseudo-random sequence (mulberry32) so every demo run has the same shape. */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface SampleBatch {
   readonly records: SourceRecord[];
@@ -35,7 +25,7 @@ interface SampleBatch {
 
 /** About `rewards` rewards over `users` users of this run; 1 % of the users (the hot ones) get a quarter of them. */
 function generateSample(run: string, rewards: number, users: number): SampleBatch {
-  const next = random(42);
+  const next = seededRandom(42);
   const uid = (n: number): string => `demo-${run}-u${n}`;
   const hotCount = Math.max(1, Math.floor(users / 100));
   const hotUsers = Array.from({ length: hotCount }, (_, n) => uid(n));
