@@ -42,6 +42,9 @@ export function connectDatabase(url: string, options: DatabaseOptions = {}): Win
     application_name: options.applicationName ?? 'windfall',
     types: windfallTypes,
     connectionTimeoutMillis: 10_000,
+    // notice a server or network that vanishes without closing the connection
+    keepAlive: true,
+    keepAliveInitialDelayMillis: 10_000,
     ...(options.schema ? { options: `-c search_path=${options.schema}` } : {}),
   });
   // pg-pool attaches the failed client to the error (`err.client`): log what happened, not the connection object

@@ -212,13 +212,7 @@ export class UserLocks {
       replies =
         this.batching && uids.length > 1
           ? await this.redis.windfallAcquireLocks(uids.length, ...uids.map((uid) => this.keyOf(uid)), policy.ttlMs, ...values)
-          : await Promise.all(
-              uids.map(async (uid, i) => {
-                const taken = await this.redis.set(this.keyOf(uid), values[i]!, 'PX', policy.ttlMs, 'NX');
-                // see attempt(): a resent SET finds our own value
-                return taken === 'OK' || (await this.redis.get(this.keyOf(uid))) === values[i] ? 'OK' : null;
-              }),
-            );
+          : await this.setEach(uids, values, policy.ttlMs);
     } catch (error) {
       for (let i = 0; i < uids.length; i += 1) this.record(policy, 'error', 0, started);
       throw error;
@@ -231,6 +225,29 @@ export class UserLocks {
       }
       return { busy: true, uid, value: values[i]!, policy, started };
     });
+  }
+
+  /**
+   * One `SET NX PX` per key (Redis Cluster: the keys live on different nodes). When any of them fails, the locks the
+   * others took are given back before the error is thrown, so that a retry does not find its own orphaned locks busy.
+   */
+  private async setEach(uids: readonly string[], values: readonly string[], ttlMs: number): Promise<unknown[]> {
+    const outcomes = await Promise.allSettled(
+      uids.map(async (uid, i) => {
+        const taken = await this.redis.set(this.keyOf(uid), values[i]!, 'PX', ttlMs, 'NX');
+        // see attempt(): a resent SET finds our own value
+        return taken === 'OK' || (await this.redis.get(this.keyOf(uid))) === values[i] ? 'OK' : null;
+      }),
+    );
+    const failed = outcomes.find((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');
+    if (!failed) return outcomes.map((outcome) => (outcome as PromiseFulfilledResult<unknown>).value);
+    const taken = uids.flatMap((uid, i) => {
+      const outcome = outcomes[i]!;
+      return outcome.status === 'fulfilled' && outcome.value === 'OK' ? [{ key: this.keyOf(uid), value: values[i]! }] : [];
+    });
+    // best effort: what cannot be given back now expires by its TTL
+    await Promise.allSettled(taken.map((lock) => this.redis.windfallReleaseLock(lock.key, lock.value)));
+    throw failed.reason;
   }
 
   /**

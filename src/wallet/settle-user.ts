@@ -67,6 +67,8 @@ export async function applyUserStatement(
         if (delay === undefined || classifyDatabaseError(error) !== 'transient' || options.signal?.aborted) throw error;
         context.logger.warn({ err: error, uid, batchId: options.batchId, attempt: attempt + 1 }, 'transient database error; running the user statement again');
         await abortableSleep(delay, options.signal).catch(() => undefined);
+        // stopping: do not run it again past the deadline; the caller puts the user back
+        if (options.signal?.aborted) throw error;
       }
     }
   } catch (error) {

@@ -164,8 +164,17 @@ class Lane {
   ) {
     socket.on('data', (data) => this.receive(data));
     socket.on('error', (error) => this.fail(error));
-    socket.on('close', () => this.fail(new Error('Connection terminated unexpectedly')));
+    socket.on('close', () => this.fail(this.closingReason() ?? new Error('Connection terminated unexpectedly')));
     this.sleep();
+  }
+
+  /**
+   * The server's own reason for closing (a FATAL error such as 57P01, terminated by an administrator), when it sent
+   * one; never a statement's error, which belongs to that statement only.
+   */
+  private closingReason(): unknown {
+    const severity = (this.error as { severity?: unknown } | undefined)?.severity;
+    return severity === 'FATAL' || severity === 'PANIC' ? this.error : undefined;
   }
 
   get load(): number {
@@ -313,6 +322,9 @@ export class StatementLanes {
       // ('end' and 'close' keep their listeners: Node closes the socket through them)
       socket.removeAllListeners('data');
       socket.removeAllListeners('error');
+      // a server or network that vanishes without closing the connection is noticed (the statements then fail as
+      // transient and run again: they are idempotent), instead of leaving them waiting forever
+      (socket as LaneSocket & { setKeepAlive?: (enable: boolean, delayMs: number) => void }).setKeepAlive?.(true, 10_000);
       return socket;
     }, options);
   }

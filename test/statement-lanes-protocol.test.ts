@@ -1,0 +1,85 @@
+import { EventEmitter } from 'node:events';
+import { describe, expect, it } from 'vitest';
+import { classifyDatabaseError } from '../src/db/pg-errors.js';
+import { StatementLanes, type LaneSocket } from '../src/worker/statement-lanes.js';
+
+/** A backend message: type byte, length, body. */
+function message(type: string, body: Buffer = Buffer.alloc(0)): Buffer {
+  const bytes = Buffer.alloc(5 + body.length);
+  bytes[0] = type.charCodeAt(0);
+  bytes.writeInt32BE(4 + body.length, 1);
+  body.copy(bytes, 5);
+  return bytes;
+}
+const errorResponse = (severity: string, code: string, text: string): Buffer => message('E', Buffer.from(`S${severity}\0C${code}\0M${text}\0\0`));
+const readyForQuery = (): Buffer => message('Z', Buffer.from('I'));
+
+/** A socket the test plays the server on. */
+class ScriptedSocket extends EventEmitter implements LaneSocket {
+  readonly writes: Buffer[] = [];
+  write(data: Buffer): boolean {
+    this.writes.push(data);
+    return true;
+  }
+  end(): void {
+    setImmediate(() => this.emit('close'));
+  }
+  destroy(): void {
+    setImmediate(() => this.emit('close'));
+  }
+}
+
+function lanesOver(socket: ScriptedSocket): StatementLanes {
+  return new StatementLanes(async () => socket, { lanes: 1, depth: 2, idleMs: 60_000 });
+}
+
+const settle = (promise: Promise<unknown>): Promise<unknown> => promise.then((value) => ({ value }), (error: unknown) => ({ error }));
+
+describe('statement lanes: a connection the server closes', () => {
+  it("rejects what was on its way with the server's FATAL reason (57P01), which is transient", async () => {
+    const socket = new ScriptedSocket();
+    const lanes = lanesOver(socket);
+    const first = settle(lanes.run('s1', 'select 1', []));
+    const second = settle(lanes.run('s1', 'select 1', []));
+    await new Promise((resolve) => setImmediate(resolve));
+    socket.emit('data', errorResponse('FATAL', '57P01', 'terminating connection due to administrator command'));
+    socket.emit('close');
+    for (const outcome of [await first, await second]) {
+      const error = (outcome as { error: Error & { code?: string } }).error;
+      expect(error.message).toBe('terminating connection due to administrator command');
+      expect(error.code).toBe('57P01');
+      expect(classifyDatabaseError(error)).toBe('transient');
+    }
+    await lanes.close();
+  });
+
+  it("never hands one statement's own error to the others when the connection then closes", async () => {
+    const socket = new ScriptedSocket();
+    const lanes = lanesOver(socket);
+    const first = settle(lanes.run('s1', 'select 1', []));
+    const second = settle(lanes.run('s1', 'select 1', []));
+    await new Promise((resolve) => setImmediate(resolve));
+    // the first statement fails a CHECK (insufficient funds) and the connection drops before its ReadyForQuery
+    socket.emit('data', errorResponse('ERROR', '23514', 'new row violates check constraint'));
+    socket.emit('close');
+    for (const outcome of [await first, await second]) {
+      const error = (outcome as { error: Error & { code?: string } }).error;
+      expect(error.message).toBe('Connection terminated unexpectedly');
+      expect(classifyDatabaseError(error)).toBe('transient');
+    }
+    await lanes.close();
+  });
+
+  it('gives a statement its own error once its transaction is over, and runs the next one normally', async () => {
+    const socket = new ScriptedSocket();
+    const lanes = lanesOver(socket);
+    const first = settle(lanes.run('s1', 'select 1', []));
+    const second = settle(lanes.run('s1', 'select 1', []));
+    await new Promise((resolve) => setImmediate(resolve));
+    socket.emit('data', Buffer.concat([message('1'), errorResponse('ERROR', '23514', 'new row violates check constraint'), readyForQuery()]));
+    socket.emit('data', Buffer.concat([message('2'), message('C', Buffer.from('SELECT 0\0')), readyForQuery()]));
+    expect(((await first) as { error: Error & { code?: string } }).error.code).toBe('23514');
+    expect(await second).toEqual({ value: [] });
+    await lanes.close();
+  });
+});
