@@ -83,3 +83,18 @@ describe('statement lanes: a connection the server closes', () => {
     await lanes.close();
   });
 });
+
+describe('statement lanes: closing', () => {
+  it('does not wait for ever on a server that stopped answering: what was on its way fails as transient', async () => {
+    const socket = new ScriptedSocket();
+    const lanes = new StatementLanes(async () => socket, { lanes: 1, depth: 2, idleMs: 60_000, closeWaitMs: 200 });
+    const pending = settle(lanes.run('s1', 'select 1', []));
+    await new Promise((resolve) => setImmediate(resolve));
+    const started = Date.now();
+    await lanes.close();
+    expect(Date.now() - started).toBeLessThan(2000);
+    const error = ((await pending) as { error: Error }).error;
+    expect(error.message).toMatch(/did not answer within 200 ms/);
+    expect(classifyDatabaseError(error)).toBe('transient');
+  });
+});

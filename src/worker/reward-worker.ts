@@ -14,6 +14,9 @@ import type { JobResult } from './job-processor.js';
 import { processRewardJob } from './job-processor.js';
 import { closePipeline } from './user-pipeline.js';
 
+/** How long past the shutdown deadline a stopping worker still waits for its jobs before leaving them. */
+const ABANDON_AFTER_DEADLINE_MS = 15_000;
+
 /** Options of {@link RewardWorker}. */
 export interface RewardWorkerOptions {
   readonly pool: pg.Pool;
@@ -116,7 +119,8 @@ export class RewardWorker {
 
   /**
    * Stops fetching jobs and waits for in-flight users. After `timeoutMs` lock waits are cut short and unfinished
-   * jobs are put back (delayed, no attempt counted) for another worker. Idempotent.
+   * jobs are put back (delayed, no attempt counted) for another worker. Jobs still running 15 s after that (a
+   * server not answering) are left for BullMQ to hand to another worker once their job lock expires. Idempotent.
    */
   close(timeoutMs = 30_000): Promise<void> {
     this.closing ??= (async () => {
@@ -129,7 +133,24 @@ export class RewardWorker {
         // its fetch loop: a loop blocked on a connection that is reconnecting (Redis just restarted) never ends,
         // and a plain close() would wait for it forever.
         await Promise.allSettled(this.workers.map((worker) => worker.pause(true)));
-        while (this.running.size > 0) await Promise.allSettled([...this.running]);
+        const abandonAt = Date.now() + timeoutMs + ABANDON_AFTER_DEADLINE_MS;
+        while (this.running.size > 0) {
+          const left = abandonAt - Date.now();
+          const finished = await Promise.race([
+            Promise.allSettled([...this.running]).then(() => true),
+            new Promise<false>((resolve) => setTimeout(() => resolve(false), Math.max(0, left)).unref()),
+          ]);
+          if (!finished && this.running.size > 0) {
+            // A job stuck on a server that does not answer (a Redis outage with commands queued, a silent network
+            // loss) would keep the process alive for ever. Leave it: its BullMQ lock expires and another worker
+            // takes the job over; its users' locks expire by their TTL; statements are idempotent.
+            this.options.logger.error(
+              { jobs: this.running.size, waitedMs: timeoutMs + ABANDON_AFTER_DEADLINE_MS },
+              'jobs still running well past the shutdown deadline (a server is not answering); leaving them to be taken over by another worker',
+            );
+            break;
+          }
+        }
         await Promise.allSettled(this.workers.map((worker) => worker.close(true)));
         // the user statements' own connections (see UserPipeline)
         await closePipeline(this.limiter).catch((error: unknown) => this.options.logger.warn({ err: error }, 'error while closing the statement connections'));

@@ -14,6 +14,8 @@ export interface StatementLanesOptions {
   readonly depth?: number;
   /** A lane with nothing to do for this long closes its connection. Default 10 s. */
   readonly idleMs?: number;
+  /** Longest a closing connection waits for the answers to statements on their way, ms. Default 10000. */
+  readonly closeWaitMs?: number;
 }
 
 interface Request {
@@ -158,6 +160,7 @@ class Lane {
   constructor(
     private readonly socket: LaneSocket,
     private readonly idleMs: number,
+    private readonly closeWaitMs: number,
     private readonly onIdle: (lane: Lane) => void,
     private readonly onBroken: (lane: Lane) => void,
     private readonly onFree: () => void,
@@ -272,8 +275,14 @@ class Lane {
   async close(): Promise<void> {
     clearTimeout(this.idleTimer);
     this.socket.ref?.();
-    while (this.load > 0 && !this.broken) await new Promise((resolve) => setTimeout(resolve, 5));
+    const giveUpAt = Date.now() + this.closeWaitMs;
+    while (this.load > 0 && !this.broken && Date.now() < giveUpAt) await new Promise((resolve) => setTimeout(resolve, 5));
     if (this.broken) return;
+    if (this.load > 0) {
+      // the server does not answer: fail what is still on its way (transient: it runs again elsewhere) and drop it
+      this.fail(new Error(`PostgreSQL did not answer within ${this.closeWaitMs} ms while the connection was closing`));
+      return;
+    }
     this.broken = true;
     await new Promise<void>((resolve) => {
       this.socket.on('close', () => resolve());
@@ -368,6 +377,7 @@ export class StatementLanes {
         const lane = new Lane(
           connection,
           this.idleMs,
+          this.options.closeWaitMs ?? 10_000,
           (idle) => {
             if (idle.load === 0) this.remove(idle, true);
           },
