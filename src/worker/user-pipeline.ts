@@ -171,7 +171,9 @@ export class UserPipeline {
     if (this.admissions.length > 0) this.admit();
     const { locks } = first.task.context;
     const { policy, signal } = first.task;
-    // the finished users' locks waiting for release go in the same round trip
+    // the finished users' locks waiting for release go in the same round trip — unless the worker is stopping:
+    // then the acquisition fails at once, and the releases go on their own so that their outcome is their own
+    if (signal.aborted && this.releasing.length > 0) this.flushReleases();
     const releasing = this.takeReleases(locks);
     this.locking += batch.length;
     locks
