@@ -132,5 +132,15 @@ describe('windfall CLI', () => {
     const down = await runCli(['batch', 'x'], env.env({ REDIS_URL: 'redis://127.0.0.1:1' }));
     expect(down.code).toBe(1);
     expect(down.stderr).toMatch(/Redis at 127\.0\.0\.1:1 does not answer.*docker compose up -d redis/);
+    // under --json stdout still carries one JSON document, saying what went wrong
+    const unknownJson = await runCli(['batch', 'no-such-batch', '--json'], env.env());
+    expect(unknownJson.code).toBe(1);
+    expect(JSON.parse(unknownJson.stdout)).toEqual({ error: 'failed', message: expect.stringContaining('no batch has id "no-such-batch"') });
+    const downJson = await runCli(['batch', 'x', '--json'], env.env({ REDIS_URL: 'redis://127.0.0.1:1' }));
+    expect(downJson.code).toBe(1);
+    expect(JSON.parse(downJson.stdout)).toMatchObject({ error: 'unavailable' });
+    const usageJson = await runCli(['dlq', 'purge', '--json'], env.env());
+    expect(usageJson.code).toBe(2);
+    expect(JSON.parse(usageJson.stdout)).toMatchObject({ error: 'usage', message: expect.stringContaining('--yes') });
   });
 });

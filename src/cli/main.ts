@@ -143,10 +143,16 @@ export function buildProgram(setExit: (code: number) => void): Command {
   return program;
 }
 
-/** Maps an error to its exit code and prints it for people. */
+/**
+ * Maps an error to its exit code and prints it for people (stderr). Under `--json` the error is also one JSON
+ * document on stdout — `{error, message}`, plus `errors` (every bad row) for a refused batch — so that a script
+ * reading stdout always gets a document: `error` is `invalid batch`, `usage` (exit 2), `unavailable` (Redis or
+ * PostgreSQL does not answer; exit 1) or `failed` (exit 1).
+ */
 export function reportError(error: unknown, json: boolean): number {
   if (error instanceof CommanderError) {
     if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.exitCode === 0) return EXIT.OK;
+    if (json) printJson({ error: 'usage', message: error.message.replace(/^error: /, '') });
     return EXIT.USAGE;
   }
   if (error instanceof BatchValidationError) {
@@ -157,19 +163,14 @@ export function reportError(error: unknown, json: boolean): number {
   }
   // an error message may quote a connection URL or a header: never print a password or token
   const message = scrubSecrets(error instanceof Error ? error.message : String(error));
-  if (error instanceof UsageError || error instanceof ConfigError || error instanceof CsvHeaderError || error instanceof FileEncodingError) {
-    printNote(`windfall: ${message}`);
-    return EXIT.USAGE;
-  }
-  if (error instanceof CommandFailedError || error instanceof ServiceUnavailableError) {
-    printNote(`windfall: ${message}`);
-    return EXIT.FAILED;
-  }
+  const usage = error instanceof UsageError || error instanceof ConfigError || error instanceof CsvHeaderError || error instanceof FileEncodingError;
+  const kind = usage ? 'usage' : error instanceof ServiceUnavailableError ? 'unavailable' : 'failed';
+  if (json) printJson({ error: kind, message });
   printNote(`windfall: ${message}`);
-  if (process.env['LOG_LEVEL'] === 'debug' || process.env['LOG_LEVEL'] === 'trace') {
+  if (kind === 'failed' && !(error instanceof CommandFailedError) && (process.env['LOG_LEVEL'] === 'debug' || process.env['LOG_LEVEL'] === 'trace')) {
     createLogger('debug').error({ err: error }, 'command failed');
   }
-  return EXIT.FAILED;
+  return usage ? EXIT.USAGE : EXIT.FAILED;
 }
 
 /** Runs the CLI with `argv` (as `process.argv`); resolves with the exit code. */
