@@ -2,12 +2,11 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
-import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import pg from 'pg';
+import { WINDFALL_BIN } from './soak/fault-kit.js';
 
-/** The `windfall` bin of this checkout (it runs the built dist/). */
-export const WINDFALL_BIN = fileURLToPath(new URL('../../bin/windfall.js', import.meta.url));
+export { WINDFALL_BIN };
 
 /** Where the bench finds its servers: the same ones the tests and the demo use. */
 export interface Servers {

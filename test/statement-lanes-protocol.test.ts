@@ -35,52 +35,50 @@ function lanesOver(socket: ScriptedSocket): StatementLanes {
 
 const settle = (promise: Promise<unknown>): Promise<unknown> => promise.then((value) => ({ value }), (error: unknown) => ({ error }));
 
+/** Sends two statements on one connection, plays `replies` as the server (then closes it, if `close`), and returns both outcomes. */
+async function twoStatements(replies: readonly Buffer[], close: boolean): Promise<unknown[]> {
+  const socket = new ScriptedSocket();
+  const lanes = lanesOver(socket);
+  const outcomes = [settle(lanes.run('s1', 'select 1', [])), settle(lanes.run('s1', 'select 1', []))];
+  await new Promise((resolve) => setImmediate(resolve));
+  for (const reply of replies) socket.emit('data', reply);
+  if (close) socket.emit('close');
+  const settled = await Promise.all(outcomes);
+  await lanes.close();
+  return settled;
+}
+
 describe('statement lanes: a connection the server closes', () => {
   it("rejects what was on its way with the server's FATAL reason (57P01), which is transient", async () => {
-    const socket = new ScriptedSocket();
-    const lanes = lanesOver(socket);
-    const first = settle(lanes.run('s1', 'select 1', []));
-    const second = settle(lanes.run('s1', 'select 1', []));
-    await new Promise((resolve) => setImmediate(resolve));
-    socket.emit('data', errorResponse('FATAL', '57P01', 'terminating connection due to administrator command'));
-    socket.emit('close');
-    for (const outcome of [await first, await second]) {
+    const outcomes = await twoStatements([errorResponse('FATAL', '57P01', 'terminating connection due to administrator command')], true);
+    for (const outcome of outcomes) {
       const error = (outcome as { error: Error & { code?: string } }).error;
       expect(error.message).toBe('terminating connection due to administrator command');
       expect(error.code).toBe('57P01');
       expect(classifyDatabaseError(error)).toBe('transient');
     }
-    await lanes.close();
   });
 
   it("never hands one statement's own error to the others when the connection then closes", async () => {
-    const socket = new ScriptedSocket();
-    const lanes = lanesOver(socket);
-    const first = settle(lanes.run('s1', 'select 1', []));
-    const second = settle(lanes.run('s1', 'select 1', []));
-    await new Promise((resolve) => setImmediate(resolve));
     // the first statement fails a CHECK (insufficient funds) and the connection drops before its ReadyForQuery
-    socket.emit('data', errorResponse('ERROR', '23514', 'new row violates check constraint'));
-    socket.emit('close');
-    for (const outcome of [await first, await second]) {
+    const outcomes = await twoStatements([errorResponse('ERROR', '23514', 'new row violates check constraint')], true);
+    for (const outcome of outcomes) {
       const error = (outcome as { error: Error & { code?: string } }).error;
       expect(error.message).toBe('Connection terminated unexpectedly');
       expect(classifyDatabaseError(error)).toBe('transient');
     }
-    await lanes.close();
   });
 
   it('gives a statement its own error once its transaction is over, and runs the next one normally', async () => {
-    const socket = new ScriptedSocket();
-    const lanes = lanesOver(socket);
-    const first = settle(lanes.run('s1', 'select 1', []));
-    const second = settle(lanes.run('s1', 'select 1', []));
-    await new Promise((resolve) => setImmediate(resolve));
-    socket.emit('data', Buffer.concat([message('1'), errorResponse('ERROR', '23514', 'new row violates check constraint'), readyForQuery()]));
-    socket.emit('data', Buffer.concat([message('2'), message('C', Buffer.from('SELECT 0\0')), readyForQuery()]));
-    expect(((await first) as { error: Error & { code?: string } }).error.code).toBe('23514');
-    expect(await second).toEqual({ value: [] });
-    await lanes.close();
+    const [first, second] = await twoStatements(
+      [
+        Buffer.concat([message('1'), errorResponse('ERROR', '23514', 'new row violates check constraint'), readyForQuery()]),
+        Buffer.concat([message('2'), message('C', Buffer.from('SELECT 0\0')), readyForQuery()]),
+      ],
+      false,
+    );
+    expect((first as { error: Error & { code?: string } }).error.code).toBe('23514');
+    expect(second).toEqual({ value: [] });
   });
 });
 

@@ -55,8 +55,11 @@ with inserted as (
 ),${CREDIT_TAIL(String(rows))}`;
 }
 
-/** Credits as arrays. Parameters: $1 uid, $2 ids, $3 amounts, $4 kinds, $5 descriptions, $6 batch id. */
-export const APPLY_CREDITS_SQL = `
+/**
+ * The ledger insert both array statements start with (parameters: $1 uid, $2 ids, $3 amounts, $4 kinds,
+ * $5 descriptions, $6 batch id), in operation-id order so two racing statements cannot deadlock.
+ */
+const INSERT_FROM_ARRAYS = `
 with inserted as (
   insert into ledger_entries (uid, operation_id, amount, kind, batch_id, description)
   select $1, t.operation_id, t.amount, t.kind, $6, t.description
@@ -64,18 +67,13 @@ with inserted as (
   order by t.operation_id
   on conflict (operation_id) do nothing
   returning operation_id, amount
-),${CREDIT_TAIL('cardinality($2::text[])')}`;
+),`;
+
+/** Credits as arrays. Parameters: $1 uid, $2 ids, $3 amounts, $4 kinds, $5 descriptions, $6 batch id. */
+export const APPLY_CREDITS_SQL = `${INSERT_FROM_ARRAYS}${CREDIT_TAIL('cardinality($2::text[])')}`;
 
 /** Any operations (debits too). Parameters as {@link APPLY_CREDITS_SQL}. Always answers one row. */
-export const APPLY_USER_OPERATIONS_SQL = `
-with inserted as (
-  insert into ledger_entries (uid, operation_id, amount, kind, batch_id, description)
-  select $1, t.operation_id, t.amount, t.kind, $6, t.description
-  from unnest($2::text[], $3::int8[], $4::text[], $5::text[]) as t(operation_id, amount, kind, description)
-  order by t.operation_id
-  on conflict (operation_id) do nothing
-  returning operation_id, amount
-),
+export const APPLY_USER_OPERATIONS_SQL = `${INSERT_FROM_ARRAYS}
 delta as (
   select sum(amount) as change, count(*)::int as n from inserted
 ),

@@ -133,14 +133,13 @@ export class RewardWorker {
         // its fetch loop: a loop blocked on a connection that is reconnecting (Redis just restarted) never ends,
         // and a plain close() would wait for it forever.
         await Promise.allSettled(this.workers.map((worker) => worker.pause(true)));
-        const abandonAt = Date.now() + timeoutMs + ABANDON_AFTER_DEADLINE_MS;
+        let abandonTimer: NodeJS.Timeout | undefined;
+        const abandon = new Promise<false>((resolve) => {
+          abandonTimer = setTimeout(() => resolve(false), timeoutMs + ABANDON_AFTER_DEADLINE_MS);
+        });
         while (this.running.size > 0) {
-          const left = abandonAt - Date.now();
-          const finished = await Promise.race([
-            Promise.allSettled([...this.running]).then(() => true),
-            new Promise<false>((resolve) => setTimeout(() => resolve(false), Math.max(0, left)).unref()),
-          ]);
-          if (!finished && this.running.size > 0) {
+          const finished = await Promise.race([Promise.allSettled([...this.running]).then(() => true), abandon]);
+          if (!finished) {
             // A job stuck on a server that does not answer (a Redis outage with commands queued, a silent network
             // loss) would keep the process alive for ever. Leave it: its BullMQ lock expires and another worker
             // takes the job over; its users' locks expire by their TTL; statements are idempotent.
@@ -151,6 +150,7 @@ export class RewardWorker {
             break;
           }
         }
+        clearTimeout(abandonTimer);
         await Promise.allSettled(this.workers.map((worker) => worker.close(true)));
         // the user statements' own connections (see UserPipeline)
         await closePipeline(this.limiter).catch((error: unknown) => this.options.logger.warn({ err: error }, 'error while closing the statement connections'));

@@ -1,8 +1,7 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import type { ChildProcess } from 'node:child_process';
+import { runWindfall, startWindfall, waitFor } from '../../bench/soak/fault-kit.js';
 
-/** The `windfall` bin of this checkout (runs the built dist/). */
-export const WINDFALL_BIN = fileURLToPath(new URL('../../bin/windfall.js', import.meta.url));
+export { WINDFALL_BIN } from '../../bench/soak/fault-kit.js';
 
 /** The outcome of a finished CLI run. */
 export interface CliResult {
@@ -11,26 +10,9 @@ export interface CliResult {
   readonly stderr: string;
 }
 
-/** Runs `windfall ...args` to completion. */
+/** Runs `windfall ...args` to completion, with `input` (if any) on its standard input. */
 export function runCli(args: readonly string[], env: NodeJS.ProcessEnv, input?: string, timeoutMs = 60_000): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [WINDFALL_BIN, ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (data: Buffer) => (stdout += data.toString()));
-    child.stderr.on('data', (data: Buffer) => (stderr += data.toString()));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`windfall ${args.join(' ')} did not finish in ${timeoutMs} ms\nstdout: ${stdout}\nstderr: ${stderr}`));
-    }, timeoutMs);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-    if (input !== undefined) child.stdin.end(input);
-    else child.stdin.end();
-  });
+  return runWindfall(args, env, timeoutMs, input);
 }
 
 /** A long-running `windfall` process (a worker), with its output collected. */
@@ -59,24 +41,15 @@ export async function stopStrayProcesses(): Promise<string[]> {
   return strays.map(([, command]) => command);
 }
 
-/** Starts `windfall ...args` in the background. */
+/** Starts `windfall ...args` in the background (killed by {@link stopStrayProcesses} if a test leaves it running). */
 export function startCli(args: readonly string[], env: NodeJS.ProcessEnv): CliProcess {
-  const child = spawn(process.execPath, [WINDFALL_BIN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-  live.set(child, `windfall ${args.join(' ')}`);
-  child.on('exit', () => live.delete(child));
-  let output = '';
-  child.stdout!.on('data', (data: Buffer) => (output += data.toString()));
-  child.stderr!.on('data', (data: Buffer) => (output += data.toString()));
-  const exited = new Promise<number | string>((resolve) => child.on('exit', (code, signal) => resolve(code ?? signal ?? -1)));
-  return { child, output: () => output, exited };
+  const started = startWindfall(args, env);
+  live.set(started.child, `windfall ${args.join(' ')}`);
+  started.child.on('exit', () => live.delete(started.child));
+  return started;
 }
 
-/** Waits until `check` is true, polling; fails with `what` after `timeoutMs`. */
-export async function eventually(check: () => Promise<boolean> | boolean, what: string, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await check()) return;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for: ${what}`);
+/** Waits until `check` is true, polling every 100 ms; fails with `what` after `timeoutMs`. */
+export function eventually(check: () => Promise<boolean> | boolean, what: string, timeoutMs = 30_000): Promise<void> {
+  return waitFor(check, what, timeoutMs, 100);
 }
