@@ -1,8 +1,6 @@
-import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
 import type { Logger } from '../log/logger.js';
 import { silentLogger } from '../log/logger.js';
-import type { Database } from './schema.js';
 
 const INT8_OID = 20;
 
@@ -26,9 +24,11 @@ export interface DatabaseOptions {
   readonly logger?: Logger;
 }
 
-/** A connection pool to the ledger database and a Kysely instance over it. Close it once. */
+/**
+ * A connection pool to the ledger database. Close it once. (Migrations build their Kysely instance over it on demand:
+ * the commands that never migrate do not load Kysely.)
+ */
 export interface WindfallDatabase {
-  readonly db: Kysely<Database>;
   readonly pool: pg.Pool;
   close(): Promise<void>;
 }
@@ -59,16 +59,12 @@ export function connectDatabase(url: string, options: DatabaseOptions = {}): Win
       logger.warn({ err: describeConnectionError(error) }, 'a PostgreSQL connection in use failed; the pool will discard it');
     });
   });
-  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   let closed = false;
   return {
-    db,
     pool,
     async close() {
       if (closed) return;
       closed = true;
-      await db.destroy();
-      // Kysely ends the pool only when it used it itself; raw queries go straight to the pool.
       if (!pool.ended) await pool.end();
     },
   };

@@ -1,5 +1,5 @@
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- migrations run before the schema exists
-import { Migrator, type Kysely, type Migration, type MigrationProvider, type MigrationResultSet } from 'kysely';
+import { Kysely, Migrator, PostgresDialect, type Migration, type MigrationProvider, type MigrationResultSet } from 'kysely';
+import type pg from 'pg';
 import * as ledger0001 from '../../migrations/0001_ledger.js';
 
 /** Every migration, in order. Add new files here; never edit one that has shipped. */
@@ -14,10 +14,13 @@ class StaticMigrationProvider implements MigrationProvider {
 }
 
 /**
- * Applies every pending migration. Idempotent; concurrent runs are serialized by Kysely's migration lock
- * (a PostgreSQL advisory lock). Throws with the failing migration's name and cause.
+ * Applies every pending migration over `pool` (left open). Idempotent; concurrent runs are serialized by Kysely's
+ * migration lock (a PostgreSQL advisory lock). Throws with the failing migration's name and cause.
  */
-export async function migrateToLatest(db: Kysely<any>, schema?: string): Promise<string[]> {
+export async function migrateToLatest(pool: pg.Pool, schema?: string): Promise<string[]> {
+  // Kysely over the caller's pool; never destroyed here, since destroying it would end the pool. Untyped: migrations
+  // run before the schema exists.
+  const db = new Kysely<any>({ dialect: new PostgresDialect({ pool }) });
   const migrator = new Migrator({
     db,
     provider: new StaticMigrationProvider(),

@@ -92,7 +92,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   await admin.query(`drop database if exists ${quoteIdentifier(template)}`);
   await admin.query(`create database ${quoteIdentifier(template)}`);
   const database = connectDatabase(withDatabase(databaseUrl, template), { poolSize: 1 });
-  await migrateToLatest(database.db);
+  await migrateToLatest(database.pool);
   await database.close();
 
   project.provide('redisUrl', redisUrl);

@@ -1,7 +1,6 @@
 import type { WindfallConfig } from '../../config/config.js';
 import { connectDatabase } from '../../db/database.js';
 import { databaseNameOf, ensureDatabaseExists } from '../../db/create-database.js';
-import { migrateToLatest } from '../../db/migrate.js';
 import type { Logger } from '../../log/logger.js';
 import { ServiceUnavailableError } from '../../runtime/service-check.js';
 
@@ -27,7 +26,9 @@ export async function migrateDatabase(config: WindfallConfig, logger: Logger): P
   }
   const connection = connectDatabase(config.databaseUrl, { poolSize: 2, logger, applicationName: 'windfall-migrate' });
   try {
-    const applied = await migrateToLatest(connection.db);
+    // loaded here: Kysely and the migrations are needed by this command only
+    const { migrateToLatest } = await import('../../db/migrate.js');
+    const applied = await migrateToLatest(connection.pool);
     logger.info({ database, created, applied }, 'migrations applied');
     return { database, created, applied };
   } finally {
