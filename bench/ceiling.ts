@@ -5,6 +5,8 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { creditsValuesSql } from '../src/wallet/apply-user-operations.js';
 import { DESCRIPTION } from './dataset.js';
+import type { ServerProcesses } from './cpu-accounting.js';
+import { cpuBetween, cpuSnapshot } from './cpu-accounting.js';
 import type { Servers } from './support.js';
 import { childEnv, note, round, runProcess, withDatabase } from './support.js';
 
@@ -30,6 +32,18 @@ export interface CeilingOptions {
   readonly rewardsPerUser: number;
   readonly seconds: number;
   readonly variants?: readonly CeilingVariant[];
+  /** The servers' processes, for CPU accounting (pgbench runs only). */
+  readonly processes?: ServerProcesses;
+}
+
+/** CPU per transaction while pgbench ran (Linux, servers on this machine; null parts where unknown). */
+export interface CeilingCpu {
+  /** PostgreSQL CPU µs per transaction. */
+  readonly postgresMicros: number | null;
+  /** pgbench's own CPU µs per transaction (the client). */
+  readonly clientMicros: number | null;
+  /** Share of the machine's CPU that was busy (0..1): near 1, the ceiling is the CPU's. */
+  readonly machineBusyShare: number | null;
 }
 
 export interface CeilingResult {
@@ -41,6 +55,7 @@ export interface CeilingResult {
   /** User transactions per second. */
   readonly tps: number;
   readonly latencyMs: number | null;
+  readonly cpu?: CeilingCpu | null;
 }
 
 const BATCH_ID = 'bench-ceiling';
@@ -134,7 +149,12 @@ async function runPgbench(options: CeilingOptions, variant: CeilingVariant): Pro
     options.database,
   ];
   const env = childEnv(url.password ? { PGPASSWORD: decodeURIComponent(url.password) } : {});
+  const processes = options.processes ?? { postmaster: null, redis: null };
+  const before = cpuSnapshot(processes);
   const { stdout } = await runProcess('pgbench', args, env);
+  const usage = cpuBetween(before, cpuSnapshot(processes));
+  const processed = Number(/number of transactions actually processed: (\d+)/.exec(stdout)?.[1] ?? Number.NaN);
+  const perTx = (seconds: number | null): number | null => (seconds === null || !(processed > 0) ? null : round((seconds * 1e6) / processed, 1));
   const tps = /tps = ([\d.]+) \(without initial connection time\)/.exec(stdout);
   const latency = /latency average = ([\d.]+) ms/.exec(stdout);
   const failed = /number of failed transactions: (\d+)/.exec(stdout);
@@ -148,6 +168,11 @@ async function runPgbench(options: CeilingOptions, variant: CeilingVariant): Pro
     seconds: options.seconds,
     tps: round(Number(tps[1])),
     latencyMs: latency ? Number(latency[1]) : null,
+    cpu: {
+      postgresMicros: perTx(usage.postgres),
+      clientMicros: perTx(usage.children),
+      machineBusyShare: usage.machineBusyShare === null ? null : round(usage.machineBusyShare, 3),
+    },
   };
 }
 

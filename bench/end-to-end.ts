@@ -1,6 +1,8 @@
 import { join } from 'node:path';
 import { getBatchReport } from '../src/batch/batch-status.js';
 import { writeRewardFile } from './dataset.js';
+import type { ServerProcesses } from './cpu-accounting.js';
+import { cpuBetween, cpuSnapshot } from './cpu-accounting.js';
 import type { Cleanup, Servers } from './support.js';
 import {
   childEnv,
@@ -36,6 +38,26 @@ export interface EndToEndOptions {
    * is compiled and its connections are open; a fresh process spends its first seconds on that.
    */
   readonly warmup?: number;
+  /** The servers' processes, for CPU accounting. */
+  readonly processes?: ServerProcesses;
+}
+
+/**
+ * CPU µs per user of the measured batch, by process (Linux, servers on this machine; null parts where unknown),
+ * from the enqueue command's start to the last chunk completed.
+ */
+export interface EndToEndCpu {
+  /** The `windfall enqueue` process: start-up, read, validate, stage, hand over. */
+  readonly cliMicros: number | null;
+  readonly workerMicros: number | null;
+  /** Every PostgreSQL process: staging, loads, user statements, bookkeeping. */
+  readonly postgresMicros: number | null;
+  readonly redisMicros: number | null;
+  /** The sum, when every part is known. */
+  readonly totalMicros: number | null;
+  /** Busy share of the machine's CPU (0..1) while the enqueue command ran, and after it until the batch was done. */
+  readonly machineBusyShareEnqueue: number | null;
+  readonly machineBusyShareWorker: number | null;
 }
 
 export interface EndToEndResult {
@@ -69,6 +91,7 @@ export interface EndToEndResult {
   readonly status: string;
   /** Rewards the worker applied before the measured batch. */
   readonly warmup: number;
+  readonly cpu: EndToEndCpu;
 }
 
 /**
@@ -113,9 +136,12 @@ export async function runEndToEnd(options: EndToEndOptions): Promise<EndToEndRes
     const cpuBefore = processUsage(worker.pid).cpuSeconds;
     note(`end to end: ${options.rewards} rewards over ${options.users} users (windfall enqueue --file → windfall worker)`);
 
+    const processes = options.processes ?? { postmaster: null, redis: null };
+    const cpuStart = cpuSnapshot(processes);
     const started = Date.now();
     const enqueue = await runWindfall(['enqueue', '--file', file, '--batch-id', batchId, '--json'], { ...env, LOG_LEVEL: 'warn' });
     const enqueueSeconds = (Date.now() - started) / 1000;
+    const cpuEnqueued = cpuSnapshot(processes);
     const accepted = JSON.parse(enqueue.stdout) as { batchId: string; total: number };
     if (accepted.total !== options.rewards) throw new Error(`enqueued ${accepted.total} rewards, expected ${options.rewards}`);
 
@@ -131,6 +157,7 @@ export async function runEndToEnd(options: EndToEndOptions): Promise<EndToEndRes
       await sleep(50);
     }
     const usage = processUsage(worker.pid);
+    const cpuDone = cpuSnapshot(processes);
 
     const times = await pool.query<{ created: number; enqueued: number; completed: number; chunks: number; users: number }>(
       `select extract(epoch from b.created_at)::float8 * 1000 as created,
@@ -154,6 +181,10 @@ export async function runEndToEnd(options: EndToEndOptions): Promise<EndToEndRes
     const processSeconds = (completed - enqueued) / 1000;
     const stagingSeconds = (enqueued - created) / 1000;
     const cpu = usage.cpuSeconds !== null && cpuBefore !== null ? usage.cpuSeconds - cpuBefore : null;
+    const whole = cpuBetween(cpuStart, cpuDone);
+    const perUser = (seconds: number | null): number | null => (seconds === null ? null : round((seconds * 1e6) / users, 1));
+    const parts = [perUser(cpuBetween(cpuStart, cpuEnqueued).children), perUser(cpu), perUser(whole.postgres), perUser(whole.redis)] as const;
+    const share = (value: number | null): number | null => (value === null ? null : round(value, 3));
     const result: EndToEndResult = {
       rewards: options.rewards,
       users,
@@ -176,6 +207,15 @@ export async function runEndToEnd(options: EndToEndOptions): Promise<EndToEndRes
       deadLettered: report.deadLettered,
       status: report.status,
       warmup,
+      cpu: {
+        cliMicros: parts[0],
+        workerMicros: parts[1],
+        postgresMicros: parts[2],
+        redisMicros: parts[3],
+        totalMicros: parts.every((part) => part !== null) ? round(parts.reduce<number>((sum, part) => sum + (part ?? 0), 0), 1) : null,
+        machineBusyShareEnqueue: share(cpuBetween(cpuStart, cpuEnqueued).machineBusyShare),
+        machineBusyShareWorker: share(cpuBetween(cpuEnqueued, cpuDone).machineBusyShare),
+      },
     };
     if (report.applied !== options.rewards) throw new Error(`only ${report.applied} of ${options.rewards} rewards were applied: ${JSON.stringify(report)}`);
     return result;

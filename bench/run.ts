@@ -16,7 +16,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { measureCeiling, type CeilingResult, type CeilingVariant } from './ceiling.js';
+import { measureCeiling, type CeilingCpu, type CeilingResult, type CeilingVariant } from './ceiling.js';
 import { runContention, type ContentionResult } from './contention.js';
 import { renderThroughputChart } from './chart.js';
 import { runEndToEnd, type EndToEndResult } from './end-to-end.js';
@@ -128,14 +128,29 @@ interface RunFigures {
     readonly usersPerSecondToWindfallStatement: number | null;
     readonly rewardsPerSecondToNaive: number | null;
   };
+  /**
+   * CPU per unit of work: the ceiling's (PostgreSQL + pgbench, µs per transaction, before and after averaged) and
+   * Windfall's (every process, µs per user). When both runs keep the cores busy, users/s ÷ ceiling tends to
+   * `boundRatio` = ceiling CPU ÷ Windfall CPU: the ratio is then a matter of CPU per user.
+   */
+  readonly cpu: { readonly ceilingMicrosPerTx: number | null; readonly windfallMicrosPerUser: number | null; readonly boundRatio: number | null };
   readonly loadAverage: readonly number[];
+}
+
+/** PostgreSQL + pgbench CPU µs per transaction, averaged over the runs that have it; null when none has. */
+function cpuPerTransaction(results: readonly (CeilingResult | undefined)[]): number | null {
+  const totals = results.flatMap((result) => {
+    const cpu = result?.cpu;
+    return cpu && cpu.postgresMicros !== null && cpu.clientMicros !== null ? [cpu.postgresMicros + cpu.clientMicros] : [];
+  });
+  return totals.length === 0 ? null : round(totals.reduce((sum, value) => sum + value, 0) / totals.length, 1);
 }
 
 function tpsOf(results: readonly CeilingResult[], variant: CeilingVariant): number | null {
   return results.find((result) => result.variant === variant)?.tps ?? null;
 }
 
-async function measureOnce(flags: Flags, servers: Servers, dir: string, run: number): Promise<RunFigures> {
+async function measureOnce(flags: Flags, servers: Servers, machine: MachineInfo, dir: string, run: number): Promise<RunFigures> {
   const id = runId();
   const cleanup = new Cleanup(servers, flags.keep);
   const clients = concurrencyOf(flags);
@@ -144,7 +159,7 @@ async function measureOnce(flags: Flags, servers: Servers, dir: string, run: num
     note(`run ${run} (id ${id}), load average ${(await import('node:os')).loadavg().map((v) => v.toFixed(2)).join(' ')}`);
     const ceilingDb = cleanup.database(`windfall_bench_${id}_ceiling`);
     await createBenchDatabase(servers, ceilingDb);
-    const ceiling = await measureCeiling({ servers, database: ceilingDb, dir, clients, rewardsPerUser, seconds: flags.ceilingSeconds });
+    const ceiling = await measureCeiling({ servers, database: ceilingDb, dir, clients, rewardsPerUser, seconds: flags.ceilingSeconds, processes: machine.processes });
 
     const endToEnd = await runEndToEnd({
       servers,
@@ -156,9 +171,19 @@ async function measureOnce(flags: Flags, servers: Servers, dir: string, run: num
       concurrency: flags.concurrency,
       workerEnv: flags.workerEnv,
       warmup: flags.warmup,
+      processes: machine.processes,
     });
 
-    const [after] = await measureCeiling({ servers, database: ceilingDb, dir, clients, rewardsPerUser, seconds: flags.ceilingSeconds, variants: ['statement'] });
+    const [after] = await measureCeiling({
+      servers,
+      database: ceilingDb,
+      dir,
+      clients,
+      rewardsPerUser,
+      seconds: flags.ceilingSeconds,
+      variants: ['statement'],
+      processes: machine.processes,
+    });
     const before = tpsOf(ceiling, 'statement')!;
     const ceilingTps = after ? (before + after.tps) / 2 : before;
 
@@ -174,6 +199,7 @@ async function measureOnce(flags: Flags, servers: Servers, dir: string, run: num
           concurrency: clients,
         });
     const transactionTps = tpsOf(ceiling, 'transaction');
+    const ceilingCpu = cpuPerTransaction([ceiling.find((result) => result.variant === 'statement'), after]);
     const statementTps = tpsOf(ceiling, 'windfall-statement');
     return {
       endToEnd,
@@ -187,6 +213,11 @@ async function measureOnce(flags: Flags, servers: Servers, dir: string, run: num
         usersPerSecondToWindfallStatement: statementTps ? round(endToEnd.usersPerSecond / statementTps, 3) : null,
         rewardsPerSecondToNaive: naive ? round(endToEnd.rewardsPerSecond / naive.rewardsPerSecond, 2) : null,
       },
+      cpu: {
+        ceilingMicrosPerTx: ceilingCpu,
+        windfallMicrosPerUser: endToEnd.cpu.totalMicros,
+        boundRatio: ceilingCpu !== null && endToEnd.cpu.totalMicros ? round(ceilingCpu / endToEnd.cpu.totalMicros, 3) : null,
+      },
       loadAverage: (await import('node:os')).loadavg().map((v) => round(v, 2)),
     };
   } finally {
@@ -198,6 +229,14 @@ function formatTable(rows: readonly (readonly (string | number | null)[])[]): st
   const text = rows.map((row) => row.map((cell) => (cell === null ? '—' : typeof cell === 'number' ? cell.toLocaleString('en-US') : cell)));
   const widths = text[0]!.map((_, column) => Math.max(...text.map((row) => row[column]!.length)));
   return text.map((row) => row.map((cell, column) => (column === 0 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!))).join('  ')).join('\n');
+}
+
+function statementCpu(run: RunFigures): CeilingCpu | null {
+  return run.ceiling.find((result) => result.variant === 'statement')?.cpu ?? null;
+}
+
+function percent(share: number | null | undefined): number | null {
+  return share === null || share === undefined ? null : round(share * 100);
 }
 
 function printRuns(flags: Flags, machine: MachineInfo, runs: readonly RunFigures[]): void {
@@ -229,6 +268,18 @@ function printRuns(flags: Flags, machine: MachineInfo, runs: readonly RunFigures
     ['ratio Windfall users/s ÷ BEGIN/COMMIT ceiling', ...pick((r) => r.ratios.usersPerSecondToTransactionCeiling)],
     ["ratio Windfall users/s ÷ its statement's ceiling", ...pick((r) => r.ratios.usersPerSecondToWindfallStatement)],
     ['RATIO Windfall rewards/s ÷ naive (target ≥ 4)', ...pick((r) => r.ratios.rewardsPerSecondToNaive)],
+    ['CPU per unit of work (µs, all cores; Linux, local servers)', ...columns.map(() => '')],
+    ['  ceiling: PostgreSQL per transaction', ...pick((r) => statementCpu(r)?.postgresMicros)],
+    ['  ceiling: pgbench per transaction', ...pick((r) => statementCpu(r)?.clientMicros)],
+    ['  ceiling: machine busy (%)', ...pick((r) => percent(statementCpu(r)?.machineBusyShare))],
+    ['  Windfall: PostgreSQL per user', ...pick((r) => r.endToEnd.cpu.postgresMicros)],
+    ['  Windfall: worker per user', ...pick((r) => r.endToEnd.cpu.workerMicros)],
+    ['  Windfall: Redis per user', ...pick((r) => r.endToEnd.cpu.redisMicros)],
+    ['  Windfall: enqueue CLI per user', ...pick((r) => r.endToEnd.cpu.cliMicros)],
+    ['  Windfall: total per user', ...pick((r) => r.endToEnd.cpu.totalMicros)],
+    ['  Windfall: machine busy, enqueue command (%)', ...pick((r) => percent(r.endToEnd.cpu.machineBusyShareEnqueue))],
+    ['  Windfall: machine busy, after hand-over (%)', ...pick((r) => percent(r.endToEnd.cpu.machineBusyShareWorker))],
+    ['CPU bound: ceiling CPU/tx ÷ Windfall CPU/user', ...pick((r) => r.cpu.boundRatio)],
   ];
   process.stdout.write(
     `Windfall bench — ${flags.rewards.toLocaleString('en-US')} rewards over ${flags.users.toLocaleString('en-US')} users, concurrency ${c}` +
@@ -369,7 +420,7 @@ async function main(): Promise<void> {
       if (!flags.json) printContention(results, flags.runs);
     } else {
       const runs: RunFigures[] = [];
-      for (let run = 1; run <= flags.runs; run += 1) runs.push(await measureOnce(flags, servers, dir, run));
+      for (let run = 1; run <= flags.runs; run += 1) runs.push(await measureOnce(flags, servers, machine, dir, run));
       document['runs'] = runs;
       document['median'] = {
         ceilingTps: median(runs.map((r) => r.ceilingTps)),

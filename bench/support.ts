@@ -4,6 +4,8 @@ import { readFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { Redis } from 'ioredis';
 import pg from 'pg';
+import type { ServerProcesses } from './cpu-accounting.js';
+import { postmasterOf, redisProcess } from './cpu-accounting.js';
 import { WINDFALL_BIN } from './soak/fault-kit.js';
 
 export { WINDFALL_BIN };
@@ -251,6 +253,8 @@ export interface MachineInfo {
   readonly fsync: string;
   readonly sharedBuffers: string;
   readonly loadAverage: readonly number[];
+  /** The servers' processes on this machine, for CPU accounting (null PIDs when a server runs elsewhere). */
+  readonly processes: ServerProcesses;
 }
 
 export async function machineInfo(servers: Servers): Promise<MachineInfo> {
@@ -260,7 +264,10 @@ export async function machineInfo(servers: Servers): Promise<MachineInfo> {
   let synchronousCommit = '?';
   let fsync = '?';
   let sharedBuffers = '?';
+  let postmaster: number | null = null;
   try {
+    // found while this connection's backend is alive: its parent is the postmaster
+    postmaster = postmasterOf((await client.query<{ pid: number }>('select pg_backend_pid() as pid')).rows[0]!.pid);
     postgres = (await client.query<{ server_version: string }>('show server_version')).rows[0]!.server_version;
     synchronousCommit = (await client.query<{ synchronous_commit: string }>('show synchronous_commit')).rows[0]!.synchronous_commit;
     fsync = (await client.query<{ fsync: string }>('show fsync')).rows[0]!.fsync;
@@ -270,9 +277,12 @@ export async function machineInfo(servers: Servers): Promise<MachineInfo> {
   }
   const redis = new Redis(servers.redisUrl, { maxRetriesPerRequest: 3 });
   let redisVersion = '?';
+  let redisPid: number | null = null;
   try {
     const info = await redis.info('server');
     redisVersion = /redis_version:(\S+)/.exec(info)?.[1] ?? '?';
+    const pid = /process_id:(\d+)/.exec(info)?.[1];
+    if (pid) redisPid = redisProcess(Number(pid));
   } finally {
     redis.disconnect();
   }
@@ -287,5 +297,6 @@ export async function machineInfo(servers: Servers): Promise<MachineInfo> {
     fsync,
     sharedBuffers,
     loadAverage: loadavg().map((value) => round(value, 2)),
+    processes: { postmaster, redis: redisPid },
   };
 }

@@ -1,0 +1,138 @@
+import { readdirSync, readFileSync } from 'node:fs';
+
+/**
+ * CPU accounting from /proc (Linux, servers on this machine): how many CPU seconds PostgreSQL, Redis and this
+ * process's finished children (the CLI runs, pgbench) used between two snapshots, and how busy the whole machine
+ * was. On a machine whose cores are saturated, throughput is CPU per unit of work: these figures say where it goes.
+ * Every field is null where it cannot be read (no /proc, or a server on another machine).
+ */
+export interface CpuSnapshot {
+  /** `performance.now()` when taken. */
+  readonly at: number;
+  /** PostgreSQL: the postmaster and every process it started, plus what its finished children used. */
+  readonly postgres: number | null;
+  readonly redis: number | null;
+  /** This process's finished and reaped children (utime + stime of the dead). */
+  readonly children: number | null;
+  /** Busy and total CPU seconds of the machine (all cores), from /proc/stat. */
+  readonly machineBusy: number | null;
+  readonly machineTotal: number | null;
+}
+
+/** CPU seconds used between two snapshots. */
+export interface CpuUsage {
+  readonly seconds: number;
+  readonly postgres: number | null;
+  readonly redis: number | null;
+  readonly children: number | null;
+  /** Share of the machine's CPU time that was busy (0..1). */
+  readonly machineBusyShare: number | null;
+}
+
+/** Where the servers run, as /proc sees them: PIDs found once per bench run. */
+export interface ServerProcesses {
+  /** The postmaster's PID, or null when PostgreSQL is not a process of this machine. */
+  readonly postmaster: number | null;
+  readonly redis: number | null;
+}
+
+const TICKS_PER_SECOND = 100; // USER_HZ on Linux
+
+function statFields(pid: number | 'self'): string[] | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // fields after the command name (which may hold spaces) start after the last ')'
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  } catch {
+    return null;
+  }
+}
+
+function commandOf(pid: number): string | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+  } catch {
+    return null;
+  }
+}
+
+/** Field index (after the command) of: ppid 1, utime 11, stime 12, cutime 13, cstime 14. */
+function ticks(fields: readonly string[], ...indexes: number[]): number {
+  return indexes.reduce((sum, index) => sum + Number(fields[index]), 0);
+}
+
+/**
+ * The postmaster's PID: the parent of `backendPid`, a live backend of the caller's own connection
+ * (`select pg_backend_pid()`). Null when that PID is not a PostgreSQL process of this machine (a remote server).
+ */
+export function postmasterOf(backendPid: number): number | null {
+  if (commandOf(backendPid) !== 'postgres') return null;
+  const parent = Number(statFields(backendPid)?.[1]);
+  return Number.isInteger(parent) && commandOf(parent) === 'postgres' ? parent : null;
+}
+
+/** `pid` (the `process_id` Redis's INFO reports) when it is a redis-server process of this machine, else null. */
+export function redisProcess(pid: number): number | null {
+  return commandOf(pid)?.startsWith('redis-server') ? pid : null;
+}
+
+function postgresTicks(postmaster: number): number | null {
+  const own = statFields(postmaster);
+  if (!own) return null;
+  // the postmaster itself, plus the backends and helpers that have exited (reaped by the postmaster)
+  let total = ticks(own, 11, 12, 13, 14);
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc');
+  } catch {
+    return null;
+  }
+  for (const entry of entries) {
+    if (entry.charCodeAt(0) > 57) continue; // not a PID
+    const fields = statFields(Number(entry));
+    if (fields && Number(fields[1]) === postmaster) total += ticks(fields, 11, 12);
+  }
+  return total;
+}
+
+function machineTicks(): { busy: number; total: number } | null {
+  try {
+    const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!;
+    const values = line.trim().split(/\s+/).slice(1).map(Number);
+    // user nice system idle iowait irq softirq steal …: idle and iowait are not busy
+    const total = values.slice(0, 8).reduce((sum, value) => sum + value, 0);
+    const idle = (values[3] ?? 0) + (values[4] ?? 0);
+    return { busy: total - idle, total };
+  } catch {
+    return null;
+  }
+}
+
+export function cpuSnapshot(servers: ServerProcesses): CpuSnapshot {
+  const self = statFields('self');
+  const machine = machineTicks();
+  const pg = servers.postmaster === null ? null : postgresTicks(servers.postmaster);
+  const redisFields = servers.redis === null ? null : statFields(servers.redis);
+  return {
+    at: performance.now(),
+    postgres: pg === null ? null : pg / TICKS_PER_SECOND,
+    redis: redisFields ? ticks(redisFields, 11, 12) / TICKS_PER_SECOND : null,
+    children: self ? ticks(self, 13, 14) / TICKS_PER_SECOND : null,
+    machineBusy: machine ? machine.busy / TICKS_PER_SECOND : null,
+    machineTotal: machine ? machine.total / TICKS_PER_SECOND : null,
+  };
+}
+
+export function cpuBetween(before: CpuSnapshot, after: CpuSnapshot): CpuUsage {
+  const delta = (a: number | null, b: number | null): number | null => (a === null || b === null ? null : Math.max(0, b - a));
+  const busy = delta(before.machineBusy, after.machineBusy);
+  const total = delta(before.machineTotal, after.machineTotal);
+  return {
+    seconds: (after.at - before.at) / 1000,
+    postgres: delta(before.postgres, after.postgres),
+    redis: delta(before.redis, after.redis),
+    children: delta(before.children, after.children),
+    machineBusyShare: busy === null || !total ? null : busy / total,
+  };
+}
