@@ -21,6 +21,7 @@ import { runContention, type ContentionResult } from './contention.js';
 import { renderThroughputChart } from './chart.js';
 import { runEndToEnd, type EndToEndResult } from './end-to-end.js';
 import { runNaive, type NaiveResult } from './naive.js';
+import { runStatementLayer, type StatementLayerResult } from './statement-layer.js';
 import type { MachineInfo, Servers } from './support.js';
 import { Cleanup, createBenchDatabase, machineInfo, median, note, round, runId, serversFromEnv } from './support.js';
 
@@ -122,11 +123,14 @@ interface RunFigures {
   /** Mean of the one-statement ceiling before and after: the figure the ratio uses. */
   readonly ceilingTps: number;
   readonly naive: NaiveResult | null;
+  /** Windfall's user statements alone (no queue, lock or job loading), as many users as the batch has. */
+  readonly statementLayer: StatementLayerResult;
   readonly ratios: {
     readonly usersPerSecondToCeiling: number;
     readonly usersPerSecondToTransactionCeiling: number | null;
     readonly usersPerSecondToWindfallStatement: number | null;
     readonly rewardsPerSecondToNaive: number | null;
+    readonly statementLayerToCeiling: number;
   };
   /**
    * CPU per unit of work: the ceiling's (PostgreSQL + pgbench, µs per transaction, before and after averaged) and
@@ -160,6 +164,7 @@ async function measureOnce(flags: Flags, servers: Servers, machine: MachineInfo,
     const ceilingDb = cleanup.database(`windfall_bench_${id}_ceiling`);
     await createBenchDatabase(servers, ceilingDb);
     const ceiling = await measureCeiling({ servers, database: ceilingDb, dir, clients, rewardsPerUser, seconds: flags.ceilingSeconds, processes: machine.processes });
+    const statementLayer = await runStatementLayer({ servers, database: ceilingDb, users: flags.users, rewardsPerUser, lanes: clients, processes: machine.processes });
 
     const endToEnd = await runEndToEnd({
       servers,
@@ -207,11 +212,13 @@ async function measureOnce(flags: Flags, servers: Servers, machine: MachineInfo,
       ceilingAfter: after ?? null,
       ceilingTps: round(ceilingTps),
       naive,
+      statementLayer,
       ratios: {
         usersPerSecondToCeiling: round(endToEnd.usersPerSecond / ceilingTps, 3),
         usersPerSecondToTransactionCeiling: transactionTps ? round(endToEnd.usersPerSecond / transactionTps, 3) : null,
         usersPerSecondToWindfallStatement: statementTps ? round(endToEnd.usersPerSecond / statementTps, 3) : null,
         rewardsPerSecondToNaive: naive ? round(endToEnd.rewardsPerSecond / naive.rewardsPerSecond, 2) : null,
+        statementLayerToCeiling: round(statementLayer.usersPerSecond / ceilingTps, 3),
       },
       cpu: {
         ceilingMicrosPerTx: ceilingCpu,
@@ -268,10 +275,14 @@ function printRuns(flags: Flags, machine: MachineInfo, runs: readonly RunFigures
     ['ratio Windfall users/s ÷ BEGIN/COMMIT ceiling', ...pick((r) => r.ratios.usersPerSecondToTransactionCeiling)],
     ["ratio Windfall users/s ÷ its statement's ceiling", ...pick((r) => r.ratios.usersPerSecondToWindfallStatement)],
     ['RATIO Windfall rewards/s ÷ naive (target ≥ 4)', ...pick((r) => r.ratios.rewardsPerSecondToNaive)],
+    ['statement layer alone (no queue, lock, loading): users/s', ...pick((r) => r.statementLayer.usersPerSecond)],
+    ['ratio statement layer ÷ ceiling', ...pick((r) => r.ratios.statementLayerToCeiling)],
     ['CPU per unit of work (µs, all cores; Linux, local servers)', ...columns.map(() => '')],
     ['  ceiling: PostgreSQL per transaction', ...pick((r) => statementCpu(r)?.postgresMicros)],
     ['  ceiling: pgbench per transaction', ...pick((r) => statementCpu(r)?.clientMicros)],
     ['  ceiling: machine busy (%)', ...pick((r) => percent(statementCpu(r)?.machineBusyShare))],
+    ['  statement layer: PostgreSQL per user', ...pick((r) => r.statementLayer.postgresMicros)],
+    ['  statement layer: Node per user', ...pick((r) => r.statementLayer.clientMicros)],
     ['  Windfall: PostgreSQL per user', ...pick((r) => r.endToEnd.cpu.postgresMicros)],
     ['  Windfall: worker per user', ...pick((r) => r.endToEnd.cpu.workerMicros)],
     ['  Windfall: Redis per user', ...pick((r) => r.endToEnd.cpu.redisMicros)],
@@ -431,6 +442,10 @@ async function main(): Promise<void> {
         rewardsPerSecondToNaive: median(runs.map((r) => r.ratios.rewardsPerSecondToNaive ?? Number.NaN)),
         enqueueRewardsPerSecond: median(runs.map((r) => r.endToEnd.enqueueRewardsPerSecond)),
         workerPeakRssMb: median(runs.map((r) => r.endToEnd.workerPeakRssMb ?? Number.NaN)),
+        statementLayerToCeiling: median(runs.map((r) => r.ratios.statementLayerToCeiling)),
+        cpuBoundRatio: median(runs.map((r) => r.cpu.boundRatio ?? Number.NaN)),
+        windfallCpuMicrosPerUser: median(runs.map((r) => r.cpu.windfallMicrosPerUser ?? Number.NaN)),
+        ceilingCpuMicrosPerTx: median(runs.map((r) => r.cpu.ceilingMicrosPerTx ?? Number.NaN)),
       };
       if (flags.runs > 1 || flags.rewards === 100_000) {
         mkdirSync(flags.out, { recursive: true });

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { BatchValidationError } from '../src/batch/batch-errors.js';
 import { forEachLimited } from '../src/concurrency/semaphore.js';
 import { JsonNumber, MAX_REWARD_AMOUNT } from '../src/money/amount.js';
-import { parseRawJson } from '../src/rewards/raw-json.js';
+import { JsonSyntaxError, parseRawJson, type RawJsonValue } from '../src/rewards/raw-json.js';
 import { REWARD_FIELDS, validateReward } from '../src/rewards/reward.js';
 import { readRewardFile } from '../src/rewards/reward-sources.js';
 import { useTestEnvironment } from './support/environment.js';
@@ -92,6 +92,74 @@ describe('amount and reward validation (fuzz)', () => {
         }
       }),
       { numRuns: 5000 },
+    );
+  });
+});
+
+/** A parsed value as JSON.parse gives it: numbers as numbers, objects with a prototype. */
+function plain(value: RawJsonValue): unknown {
+  if (value instanceof JsonNumber) return Number(value.raw);
+  if (Array.isArray(value)) return value.map(plain);
+  if (value !== null && typeof value === 'object') {
+    const copy: Record<string, unknown> = {};
+    for (const key of Object.keys(value)) Object.defineProperty(copy, key, { value: plain(value[key]!), enumerable: true, writable: true, configurable: true });
+    return copy;
+  }
+  return value;
+}
+
+/** Numbers as parseRawJson keeps them: the text written, in document order. */
+function numberTextsOf(value: RawJsonValue, into: string[] = []): string[] {
+  if (value instanceof JsonNumber) into.push(value.raw);
+  else if (Array.isArray(value)) for (const item of value) numberTextsOf(item, into);
+  else if (value !== null && typeof value === 'object') for (const key of Object.keys(value)) numberTextsOf(value[key]!, into);
+  return into;
+}
+
+describe('raw JSON parser (fuzz, against JSON.parse)', () => {
+  it('reads every JSON document as JSON.parse does, keeping each number as written', () => {
+    fc.assert(
+      fc.property(fc.json({ maxDepth: 6 }), fc.constantFrom('', ' ', '\n\t', '\r\n '), (json, space) => {
+        const spaced = `${space}${json}${space}`;
+        const parsed = parseRawJson(spaced);
+        expect(plain(parsed)).toEqual(JSON.parse(spaced));
+        for (const raw of numberTextsOf(parsed)) expect(raw).toMatch(/^-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?$/);
+      }),
+      { numRuns: 3000 },
+    );
+  });
+
+  it('refuses exactly what JSON.parse refuses, and also repeated keys; errors say where', () => {
+    const piece = fc.constantFrom('{', '}', '[', ']', ':', ',', '"', 'a', '1', '0', '-', '.', 'e', '+', '\\', 'u', 'n', 'null', 'true', 'fals', ' ', '\u0001', '"k"', '"k":1');
+    fc.assert(
+      fc.property(fc.array(piece, { maxLength: 24 }).map((pieces) => pieces.join('')), (text) => {
+        let expected: unknown;
+        let refused = false;
+        try {
+          expected = JSON.parse(text);
+        } catch {
+          refused = true;
+        }
+        let parsed: RawJsonValue | undefined;
+        let error: unknown;
+        try {
+          parsed = parseRawJson(text);
+        } catch (caught) {
+          error = caught;
+        }
+        if (refused) {
+          expect(error).toBeInstanceOf(JsonSyntaxError);
+          const position = (error as JsonSyntaxError).position;
+          expect(position).toBeGreaterThanOrEqual(0);
+          expect(position).toBeLessThanOrEqual(text.length);
+        } else if (error !== undefined) {
+          // JSON.parse keeps the last of two equal keys; Windfall refuses the row
+          expect((error as Error).message).toMatch(/appears twice/);
+        } else {
+          expect(plain(parsed!)).toEqual(expected);
+        }
+      }),
+      { numRuns: 20_000 },
     );
   });
 });

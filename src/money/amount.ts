@@ -28,9 +28,10 @@ function checkDigits(text: string, written: string): AmountCheck {
 }
 
 function checkNumberText(text: string, kind: 'string' | 'number'): AmountCheck {
-  const shown = JSON.stringify(text.length > 40 ? `${text.slice(0, 40)}…` : text);
   if (text === '') return refuse('is empty');
   if (/^\d+$/.test(text)) return checkDigits(text, text);
+  // only refusals quote what was written
+  const shown = JSON.stringify(text.length > 40 ? `${text.slice(0, 40)}…` : text);
   if (/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(text)) {
     if (/[eE]/.test(text)) return refuse(`exponents are not accepted (got ${shown}); write the whole number of minor units`);
     if (text.startsWith('-')) return refuse(`must be positive, got ${shown}`);

@@ -17,7 +17,7 @@ const RELEASE_DELAY_MS = 5;
  */
 const ADMIT_BELOW = 1000;
 /** Statements sent ahead on each connection: the one running and the next user's, queued behind it. */
-const LANE_DEPTH = 2;
+export const LANE_DEPTH = 2;
 
 /** One user's work handed to the pipeline. */
 export interface UserTask {
