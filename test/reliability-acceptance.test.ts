@@ -10,12 +10,16 @@ import { runFaultScenario } from '../bench/soak/fault-scenario.js';
 describe('acceptance: kill -9 twice, pg_terminate_backend four times, a Redis restart (AOF)', () => {
   it('every balance exact, nothing twice, nothing dead-lettered, reconcile exit 0; a tampered wallet makes it exit 1 naming it', async () => {
     const lines: string[] = [];
+    // Large enough, and workers narrow enough (one user statement at a time each), that every fault lands while
+    // rewards are still being applied on a fast machine: there 8,000 rewards at concurrency 4 were all settled before
+    // the third round of terminations, and 2 workers at concurrency 1 still settle ≈ 10,000 rewards/s
+    const rewards = 64_000;
     const result = await runFaultScenario({
       serverUrl: inject('databaseUrl'),
-      rewards: 8000,
-      users: 2000,
+      rewards,
+      users: 16_000,
       workers: 2,
-      concurrency: 4,
+      concurrency: 1,
       chunkSize: 200,
       log: (line) => lines.push(line),
       timeoutMs: 150_000,
@@ -25,8 +29,8 @@ describe('acceptance: kill -9 twice, pg_terminate_backend four times, a Redis re
     expect(result.faultsMidBatch, story).toBe(true);
     expect(result.faults.filter((fault) => fault.kind === 'pg_terminate').every((fault) => (fault.count ?? 0) > 0), story).toBe(true);
     expect(result.wrongBalances, story).toEqual([]);
-    expect(result).toMatchObject({ ledgerEntries: 8000, distinctOperations: 8000, deadLetters: 0 });
-    expect(result.batch).toMatchObject({ status: 'completed', total: 8000, applied: 8000, duplicate: 0, deadLettered: 0, pending: 0 });
+    expect(result).toMatchObject({ ledgerEntries: rewards, distinctOperations: rewards, deadLetters: 0 });
+    expect(result.batch).toMatchObject({ status: 'completed', total: rewards, applied: rewards, duplicate: 0, deadLettered: 0, pending: 0 });
     expect(result.reconcile, story).toMatchObject({ code: 0, mismatchCount: 0 });
     expect(result.tamper.code).toBe(1);
     expect(result.tamper.mismatch).toMatchObject({ kind: 'balance', uid: result.tamper.uid });

@@ -195,15 +195,28 @@ export async function runFaultScenario(options: FaultScenarioOptions): Promise<F
     const faults: InjectedFault[] = [];
     let faultsMidBatch = true;
     let lastKill = 0;
+    // each fault also waits for progress since the previous one (1 % of the batch): the workers are running again,
+    // with connections open, when the next fault hits — however fast the machine settles rewards
+    let settledAtLastFault = -1;
+    const progress = Math.max(1, Math.floor(total / 100));
     for (const step of plan) {
       const threshold = Math.floor(total * step.fraction);
-      await waitFor(async () => (await settledNow()) >= threshold, `${threshold} rewards settled before ${step.kind}`, timeoutMs, 50);
+      await waitFor(
+        async () => {
+          const settled = await settledNow();
+          return settled >= threshold && (settledAtLastFault < 0 || settled >= settledAtLastFault + progress || settled >= total);
+        },
+        `${threshold} rewards settled before ${step.kind}`,
+        timeoutMs,
+        50,
+      );
       if (step.kind === 'kill' && lastKill > 0) {
         // the restarted workers must have taken the killed jobs over (job lock 2 s) before they are killed again
         await sleep(Math.max(0, lastKill + 3000 - Date.now()));
       }
       const settled = await settledNow();
       if (settled >= total) faultsMidBatch = false;
+      settledAtLastFault = settled;
       if (step.kind === 'kill') {
         const victims = workers;
         await Promise.all(victims.map((worker) => worker.kill9()));
