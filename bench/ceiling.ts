@@ -44,6 +44,8 @@ export interface CeilingCpu {
   readonly clientMicros: number | null;
   /** Share of the machine's CPU that was busy (0..1): near 1, the ceiling is the CPU's. */
   readonly machineBusyShare: number | null;
+  /** Share stolen by the hypervisor (0..1). */
+  readonly machineStealShare: number | null;
 }
 
 export interface CeilingResult {
@@ -172,6 +174,7 @@ async function runPgbench(options: CeilingOptions, variant: CeilingVariant): Pro
       postgresMicros: perTx(usage.postgres),
       clientMicros: perTx(usage.children),
       machineBusyShare: usage.machineBusyShare === null ? null : round(usage.machineBusyShare, 3),
+      machineStealShare: usage.machineStealShare === null ? null : round(usage.machineStealShare, 3),
     },
   };
 }

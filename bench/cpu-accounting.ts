@@ -14,8 +14,9 @@ export interface CpuSnapshot {
   readonly redis: number | null;
   /** This process's finished and reaped children (utime + stime of the dead). */
   readonly children: number | null;
-  /** Busy and total CPU seconds of the machine (all cores), from /proc/stat. */
+  /** Busy, stolen (by the hypervisor, for other guests) and total CPU seconds of the machine, from /proc/stat. */
   readonly machineBusy: number | null;
+  readonly machineSteal: number | null;
   readonly machineTotal: number | null;
 }
 
@@ -25,8 +26,10 @@ export interface CpuUsage {
   readonly postgres: number | null;
   readonly redis: number | null;
   readonly children: number | null;
-  /** Share of the machine's CPU time that was busy (0..1). */
+  /** Share of the machine's CPU time that was busy (0..1), stolen time included. */
   readonly machineBusyShare: number | null;
+  /** Share of the machine's CPU time stolen by the hypervisor (0..1): CPU this machine did not get. */
+  readonly machineStealShare: number | null;
 }
 
 /** Where the servers run, as /proc sees them: PIDs found once per bench run. */
@@ -78,32 +81,39 @@ export function redisProcess(pid: number): number | null {
 }
 
 function postgresTicks(postmaster: number): number | null {
-  const own = statFields(postmaster);
-  if (!own) return null;
-  // the postmaster itself, plus the backends and helpers that have exited (reaped by the postmaster)
-  let total = ticks(own, 11, 12, 13, 14);
-  let entries: string[];
-  try {
-    entries = readdirSync('/proc');
-  } catch {
-    return null;
+  // A backend that exits while /proc is scanned is in neither the scan nor the postmaster's cutime read before it:
+  // read the postmaster again after the scan, and scan again when a child was reaped meanwhile.
+  for (let attempt = 0; ; attempt += 1) {
+    const before = statFields(postmaster);
+    if (!before) return null;
+    let children = 0;
+    let entries: string[];
+    try {
+      entries = readdirSync('/proc');
+    } catch {
+      return null;
+    }
+    for (const entry of entries) {
+      if (entry.charCodeAt(0) > 57) continue; // not a PID
+      const fields = statFields(Number(entry));
+      if (fields && Number(fields[1]) === postmaster) children += ticks(fields, 11, 12);
+    }
+    const after = statFields(postmaster);
+    if (!after) return null;
+    const reaped = ticks(after, 13, 14) !== ticks(before, 13, 14);
+    // the postmaster itself, the backends and helpers alive now, and those that have exited (reaped by it)
+    if (!reaped || attempt >= 4) return ticks(after, 11, 12, 13, 14) + children;
   }
-  for (const entry of entries) {
-    if (entry.charCodeAt(0) > 57) continue; // not a PID
-    const fields = statFields(Number(entry));
-    if (fields && Number(fields[1]) === postmaster) total += ticks(fields, 11, 12);
-  }
-  return total;
 }
 
-function machineTicks(): { busy: number; total: number } | null {
+function machineTicks(): { busy: number; steal: number; total: number } | null {
   try {
     const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!;
     const values = line.trim().split(/\s+/).slice(1).map(Number);
     // user nice system idle iowait irq softirq steal …: idle and iowait are not busy
     const total = values.slice(0, 8).reduce((sum, value) => sum + value, 0);
     const idle = (values[3] ?? 0) + (values[4] ?? 0);
-    return { busy: total - idle, total };
+    return { busy: total - idle, steal: values[7] ?? 0, total };
   } catch {
     return null;
   }
@@ -120,6 +130,7 @@ export function cpuSnapshot(servers: ServerProcesses): CpuSnapshot {
     redis: redisFields ? ticks(redisFields, 11, 12) / TICKS_PER_SECOND : null,
     children: self ? ticks(self, 13, 14) / TICKS_PER_SECOND : null,
     machineBusy: machine ? machine.busy / TICKS_PER_SECOND : null,
+    machineSteal: machine ? machine.steal / TICKS_PER_SECOND : null,
     machineTotal: machine ? machine.total / TICKS_PER_SECOND : null,
   };
 }
@@ -127,6 +138,7 @@ export function cpuSnapshot(servers: ServerProcesses): CpuSnapshot {
 export function cpuBetween(before: CpuSnapshot, after: CpuSnapshot): CpuUsage {
   const delta = (a: number | null, b: number | null): number | null => (a === null || b === null ? null : Math.max(0, b - a));
   const busy = delta(before.machineBusy, after.machineBusy);
+  const steal = delta(before.machineSteal, after.machineSteal);
   const total = delta(before.machineTotal, after.machineTotal);
   return {
     seconds: (after.at - before.at) / 1000,
@@ -134,5 +146,6 @@ export function cpuBetween(before: CpuSnapshot, after: CpuSnapshot): CpuUsage {
     redis: delta(before.redis, after.redis),
     children: delta(before.children, after.children),
     machineBusyShare: busy === null || !total ? null : busy / total,
+    machineStealShare: steal === null || !total ? null : steal / total,
   };
 }

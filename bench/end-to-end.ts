@@ -58,6 +58,8 @@ export interface EndToEndCpu {
   /** Busy share of the machine's CPU (0..1) while the enqueue command ran, and after it until the batch was done. */
   readonly machineBusyShareEnqueue: number | null;
   readonly machineBusyShareWorker: number | null;
+  /** Share of the machine's CPU stolen by the hypervisor over the whole batch (0..1). */
+  readonly machineStealShare: number | null;
 }
 
 export interface EndToEndResult {
@@ -215,6 +217,7 @@ export async function runEndToEnd(options: EndToEndOptions): Promise<EndToEndRes
         totalMicros: parts.every((part) => part !== null) ? round(parts.reduce<number>((sum, part) => sum + (part ?? 0), 0), 1) : null,
         machineBusyShareEnqueue: share(cpuBetween(cpuStart, cpuEnqueued).machineBusyShare),
         machineBusyShareWorker: share(cpuBetween(cpuEnqueued, cpuDone).machineBusyShare),
+        machineStealShare: share(whole.machineStealShare),
       },
     };
     if (report.applied !== options.rewards) throw new Error(`only ${report.applied} of ${options.rewards} rewards were applied: ${JSON.stringify(report)}`);

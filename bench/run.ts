@@ -125,6 +125,8 @@ interface RunFigures {
   readonly naive: NaiveResult | null;
   /** Windfall's user statements alone (no queue, lock or job loading), as many users as the batch has. */
   readonly statementLayer: StatementLayerResult;
+  /** The one-statement ceiling with twice the clients: the same rate means the cores, not commits, limit it. */
+  readonly ceilingDoubleClients: CeilingResult | null;
   readonly ratios: {
     readonly usersPerSecondToCeiling: number;
     readonly usersPerSecondToTransactionCeiling: number | null;
@@ -164,6 +166,17 @@ async function measureOnce(flags: Flags, servers: Servers, machine: MachineInfo,
     const ceilingDb = cleanup.database(`windfall_bench_${id}_ceiling`);
     await createBenchDatabase(servers, ceilingDb);
     const ceiling = await measureCeiling({ servers, database: ceilingDb, dir, clients, rewardsPerUser, seconds: flags.ceilingSeconds, processes: machine.processes });
+    // twice the clients: when the rate does not grow with them, the ceiling is the cores', not the commit rate's
+    const [doubled] = await measureCeiling({
+      servers,
+      database: ceilingDb,
+      dir,
+      clients: clients * 2,
+      rewardsPerUser,
+      seconds: flags.ceilingSeconds,
+      variants: ['statement'],
+      processes: machine.processes,
+    });
     const statementLayer = await runStatementLayer({ servers, database: ceilingDb, users: flags.users, rewardsPerUser, lanes: clients, processes: machine.processes });
 
     const endToEnd = await runEndToEnd({
@@ -213,6 +226,7 @@ async function measureOnce(flags: Flags, servers: Servers, machine: MachineInfo,
       ceilingTps: round(ceilingTps),
       naive,
       statementLayer,
+      ceilingDoubleClients: doubled ?? null,
       ratios: {
         usersPerSecondToCeiling: round(endToEnd.usersPerSecond / ceilingTps, 3),
         usersPerSecondToTransactionCeiling: transactionTps ? round(endToEnd.usersPerSecond / transactionTps, 3) : null,
@@ -258,6 +272,7 @@ function printRuns(flags: Flags, machine: MachineInfo, runs: readonly RunFigures
   const rows: (string | number | null)[][] = [
     ['figure', ...columns],
     [`ceiling: pgbench one statement, ${c} clients (tx/s)`, ...pick((r) => r.ceilingTps)],
+    [`  the same with ${2 * c} clients (tx/s)`, ...pick((r) => r.ceilingDoubleClients?.tps)],
     ['ceiling: BEGIN/insert/upsert/COMMIT (tx/s)', ...pick((r) => tpsOf(r.ceiling, 'transaction'))],
     ["ceiling: Windfall's own statement (tx/s)", ...pick((r) => tpsOf(r.ceiling, 'windfall-statement'))],
     ['Windfall end to end: users/s', ...pick((r) => r.endToEnd.usersPerSecond)],
@@ -281,6 +296,8 @@ function printRuns(flags: Flags, machine: MachineInfo, runs: readonly RunFigures
     ['  ceiling: PostgreSQL per transaction', ...pick((r) => statementCpu(r)?.postgresMicros)],
     ['  ceiling: pgbench per transaction', ...pick((r) => statementCpu(r)?.clientMicros)],
     ['  ceiling: machine busy (%)', ...pick((r) => percent(statementCpu(r)?.machineBusyShare))],
+    ['  ceiling: CPU stolen by the hypervisor (%)', ...pick((r) => percent(statementCpu(r)?.machineStealShare))],
+    ['  ceiling: PostgreSQL + pgbench per transaction, both runs', ...pick((r) => r.cpu.ceilingMicrosPerTx)],
     ['  statement layer: PostgreSQL per user', ...pick((r) => r.statementLayer.postgresMicros)],
     ['  statement layer: Node per user', ...pick((r) => r.statementLayer.clientMicros)],
     ['  Windfall: PostgreSQL per user', ...pick((r) => r.endToEnd.cpu.postgresMicros)],
@@ -290,7 +307,8 @@ function printRuns(flags: Flags, machine: MachineInfo, runs: readonly RunFigures
     ['  Windfall: total per user', ...pick((r) => r.endToEnd.cpu.totalMicros)],
     ['  Windfall: machine busy, enqueue command (%)', ...pick((r) => percent(r.endToEnd.cpu.machineBusyShareEnqueue))],
     ['  Windfall: machine busy, after hand-over (%)', ...pick((r) => percent(r.endToEnd.cpu.machineBusyShareWorker))],
-    ['CPU bound: ceiling CPU/tx ÷ Windfall CPU/user', ...pick((r) => r.cpu.boundRatio)],
+    ['  Windfall: CPU stolen by the hypervisor (%)', ...pick((r) => percent(r.endToEnd.cpu.machineStealShare))],
+    ['CPU bound: ceiling CPU/tx (both runs) ÷ Windfall CPU/user', ...pick((r) => r.cpu.boundRatio)],
   ];
   process.stdout.write(
     `Windfall bench — ${flags.rewards.toLocaleString('en-US')} rewards over ${flags.users.toLocaleString('en-US')} users, concurrency ${c}` +
@@ -309,7 +327,7 @@ interface ScaleRow {
   readonly ratio: number;
 }
 
-async function measureScale(flags: Flags, servers: Servers, dir: string): Promise<{ rows: ScaleRow[]; costRatio1MTo100k: number | null }> {
+async function measureScale(flags: Flags, servers: Servers, machine: MachineInfo, dir: string): Promise<{ rows: ScaleRow[]; costRatio1MTo100k: number | null }> {
   const rows: ScaleRow[] = [];
   const clients = concurrencyOf(flags);
   for (const rewards of flags.scaleSizes) {
@@ -319,7 +337,16 @@ async function measureScale(flags: Flags, servers: Servers, dir: string): Promis
     try {
       const ceilingDb = cleanup.database(`windfall_bench_${id}_ceiling`);
       await createBenchDatabase(servers, ceilingDb);
-      const [ceiling] = await measureCeiling({ servers, database: ceilingDb, dir, clients, rewardsPerUser: 4, seconds: flags.ceilingSeconds, variants: ['statement'] });
+      const [ceiling] = await measureCeiling({
+        servers,
+        database: ceilingDb,
+        dir,
+        clients,
+        rewardsPerUser: 4,
+        seconds: flags.ceilingSeconds,
+        variants: ['statement'],
+        processes: machine.processes,
+      });
       const endToEnd = await runEndToEnd({
         servers,
         cleanup: new Cleanup(servers, flags.keep),
@@ -330,6 +357,7 @@ async function measureScale(flags: Flags, servers: Servers, dir: string): Promis
         concurrency: flags.concurrency,
         workerEnv: flags.workerEnv,
         warmup: flags.warmup,
+        processes: machine.processes,
       });
       rows.push({ rewards, users, ceilingTps: ceiling!.tps, endToEnd, ratio: round(endToEnd.usersPerSecond / ceiling!.tps, 3) });
       note(`scale ${rewards}: ${endToEnd.usersPerSecond} users/s, ${endToEnd.microsPerReward} µs/reward, RSS ${endToEnd.workerPeakRssMb} MB`);
@@ -392,7 +420,7 @@ async function main(): Promise<void> {
   const document: Record<string, unknown> = { machine, settings: { ...flags, out: undefined, concurrency: concurrencyOf(flags) }, startedAt: new Date().toISOString() };
   try {
     if (flags.scale) {
-      const { rows, costRatio1MTo100k } = await measureScale(flags, servers, dir);
+      const { rows, costRatio1MTo100k } = await measureScale(flags, servers, machine, dir);
       document['scale'] = { rows, costRatio1MTo100k };
       mkdirSync(flags.out, { recursive: true });
       const chart = join(flags.out, 'throughput.svg');

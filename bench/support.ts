@@ -69,7 +69,8 @@ export function startProcess(command: string, args: readonly string[], env: Node
     err += data.toString();
     if (err.length > 4_000_000) err = err.slice(-1_000_000);
   });
-  const exited = new Promise<number | string>((resolve) => child.on('exit', (code, signal) => resolve(code ?? signal ?? -1)));
+  // 'close', not 'exit': by then the output has been read to its end
+  const exited = new Promise<number | string>((resolve) => child.on('close', (code, signal) => resolve(code ?? signal ?? -1)));
   if (child.pid === undefined) throw new Error(`could not start ${command}`);
   return { child, pid: child.pid, stdout: () => out, stderr: () => err, exited };
 }

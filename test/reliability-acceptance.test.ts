@@ -13,11 +13,11 @@ describe('acceptance: kill -9 twice, pg_terminate_backend four times, a Redis re
     // Large enough, and workers narrow enough (one user statement at a time each), that every fault lands while
     // rewards are still being applied on a fast machine: there 8,000 rewards at concurrency 4 were all settled before
     // the third round of terminations, and 2 workers at concurrency 1 still settle ≈ 10,000 rewards/s
-    const rewards = 64_000;
+    const rewards = 96_000;
     const result = await runFaultScenario({
       serverUrl: inject('databaseUrl'),
       rewards,
-      users: 16_000,
+      users: 24_000,
       workers: 2,
       concurrency: 1,
       chunkSize: 200,

@@ -226,21 +226,28 @@ export function runWindfall(
   });
 }
 
+/** The application name of the fault tests' own connections (spared by {@link terminateBackends}). */
+const FAULT_TEST_APPLICATION = 'windfall-fault-test';
+
 /**
- * Terminates every backend of database `database` except the caller's own, as an outage would: the
- * `pg_terminate_backend` the issue names. Returns how many were terminated. Only ever pass a database you own.
+ * Terminates every backend of database `database`, as an outage would (the `pg_terminate_backend` the issue
+ * names), except the caller's own and the fault tests' own polling connections ({@link resilientPool}'s). Returns
+ * how many of Windfall's connections (application name `windfall`) were terminated: the ones the fault is for.
+ * Only ever pass a database you own.
  */
 export async function terminateBackends(admin: Pick<pg.Pool, 'query'>, database: string): Promise<number> {
-  const { rows } = await admin.query<{ terminated: boolean }>(
-    'select pg_terminate_backend(pid) as terminated from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()',
-    [database],
+  const { rows } = await admin.query<{ terminated: boolean; windfall: boolean }>(
+    `select pg_terminate_backend(pid) as terminated, application_name = 'windfall' as windfall
+     from pg_stat_activity
+     where datname = $1 and pid <> pg_backend_pid() and application_name is distinct from $2`,
+    [database, FAULT_TEST_APPLICATION],
   );
-  return rows.filter((row) => row.terminated).length;
+  return rows.filter((row) => row.terminated && row.windfall).length;
 }
 
 /** A pool that survives its connections being terminated (idle-client errors are ignored, not thrown). */
 export function resilientPool(connectionString: string, max = 4): pg.Pool {
-  const pool = new pg.Pool({ connectionString, max, application_name: 'windfall-fault-test' });
+  const pool = new pg.Pool({ connectionString, max, application_name: FAULT_TEST_APPLICATION });
   pool.on('error', () => undefined);
   return pool;
 }
