@@ -151,10 +151,9 @@ async function runPgbench(options: CeilingOptions, variant: CeilingVariant): Pro
     options.database,
   ];
   const env = childEnv(url.password ? { PGPASSWORD: decodeURIComponent(url.password) } : {});
-  const processes = options.processes ?? { postmaster: null, redis: null };
-  const before = cpuSnapshot(processes);
+  const before = cpuSnapshot(options.processes);
   const { stdout } = await runProcess('pgbench', args, env);
-  const usage = cpuBetween(before, cpuSnapshot(processes));
+  const usage = cpuBetween(before, cpuSnapshot(options.processes));
   const processed = Number(/number of transactions actually processed: (\d+)/.exec(stdout)?.[1] ?? Number.NaN);
   const perTx = (seconds: number | null): number | null => (seconds === null || !(processed > 0) ? null : round((seconds * 1e6) / processed, 1));
   const tps = /tps = ([\d.]+) \(without initial connection time\)/.exec(stdout);

@@ -41,28 +41,29 @@ export interface ServerProcesses {
 
 const TICKS_PER_SECOND = 100; // USER_HZ on Linux
 
-function statFields(pid: number | 'self'): string[] | null {
+/**
+ * A process's /proc stat: its command name, and the fields after it (index 1 ppid, 11 utime, 12 stime, 13 cutime,
+ * 14 cstime).
+ */
+function readStat(pid: number | 'self'): { command: string; fields: string[] } | null {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // fields after the command name (which may hold spaces) start after the last ')'
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // the command name may hold spaces and parentheses: it ends at the last ')'
+    const end = stat.lastIndexOf(')');
+    return { command: stat.slice(stat.indexOf('(') + 1, end), fields: stat.slice(end + 2).split(' ') };
   } catch {
     return null;
   }
 }
 
-function commandOf(pid: number): string | null {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-  } catch {
-    return null;
-  }
-}
-
-/** Field index (after the command) of: ppid 1, utime 11, stime 12, cutime 13, cstime 14. */
 function ticks(fields: readonly string[], ...indexes: number[]): number {
   return indexes.reduce((sum, index) => sum + Number(fields[index]), 0);
+}
+
+/** User + system CPU seconds a live process has used so far; null when it is gone (or there is no /proc). */
+export function processCpuSeconds(pid: number): number | null {
+  const stat = readStat(pid);
+  return stat ? ticks(stat.fields, 11, 12) / TICKS_PER_SECOND : null;
 }
 
 /**
@@ -70,21 +71,23 @@ function ticks(fields: readonly string[], ...indexes: number[]): number {
  * (`select pg_backend_pid()`). Null when that PID is not a PostgreSQL process of this machine (a remote server).
  */
 export function postmasterOf(backendPid: number): number | null {
-  if (commandOf(backendPid) !== 'postgres') return null;
-  const parent = Number(statFields(backendPid)?.[1]);
-  return Number.isInteger(parent) && commandOf(parent) === 'postgres' ? parent : null;
+  const backend = readStat(backendPid);
+  if (backend?.command !== 'postgres') return null;
+  const parent = Number(backend.fields[1]);
+  return Number.isInteger(parent) && readStat(parent)?.command === 'postgres' ? parent : null;
 }
 
-/** `pid` (the `process_id` Redis's INFO reports) when it is a redis-server process of this machine, else null. */
-export function redisProcess(pid: number): number | null {
-  return commandOf(pid)?.startsWith('redis-server') ? pid : null;
+/** The redis-server process behind `serverInfo` (the text of `INFO server`), when it runs on this machine; else null. */
+export function redisProcessOf(serverInfo: string): number | null {
+  const pid = Number(/process_id:(\d+)/.exec(serverInfo)?.[1]);
+  return Number.isInteger(pid) && readStat(pid)?.command.startsWith('redis-server') ? pid : null;
 }
 
 function postgresTicks(postmaster: number): number | null {
   // A backend that exits while /proc is scanned is in neither the scan nor the postmaster's cutime read before it:
   // read the postmaster again after the scan, and scan again when a child was reaped meanwhile.
   for (let attempt = 0; ; attempt += 1) {
-    const before = statFields(postmaster);
+    const before = readStat(postmaster)?.fields;
     if (!before) return null;
     let children = 0;
     let entries: string[];
@@ -95,10 +98,10 @@ function postgresTicks(postmaster: number): number | null {
     }
     for (const entry of entries) {
       if (entry.charCodeAt(0) > 57) continue; // not a PID
-      const fields = statFields(Number(entry));
+      const fields = readStat(Number(entry))?.fields;
       if (fields && Number(fields[1]) === postmaster) children += ticks(fields, 11, 12);
     }
-    const after = statFields(postmaster);
+    const after = readStat(postmaster)?.fields;
     if (!after) return null;
     const reaped = ticks(after, 13, 14) !== ticks(before, 13, 14);
     // the postmaster itself, the backends and helpers alive now, and those that have exited (reaped by it)
@@ -119,15 +122,15 @@ function machineTicks(): { busy: number; steal: number; total: number } | null {
   }
 }
 
-export function cpuSnapshot(servers: ServerProcesses): CpuSnapshot {
-  const self = statFields('self');
+/** A snapshot of the CPU used so far; without `servers` (or with null PIDs) the server parts are null. */
+export function cpuSnapshot(servers?: ServerProcesses): CpuSnapshot {
+  const self = readStat('self')?.fields;
   const machine = machineTicks();
-  const pg = servers.postmaster === null ? null : postgresTicks(servers.postmaster);
-  const redisFields = servers.redis === null ? null : statFields(servers.redis);
+  const pg = servers?.postmaster == null ? null : postgresTicks(servers.postmaster);
   return {
     at: performance.now(),
     postgres: pg === null ? null : pg / TICKS_PER_SECOND,
-    redis: redisFields ? ticks(redisFields, 11, 12) / TICKS_PER_SECOND : null,
+    redis: servers?.redis == null ? null : processCpuSeconds(servers.redis),
     children: self ? ticks(self, 13, 14) / TICKS_PER_SECOND : null,
     machineBusy: machine ? machine.busy / TICKS_PER_SECOND : null,
     machineSteal: machine ? machine.steal / TICKS_PER_SECOND : null,

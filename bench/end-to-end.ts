@@ -138,12 +138,11 @@ export async function runEndToEnd(options: EndToEndOptions): Promise<EndToEndRes
     const cpuBefore = processUsage(worker.pid).cpuSeconds;
     note(`end to end: ${options.rewards} rewards over ${options.users} users (windfall enqueue --file → windfall worker)`);
 
-    const processes = options.processes ?? { postmaster: null, redis: null };
-    const cpuStart = cpuSnapshot(processes);
+      const cpuStart = cpuSnapshot(options.processes);
     const started = Date.now();
     const enqueue = await runWindfall(['enqueue', '--file', file, '--batch-id', batchId, '--json'], { ...env, LOG_LEVEL: 'warn' });
     const enqueueSeconds = (Date.now() - started) / 1000;
-    const cpuEnqueued = cpuSnapshot(processes);
+    const cpuEnqueued = cpuSnapshot(options.processes);
     const accepted = JSON.parse(enqueue.stdout) as { batchId: string; total: number };
     if (accepted.total !== options.rewards) throw new Error(`enqueued ${accepted.total} rewards, expected ${options.rewards}`);
 
@@ -159,7 +158,7 @@ export async function runEndToEnd(options: EndToEndOptions): Promise<EndToEndRes
       await sleep(50);
     }
     const usage = processUsage(worker.pid);
-    const cpuDone = cpuSnapshot(processes);
+    const cpuDone = cpuSnapshot(options.processes);
 
     const times = await pool.query<{ created: number; enqueued: number; completed: number; chunks: number; users: number }>(
       `select extract(epoch from b.created_at)::float8 * 1000 as created,
@@ -183,10 +182,15 @@ export async function runEndToEnd(options: EndToEndOptions): Promise<EndToEndRes
     const processSeconds = (completed - enqueued) / 1000;
     const stagingSeconds = (enqueued - created) / 1000;
     const cpu = usage.cpuSeconds !== null && cpuBefore !== null ? usage.cpuSeconds - cpuBefore : null;
+    const enqueuePhase = cpuBetween(cpuStart, cpuEnqueued);
     const whole = cpuBetween(cpuStart, cpuDone);
     const perUser = (seconds: number | null): number | null => (seconds === null ? null : round((seconds * 1e6) / users, 1));
-    const parts = [perUser(cpuBetween(cpuStart, cpuEnqueued).children), perUser(cpu), perUser(whole.postgres), perUser(whole.redis)] as const;
     const share = (value: number | null): number | null => (value === null ? null : round(value, 3));
+    const cliMicros = perUser(enqueuePhase.children);
+    const workerMicros = perUser(cpu);
+    const postgresMicros = perUser(whole.postgres);
+    const redisMicros = perUser(whole.redis);
+    const parts = [cliMicros, workerMicros, postgresMicros, redisMicros];
     const result: EndToEndResult = {
       rewards: options.rewards,
       users,
@@ -210,12 +214,12 @@ export async function runEndToEnd(options: EndToEndOptions): Promise<EndToEndRes
       status: report.status,
       warmup,
       cpu: {
-        cliMicros: parts[0],
-        workerMicros: parts[1],
-        postgresMicros: parts[2],
-        redisMicros: parts[3],
+        cliMicros,
+        workerMicros,
+        postgresMicros,
+        redisMicros,
         totalMicros: parts.every((part) => part !== null) ? round(parts.reduce<number>((sum, part) => sum + (part ?? 0), 0), 1) : null,
-        machineBusyShareEnqueue: share(cpuBetween(cpuStart, cpuEnqueued).machineBusyShare),
+        machineBusyShareEnqueue: share(enqueuePhase.machineBusyShare),
         machineBusyShareWorker: share(cpuBetween(cpuEnqueued, cpuDone).machineBusyShare),
         machineStealShare: share(whole.machineStealShare),
       },

@@ -152,8 +152,12 @@ function cpuPerTransaction(results: readonly (CeilingResult | undefined)[]): num
   return totals.length === 0 ? null : round(totals.reduce((sum, value) => sum + value, 0) / totals.length, 1);
 }
 
+function variantOf(results: readonly CeilingResult[], variant: CeilingVariant): CeilingResult | undefined {
+  return results.find((result) => result.variant === variant);
+}
+
 function tpsOf(results: readonly CeilingResult[], variant: CeilingVariant): number | null {
-  return results.find((result) => result.variant === variant)?.tps ?? null;
+  return variantOf(results, variant)?.tps ?? null;
 }
 
 async function measureOnce(flags: Flags, servers: Servers, machine: MachineInfo, dir: string, run: number): Promise<RunFigures> {
@@ -165,18 +169,10 @@ async function measureOnce(flags: Flags, servers: Servers, machine: MachineInfo,
     note(`run ${run} (id ${id}), load average ${(await import('node:os')).loadavg().map((v) => v.toFixed(2)).join(' ')}`);
     const ceilingDb = cleanup.database(`windfall_bench_${id}_ceiling`);
     await createBenchDatabase(servers, ceilingDb);
-    const ceiling = await measureCeiling({ servers, database: ceilingDb, dir, clients, rewardsPerUser, seconds: flags.ceilingSeconds, processes: machine.processes });
+    const ceilingOptions = { servers, database: ceilingDb, dir, clients, rewardsPerUser, seconds: flags.ceilingSeconds, processes: machine.processes };
+    const ceiling = await measureCeiling(ceilingOptions);
     // twice the clients: when the rate does not grow with them, the ceiling is the cores', not the commit rate's
-    const [doubled] = await measureCeiling({
-      servers,
-      database: ceilingDb,
-      dir,
-      clients: clients * 2,
-      rewardsPerUser,
-      seconds: flags.ceilingSeconds,
-      variants: ['statement'],
-      processes: machine.processes,
-    });
+    const [doubled] = await measureCeiling({ ...ceilingOptions, clients: clients * 2, variants: ['statement'] });
     const statementLayer = await runStatementLayer({ servers, database: ceilingDb, users: flags.users, rewardsPerUser, lanes: clients, processes: machine.processes });
 
     const endToEnd = await runEndToEnd({
@@ -192,16 +188,7 @@ async function measureOnce(flags: Flags, servers: Servers, machine: MachineInfo,
       processes: machine.processes,
     });
 
-    const [after] = await measureCeiling({
-      servers,
-      database: ceilingDb,
-      dir,
-      clients,
-      rewardsPerUser,
-      seconds: flags.ceilingSeconds,
-      variants: ['statement'],
-      processes: machine.processes,
-    });
+    const [after] = await measureCeiling({ ...ceilingOptions, variants: ['statement'] });
     const before = tpsOf(ceiling, 'statement')!;
     const ceilingTps = after ? (before + after.tps) / 2 : before;
 
@@ -217,7 +204,7 @@ async function measureOnce(flags: Flags, servers: Servers, machine: MachineInfo,
           concurrency: clients,
         });
     const transactionTps = tpsOf(ceiling, 'transaction');
-    const ceilingCpu = cpuPerTransaction([ceiling.find((result) => result.variant === 'statement'), after]);
+    const ceilingCpu = cpuPerTransaction([variantOf(ceiling, 'statement'), after]);
     const statementTps = tpsOf(ceiling, 'windfall-statement');
     return {
       endToEnd,
@@ -253,7 +240,7 @@ function formatTable(rows: readonly (readonly (string | number | null)[])[]): st
 }
 
 function statementCpu(run: RunFigures): CeilingCpu | null {
-  return run.ceiling.find((result) => result.variant === 'statement')?.cpu ?? null;
+  return variantOf(run.ceiling, 'statement')?.cpu ?? null;
 }
 
 function percent(share: number | null | undefined): number | null {

@@ -65,12 +65,11 @@ export async function runStatementLayer(options: StatementLayerOptions): Promise
       );
     };
     await drive(warm);
-    const processes = options.processes ?? { postmaster: null, redis: null };
-    const before = cpuSnapshot(processes);
+    const before = cpuSnapshot(options.processes);
     const cpuBefore = process.cpuUsage();
     await drive(warm + options.users);
     const cpu = process.cpuUsage(cpuBefore);
-    const usage = cpuBetween(before, cpuSnapshot(processes));
+    const usage = cpuBetween(before, cpuSnapshot(options.processes));
     return {
       users: options.users,
       lanes: options.lanes,

@@ -5,7 +5,7 @@ import { cpus, loadavg, totalmem } from 'node:os';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import type { ServerProcesses } from './cpu-accounting.js';
-import { postmasterOf, redisProcess } from './cpu-accounting.js';
+import { postmasterOf, processCpuSeconds, redisProcessOf } from './cpu-accounting.js';
 import { WINDFALL_BIN } from './soak/fault-kit.js';
 
 export { WINDFALL_BIN };
@@ -111,22 +111,16 @@ export interface ProcessUsage {
 export function processUsage(pid: number): ProcessUsage {
   let peakRssMb: number | null = null;
   let rssMb: number | null = null;
-  let cpuSeconds: number | null = null;
   try {
     const status = readFileSync(`/proc/${pid}/status`, 'utf8');
     const hwm = /VmHWM:\s+(\d+) kB/.exec(status);
     const rss = /VmRSS:\s+(\d+) kB/.exec(status);
     if (hwm) peakRssMb = Number(hwm[1]) / 1024;
     if (rss) rssMb = Number(rss[1]) / 1024;
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // fields after the command name (which may contain spaces) start after the last ')'
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const ticks = Number(fields[11]) + Number(fields[12]); // utime, stime (fields 14 and 15 of stat)
-    cpuSeconds = ticks / 100; // USER_HZ is 100 on Linux
   } catch {
     // not Linux, or the process is gone
   }
-  return { peakRssMb, rssMb, cpuSeconds };
+  return { peakRssMb, rssMb, cpuSeconds: processCpuSeconds(pid) };
 }
 
 /** Opens a pg pool on database `name` of the server. */
@@ -282,8 +276,7 @@ export async function machineInfo(servers: Servers): Promise<MachineInfo> {
   try {
     const info = await redis.info('server');
     redisVersion = /redis_version:(\S+)/.exec(info)?.[1] ?? '?';
-    const pid = /process_id:(\d+)/.exec(info)?.[1];
-    if (pid) redisPid = redisProcess(Number(pid));
+    redisPid = redisProcessOf(info);
   } finally {
     redis.disconnect();
   }

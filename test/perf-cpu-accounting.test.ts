@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
-import { cpuBetween, cpuSnapshot, postmasterOf, redisProcess, type ServerProcesses } from '../bench/cpu-accounting.js';
+import { cpuBetween, cpuSnapshot, postmasterOf, redisProcessOf, type ServerProcesses } from '../bench/cpu-accounting.js';
 import { useTestEnvironment } from './support/environment.js';
 
 const env = useTestEnvironment();
@@ -10,9 +10,7 @@ const env = useTestEnvironment();
 /** The servers' processes as the bench finds them; null PIDs when a server is not a process of this machine. */
 async function serverProcesses(): Promise<ServerProcesses> {
   const { rows } = await env.pool.query<{ pid: number }>('select pg_backend_pid() as pid');
-  const info = await env.redis.info('server');
-  const redisPid = /process_id:(\d+)/.exec(info)?.[1];
-  return { postmaster: postmasterOf(rows[0]!.pid), redis: redisPid ? redisProcess(Number(redisPid)) : null };
+  return { postmaster: postmasterOf(rows[0]!.pid), redis: redisProcessOf(await env.redis.info('server')) };
 }
 
 /** Runs a process that spins for `ms` and waits until it is reaped. */
@@ -60,6 +58,6 @@ describe('bench CPU accounting', () => {
 
   it('finds no postmaster behind a PID that is not a PostgreSQL process', () => {
     expect(postmasterOf(process.pid)).toBeNull();
-    expect(redisProcess(process.pid)).toBeNull();
+    expect(redisProcessOf(`process_id:${process.pid}`)).toBeNull();
   });
 });

@@ -16,7 +16,6 @@ beforeAll(() => {
   server.pathname = '/postgres';
   admin = resilientPool(server.toString(), 1);
   pool = resilientPool(env.databaseUrl, 2);
-  env.pool.on('error', () => undefined);
 });
 afterAll(async () => {
   await admin.end();
