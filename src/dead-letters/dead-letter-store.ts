@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import type { DeadLetterReason, DeadLetterState, StoredReward } from '../db/schema.js';
 import type { Reward } from '../rewards/reward.js';
@@ -49,14 +50,24 @@ export interface DeadLetterFilter {
   readonly limit?: number;
 }
 
-/** The idempotency key of an entry written by chunk job (batch, chunk) for a user and reason. */
-export function chunkSource(batchId: string, chunkNo: number, uid: string, reason: DeadLetterReason): string {
-  return JSON.stringify(['chunk', batchId, chunkNo, uid, reason]);
+/**
+ * A short digest of a set of reward ids (order does not matter). Part of an entry's idempotency key: a job that runs
+ * again and finds the same rewards failing writes the same key (no second entry), while rewards found failing later
+ * for the same user and reason get an entry of their own instead of being swallowed by the first one.
+ */
+export function rewardSetKey(rewardIds: readonly string[]): string {
+  const sorted = [...rewardIds].sort();
+  return createHash('sha256').update(sorted.join('\n')).digest('base64url').slice(0, 22);
 }
 
-/** The idempotency key of an entry written by the replay of entry `replayOf`. */
-export function replaySource(replayOf: string, reason: DeadLetterReason): string {
-  return JSON.stringify(['replay', replayOf, reason]);
+/** The idempotency key of an entry written by chunk job (batch, chunk) for a user, reason and set of rewards. */
+export function chunkSource(batchId: string, chunkNo: number, uid: string, reason: DeadLetterReason, rewardIds: readonly string[]): string {
+  return JSON.stringify(['chunk', batchId, chunkNo, uid, reason, rewardSetKey(rewardIds)]);
+}
+
+/** The idempotency key of an entry written by the replay of entry `replayOf` for a reason and set of rewards. */
+export function replaySource(replayOf: string, reason: DeadLetterReason, rewardIds: readonly string[]): string {
+  return JSON.stringify(['replay', replayOf, reason, rewardSetKey(rewardIds)]);
 }
 
 /** A reward as stored in an entry: money as a digit string. */

@@ -66,7 +66,11 @@ from reward_chunks c
 join reward_batch_items i on i.batch_id = c.batch_id and i.shard = c.shard and i.uid between c.first_uid and c.last_uid
 ${withLedger ? 'left join ledger_entries l on l.operation_id = i.reward_id' : ''}
 where c.batch_id = $1 and c.chunk_no = $2
-  and not exists (select 1 from dead_letters d where d.batch_id = $1 and d.chunk_no = $2 and d.uid = i.uid)
+  and not exists (
+    select 1 from dead_letters d
+    where d.batch_id = $1 and d.chunk_no = $2 and d.uid = i.uid
+      and d.rewards @> jsonb_build_array(jsonb_build_object('rewardId', i.reward_id))
+  )
 order by i.uid, i.reward_id`;
 const LOAD_CHUNK_WITH_LEDGER_SQL = LOAD_CHUNK_SQL(true);
 const LOAD_CHUNK_ONLY_SQL = LOAD_CHUNK_SQL(false);
@@ -83,8 +87,8 @@ export interface LoadChunkOptions {
 
 /**
  * Loads the rewards of chunk `chunkNo` (with what the ledger already holds for each id, unless told not to), in one
- * query; marks the batch processing. Users already handed to the dead-letter queue by this chunk are left out: the
- * queue owns them now. Returns null when the chunk is not recorded (its batch was removed).
+ * query; marks the batch processing. Rewards already handed to the dead-letter queue by this chunk are left out (the
+ * queue owns them now); the same user's other rewards are not: they are still to be applied. Returns null when the chunk is not recorded (its batch was removed).
  */
 export async function loadChunkWork(db: Pick<pg.Pool, 'query'>, batchId: string, chunkNo: number, options: LoadChunkOptions = {}): Promise<JobWork | null> {
   const { rows } = await db.query<Partial<ItemRow> & Pick<ItemRow, 'uid' | 'reward_id' | 'amount' | 'description'> & { shard: number }>(

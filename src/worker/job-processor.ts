@@ -56,7 +56,10 @@ function deadLetter(
 ): NewDeadLetter {
   const { data } = job;
   return {
-    source: data.kind === 'chunk' ? chunkSource(data.batchId, data.chunkNo, uid, reason) : replaySource(data.deadLetterId, reason),
+    source:
+      data.kind === 'chunk'
+        ? chunkSource(data.batchId, data.chunkNo, uid, reason, rewards.map((reward) => reward.rewardId))
+        : replaySource(data.deadLetterId, reason, rewards.map((reward) => reward.rewardId)),
     batchId: work.batchId,
     chunkNo: data.kind === 'chunk' ? data.chunkNo : null,
     replayOf: data.kind === 'replay' ? data.deadLetterId : null,
