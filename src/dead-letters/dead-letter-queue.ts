@@ -4,7 +4,8 @@ import { silentLogger } from '../log/logger.js';
 import { deadLetterJobId, replayJobId, type ReplayJobData } from '../queue/job-data.js';
 import { shardOf } from '../queue/shard-routing.js';
 import type { WindfallQueues } from '../queue/windfall-queues.js';
-import type { DeadLetterEntry, DeadLetterFilter } from './dead-letter-store.js';
+import { refreshStoredStatus } from '../batch/batch-status.js';
+import type { DeadLetterEntry, DeadLetterFilter, ReplayMarkOutcome } from './dead-letter-store.js';
 import { countOpenDeadLetters, getDeadLetter, listDeadLetters, markReplayed, purgeDeadLetters } from './dead-letter-store.js';
 
 /** The outcome of a replay. */
@@ -60,7 +61,8 @@ export class DeadLetterQueue {
   /**
    * Re-enqueues open entries into their shard queue. An entry leaves the dead-letter queue only after its replay
    * job is safely in Redis; a crash in between may replay it twice, which the idempotent ledger absorbs.
-   * Rewards applied meanwhile end as duplicates.
+   * Rewards applied meanwhile end as duplicates. An entry purged between the two steps is reported in `skipped`
+   * (state `purged`) and its replay does nothing (the job claims the entry first: `claimReplay`).
    */
   async replay(filter: DeadLetterFilter, options: { dryRun?: boolean } = {}): Promise<ReplayReport> {
     const dryRun = options.dryRun ?? false;
@@ -84,24 +86,62 @@ export class DeadLetterQueue {
       const jobId = replayJobId(entry.id);
       const shard = entry.shard < shards ? entry.shard : shardOf(entry.uid, shards);
       if (!dryRun) {
-        const data: ReplayJobData = { kind: 'replay', deadLetterId: entry.id, batchId: entry.batchId, uid: entry.uid, shard };
-        try {
-          await this.queues.shard(shard).add('replay', data, { jobId });
-        } catch (error) {
-          // nothing was marked: the entry stays open, to be replayed again once the queue takes jobs
-          const before = replayed.length > 0 ? `; the ${replayed.length} entr${replayed.length === 1 ? 'y' : 'ies'} before it were replayed` : '';
-          throw new Error(`could not enqueue the replay of dead-letter entry ${entry.id} (${(error as Error).message}); it stays in the dead-letter queue${before}`, { cause: error });
+        const outcome = await this.enqueueReplay(entry, shard, jobId, replayed.length);
+        if (outcome !== 'replayed') {
+          skipped.push(
+            outcome === 'purged'
+              ? { id: entry.id, why: 'entry was purged while its replay was being enqueued; the replay does nothing', state: 'purged' }
+              : { id: entry.id, why: 'no dead-letter entry has this id', state: 'missing' },
+          );
+          continue;
         }
-        await this.pool.query(`update reward_batches set status = 'processing', updated_at = now() where batch_id = $1 and status <> 'processing'`, [
-          entry.batchId,
-        ]);
-        await markReplayed(this.pool, entry.id);
-        await this.removeMirror(entry.id);
-        this.logger.info({ deadLetterId: entry.id, batchId: entry.batchId, uid: entry.uid, jobId }, 'dead-letter entry replayed');
       }
       replayed.push({ id: entry.id, batchId: entry.batchId, uid: entry.uid, rewards: entry.rewards.length, jobId });
     }
     return { dryRun, replayed, skipped };
+  }
+
+  /**
+   * Adds the replay job of an open entry, then marks the entry replayed (in this order: an entry leaves the queue
+   * only once its job is in Redis). When a purge won the race between the two steps, the job is removed again
+   * (best effort: the job itself claims the entry first and skips a purged one) and `purged` is answered.
+   */
+  private async enqueueReplay(entry: DeadLetterEntry, shard: number, jobId: string, replayedBefore: number): Promise<ReplayMarkOutcome> {
+    const data: ReplayJobData = { kind: 'replay', deadLetterId: entry.id, batchId: entry.batchId, uid: entry.uid, shard };
+    // the batch is processing again before its job can run (the job brings the status up to date when it ends)
+    await this.pool.query(`update reward_batches set status = 'processing', updated_at = now() where batch_id = $1 and status <> 'processing'`, [entry.batchId]);
+    try {
+      await this.queues.shard(shard).add('replay', data, { jobId });
+    } catch (error) {
+      // nothing was marked: the entry stays open, to be replayed again once the queue takes jobs
+      await this.refreshStatus(entry.batchId);
+      const before = replayedBefore > 0 ? `; the ${replayedBefore} entr${replayedBefore === 1 ? 'y' : 'ies'} before it were replayed` : '';
+      throw new Error(`could not enqueue the replay of dead-letter entry ${entry.id} (${(error as Error).message}); it stays in the dead-letter queue${before}`, { cause: error });
+    }
+    const outcome = await markReplayed(this.pool, entry.id);
+    const log = { deadLetterId: entry.id, batchId: entry.batchId, uid: entry.uid, jobId };
+    if (outcome === 'replayed') {
+      // marked now, or claimed already by its job: either way the replay takes effect
+      await this.removeMirror(entry.id);
+      this.logger.info(log, 'dead-letter entry replayed');
+      return outcome;
+    }
+    try {
+      await this.queues.shard(shard).remove(jobId);
+    } catch (error) {
+      this.logger.debug({ ...log, err: error }, 'could not remove the replay job of a purged entry; it will skip the entry');
+    }
+    await this.refreshStatus(entry.batchId);
+    this.logger.warn(log, outcome === 'purged' ? 'dead-letter entry purged while its replay was enqueued: replay skipped' : 'dead-letter entry vanished while its replay was enqueued');
+    return outcome;
+  }
+
+  private async refreshStatus(batchId: string): Promise<void> {
+    try {
+      await refreshStoredStatus(this.pool, batchId);
+    } catch (error) {
+      this.logger.warn({ err: error, batchId }, 'could not bring the batch status up to date');
+    }
   }
 
   /** Takes open entries out of the queue (they stay on record, counted as dead-lettered). Returns their ids. */

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { unfinishedReplayRewardsCte } from './replay-progress.js';
 
 /**
  * What a mismatch is about:
@@ -119,16 +120,19 @@ select (select count(*) from wallets)::bigint as wallets,
  * Classifies every reward of every batch against the ledger, the recorded duplicates and the dead-letter table:
  * applied (an entry with that id, user and amount written by this batch), duplicate (such an entry written by
  * another batch or call, recorded in reward_duplicates), dead-lettered (in an open or purged entry of this batch),
- * or unsettled. An unsettled reward is in flight when its batch has an open chunk or it sits in a replayed
- * dead-letter entry; otherwise it is lost. A recorded duplicate without its entry is always wrong.
+ * or unsettled. An unsettled reward is in flight when its batch has an open chunk or its replay has not finished
+ * (replay-progress.ts: the watchdog re-adds exactly those replays whose job is lost); otherwise it is lost. A
+ * recorded duplicate without its entry is always wrong.
  */
 const REWARD_CLASSES_CTE = `
 with dead as (
-  select d.batch_id, r.value->>'rewardId' as reward_id,
-         bool_or(d.state in ('open', 'purged')) as held,
-         bool_or(d.state = 'replayed') as replaying
+  select distinct d.batch_id, r.value->>'rewardId' as reward_id
   from dead_letters d cross join lateral jsonb_array_elements(d.rewards) as r(value)
-  group by 1, 2
+  where d.state in ('open', 'purged')
+),
+${unfinishedReplayRewardsCte()},
+replaying as (
+  select distinct batch_id, reward_id from unfinished_replay_rewards
 ),
 open_chunks as (
   select batch_id, count(*)::int as chunks from reward_chunks where completed_at is null group by batch_id
@@ -137,20 +141,21 @@ classified as (
   select i.batch_id, i.uid, i.reward_id, i.amount,
          l.uid as l_uid, l.amount as l_amount, l.batch_id as l_batch,
          (dup.reward_id is not null) as recorded_duplicate,
-         coalesce(dl.replaying, false) as replaying,
+         (rp.reward_id is not null) as replaying,
          (oc.batch_id is not null) as batch_open,
          case
            when l.uid = i.uid and l.amount = i.amount and l.batch_id = i.batch_id then 'applied'
            when l.uid = i.uid and l.amount = i.amount and dup.reward_id is not null then 'duplicate'
-           when dl.held then 'dead_lettered'
+           when dl.reward_id is not null then 'dead_lettered'
            when dup.reward_id is not null then 'broken_duplicate'
-           when oc.batch_id is not null or dl.replaying then 'in_flight'
+           when oc.batch_id is not null or rp.reward_id is not null then 'in_flight'
            else 'unsettled'
          end as class
   from reward_batch_items i
   left join ledger_entries l on l.operation_id = i.reward_id
   left join reward_duplicates dup on dup.batch_id = i.batch_id and dup.reward_id = i.reward_id
   left join dead dl on dl.batch_id = i.batch_id and dl.reward_id = i.reward_id
+  left join replaying rp on rp.batch_id = i.batch_id and rp.reward_id = i.reward_id
   left join open_chunks oc on oc.batch_id = i.batch_id
 )`;
 

@@ -4,6 +4,8 @@ import { silentLogger } from '../log/logger.js';
 import { chunkJobId, replayJobId, type ChunkJobData, type ReplayJobData } from '../queue/job-data.js';
 import { shardOf } from '../queue/shard-routing.js';
 import type { WindfallQueues } from '../queue/windfall-queues.js';
+import { describeStrandedBatches, type StrandedBatch } from '../queue/stranded-chunks.js';
+import { unfinishedReplayRewardsCte } from './replay-progress.js';
 
 /** What became of the job of an open chunk or unfinished replay: gone from Redis, failed for good, or completed. */
 export type LostJobState = 'missing' | 'failed' | 'completed';
@@ -18,6 +20,19 @@ export interface ResumedJob {
   readonly deadLetterId?: string;
 }
 
+/**
+ * An open chunk in a shard queue beyond `WINDFALL_SHARDS` (its batch was staged with more shards): no worker of this
+ * setting reads that queue, so {@link resumeOpenWork} reports it instead of re-adding its job there.
+ */
+export interface StrandedChunk {
+  readonly jobId: string;
+  readonly batchId: string;
+  readonly chunkNo: number;
+  readonly shard: number;
+  /** The shard count the batch was staged with. */
+  readonly stagedShards: number;
+}
+
 /** The outcome of {@link resumeOpenWork}. */
 export interface ResumeReport {
   readonly dryRun: boolean;
@@ -27,6 +42,8 @@ export interface ResumeReport {
   readonly checkedReplays: number;
   readonly chunks: readonly ResumedJob[];
   readonly replays: readonly ResumedJob[];
+  /** Open chunks left alone because their shard is beyond the configured shard count (see {@link StrandedChunk}). */
+  readonly stranded: readonly StrandedChunk[];
   /** Batches whose hand-over to BullMQ had not finished and is now (enqueued_at was null). */
   readonly handedOver: readonly string[];
 }
@@ -34,9 +51,9 @@ export interface ResumeReport {
 /** Options of {@link resumeOpenWork}. */
 export interface ResumeOptions {
   /**
-   * Only look at batches recorded (and replays started) at least this long ago. A batch being handed over right
-   * now has open chunks whose jobs do not exist yet; re-adding them is harmless (same job ids) but pointless.
-   * Default 60000.
+   * Leave alone batches still being handed over (their producer is adding the chunk jobs right now) until they are
+   * this old. Batches whose hand-over has finished, and replays, are looked at whatever their age: all their jobs
+   * were added, so a missing one is lost. Default 60000.
    */
   readonly minAgeMs?: number;
   /** Only report; change nothing. Default false. */
@@ -46,26 +63,31 @@ export interface ResumeOptions {
   readonly logger?: Logger;
 }
 
-// Open chunks of batches recorded at least $1 ms ago, oldest first.
+// Open chunks, oldest batches first. A batch whose hand-over has finished (enqueued_at set) had every job added, so
+// a missing job there is lost whatever its age; a batch still being handed over is left alone until it is $1 ms old.
 const OPEN_CHUNKS_SQL = `
-select c.batch_id, c.chunk_no, c.shard, b.enqueued_at is null as not_handed_over
+select c.batch_id, c.chunk_no, c.shard, b.shards as staged_shards, b.enqueued_at is null as not_handed_over
 from reward_chunks c join reward_batches b on b.batch_id = c.batch_id
-where c.completed_at is null and b.created_at <= now() - make_interval(secs => $1::float8 / 1000)
+where c.completed_at is null
+  and (b.enqueued_at is not null or b.created_at <= now() - make_interval(secs => $1::float8 / 1000))
 order by b.created_at, c.batch_id, c.chunk_no
 limit $2`;
 
-// Replayed dead-letter entries whose replay has not finished: no entry was written by the replay, and some reward
-// has no ledger entry yet (a finished replay leaves every reward in the ledger or in a new entry).
-const UNFINISHED_REPLAYS_SQL = `
-select d.id::text as id, d.batch_id, d.uid, d.shard
-from dead_letters d
-where d.state = 'replayed' and d.replayed_at <= now() - make_interval(secs => $1::float8 / 1000)
-  and not exists (select 1 from dead_letters n where n.replay_of = d.id)
-  and exists (
-    select 1 from jsonb_array_elements(d.rewards) r(value)
-    where not exists (select 1 from ledger_entries l where l.operation_id = r.value->>'rewardId')
-  )
-order by d.id
+// Which of the given chunks are still open (read after Redis was: a chunk is marked complete before its job is).
+const STILL_OPEN_CHUNKS_SQL = `
+select c.batch_id, c.chunk_no
+from reward_chunks c join unnest($1::text[], $2::int[]) as k(batch_id, chunk_no) on k.batch_id = c.batch_id and k.chunk_no = c.chunk_no
+where c.completed_at is null`;
+
+// Replayed dead-letter entries whose replay has not finished (replay-progress.ts). No age rule: the replay command
+// adds the job before it marks the entry (and a job claims its entry itself), so a replayed entry without a job
+// lost it.
+const UNFINISHED_REPLAYS_SQL = (entryCondition?: string) => `
+with ${unfinishedReplayRewardsCte(entryCondition)}
+select id::text as id, batch_id, uid, shard
+from unfinished_replay_rewards
+group by id, batch_id, uid, shard
+order by id
 limit 10000`;
 
 interface Candidate {
@@ -116,10 +138,12 @@ async function lostJobs(queues: WindfallQueues, candidates: readonly Candidate[]
  * are missing (Redis lost them: a restart without AOF, a flush, eviction), failed for good (BullMQ gave up: a job
  * that stalled more than `maxStalledCount` times, a database outage longer than the job's attempts) or completed
  * while the chunk stayed open; and replay jobs of dead-letter entries that never finished. Each is re-added under
- * its deterministic job id (a failed or completed job is removed first, so it starts with fresh attempts).
+ * its deterministic job id (a failed or completed job is removed first, so it starts with fresh attempts). Open
+ * chunks on a shard beyond the configured count are reported (`stranded`), never re-added.
  *
  * Safe at any time and from several processes at once: a job that exists and is waiting, active or delayed is
- * left alone, adding an existing job id is a no-op, and re-running a job is idempotent (the ledger decides).
+ * left alone, adding an existing job id is a no-op, and re-running a job is idempotent (the ledger decides). Work
+ * found lost is read again from PostgreSQL before it is re-added, so a job that just finished is not run again.
  */
 export async function resumeOpenWork(pool: pg.Pool, queues: WindfallQueues, options: ResumeOptions = {}): Promise<ResumeReport> {
   const logger = options.logger ?? silentLogger();
@@ -128,17 +152,41 @@ export async function resumeOpenWork(pool: pg.Pool, queues: WindfallQueues, opti
   const shards = queues.settings.shards;
 
   const chunkRows = (
-    await pool.query<{ batch_id: string; chunk_no: number; shard: number; not_handed_over: boolean }>(OPEN_CHUNKS_SQL, [minAgeMs, options.maxChunks ?? 100_000])
+    await pool.query<{ batch_id: string; chunk_no: number; shard: number; staged_shards: number; not_handed_over: boolean }>(OPEN_CHUNKS_SQL, [
+      minAgeMs,
+      options.maxChunks ?? 100_000,
+    ])
   ).rows;
-  const replayRows = (await pool.query<{ id: string; batch_id: string; uid: string; shard: number }>(UNFINISHED_REPLAYS_SQL, [minAgeMs])).rows;
+  const replayRows = (await pool.query<{ id: string; batch_id: string; uid: string; shard: number }>(UNFINISHED_REPLAYS_SQL())).rows;
 
-  const chunkJobs = chunkRows.map((row) => ({ row, jobId: chunkJobId(row.batch_id, row.chunk_no), shard: row.shard }));
+  const stranded: StrandedChunk[] = chunkRows
+    .filter((row) => row.shard >= shards)
+    .map((row) => ({ jobId: chunkJobId(row.batch_id, row.chunk_no), batchId: row.batch_id, chunkNo: row.chunk_no, shard: row.shard, stagedShards: row.staged_shards }));
+  const chunkJobs = chunkRows
+    .filter((row) => row.shard < shards)
+    .map((row) => ({ row, jobId: chunkJobId(row.batch_id, row.chunk_no), shard: row.shard }));
   const replayJobs = replayRows.map((row) => ({
     row,
     jobId: replayJobId(row.id),
     shard: row.shard < shards ? row.shard : shardOf(row.uid, shards),
   }));
   const lost = await lostJobs(queues, [...chunkJobs, ...replayJobs]);
+
+  // read again what Redis says is lost: work finished between the first read and Redis's answer is not redone
+  const lostChunks = chunkJobs.filter(({ jobId }) => lost.has(jobId));
+  const stillOpen = new Set<string>();
+  if (lostChunks.length > 0) {
+    const { rows } = await pool.query<{ batch_id: string; chunk_no: number }>(STILL_OPEN_CHUNKS_SQL, [
+      lostChunks.map(({ row }) => row.batch_id),
+      lostChunks.map(({ row }) => row.chunk_no),
+    ]);
+    for (const row of rows) stillOpen.add(chunkJobId(row.batch_id, row.chunk_no));
+  }
+  const lostReplays = replayJobs.filter(({ jobId }) => lost.has(jobId));
+  if (lostReplays.length > 0) {
+    const { rows } = await pool.query<{ id: string }>(UNFINISHED_REPLAYS_SQL('d.id = any($1::bigint[])'), [lostReplays.map(({ row }) => row.id)]);
+    for (const row of rows) stillOpen.add(replayJobId(row.id));
+  }
 
   const readd = async (shard: number, jobId: string, was: LostJobState, add: () => Promise<unknown>): Promise<void> => {
     if (dryRun) return;
@@ -147,24 +195,26 @@ export async function resumeOpenWork(pool: pg.Pool, queues: WindfallQueues, opti
   };
 
   const chunks: ResumedJob[] = [];
-  for (const { row, jobId, shard } of chunkJobs) {
+  for (const { row, jobId, shard } of lostChunks) {
     const was = lost.get(jobId);
-    if (!was) continue;
+    if (!was || !stillOpen.has(jobId)) continue;
     const data: ChunkJobData = { kind: 'chunk', batchId: row.batch_id, chunkNo: row.chunk_no, shard };
     await readd(shard, jobId, was, () => queues.shard(shard).add('chunk', data, { jobId }));
     chunks.push({ jobId, batchId: row.batch_id, shard, was, chunkNo: row.chunk_no });
   }
   const replays: ResumedJob[] = [];
-  for (const { row, jobId, shard } of replayJobs) {
+  for (const { row, jobId, shard } of lostReplays) {
     const was = lost.get(jobId);
-    if (!was) continue;
+    if (!was || !stillOpen.has(jobId)) continue;
     const data: ReplayJobData = { kind: 'replay', deadLetterId: row.id, batchId: row.batch_id, uid: row.uid, shard };
     await readd(shard, jobId, was, () => queues.shard(shard).add('replay', data, { jobId }));
     replays.push({ jobId, batchId: row.batch_id, shard, was, deadLetterId: row.id });
   }
 
-  // A batch whose producer stopped half-way through the hand-over: every chunk now has its job.
-  const handedOver = [...new Set(chunkRows.filter((row) => row.not_handed_over).map((row) => row.batch_id))];
+  // A batch whose producer stopped half-way through the hand-over: every chunk now has its job (not so for a batch
+  // with stranded chunks, which stays as it is).
+  const strandedBatches = new Set(stranded.map((chunk) => chunk.batchId));
+  const handedOver = [...new Set(chunkRows.filter((row) => row.not_handed_over && !strandedBatches.has(row.batch_id)).map((row) => row.batch_id))];
   if (!dryRun && handedOver.length > 0) {
     await pool.query('update reward_batches set enqueued_at = now() where batch_id = any($1::text[]) and enqueued_at is null', [handedOver]);
   }
@@ -176,5 +226,16 @@ export async function resumeOpenWork(pool: pg.Pool, queues: WindfallQueues, opti
       dryRun ? 'open work without a live job found (dry run: nothing re-added)' : 'open work without a live job found: jobs re-added',
     );
   }
-  return { dryRun, checkedChunks: chunkRows.length, checkedReplays: replayRows.length, chunks, replays, handedOver };
+  if (stranded.length > 0) logger.error({ shards, chunks: stranded.length }, describeStranded(stranded, shards));
+  return { dryRun, checkedChunks: chunkRows.length, checkedReplays: replayRows.length, chunks, replays, stranded, handedOver };
+}
+
+/** What to tell an operator about stranded chunks: which batches, the shard count they need, what to do. */
+export function describeStranded(stranded: readonly StrandedChunk[], shards: number): string {
+  const byBatch = new Map<string, StrandedBatch>();
+  for (const chunk of stranded) {
+    const batch = byBatch.get(chunk.batchId);
+    byBatch.set(chunk.batchId, { batchId: chunk.batchId, stagedShards: chunk.stagedShards, openChunks: (batch?.openChunks ?? 0) + 1 });
+  }
+  return describeStrandedBatches([...byBatch.values()], shards);
 }

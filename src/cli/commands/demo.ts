@@ -1,4 +1,5 @@
 import { getBatchReport, type BatchReport } from '../../batch/batch-status.js';
+import { assertNoStrandedChunks } from '../../queue/stranded-chunks.js';
 import type { SourceRecord } from '../../rewards/reward-sources.js';
 import { openWindfall, type Windfall } from '../../runtime/windfall.js';
 import { InsufficientFundsError } from '../../wallet/wallet-errors.js';
@@ -89,6 +90,7 @@ export async function runDemo(flags: GlobalFlags, options: DemoOptions): Promise
   await migrateDatabase(config, logger);
   const windfall = await openWindfall(config, logger);
   try {
+    await assertNoStrandedChunks(windfall.database.pool, config.shards);
     const worker = windfall.createWorker();
     await worker.start();
     const run = Date.now().toString(36);

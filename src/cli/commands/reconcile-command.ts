@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
 import { connectDatabase } from '../../db/database.js';
 import { reconcile, type ReconcileReport } from '../../reconcile/reconcile.js';
-import { resumeOpenWork, type ResumeReport } from '../../reconcile/resume-work.js';
+import { describeStranded, resumeOpenWork, type ResumeReport } from '../../reconcile/resume-work.js';
 import { checkPostgres } from '../../runtime/service-check.js';
 import type { CommandRegistry } from '../context.js';
 import { resolveConfig, withWindfall } from '../context.js';
@@ -57,13 +57,14 @@ export function describeReconcile(report: ReconcileReport): string {
   return lines.join('\n');
 }
 
-function describeResume(report: ResumeReport): string {
+function describeResume(report: ResumeReport, shards: number): string {
   const verb = report.dryRun ? 'would re-add' : 're-added';
   const lines = [
     `resume: ${verb} ${report.chunks.length} chunk job${report.chunks.length === 1 ? '' : 's'} and ${report.replays.length} replay job${report.replays.length === 1 ? '' : 's'} ` +
       `(${report.checkedChunks} open chunks and ${report.checkedReplays} unfinished replays checked)`,
   ];
   for (const job of [...report.chunks, ...report.replays]) lines.push(`  ${job.jobId} (batch ${job.batchId}, shard ${job.shard}): job was ${job.was}`);
+  if (report.stranded.length > 0) lines.push(`resume: not re-added (exit 1): ${describeStranded(report.stranded, shards)}`);
   return lines.join('\n');
 }
 
@@ -85,15 +86,17 @@ export function registerReconcileCommand(program: Command, registry: CommandRegi
     .option('--dry-run', 'with --resume: only say which jobs would be re-added')
     .action(async (flags: ReconcileFlags, command: Command) => {
       const globals = registry.globals(command);
+      const { config, logger } = resolveConfig(globals);
       let resumed: ResumeReport | undefined;
       if (flags.resume) {
         resumed = await withWindfall(globals, (windfall) =>
           resumeOpenWork(windfall.database.pool, windfall.queues, { minAgeMs: 0, dryRun: flags.dryRun ?? false, logger: windfall.logger }),
         );
-        if (!flags.json) printNote(describeResume(resumed));
+        if (!flags.json) printNote(describeResume(resumed, config.shards));
+        // chunks on shards beyond WINDFALL_SHARDS: no worker of this setting would ever run them
+        if (resumed.stranded.length > 0) registry.setExit(EXIT.FAILED);
       }
       // The check itself needs PostgreSQL only: it works while Redis is down.
-      const { config, logger } = resolveConfig(globals);
       const database = connectDatabase(config.databaseUrl, { poolSize: 2, logger, applicationName: 'windfall-reconcile' });
       try {
         await checkPostgres(database.pool, config.databaseUrl);

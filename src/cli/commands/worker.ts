@@ -3,6 +3,7 @@ import { parseShardList } from '../../config/env-values.js';
 import { startMetricsServer } from '../../metrics/metrics-server.js';
 import type { Windfall } from '../../runtime/windfall.js';
 import { sampleQueueDepths } from '../../queue/queue-stats.js';
+import { assertNoStrandedChunks } from '../../queue/stranded-chunks.js';
 
 /** Flags of `windfall worker`. */
 export interface WorkerFlags {
@@ -11,11 +12,13 @@ export interface WorkerFlags {
 }
 
 /**
- * Runs a worker until SIGINT/SIGTERM, then drains (in-flight users finish within WINDFALL_SHUTDOWN_TIMEOUT_MS)
+ * Runs a worker until SIGINT/SIGTERM (refusing to start when open chunks sit on shards beyond `WINDFALL_SHARDS`), then drains (in-flight users finish within WINDFALL_SHUTDOWN_TIMEOUT_MS)
  * and resolves. A second signal exits at once (code 1).
  */
 export async function runWorker(windfall: Windfall, flags: WorkerFlags): Promise<void> {
   const shards = flags.shards === undefined ? undefined : parseShardList('--shards', flags.shards, windfall.config.shards);
+  // a lowered WINDFALL_SHARDS would leave open chunks in queues no worker reads: refuse (exit 2) and say what to do
+  await assertNoStrandedChunks(windfall.database.pool, windfall.config.shards);
   const worker = windfall.createWorker(shards ? { shards } : {});
   let metricsServer: Server | undefined;
   if (flags.metricsPort !== undefined) {
