@@ -16,6 +16,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { DEFAULT_CONFIG } from '../src/config/config.js';
 import { measureCeiling, type CeilingCpu, type CeilingResult, type CeilingVariant } from './ceiling.js';
 import { runContention, type ContentionResult } from './contention.js';
 import { renderThroughputChart } from './chart.js';
@@ -109,6 +110,11 @@ function parseFlags(argv: string[]): Flags {
   };
 }
 
+/** Users per transaction of the worker (its WINDFALL_USERS_PER_TRANSACTION; default the configuration's). */
+function usersPerTransactionOf(flags: Flags): number {
+  return Number(flags.workerEnv['WINDFALL_USERS_PER_TRANSACTION'] ?? DEFAULT_CONFIG.usersPerTransaction);
+}
+
 /** The concurrency both the ceiling and the naive peer use: the worker's (default 8, the contract's default). */
 function concurrencyOf(flags: Flags): number {
   return flags.concurrency ?? Number(flags.workerEnv['WINDFALL_CONCURRENCY'] ?? 8);
@@ -173,7 +179,15 @@ async function measureOnce(flags: Flags, servers: Servers, machine: MachineInfo,
     const ceiling = await measureCeiling(ceilingOptions);
     // twice the clients: when the rate does not grow with them, the ceiling is the cores', not the commit rate's
     const [doubled] = await measureCeiling({ ...ceilingOptions, clients: clients * 2, variants: ['statement'] });
-    const statementLayer = await runStatementLayer({ servers, database: ceilingDb, users: flags.users, rewardsPerUser, lanes: clients, processes: machine.processes });
+    const statementLayer = await runStatementLayer({
+      servers,
+      database: ceilingDb,
+      users: flags.users,
+      rewardsPerUser,
+      transactions: clients,
+      usersPerTransaction: usersPerTransactionOf(flags),
+      processes: machine.processes,
+    });
 
     const endToEnd = await runEndToEnd({
       servers,

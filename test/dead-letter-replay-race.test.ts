@@ -12,6 +12,11 @@ let claimer: pg.Pool;
 beforeAll(() => {
   purger = new pg.Pool({ connectionString: env.databaseUrl, max: 8 });
   claimer = new pg.Pool({ connectionString: env.databaseUrl, max: 8 });
+  // pg-pool's end() resolves before its connections close: the test database's forced drop may then cut one
+  for (const pool of [purger, claimer]) {
+    pool.on('error', () => undefined);
+    pool.on('connect', (client) => client.on('error', () => undefined));
+  }
 });
 afterAll(async () => {
   await purger.end();

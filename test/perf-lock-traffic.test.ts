@@ -1,11 +1,11 @@
 import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Semaphore } from '../src/concurrency/semaphore.js';
 import { REWARD_POLICY, type LockPolicy } from '../src/lock/lock-policy.js';
 import { UserLocks } from '../src/lock/user-locks.js';
 import { silentLogger } from '../src/log/logger.js';
-import { loadChunkWork } from '../src/worker/chunk-work.js';
-import { settleUsers, type SettleSummary } from '../src/worker/settle-users.js';
+import { loadChunkWork } from '../src/worker/job-work.js';
+import { openSettlement } from '../src/worker/settlement.js';
+import type { UserOutcome } from '../src/worker/user-task.js';
 import { rewardRows } from './support/batches.js';
 import { useTestEnvironment } from './support/environment.js';
 
@@ -77,19 +77,35 @@ afterEach(() => {
 });
 
 /** Stages a batch (no worker runs) and settles every chunk of it the way the worker does, chunks concurrently. */
-async function settleBatch(batchId: string, users: number, perUser: number, locks: UserLocks, limiter: Semaphore, policy: LockPolicy = REWARD_POLICY) {
+async function settleBatch(batchId: string, users: number, perUser: number, locks: UserLocks, policy: LockPolicy = REWARD_POLICY) {
   const windfall = await env.open({ chunkSize: 200 });
   const rows = rewardRows(users * perUser, (n) => ({ rewardId: `${batchId}-r${n}`, uid: `${batchId}-u${n % users}`, amount: 1 + (n % 7) }));
   const staged = await windfall.producer.enqueueRewards(rows, { batchId });
-  const signal = new AbortController().signal;
-  const summaries: SettleSummary[] = await Promise.all(
-    Array.from({ length: staged.chunks }, async (_, chunkNo) => {
-      const work = await loadChunkWork(env.pool, batchId, chunkNo);
-      return settleUsers({ db: env.pool, locks, logger: silentLogger() }, work!.users, { batchId, policy, limiter, signal });
-    }),
-  );
-  return { staged, summaries };
+  const settlement = openSettlement({
+    pool: env.pool,
+    redis: windfall.redis,
+    locks,
+    prefix: env.prefix,
+    policy,
+    transactions: 8,
+    usersPerTransaction: 32,
+    signal: new AbortController().signal,
+    logger: silentLogger(),
+  });
+  try {
+    const outcomes: UserOutcome[][] = await Promise.all(
+      Array.from({ length: staged.chunks }, async (_, chunkNo) => {
+        const work = await loadChunkWork(env.pool, batchId, chunkNo);
+        return settlement.pipeline.settle(work!.tasks);
+      }),
+    );
+    return { staged, outcomes: outcomes.flat() };
+  } finally {
+    await settlement.close();
+  }
 }
+
+const applied = (outcomes: readonly UserOutcome[]): number => outcomes.reduce((sum, outcome) => sum + (outcome.kind === 'settled' ? outcome.applied : 0), 0);
 
 describe('lock traffic of the worker (performance guard)', () => {
   it('takes and releases the locks of a batch in at most 2 Redis round trips per user on average (far fewer in fact)', async () => {
@@ -97,11 +113,10 @@ describe('lock traffic of the worker (performance guard)', () => {
     opened.push(redis);
     const locks = new UserLocks(redis, { prefix: env.prefix });
     counts.reset();
-    const { staged, summaries } = await settleBatch('traffic', 1500, 2, locks, new Semaphore(8));
+    const { staged, outcomes } = await settleBatch('traffic', 1500, 2, locks);
 
-    const applied = summaries.reduce((sum, s) => sum + s.applied, 0);
-    expect(applied).toBe(3000);
-    expect(summaries.every((s) => s.transient.length === 0 && s.permanent.length === 0)).toBe(true);
+    expect(applied(outcomes)).toBe(3000);
+    expect(outcomes.every((outcome) => outcome.kind === 'settled')).toBe(true);
     const perUser = counts.roundTrips / staged.users;
     // eslint-disable-next-line no-console
     console.log(
@@ -124,8 +139,8 @@ describe('lock traffic of the worker (performance guard)', () => {
     for (let n = 0; n < 10; n += 1) await env.redis.set(`${env.prefix}:lock:busy-u${n * 37}`, 'other-service', 'PX', 300);
     counts.reset();
     const policy: LockPolicy = { name: 'reward', retries: 10, initialDelayMs: 50, factor: 1.5, ttlMs: 60_000 };
-    const { staged, summaries } = await settleBatch('busy', 600, 3, locks, new Semaphore(8), policy);
-    expect(summaries.reduce((sum, s) => sum + s.applied, 0)).toBe(1800);
+    const { staged, outcomes } = await settleBatch('busy', 600, 3, locks, policy);
+    expect(applied(outcomes)).toBe(1800);
     const perUser = counts.roundTrips / staged.users;
     // eslint-disable-next-line no-console
     console.log(`lock traffic with 10 busy users: ${counts.roundTrips} round trips for ${staged.users} users = ${perUser.toFixed(3)} per user`);

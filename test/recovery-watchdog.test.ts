@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { chunkSource, markReplayed, recordDeadLetters, replaySource } from '../src/dead-letters/dead-letter-store.js';
+import { markReplayed, recordDeadLetters } from '../src/dead-letters/dead-letter-store.js';
 import { silentLogger } from '../src/log/logger.js';
 import { chunkJobId, replayJobId } from '../src/queue/job-data.js';
 import { shardOf } from '../src/queue/shard-routing.js';
@@ -22,7 +22,7 @@ async function loseEveryJob(windfall: Windfall): Promise<void> {
 async function replayedEntry(batchId: string, uid: string, rewards: { rewardId: string; amount: bigint }[]) {
   const [entry] = await recordDeadLetters(env.pool, [
     {
-      source: chunkSource(batchId, 0, uid, 'LOCK_BUSY'),
+      source: `test:chunk:${batchId}:${uid}`,
       batchId,
       chunkNo: 0,
       replayOf: null,
@@ -63,7 +63,7 @@ describe('the recovery watchdog: when a replay is finished', () => {
     // the replay of `both` dead-lettered rp-r1 as CONFLICT, then lost its job before applying rp-r2
     await recordDeadLetters(env.pool, [
       {
-        source: replaySource(both.id, 'CONFLICT'),
+        source: `test:replay:${both.id}:CONFLICT`,
         batchId: 'rp-batch',
         chunkNo: null,
         replayOf: both.id,

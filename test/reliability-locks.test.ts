@@ -65,6 +65,7 @@ function oneJobWorker(windfall: Windfall): RewardWorker {
     prefix: windfall.config.prefix,
     shards: Array.from({ length: windfall.config.shards }, (_, shard) => shard),
     concurrency: windfall.config.concurrency,
+    usersPerTransaction: windfall.config.usersPerTransaction,
     policy: windfall.config.rewardLockPolicy,
     jobsPerShard: 1,
     logger: windfall.logger,

@@ -30,8 +30,16 @@ export interface WindfallConfig {
   readonly prefix: string;
   /** Number of shard queues. Env `WINDFALL_SHARDS`; default 8. */
   readonly shards: number;
-  /** Users processed at once per worker process. Env `WINDFALL_CONCURRENCY`; default 8. */
+  /**
+   * PostgreSQL transactions settling users at once per worker process (with `usersPerTransaction` = 1: users
+   * processed at once). Env `WINDFALL_CONCURRENCY`; default 8.
+   */
   readonly concurrency: number;
+  /**
+   * Most users settled by one PostgreSQL transaction of the worker (group commit); each user's rewards of a chunk are
+   * always all in the same transaction. 1 = one transaction per user. Env `WINDFALL_USERS_PER_TRANSACTION`; default 32.
+   */
+  readonly usersPerTransaction: number;
   /** Attempts of a shard job before its unapplied rewards are dead-lettered. Env `WINDFALL_JOB_ATTEMPTS`; default 3. */
   readonly jobAttempts: number;
   /** Wait before a shard job's second attempt, doubled for each later one. Env `WINDFALL_JOB_BACKOFF_MS`; default 1000. */
@@ -77,6 +85,7 @@ export const DEFAULT_CONFIG = {
   prefix: 'windfall',
   shards: 8,
   concurrency: 8,
+  usersPerTransaction: 32,
   jobAttempts: 3,
   jobBackoffMs: 1000,
   rewardLockPolicy: REWARD_POLICY,
@@ -101,6 +110,7 @@ const KNOWN_VARIABLES = new Set([
   'WINDFALL_PREFIX',
   'WINDFALL_SHARDS',
   'WINDFALL_CONCURRENCY',
+  'WINDFALL_USERS_PER_TRANSACTION',
   'WINDFALL_JOB_ATTEMPTS',
   'WINDFALL_JOB_BACKOFF_MS',
   'WINDFALL_REWARD_LOCK_RETRIES',
@@ -159,6 +169,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<WindfallCo
     prefix,
     shards: integer('WINDFALL_SHARDS', DEFAULT_CONFIG.shards, 1, 1024),
     concurrency: integer('WINDFALL_CONCURRENCY', DEFAULT_CONFIG.concurrency, 1, 1024),
+    usersPerTransaction: integer('WINDFALL_USERS_PER_TRANSACTION', DEFAULT_CONFIG.usersPerTransaction, 1, 1000),
     jobAttempts: integer('WINDFALL_JOB_ATTEMPTS', DEFAULT_CONFIG.jobAttempts, 1, 100),
     jobBackoffMs: integer('WINDFALL_JOB_BACKOFF_MS', DEFAULT_CONFIG.jobBackoffMs, 0, 3_600_000),
     rewardLockPolicy: Object.freeze({

@@ -47,18 +47,7 @@ export function connectDatabase(url: string, options: DatabaseOptions = {}): Win
     keepAliveInitialDelayMillis: 10_000,
     ...(options.schema ? { options: `-c search_path=${options.schema}` } : {}),
   });
-  // pg-pool attaches the failed client to the error (`err.client`): log what happened, not the connection object
-  pool.on('error', (error) => {
-    logger.warn({ err: describeConnectionError(error) }, 'an idle PostgreSQL connection failed; the pool will open a new one');
-  });
-  // A checked-out client whose server goes away between two statements (e.g. pg_terminate_backend inside a
-  // transaction) emits 'error' with no listener of the pool's: without one of ours the process would crash.
-  // The statement in flight, if any, still fails and is retried by its caller; the pool discards the client.
-  pool.on('connect', (client) => {
-    client.on('error', (error) => {
-      logger.warn({ err: describeConnectionError(error) }, 'a PostgreSQL connection in use failed; the pool will discard it');
-    });
-  });
+  watchConnections(pool, logger);
   let closed = false;
   return {
     pool,
@@ -68,6 +57,33 @@ export function connectDatabase(url: string, options: DatabaseOptions = {}): Win
       if (!pool.ended) await pool.end();
     },
   };
+}
+
+/**
+ * A second pool to the same database as `pool` (same settings) with `size` connections, for the worker's settlement
+ * transactions: their own connections, so that job bookkeeping never waits behind them.
+ */
+export function openSettlementPool(pool: pg.Pool, size: number, logger: Logger = silentLogger()): pg.Pool {
+  // pg-pool keeps the password out of enumerable options: copy it by name
+  const settlement = new pg.Pool({ ...pool.options, password: pool.options.password, max: size });
+  watchConnections(settlement, logger);
+  return settlement;
+}
+
+/**
+ * Logs (instead of crashing on) errors of idle and checked-out connections: pg-pool emits them with no listener of
+ * its own, and a server that goes away (pg_terminate_backend, a restart) would otherwise kill the process. The
+ * statement in flight, if any, still fails and is retried by its caller; the pool discards the client.
+ */
+function watchConnections(pool: pg.Pool, logger: Logger): void {
+  pool.on('error', (error) => {
+    logger.warn({ err: describeConnectionError(error) }, 'an idle PostgreSQL connection failed; the pool will open a new one');
+  });
+  pool.on('connect', (client) => {
+    client.on('error', (error) => {
+      logger.warn({ err: describeConnectionError(error) }, 'a PostgreSQL connection in use failed; the pool will discard it');
+    });
+  });
 }
 
 /** The parts of a connection error worth logging (pg errors carry the whole client, with its settings, as `client`). */

@@ -1,10 +1,12 @@
 import { Kysely, Migrator, PostgresDialect, type Migration, type MigrationProvider, type MigrationResultSet } from 'kysely';
 import type pg from 'pg';
 import * as ledger0001 from '../../migrations/0001_ledger.js';
+import * as replayLookup0002 from '../../migrations/0002_replay_lookup.js';
 
 /** Every migration, in order. Add new files here; never edit one that has shipped. */
 const MIGRATIONS: Record<string, Migration> = {
   '0001_ledger': ledger0001,
+  '0002_replay_lookup': replayLookup0002,
 };
 
 class StaticMigrationProvider implements MigrationProvider {

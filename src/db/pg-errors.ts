@@ -1,27 +1,62 @@
-/** How a failed database call should be treated. */
-export type DatabaseErrorKind = 'transient' | 'insufficient_funds' | 'invalid' | 'permanent';
+/**
+ * How a failed PostgreSQL call should be treated: the one table of SQLSTATEs and connection errors every path uses.
+ *
+ * - `unavailable`: the server refuses work or lost the connection — a terminated backend, a restart, a failover
+ *   (read-only), too many connections, no disk or memory. Not the operation's fault: wait for the server, then run it
+ *   again (statements are idempotent).
+ * - `retry`: a clash with concurrent work (deadlock, serialization failure): run it again soon, a few times.
+ * - `lock_timeout`: a row stayed locked by another transaction longer than `lock_timeout`: that row's owner waits.
+ * - `insufficient_funds`: the wallet balance check refused a debit.
+ * - `invalid`: a data exception (an overflowing balance, a value out of range): the same input fails again.
+ * - `permanent`: any other SQL error.
+ */
+export type DatabaseErrorKind = 'unavailable' | 'retry' | 'lock_timeout' | 'insufficient_funds' | 'invalid' | 'permanent';
 
-const CONNECTION_ERROR_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN']);
+/** Socket errors: the server or the network went away. */
+const CONNECTION_ERROR_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
 
 /**
- * Sorts a PostgreSQL (or socket) error: dropped connections, restarts, deadlocks, serialization failures and lack
- * of resources are transient (retry); a balance check violation is insufficient funds; data exceptions (numeric
- * overflow, bad text) are invalid input; the rest is permanent.
+ * SQLSTATEs (exact, or a class by its two-character prefix) meaning the server cannot do work now:
+ * 08 connection exceptions; 25006 read-only transaction (a standby, or a failover in progress); 53 insufficient
+ * resources (53300 too many connections, disk full, out of memory); 57P01–57P05 admin/crash shutdown, cannot connect
+ * now, idle-session timeout; 58 system errors (I/O).
  */
+const UNAVAILABLE_CLASSES = ['08', '53', '58'];
+const UNAVAILABLE_CODES = new Set(['25006', '57P01', '57P02', '57P03', '57P04', '57P05']);
+/** 40001 serialization failure, 40P01 deadlock, 55006 object in use, 57014 a statement cancelled (by an operator). */
+const RETRY_CODES = new Set(['40001', '40P01', '55006', '57014']);
+
+/** Messages of node-pg for a connection that failed or closed (no SQLSTATE). */
+const CONNECTION_MESSAGES =
+  /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|connect ECONNREFUSED|Connection ended|Client was closed|terminating connection|the database system is (starting up|shutting down|in recovery)/i;
+
+/** Sorts an error thrown by a PostgreSQL call into a {@link DatabaseErrorKind}. */
 export function classifyDatabaseError(error: unknown): DatabaseErrorKind {
   const code = (error as { code?: unknown } | null)?.code;
-  const message = error instanceof Error ? error.message : String(error);
   if (typeof code === 'string') {
-    if (CONNECTION_ERROR_CODES.has(code)) return 'transient';
-    if (code === '23514') return 'insufficient_funds';
-    if (code.startsWith('08') || code.startsWith('53') || code.startsWith('57') || code.startsWith('58')) return 'transient';
-    if (code === '40001' || code === '40P01' || code === '55P03' || code === '55006') return 'transient';
-    if (code.startsWith('22')) return 'invalid';
-    if (code.length === 5) return 'permanent';
+    if (CONNECTION_ERROR_CODES.has(code)) return 'unavailable';
+    if (code.length === 5) {
+      if (UNAVAILABLE_CODES.has(code) || UNAVAILABLE_CLASSES.includes(code.slice(0, 2))) return 'unavailable';
+      if (RETRY_CODES.has(code)) return 'retry';
+      if (code === '55P03') return 'lock_timeout';
+      if (code === '23514') return 'insufficient_funds';
+      if (code.startsWith('22')) return 'invalid';
+      return 'permanent';
+    }
   }
-  if (/Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|connect ECONNREFUSED|Connection ended/i.test(message)) {
-    return 'transient';
-  }
-  // Not a PostgreSQL error at all (network, driver): assume it may pass.
-  return 'transient';
+  const message = error instanceof Error ? error.message : String(error);
+  if (CONNECTION_MESSAGES.test(message)) return 'unavailable';
+  // Not a PostgreSQL error at all (a driver or network problem without a code): worth a few more tries.
+  return 'retry';
+}
+
+/** True for errors after which the same call may succeed: `unavailable`, `retry` and `lock_timeout`. */
+export function isTransientDatabaseError(error: unknown): boolean {
+  const kind = classifyDatabaseError(error);
+  return kind === 'unavailable' || kind === 'retry' || kind === 'lock_timeout';
+}
+
+/** True when the server refuses work or the connection failed: wait for the server rather than blame the input. */
+export function isDatabaseUnavailable(error: unknown): boolean {
+  return classifyDatabaseError(error) === 'unavailable';
 }

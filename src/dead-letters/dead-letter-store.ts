@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import type { DeadLetterReason, DeadLetterState, StoredReward } from '../db/schema.js';
 import type { Reward } from '../rewards/reward.js';
@@ -25,7 +24,10 @@ export interface DeadLetterEntry {
   readonly replayedAt: string | null;
 }
 
-/** What a worker records. `source` makes recording idempotent: a re-run job never writes the same entry twice. */
+/**
+ * An entry with its rewards given (the worker writes its own from PostgreSQL: see dead-letter-writer.ts). `source` makes
+ * recording idempotent: an entry whose source is recorded already is not written again.
+ */
 export interface NewDeadLetter {
   readonly source: string;
   readonly batchId: string;
@@ -50,26 +52,6 @@ export interface DeadLetterFilter {
   readonly limit?: number;
 }
 
-/**
- * A short digest of a set of reward ids (order does not matter). Part of an entry's idempotency key: a job that runs
- * again and finds the same rewards failing writes the same key (no second entry), while rewards found failing later
- * for the same user and reason get an entry of their own instead of being swallowed by the first one.
- */
-export function rewardSetKey(rewardIds: readonly string[]): string {
-  const sorted = [...rewardIds].sort();
-  return createHash('sha256').update(sorted.join('\n')).digest('base64url').slice(0, 22);
-}
-
-/** The idempotency key of an entry written by chunk job (batch, chunk) for a user, reason and set of rewards. */
-export function chunkSource(batchId: string, chunkNo: number, uid: string, reason: DeadLetterReason, rewardIds: readonly string[]): string {
-  return JSON.stringify(['chunk', batchId, chunkNo, uid, reason, rewardSetKey(rewardIds)]);
-}
-
-/** The idempotency key of an entry written by the replay of entry `replayOf` for a reason and set of rewards. */
-export function replaySource(replayOf: string, reason: DeadLetterReason, rewardIds: readonly string[]): string {
-  return JSON.stringify(['replay', replayOf, reason, rewardSetKey(rewardIds)]);
-}
-
 /** A reward as stored in an entry: money as a digit string. */
 export function storeReward(reward: Reward): StoredReward {
   return {
@@ -80,7 +62,8 @@ export function storeReward(reward: Reward): StoredReward {
   };
 }
 
-interface Row {
+/** A `dead_letters` row as node-pg reads it. */
+export interface DeadLetterRow {
   id: bigint;
   batch_id: string;
   uid: string;
@@ -96,7 +79,8 @@ interface Row {
   replayed_at: Date | null;
 }
 
-function toEntry(row: Row): DeadLetterEntry {
+/** A row as the entry Windfall answers with. */
+export function toEntry(row: DeadLetterRow): DeadLetterEntry {
   return {
     id: row.id.toString(),
     batchId: row.batch_id,
@@ -135,7 +119,7 @@ export async function recordDeadLetters(db: Db, entries: readonly NewDeadLetter[
     error: entry.error.slice(0, 2000),
     attempts: entry.attempts,
   }));
-  const { rows } = await db.query<Row>(
+  const { rows } = await db.query<DeadLetterRow>(
     `insert into dead_letters (source, batch_id, chunk_no, replay_of, uid, shard, rewards, reward_count, reason, error, attempts)
      select source, batch_id, chunk_no, replay_of, uid, shard, rewards, reward_count, reason, error, attempts
      from jsonb_to_recordset($1::jsonb) as x(source text, batch_id text, chunk_no int, replay_of bigint, uid text, shard int,
@@ -162,14 +146,14 @@ export async function listDeadLetters(db: Db, filter: DeadLetterFilter = {}): Pr
   if (state !== 'any') add('state = ?', state);
   values.push(filter.limit ?? 1000);
   const where = conditions.length > 0 ? `where ${conditions.join(' and ')}` : '';
-  const { rows } = await db.query<Row>(`select * from dead_letters ${where} order by id limit $${values.length}`, values);
+  const { rows } = await db.query<DeadLetterRow>(`select * from dead_letters ${where} order by id limit $${values.length}`, values);
   return rows.map(toEntry);
 }
 
 /** One entry by id (any state), or null. */
 export async function getDeadLetter(db: Db, id: string): Promise<DeadLetterEntry | null> {
   if (!/^\d{1,18}$/.test(id)) return null;
-  const { rows } = await db.query<Row>('select * from dead_letters where id = $1', [id]);
+  const { rows } = await db.query<DeadLetterRow>('select * from dead_letters where id = $1', [id]);
   return rows[0] ? toEntry(rows[0]) : null;
 }
 

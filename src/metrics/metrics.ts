@@ -65,8 +65,22 @@ export class WindfallMetrics {
 
   readonly userTransaction = new Histogram({
     name: 'windfall_user_tx_seconds',
-    help: "Duration of one user's PostgreSQL transaction (all of the user's rewards of a job).",
+    help: "Duration of one PostgreSQL transaction settling users (each user's rewards of a job all inside it; see windfall_users_per_transaction).",
     buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5],
+    registers: [this.registry],
+  });
+
+  readonly usersPerTransaction = new Histogram({
+    name: 'windfall_users_per_transaction',
+    help: 'Users settled by one PostgreSQL transaction of the worker (group commit; at most WINDFALL_USERS_PER_TRANSACTION).',
+    buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
+    registers: [this.registry],
+  });
+
+  readonly workerPaused = new Gauge({
+    name: 'windfall_worker_paused',
+    help: '1 while a worker pauses its use of a service that cannot work (Redis full or read-only, PostgreSQL read-only or refusing connections, either unreachable), else 0.',
+    labelNames: ['service'] as const,
     registers: [this.registry],
   });
 

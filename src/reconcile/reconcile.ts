@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { unfinishedReplayRewardsCte } from './replay-progress.js';
+import { UNFINISHED_REPLAY_REWARDS_CTE } from './replay-progress.js';
 
 /**
  * What a mismatch is about:
@@ -130,7 +130,7 @@ with dead as (
   from dead_letters d cross join lateral jsonb_array_elements(d.rewards) as r(value)
   where d.state in ('open', 'purged')
 ),
-${unfinishedReplayRewardsCte()},
+${UNFINISHED_REPLAY_REWARDS_CTE()},
 replaying as (
   select distinct batch_id, reward_id from unfinished_replay_rewards
 ),

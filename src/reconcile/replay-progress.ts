@@ -13,7 +13,7 @@
  * A CTE `unfinished_replay_rewards(id, batch_id, uid, shard, reward_id)`: one row per unsettled reward of each
  * replayed entry. `entryCondition` narrows the entries looked at (SQL over `d`, e.g. `d.id = any($1::bigint[])`).
  */
-export function unfinishedReplayRewardsCte(entryCondition = 'true'): string {
+export function UNFINISHED_REPLAY_REWARDS_CTE(entryCondition = 'true'): string {
   return `
 unfinished_replay_rewards as (
   select d.id, d.batch_id, d.uid, d.shard, r.value->>'rewardId' as reward_id

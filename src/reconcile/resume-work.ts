@@ -5,7 +5,7 @@ import { chunkJobId, replayJobId, type ChunkJobData, type ReplayJobData } from '
 import { shardOf } from '../queue/shard-routing.js';
 import type { WindfallQueues } from '../queue/windfall-queues.js';
 import { describeStrandedBatches, type StrandedBatch } from '../queue/stranded-chunks.js';
-import { unfinishedReplayRewardsCte } from './replay-progress.js';
+import { UNFINISHED_REPLAY_REWARDS_CTE } from './replay-progress.js';
 
 /** What became of the job of an open chunk or unfinished replay: gone from Redis, failed for good, or completed. */
 export type LostJobState = 'missing' | 'failed' | 'completed';
@@ -83,7 +83,7 @@ where c.completed_at is null`;
 // adds the job before it marks the entry (and a job claims its entry itself), so a replayed entry without a job
 // lost it.
 const UNFINISHED_REPLAYS_SQL = (entryCondition?: string) => `
-with ${unfinishedReplayRewardsCte(entryCondition)}
+with ${UNFINISHED_REPLAY_REWARDS_CTE(entryCondition)}
 select id::text as id, batch_id, uid, shard
 from unfinished_replay_rewards
 group by id, batch_id, uid, shard

@@ -16,7 +16,7 @@ import { checkPostgres, checkRedis } from './service-check.js';
 export interface OpenOptions {
   /**
    * PostgreSQL connections of the pool (loads, bookkeeping, the wallet library). Default ⌈concurrency / 2⌉ + 4.
-   * A worker also opens one connection per concurrency slot for the user statements (see UserPipeline).
+   * A worker also opens one connection per concurrency slot for its settlement transactions (see RewardWorker).
    */
   readonly poolSize?: number;
   /** Default: a fresh registry. */
@@ -82,6 +82,7 @@ export class Windfall {
       prefix: this.config.prefix,
       shards,
       concurrency: options.concurrency ?? this.config.concurrency,
+      usersPerTransaction: this.config.usersPerTransaction,
       policy: this.config.rewardLockPolicy,
       cluster: this.config.redisCluster,
       maxStalledCount: this.config.maxStalledCount,

@@ -1,4 +1,4 @@
-import pg from 'pg';
+import type pg from 'pg';
 import type { ExistingEntry, LedgerOperation, OperationResult } from './ledger-operation.js';
 import { classifyExisting } from './ledger-operation.js';
 
@@ -64,7 +64,7 @@ with inserted as (
   insert into ledger_entries (uid, operation_id, amount, kind, batch_id, description)
   select $1, t.operation_id, t.amount, t.kind, $6, t.description
   from unnest($2::text[], $3::int8[], $4::text[], $5::text[]) as t(operation_id, amount, kind, description)
-  order by t.operation_id
+  order by t.operation_id collate "C"
   on conflict (operation_id) do nothing
   returning operation_id, amount
 ),`;
@@ -126,23 +126,6 @@ export interface UserApplyResult {
 export type Queryable = Pick<pg.Pool, 'query'>;
 
 /**
- * Sends a named prepared statement with parameters as text and answers its rows as text (see the worker's
- * pipelined statement lanes). When given, the user statement goes through it instead of `db`.
- */
-export type TextStatementRunner = (name: string, text: string, values: readonly (string | null)[]) => Promise<(string | null)[][]>;
-
-/** A PostgreSQL array literal of texts: {"a","b",NULL}. */
-export function textArrayLiteral(values: readonly (string | null)[]): string {
-  let literal = '{';
-  for (let i = 0; i < values.length; i += 1) {
-    const value = values[i];
-    if (i > 0) literal += ',';
-    literal += value === null || value === undefined ? 'NULL' : `"${value.replace(/[\\"]/g, '\\$&')}"`;
-  }
-  return `${literal}}`;
-}
-
-/**
  * Orders strings by Unicode code point — the order of their UTF-8 bytes, hence of PostgreSQL's "C" collation
  * (JavaScript's `<` compares UTF-16 units, which puts U+E000…U+FFFF after astral characters).
  */
@@ -161,20 +144,8 @@ export function compareCodePoints(a: string, b: string): number {
   return a.length - b.length;
 }
 
-const parseTextArray = pg.types.getTypeParser(1009 as Parameters<typeof pg.types.getTypeParser>[0], 'text') as (text: string) => string[];
-
-function decodeApplyRow(fields: readonly (string | null)[] | undefined): ApplyRow {
-  if (!fields) return NOTHING_INSERTED;
-  const [inserted, balance, ids] = fields;
-  return {
-    inserted: Number(inserted),
-    balance: balance === null || balance === undefined ? null : BigInt(balance),
-    inserted_ids: ids === null || ids === undefined ? null : parseTextArray(ids),
-  };
-}
-
-/** The statement for `operations`: its name, text and parameters (as given to node-pg, or as text for a runner). */
-function statementFor(uid: string, operations: readonly LedgerOperation[], batchId: string | null, asText: boolean) {
+/** The statement for `operations`: its name, text and parameters. */
+function statementFor(uid: string, operations: readonly LedgerOperation[], batchId: string | null) {
   let credits = true;
   for (const operation of operations) if (operation.amount <= 0n) credits = false;
   if (credits && operations.length <= MAX_VALUES_ROWS) {
@@ -193,9 +164,7 @@ function statementFor(uid: string, operations: readonly LedgerOperation[], batch
     kinds.push(operation.kind);
     descriptions.push(operation.description ?? null);
   }
-  const values: unknown[] = asText
-    ? [uid, textArrayLiteral(ids), `{${amounts.join(',')}}`, textArrayLiteral(kinds), textArrayLiteral(descriptions), batchId]
-    : [uid, ids, amounts, kinds, descriptions, batchId];
+  const values: unknown[] = [uid, ids, amounts, kinds, descriptions, batchId];
   return credits
     ? { name: 'windfall_credit_n', text: APPLY_CREDITS_SQL, values }
     : { name: 'windfall_apply_user_operations', text: APPLY_USER_OPERATIONS_SQL, values };
@@ -204,25 +173,17 @@ function statementFor(uid: string, operations: readonly LedgerOperation[], batch
 /**
  * Applies a user's operations in one statement, idempotently by operation id. Throws the PostgreSQL error when the
  * statement fails (then nothing was applied): `23514` means insufficient funds, `22003` a balance overflow.
- * `runner`, when given, runs the statement (text parameters and rows) instead of `db`; `db` still reads the ledger
- * entries of skipped ids.
  */
 export async function applyUserOperations(
   db: Queryable,
   uid: string,
   operations: readonly LedgerOperation[],
   batchId: string | null,
-  runner?: TextStatementRunner,
 ): Promise<UserApplyResult> {
   if (operations.length === 0) return { uid, results: [], balance: null, appliedAmount: 0n };
-  const statement = statementFor(uid, operations, batchId, runner !== undefined);
-  let row: ApplyRow;
-  if (runner) {
-    row = decodeApplyRow((await runner(statement.name, statement.text, statement.values as (string | null)[]))[0]);
-  } else {
-    const { rows } = await db.query<ApplyRow>(statement);
-    row = rows[0] ?? NOTHING_INSERTED;
-  }
+  const statement = statementFor(uid, operations, batchId);
+  const { rows } = await db.query<ApplyRow>(statement);
+  const row = rows[0] ?? NOTHING_INSERTED;
   const balance = row.balance;
 
   if (row.inserted_ids === null) {

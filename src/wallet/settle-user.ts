@@ -2,12 +2,12 @@ import type { Logger } from '../log/logger.js';
 import type { LockPolicy } from '../lock/lock-policy.js';
 import type { UserLocks } from '../lock/user-locks.js';
 import type { WindfallMetrics } from '../metrics/metrics.js';
-import type { Queryable, TextStatementRunner, UserApplyResult } from './apply-user-operations.js';
+import type { Queryable, UserApplyResult } from './apply-user-operations.js';
 import { applyUserOperations } from './apply-user-operations.js';
 import type { LedgerOperation } from './ledger-operation.js';
 import { InsufficientFundsError, InvalidOperationError } from './wallet-errors.js';
-import { classifyDatabaseError } from '../db/pg-errors.js';
-import { abortableSleep } from '../lock/abortable-sleep.js';
+import { classifyDatabaseError, isTransientDatabaseError } from '../db/pg-errors.js';
+import { retryConflicts } from '../db/retry.js';
 
 /** What {@link settleUser} needs. */
 export interface SettleContext {
@@ -41,8 +41,6 @@ export interface StatementOptions {
   readonly signal?: AbortSignal | undefined;
   /** See {@link SettleOptions.statementRetryDelaysMs}. */
   readonly statementRetryDelaysMs?: readonly number[];
-  /** Runs the statement instead of `context.db` (the worker's pipelined lanes). */
-  readonly runner?: TextStatementRunner | undefined;
 }
 
 /**
@@ -58,19 +56,13 @@ export async function applyUserStatement(
 ): Promise<UserApplyResult> {
   const started = performance.now();
   try {
-    const delays = options.statementRetryDelaysMs ?? DEFAULT_STATEMENT_RETRY_DELAYS_MS;
-    for (let attempt = 0; ; attempt += 1) {
-      try {
-        return await applyUserOperations(context.db, uid, operations, options.batchId, options.runner);
-      } catch (error) {
-        const delay = delays[attempt];
-        if (delay === undefined || classifyDatabaseError(error) !== 'transient' || options.signal?.aborted) throw error;
-        context.logger.warn({ err: error, uid, batchId: options.batchId, attempt: attempt + 1 }, 'transient database error; running the user statement again');
-        await abortableSleep(delay, options.signal).catch(() => undefined);
-        // stopping: do not run it again past the deadline; the caller puts the user back
-        if (options.signal?.aborted) throw error;
-      }
-    }
+    return await retryConflicts(() => applyUserOperations(context.db, uid, operations, options.batchId), {
+      delaysMs: options.statementRetryDelaysMs ?? DEFAULT_STATEMENT_RETRY_DELAYS_MS,
+      signal: options.signal,
+      retryable: isTransientDatabaseError,
+      onRetry: (error, retry) =>
+        context.logger.warn({ err: error, uid, batchId: options.batchId, retry }, 'transient database error; running the user statement again'),
+    });
   } catch (error) {
     const kind = classifyDatabaseError(error);
     if (kind === 'insufficient_funds') throw new InsufficientFundsError(uid, { cause: error });

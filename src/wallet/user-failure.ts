@@ -1,6 +1,7 @@
 import { classifyDatabaseError } from '../db/pg-errors.js';
 import type { DeadLetterReason } from '../db/schema.js';
 import { LockBusyError, LockTimeoutError } from '../lock/lock-errors.js';
+import { isRedisUnavailable } from '../queue/redis-errors.js';
 import { InsufficientFundsError, InvalidOperationError } from './wallet-errors.js';
 
 /** Why a user's operations could not be applied, and whether trying again later may help. */
@@ -28,10 +29,15 @@ export function classifyUserFailure(error: unknown): UserFailure {
   if (error instanceof LockTimeoutError) return of('LOCK_BUSY', true, true);
   if (error instanceof InsufficientFundsError) return of('INSUFFICIENT_FUNDS', false);
   if (error instanceof InvalidOperationError) return of('INVALID', false);
+  if (isRedisUnavailable(error)) return of('UNKNOWN', true);
   const code = (error as { code?: unknown } | null)?.code;
-  if (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code)) {
-    switch (classifyDatabaseError(error)) {
-      case 'transient':
+  const kind = classifyDatabaseError(error);
+  // a PostgreSQL error (a SQLSTATE), or a connection that failed
+  if ((typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code)) || kind === 'unavailable') {
+    switch (kind) {
+      case 'unavailable':
+      case 'retry':
+      case 'lock_timeout':
         return of('DB_ERROR', true);
       case 'insufficient_funds':
         return of('INSUFFICIENT_FUNDS', false);
@@ -40,10 +46,6 @@ export function classifyUserFailure(error: unknown): UserFailure {
       default:
         return of('DB_ERROR', false);
     }
-  }
-  if (classifyDatabaseError(error) === 'transient' && typeof code === 'string') return of('DB_ERROR', true);
-  if (/Connection terminated|ECONNREFUSED|ECONNRESET|connect ETIMEDOUT|Connection is closed|MaxRetriesPerRequest/i.test(message)) {
-    return of(/redis|MaxRetriesPerRequest|Connection is closed/i.test(message) ? 'UNKNOWN' : 'DB_ERROR', true);
   }
   return of('UNKNOWN', true);
 }

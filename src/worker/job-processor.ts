@@ -1,34 +1,35 @@
 import { DelayedError, type Job } from 'bullmq';
 import type pg from 'pg';
-import type { Semaphore } from '../concurrency/semaphore.js';
 import { refreshStoredStatus } from '../batch/batch-status.js';
-import type { DeadLetterReason } from '../db/schema.js';
-import type { DeadLetterEntry, NewDeadLetter } from '../dead-letters/dead-letter-store.js';
-import { chunkSource, recordDeadLetters, replaySource } from '../dead-letters/dead-letter-store.js';
+import { retryConflicts } from '../db/retry.js';
+import type { DeadLetterEntry } from '../dead-letters/dead-letter-store.js';
+import { claimReplay } from '../dead-letters/dead-letter-store.js';
+import type { ChunkDeadLetter, ReplayDeadLetter, WrittenDeadLetter } from '../dead-letters/dead-letter-writer.js';
+import { recordChunkDeadLetters, recordReplayDeadLetters } from '../dead-letters/dead-letter-writer.js';
 import type { Logger } from '../log/logger.js';
-import type { LockPolicy } from '../lock/lock-policy.js';
-import type { UserLocks } from '../lock/user-locks.js';
 import type { WindfallMetrics } from '../metrics/metrics.js';
 import type { RewardJobData } from '../queue/job-data.js';
-import type { Reward } from '../rewards/reward.js';
-import type { JobWork } from './chunk-work.js';
-import { loadChunkWork, loadReplayWork } from './chunk-work.js';
-import type { SettleSummary } from './settle-users.js';
-import { settleUsers } from './settle-users.js';
-import { pipelineOf } from './user-pipeline.js';
-import { withDatabaseRetry } from './database-retry.js';
+import { describeConflict } from '../wallet/ledger-operation.js';
+import type { Admission } from './admission.js';
+import type { JobWork } from './job-work.js';
+import { loadChunkWork, loadReplayWork } from './job-work.js';
+import type { ServiceGate } from './service-gate.js';
+import type { SettlementPipeline } from './settlement-pipeline.js';
+import type { UserFailure, UserOutcome, UserTask } from './user-task.js';
 
 /** A job attempt left users that may succeed later: BullMQ retries the job (only those users remain to do). */
 export class UsersRetryLaterError extends Error {
   override readonly name = 'UsersRetryLaterError';
 }
 
-/** What the processor needs. */
+/** What the processor needs: the worker's shared parts. */
 export interface ProcessorContext {
+  /** Job-level steps: loading a job's users, recording dead letters, completing a chunk. */
   readonly pool: pg.Pool;
-  readonly locks: UserLocks;
-  readonly policy: LockPolicy;
-  readonly limiter: Semaphore;
+  readonly pipeline: SettlementPipeline;
+  readonly admission: Admission;
+  /** Paused while PostgreSQL cannot work: job-level steps wait for it instead of spending an attempt. */
+  readonly postgresGate: ServiceGate;
   readonly logger: Logger;
   readonly metrics?: WindfallMetrics | undefined;
   /** Aborted when the worker must stop: lock waits end, unstarted users are put back. */
@@ -46,161 +47,184 @@ export interface JobResult {
   readonly deadLettered: number;
 }
 
-function deadLetter(
-  work: JobWork,
-  job: { data: RewardJobData; attempts: number },
-  uid: string,
-  rewards: readonly Reward[],
-  reason: DeadLetterReason,
-  error: string,
-): NewDeadLetter {
-  const { data } = job;
-  return {
-    source:
-      data.kind === 'chunk'
-        ? chunkSource(data.batchId, data.chunkNo, uid, reason, rewards.map((reward) => reward.rewardId))
-        : replaySource(data.deadLetterId, reason, rewards.map((reward) => reward.rewardId)),
-    batchId: work.batchId,
-    chunkNo: data.kind === 'chunk' ? data.chunkNo : null,
-    replayOf: data.kind === 'replay' ? data.deadLetterId : null,
-    uid,
-    shard: work.shard,
-    rewards,
-    reason,
-    error,
-    attempts: job.attempts,
-  };
+const NOTHING: JobResult = Object.freeze({ users: 0, applied: 0, alreadyApplied: 0, duplicates: 0, deadLettered: 0 });
+
+/** The worker stops while a job-level step waits for PostgreSQL: the job goes back to its queue, no attempt counted. */
+class StoppingError extends Error {
+  override readonly name = 'StoppingError';
 }
 
-/** Merges conflict findings of the same user (found before and during the transaction) into one entry. */
-function conflictsByUser(summary: SettleSummary): Map<string, { rewards: Reward[]; details: string[] }> {
-  const merged = new Map<string, { rewards: Reward[]; details: string[] }>();
-  for (const conflict of summary.conflicts) {
-    const entry = merged.get(conflict.uid) ?? { rewards: [], details: [] };
-    entry.rewards.push(...conflict.rewards);
-    entry.details.push(conflict.detail);
-    merged.set(conflict.uid, entry);
-  }
-  return merged;
+/** A user's failure as its dead-letter entry says it. */
+function failureText(failure: UserFailure, attempt: number): string {
+  return failure.transient ? `${failure.message} (after ${attempt} attempt${attempt === 1 ? '' : 's'})` : failure.message;
+}
+
+/** What one attempt did to a job's users. */
+interface AttemptSummary {
+  applied: number;
+  alreadyApplied: number;
+  duplicates: number;
+  /** Users to retry on the next attempt, with why. */
+  readonly retry: { uid: string; failure: UserFailure }[];
+  interrupted: number;
+  /** Users (or some of their rewards) to hand to the dead-letter queue now. */
+  readonly deadLetters: { task: UserTask; reason: UserFailure['reason']; error: string; rewardIds: readonly string[] | null }[];
+}
+
+function summarize(tasks: readonly UserTask[], outcomes: readonly UserOutcome[], attempt: number, finalAttempt: boolean): AttemptSummary {
+  const summary: AttemptSummary = { applied: 0, alreadyApplied: 0, duplicates: 0, retry: [], interrupted: 0, deadLetters: [] };
+  outcomes.forEach((outcome, i) => {
+    const task = tasks[i]!;
+    if (outcome.kind === 'interrupted') summary.interrupted += 1;
+    else if (outcome.kind === 'settled') {
+      summary.applied += outcome.applied;
+      summary.alreadyApplied += outcome.alreadyApplied;
+      summary.duplicates += outcome.duplicates;
+      if (outcome.conflicts.length > 0) {
+        const details = outcome.conflicts.map((conflict) => `${conflict.rewardId}: ${describeConflict(task.uid, conflict.amount, conflict.existing)}`);
+        summary.deadLetters.push({
+          task,
+          reason: 'CONFLICT',
+          error: `rewardId already used with a different user or amount: ${details.join('; ')}`,
+          rewardIds: outcome.conflicts.map((conflict) => conflict.rewardId),
+        });
+      }
+    } else if (outcome.failure.transient && !finalAttempt) summary.retry.push({ uid: task.uid, failure: outcome.failure });
+    else summary.deadLetters.push({ task, reason: outcome.failure.reason, error: failureText(outcome.failure, attempt), rewardIds: null });
+  });
+  return summary;
 }
 
 /**
  * Processes one shard job (a chunk, or the replay of a dead-letter entry):
- * load the rewards with what the ledger already holds → settle each user under its lock → record duplicates and
- * permanent failures → retry the job for transient failures, or dead-letter them after the last attempt →
- * mark the chunk complete. Every step is idempotent, so a job that runs twice (stall, crash, retry) changes nothing.
+ * load the job's users → settle them through the worker's {@link SettlementPipeline} (locks, group transactions) →
+ * hand conflicts and permanent failures to the dead-letter queue → retry the job for transient failures, or
+ * dead-letter them after the last attempt → mark the chunk complete. Every step is idempotent, so a job that runs
+ * twice (stall, crash, retry) changes nothing. A PostgreSQL or Redis outage pauses the work; it spends no attempt.
  */
 export async function processRewardJob(context: ProcessorContext, job: Job<RewardJobData>, token: string | undefined): Promise<JobResult> {
   const data = job.data;
   const maxAttempts = job.opts.attempts ?? 1;
   const attempt = job.attemptsMade + 1;
   const finalAttempt = attempt >= maxAttempts;
-  const log = context.logger.child({ jobId: job.id, batchId: data.batchId, ...(data.kind === 'chunk' ? { chunkNo: data.chunkNo } : { deadLetterId: data.deadLetterId }), shard: data.shard, attempt });
+  const log = context.logger.child({
+    jobId: job.id,
+    batchId: data.batchId,
+    ...(data.kind === 'chunk' ? { chunkNo: data.chunkNo } : { deadLetterId: data.deadLetterId }),
+    shard: data.shard,
+    attempt,
+  });
   const started = performance.now();
-
-  // load only when the process's line of users is short, one job at a time: memory stays bounded whatever the jobs
-  // in flight
-  const loaded = await pipelineOf(context.limiter).admission(context.signal);
-  let work: JobWork | null;
-  try {
-    work = await withDatabaseRetry(log, context.signal, () =>
-      data.kind === 'chunk'
-        ? // a first run skips the ledger lookup (the user statement reports known ids itself); a re-run uses it to
-          // leave users whose rewards are all applied unlocked
-          loadChunkWork(context.pool, data.batchId, data.chunkNo, { ledger: job.attemptsMade > 0 || (job.stalledCounter ?? 0) > 0 })
-        : loadReplayWork(context.pool, data.deadLetterId),
-    );
-  } catch (error) {
-    loaded();
-    throw error;
-  }
-  if (!work) {
-    loaded();
-    log.warn('job points at a chunk or dead-letter entry that is not recorded; nothing to do');
-    return { users: 0, applied: 0, alreadyApplied: 0, duplicates: 0, deadLettered: 0 };
-  }
-
-  const settling = settleUsers({ db: context.pool, locks: context.locks, logger: log, metrics: context.metrics }, work.users, {
-    batchId: work.batchId,
-    policy: context.policy,
-    limiter: context.limiter,
-    signal: context.signal,
-  });
-  loaded(); // the job's users are in line now
-  const summary = await settling;
-
-  const jobInfo = { data, attempts: attempt };
-  const deadLetters: NewDeadLetter[] = [];
-  for (const [uid, conflict] of conflictsByUser(summary)) {
-    deadLetters.push(
-      deadLetter(work, jobInfo, uid, conflict.rewards, 'CONFLICT', `rewardId already used with a different user or amount: ${conflict.details.join('; ')}`),
-    );
-  }
-  for (const failed of summary.permanent) {
-    deadLetters.push(deadLetter(work, jobInfo, failed.uid, failed.rewards, failed.failure.reason, failed.failure.message));
-  }
-  const retryLater = summary.transient.length > 0 && !finalAttempt;
-  if (!retryLater) {
-    for (const failed of summary.transient) {
-      deadLetters.push(
-        deadLetter(work, jobInfo, failed.uid, failed.rewards, failed.failure.reason, `${failed.failure.message} (after ${attempt} attempt${attempt === 1 ? '' : 's'})`),
-      );
-    }
-  }
-
-  const written = await withDatabaseRetry(log, context.signal, async () => {
-    if (summary.duplicates.length > 0) {
-      await context.pool.query(
-        'insert into reward_duplicates (batch_id, reward_id) select $1, unnest($2::text[]) on conflict do nothing',
-        [work.batchId, summary.duplicates],
-      );
-    }
-    return recordDeadLetters(context.pool, deadLetters);
-  });
-
-  const deadLetteredRewards = written.reduce((sum, entry) => sum + entry.rewards.length, 0);
-  context.metrics?.rewards.inc({ outcome: 'applied' }, summary.applied);
-  context.metrics?.rewards.inc({ outcome: 'duplicate' }, summary.duplicates.length);
-  if (deadLetteredRewards > 0) context.metrics?.rewards.inc({ outcome: 'dead_lettered' }, deadLetteredRewards);
-  for (const entry of written) context.metrics?.deadLetters.inc({ reason: entry.reason });
-  if (written.length > 0) {
-    for (const entry of written) {
-      log.warn({ uid: entry.uid, reason: entry.reason, rewards: entry.rewards.length, deadLetterId: entry.id, error: entry.error }, 'rewards dead-lettered');
-    }
-    await context.onDeadLetters?.(written).catch((error: unknown) => {
-      log.warn({ err: error }, 'could not mirror dead-letter entries into the dead-letter queue; they are recorded in PostgreSQL');
+  const { signal } = context;
+  /** A job-level database step: waits out PostgreSQL outages, runs again after clashes. */
+  const step = <T>(run: () => Promise<T>): Promise<T> =>
+    context.postgresGate.run(() => retryConflicts(run, { signal }), signal).catch((error: unknown) => {
+      throw signal.aborted ? new StoppingError('worker stopping', { cause: error }) : error;
     });
-  }
 
-  if (summary.interrupted.length > 0) {
-    // The worker is stopping: put the job back without counting an attempt; finished users are skipped next time.
-    log.info({ users: summary.interrupted.length }, 'worker stopping: job put back for its remaining users');
+  try {
+    if (data.kind === 'replay') {
+      const claim = await step(() => claimReplay(context.pool, data.deadLetterId));
+      if (claim === 'skip') {
+        log.info('dead-letter entry was purged (or removed) before its replay ran; replay skipped');
+        return NOTHING;
+      }
+    }
+
+    // load only when the process's line of users is short, one job at a time: memory stays bounded whatever the
+    // jobs in flight
+    const admitted = await context.admission.enter(signal);
+    let work: JobWork | null;
+    let settling: Promise<UserOutcome[]>;
+    try {
+      work = await step(() => (data.kind === 'chunk' ? loadChunkWork(context.pool, data.batchId, data.chunkNo) : loadReplayWork(context.pool, data.deadLetterId)));
+      if (!work) {
+        log.warn('job points at a chunk or dead-letter entry that is not recorded; nothing to do');
+        return NOTHING;
+      }
+      settling = context.pipeline.settle(work.tasks);
+    } finally {
+      admitted(); // the job's users are in line now (or its load failed)
+    }
+    const outcomes = await settling;
+    const summary = summarize(work.tasks, outcomes, attempt, finalAttempt);
+
+    const written: WrittenDeadLetter[] = await step(() =>
+      data.kind === 'chunk'
+        ? recordChunkDeadLetters(
+            context.pool,
+            summary.deadLetters.map(
+              (entry): ChunkDeadLetter => ({
+                batchId: data.batchId,
+                chunkNo: data.chunkNo,
+                shard: work.shard,
+                uid: entry.task.uid,
+                reason: entry.reason,
+                error: entry.error,
+                attempts: attempt,
+                rewardIds: entry.rewardIds,
+              }),
+            ),
+          )
+        : recordReplayDeadLetters(
+            context.pool,
+            summary.deadLetters.map(
+              (entry): ReplayDeadLetter => ({
+                replayOf: data.deadLetterId,
+                reason: entry.reason,
+                error: entry.error,
+                attempts: attempt,
+                rewardIds: entry.rewardIds,
+              }),
+            ),
+          ),
+    );
+
+    const deadLettered = written.reduce((sum, entry) => sum + entry.rewardCount, 0);
+    context.metrics?.rewards.inc({ outcome: 'applied' }, summary.applied);
+    context.metrics?.rewards.inc({ outcome: 'duplicate' }, summary.duplicates);
+    if (deadLettered > 0) context.metrics?.rewards.inc({ outcome: 'dead_lettered' }, deadLettered);
+    for (const entry of written) context.metrics?.deadLetters.inc({ reason: entry.reason });
+    if (written.length > 0) {
+      for (const entry of written) {
+        log.warn({ uid: entry.uid, reason: entry.reason, rewards: entry.rewardCount, entryId: entry.id, error: entry.error }, 'rewards dead-lettered');
+      }
+      await context.onDeadLetters?.(written).catch((error: unknown) => {
+        log.warn({ err: error }, 'could not mirror dead-letter entries into the dead-letter queue; they are recorded in PostgreSQL');
+      });
+    }
+
+    if (summary.interrupted > 0) throw new StoppingError(`${summary.interrupted} user(s) interrupted`);
+    if (summary.retry.length > 0) {
+      const users = summary.retry.map(({ uid, failure }) => `${uid} (${failure.reason}: ${failure.message})`);
+      log.warn({ users: summary.retry.length, maxAttempts }, 'users failed for now; the job will be retried for them');
+      throw new UsersRetryLaterError(`${summary.retry.length} user(s) failed transiently on attempt ${attempt} of ${maxAttempts}: ${users.slice(0, 5).join('; ')}`);
+    }
+
+    await step(async () => {
+      if (data.kind === 'chunk') {
+        await context.pool.query('update reward_chunks set completed_at = now() where batch_id = $1 and chunk_no = $2 and completed_at is null', [
+          data.batchId,
+          data.chunkNo,
+        ]);
+      }
+      await refreshStoredStatus(context.pool, work.batchId);
+    });
+
+    const result: JobResult = {
+      users: work.tasks.length,
+      applied: summary.applied,
+      alreadyApplied: summary.alreadyApplied,
+      duplicates: summary.duplicates,
+      deadLettered,
+    };
+    log.debug({ ...result, ms: Math.round(performance.now() - started) }, 'job done');
+    return result;
+  } catch (error) {
+    if (!(error instanceof StoppingError)) throw error;
+    // The worker is stopping: put the job back without counting an attempt; settled users are found settled next time.
+    log.info({ why: error.message }, 'worker stopping: job put back for its remaining users');
     await job.moveToDelayed(Date.now() + 1000, token);
     throw new DelayedError();
   }
-  if (retryLater) {
-    const users = summary.transient.map((failed) => `${failed.uid} (${failed.failure.reason}: ${failed.failure.message})`);
-    log.warn({ users: summary.transient.length, attempt, maxAttempts }, 'users failed for now; the job will be retried for them');
-    throw new UsersRetryLaterError(`${summary.transient.length} user(s) failed transiently on attempt ${attempt} of ${maxAttempts}: ${users.slice(0, 5).join('; ')}`);
-  }
-
-  await withDatabaseRetry(log, context.signal, async () => {
-    if (data.kind === 'chunk') {
-      await context.pool.query('update reward_chunks set completed_at = now() where batch_id = $1 and chunk_no = $2 and completed_at is null', [
-        data.batchId,
-        data.chunkNo,
-      ]);
-    }
-    await refreshStoredStatus(context.pool, work.batchId);
-  });
-
-  const result: JobResult = {
-    users: work.users.length,
-    applied: summary.applied,
-    alreadyApplied: summary.alreadyApplied,
-    duplicates: summary.duplicates.length,
-    deadLettered: deadLetteredRewards,
-  };
-  log.debug({ ...result, ms: Math.round(performance.now() - started) }, 'job done');
-  return result;
 }

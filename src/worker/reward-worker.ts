@@ -1,18 +1,17 @@
 import { setMaxListeners } from 'node:events';
 import { Worker, type Job } from 'bullmq';
 import type pg from 'pg';
-import type { RedisClient } from '../queue/redis-connection.js';
-import { Semaphore } from '../concurrency/semaphore.js';
 import type { DeadLetterEntry } from '../dead-letters/dead-letter-store.js';
 import type { LockPolicy } from '../lock/lock-policy.js';
-import { UserLocks } from '../lock/user-locks.js';
 import type { Logger } from '../log/logger.js';
 import type { WindfallMetrics } from '../metrics/metrics.js';
 import type { RewardJobData } from '../queue/job-data.js';
 import { shardQueueName } from '../queue/queue-names.js';
-import type { JobResult } from './job-processor.js';
+import type { RedisClient } from '../queue/redis-connection.js';
+import { isRedisUnavailable } from '../queue/redis-errors.js';
+import type { JobResult, ProcessorContext } from './job-processor.js';
 import { processRewardJob } from './job-processor.js';
-import { closePipeline } from './user-pipeline.js';
+import { openSettlement, type Settlement } from './settlement.js';
 
 /** How long past the shutdown deadline a stopping worker still waits for its jobs before leaving them. */
 const ABANDON_AFTER_DEADLINE_MS = 15_000;
@@ -25,8 +24,10 @@ export interface RewardWorkerOptions {
   readonly prefix: string;
   /** Shard queues to consume. */
   readonly shards: readonly number[];
-  /** Users processed at once in this process. */
+  /** PostgreSQL transactions settling users at once in this process (WINDFALL_CONCURRENCY). */
   readonly concurrency: number;
+  /** Most users settled by one transaction (WINDFALL_USERS_PER_TRANSACTION); 1 = one transaction per user. */
+  readonly usersPerTransaction: number;
   readonly policy: LockPolicy;
   readonly cluster?: boolean;
   /** Jobs one shard queue runs at once (the next starts while one tails off). Default 2. */
@@ -42,14 +43,15 @@ export interface RewardWorkerOptions {
 }
 
 /**
- * Consumes shard queues: one BullMQ worker per shard, all sharing one bound on users in flight.
- * `close()` stops fetching, lets in-flight users finish within a deadline, then puts back what is left.
+ * Consumes shard queues: one BullMQ worker per shard, all feeding one {@link Settlement} (locks taken and released
+ * many users per Redis round trip; users settled in group transactions). Redis and PostgreSQL outages pause the work
+ * instead of failing it. `close()` stops fetching, lets in-flight users finish within a
+ * deadline, then puts back what is left.
  */
 export class RewardWorker {
   private readonly workers: Worker<RewardJobData, JobResult>[] = [];
   private readonly abort = new AbortController();
-  private readonly limiter: Semaphore;
-  private readonly locks: UserLocks;
+  private readonly settlement: Settlement;
   private closing: Promise<void> | undefined;
   /** Jobs being processed in this process. */
   private readonly running = new Set<Promise<unknown>>();
@@ -64,24 +66,29 @@ export class RewardWorker {
   }
 
   constructor(private readonly options: RewardWorkerOptions) {
-    this.limiter = new Semaphore(options.concurrency);
-    // every user waiting for its lock or its turn listens to the shutdown signal: many listeners are expected, and
-    // each removes itself when its wait ends (Node's default of 10 would print a false leak warning)
+    // every user waiting for its lock listens to the shutdown signal: many listeners are expected, and each removes
+    // itself when its wait ends (Node's default of 10 would print a false leak warning)
     setMaxListeners(0, this.abort.signal);
-    this.locks = new UserLocks(options.redis, {
+    this.settlement = openSettlement({
+      pool: options.pool,
+      redis: options.redis,
       prefix: options.prefix,
+      policy: options.policy,
+      transactions: options.concurrency,
+      usersPerTransaction: options.usersPerTransaction,
+      signal: this.abort.signal,
       logger: options.logger,
-      ...(options.metrics ? { metrics: options.metrics } : {}),
+      metrics: options.metrics,
     });
   }
 
   /** Starts consuming. Resolves once every shard worker is connected. */
   async start(): Promise<void> {
-    const context = {
+    const context: ProcessorContext = {
       pool: this.options.pool,
-      locks: this.locks,
-      policy: this.options.policy,
-      limiter: this.limiter,
+      pipeline: this.settlement.pipeline,
+      admission: this.settlement.admission,
+      postgresGate: this.settlement.postgresGate,
       logger: this.options.logger,
       metrics: this.options.metrics,
       signal: this.abort.signal,
@@ -101,7 +108,11 @@ export class RewardWorker {
           autorun: false,
         },
       );
-      worker.on('error', (error) => this.options.logger.error({ err: error, shard }, 'shard worker error'));
+      worker.on('error', (error) => {
+        // Redis refusing work is reported once by the gate (and probed), not once per shard and retry
+        if (isRedisUnavailable(error)) this.settlement.redisGate.fault(error);
+        else this.options.logger.error({ err: error, shard }, 'shard worker error');
+      });
       worker.on('failed', (job, error) => {
         if (!job || error.name === 'DelayedError') return;
         const willRetry = job.attemptsMade < (job.opts.attempts ?? 1);
@@ -114,7 +125,10 @@ export class RewardWorker {
       worker.run().catch((error: unknown) => this.options.logger.error({ err: error, shard }, 'shard worker stopped with an error'));
     }
     await Promise.all(this.workers.map((worker) => worker.waitUntilReady()));
-    this.options.logger.info({ shards: this.options.shards, concurrency: this.options.concurrency, policy: this.options.policy }, 'worker started');
+    this.options.logger.info(
+      { shards: this.options.shards, concurrency: this.options.concurrency, usersPerTransaction: this.options.usersPerTransaction, policy: this.options.policy },
+      'worker started',
+    );
   }
 
   /**
@@ -152,8 +166,8 @@ export class RewardWorker {
         }
         clearTimeout(abandonTimer);
         await Promise.allSettled(this.workers.map((worker) => worker.close(true)));
-        // the user statements' own connections (see UserPipeline)
-        await closePipeline(this.limiter).catch((error: unknown) => this.options.logger.warn({ err: error }, 'error while closing the statement connections'));
+        this.abort.abort(new Error('worker stopped'));
+        await this.settlement.close();
       } finally {
         clearTimeout(timer);
       }

@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { getBatchReport, type BatchReport } from '../../src/batch/batch-status.js';
+import { queryRetrying } from '../../bench/soak/fault-kit.js';
 
 /** Polls until nothing of the batch is pending, or fails after `timeoutMs` with the last report. */
 export async function waitForBatchDone(pool: pg.Pool, batchId: string, timeoutMs = 60_000): Promise<BatchReport> {
@@ -32,4 +33,18 @@ export async function ledgerMismatches(pool: pg.Pool): Promise<{ uid: string; ba
 /** Rewards as plain objects for the producer. */
 export function rewardRows(count: number, make: (n: number) => { rewardId: string; uid: string; amount: number | string; description?: string }) {
   return Array.from({ length: count }, (_, n) => make(n));
+}
+
+/**
+ * Rewards of a batch settled so far: applied by it, or dead-lettered. Retries after connection errors (fault tests
+ * terminate backends, the pool's included).
+ */
+export async function settledRewards(pool: pg.Pool, batchId: string): Promise<number> {
+  const { rows } = await queryRetrying<{ n: number }>(
+    pool,
+    `select (select count(*) from ledger_entries where batch_id = $1)::int
+          + (select coalesce(sum(reward_count), 0) from dead_letters where batch_id = $1)::int as n`,
+    [batchId],
+  );
+  return rows[0]!.n;
 }

@@ -1,0 +1,68 @@
+import type pg from 'pg';
+import { CHUNK_DEAD_LETTERED_SQL, CHUNK_USERS_SQL } from './settlement-sql.js';
+import type { UserTask } from './user-task.js';
+
+/** The users of one job (their rewards stay in PostgreSQL). */
+export interface JobWork {
+  readonly batchId: string;
+  readonly shard: number;
+  readonly tasks: UserTask[];
+  /** Rewards to settle, all users together. */
+  readonly rewards: number;
+}
+
+type Db = Pick<pg.Pool, 'query'>;
+
+/**
+ * The users of chunk `chunkNo` of a batch, each with the number of its rewards still to settle; marks the batch
+ * processing. Rewards the chunk already handed to the dead-letter queue are left out (the queue owns them), and a user
+ * with nothing else left is not listed; the same user's other rewards are. Returns null when the chunk is not
+ * recorded (its batch was removed).
+ */
+export async function loadChunkWork(db: Db, batchId: string, chunkNo: number): Promise<JobWork | null> {
+  const [users, deadLettered] = await Promise.all([
+    db.query<{ shard: number; uid: string; rewards: number }>(CHUNK_USERS_SQL, [batchId, chunkNo]),
+    db.query<{ uid: string; reward_id: string }>(CHUNK_DEAD_LETTERED_SQL, [batchId, chunkNo]),
+  ]);
+  if (users.rows.length === 0) {
+    const chunk = await db.query<{ shard: number }>('select shard from reward_chunks where batch_id = $1 and chunk_no = $2', [batchId, chunkNo]);
+    if (!chunk.rows[0]) return null;
+    return { batchId, shard: chunk.rows[0].shard, tasks: [], rewards: 0 };
+  }
+  const excluded = new Map<string, Set<string>>();
+  for (const row of deadLettered.rows) {
+    const set = excluded.get(row.uid) ?? new Set<string>();
+    set.add(row.reward_id);
+    excluded.set(row.uid, set);
+  }
+  const shard = users.rows[0]!.shard;
+  const tasks: UserTask[] = [];
+  let rewards = 0;
+  for (const row of users.rows) {
+    const left = excluded.get(row.uid);
+    const pending = row.rewards - (left?.size ?? 0);
+    if (pending <= 0) continue;
+    tasks.push({ uid: row.uid, rewards: pending, source: { kind: 'chunk', batchId, chunkNo, shard, excluded: left ? [...left] : [] } });
+    rewards += pending;
+  }
+  return { batchId, shard, tasks, rewards };
+}
+
+/** The replay of dead-letter entry `deadLetterId`: its user, with the rewards no earlier run of the replay has handed on. */
+export async function loadReplayWork(db: Db, deadLetterId: string): Promise<JobWork | null> {
+  const { rows } = await db.query<{ batch_id: string; shard: number; uid: string; rewards: number }>(
+    `select d.batch_id, d.shard, d.uid,
+            (select count(*)::int from jsonb_array_elements(d.rewards) as r(value)
+              where not exists (
+                select 1 from dead_letters c
+                where c.replay_of = d.id and c.rewards @> jsonb_build_array(jsonb_build_object('rewardId', r.value->>'rewardId'))
+              )) as rewards
+     from dead_letters d where d.id = $1`,
+    [deadLetterId],
+  );
+  const entry = rows[0];
+  if (!entry) return null;
+  const tasks: UserTask[] =
+    entry.rewards > 0 ? [{ uid: entry.uid, rewards: entry.rewards, source: { kind: 'replay', batchId: entry.batch_id, deadLetterId } }] : [];
+  return { batchId: entry.batch_id, shard: entry.shard, tasks, rewards: entry.rewards };
+}
