@@ -8,5 +8,7 @@ if (!existsSync(fileURLToPath(entry))) {
   process.stderr.write('windfall: dist/ is missing; build it first with `npm install` or `npm run build`\n');
   process.exit(1);
 }
-const { main } = await import(entry.href);
+const { main, installCrashReporting } = await import(entry.href);
+// an error nothing caught is reported without its fields' secrets (Node's own report prints them all)
+installCrashReporting();
 process.exitCode = await main(process.argv);
