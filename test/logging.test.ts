@@ -72,20 +72,33 @@ describe('Redis command arguments never reach a log line', () => {
   });
 });
 
-describe('an error nothing caught', () => {
-  it('is reported without the Redis command arguments Node would print, and the process exits 1', () => {
-    const main = fileURLToPath(new URL('../dist/src/cli/main.js', import.meta.url));
+describe('what Node and libraries print in a windfall process', () => {
+  const main = fileURLToPath(new URL('../dist/src/cli/main.js', import.meta.url));
+  const run = (body: string) => {
     const script = `
-      const { installCrashReporting } = await import(${JSON.stringify(main)});
-      installCrashReporting();
+      const { installProcessGuards } = await import(${JSON.stringify(main)});
+      installProcessGuards();
       const error = Object.assign(new Error('WRONGPASS invalid username-password pair'), { command: { name: 'auth', args: [${JSON.stringify(PASSWORD)}] } });
-      Promise.reject(error);
+      ${body}
     `;
-    const run = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000 });
-    expect(run.status).toBe(1);
-    expect(run.stderr).toContain('windfall: unexpected error: WRONGPASS invalid username-password pair');
-    expect(run.stderr).toContain('"command":{"name":"auth","args":"[1 hidden]"}');
-    expect(run.stdout + run.stderr).not.toContain(PASSWORD);
+    return spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000 });
+  };
+
+  it('an error nothing caught is reported without the Redis command arguments Node would print, and the process exits 1', () => {
+    const crashed = run('Promise.reject(error);');
+    expect(crashed.status).toBe(1);
+    expect(crashed.stderr).toContain('windfall: unexpected error: WRONGPASS invalid username-password pair');
+    expect(crashed.stderr).toContain('"command":{"name":"auth","args":"[1 hidden]"}');
+    expect(crashed.stdout + crashed.stderr).not.toContain(PASSWORD);
+  });
+
+  it("a library's console.error/warn of a Redis error (BullMQ's 'Unexpected Error in AsyncFifoQueue') shows the command's name only", () => {
+    const printed = run(`console.error('Unexpected Error in AsyncFifoQueue', error); console.warn(error); console.log('at redis://:${PASSWORD}@h:1');`);
+    expect(printed.status).toBe(0);
+    expect(printed.stderr).toContain('Unexpected Error in AsyncFifoQueue');
+    expect(printed.stderr).toContain("name: 'auth'");
+    expect(printed.stdout).toContain('redis://:***@h:1');
+    expect(printed.stdout + printed.stderr).not.toContain(PASSWORD);
   });
 });
 
