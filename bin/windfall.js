@@ -8,5 +8,7 @@ if (!existsSync(fileURLToPath(entry))) {
   process.stderr.write('windfall: dist/ is missing; build it first with `npm install` or `npm run build`\n');
   process.exit(1);
 }
-const { main } = await import(entry.href);
+const { main, installProcessGuards } = await import(entry.href);
+// errors printed by Node (uncaught) or by libraries (console) are rendered without their fields' secrets
+installProcessGuards();
 process.exitCode = await main(process.argv);

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildHttpServer } from '../src/http/server.js';
 import { createLogger } from '../src/log/logger.js';
@@ -8,6 +9,7 @@ import { openWindfall } from '../src/runtime/windfall.js';
 import { useTestEnvironment } from './support/environment.js';
 import { eventually, runCli, startCli } from './support/cli.js';
 import { balances, ledgerMismatches } from './support/batches.js';
+import { randomPort, redisCli, startRedisServer } from './support/redis-servers.js';
 import { randomToken, startServe, type ServeProcess } from './support/serve.js';
 
 const env = useTestEnvironment();
@@ -21,6 +23,18 @@ beforeAll(async () => {
 afterAll(async () => {
   await server?.stop();
 });
+
+/** A logger with the production options writing into memory. */
+function captureLogger() {
+  let out = '';
+  const destination = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      out += chunk.toString();
+      done();
+    },
+  });
+  return { logger: createLogger('debug', {}, destination as never), text: () => out, lines: () => out.split('\n').filter(Boolean) };
+}
 
 type Auth = 'none' | 'api' | 'admin' | 'admin-basic' | 'api-basic' | 'wrong';
 function headersFor(auth: Auth): Record<string, string> {
@@ -302,25 +316,58 @@ describe('windfall serve: dashboard, health, metrics, OpenAPI', () => {
     expect(ready.body).toMatchObject({ status: 'ready', checks: { redis: { ok: true }, postgres: { ok: true } } });
   });
 
-  it('answers /readyz with 503 naming Redis or PostgreSQL when one does not answer', async () => {
-    for (const [broken, which] of [
-      [{ redisUrl: 'redis://127.0.0.1:1' }, 'redis'],
-      [{ databaseUrl: 'postgres://postgres@127.0.0.1:1/windfall' }, 'postgres'],
-    ] as const) {
-      const windfall = await openWindfall(env.config(broken), createLogger('silent'), { checkServices: false });
-      try {
-        const app = await buildHttpServer(windfall, { apiToken: randomToken('api'), readyTimeoutMs: 500 });
-        const response = await app.inject({ method: 'GET', url: '/readyz' });
-        expect(response.statusCode, which).toBe(503);
-        const body = response.json() as { status: string; checks: Record<string, { ok: boolean; error?: string }> };
-        expect(body.status).toBe('not ready');
-        expect(body.checks[which]!.ok).toBe(false);
-        expect(body.checks[which === 'redis' ? 'postgres' : 'redis']!.ok).toBe(true);
-        expect((await app.inject({ method: 'GET', url: '/healthz' })).statusCode).toBe(200);
-        await app.close();
-      } finally {
-        await windfall.close();
+  it('answers /readyz with 503 naming the failing service only, and logs the driver error once per change', async () => {
+    const password = 'readyz-Pa55word-xyz';
+    const redisServer = await startRedisServer({ aof: false, password });
+    const closed = await randomPort();
+    try {
+      const cases = [
+        { which: 'redis', broken: { redisUrl: `redis://127.0.0.1:${closed}` }, detail: 'ECONNREFUSED' },
+        { which: 'redis', broken: { redisUrl: `redis://:wrong-${password}@127.0.0.1:${redisServer.port}` }, detail: 'WRONGPASS' },
+        { which: 'postgres', broken: { databaseUrl: `postgres://postgres@127.0.0.1:${closed}/windfall` }, detail: 'ECONNREFUSED' },
+        { which: 'postgres', broken: { databaseUrl: `postgres://no_such_role_xyz@127.0.0.1:5432/windfall` }, detail: 'role "no_such_role_xyz" does not exist' },
+      ] as const;
+      for (const { which, broken, detail } of cases) {
+        const log = captureLogger();
+        const windfall = await openWindfall(env.config(broken), log.logger, { checkServices: false });
+        try {
+          const app = await buildHttpServer(windfall, { apiToken: randomToken('api'), readyTimeoutMs: 500 });
+          for (let probe = 0; probe < 3; probe += 1) {
+            const response = await app.inject({ method: 'GET', url: '/readyz' });
+            expect(response.statusCode, which).toBe(503);
+            const body = response.json() as { status: string; checks: Record<string, { ok: boolean; ms: number; error?: string }> };
+            expect(body.status).toBe('not ready');
+            expect(body.checks[which]).toEqual({ ok: false, ms: expect.any(Number), error: which === 'redis' ? 'Redis does not answer' : 'PostgreSQL does not answer' });
+            expect(body.checks[which === 'redis' ? 'postgres' : 'redis']).toEqual({ ok: true, ms: expect.any(Number) });
+            // no host, port, user name, password or driver text for an unauthenticated caller
+            for (const secret of ['127.0.0.1', String(closed), String(redisServer.port), 'no_such_role_xyz', password, 'WRONGPASS', 'ECONNREFUSED', 'within']) {
+              expect(response.body, `${which} ${detail}`).not.toContain(secret);
+            }
+          }
+          expect((await app.inject({ method: 'GET', url: '/healthz' })).statusCode).toBe(200);
+          // three failing probes, one log line, with the detail
+          const failures = log.lines().filter((line) => line.includes('readiness check failed'));
+          expect(failures, log.text()).toHaveLength(1);
+          const failure = JSON.parse(failures[0]!) as { check: string; err: { message: string }; connectionError?: { message: string } };
+          expect(failure.check).toBe(which);
+          expect(`${failure.err.message} ${failure.connectionError?.message ?? ''}`).toContain(detail);
+          if (detail === 'WRONGPASS') {
+            // the password the client uses becomes the right one: the next probes pass, logged once
+            await redisCli(redisServer.port, ['-a', password, '--no-auth-warning', 'config', 'set', 'requirepass', `wrong-${password}`]);
+            await eventually(async () => (await app.inject({ method: 'GET', url: '/readyz' })).statusCode === 200, 'readiness to pass again', 20_000);
+            expect((await app.inject({ method: 'GET', url: '/readyz' })).statusCode).toBe(200);
+            expect(log.lines().filter((line) => line.includes('readiness check passes again: Redis answers'))).toHaveLength(1);
+            expect(log.lines().filter((line) => line.includes('readiness check failed'))).toHaveLength(1);
+            await redisCli(redisServer.port, ['-a', `wrong-${password}`, '--no-auth-warning', 'config', 'set', 'requirepass', password]);
+          }
+          expect(log.text()).not.toContain(password);
+          await app.close();
+        } finally {
+          await windfall.close();
+        }
       }
+    } finally {
+      await redisServer.destroy();
     }
   });
 

@@ -8,7 +8,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger, scrubSecrets } from '../src/log/logger.js';
 import { useTestEnvironment } from './support/environment.js';
 import { runCli } from './support/cli.js';
-import { randomPort, startRedisServer, startWindfall, waitFor, type RedisServer } from './support/redis-servers.js';
+import { waitForBatchDone } from './support/batches.js';
+import { repeatedJsonKeys } from './support/json-keys.js';
+import { randomPort, redisCli, startRedisServer, startWindfall, waitFor, type RedisServer } from './support/redis-servers.js';
 
 const env = useTestEnvironment();
 const SECRET = 'S3cr3t-pa55-do-not-leak';
@@ -78,6 +80,85 @@ describe('secrets stay out of logs', () => {
     expect(worker.output()).not.toContain(SECRET);
     expect(worker.output()).toContain(`redis://:***@127.0.0.1:${protectedRedis.port}`);
   });
+});
+
+describe('a Redis password rotated under running workers', () => {
+  const OLD = 'Old-r0tated-pa55word-xyz';
+  const NEW = 'New-r0tated-pa55word-xyz';
+  let rotating: RedisServer;
+  beforeAll(async () => {
+    rotating = await startRedisServer({ aof: false, password: OLD });
+  });
+  afterAll(async () => {
+    // put the start-up password back so that the helper's redis-cli can shut the server down
+    await redisCli(rotating.port, ['-a', NEW, '--no-auth-warning', 'config', 'set', 'requirepass', OLD]).catch(() => undefined);
+    await rotating?.destroy();
+  });
+
+  it('never appears in the output of a worker (debug and trace levels) or of the CLI, while every failure is still logged', async () => {
+    const url = `redis://:${OLD}@127.0.0.1:${rotating.port}`;
+    const cli = async (...args: string[]): Promise<string> => {
+      const output = await redisCli(rotating.port, args);
+      if (output.code !== 0) throw new Error(`redis-cli ${args.slice(2).join(' ')}: ${output.output}`);
+      return output.output;
+    };
+    const settings = {
+      REDIS_URL: url,
+      WINDFALL_RECOVERY_INTERVAL_MS: '500',
+      WINDFALL_REWARD_LOCK_RETRIES: '100',
+      WINDFALL_REWARD_LOCK_DELAY_MS: '100',
+      WINDFALL_REWARD_LOCK_FACTOR: '1',
+      WINDFALL_SHARDS: '2',
+      // a job whose lock lapsed while Redis refused the password is taken over soon after
+      WINDFALL_JOB_LOCK_MS: '3000',
+    };
+    const workers = [startWindfall(['worker'], env.env({ ...settings, LOG_LEVEL: 'debug' })), startWindfall(['worker'], env.env({ ...settings, LOG_LEVEL: 'trace' }))];
+    const outputs = (): string => workers.map((worker) => worker.output()).join('\n');
+    const step = async (what: string, run: () => Promise<unknown>): Promise<void> => {
+      await run().catch((error: Error) => {
+        throw new Error(`${what}: ${error.message}\n${outputs().slice(-4000)}`);
+      });
+    };
+    try {
+      await step('start', () => waitFor(() => workers.every((worker) => worker.output().includes('worker started')), 'both workers to start', 30_000));
+      // work in flight when the password changes: one user's lock is held elsewhere, so its job stays active
+      await cli('-a', OLD, '--no-auth-warning', 'set', `${env.prefix}:lock:rotation-held`, 'elsewhere', 'PX', '120000');
+      const rows = [{ rewardId: 'rot-held', uid: 'rotation-held', amount: 1 }, ...Array.from({ length: 20 }, (_, n) => ({ rewardId: `rot-${n}`, uid: `rotation-${n}`, amount: 1 }))];
+      const enqueue = await runCli(['enqueue', '--file', '-', '--format', 'jsonl', '--batch-id', 'rotation'], env.env({ REDIS_URL: url, WINDFALL_SHARDS: '2' }), rows.map((row) => JSON.stringify(row)).join('\n'));
+      expect(enqueue.code, enqueue.stderr).toBe(0);
+      await step('progress', () =>
+        waitFor(async () => (await env.pool.query(`select count(*)::int as n from ledger_entries where batch_id = 'rotation'`)).rows[0].n === 20, 'the free users to be credited', 30_000),
+      );
+
+      await cli('-a', OLD, '--no-auth-warning', 'config', 'set', 'requirepass', NEW);
+      await cli('-a', NEW, '--no-auth-warning', 'client', 'kill', 'type', 'normal');
+      await step('errors logged', () => waitFor(() => workers.every((worker) => worker.output().includes('WRONGPASS')), 'both workers to log the refused AUTH', 30_000));
+      const runs = await Promise.all([
+        runCli(['queues'], env.env({ REDIS_URL: url, LOG_LEVEL: 'debug' })),
+        runCli(['batch', 'rotation', '--json'], env.env({ REDIS_URL: url, LOG_LEVEL: 'trace' })),
+        runCli(['lock', 'status', 'rotation-held'], env.env({ REDIS_URL: url, LOG_LEVEL: 'debug' })),
+      ]);
+      for (const run of runs) {
+        expect(run.code).toBe(1);
+        expect(run.stderr).toContain('WRONGPASS');
+        for (const secret of [OLD, NEW]) expect(run.stdout + run.stderr).not.toContain(secret);
+      }
+
+      // the old password is valid again: the workers reconnect by themselves and finish the batch
+      await cli('-a', NEW, '--no-auth-warning', 'config', 'set', 'requirepass', OLD);
+      await cli('-a', OLD, '--no-auth-warning', 'del', `${env.prefix}:lock:rotation-held`);
+      await step('recovery', () => waitForBatchDone(env.pool, 'rotation', 60_000));
+    } finally {
+      const codes = await Promise.all(workers.map((worker) => worker.stop()));
+      expect(codes).toEqual([0, 0]);
+    }
+    const output = outputs();
+    for (const secret of [OLD, NEW]) expect(output).not.toContain(secret);
+    // the failures were logged, with the command's name
+    expect(output).toContain('"command":{"name":"auth","args":"[1 hidden]"}');
+    expect(output).toContain('shard worker error');
+    for (const line of output.split('\n').filter((text) => text.startsWith('{'))) expect(repeatedJsonKeys(line), line).toEqual([]);
+  }, 180_000);
 });
 
 describe('secrets stay out of error messages', () => {

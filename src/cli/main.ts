@@ -16,6 +16,7 @@ import { registerReconcileCommand } from './commands/reconcile-command.js';
 import type { CommandRegistry, GlobalFlags } from './context.js';
 import { resolveConfig, withWindfall } from './context.js';
 import { CommandFailedError, EXIT, UsageError } from './exit-codes.js';
+export { installProcessGuards } from './process-guards.js';
 import { printJson, printLine, printNote } from './output.js';
 
 function wholeNumber(name: string, min: number) {

@@ -172,6 +172,9 @@ export function buildOpenApiDocument(version: string): Record<string, unknown> {
       '/readyz': {
         get: {
           summary: 'Readiness: Redis and PostgreSQL answer (no auth)',
+          description:
+            'Each check gets the readiness timeout (2 s). A failed check says which service failed (`Redis does not answer`, `PostgreSQL does not answer`), never ' +
+            "the driver's error: hosts, ports, user and database names stay in the server log, which records the error once when a check starts failing and once when it passes again.",
           responses: {
             '200': { description: 'both answer', content: json(ref('Readiness')) },
             '503': { description: 'one of them does not', content: json(ref('Readiness')) },

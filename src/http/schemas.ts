@@ -190,6 +190,19 @@ export const replayReportSchema = {
   },
 } as const;
 
+/** One readiness check; a failure names the service only (the detail is in the server log). */
+function readinessCheck(failure: string) {
+  return {
+    type: 'object',
+    required: ['ok', 'ms'],
+    properties: {
+      ok: { type: 'boolean' },
+      ms: { type: 'integer', description: 'how long the check took' },
+      error: { const: failure, description: 'present when the check failed; the driver error is logged by the server, once per change' },
+    },
+  } as const;
+}
+
 export const readinessSchema = {
   type: 'object',
   required: ['status', 'checks'],
@@ -198,8 +211,8 @@ export const readinessSchema = {
     checks: {
       type: 'object',
       properties: {
-        redis: { type: 'object', properties: { ok: { type: 'boolean' }, ms: { type: 'integer' }, error: { type: 'string' } } },
-        postgres: { type: 'object', properties: { ok: { type: 'boolean' }, ms: { type: 'integer' }, error: { type: 'string' } } },
+        redis: readinessCheck('Redis does not answer'),
+        postgres: readinessCheck('PostgreSQL does not answer'),
       },
     },
   },

@@ -14,6 +14,7 @@ import type { Principal } from './auth.js';
 import { TokenGuard } from './auth.js';
 import { registerDashboard } from './dashboard.js';
 import { openApiDocument } from './openapi.js';
+import { ReadinessChecks, withTimeout } from './readiness.js';
 import {
   batchIdParams,
   deadLetterIdParams,
@@ -51,30 +52,6 @@ export class HttpConfigError extends Error {
 /** An error answer: `{error, message, errors?}`. */
 function fail(reply: FastifyReply, status: number, error: string, message: string, errors?: readonly unknown[]): FastifyReply {
   return reply.code(status).send({ error, message, ...(errors ? { errors } : {}) });
-}
-
-async function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      work,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-async function probe(check: () => Promise<unknown>, timeoutMs: number): Promise<{ ok: boolean; ms: number; error?: string }> {
-  const started = performance.now();
-  try {
-    await withTimeout(check(), timeoutMs);
-    return { ok: true, ms: Math.round(performance.now() - started) };
-  } catch (error) {
-    return { ok: false, ms: Math.round(performance.now() - started), error: (error as Error).message };
-  }
 }
 
 /** Type name of a raw JSON value, for messages. */
@@ -187,13 +164,12 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
   // ---- no auth: liveness, readiness, metrics, the OpenAPI document
   app.get('/healthz', async () => ({ status: 'ok' }));
 
+  // the answer names the failing service only; the driver's error (hosts, user names) is logged once per change
+  const readiness = new ReadinessChecks(windfall, logger, readyTimeoutMs);
+  app.addHook('onClose', async () => readiness.close());
   app.get('/readyz', async (_request, reply) => {
-    const [redis, postgres] = await Promise.all([
-      probe(() => windfall.redis.ping(), readyTimeoutMs),
-      probe(() => windfall.database.pool.query('select 1'), readyTimeoutMs),
-    ]);
-    const ready = redis.ok && postgres.ok;
-    return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not ready', checks: { redis, postgres } });
+    const { ready, checks } = await readiness.check();
+    return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not ready', checks });
   });
 
   app.get('/metrics', async (_request, reply) => {

@@ -1,5 +1,7 @@
 import { pino, type Logger } from 'pino';
 import type { LogLevel } from '../config/config.js';
+import { renderError, renderLogFields, scrubRedisArguments } from './error-rendering.js';
+import { dropRepeatedFields, REDACTED } from './repeated-fields.js';
 
 export type { Logger } from 'pino';
 
@@ -30,10 +32,14 @@ const URL_CREDENTIALS = /\b([a-z][a-z0-9+.-]*:\/\/[^\s:/@'"]*:)[^\s@/'"]+@/gi;
 /** `Bearer <token>` / `Basic <credentials>` in any text. */
 const AUTH_HEADER_VALUE = /\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]{4,}/g;
 
-/** Removes URL passwords and bearer/basic credentials from free text (messages, error messages, stacks). */
+/**
+ * Removes URL passwords, bearer/basic credentials and the command arguments Redis quotes in some error texts
+ * (`with args beginning with: …`) from free text (messages, error messages, stacks).
+ */
 export function scrubSecrets(text: string): string {
-  if (!text.includes('://') && !/Bearer|Basic/.test(text)) return text;
-  return text.replace(URL_CREDENTIALS, '$1***@').replace(AUTH_HEADER_VALUE, '$1 [redacted]');
+  const scrubbed = scrubRedisArguments(text);
+  if (!scrubbed.includes('://') && !/Bearer|Basic/.test(scrubbed)) return scrubbed;
+  return scrubbed.replace(URL_CREDENTIALS, '$1***@').replace(AUTH_HEADER_VALUE, '$1 [redacted]');
 }
 
 /** Passes each serialized log line through {@link scrubSecrets} on its way to `target`. */
@@ -50,9 +56,14 @@ export function loggerOptions(level: LogLevel, bindings: Record<string, unknown>
   return {
     level,
     base: { service: 'windfall', pid: process.pid, ...bindings },
-    redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
+    redact: { paths: REDACTED_PATHS, censor: REDACTED },
     timestamp: pino.stdTimeFunctions.isoTime,
-    formatters: { level: (label) => ({ level: label }) },
+    // errors under any key, at any depth, and thrown non-Error values: rendered for people, Redis command
+    // arguments (a rotated password in a failed AUTH) never printed
+    serializers: { err: renderError },
+    formatters: { level: (label) => ({ level: label }), log: (fields) => renderLogFields(fields), bindings: (bindings) => renderLogFields(bindings) },
+    // a key the logger already binds is written once per line
+    hooks: { logMethod: dropRepeatedFields },
   };
 }
 
@@ -60,10 +71,21 @@ export function loggerOptions(level: LogLevel, bindings: Record<string, unknown>
  * A structured JSON logger writing to standard error (standard output is kept for `--json` documents), or to
  * `destination`. Secret fields ({@link REDACTED_PATHS}) are replaced by `[redacted]`, and every line is scrubbed
  * of URL passwords and bearer/basic credentials wherever they appear: messages, error messages and stacks, child
- * bindings ({@link scrubSecrets}).
+ * bindings ({@link scrubSecrets}). Errors are rendered by {@link renderError} under `err` and under any other key
+ * or depth (a Redis command keeps its name, never its arguments); a field the logger already binds is written
+ * once ({@link dropRepeatedFields}).
  */
 export function createLogger(level: LogLevel = 'info', bindings: Record<string, unknown> = {}, destination?: pino.DestinationStream): Logger {
-  return pino(loggerOptions(level, bindings), scrubbingDestination(destination ?? pino.destination({ fd: 2, sync: true })));
+  const logger = pino(loggerOptions(level, bindings), scrubbingDestination(destination ?? pino.destination({ fd: 2, sync: true })));
+  // pino applies `formatters.bindings` to the base bindings only; a child's bindings are rendered here (children,
+  // fastify's request loggers included, inherit this method)
+  type ChildMethod = (this: unknown, bindings: pino.Bindings, options?: unknown) => unknown;
+  const pinoChild = logger.child as unknown as ChildMethod;
+  const childWithRenderedBindings: ChildMethod = function (this: unknown, childBindings, options) {
+    return pinoChild.call(this, renderLogFields(childBindings), options);
+  };
+  logger.child = childWithRenderedBindings as unknown as Logger['child'];
+  return logger;
 }
 
 /** A logger that drops everything, for library callers who pass none. */

@@ -57,7 +57,7 @@ export function connectRedis(url: string, logger: Logger, name = 'windfall', opt
     if (!wasReady) return;
     if (now - lastLogged > 5000) {
       lastLogged = now;
-      logger.warn({ err: { message: error.message }, redis: redactUrl(url) }, 'Redis connection error; reconnecting');
+      logger.warn({ err: error, redis: redactUrl(url) }, 'Redis connection error; reconnecting');
     }
   });
   return redis;

@@ -3,7 +3,8 @@ import { Redis } from 'ioredis';
 import pg from 'pg';
 import { connectDatabase } from '../../src/db/database.js';
 import { migrateToLatest } from '../../src/db/migrate.js';
-import { quoteIdentifier } from '../../src/db/create-database.js';
+import { databaseNameOf, ensureDatabaseExists, quoteIdentifier } from '../../src/db/create-database.js';
+import { redactUrl, scrubSecrets } from '../../src/log/logger.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -30,17 +31,37 @@ async function redisAnswers(url: string): Promise<boolean> {
   }
 }
 
-async function postgresAnswers(url: string): Promise<boolean> {
+/** Whether PostgreSQL answers at `url`, and if not, why (the driver's message, without the URL's password). */
+async function postgresAnswers(url: string): Promise<{ ok: true } | { ok: false; code: string | undefined; reason: string }> {
   const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 2000 });
+  client.on('error', () => undefined);
   try {
     await client.connect();
     await client.query('select 1');
-    return true;
-  } catch {
-    return false;
+    return { ok: true };
+  } catch (error) {
+    return { ok: false, code: (error as { code?: string }).code, reason: scrubSecrets((error as Error).message) };
   } finally {
     await client.end().catch(() => undefined);
   }
+}
+
+/**
+ * PostgreSQL at DATABASE_URL: answers, or answers but lacks the named database — created then, as `windfall
+ * migrate` does (the tests only need the server: each file makes its own database from a template).
+ */
+async function preparePostgres(url: string): Promise<{ ok: true } | { ok: false; reason: string }> {
+  const first = await postgresAnswers(url);
+  if (first.ok || first.code !== '3D000') return first;
+  try {
+    await ensureDatabaseExists(url);
+  } catch (error) {
+    throw new Error(
+      `tests need PostgreSQL: the server at DATABASE_URL (${redactUrl(url)}) answers, but its database ${JSON.stringify(databaseNameOf(url))} does not exist ` +
+        `and could not be created (${scrubSecrets((error as Error).message)}). Create it, or name an existing database in DATABASE_URL.`,
+    );
+  }
+  return postgresAnswers(url);
 }
 
 async function dockerAvailable(): Promise<boolean> {
@@ -63,11 +84,13 @@ export default async function setup(project: TestProject): Promise<() => Promise
   let redisUrl = process.env['REDIS_URL'] ?? LOCAL_REDIS;
   let databaseUrl = process.env['DATABASE_URL'] ?? LOCAL_POSTGRES;
   const redisOk = await redisAnswers(redisUrl);
-  const postgresOk = await postgresAnswers(databaseUrl);
+  const postgres = await preparePostgres(databaseUrl);
+  const postgresOk = postgres.ok;
   if (!redisOk || !postgresOk) {
     if (!(await dockerAvailable())) {
+      const postgresProblem = postgres.ok ? '' : `PostgreSQL does not answer at ${redactUrl(databaseUrl)} (${postgres.reason})`;
       throw new Error(
-        `tests need Redis and PostgreSQL: ${!redisOk ? `Redis does not answer at ${redisUrl}` : ''}${!redisOk && !postgresOk ? ' and ' : ''}${!postgresOk ? 'PostgreSQL does not answer' : ''}. ` +
+        `tests need Redis and PostgreSQL: ${!redisOk ? `Redis does not answer at ${redactUrl(redisUrl)}` : ''}${!redisOk && !postgresOk ? ' and ' : ''}${postgresProblem}. ` +
           'Set REDIS_URL and DATABASE_URL to running servers, start local ones (redis-server; pg_ctlcluster … start), ' +
           'or run Docker so testcontainers can start them.',
       );
