@@ -5,7 +5,8 @@ import type { RowError } from '../rewards/reward.js';
 import { validateReward } from '../rewards/reward.js';
 import type { SourceRecord } from '../rewards/reward-sources.js';
 import { BatchValidationError } from './batch-errors.js';
-import { CopyBuffer, copyIn, copyText, rowsOfCopyText } from './copy-in.js';
+import { copyIn } from './copy-in.js';
+import { CopyBuffer, copyText, rowsOfCopyText } from './copy-text.js';
 import { FingerprintSet } from './fingerprint-set.js';
 
 /** Rows sent to PostgreSQL per insert when a chunk has to be inserted row-checked (it repeats a user's rewardId). */
