@@ -1,6 +1,7 @@
 /**
  * File enqueue throughput: rewards/s of the whole `windfall enqueue --file` process (start-up, read, validate,
- * stage with COPY, hand over the jobs), median of N runs per size. Each run enqueues a JSONL file of valid rewards
+ * stage with COPY, hand over the jobs), median of N runs per size, and the process's own CPU time per reward
+ * (user + system, from `/usr/bin/time`: far less disturbed than wall time by other work on a shared machine). Each run enqueues a JSONL file of valid rewards
  * (4 per user, the seed's description) under a fresh batchId; between runs the staged batch is deleted and its
  * jobs removed, so every run starts from the same tables.
  *
@@ -9,6 +10,7 @@
  * Uses DATABASE_URL (default postgres://postgres@127.0.0.1:5432/windfall_enqueue_bench, created and migrated here)
  * and REDIS_URL; its Redis keys live under WINDFALL_PREFIX (default `wf-enqueue-bench`) and are deleted at the end.
  */
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,7 +18,7 @@ import { Redis } from 'ioredis';
 import pg from 'pg';
 import { writeRewardFile } from './dataset.js';
 import { childEnv } from './support.js';
-import { runWindfall } from './soak/fault-kit.js';
+import { runWindfall, WINDFALL_BIN } from './soak/fault-kit.js';
 
 function option(name: string, fallback: string): string {
   const at = process.argv.indexOf(`--${name}`);
@@ -27,6 +29,20 @@ function median(values: readonly number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const middle = Math.floor(sorted.length / 2);
   return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+}
+
+/** One `windfall …args` run under `/usr/bin/time`: exit code, stderr, and the process's CPU seconds and peak RSS. */
+function timedRun(args: readonly string[], env: NodeJS.ProcessEnv): Promise<{ code: number | null; stderr: string; cpuSeconds: number; maxRssMb: number }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('/usr/bin/time', ['-f', 'TIMED %U %S %M', process.execPath, WINDFALL_BIN, ...args], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (data: Buffer) => (stderr += data.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      const timed = /TIMED ([\d.]+) ([\d.]+) (\d+)/.exec(stderr);
+      resolve({ code, stderr, cpuSeconds: timed ? Number(timed[1]) + Number(timed[2]) : NaN, maxRssMb: timed ? Number(timed[3]) / 1024 : NaN });
+    });
+  });
 }
 
 async function main(): Promise<void> {
@@ -56,17 +72,23 @@ async function main(): Promise<void> {
       const file = join(dir, `rewards-${rows}.jsonl`);
       await writeRewardFile(file, { rewards: rows, users: Math.max(1, Math.floor(rows / 4)), tag: `eb${rows}` });
       const rates: number[] = [];
+      const cpu: number[] = [];
       for (let run = 0; run < runs; run += 1) {
         await clean();
         await pool.query('vacuum analyze reward_batch_items');
         const started = performance.now();
-        const result = await runWindfall(['enqueue', '--file', file, '--batch-id', `enqueue-bench-${rows}-${run}`, '--json'], env, 600_000);
+        const result = await timedRun(['enqueue', '--file', file, '--batch-id', `enqueue-bench-${rows}-${run}`, '--json'], env);
         const seconds = (performance.now() - started) / 1000;
         if (result.code !== 0) throw new Error(`enqueue failed (exit ${result.code}): ${result.stderr}`);
         rates.push(rows / seconds);
-        console.log(`${rows} rows, run ${run + 1}: ${seconds.toFixed(2)} s, ${Math.round(rows / seconds)} rewards/s`);
+        cpu.push((result.cpuSeconds * 1e6) / rows);
+        console.log(
+          `${rows} rows, run ${run + 1}: ${seconds.toFixed(2)} s, ${Math.round(rows / seconds)} rewards/s, CPU ${result.cpuSeconds.toFixed(2)} s (${((result.cpuSeconds * 1e6) / rows).toFixed(2)} µs/reward), peak RSS ${Math.round(result.maxRssMb)} MB`,
+        );
       }
-      console.log(`${rows} rows: median ${Math.round(median(rates))} rewards/s (runs: ${rates.map((rate) => Math.round(rate)).join(', ')})`);
+      console.log(
+        `${rows} rows: median ${Math.round(median(rates))} rewards/s (runs: ${rates.map((rate) => Math.round(rate)).join(', ')}); CPU median ${median(cpu).toFixed(2)} µs/reward (runs: ${cpu.map((value) => value.toFixed(2)).join(', ')})`,
+      );
     }
   } finally {
     await clean().catch(() => undefined);

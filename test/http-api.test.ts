@@ -140,6 +140,30 @@ describe('windfall serve: producer routes', () => {
     expect(rows[0].n).toBe(0);
   });
 
+  it('answers 400 for thousands of bad rows with the first 1,000 errors, counts per field and reason, and the totals', async () => {
+    // 1,500 empty objects: 4,500 errors (rewardId, uid and amount missing) in a 3 KB body
+    const body = `{"batchId":"h-many-bad","rewards":[${Array.from({ length: 1500 }, () => '{}').join(',')}]}`;
+    const response = await call('POST', '/v1/batches', 'api', body);
+    expect(response.status).toBe(400);
+    expect(response.body).toMatchObject({
+      error: 'invalid batch',
+      message: 'batch refused: 1,500 invalid rows out of 1,500 (4,500 errors); nothing was enqueued. Fix the rows and enqueue again.',
+      totalErrors: 4500,
+      badRows: 1500,
+      rowsRead: 1500,
+      summary: [
+        { field: 'amount', code: 'missing', reason: 'is missing', count: 1500 },
+        { field: 'rewardId', code: 'missing', reason: 'is missing', count: 1500 },
+        { field: 'uid', code: 'missing', reason: 'is missing', count: 1500 },
+      ],
+    });
+    expect(response.body.errors).toHaveLength(1000);
+    expect(response.body.errors[0]).toEqual({ row: 1, field: 'rewardId', code: 'missing', reason: 'is missing' });
+    expect(response.body.errors.at(-1)).toMatchObject({ row: 334, field: 'rewardId' });
+    const { rows } = await env.pool.query(`select count(*)::int as n from reward_batches where batch_id = 'h-many-bad'`);
+    expect(rows[0].n).toBe(0);
+  });
+
   it('answers 413 over the body-size limit and 415 for a body that is not JSON', async () => {
     const rewards = Array.from({ length: 1500 }, (_, n) => ({ rewardId: `h-big-${n}`, uid: `h-big-user-${n}`, amount: 1, description: 'x'.repeat(20) }));
     const body = JSON.stringify({ rewards });

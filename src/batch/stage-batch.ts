@@ -1,13 +1,13 @@
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import { shardOf } from '../queue/shard-routing.js';
-import type { RowError } from '../rewards/reward.js';
 import { validateReward } from '../rewards/reward.js';
 import type { SourceRecord } from '../rewards/reward-sources.js';
 import { BatchValidationError } from './batch-errors.js';
 import { copyIn } from './copy-in.js';
 import { CopyBuffer, copyText, rowsOfCopyText } from './copy-text.js';
 import { FingerprintSet } from './fingerprint-set.js';
+import { LISTED_ERRORS, RowErrorReport } from './row-error-report.js';
 
 /** Rows sent to PostgreSQL per insert when a chunk has to be inserted row-checked (it repeats a user's rewardId). */
 const STAGE_ROWS_PER_INSERT = 5000;
@@ -63,13 +63,20 @@ select $1, * from unnest($2::int[], $3::text[], $4::text[], $5::int[], $6::int8[
 on conflict do nothing
 returning row_no`;
 
+/** The first rows ($2 of them) that repeat the rewardId of an earlier row, the row they repeat, and how many do. */
 const FIND_REPEATS_SQL = `
-select reward_id, array_agg(row_no order by row_no) as rows
-from reward_batch_items
-where batch_id = $1
-  and reward_id in (select reward_id from reward_batch_items where batch_id = $1 group by reward_id having count(*) > 1)
-group by reward_id
-order by min(row_no)`;
+with repeated as (
+  select reward_id, min(row_no) as first_row
+  from reward_batch_items where batch_id = $1
+  group by reward_id having count(*) > 1
+)
+select i.row_no, r.first_row, (count(*) over ())::int as total
+from reward_batch_items i join repeated r on r.reward_id = i.reward_id
+where i.batch_id = $1 and i.row_no > r.first_row
+order by i.row_no
+limit $2`;
+
+const REPEAT_REASON = (first: number | string): string => `repeats row ${first} of this batch (a rewardId may appear once per batch)`;
 
 const PLAN_CHUNKS_SQL = `
 insert into reward_chunks (batch_id, chunk_no, shard, first_uid, last_uid, users, rewards)
@@ -109,7 +116,7 @@ export async function findBatch(db: Pick<pg.Pool, 'query'>, batchId: string): Pr
  *
  * When the batch id is already recorded, nothing is read and the recorded batch is returned (`created: false`).
  * When any row is invalid — or a rewardId repeats within the batch — the transaction is rolled back and
- * {@link BatchValidationError} lists every offending row.
+ * {@link BatchValidationError} reports the offending rows (the first 1,000 errors, and every one counted).
  */
 export async function stageBatch(pool: pg.Pool, records: AsyncIterable<SourceRecord>, options: StageOptions): Promise<StagedBatch> {
   const client = await pool.connect();
@@ -136,7 +143,7 @@ export async function stageBatch(pool: pg.Pool, records: AsyncIterable<SourceRec
       return existing;
     }
 
-    const errors: RowError[] = [];
+    const report = new RowErrorReport();
     const digest = createHash('sha256');
     let rowsRead = 0;
     let chunkCount = 0;
@@ -171,7 +178,7 @@ export async function stageBatch(pool: pg.Pool, records: AsyncIterable<SourceRec
         );
         const firstRow = new Map(firsts.rows.map((r) => [r.reward_id, r.row_no]));
         for (const entry of skipped) {
-          errors.push({ row: entry.row, field: 'rewardId', reason: `repeats row ${firstRow.get(entry.rewardId) ?? '?'} of this batch (a rewardId may appear once per batch)` });
+          report.addRow([{ row: entry.row, field: 'rewardId', code: 'repeated_reward_id', reason: REPEAT_REASON(firstRow.get(entry.rewardId) ?? '?') }]);
         }
       }
     };
@@ -208,15 +215,15 @@ export async function stageBatch(pool: pg.Pool, records: AsyncIterable<SourceRec
     for await (const record of records) {
       rowsRead += 1;
       if (rowsRead > options.maxRows) {
-        throw new BatchValidationError(errors, rowsRead, `batch refused: it has more than ${options.maxRows} rewards (WINDFALL_MAX_BATCH_ROWS); split it into smaller batches`);
+        throw new BatchValidationError(report, rowsRead, `batch refused: it has more than ${options.maxRows} rewards (WINDFALL_MAX_BATCH_ROWS); split it into smaller batches`);
       }
       if (record.error) {
-        errors.push(record.error);
+        report.addRow([record.error]);
         continue;
       }
       const check = validateReward(record.value, record.row);
       if (!check.ok) {
-        errors.push(...check.errors);
+        report.addRow(check.errors);
         continue;
       }
       const { reward } = check;
@@ -237,20 +244,17 @@ export async function stageBatch(pool: pg.Pool, records: AsyncIterable<SourceRec
     await staging;
     digest.update(digestText);
 
-    const repeats = seen.maybeRepeats ? (await client.query<{ reward_id: string; rows: number[] }>(FIND_REPEATS_SQL, [options.batchId])).rows : [];
-    for (const repeat of repeats) {
-      const [first, ...others] = repeat.rows;
-      for (const row of others) {
-        errors.push({ row, field: 'rewardId', reason: `repeats row ${first} of this batch (a rewardId may appear once per batch)` });
+    if (seen.maybeRepeats) {
+      const repeats = (await client.query<{ row_no: number; first_row: number; total: number }>(FIND_REPEATS_SQL, [options.batchId, LISTED_ERRORS])).rows;
+      for (const repeat of repeats) {
+        report.addRow([{ row: repeat.row_no, field: 'rewardId', code: 'repeated_reward_id', reason: REPEAT_REASON(repeat.first_row) }]);
       }
+      report.addCounted('rewardId', 'repeated_reward_id', (repeats[0]?.total ?? 0) - repeats.length);
     }
-    if (rowsRead === 0 && errors.length === 0) {
+    if (rowsRead === 0 && report.totalErrors === 0) {
       throw new BatchValidationError([], 0, 'batch refused: it has no rewards');
     }
-    if (errors.length > 0) {
-      errors.sort((a, b) => a.row - b.row);
-      throw new BatchValidationError(errors, rowsRead);
-    }
+    if (report.totalErrors > 0) throw new BatchValidationError(report, rowsRead);
 
     await client.query(PLAN_CHUNKS_SQL, [options.batchId, options.chunkSize]);
     const updated = await client.query(

@@ -16,7 +16,7 @@ import { registerReconcileCommand } from './commands/reconcile-command.js';
 import type { CommandRegistry, GlobalFlags } from './context.js';
 import { resolveConfig, withWindfall } from './context.js';
 import { CommandFailedError, EXIT, UsageError } from './exit-codes.js';
-import { printJson, printLine, printNote } from './output.js';
+import { describeRefusedBatch, printJson, printLine, printNote } from './output.js';
 
 function wholeNumber(name: string, min: number) {
   return (value: string): number => {
@@ -145,7 +145,8 @@ export function buildProgram(setExit: (code: number) => void): Command {
 
 /**
  * Maps an error to its exit code and prints it for people (stderr). Under `--json` the error is also one JSON
- * document on stdout — `{error, message}`, plus `errors` (every bad row) for a refused batch — so that a script
+ * document on stdout — `{error, message}`, plus `errors` (the first 1,000), `summary`, `totalErrors`, `badRows` and
+ * `rowsRead` for a refused batch — so that a script
  * reading stdout always gets a document: `error` is `invalid batch`, `usage` (exit 2), `unavailable` (Redis or
  * PostgreSQL does not answer; exit 1) or `failed` (exit 1).
  */
@@ -156,9 +157,8 @@ export function reportError(error: unknown, json: boolean): number {
     return EXIT.USAGE;
   }
   if (error instanceof BatchValidationError) {
-    if (json) printJson({ error: 'invalid batch', message: error.message.split('\n')[0], errors: error.errors });
-    printNote(`windfall: ${error.message.split('\n')[0]}`);
-    for (const row of error.errors) printNote(`  row ${row.row}, ${row.field}: ${row.reason}`);
+    if (json) printJson({ error: 'invalid batch', message: error.message.split('\n')[0], ...error.details() });
+    printNote(describeRefusedBatch(error, { listRows: !json }));
     return EXIT.USAGE;
   }
   // an error message may quote a connection URL or a header: never print a password or token

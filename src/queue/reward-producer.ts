@@ -53,7 +53,7 @@ export class RewardProducer {
   async enqueue(records: AsyncIterable<SourceRecord>, options: { batchId?: string } = {}): Promise<EnqueueResult> {
     const batchId = options.batchId ?? randomUUID();
     const problem = identifierProblem(batchId);
-    if (problem) throw new BatchValidationError([{ row: 0, field: 'batchId', reason: problem }], 0, `batch refused: batchId ${problem}`);
+    if (problem) throw new BatchValidationError([{ row: 0, field: 'batchId', ...problem }], 0, `batch refused: batchId ${problem.reason}`);
 
     const known = await findBatch(this.options.pool, batchId);
     const staged: StagedBatch =
