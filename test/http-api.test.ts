@@ -215,6 +215,27 @@ describe('windfall serve: producer routes', () => {
   });
 });
 
+describe('windfall serve: a known batchId', () => {
+  it('answers 409 batch conflict for other rewards and records nothing of them; 202 created:false for the same rewards in another order', async () => {
+    const rewards = [
+      { rewardId: 'h-c1', uid: 'h-cu1', amount: 10, description: 'spring' },
+      { rewardId: 'h-c2', uid: 'h-cu2', amount: '20' },
+    ];
+    expect((await call('POST', '/v1/batches', 'api', { batchId: 'h-conflict', rewards })).body).toEqual({ batchId: 'h-conflict', total: 2, created: true });
+    const conflict = await call('POST', '/v1/batches', 'api', { batchId: 'h-conflict', rewards: [rewards[0], { ...rewards[1], amount: 2000 }] });
+    expect(conflict.status).toBe(409);
+    expect(conflict.body).toEqual({ error: 'batch conflict', message: expect.stringMatching(/^batch "h-conflict" already exists with different rewards/) });
+    const { rows } = await env.pool.query(`select reward_id, amount::text from reward_batch_items where batch_id = 'h-conflict' order by reward_id`);
+    expect(rows).toEqual([
+      { reward_id: 'h-c1', amount: '10' },
+      { reward_id: 'h-c2', amount: '20' },
+    ]);
+    const same = await call('POST', '/v1/batches', 'api', { batchId: 'h-conflict', rewards: [rewards[1], rewards[0]] });
+    expect(same.status).toBe(202);
+    expect(same.body).toEqual({ batchId: 'h-conflict', total: 2, created: false });
+  });
+});
+
 describe('windfall serve: operator routes', () => {
   it('refuse the API token (403) and missing or wrong tokens (401); accept the admin token as bearer or basic password', async () => {
     const routes: [string, string, object?][] = [

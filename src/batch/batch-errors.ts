@@ -65,3 +65,22 @@ function reportOf(errors: readonly RowError[]): RowErrorReport {
   report.addRow(row);
   return report;
 }
+
+/**
+ * A known batchId was enqueued with other rewards than the ones recorded under it (ADR 0005): refused, and nothing
+ * of the new input was recorded. CLI exit 2, HTTP 409 `batch conflict`.
+ */
+export class BatchConflictError extends Error {
+  override readonly name = 'BatchConflictError';
+  constructor(
+    readonly batchId: string,
+    /** Rewards recorded under the batchId. */
+    readonly recordedTotal: number,
+    /** Rows of the refused input. */
+    readonly rowsRead: number,
+  ) {
+    super(
+      `batch ${JSON.stringify(batchId)} already exists with different rewards (${plural(recordedTotal, 'reward')} recorded; this input has ${plural(rowsRead, 'row')}): nothing of this input was recorded. A batchId names one set of rewards: send new rewards under a new batchId; to repeat the batch, send exactly its rewards (in any order).`,
+    );
+  }
+}

@@ -1,9 +1,9 @@
-import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import { shardOf } from '../queue/shard-routing.js';
 import { validateReward } from '../rewards/reward.js';
 import type { SourceRecord } from '../rewards/reward-sources.js';
 import { BatchValidationError } from './batch-errors.js';
+import { SetDigest } from './content-digest.js';
 import { copyIn } from './copy-in.js';
 import { CopyBuffer, copyText, rowsOfCopyText } from './copy-text.js';
 import { FingerprintSet } from './fingerprint-set.js';
@@ -144,13 +144,11 @@ export async function stageBatch(pool: pg.Pool, records: AsyncIterable<SourceRec
     }
 
     const report = new RowErrorReport();
-    const digest = createHash('sha256');
+    const digest = new SetDigest();
     let rowsRead = 0;
     let chunkCount = 0;
     const copy = new CopyBuffer();
     const batchText = copyText(options.batchId);
-    // the digest's input, hashed in pieces (the same bytes as row by row, fewer calls)
-    let digestText = '';
     // rewardIds seen so far, as fingerprints: when no two match, the batch repeats no rewardId and the SQL check
     // over the whole batch can be skipped
     const seen = new FingerprintSet();
@@ -228,11 +226,7 @@ export async function stageBatch(pool: pg.Pool, records: AsyncIterable<SourceRec
       }
       const { reward } = check;
       const description = reward.description;
-      digestText += `${reward.rewardId}\u0000${reward.uid}\u0000${reward.amount}\u0000${description ?? ''}\n`;
-      if (digestText.length > 60_000) {
-        digest.update(digestText);
-        digestText = '';
-      }
+      digest.add(reward);
       seen.add(reward.rewardId);
       copy.row(
         `${batchText}\t${shardOf(reward.uid, options.shards)}\t${copyText(reward.uid)}\t${copyText(reward.rewardId)}\t${record.row}\t${reward.amount}\t${description === null ? '\\N' : copyText(description)}`,
@@ -242,7 +236,6 @@ export async function stageBatch(pool: pg.Pool, records: AsyncIterable<SourceRec
     }
     await flush();
     await staging;
-    digest.update(digestText);
 
     if (seen.maybeRepeats) {
       const repeats = (await client.query<{ row_no: number; first_row: number; total: number }>(FIND_REPEATS_SQL, [options.batchId, LISTED_ERRORS])).rows;
@@ -264,7 +257,7 @@ export async function stageBatch(pool: pg.Pool, records: AsyncIterable<SourceRec
          chunks = (select count(*) from reward_chunks where batch_id = $1),
          content_digest = $2
        where batch_id = $1 returning *`,
-      [options.batchId, digest.digest('hex'), rowsRead],
+      [options.batchId, digest.value(), rowsRead],
     );
     await client.query('commit');
     return batchRow(updated.rows[0] as Record<string, unknown>, true);

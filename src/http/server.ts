@@ -1,5 +1,5 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import { BatchValidationError } from '../batch/batch-errors.js';
+import { BatchConflictError, BatchValidationError } from '../batch/batch-errors.js';
 import { getBatchReport } from '../batch/batch-status.js';
 import type { DeadLetterReason } from '../db/schema.js';
 import { DeadLetterSelectionError, selectionFilter } from '../dead-letters/dead-letter-selection.js';
@@ -9,6 +9,7 @@ import { JsonNumber } from '../money/amount.js';
 import { sampleQueueDepths } from '../queue/queue-stats.js';
 import { JsonSyntaxError, parseRawJson, type RawJsonValue } from '../rewards/raw-json.js';
 import type { RowError } from '../rewards/reward.js';
+import { ServiceUnavailableError } from '../runtime/service-check.js';
 import type { Windfall } from '../runtime/windfall.js';
 import { readLedger } from '../wallet/wallet-service.js';
 import type { Principal } from './auth.js';
@@ -249,6 +250,9 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
         return reply.code(202).send({ batchId: result.batchId, total: result.total, created: result.created });
       } catch (error) {
         if (error instanceof BatchValidationError) return refuseBatch(reply, error);
+        if (error instanceof BatchConflictError) return fail(reply, 409, 'batch conflict', error.message);
+        // Redis did not take the recorded batch's jobs in time: posting the batch again finishes the hand-over
+        if (error instanceof ServiceUnavailableError) return fail(reply, 503, 'unavailable', error.message);
         throw error;
       }
     });
