@@ -1,10 +1,13 @@
+import { createHash } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { BatchConflictError, BatchValidationError } from '../src/batch/batch-errors.js';
-import { SequenceDigest } from '../src/batch/content-digest.js';
+import { SequenceDigest, SetDigest } from '../src/batch/content-digest.js';
 import { validateReward, type Reward } from '../src/rewards/reward.js';
+import { seededRandom } from '../src/runtime/seeded-random.js';
 import { useTestEnvironment } from './support/environment.js';
 import { runCli } from './support/cli.js';
 
@@ -29,6 +32,59 @@ async function recorded(batchId: string): Promise<unknown> {
   );
   return { batch, items };
 }
+
+const reward = fc.record({
+  rewardId: fc.string({ minLength: 1, maxLength: 12 }),
+  uid: fc.string({ minLength: 1, maxLength: 12 }),
+  amount: fc.bigInt({ min: 1n, max: 9007199254740991n }),
+  description: fc.option(fc.string({ maxLength: 20 }), { nil: null }),
+});
+const digestOf = (make: () => SetDigest | SequenceDigest, rewards: readonly Reward[]): string => {
+  const digest = make();
+  for (const one of rewards) digest.add(one);
+  return digest.value();
+};
+
+describe('content digests', () => {
+  it('the set digest ignores the order of rows and sees any change of a value, a row more or a row less', () => {
+    fc.assert(
+      fc.property(fc.uniqueArray(reward, { minLength: 1, maxLength: 40, selector: (r) => r.rewardId }), fc.nat(), fc.nat(), fc.nat({ max: 3 }), (rewards, seed, pick, field) => {
+        const random = seededRandom(seed);
+        const shuffled = [...rewards];
+        for (let i = shuffled.length - 1; i > 0; i -= 1) {
+          const j = Math.floor(random() * (i + 1));
+          [shuffled[i], shuffled[j]] = [shuffled[j]!, shuffled[i]!];
+        }
+        const digest = digestOf(() => new SetDigest(), rewards);
+        expect(digest).toMatch(/^v2:[0-9a-f]{64}$/);
+        expect(digestOf(() => new SetDigest(), shuffled)).toBe(digest);
+        const at = pick % rewards.length;
+        const changed = rewards.map((one, index) => {
+          if (index !== at) return one;
+          if (field === 0) return { ...one, rewardId: `${one.rewardId}x` };
+          if (field === 1) return { ...one, uid: `${one.uid}x` };
+          if (field === 2) return { ...one, amount: one.amount + 1n };
+          return { ...one, description: one.description === 'x' ? 'y' : 'x' };
+        });
+        expect(digestOf(() => new SetDigest(), changed)).not.toBe(digest);
+        expect(digestOf(() => new SetDigest(), rewards.slice(1))).not.toBe(digest);
+        expect(digestOf(() => new SetDigest(), [...rewards, rewards[at]!])).not.toBe(digest);
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it('the sequence digest is the one earlier versions stored: SHA-256 of the rows in order', () => {
+    fc.assert(
+      fc.property(fc.array(reward, { maxLength: 3000 }), (rewards) => {
+        const earlier = createHash('sha256');
+        for (const one of rewards) earlier.update(`${one.rewardId}\u0000${one.uid}\u0000${one.amount}\u0000${one.description ?? ''}\n`);
+        expect(digestOf(() => new SequenceDigest(), rewards)).toBe(earlier.digest('hex'));
+      }),
+      { numRuns: 50 },
+    );
+  });
+});
 
 describe('a batchId names one set of rewards', () => {
   it('takes the same rewards again, in any order and with an empty description for an absent one, as a no-op', async () => {
