@@ -54,6 +54,49 @@ describe('windfall CLI', () => {
     ]);
   });
 
+  it('reports a file of 10,000 errors in bounded output: the first 1,000 by row, then counts per field and reason, and the totals', async () => {
+    const lines: string[] = [];
+    for (let n = 1; n <= 12_000; n += 1) {
+      if (n <= 4000) lines.push(JSON.stringify({ rewardId: `many-${n}`, uid: `u${n % 100}`, amount: 1 }));
+      // repeats of rows 1–4000 for other users: found by SQL after the file is read, yet listed first (lower rows)
+      else if (n <= 8000) lines.push(JSON.stringify({ rewardId: `many-${n - 4000}`, uid: `v${n % 100}`, amount: 1 }));
+      else if (n <= 10_000) lines.push(JSON.stringify({ rewardId: `many-${n}`, uid: `u${n % 100}`, amount: '1.5' }));
+      else lines.push(JSON.stringify({ rewardId: `many-${n}`, uid: '', amount: 0 }));
+    }
+    const path = file('many-bad.jsonl', `${lines.join('\n')}\n`);
+    const expectedSummary = [
+      { field: 'rewardId', code: 'repeated_reward_id', reason: 'repeats a rewardId of an earlier row', count: 4000 },
+      { field: 'amount', code: 'amount_fraction', reason: 'is a fraction', count: 2000 },
+      { field: 'amount', code: 'amount_zero', reason: 'is zero', count: 2000 },
+      { field: 'uid', code: 'empty', reason: 'is empty', count: 2000 },
+    ];
+
+    const plain = await runCli(['enqueue', '--file', path, '--batch-id', 'cli-many-bad'], env.env());
+    expect(plain.code).toBe(2);
+    const stderr = plain.stderr.trimEnd().split('\n');
+    expect(stderr.length).toBeLessThanOrEqual(1010);
+    expect(stderr[0]).toBe('windfall: batch refused: 8,000 invalid rows out of 12,000 (10,000 errors); nothing was enqueued. Fix the rows and enqueue again.');
+    expect(stderr[1]).toBe('  row 4001, rewardId: repeats row 1 of this batch (a rewardId may appear once per batch)');
+    expect(stderr[1000]).toBe('  row 5000, rewardId: repeats row 1000 of this batch (a rewardId may appear once per batch)');
+    expect(stderr.slice(1001)).toEqual([
+      '  … 9,000 more errors not listed. All 10,000 errors (8,000 bad rows) by field and reason:',
+      '    rewardId: repeats a rewardId of an earlier row [repeated_reward_id] × 4,000',
+      '    amount: is a fraction [amount_fraction] × 2,000',
+      '    amount: is zero [amount_zero] × 2,000',
+      '    uid: is empty [empty] × 2,000',
+    ]);
+
+    const json = await runCli(['enqueue', '--file', path, '--batch-id', 'cli-many-bad', '--json'], env.env());
+    expect(json.code).toBe(2);
+    const document = JSON.parse(json.stdout) as { error: string; errors: { row: number; code: string }[]; summary: unknown[]; totalErrors: number; badRows: number; rowsRead: number };
+    expect(document).toMatchObject({ error: 'invalid batch', totalErrors: 10_000, badRows: 8000, rowsRead: 12_000, summary: expectedSummary });
+    expect(document.errors).toHaveLength(1000);
+    expect(document.errors.map((e) => e.row)).toEqual(Array.from({ length: 1000 }, (_, n) => 4001 + n));
+    expect(json.stderr.trimEnd().split('\n').length).toBeLessThanOrEqual(10);
+    const { rows } = await env.pool.query(`select count(*)::int as n from reward_batch_items where batch_id = 'cli-many-bad'`);
+    expect(rows[0].n).toBe(0);
+  });
+
   it('enqueues a file, reports the batch, and a worker process credits it', async () => {
     const path = file(
       'good.jsonl',

@@ -154,6 +154,30 @@ describe('windfall serve: producer routes', () => {
     expect(rows[0].n).toBe(0);
   });
 
+  it('answers 400 for thousands of bad rows with the first 1,000 errors, counts per field and reason, and the totals', async () => {
+    // 1,500 empty objects: 4,500 errors (rewardId, uid and amount missing) in a 3 KB body
+    const body = `{"batchId":"h-many-bad","rewards":[${Array.from({ length: 1500 }, () => '{}').join(',')}]}`;
+    const response = await call('POST', '/v1/batches', 'api', body);
+    expect(response.status).toBe(400);
+    expect(response.body).toMatchObject({
+      error: 'invalid batch',
+      message: 'batch refused: 1,500 invalid rows out of 1,500 (4,500 errors); nothing was enqueued. Fix the rows and enqueue again.',
+      totalErrors: 4500,
+      badRows: 1500,
+      rowsRead: 1500,
+      summary: [
+        { field: 'amount', code: 'missing', reason: 'is missing', count: 1500 },
+        { field: 'rewardId', code: 'missing', reason: 'is missing', count: 1500 },
+        { field: 'uid', code: 'missing', reason: 'is missing', count: 1500 },
+      ],
+    });
+    expect(response.body.errors).toHaveLength(1000);
+    expect(response.body.errors[0]).toEqual({ row: 1, field: 'rewardId', code: 'missing', reason: 'is missing' });
+    expect(response.body.errors.at(-1)).toMatchObject({ row: 334, field: 'rewardId' });
+    const { rows } = await env.pool.query(`select count(*)::int as n from reward_batches where batch_id = 'h-many-bad'`);
+    expect(rows[0].n).toBe(0);
+  });
+
   it('answers 413 over the body-size limit and 415 for a body that is not JSON', async () => {
     const rewards = Array.from({ length: 1500 }, (_, n) => ({ rewardId: `h-big-${n}`, uid: `h-big-user-${n}`, amount: 1, description: 'x'.repeat(20) }));
     const body = JSON.stringify({ rewards });
@@ -202,6 +226,27 @@ describe('windfall serve: producer routes', () => {
     expect(wallet.body).toMatchObject({ uid: 'h-user2', balance: '9007199254740991', entries: [{ operationId: 'h-g2', amount: '9007199254740991', batchId: 'h-good' }] });
     expect((await call('GET', '/v1/batches/no-such-batch', 'api')).status).toBe(404);
     expect((await balances(env.pool)).get('h-user1')).toBe(105n);
+  });
+});
+
+describe('windfall serve: a known batchId', () => {
+  it('answers 409 batch conflict for other rewards and records nothing of them; 202 created:false for the same rewards in another order', async () => {
+    const rewards = [
+      { rewardId: 'h-c1', uid: 'h-cu1', amount: 10, description: 'spring' },
+      { rewardId: 'h-c2', uid: 'h-cu2', amount: '20' },
+    ];
+    expect((await call('POST', '/v1/batches', 'api', { batchId: 'h-conflict', rewards })).body).toEqual({ batchId: 'h-conflict', total: 2, created: true });
+    const conflict = await call('POST', '/v1/batches', 'api', { batchId: 'h-conflict', rewards: [rewards[0], { ...rewards[1], amount: 2000 }] });
+    expect(conflict.status).toBe(409);
+    expect(conflict.body).toEqual({ error: 'batch conflict', message: expect.stringMatching(/^batch "h-conflict" already exists with different rewards/) });
+    const { rows } = await env.pool.query(`select reward_id, amount::text from reward_batch_items where batch_id = 'h-conflict' order by reward_id`);
+    expect(rows).toEqual([
+      { reward_id: 'h-c1', amount: '10' },
+      { reward_id: 'h-c2', amount: '20' },
+    ]);
+    const same = await call('POST', '/v1/batches', 'api', { batchId: 'h-conflict', rewards: [rewards[1], rewards[0]] });
+    expect(same.status).toBe(202);
+    expect(same.body).toEqual({ batchId: 'h-conflict', total: 2, created: false });
   });
 });
 

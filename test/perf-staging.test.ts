@@ -78,6 +78,24 @@ describe('staging a batch fast (COPY, fingerprints, allocation-free routing) kee
     expect(rows[0].n).toBe(0);
   });
 
+  it('survives PostgreSQL failing a COPY at its second row while megabytes of it are still on their way, and names the repeat', async () => {
+    // one COPY chunk (25,000 rows) of about 12 MB: the unique violation at row 2 arrives while the client still
+    // sends (pg-copy-streams#171 crashes the process there unless one buffer at a time is in flight)
+    const description = 'd'.repeat(480);
+    const rows = Array.from({ length: 25_000 }, (_, n) => ({ rewardId: `early-${n === 1 ? 0 : n}`, uid: 'early-u', amount: 1, description }));
+    for (let round = 0; round < 3; round += 1) {
+      const error = await stageBatch(env.pool, recordsFromArray(rows), { batchId: `early-repeat-${round}`, shards: 8, chunkSize: 500, maxRows: 1e6 }).catch(
+        (e: unknown) => e,
+      );
+      expect(error).toBeInstanceOf(BatchValidationError);
+      expect((error as BatchValidationError).errors.map((e) => [e.row, e.field, e.reason])).toEqual([
+        [2, 'rewardId', 'repeats row 1 of this batch (a rewardId may appear once per batch)'],
+      ]);
+    }
+    const { rows: left } = await env.pool.query(`select count(*)::int as n from reward_batch_items where batch_id like 'early-repeat-%'`);
+    expect(left[0].n).toBe(0);
+  });
+
   it('reads the same lines from any cut of the stream (pieces decoded whole or line by line)', async () => {
     const rows = Array.from({ length: 300 }, (_, n) => JSON.stringify({ rewardId: `cut-${n}`, uid: `用户-${n % 7}`, amount: n + 1, description: '活动奖励😀' }));
     const text = `${rows.join('\r\n')}\n\n${rows[0]!.replace('cut-0', 'cut-x')}`;

@@ -3,6 +3,8 @@ import { CsvHeaderError, readCsv, readJsonLines, type SourceRecord } from '../sr
 import { FileEncodingError, MAX_LINE_BYTES } from '../src/rewards/line-reader.js';
 import { validateReward } from '../src/rewards/reward.js';
 import { JsonNumber } from '../src/money/amount.js';
+import { LISTED_ERRORS, RowErrorReport } from '../src/batch/row-error-report.js';
+import { ROW_PROBLEMS } from '../src/rewards/row-problems.js';
 
 async function collect(source: AsyncIterable<SourceRecord>): Promise<SourceRecord[]> {
   const out: SourceRecord[] = [];
@@ -136,5 +138,62 @@ describe('validateReward', () => {
 
   it('refuses rows that are not objects', () => {
     for (const raw of [null, 5, 'x', [1]]) expect(validateReward(raw, 1).ok).toBe(false);
+  });
+
+  it('gives every error a stable code, names three unknown fields and counts the others, and shortens long field names', () => {
+    const raw: Record<string, unknown> = { rewardId: 'r', uid: 'u', amount: 1 };
+    for (let n = 0; n < 10_000; n += 1) raw[`${'k'.repeat(100)}${n}`] = n;
+    const check = validateReward(raw, 4);
+    expect(check.ok).toBe(false);
+    if (!check.ok) {
+      expect(check.errors).toHaveLength(4);
+      expect(check.errors.map((e) => e.code)).toEqual(['unknown_field', 'unknown_field', 'unknown_field', 'unknown_field']);
+      expect(check.errors[0]!.field).toBe(`${'k'.repeat(64)}…`);
+      expect(check.errors[3]).toEqual({ row: 4, field: 'row', code: 'unknown_field', reason: 'has 9997 more fields that are not reward fields' });
+    }
+    const bad = validateReward({ rewardId: ' r', uid: 'u'.repeat(129), amount: '1e2', description: 'd\u0000' }, 1);
+    expect(bad.ok ? [] : bad.errors.map((e) => [e.field, e.code])).toEqual([
+      ['rewardId', 'surrounding_space'],
+      ['uid', 'id_too_long'],
+      ['amount', 'amount_exponent'],
+      ['description', 'nul_character'],
+    ]);
+    if (!bad.ok) for (const error of bad.errors) expect(ROW_PROBLEMS[error.code]).toBeTypeOf('string');
+  });
+});
+
+describe('RowErrorReport', () => {
+  it('keeps the first 1,000 errors by row whatever order they come in, and counts all of them', () => {
+    const report = new RowErrorReport();
+    for (let row = 100_000; row > 0; row -= 1) report.addRow([{ row, field: 'amount', code: 'amount_zero', reason: 'must be greater than zero' }]);
+    report.addRow([
+      { row: 7, field: 'uid', code: 'empty', reason: 'is empty' },
+      { row: 7, field: 'rewardId', code: 'missing', reason: 'is missing' },
+    ]);
+    report.addCounted('rewardId', 'repeated_reward_id', 5);
+    const summary = report.summarize();
+    expect(summary.errors).toHaveLength(LISTED_ERRORS);
+    expect(summary.errors.slice(6, 10).map((e) => [e.row, e.field])).toEqual([
+      [7, 'amount'],
+      [7, 'uid'],
+      [7, 'rewardId'],
+      [8, 'amount'],
+    ]);
+    expect(summary.errors.at(-1)!.row).toBe(998);
+    expect(summary).toMatchObject({ totalErrors: 100_007, badRows: 100_006 });
+    expect(summary.summary.map((group) => [group.field, group.code, group.count])).toEqual([
+      ['amount', 'amount_zero', 100_000],
+      ['rewardId', 'repeated_reward_id', 5],
+      ['rewardId', 'missing', 1],
+      ['uid', 'empty', 1],
+    ]);
+  });
+
+  it('keeps 100 groups apart; the fields of later groups are counted under "*"', () => {
+    const report = new RowErrorReport();
+    for (let n = 1; n <= 250; n += 1) report.addRow([{ row: n, field: `stray-${n}`, code: 'unknown_field', reason: 'is not a reward field' }]);
+    const { summary } = report.summarize();
+    expect(summary).toHaveLength(101);
+    expect(summary[0]).toEqual({ field: '*', code: 'unknown_field', reason: 'is not a reward field', count: 150 });
   });
 });

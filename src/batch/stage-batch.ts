@@ -1,12 +1,13 @@
-import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import { shardOf } from '../queue/shard-routing.js';
-import type { RowError } from '../rewards/reward.js';
 import { validateReward } from '../rewards/reward.js';
 import type { SourceRecord } from '../rewards/reward-sources.js';
 import { BatchValidationError } from './batch-errors.js';
-import { CopyBuffer, copyIn, copyText, rowsOfCopyText } from './copy-in.js';
+import { SetDigest } from './content-digest.js';
+import { copyIn } from './copy-in.js';
+import { CopyBuffer, copyText, rowsOfCopyText } from './copy-text.js';
 import { FingerprintSet } from './fingerprint-set.js';
+import { LISTED_ERRORS, RowErrorReport } from './row-error-report.js';
 
 /** Rows sent to PostgreSQL per insert when a chunk has to be inserted row-checked (it repeats a user's rewardId). */
 const STAGE_ROWS_PER_INSERT = 5000;
@@ -62,13 +63,20 @@ select $1, * from unnest($2::int[], $3::text[], $4::text[], $5::int[], $6::int8[
 on conflict do nothing
 returning row_no`;
 
+/** The first rows ($2 of them) that repeat the rewardId of an earlier row, the row they repeat, and how many do. */
 const FIND_REPEATS_SQL = `
-select reward_id, array_agg(row_no order by row_no) as rows
-from reward_batch_items
-where batch_id = $1
-  and reward_id in (select reward_id from reward_batch_items where batch_id = $1 group by reward_id having count(*) > 1)
-group by reward_id
-order by min(row_no)`;
+with repeated as (
+  select reward_id, min(row_no) as first_row
+  from reward_batch_items where batch_id = $1
+  group by reward_id having count(*) > 1
+)
+select i.row_no, r.first_row, (count(*) over ())::int as total
+from reward_batch_items i join repeated r on r.reward_id = i.reward_id
+where i.batch_id = $1 and i.row_no > r.first_row
+order by i.row_no
+limit $2`;
+
+const REPEAT_REASON = (first: number | string): string => `repeats row ${first} of this batch (a rewardId may appear once per batch)`;
 
 const PLAN_CHUNKS_SQL = `
 insert into reward_chunks (batch_id, chunk_no, shard, first_uid, last_uid, users, rewards)
@@ -108,7 +116,7 @@ export async function findBatch(db: Pick<pg.Pool, 'query'>, batchId: string): Pr
  *
  * When the batch id is already recorded, nothing is read and the recorded batch is returned (`created: false`).
  * When any row is invalid — or a rewardId repeats within the batch — the transaction is rolled back and
- * {@link BatchValidationError} lists every offending row.
+ * {@link BatchValidationError} reports the offending rows (the first 1,000 errors, and every one counted).
  */
 export async function stageBatch(pool: pg.Pool, records: AsyncIterable<SourceRecord>, options: StageOptions): Promise<StagedBatch> {
   const client = await pool.connect();
@@ -135,14 +143,12 @@ export async function stageBatch(pool: pg.Pool, records: AsyncIterable<SourceRec
       return existing;
     }
 
-    const errors: RowError[] = [];
-    const digest = createHash('sha256');
+    const report = new RowErrorReport();
+    const digest = new SetDigest();
     let rowsRead = 0;
     let chunkCount = 0;
     const copy = new CopyBuffer();
     const batchText = copyText(options.batchId);
-    // the digest's input, hashed in pieces (the same bytes as row by row, fewer calls)
-    let digestText = '';
     // rewardIds seen so far, as fingerprints: when no two match, the batch repeats no rewardId and the SQL check
     // over the whole batch can be skipped
     const seen = new FingerprintSet();
@@ -170,7 +176,7 @@ export async function stageBatch(pool: pg.Pool, records: AsyncIterable<SourceRec
         );
         const firstRow = new Map(firsts.rows.map((r) => [r.reward_id, r.row_no]));
         for (const entry of skipped) {
-          errors.push({ row: entry.row, field: 'rewardId', reason: `repeats row ${firstRow.get(entry.rewardId) ?? '?'} of this batch (a rewardId may appear once per batch)` });
+          report.addRow([{ row: entry.row, field: 'rewardId', code: 'repeated_reward_id', reason: REPEAT_REASON(firstRow.get(entry.rewardId) ?? '?') }]);
         }
       }
     };
@@ -207,24 +213,20 @@ export async function stageBatch(pool: pg.Pool, records: AsyncIterable<SourceRec
     for await (const record of records) {
       rowsRead += 1;
       if (rowsRead > options.maxRows) {
-        throw new BatchValidationError(errors, rowsRead, `batch refused: it has more than ${options.maxRows} rewards (WINDFALL_MAX_BATCH_ROWS); split it into smaller batches`);
+        throw new BatchValidationError(report, rowsRead, `batch refused: it has more than ${options.maxRows} rewards (WINDFALL_MAX_BATCH_ROWS); split it into smaller batches`);
       }
       if (record.error) {
-        errors.push(record.error);
+        report.addRow([record.error]);
         continue;
       }
       const check = validateReward(record.value, record.row);
       if (!check.ok) {
-        errors.push(...check.errors);
+        report.addRow(check.errors);
         continue;
       }
       const { reward } = check;
       const description = reward.description;
-      digestText += `${reward.rewardId}\u0000${reward.uid}\u0000${reward.amount}\u0000${description ?? ''}\n`;
-      if (digestText.length > 60_000) {
-        digest.update(digestText);
-        digestText = '';
-      }
+      digest.add(reward);
       seen.add(reward.rewardId);
       copy.row(
         `${batchText}\t${shardOf(reward.uid, options.shards)}\t${copyText(reward.uid)}\t${copyText(reward.rewardId)}\t${record.row}\t${reward.amount}\t${description === null ? '\\N' : copyText(description)}`,
@@ -234,22 +236,18 @@ export async function stageBatch(pool: pg.Pool, records: AsyncIterable<SourceRec
     }
     await flush();
     await staging;
-    digest.update(digestText);
 
-    const repeats = seen.maybeRepeats ? (await client.query<{ reward_id: string; rows: number[] }>(FIND_REPEATS_SQL, [options.batchId])).rows : [];
-    for (const repeat of repeats) {
-      const [first, ...others] = repeat.rows;
-      for (const row of others) {
-        errors.push({ row, field: 'rewardId', reason: `repeats row ${first} of this batch (a rewardId may appear once per batch)` });
+    if (seen.maybeRepeats) {
+      const repeats = (await client.query<{ row_no: number; first_row: number; total: number }>(FIND_REPEATS_SQL, [options.batchId, LISTED_ERRORS])).rows;
+      for (const repeat of repeats) {
+        report.addRow([{ row: repeat.row_no, field: 'rewardId', code: 'repeated_reward_id', reason: REPEAT_REASON(repeat.first_row) }]);
       }
+      report.addCounted('rewardId', 'repeated_reward_id', (repeats[0]?.total ?? 0) - repeats.length);
     }
-    if (rowsRead === 0 && errors.length === 0) {
+    if (rowsRead === 0 && report.totalErrors === 0) {
       throw new BatchValidationError([], 0, 'batch refused: it has no rewards');
     }
-    if (errors.length > 0) {
-      errors.sort((a, b) => a.row - b.row);
-      throw new BatchValidationError(errors, rowsRead);
-    }
+    if (report.totalErrors > 0) throw new BatchValidationError(report, rowsRead);
 
     await client.query(PLAN_CHUNKS_SQL, [options.batchId, options.chunkSize]);
     const updated = await client.query(
@@ -259,7 +257,7 @@ export async function stageBatch(pool: pg.Pool, records: AsyncIterable<SourceRec
          chunks = (select count(*) from reward_chunks where batch_id = $1),
          content_digest = $2
        where batch_id = $1 returning *`,
-      [options.batchId, digest.digest('hex'), rowsRead],
+      [options.batchId, digest.value(), rowsRead],
     );
     await client.query('commit');
     return batchRow(updated.rows[0] as Record<string, unknown>, true);

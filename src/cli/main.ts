@@ -1,5 +1,5 @@
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
-import { BatchValidationError } from '../batch/batch-errors.js';
+import { BatchConflictError, BatchValidationError } from '../batch/batch-errors.js';
 import { ConfigError } from '../config/config-error.js';
 import { createLogger, scrubSecrets } from '../log/logger.js';
 import { CsvHeaderError } from '../rewards/reward-sources.js';
@@ -17,7 +17,7 @@ import type { CommandRegistry, GlobalFlags } from './context.js';
 import { resolveConfig, withWindfall } from './context.js';
 import { CommandFailedError, EXIT, UsageError } from './exit-codes.js';
 export { installProcessGuards } from './process-guards.js';
-import { printJson, printLine, printNote } from './output.js';
+import { describeRefusedBatch, printJson, printLine, printNote } from './output.js';
 
 function wholeNumber(name: string, min: number) {
   return (value: string): number => {
@@ -73,7 +73,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .description('validate a reward file (JSONL or CSV) and enqueue it as one batch; prints the batchId')
     .requiredOption('--file <file>', 'reward file (.jsonl, .ndjson, .csv) or - for standard input')
     .option('--format <format>', 'jsonl or csv (default: from the extension)')
-    .option('--batch-id <id>', 'batch id (default: generated); enqueueing a known id again is a no-op')
+    .option('--batch-id <id>', 'batch id (default: generated); a known id with the same rewards is a no-op, with other rewards refused (exit 2)')
     .option('--wait', 'show progress until the batch is done; exit 1 if anything was dead-lettered')
     .option('--json', 'print a JSON document')
     .action(async (options: { file: string; format?: string; batchId?: string; wait?: boolean; json?: boolean }, command: Command) => {
@@ -146,9 +146,10 @@ export function buildProgram(setExit: (code: number) => void): Command {
 
 /**
  * Maps an error to its exit code and prints it for people (stderr). Under `--json` the error is also one JSON
- * document on stdout — `{error, message}`, plus `errors` (every bad row) for a refused batch — so that a script
- * reading stdout always gets a document: `error` is `invalid batch`, `usage` (exit 2), `unavailable` (Redis or
- * PostgreSQL does not answer; exit 1) or `failed` (exit 1).
+ * document on stdout — `{error, message}`, plus `errors` (the first 1,000), `summary`, `totalErrors`, `badRows` and
+ * `rowsRead` for a refused batch — so that a script
+ * reading stdout always gets a document: `error` is `invalid batch`, `batch conflict` (a known batchId with other
+ * rewards), `usage` (exit 2), `unavailable` (Redis or PostgreSQL does not answer; exit 1) or `failed` (exit 1).
  */
 export function reportError(error: unknown, json: boolean): number {
   if (error instanceof CommanderError) {
@@ -157,9 +158,13 @@ export function reportError(error: unknown, json: boolean): number {
     return EXIT.USAGE;
   }
   if (error instanceof BatchValidationError) {
-    if (json) printJson({ error: 'invalid batch', message: error.message.split('\n')[0], errors: error.errors });
-    printNote(`windfall: ${error.message.split('\n')[0]}`);
-    for (const row of error.errors) printNote(`  row ${row.row}, ${row.field}: ${row.reason}`);
+    if (json) printJson({ error: 'invalid batch', message: error.message.split('\n')[0], ...error.details() });
+    printNote(describeRefusedBatch(error, { listRows: !json }));
+    return EXIT.USAGE;
+  }
+  if (error instanceof BatchConflictError) {
+    if (json) printJson({ error: 'batch conflict', message: error.message });
+    printNote(`windfall: ${error.message}`);
     return EXIT.USAGE;
   }
   // an error message may quote a connection URL or a header: never print a password or token

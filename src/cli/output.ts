@@ -1,3 +1,6 @@
+import type { BatchValidationError } from '../batch/batch-errors.js';
+import { formatRowError } from '../rewards/reward.js';
+
 /** Serializes a document for `--json`: bigint money becomes a string of digits. */
 export function toJson(document: unknown): string {
   return JSON.stringify(document, (_key, value: unknown) => (typeof value === 'bigint' ? value.toString() : value), 2);
@@ -34,4 +37,20 @@ export function formatTable(headers: readonly string[], rows: readonly (readonly
 /** 1234567 → "1,234,567". */
 export function formatCount(value: number): string {
   return value.toLocaleString('en-US');
+}
+
+/**
+ * A refused batch for people (stderr): the first line of its message, every listed row error (unless `listRows` is
+ * false: `--json` has them), and — when errors were left out of the list — each field and reason with its count.
+ */
+export function describeRefusedBatch(error: BatchValidationError, options: { listRows?: boolean } = {}): string {
+  const lines = [`windfall: ${error.message.split('\n')[0]}`];
+  if (options.listRows ?? true) lines.push(...error.errors.map((row) => `  ${formatRowError(row)}`));
+  if (error.errors.length < error.totalErrors) {
+    lines.push(
+      `  … ${formatCount(error.totalErrors - error.errors.length)} more errors not listed. All ${formatCount(error.totalErrors)} errors (${formatCount(error.badRows)} bad rows) by field and reason:`,
+    );
+    for (const group of error.summary) lines.push(`    ${group.field}: ${group.reason} [${group.code}] × ${formatCount(group.count)}`);
+  }
+  return lines.join('\n');
 }

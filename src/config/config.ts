@@ -50,6 +50,12 @@ export interface WindfallConfig {
   readonly chunkSize: number;
   /** Longest accepted batch, in rewards. Env `WINDFALL_MAX_BATCH_ROWS`; default 10000000. */
   readonly maxBatchRows: number;
+  /**
+   * How long `enqueue` and `POST /v1/batches` wait for Redis to take a recorded batch's jobs before giving up
+   * (exit 1 / HTTP 503; enqueueing the batch again finishes the hand-over). Env `WINDFALL_HANDOVER_TIMEOUT_MS`;
+   * default 30000.
+   */
+  readonly handOverTimeoutMs: number;
   /** How long a stopping worker lets in-flight users finish. Env `WINDFALL_SHUTDOWN_TIMEOUT_MS`; default 30000. */
   readonly shutdownTimeoutMs: number;
   /** Times a shard job may be picked up again after its worker died before BullMQ fails it. Env `WINDFALL_MAX_STALLED`; default 1000. */
@@ -91,6 +97,7 @@ export const DEFAULT_CONFIG = {
   rewardLockPolicy: REWARD_POLICY,
   chunkSize: 2000,
   maxBatchRows: 10_000_000,
+  handOverTimeoutMs: 30_000,
   shutdownTimeoutMs: 30_000,
   maxStalledCount: 1000,
   jobLockMs: 30_000,
@@ -119,6 +126,7 @@ const KNOWN_VARIABLES = new Set([
   'WINDFALL_REWARD_LOCK_TTL_MS',
   'WINDFALL_CHUNK_SIZE',
   'WINDFALL_MAX_BATCH_ROWS',
+  'WINDFALL_HANDOVER_TIMEOUT_MS',
   'WINDFALL_SHUTDOWN_TIMEOUT_MS',
   'WINDFALL_MAX_STALLED',
   'WINDFALL_JOB_LOCK_MS',
@@ -184,6 +192,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<WindfallCo
     }),
     chunkSize: integer('WINDFALL_CHUNK_SIZE', DEFAULT_CONFIG.chunkSize, 1, 100_000),
     maxBatchRows: integer('WINDFALL_MAX_BATCH_ROWS', DEFAULT_CONFIG.maxBatchRows, 1),
+    handOverTimeoutMs: integer('WINDFALL_HANDOVER_TIMEOUT_MS', DEFAULT_CONFIG.handOverTimeoutMs, 100, 3_600_000),
     shutdownTimeoutMs: integer('WINDFALL_SHUTDOWN_TIMEOUT_MS', DEFAULT_CONFIG.shutdownTimeoutMs, 0, 3_600_000),
     maxStalledCount: integer('WINDFALL_MAX_STALLED', DEFAULT_CONFIG.maxStalledCount, 1),
     jobLockMs: integer('WINDFALL_JOB_LOCK_MS', DEFAULT_CONFIG.jobLockMs, 1000, 600_000),

@@ -73,16 +73,20 @@ export function buildOpenApiDocument(version: string): Record<string, unknown> {
         post: {
           summary: 'Enqueue a batch of rewards',
           description:
-            'The whole batch is validated before anything is enqueued: one bad row refuses it, and every offending row is listed (row = 1-based position in `rewards`). ' +
-            'JSON numbers keep their text, so an amount written `100.0` or `1e2` is refused. Bodies over WINDFALL_HTTP_BODY_LIMIT bytes (default 10 MiB) get 413.',
+            'The whole batch is validated before anything is enqueued: one bad row refuses it; the answer lists the first 1,000 errors by row (row = 1-based position in `rewards`), counts every error per field and code, and gives the totals. ' +
+            'JSON numbers keep their text, so an amount written `100.0` or `1e2` is refused. Bodies over WINDFALL_HTTP_BODY_LIMIT bytes (default 10 MiB) get 413. ' +
+            'A batchId names one set of rewards: posting a known batchId with the same rewards (in any order) is a no-op (202, `created: false`, and it finishes handing over the batch if an earlier call stopped half-way); with other rewards, 409. ' +
+            'When Redis does not take the recorded batch\'s jobs within WINDFALL_HANDOVER_TIMEOUT_MS (30 s), 503: the batch is recorded, and posting it again finishes the hand-over.',
           security: apiAuth,
           requestBody: { required: true, content: json(ref('BatchRequest')) },
           responses: {
-            '202': { description: 'accepted (or already known: `created` is false)', content: json(ref('BatchAccepted')) },
-            '400': error('invalid JSON or an invalid batch; `errors` lists every offending row and field'),
+            '202': { description: 'accepted (or already known with the same rewards: `created` is false)', content: json(ref('BatchAccepted')) },
+            '400': error('invalid JSON, or an invalid batch: `errors` (the first 1,000), `summary`, `totalErrors`, `badRows`, `rowsRead`'),
             '401': unauthorized,
+            '409': error('`batch conflict`: the batchId is known with other rewards; nothing of this body was recorded'),
             '413': error('the body is larger than WINDFALL_HTTP_BODY_LIMIT'),
             '415': error('the body is not application/json'),
+            '503': error('`unavailable`: Redis did not take the recorded batch\'s jobs in time; post the same batch again once it answers'),
           },
         },
       },

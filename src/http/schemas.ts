@@ -1,4 +1,5 @@
 import { DEAD_LETTER_REASONS } from '../dead-letters/dead-letter-store.js';
+import { ROW_PROBLEMS } from '../rewards/row-problems.js';
 
 /**
  * JSON schemas of the HTTP API: the route validation of `windfall serve` and the OpenAPI document are built from
@@ -10,13 +11,33 @@ const identifier = { type: 'string', minLength: 1, maxLength: 128 } as const;
 const digits = { type: 'string', pattern: '^-?[0-9]+$', description: 'money: a whole number of minor units as a string of digits' } as const;
 const timestamp = { type: 'string', format: 'date-time' } as const;
 
+const rowProblemCode = {
+  type: 'string',
+  enum: Object.keys(ROW_PROBLEMS),
+  description: `stable code of the rule a row broke (new codes may be added): ${Object.entries(ROW_PROBLEMS)
+    .map(([code, reason]) => `\`${code}\` ${reason}`)
+    .join('; ')}`,
+} as const;
+
 export const rowErrorSchema = {
   type: 'object',
   required: ['row', 'field', 'reason'],
   properties: {
     row: { type: 'integer', description: '1-based position in `rewards`; 0 for the batch itself' },
     field: { type: 'string' },
-    reason: { type: 'string' },
+    code: { ...rowProblemCode, description: 'the stable code of the rule (a refused batch only)' },
+    reason: { type: 'string', description: 'for people, with details (a length, the value written, the row repeated)' },
+  },
+} as const;
+
+export const errorCountSchema = {
+  type: 'object',
+  required: ['field', 'code', 'reason', 'count'],
+  properties: {
+    field: { type: 'string', description: '`*` counts the fields of groups beyond the first 100' },
+    code: rowProblemCode,
+    reason: { type: 'string', description: "the code's short reason" },
+    count: { type: 'integer' },
   },
 } as const;
 
@@ -24,9 +45,20 @@ export const errorSchema = {
   type: 'object',
   required: ['error', 'message'],
   properties: {
-    error: { type: 'string', description: 'short kind: unauthorized, forbidden, invalid batch, invalid request, not found, payload too large, …' },
+    error: {
+      type: 'string',
+      description: 'short kind: unauthorized, forbidden, invalid batch, batch conflict, invalid request, invalid JSON, not found, payload too large, unavailable, …',
+    },
     message: { type: 'string' },
-    errors: { type: 'array', items: rowErrorSchema, description: 'every offending row or field (400 only)' },
+    errors: {
+      type: 'array',
+      items: rowErrorSchema,
+      description: 'the offending rows or fields (400 only); for a refused batch the first 1,000 errors by row',
+    },
+    summary: { type: 'array', items: errorCountSchema, description: 'a refused batch: every error counted per field and code, most frequent first' },
+    totalErrors: { type: 'integer', description: 'a refused batch: all its errors' },
+    badRows: { type: 'integer', description: 'a refused batch: rows with at least one error' },
+    rowsRead: { type: 'integer', description: 'a refused batch: rows read' },
   },
 } as const;
 
@@ -54,7 +86,11 @@ export const batchRequestSchema = {
   required: ['rewards'],
   additionalProperties: false,
   properties: {
-    batchId: { ...identifier, description: 'generated when absent; enqueueing a known batchId again is a no-op returning the same batch' },
+    batchId: {
+      ...identifier,
+      description:
+        'generated when absent. A known batchId with the same rewards (in any order) is a no-op returning the same batch (202, `created: false`); with other rewards it is refused (409 `batch conflict`)',
+    },
     rewards: { type: 'array', minItems: 1, items: rewardSchema },
   },
 } as const;
@@ -65,7 +101,7 @@ export const batchAcceptedSchema = {
   properties: {
     batchId: { type: 'string' },
     total: { type: 'integer' },
-    created: { type: 'boolean', description: 'false when the batchId was already known (nothing new was enqueued)' },
+    created: { type: 'boolean', description: 'false when the batchId was already known with the same rewards (nothing new was enqueued)' },
   },
 } as const;
 

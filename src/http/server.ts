@@ -1,5 +1,5 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import { BatchValidationError } from '../batch/batch-errors.js';
+import { BatchConflictError, BatchValidationError } from '../batch/batch-errors.js';
 import { getBatchReport } from '../batch/batch-status.js';
 import type { DeadLetterReason } from '../db/schema.js';
 import { DeadLetterSelectionError, selectionFilter } from '../dead-letters/dead-letter-selection.js';
@@ -8,6 +8,8 @@ import { UserLocks } from '../lock/user-locks.js';
 import { JsonNumber } from '../money/amount.js';
 import { sampleQueueDepths } from '../queue/queue-stats.js';
 import { JsonSyntaxError, parseRawJson, type RawJsonValue } from '../rewards/raw-json.js';
+import type { RowError } from '../rewards/reward.js';
+import { ServiceUnavailableError } from '../runtime/service-check.js';
 import type { Windfall } from '../runtime/windfall.js';
 import { readLedger } from '../wallet/wallet-service.js';
 import type { Principal } from './auth.js';
@@ -64,21 +66,26 @@ function kindOf(value: RawJsonValue | undefined): string {
 }
 
 /** Checks the envelope `{batchId?, rewards[]}` of POST /v1/batches; the rows are checked by the producer. */
-function batchEnvelopeErrors(body: RawJsonValue): { row: number; field: string; reason: string }[] {
+function batchEnvelopeErrors(body: RawJsonValue): RowError[] {
   if (body === null || typeof body !== 'object' || Array.isArray(body) || body instanceof JsonNumber) {
-    return [{ row: 0, field: 'body', reason: `must be a JSON object {batchId?, rewards: [...]}, got ${kindOf(body)}` }];
+    return [{ row: 0, field: 'body', code: 'not_object', reason: `must be a JSON object {batchId?, rewards: [...]}, got ${kindOf(body)}` }];
   }
-  const errors: { row: number; field: string; reason: string }[] = [];
+  const errors: RowError[] = [];
   for (const key of Object.keys(body)) {
-    if (key !== 'batchId' && key !== 'rewards') errors.push({ row: 0, field: key, reason: 'is not a batch field (expected batchId, rewards)' });
+    if (key !== 'batchId' && key !== 'rewards') errors.push({ row: 0, field: key.length > 64 ? `${key.slice(0, 64)}…` : key, code: 'unknown_field', reason: 'is not a batch field (expected batchId, rewards)' });
   }
   const rewards = body['rewards'];
-  if (rewards === undefined) errors.push({ row: 0, field: 'rewards', reason: 'is missing' });
-  else if (!Array.isArray(rewards)) errors.push({ row: 0, field: 'rewards', reason: `must be an array of rewards, got ${kindOf(rewards)}` });
-  else if (rewards.length === 0) errors.push({ row: 0, field: 'rewards', reason: 'is empty: a batch needs at least one reward' });
+  if (rewards === undefined) errors.push({ row: 0, field: 'rewards', code: 'missing', reason: 'is missing' });
+  else if (!Array.isArray(rewards)) errors.push({ row: 0, field: 'rewards', code: 'not_array', reason: `must be an array of rewards, got ${kindOf(rewards)}` });
+  else if (rewards.length === 0) errors.push({ row: 0, field: 'rewards', code: 'empty', reason: 'is empty: a batch needs at least one reward' });
   const batchId = body['batchId'];
-  if (batchId !== undefined && typeof batchId !== 'string') errors.push({ row: 0, field: 'batchId', reason: `must be a string, got ${kindOf(batchId)}` });
+  if (batchId !== undefined && typeof batchId !== 'string') errors.push({ row: 0, field: 'batchId', code: 'not_string', reason: `must be a string, got ${kindOf(batchId)}` });
   return errors;
+}
+
+/** A refused batch as HTTP 400: `{error: "invalid batch", message, errors, summary, totalErrors, badRows, rowsRead}`. */
+function refuseBatch(reply: FastifyReply, error: BatchValidationError): FastifyReply {
+  return reply.code(400).send({ error: 'invalid batch', message: error.message.split('\n')[0] ?? 'batch refused', ...error.details() });
 }
 
 /** Route pattern of a request for metric labels (never the raw URL: uids would explode the label set). */
@@ -209,7 +216,7 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
       const body = request.body as RawJsonValue;
       const envelope = batchEnvelopeErrors(body);
       if (envelope.length > 0) {
-        return fail(reply, 400, 'invalid batch', `batch refused: ${envelope.map((e) => `${e.field} ${e.reason}`).join('; ')}`, envelope);
+        return refuseBatch(reply, new BatchValidationError(envelope, 0, `batch refused: ${envelope.map((e) => `${e.field} ${e.reason}`).join('; ')}`));
       }
       const record = body as { [key: string]: RawJsonValue };
       const rewards = record['rewards'] as RawJsonValue[];
@@ -218,9 +225,10 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
         const result = await windfall.producer.enqueueRewards(rewards, batchId !== undefined ? { batchId } : {});
         return reply.code(202).send({ batchId: result.batchId, total: result.total, created: result.created });
       } catch (error) {
-        if (error instanceof BatchValidationError) {
-          return fail(reply, 400, 'invalid batch', error.message.split('\n')[0] ?? 'batch refused', error.errors);
-        }
+        if (error instanceof BatchValidationError) return refuseBatch(reply, error);
+        if (error instanceof BatchConflictError) return fail(reply, 409, 'batch conflict', error.message);
+        // Redis did not take the recorded batch's jobs in time: posting the batch again finishes the hand-over
+        if (error instanceof ServiceUnavailableError) return fail(reply, 503, 'unavailable', error.message);
         throw error;
       }
     });

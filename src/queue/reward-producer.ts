@@ -2,11 +2,13 @@ import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import type { Logger } from '../log/logger.js';
 import { silentLogger } from '../log/logger.js';
-import { BatchValidationError } from '../batch/batch-errors.js';
+import { BatchValidationError, type BatchConflictError } from '../batch/batch-errors.js';
+import { confirmSameContent } from '../batch/compare-batch.js';
 import { findBatch, stageBatch, type StagedBatch } from '../batch/stage-batch.js';
 import { identifierProblem } from '../rewards/field-rules.js';
 import type { SourceRecord } from '../rewards/reward-sources.js';
 import { recordsFromArray } from '../rewards/reward-sources.js';
+import { ServiceUnavailableError } from '../runtime/service-check.js';
 import { chunkJobId, type ChunkJobData } from './job-data.js';
 import type { WindfallQueues } from './windfall-queues.js';
 
@@ -21,6 +23,12 @@ export interface ProducerOptions {
   readonly chunkSize?: number;
   /** Longest accepted batch. Default 10,000,000. */
   readonly maxBatchRows?: number;
+  /**
+   * How long handing a recorded batch's jobs to Redis may take before the call gives up with
+   * {@link ServiceUnavailableError} (the batch stays recorded; enqueueing it again finishes the hand-over).
+   * Default 30,000 ms.
+   */
+  readonly handOverTimeoutMs?: number;
   readonly logger?: Logger;
 }
 
@@ -30,14 +38,15 @@ export interface EnqueueResult {
   readonly total: number;
   readonly users: number;
   readonly chunks: number;
-  /** False when the batch id was known: the call was a no-op returning the recorded batch. */
+  /** False when the batch id was known (with the same rewards): the call was a no-op returning the recorded batch. */
   readonly created: boolean;
 }
 
 /**
  * Accepts reward batches: validates a whole batch, records it in PostgreSQL, then hands one job per chunk to the
- * shard queues under deterministic job ids. Enqueueing a known batch id again is a no-op returning that batch
- * (and finishes handing over its jobs if an earlier call stopped half-way).
+ * shard queues under deterministic job ids. Enqueueing a known batch id again with the same rewards (in any order)
+ * is a no-op returning that batch (and finishes handing over its jobs if an earlier call stopped half-way); with
+ * other rewards it is refused with {@link BatchConflictError}.
  */
 export class RewardProducer {
   private readonly logger: Logger;
@@ -48,24 +57,33 @@ export class RewardProducer {
 
   /**
    * Validates and enqueues a batch from parsed records (a file or an array).
-   * @throws {@link BatchValidationError} listing every bad row; then nothing was enqueued or recorded.
+   * @throws {@link BatchValidationError} reporting the bad rows; then nothing was enqueued or recorded.
+   * @throws {@link BatchConflictError} when the batchId is known with other rewards; then nothing of `records` was
+   *   recorded.
+   * @throws {@link ServiceUnavailableError} when Redis did not take the batch's jobs within `handOverTimeoutMs`; the
+   *   batch is recorded, and enqueueing it again (same batchId, same rewards) finishes the hand-over.
    */
   async enqueue(records: AsyncIterable<SourceRecord>, options: { batchId?: string } = {}): Promise<EnqueueResult> {
     const batchId = options.batchId ?? randomUUID();
     const problem = identifierProblem(batchId);
-    if (problem) throw new BatchValidationError([{ row: 0, field: 'batchId', reason: problem }], 0, `batch refused: batchId ${problem}`);
+    if (problem) throw new BatchValidationError([{ row: 0, field: 'batchId', ...problem }], 0, `batch refused: batchId ${problem.reason}`);
+    const maxRows = this.options.maxBatchRows ?? 10_000_000;
 
-    const known = await findBatch(this.options.pool, batchId);
+    // a batch recorded by an earlier call, or by a concurrent one that claimed the batchId first (stageBatch then
+    // returns it without reading anything)
     const staged: StagedBatch =
-      known ??
+      (await findBatch(this.options.pool, batchId)) ??
       (await stageBatch(this.options.pool, records, {
         batchId,
         shards: this.options.queues.settings.shards,
         chunkSize: this.options.chunkSize ?? 2000,
-        maxRows: this.options.maxBatchRows ?? 10_000_000,
+        maxRows,
       }));
-    if (!staged.created) this.logger.info({ batchId }, 'batch id already known: enqueue is a no-op');
-    if (!staged.enqueued) await this.handOverChunks(staged);
+    if (!staged.created) {
+      await confirmSameContent(records, staged, { maxRows });
+      this.logger.info({ batchId }, 'batch id already known with the same rewards: enqueue is a no-op');
+    }
+    if (!staged.enqueued) await this.handOverWithinTimeout(staged);
     return { batchId, total: staged.total, users: staged.users, chunks: staged.chunks, created: staged.created };
   }
 
@@ -74,10 +92,42 @@ export class RewardProducer {
     return this.enqueue(recordsFromArray(rewards), options);
   }
 
+  /**
+   * {@link handOverChunks}, given up after `handOverTimeoutMs` (the Redis client waits across reconnects for ever):
+   * the batch stays recorded and not marked enqueued, so that the next enqueue of it hands over its jobs.
+   */
+  private async handOverWithinTimeout(batch: StagedBatch): Promise<void> {
+    const timeoutMs = this.options.handOverTimeoutMs ?? 30_000;
+    const stop = new AbortController();
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        stop.abort();
+        reject(
+          new ServiceUnavailableError(
+            'Redis',
+            `Redis did not take the jobs of batch ${JSON.stringify(batch.batchId)} within ${timeoutMs / 1000} s (is it down, or out of memory?). ` +
+              `The batch is recorded in PostgreSQL: once Redis answers, enqueue it again with the same batchId and rewards to finish the hand-over (nothing is credited twice).`,
+          ),
+        );
+      }, timeoutMs);
+    });
+    try {
+      // the losing hand-over is abandoned: it stops before its next page of jobs and never marks the batch enqueued
+      await Promise.race([this.handOverChunks(batch, stop.signal), expired]);
+    } catch (error) {
+      if (error instanceof ServiceUnavailableError) this.logger.warn({ batchId: batch.batchId, timeoutMs }, 'Redis did not take the batch jobs in time; the batch waits in PostgreSQL');
+      throw error;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   /** Adds the job of every chunk of a recorded batch (idempotent by job id), then marks the batch enqueued. */
-  private async handOverChunks(batch: StagedBatch): Promise<void> {
+  private async handOverChunks(batch: StagedBatch, signal: AbortSignal): Promise<void> {
     let after = -1;
     for (;;) {
+      if (signal.aborted) return;
       const { rows } = await this.options.pool.query<{ chunk_no: number; shard: number }>(
         `select chunk_no, shard from reward_chunks where batch_id = $1 and chunk_no > $2 order by chunk_no limit $3`,
         [batch.batchId, after, JOBS_PER_ADD],
@@ -98,6 +148,7 @@ export class RewardProducer {
       );
       after = rows[rows.length - 1]!.chunk_no;
     }
+    if (signal.aborted) return;
     await this.options.pool.query('update reward_batches set enqueued_at = now() where batch_id = $1 and enqueued_at is null', [batch.batchId]);
     this.logger.info({ batchId: batch.batchId, total: batch.total, users: batch.users, chunks: batch.chunks }, 'batch enqueued');
   }

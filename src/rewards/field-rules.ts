@@ -1,3 +1,5 @@
+import { problem, type Problem } from './row-problems.js';
+
 /** Longest rewardId, uid or batchId, in characters (Unicode code points). */
 export const MAX_ID_LENGTH = 128;
 /** Longest description, in characters. */
@@ -20,34 +22,34 @@ function codePoints(text: string): number {
 /**
  * Checks an identifier (rewardId, uid, batchId): a string of 1–128 characters, without control characters,
  * broken Unicode, or leading/trailing white space (which would silently make " u1" another user than "u1").
- * Returns the reason it is refused, or null when it is fine.
+ * Returns why it is refused, or null when it is fine.
  */
-export function identifierProblem(value: unknown): string | null {
+export function identifierProblem(value: unknown): Problem | null {
   // the common case, decided at once: 1–128 printable ASCII characters, not starting or ending with a space
   if (typeof value === 'string' && value.length <= MAX_ID_LENGTH && PLAIN_IDENTIFIER.test(value)) return null;
-  if (value === undefined || value === null) return 'is missing';
-  if (typeof value !== 'string') return `must be a string, got ${Array.isArray(value) ? 'array' : typeof value}`;
-  if (value.length === 0) return 'is empty';
+  if (value === undefined || value === null) return problem('missing');
+  if (typeof value !== 'string') return problem('not_string', `must be a string, got ${Array.isArray(value) ? 'array' : typeof value}`);
+  if (value.length === 0) return problem('empty');
   const length = codePoints(value);
-  if (length > MAX_ID_LENGTH) return `is ${length} characters long; at most ${MAX_ID_LENGTH} are allowed`;
-  if (CONTROL_CHARACTER.test(value)) return 'contains a control character';
-  if (LONE_SURROGATE.test(value)) return 'is not valid Unicode';
-  if (value.trim() !== value) return 'has leading or trailing white space';
+  if (length > MAX_ID_LENGTH) return problem('id_too_long', `is ${length} characters long; at most ${MAX_ID_LENGTH} are allowed`);
+  if (CONTROL_CHARACTER.test(value)) return problem('control_character');
+  if (LONE_SURROGATE.test(value)) return problem('invalid_unicode');
+  if (value.trim() !== value) return problem('surrounding_space');
   return null;
 }
 
 /**
  * Checks an optional description: absent, null, or a string of at most 500 characters without NUL or broken
- * Unicode. Returns the reason it is refused, or null.
+ * Unicode. Returns why it is refused, or null.
  */
-export function descriptionProblem(value: unknown): string | null {
+export function descriptionProblem(value: unknown): Problem | null {
   // the common case: at most 500 UTF-16 units (so at most 500 characters), no NUL, no surrogate at all
   if (typeof value === 'string' && value.length <= MAX_DESCRIPTION_LENGTH && !NUL_OR_SURROGATE.test(value)) return null;
   if (value === undefined || value === null) return null;
-  if (typeof value !== 'string') return `must be a string, got ${typeof value}`;
+  if (typeof value !== 'string') return problem('not_string', `must be a string, got ${typeof value}`);
   const length = codePoints(value);
-  if (length > MAX_DESCRIPTION_LENGTH) return `is ${length} characters long; at most ${MAX_DESCRIPTION_LENGTH} are allowed`;
-  if (value.includes('\u0000')) return 'contains a NUL character';
-  if (LONE_SURROGATE.test(value)) return 'is not valid Unicode';
+  if (length > MAX_DESCRIPTION_LENGTH) return problem('description_too_long', `is ${length} characters long; at most ${MAX_DESCRIPTION_LENGTH} are allowed`);
+  if (value.includes('\u0000')) return problem('nul_character');
+  if (LONE_SURROGATE.test(value)) return problem('invalid_unicode');
   return null;
 }

@@ -1,10 +1,12 @@
+import { problem, type Problem } from './row-problems.js';
+
 /** Longest line accepted in a reward file; longer lines are reported as errors and skipped, never buffered. */
 export const MAX_LINE_BYTES = 1 << 20;
 
 /** One line of a text file: its 1-based number and its text, or why it could not be read. */
 export type TextLine =
   | { readonly lineNo: number; readonly text: string; readonly problem?: undefined }
-  | { readonly lineNo: number; readonly text?: undefined; readonly problem: string };
+  | { readonly lineNo: number; readonly text?: undefined; readonly problem: Problem };
 
 /** The file as a whole cannot be read as text (for example, it is UTF-16). */
 export class FileEncodingError extends Error {
@@ -37,14 +39,14 @@ export async function* readLineBatches(source: AsyncIterable<Uint8Array | string
     lineNo += 1;
     if (overlong) {
       overlong = false;
-      return { lineNo, problem: `line is longer than ${MAX_LINE_BYTES} bytes` };
+      return { lineNo, problem: problem('line_too_long', `line is longer than ${MAX_LINE_BYTES} bytes`) };
     }
     let end = bytes.length;
     if (end > 0 && bytes[end - 1] === 0x0d) end -= 1;
     try {
       return { lineNo, text: decoder.decode(bytes.subarray(0, end)) };
     } catch {
-      return { lineNo, problem: 'is not valid UTF-8 (save the file as UTF-8)' };
+      return { lineNo, problem: problem('invalid_utf8', 'is not valid UTF-8 (save the file as UTF-8)') };
     }
   };
 

@@ -2,6 +2,7 @@ import type { RowError } from './reward.js';
 import { REWARD_FIELDS } from './reward.js';
 import { readLineBatches } from './line-reader.js';
 import { parseRawJson } from './raw-json.js';
+import { problem, type Problem } from './row-problems.js';
 
 /** A raw reward record and where it came from, or why its row could not be parsed. */
 export type SourceRecord =
@@ -26,14 +27,14 @@ export async function* readJsonLines(source: AsyncIterable<Uint8Array | string>)
   for await (const lines of readLineBatches(source)) {
     for (const line of lines) {
       if (line.problem !== undefined) {
-        yield { row: line.lineNo, error: { row: line.lineNo, field: 'row', reason: line.problem } };
+        yield { row: line.lineNo, error: { row: line.lineNo, field: 'row', ...line.problem } };
         continue;
       }
       if (line.text.trim() === '') continue;
       try {
         yield { row: line.lineNo, value: parseRawJson(line.text) };
       } catch (error) {
-        yield { row: line.lineNo, error: { row: line.lineNo, field: 'row', reason: `is not valid JSON: ${(error as Error).message}` } };
+        yield { row: line.lineNo, error: { row: line.lineNo, field: 'row', code: 'invalid_json', reason: `is not valid JSON: ${(error as Error).message}` } };
       }
     }
   }
@@ -44,7 +45,7 @@ function splitCsvLine(text: string, carry: { fields: string[]; field: string; qu
   const state = carry ?? { fields: [], field: '', quoted: false };
   let i = 0;
   if (carry) state.field += '\n';
-  let problem: string | null = null;
+  let found: Problem | null = null;
   while (i < text.length) {
     const char = text[i] as string;
     if (state.quoted) {
@@ -57,7 +58,7 @@ function splitCsvLine(text: string, carry: { fields: string[]; field: string; qu
         state.quoted = false;
         i += 1;
         if (i < text.length && text[i] !== ',') {
-          problem = 'has text after a closing quote (double the quote inside a quoted field: "")';
+          found = problem('csv_text_after_quote', 'has text after a closing quote (double the quote inside a quoted field: "")');
         }
         continue;
       }
@@ -77,12 +78,12 @@ function splitCsvLine(text: string, carry: { fields: string[]; field: string; qu
         i += 1;
         continue;
       }
-      problem = 'has a quote inside an unquoted field (quote the whole field and double the quote)';
+      found = problem('csv_stray_quote', 'has a quote inside an unquoted field (quote the whole field and double the quote)');
     }
     state.field += char;
     i += 1;
   }
-  return { state, problem };
+  return { state, problem: found };
 }
 
 /** Most physical lines one quoted CSV record may span before it is called unterminated. */
@@ -97,13 +98,13 @@ export async function* readCsv(source: AsyncIterable<Uint8Array | string>): Asyn
   let carry: { fields: string[]; field: string; quoted: boolean } | null = null;
   let recordStart = 0;
   let recordLines = 0;
-  let recordProblem: string | null = null;
+  let recordProblem: Problem | null = null;
 
   for await (const lines of readLineBatches(source)) {
     for (const line of lines) {
       if (line.problem !== undefined) {
         carry = null;
-        yield { row: line.lineNo, error: { row: line.lineNo, field: 'row', reason: line.problem } };
+        yield { row: line.lineNo, error: { row: line.lineNo, field: 'row', ...line.problem } };
         continue;
       }
       if (!carry) {
@@ -118,7 +119,10 @@ export async function* readCsv(source: AsyncIterable<Uint8Array | string>): Asyn
       if (state.quoted) {
         if (recordLines >= MAX_RECORD_LINES) {
           carry = null;
-          yield { row: recordStart, error: { row: recordStart, field: 'row', reason: `has a quoted field that is never closed (spans over ${MAX_RECORD_LINES} lines)` } };
+          yield {
+            row: recordStart,
+            error: { row: recordStart, field: 'row', code: 'csv_unclosed_quote', reason: `has a quoted field that is never closed (spans over ${MAX_RECORD_LINES} lines)` },
+          };
           continue;
         }
         carry = state;
@@ -140,13 +144,13 @@ export async function* readCsv(source: AsyncIterable<Uint8Array | string>): Asyn
         continue;
       }
       if (recordProblem) {
-        yield { row: recordStart, error: { row: recordStart, field: 'row', reason: recordProblem } };
+        yield { row: recordStart, error: { row: recordStart, field: 'row', ...recordProblem } };
         continue;
       }
       if (fields.length !== header.length) {
         yield {
           row: recordStart,
-          error: { row: recordStart, field: 'row', reason: `has ${fields.length} fields; the header has ${header.length} (${header.join(',')})` },
+          error: { row: recordStart, field: 'row', code: 'csv_field_count', reason: `has ${fields.length} fields; the header has ${header.length} (${header.join(',')})` },
         };
         continue;
       }
@@ -160,7 +164,7 @@ export async function* readCsv(source: AsyncIterable<Uint8Array | string>): Asyn
     }
   }
   if (carry) {
-    yield { row: recordStart, error: { row: recordStart, field: 'row', reason: 'has a quoted field that is never closed' } };
+    yield { row: recordStart, error: { row: recordStart, field: 'row', code: 'csv_unclosed_quote', reason: 'has a quoted field that is never closed' } };
   }
   if (header === null) throw new CsvHeaderError('the CSV file is empty: it needs the header "rewardId,uid,amount,description"');
 }

@@ -59,6 +59,7 @@ export class Windfall {
       queues: this.queues,
       chunkSize: config.chunkSize,
       maxBatchRows: config.maxBatchRows,
+      handOverTimeoutMs: config.handOverTimeoutMs,
       logger,
     });
     this.deadLetters = new DeadLetterQueue(database.pool, this.queues, logger);

@@ -213,16 +213,16 @@ export class WalletService {
   ): PreparedOperation {
     const where = `operation ${index + 1}${typeof operationId === 'string' ? ` (${JSON.stringify(operationId)})` : ''}`;
     const uidProblem = identifierProblem(uid);
-    if (uidProblem) throw new InvalidOperationError(`${where}: uid ${uidProblem}`);
+    if (uidProblem) throw new InvalidOperationError(`${where}: uid ${uidProblem.reason}`);
     const idProblem = identifierProblem(operationId);
-    if (idProblem) throw new InvalidOperationError(`${where}: operation id ${idProblem}`);
+    if (idProblem) throw new InvalidOperationError(`${where}: operation id ${idProblem.reason}`);
     if (type !== undefined && type !== 'add' && type !== 'withdraw') {
       throw new InvalidOperationError(`${where}: type must be "add" or "withdraw", got ${JSON.stringify(type)}`);
     }
     const checked = checkAmount(amount);
     if (!checked.ok) throw new InvalidOperationError(`${where}: amount ${checked.reason}`);
     const descProblem = descriptionProblem(description);
-    if (descProblem) throw new InvalidOperationError(`${where}: description ${descProblem}`);
+    if (descProblem) throw new InvalidOperationError(`${where}: description ${descProblem.reason}`);
     return { uid, operationId, amount: kind === 'debit' ? -checked.value : checked.value, kind, description: description ?? null };
   }
 
