@@ -3,7 +3,6 @@ import { writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
-import { creditsValuesSql } from '../src/wallet/apply-user-operations.js';
 import { DESCRIPTION } from './dataset.js';
 import type { ServerProcesses } from './cpu-accounting.js';
 import { cpuBetween, cpuSnapshot } from './cpu-accounting.js';
@@ -17,11 +16,12 @@ import { childEnv, note, round, runProcess, withDatabase } from './support.js';
  * - `statement`: the issue's ceiling — `rewardsPerUser` idempotent ledger inserts and one balance upsert as ONE
  *   statement (one implicit transaction);
  * - `transaction`: the same as BEGIN; insert …; upsert; COMMIT (three round trips and a commit);
- * - `windfall-statement`: Windfall's own user statement (the worker's SQL, with its per-reward report), for
- *   telling the statement's cost from the pipeline's.
+ * - `grouped`: `usersPerStatement` users in ONE statement, users and rewards as sets (generated in SQL), the same
+ *   idempotent ledger insert ("C" rewardId order) and wallet upsert ("C" uid order): what PostgreSQL settles when
+ *   users share a transaction.
  */
-export type CeilingVariant = 'statement' | 'transaction' | 'windfall-statement';
-export const CEILING_VARIANTS: readonly CeilingVariant[] = ['statement', 'transaction', 'windfall-statement'];
+export type CeilingVariant = 'statement' | 'transaction' | 'grouped';
+export const CEILING_VARIANTS: readonly CeilingVariant[] = ['statement', 'transaction', 'grouped'];
 
 export interface CeilingOptions {
   readonly servers: Servers;
@@ -32,6 +32,8 @@ export interface CeilingOptions {
   readonly rewardsPerUser: number;
   readonly seconds: number;
   readonly variants?: readonly CeilingVariant[];
+  /** Users per statement of the `grouped` variant. Default 32. */
+  readonly usersPerStatement?: number;
   /** The servers' processes, for CPU accounting (pgbench runs only). */
   readonly processes?: ServerProcesses;
 }
@@ -54,8 +56,12 @@ export interface CeilingResult {
   readonly clients: number;
   readonly rewardsPerUser: number;
   readonly seconds: number;
-  /** User transactions per second. */
+  /** Transactions (statements) per second. */
   readonly tps: number;
+  /** Users in each transaction (1 but for `grouped`). */
+  readonly usersPerTransaction: number;
+  /** Users settled per second: `tps` × `usersPerTransaction`. */
+  readonly usersPerSecond: number;
   readonly latencyMs: number | null;
   readonly cpu?: CeilingCpu | null;
 }
@@ -73,7 +79,7 @@ function header(rewardsPerUser: number): string {
 }
 
 /** pgbench scripts of each variant. */
-export function pgbenchScript(variant: CeilingVariant, rewardsPerUser: number): string {
+export function pgbenchScript(variant: CeilingVariant, rewardsPerUser: number, usersPerStatement = 32): string {
   if (variant === 'statement') {
     return `${header(rewardsPerUser)}with inserted as (
   insert into ledger_entries (uid, operation_id, amount, kind, batch_id, description) values
@@ -93,20 +99,19 @@ insert into wallets as w (uid, balance) values ('c-u' || :u, :change) on conflic
 commit;
 `;
   }
-  // Windfall's statement for a user with `rewardsPerUser` rewards (the worker's), its parameters spelled out
-  const parameters: Record<string, string> = { '1': `('c-u' || :u)`, '2': `'${BATCH_ID}'` };
-  for (let i = 0; i < rewardsPerUser; i += 1) {
-    const p = 3 + i * 4;
-    parameters[String(p)] = `('c-r' || :r || '-${i}')`;
-    parameters[String(p + 1)] = `:a${i}`;
-    parameters[String(p + 2)] = `'reward'`;
-    parameters[String(p + 3)] = `'${DESCRIPTION}'`;
-  }
-  const sql = creditsValuesSql(rewardsPerUser)
-    .replace(/\$(\d+)(?!\d)/g, (_, n: string) => parameters[n] ?? `$${n}`)
-    .replace(/\s+/g, ' ')
-    .trim();
-  return `${header(rewardsPerUser)}${sql};\n`;
+  // users k of the statement are 'c-u<u>-<k>', their rewards 'c-r<r>-<k>-<i>'
+  const grouped = `with input as (
+  select 'c-u' || :u || '-' || k as uid, 'c-r' || :r || '-' || k || '-' || i as operation_id, ((k * 7 + i) % 1000 + 1)::int8 as amount
+  from generate_series(0, ${usersPerStatement - 1}) as k, generate_series(0, ${rewardsPerUser - 1}) as i
+), inserted as (
+  insert into ledger_entries (uid, operation_id, amount, kind, batch_id, description)
+  select uid, operation_id, amount, 'reward', '${BATCH_ID}', '${DESCRIPTION}' from input order by operation_id collate "C"
+  on conflict (operation_id) do nothing
+  returning uid, amount
+), delta as (select uid, sum(amount) as change from inserted group by uid)
+insert into wallets as w (uid, balance) select uid, change from delta order by uid collate "C"
+on conflict (uid) do update set balance = w.balance + excluded.balance, updated_at = now()`;
+  return `\\set u random(1, 2000000000)\n\\set r random(1, 9000000000000000000)\n${grouped.replace(/\s+/g, ' ')};\n`;
 }
 
 let pgbenchFound: boolean | undefined;
@@ -128,7 +133,8 @@ async function resetTables(servers: Servers, database: string): Promise<void> {
 
 async function runPgbench(options: CeilingOptions, variant: CeilingVariant): Promise<CeilingResult> {
   const script = join(options.dir, `ceiling-${variant}.sql`);
-  writeFileSync(script, pgbenchScript(variant, options.rewardsPerUser));
+  const usersPerTransaction = variant === 'grouped' ? (options.usersPerStatement ?? 32) : 1;
+  writeFileSync(script, pgbenchScript(variant, options.rewardsPerUser, usersPerTransaction));
   const url = new URL(options.servers.databaseUrl);
   const args = [
     '-n',
@@ -168,6 +174,8 @@ async function runPgbench(options: CeilingOptions, variant: CeilingVariant): Pro
     rewardsPerUser: options.rewardsPerUser,
     seconds: options.seconds,
     tps: round(Number(tps[1])),
+    usersPerTransaction,
+    usersPerSecond: round(Number(tps[1]) * usersPerTransaction),
     latencyMs: latency ? Number(latency[1]) : null,
     cpu: {
       postgresMicros: perTx(usage.postgres),
@@ -206,7 +214,8 @@ async function runNodeLoop(options: CeilingOptions, variant: CeilingVariant): Pr
     }),
   );
   const seconds = (Date.now() - started) / 1000;
-  return { variant, tool: 'node-pg', clients: options.clients, rewardsPerUser: options.rewardsPerUser, seconds, tps: round(done / seconds), latencyMs: null };
+  const tps = round(done / seconds);
+  return { variant, tool: 'node-pg', clients: options.clients, rewardsPerUser: options.rewardsPerUser, seconds, tps, usersPerTransaction: 1, usersPerSecond: tps, latencyMs: null };
 }
 
 /** Measures each variant in turn on freshly emptied tables. */
@@ -215,7 +224,7 @@ export async function measureCeiling(options: CeilingOptions): Promise<CeilingRe
   for (const variant of options.variants ?? CEILING_VARIANTS) {
     await resetTables(options.servers, options.database);
     const tool = hasPgbench() ? 'pgbench' : 'node-pg';
-    if (tool === 'node-pg' && variant === 'windfall-statement') continue;
+    if (tool === 'node-pg' && variant === 'grouped') continue;
     note(`ceiling (${tool}, ${variant}): ${options.clients} clients × ${options.seconds} s`);
     results.push(tool === 'pgbench' ? await runPgbench(options, variant) : await runNodeLoop(options, variant));
   }

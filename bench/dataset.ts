@@ -16,6 +16,8 @@ export interface DatasetOptions {
   readonly hotShare?: number;
   /** Seed of the amounts and the hot picks. Default 1. */
   readonly seed?: number;
+  /** One more user (`<tag>-big`) with this many rewards of its own, after the others. Default 0. */
+  readonly bigUserRewards?: number;
 }
 
 /** A generated reward, as a producer sends it. */
@@ -42,6 +44,9 @@ export function* generateRewards(options: DatasetOptions): Generator<GeneratedRe
   for (let n = 0; n < options.rewards; n += 1) {
     const user = hot > 0 && n >= options.users && next() < hotShare ? Math.floor(next() * hot) : n % options.users;
     yield { rewardId: `${options.tag}-r${n}`, uid: userId(options.tag, user), amount: 1 + Math.floor(next() * 1000), description: DESCRIPTION };
+  }
+  for (let n = 0; n < (options.bigUserRewards ?? 0); n += 1) {
+    yield { rewardId: `${options.tag}-big-r${n}`, uid: `${options.tag}-big`, amount: 1 + Math.floor(next() * 1000), description: DESCRIPTION };
   }
 }
 

@@ -40,6 +40,18 @@ export interface EndToEndOptions {
   readonly warmup?: number;
   /** The servers' processes, for CPU accounting. */
   readonly processes?: ServerProcesses;
+  /** One more user with this many rewards (the bounded-memory scenario). Default 0. */
+  readonly bigUserRewards?: number;
+}
+
+/** How many transactions settled how many users each (from the ledger entries' xmin). */
+export interface TransactionShape {
+  /** `[users in the transaction, transactions]`, by users. */
+  readonly usersPerTransaction: readonly (readonly [number, number])[];
+  readonly transactions: number;
+  readonly meanUsersPerTransaction: number;
+  /** Users whose rewards were written by more than one transaction: must be 0 (never split). */
+  readonly splitUsers: number;
 }
 
 /**
@@ -94,6 +106,7 @@ export interface EndToEndResult {
   /** Rewards the worker applied before the measured batch. */
   readonly warmup: number;
   readonly cpu: EndToEndCpu;
+  readonly transactions: TransactionShape;
 }
 
 /**
@@ -107,7 +120,7 @@ export async function runEndToEnd(options: EndToEndOptions): Promise<EndToEndRes
   const databaseUrl = await createBenchDatabase(servers, database);
   const file = join(options.dir, `rewards-${options.id}.jsonl`);
   const tag = `b${options.id}`;
-  await writeRewardFile(file, { rewards: options.rewards, users: options.users, tag });
+  const total = await writeRewardFile(file, { rewards: options.rewards, users: options.users, tag, bigUserRewards: options.bigUserRewards ?? 0 });
   const batchId = `bench-${options.id}`;
   const env = childEnv({
     DATABASE_URL: databaseUrl,
@@ -144,7 +157,7 @@ export async function runEndToEnd(options: EndToEndOptions): Promise<EndToEndRes
     const enqueueSeconds = (Date.now() - started) / 1000;
     const cpuEnqueued = cpuSnapshot(options.processes);
     const accepted = JSON.parse(enqueue.stdout) as { batchId: string; total: number };
-    if (accepted.total !== options.rewards) throw new Error(`enqueued ${accepted.total} rewards, expected ${options.rewards}`);
+    if (accepted.total !== total) throw new Error(`enqueued ${accepted.total} rewards, expected ${total}`);
 
     let workerDied: string | number | null = null;
     void worker.exited.then((code) => (workerDied = code));
@@ -177,6 +190,7 @@ export async function runEndToEnd(options: EndToEndOptions): Promise<EndToEndRes
     );
     const report = await getBatchReport(pool, batchId);
     if (!report) throw new Error(`batch ${batchId} vanished`);
+    const transactions = await transactionShape(pool, batchId);
 
     const wallSeconds = (completed - started) / 1000;
     const processSeconds = (completed - enqueued) / 1000;
@@ -192,23 +206,23 @@ export async function runEndToEnd(options: EndToEndOptions): Promise<EndToEndRes
     const redisMicros = perUser(whole.redis);
     const parts = [cliMicros, workerMicros, postgresMicros, redisMicros];
     const result: EndToEndResult = {
-      rewards: options.rewards,
+      rewards: total,
       users,
       chunks,
       enqueueSeconds: round(enqueueSeconds, 3),
-      enqueueRewardsPerSecond: round(options.rewards / enqueueSeconds),
+      enqueueRewardsPerSecond: round(total / enqueueSeconds),
       stagingSeconds: round(stagingSeconds, 3),
-      stagingRewardsPerSecond: round(options.rewards / stagingSeconds),
+      stagingRewardsPerSecond: round(total / stagingSeconds),
       wallSeconds: round(wallSeconds, 3),
       usersPerSecond: round(users / wallSeconds),
-      rewardsPerSecond: round(options.rewards / wallSeconds),
+      rewardsPerSecond: round(total / wallSeconds),
       processSeconds: round(processSeconds, 3),
       processUsersPerSecond: round(users / processSeconds),
       latencyMs: { p50: round(latency.rows[0]!.p50), p99: round(latency.rows[0]!.p99), max: round(latency.rows[0]!.max) },
       workerPeakRssMb: usage.peakRssMb === null ? null : round(usage.peakRssMb, 1),
       workerCpuSeconds: cpu === null ? null : round(cpu, 2),
       workerCpuMicrosPerUser: cpu === null ? null : round((cpu * 1e6) / users),
-      microsPerReward: round((wallSeconds * 1e6) / options.rewards, 1),
+      microsPerReward: round((wallSeconds * 1e6) / total, 1),
       applied: report.applied,
       deadLettered: report.deadLettered,
       status: report.status,
@@ -223,8 +237,10 @@ export async function runEndToEnd(options: EndToEndOptions): Promise<EndToEndRes
         machineBusyShareWorker: share(cpuBetween(cpuEnqueued, cpuDone).machineBusyShare),
         machineStealShare: share(whole.machineStealShare),
       },
+      transactions,
     };
-    if (report.applied !== options.rewards) throw new Error(`only ${report.applied} of ${options.rewards} rewards were applied: ${JSON.stringify(report)}`);
+    if (report.applied !== total) throw new Error(`only ${report.applied} of ${total} rewards were applied: ${JSON.stringify(report)}`);
+    if (transactions.splitUsers > 0) throw new Error(`${transactions.splitUsers} users had their rewards split over several transactions`);
     return result;
   } finally {
     await pool.end();
@@ -232,4 +248,26 @@ export async function runEndToEnd(options: EndToEndOptions): Promise<EndToEndRes
     await Promise.race([worker.exited, sleep(20_000)]);
     await cleanup.run();
   }
+}
+
+/** Users per transaction of a batch, read from its ledger entries (each transaction has its own xmin). */
+async function transactionShape(pool: ReturnType<typeof poolOn>, batchId: string): Promise<TransactionShape> {
+  const { rows } = await pool.query<{ users: number; transactions: number }>(
+    `select users, count(*)::int as transactions
+     from (select count(distinct uid)::int as users from ledger_entries where batch_id = $1 group by xmin::text) as t
+     group by users order by users`,
+    [batchId],
+  );
+  const split = await pool.query<{ n: number }>(
+    `select count(*)::int as n from (select uid from ledger_entries where batch_id = $1 group by uid having count(distinct xmin::text) > 1) as s`,
+    [batchId],
+  );
+  const transactions = rows.reduce((sum, row) => sum + row.transactions, 0);
+  const users = rows.reduce((sum, row) => sum + row.users * row.transactions, 0);
+  return {
+    usersPerTransaction: rows.map((row) => [row.users, row.transactions] as const),
+    transactions,
+    meanUsersPerTransaction: transactions === 0 ? 0 : round(users / transactions, 1),
+    splitUsers: split.rows[0]!.n,
+  };
 }

@@ -6,6 +6,7 @@
  *   npm run bench -- --runs 3              repeat and report medians
  *   npm run bench -- --scale               10 k, 100 k and 1 M rewards: per-reward cost, RSS; writes the chart
  *   npm run bench -- --contention          hot users under concurrent batches and withdrawals: dead-letter rates
+ *   npm run bench -- --big-user            one user with 100,000 rewards beside 1,000 others: worker peak RSS
  *   npm run bench -- --json                one JSON document on stdout (notes go to stderr)
  *
  * Every run uses databases windfall_bench_<id>… and Redis prefixes wfb-<id>… of its own and removes them afterwards
@@ -42,10 +43,11 @@ interface Flags {
   readonly out: string;
   readonly workerEnv: Record<string, string>;
   readonly warmup: number;
+  readonly bigUser: boolean;
 }
 
 const USAGE = `usage: npm run bench -- [--rewards N] [--users N] [--concurrency N] [--runs N] [--warmup N] [--json]
-                      [--scale [--sizes 10000,100000,1000000]] [--contention]
+                      [--scale [--sizes 10000,100000,1000000]] [--contention] [--big-user]
                       [--ceiling-seconds S] [--naive-rewards N] [--skip-naive] [--keep] [--out DIR]
                       [--worker-env NAME=VALUE ...]`;
 
@@ -63,6 +65,7 @@ function parseFlags(argv: string[]): Flags {
       scale: { type: 'boolean' },
       sizes: { type: 'string' },
       contention: { type: 'boolean' },
+      'big-user': { type: 'boolean' },
       keep: { type: 'boolean' },
       'skip-naive': { type: 'boolean' },
       out: { type: 'string' },
@@ -107,6 +110,7 @@ function parseFlags(argv: string[]): Flags {
     out: resolve(values.out ?? 'docs/bench'),
     workerEnv,
     warmup: count('warmup', values.warmup, 10_000, 0),
+    bigUser: values['big-user'] ?? false,
   };
 }
 
@@ -134,11 +138,14 @@ interface RunFigures {
   /** The one-statement ceiling with twice the clients: the same rate means the cores, not commits, limit it. */
   readonly ceilingDoubleClients: CeilingResult | null;
   readonly ratios: {
+    /** End to end users/s ÷ the one-statement-per-user ceiling (the issue's target: ≥ 1.2). */
     readonly usersPerSecondToCeiling: number;
     readonly usersPerSecondToTransactionCeiling: number | null;
-    readonly usersPerSecondToWindfallStatement: number | null;
+    /** End to end users/s ÷ the grouped ceiling's users/s (many users per statement). */
+    readonly usersPerSecondToGroupedCeiling: number | null;
     readonly rewardsPerSecondToNaive: number | null;
     readonly statementLayerToCeiling: number;
+    readonly statementLayerToGroupedCeiling: number | null;
   };
   /**
    * CPU per unit of work: the ceiling's (PostgreSQL + pgbench, µs per transaction, before and after averaged) and
@@ -166,6 +173,17 @@ function tpsOf(results: readonly CeilingResult[], variant: CeilingVariant): numb
   return variantOf(results, variant)?.tps ?? null;
 }
 
+function usersPerSecondOf(results: readonly CeilingResult[], variant: CeilingVariant): number | null {
+  return variantOf(results, variant)?.usersPerSecond ?? null;
+}
+
+/** PostgreSQL CPU µs per user of a ceiling variant (per statement ÷ users per statement). */
+function postgresMicrosPerUser(results: readonly CeilingResult[], variant: CeilingVariant): number | null {
+  const result = variantOf(results, variant);
+  const micros = result?.cpu?.postgresMicros;
+  return result && micros !== null && micros !== undefined ? round(micros / result.usersPerTransaction, 1) : null;
+}
+
 async function measureOnce(flags: Flags, servers: Servers, machine: MachineInfo, dir: string, run: number): Promise<RunFigures> {
   const id = runId();
   const cleanup = new Cleanup(servers, flags.keep);
@@ -175,7 +193,16 @@ async function measureOnce(flags: Flags, servers: Servers, machine: MachineInfo,
     note(`run ${run} (id ${id}), load average ${(await import('node:os')).loadavg().map((v) => v.toFixed(2)).join(' ')}`);
     const ceilingDb = cleanup.database(`windfall_bench_${id}_ceiling`);
     await createBenchDatabase(servers, ceilingDb);
-    const ceilingOptions = { servers, database: ceilingDb, dir, clients, rewardsPerUser, seconds: flags.ceilingSeconds, processes: machine.processes };
+    const ceilingOptions = {
+      servers,
+      database: ceilingDb,
+      dir,
+      clients,
+      rewardsPerUser,
+      seconds: flags.ceilingSeconds,
+      processes: machine.processes,
+      usersPerStatement: 32,
+    };
     const ceiling = await measureCeiling(ceilingOptions);
     // twice the clients: when the rate does not grow with them, the ceiling is the cores', not the commit rate's
     const [doubled] = await measureCeiling({ ...ceilingOptions, clients: clients * 2, variants: ['statement'] });
@@ -219,7 +246,7 @@ async function measureOnce(flags: Flags, servers: Servers, machine: MachineInfo,
         });
     const transactionTps = tpsOf(ceiling, 'transaction');
     const ceilingCpu = cpuPerTransaction([variantOf(ceiling, 'statement'), after]);
-    const statementTps = tpsOf(ceiling, 'windfall-statement');
+    const groupedUsers = usersPerSecondOf(ceiling, 'grouped');
     return {
       endToEnd,
       ceiling,
@@ -231,9 +258,10 @@ async function measureOnce(flags: Flags, servers: Servers, machine: MachineInfo,
       ratios: {
         usersPerSecondToCeiling: round(endToEnd.usersPerSecond / ceilingTps, 3),
         usersPerSecondToTransactionCeiling: transactionTps ? round(endToEnd.usersPerSecond / transactionTps, 3) : null,
-        usersPerSecondToWindfallStatement: statementTps ? round(endToEnd.usersPerSecond / statementTps, 3) : null,
+        usersPerSecondToGroupedCeiling: groupedUsers ? round(endToEnd.usersPerSecond / groupedUsers, 3) : null,
         rewardsPerSecondToNaive: naive ? round(endToEnd.rewardsPerSecond / naive.rewardsPerSecond, 2) : null,
         statementLayerToCeiling: round(statementLayer.usersPerSecond / ceilingTps, 3),
+        statementLayerToGroupedCeiling: groupedUsers ? round(statementLayer.usersPerSecond / groupedUsers, 3) : null,
       },
       cpu: {
         ceilingMicrosPerTx: ceilingCpu,
@@ -275,7 +303,7 @@ function printRuns(flags: Flags, machine: MachineInfo, runs: readonly RunFigures
     [`ceiling: pgbench one statement, ${c} clients (tx/s)`, ...pick((r) => r.ceilingTps)],
     [`  the same with ${2 * c} clients (tx/s)`, ...pick((r) => r.ceilingDoubleClients?.tps)],
     ['ceiling: BEGIN/insert/upsert/COMMIT (tx/s)', ...pick((r) => tpsOf(r.ceiling, 'transaction'))],
-    ["ceiling: Windfall's own statement (tx/s)", ...pick((r) => tpsOf(r.ceiling, 'windfall-statement'))],
+    ['grouped ceiling: pgbench 32 users per statement (users/s)', ...pick((r) => usersPerSecondOf(r.ceiling, 'grouped'))],
     ['Windfall end to end: users/s', ...pick((r) => r.endToEnd.usersPerSecond)],
     ['Windfall end to end: rewards/s', ...pick((r) => r.endToEnd.rewardsPerSecond)],
     ['Windfall wall time (s)', ...pick((r) => r.endToEnd.wallSeconds)],
@@ -286,19 +314,22 @@ function printRuns(flags: Flags, machine: MachineInfo, runs: readonly RunFigures
     ['  latency per user p99 (ms)', ...pick((r) => r.endToEnd.latencyMs.p99)],
     ['  worker peak RSS (MB)', ...pick((r) => r.endToEnd.workerPeakRssMb)],
     ['  worker CPU per user (µs)', ...pick((r) => r.endToEnd.workerCpuMicrosPerUser)],
+    ['  transactions (mean users per transaction)', ...pick((r) => r.endToEnd.transactions.meanUsersPerTransaction)],
     [`naive peer (1 job + 1 tx per reward): rewards/s`, ...pick((r) => r.naive?.rewardsPerSecond)],
-    ['RATIO Windfall users/s ÷ ceiling (target ≥ 0.8)', ...pick((r) => r.ratios.usersPerSecondToCeiling)],
+    ['RATIO Windfall users/s ÷ per-user ceiling (target ≥ 1.2)', ...pick((r) => r.ratios.usersPerSecondToCeiling)],
     ['ratio Windfall users/s ÷ BEGIN/COMMIT ceiling', ...pick((r) => r.ratios.usersPerSecondToTransactionCeiling)],
-    ["ratio Windfall users/s ÷ its statement's ceiling", ...pick((r) => r.ratios.usersPerSecondToWindfallStatement)],
-    ['RATIO Windfall rewards/s ÷ naive (target ≥ 4)', ...pick((r) => r.ratios.rewardsPerSecondToNaive)],
+    ['ratio Windfall users/s ÷ grouped ceiling', ...pick((r) => r.ratios.usersPerSecondToGroupedCeiling)],
+    ['RATIO Windfall rewards/s ÷ naive (target ≥ 20)', ...pick((r) => r.ratios.rewardsPerSecondToNaive)],
     ['statement layer alone (no queue, lock, loading): users/s', ...pick((r) => r.statementLayer.usersPerSecond)],
-    ['ratio statement layer ÷ ceiling', ...pick((r) => r.ratios.statementLayerToCeiling)],
+    ['ratio statement layer ÷ per-user ceiling', ...pick((r) => r.ratios.statementLayerToCeiling)],
+    ['ratio statement layer ÷ grouped ceiling', ...pick((r) => r.ratios.statementLayerToGroupedCeiling)],
     ['CPU per unit of work (µs, all cores; Linux, local servers)', ...columns.map(() => '')],
     ['  ceiling: PostgreSQL per transaction', ...pick((r) => statementCpu(r)?.postgresMicros)],
     ['  ceiling: pgbench per transaction', ...pick((r) => statementCpu(r)?.clientMicros)],
     ['  ceiling: machine busy (%)', ...pick((r) => percent(statementCpu(r)?.machineBusyShare))],
     ['  ceiling: CPU stolen by the hypervisor (%)', ...pick((r) => percent(statementCpu(r)?.machineStealShare))],
     ['  ceiling: PostgreSQL + pgbench per transaction, both runs', ...pick((r) => r.cpu.ceilingMicrosPerTx)],
+    ['  grouped ceiling: PostgreSQL per user', ...pick((r) => postgresMicrosPerUser(r.ceiling, 'grouped'))],
     ['  statement layer: PostgreSQL per user', ...pick((r) => r.statementLayer.postgresMicros)],
     ['  statement layer: Node per user', ...pick((r) => r.statementLayer.clientMicros)],
     ['  Windfall: PostgreSQL per user', ...pick((r) => r.endToEnd.cpu.postgresMicros)],
@@ -311,12 +342,15 @@ function printRuns(flags: Flags, machine: MachineInfo, runs: readonly RunFigures
     ['  Windfall: CPU stolen by the hypervisor (%)', ...pick((r) => percent(r.endToEnd.cpu.machineStealShare))],
     ['CPU bound: ceiling CPU/tx (both runs) ÷ Windfall CPU/user', ...pick((r) => r.cpu.boundRatio)],
   ];
+  const histograms = runs
+    .map((run, i) => `  run ${i + 1}: ${run.endToEnd.transactions.usersPerTransaction.map(([users, count]) => `${users}×${count}`).join(' ')}`)
+    .join('\n');
   process.stdout.write(
     `Windfall bench — ${flags.rewards.toLocaleString('en-US')} rewards over ${flags.users.toLocaleString('en-US')} users, concurrency ${c}` +
       `${Object.keys(flags.workerEnv).length ? `, worker env ${JSON.stringify(flags.workerEnv)}` : ''}\n` +
       `machine: ${machine.cpus} CPUs (${machine.cpuModel}), ${machine.memoryGb} GB, Node ${machine.node}, PostgreSQL ${machine.postgres} ` +
       `(fsync ${machine.fsync}, synchronous_commit ${machine.synchronousCommit}), Redis ${machine.redis}; load ${machine.loadAverage.join(' ')}\n\n` +
-      `${formatTable(rows)}\n`,
+      `${formatTable(rows)}\n\nusers per transaction (users×transactions; every user's rewards in one transaction):\n${histograms}\n`,
   );
 }
 
@@ -429,6 +463,32 @@ async function main(): Promise<void> {
       writeFileSync(join(flags.out, 'scale.json'), `${JSON.stringify(document, null, 2)}\n`);
       note(`wrote ${chart}`);
       if (!flags.json) printScale(rows, costRatio1MTo100k);
+    } else if (flags.bigUser) {
+      const cleanup = new Cleanup(servers, flags.keep);
+      const result = await runEndToEnd({
+        servers,
+        cleanup,
+        id: `${runId()}_big`,
+        dir,
+        rewards: 4000,
+        users: 1000,
+        bigUserRewards: 100_000,
+        concurrency: flags.concurrency,
+        workerEnv: flags.workerEnv,
+        warmup: flags.warmup,
+        processes: machine.processes,
+      });
+      document['bigUser'] = result;
+      mkdirSync(flags.out, { recursive: true });
+      writeFileSync(join(flags.out, 'big-user.json'), `${JSON.stringify(document, null, 2)}\n`);
+      if (!flags.json) {
+        process.stdout.write(
+          `Big user — one user with 100,000 rewards beside 1,000 users with 4 each (${result.rewards.toLocaleString('en-US')} rewards)\n` +
+            `  applied ${result.applied}, status ${result.status}, wall ${result.wallSeconds} s, worker peak RSS ${result.workerPeakRssMb} MB (target ≤ 300)\n` +
+            `  users split over several transactions: ${result.transactions.splitUsers} (the big user's 100,000 rewards in one transaction)\n` +
+            `  users per transaction: ${result.transactions.usersPerTransaction.map(([users, count]) => `${users}×${count}`).join(' ')}\n`,
+        );
+      }
     } else if (flags.contention) {
       // contention is chance: run the scenario --runs times and add the runs up per policy
       const runs: ContentionResult[][] = [];
@@ -468,6 +528,10 @@ async function main(): Promise<void> {
         rewardsPerSecond: median(runs.map((r) => r.endToEnd.rewardsPerSecond)),
         naiveRewardsPerSecond: median(runs.map((r) => r.naive?.rewardsPerSecond ?? Number.NaN)),
         usersPerSecondToCeiling: median(runs.map((r) => r.ratios.usersPerSecondToCeiling)),
+        usersPerSecondToGroupedCeiling: median(runs.map((r) => r.ratios.usersPerSecondToGroupedCeiling ?? Number.NaN)),
+        groupedCeilingUsersPerSecond: median(runs.map((r) => usersPerSecondOf(r.ceiling, 'grouped') ?? Number.NaN)),
+        postgresMicrosPerUser: median(runs.map((r) => r.endToEnd.cpu.postgresMicros ?? Number.NaN)),
+        meanUsersPerTransaction: median(runs.map((r) => r.endToEnd.transactions.meanUsersPerTransaction)),
         rewardsPerSecondToNaive: median(runs.map((r) => r.ratios.rewardsPerSecondToNaive ?? Number.NaN)),
         enqueueRewardsPerSecond: median(runs.map((r) => r.endToEnd.enqueueRewardsPerSecond)),
         workerPeakRssMb: median(runs.map((r) => r.endToEnd.workerPeakRssMb ?? Number.NaN)),

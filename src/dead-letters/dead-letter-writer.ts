@@ -13,6 +13,9 @@ returning id, batch_id, uid, shard, reward_count, reason, error, attempts, faile
 const STORED_REWARD = `jsonb_strip_nulls(jsonb_build_object('rewardId', reward_id, 'uid', reward_uid, 'amount', amount::text, 'description', description))`;
 
 /**
+ * (Rewards already in entries are left out with uncorrelated `not in (subquery)`: one hashed lookup table, not a test
+ * per reward that grows with the entries' size.)
+ *
  * Writes dead-letter entries of chunk users, building each entry's rewards from the staged rows: the user's rewards
  * of the chunk (or only `reward_ids`) that are not applied by the batch, not recorded as its duplicates and not in
  * another entry of the chunk. `$1`: JSON array of `{batch_id, chunk_no, shard, uid, reason, error, attempts,
@@ -31,10 +34,10 @@ picked as (
   where (e.reward_ids is null or i.reward_id = any(e.reward_ids))
     and not exists (select 1 from ledger_entries l where l.operation_id = i.reward_id and l.batch_id = i.batch_id)
     and not exists (select 1 from reward_duplicates r where r.batch_id = i.batch_id and r.reward_id = i.reward_id)
-    and not exists (
-      select 1 from dead_letters d
-      where d.batch_id = e.batch_id and d.chunk_no = e.chunk_no and d.uid = e.uid
-        and d.rewards @> jsonb_build_array(jsonb_build_object('rewardId', i.reward_id))
+    and (i.batch_id, i.reward_id) not in (
+      select d.batch_id, r.value->>'rewardId'
+      from dead_letters d cross join lateral jsonb_array_elements(d.rewards) as r(value)
+      where (d.batch_id, d.chunk_no, d.uid) in (select batch_id, chunk_no, uid from e)
     )
 )
 insert into dead_letters (source, batch_id, chunk_no, uid, shard, rewards, reward_count, reason, error, attempts)
@@ -63,9 +66,10 @@ picked as (
   where (e.reward_ids is null or r."rewardId" = any(e.reward_ids))
     and not exists (select 1 from ledger_entries l where l.operation_id = r."rewardId" and l.batch_id = d.batch_id)
     and not exists (select 1 from reward_duplicates x where x.batch_id = d.batch_id and x.reward_id = r."rewardId")
-    and not exists (
-      select 1 from dead_letters c
-      where c.replay_of = d.id and c.rewards @> jsonb_build_array(jsonb_build_object('rewardId', r."rewardId"))
+    and (d.id, r."rewardId") not in (
+      select c.replay_of, c_reward.value->>'rewardId'
+      from dead_letters c cross join lateral jsonb_array_elements(c.rewards) as c_reward(value)
+      where c.replay_of in (select replay_of from e)
     )
 )
 insert into dead_letters (source, batch_id, chunk_no, replay_of, uid, shard, rewards, reward_count, reason, error, attempts)

@@ -1,14 +1,13 @@
 import type pg from 'pg';
 import type { DatabaseErrorKind } from '../db/pg-errors.js';
 import { classifyDatabaseError } from '../db/pg-errors.js';
-import { withJitter } from '../db/retry.js';
+import { retryConflicts, withJitter } from '../db/retry.js';
 import { abortableSleep } from '../lock/abortable-sleep.js';
 import type { Logger } from '../log/logger.js';
 import type { WindfallMetrics } from '../metrics/metrics.js';
-import type { ExistingEntry } from '../wallet/ledger-operation.js';
 import type { ServiceGate } from './service-gate.js';
-import type { SettlementRow } from './settlement-sql.js';
-import { FIND_LEDGER_ENTRIES_SQL, RECORD_DUPLICATES_SQL, SETTLE_CHUNK_USERS_SQL, SETTLE_REPLAYS_SQL } from './settlement-sql.js';
+import type { JudgedRow, SettlementRow } from './settlement-sql.js';
+import { JUDGE_CHUNK_USERS_SQL, JUDGE_REPLAYS_SQL, SETTLE_CHUNK_USERS_SQL, SETTLE_REPLAYS_SQL } from './settlement-sql.js';
 import type { ConflictingReward, UserFailure, UserOutcome, UserTask } from './user-task.js';
 import { INTERRUPTED } from './user-task.js';
 
@@ -207,7 +206,8 @@ export class GroupSettlement {
     }
   }
 
-  private statementOf(tasks: readonly UserTask[]): pg.QueryConfig {
+  /** The settling (or, with `judge`, the judging) statement of `tasks`. */
+  private statementOf(tasks: readonly UserTask[], judge = false): pg.QueryConfig {
     const first = tasks[0]!.source;
     if (first.kind === 'chunk') {
       const batchIds: string[] = [];
@@ -226,97 +226,104 @@ export class GroupSettlement {
           excludedRewards.push(rewardId);
         }
       }
-      return { name: 'windfall_settle_chunk_users', text: SETTLE_CHUNK_USERS_SQL, values: [batchIds, shards, uids, excludedBatches, excludedRewards] };
+      const values = [batchIds, shards, uids, excludedBatches, excludedRewards];
+      return judge
+        ? { name: 'windfall_judge_chunk_users', text: JUDGE_CHUNK_USERS_SQL, values }
+        : { name: 'windfall_settle_chunk_users', text: SETTLE_CHUNK_USERS_SQL, values };
     }
     const ids = tasks.map((task) => {
       if (task.source.kind !== 'replay') throw new Error('internal: a settlement group mixes chunk users and replays');
       return task.source.deadLetterId;
     });
-    return { name: 'windfall_settle_replays', text: SETTLE_REPLAYS_SQL, values: [ids] };
+    return judge
+      ? { name: 'windfall_judge_replays', text: JUDGE_REPLAYS_SQL, values: [ids] }
+      : { name: 'windfall_settle_replays', text: SETTLE_REPLAYS_SQL, values: [ids] };
   }
 
-  /** Turns the statement's rows into an outcome per task, looking up again the rewards it could not judge. */
+  /**
+   * Turns the statement's rows into an outcome per task. A user whose rewards were not all inserted now is judged
+   * against the ledger (one more statement for all such users of the group).
+   */
   private async outcomes(tasks: readonly UserTask[], rows: readonly SettlementRow[]): Promise<UserOutcome[]> {
-    const byUid = new Map<string, { applied: number; already: number; duplicates: number; conflicts: ConflictingReward[]; unknown: SettlementRow[] }>();
-    const of = (uid: string) => {
-      let counts = byUid.get(uid);
-      if (!counts) {
-        counts = { applied: 0, already: 0, duplicates: 0, conflicts: [], unknown: [] };
-        byUid.set(uid, counts);
+    const byUid = new Map(rows.map((row) => [row.uid, row]));
+    const toJudge = tasks.filter((task) => {
+      const row = byUid.get(task.uid);
+      return row !== undefined && row.inserted < row.read;
+    });
+    let judged = new Map<string, Judgement>();
+    let notJudged: UserOutcome | undefined;
+    if (toJudge.length > 0) {
+      try {
+        judged = await this.judge(toJudge);
+      } catch (error) {
+        // their statement committed: what is left is to judge and record duplicates, which a later run does
+        notJudged = this.options.signal.aborted
+          ? INTERRUPTED
+          : failed('UNKNOWN', true, `could not read back rewards skipped by the settlement: ${error instanceof Error ? error.message : String(error)}`);
       }
-      return counts;
-    };
+    }
+    return tasks.map((task): UserOutcome => {
+      const row = byUid.get(task.uid) ?? { uid: task.uid, read: 0, inserted: 0 };
+      if (notJudged && row.inserted < row.read) return notJudged;
+      if (row.read !== task.rewards) {
+        this.options.logger.warn(
+          { uid: task.uid, batchId: task.source.batchId, expected: task.rewards, read: row.read },
+          'internal: the settlement statement read a different number of rewards than the job loaded for this user',
+        );
+      }
+      if (row.inserted === row.read) return { kind: 'settled', applied: row.inserted, alreadyApplied: 0, duplicates: 0, conflicts: [] };
+      const judgement = judged.get(task.uid) ?? { applied: 0, duplicates: 0, conflicts: [] };
+      if (judgement.applied + judgement.duplicates + judgement.conflicts.length !== row.read || judgement.applied < row.inserted) {
+        return failed(
+          'UNKNOWN',
+          true,
+          `${row.read - row.inserted} reward(s) of user ${JSON.stringify(task.uid)} were neither inserted nor found in the ledger as expected; the job will try again`,
+        );
+      }
+      return {
+        kind: 'settled',
+        applied: row.inserted,
+        alreadyApplied: judgement.applied - row.inserted,
+        duplicates: judgement.duplicates,
+        conflicts: judgement.conflicts,
+      };
+    });
+  }
+
+  /**
+   * Judges the rewards of `tasks` against the ledger (a fresh snapshot, after their statement committed) and records
+   * their duplicates; waits out PostgreSQL outages and runs again after clashes.
+   */
+  private async judge(tasks: readonly UserTask[]): Promise<Map<string, Judgement>> {
+    const query = this.statementOf(tasks, true);
+    const { rows } = await this.options.gate.run(
+      () => retryConflicts(() => this.options.pool.query<JudgedRow>(query), { signal: this.options.signal }),
+      this.options.signal,
+    );
+    const judged = new Map<string, Judgement>();
     for (const row of rows) {
-      const counts = of(row.uid);
-      if (row.outcome === 'applied') counts.applied += row.n;
-      else if (row.outcome === 'already') counts.already += row.n;
-      else if (row.outcome === 'duplicate') counts.duplicates += row.n;
-      else if (row.outcome === 'conflict') {
-        counts.conflicts.push({
+      let judgement = judged.get(row.uid);
+      if (!judgement) {
+        judgement = { applied: 0, duplicates: 0, conflicts: [] };
+        judged.set(row.uid, judgement);
+      }
+      if (row.outcome === 'applied') judgement.applied += row.n;
+      else if (row.outcome === 'duplicate') judgement.duplicates += row.n;
+      else {
+        judgement.conflicts.push({
           rewardId: row.reward_id!,
           amount: BigInt(row.amount!),
           existing: { uid: row.l_uid!, amount: BigInt(row.l_amount!), batchId: row.l_batch },
         });
-      } else counts.unknown.push(row);
-    }
-
-    const outcomes: UserOutcome[] = [];
-    for (const task of tasks) {
-      const counts = byUid.get(task.uid) ?? { applied: 0, already: 0, duplicates: 0, conflicts: [], unknown: [] };
-      if (counts.unknown.length > 0) {
-        const unresolved = await this.judgeAgain(task, counts.unknown, counts);
-        if (unresolved) {
-          outcomes.push(unresolved);
-          continue;
-        }
       }
-      const settled = counts.applied + counts.already + counts.duplicates + counts.conflicts.length;
-      if (settled !== task.rewards) {
-        this.options.logger.warn(
-          { uid: task.uid, batchId: task.source.batchId, expected: task.rewards, settled },
-          'internal: the settlement statement settled a different number of rewards than the job loaded for this user',
-        );
-      }
-      outcomes.push({ kind: 'settled', applied: counts.applied, alreadyApplied: counts.already, duplicates: counts.duplicates, conflicts: counts.conflicts });
     }
-    return outcomes;
+    return judged;
   }
+}
 
-  /**
-   * Rewards the statement skipped because a transaction that committed while it ran wrote their ids (its snapshot
-   * could not see them): read the ledger again and judge them. Returns a failure when one is still not found.
-   */
-  private async judgeAgain(
-    task: UserTask,
-    unknown: readonly SettlementRow[],
-    counts: { already: number; duplicates: number; conflicts: ConflictingReward[] },
-  ): Promise<UserOutcome | null> {
-    const ids = unknown.map((row) => row.reward_id!);
-    const found = await this.options.gate.run(
-      () => this.options.pool.query<{ operation_id: string; uid: string; amount: string; batch_id: string | null }>(FIND_LEDGER_ENTRIES_SQL, [ids]),
-      this.options.signal,
-    );
-    const entries = new Map<string, ExistingEntry>(found.rows.map((row) => [row.operation_id, { uid: row.uid, amount: BigInt(row.amount), batchId: row.batch_id }]));
-    const duplicates: string[] = [];
-    for (const row of unknown) {
-      const existing = entries.get(row.reward_id!);
-      if (!existing) {
-        return failed('UNKNOWN', true, `reward ${JSON.stringify(row.reward_id)} of user ${JSON.stringify(task.uid)} was neither inserted nor found in the ledger; the job will try again`);
-      }
-      const amount = BigInt(row.amount!);
-      if (existing.uid !== task.uid || existing.amount !== amount) counts.conflicts.push({ rewardId: row.reward_id!, amount, existing });
-      else if (existing.batchId === task.source.batchId) counts.already += 1;
-      else {
-        counts.duplicates += 1;
-        duplicates.push(row.reward_id!);
-      }
-    }
-    if (duplicates.length > 0) {
-      await this.options.gate.run(
-        () => this.options.pool.query(RECORD_DUPLICATES_SQL, [duplicates.map(() => task.source.batchId), duplicates]),
-        this.options.signal,
-      );
-    }
-    return null;
-  }
+/** What the ledger says of a user's rewards: applied for this batch, duplicates, conflicts. */
+interface Judgement {
+  applied: number;
+  duplicates: number;
+  readonly conflicts: ConflictingReward[];
 }

@@ -53,9 +53,10 @@ export async function loadReplayWork(db: Db, deadLetterId: string): Promise<JobW
   const { rows } = await db.query<{ batch_id: string; shard: number; uid: string; rewards: number }>(
     `select d.batch_id, d.shard, d.uid,
             (select count(*)::int from jsonb_array_elements(d.rewards) as r(value)
-              where not exists (
-                select 1 from dead_letters c
-                where c.replay_of = d.id and c.rewards @> jsonb_build_array(jsonb_build_object('rewardId', r.value->>'rewardId'))
+              where r.value->>'rewardId' not in (
+                select c_reward.value->>'rewardId'
+                from dead_letters c cross join lateral jsonb_array_elements(c.rewards) as c_reward(value)
+                where c.replay_of = $1
               )) as rewards
      from dead_letters d where d.id = $1`,
     [deadLetterId],
