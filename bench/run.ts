@@ -119,9 +119,14 @@ function usersPerTransactionOf(flags: Flags): number {
   return Number(flags.workerEnv['WINDFALL_USERS_PER_TRANSACTION'] ?? DEFAULT_CONFIG.usersPerTransaction);
 }
 
-/** The concurrency both the ceiling and the naive peer use: the worker's (default 8, the contract's default). */
+/** Transactions in flight of the worker (its WINDFALL_CONCURRENCY; default the configuration's). */
+function transactionsOf(flags: Flags): number {
+  return flags.concurrency ?? Number(flags.workerEnv['WINDFALL_CONCURRENCY'] ?? DEFAULT_CONFIG.concurrency);
+}
+
+/** Clients of the ceiling and of the naive peer: 8 (the issue's definition of the ceiling), or `--concurrency`. */
 function concurrencyOf(flags: Flags): number {
-  return flags.concurrency ?? Number(flags.workerEnv['WINDFALL_CONCURRENCY'] ?? 8);
+  return flags.concurrency ?? 8;
 }
 
 interface RunFigures {
@@ -211,7 +216,7 @@ async function measureOnce(flags: Flags, servers: Servers, machine: MachineInfo,
       database: ceilingDb,
       users: flags.users,
       rewardsPerUser,
-      transactions: clients,
+      transactions: transactionsOf(flags),
       usersPerTransaction: usersPerTransactionOf(flags),
       processes: machine.processes,
     });
@@ -346,7 +351,8 @@ function printRuns(flags: Flags, machine: MachineInfo, runs: readonly RunFigures
     .map((run, i) => `  run ${i + 1}: ${run.endToEnd.transactions.usersPerTransaction.map(([users, count]) => `${users}×${count}`).join(' ')}`)
     .join('\n');
   process.stdout.write(
-    `Windfall bench — ${flags.rewards.toLocaleString('en-US')} rewards over ${flags.users.toLocaleString('en-US')} users, concurrency ${c}` +
+    `Windfall bench — ${flags.rewards.toLocaleString('en-US')} rewards over ${flags.users.toLocaleString('en-US')} users; ceiling and naive ` +
+      `peer with ${c} clients; worker ${transactionsOf(flags)} transactions × ${usersPerTransactionOf(flags)} users` +
       `${Object.keys(flags.workerEnv).length ? `, worker env ${JSON.stringify(flags.workerEnv)}` : ''}\n` +
       `machine: ${machine.cpus} CPUs (${machine.cpuModel}), ${machine.memoryGb} GB, Node ${machine.node}, PostgreSQL ${machine.postgres} ` +
       `(fsync ${machine.fsync}, synchronous_commit ${machine.synchronousCommit}), Redis ${machine.redis}; load ${machine.loadAverage.join(' ')}\n\n` +

@@ -10,7 +10,8 @@ describe('loadConfig', () => {
       databaseUrl: 'postgres://postgres@127.0.0.1:5432/windfall',
       prefix: 'windfall',
       shards: 8,
-      concurrency: 8,
+      concurrency: 4,
+      usersPerTransaction: 128,
       jobAttempts: 3,
       logLevel: 'info',
       apiToken: undefined,
@@ -26,7 +27,8 @@ describe('loadConfig', () => {
       DATABASE_URL: 'postgresql://app:secret@db:5432/ledger',
       WINDFALL_PREFIX: 'campaign-a',
       WINDFALL_SHARDS: '16',
-      WINDFALL_CONCURRENCY: '4',
+      WINDFALL_CONCURRENCY: '6',
+      WINDFALL_USERS_PER_TRANSACTION: '16',
       WINDFALL_JOB_ATTEMPTS: '5',
       WINDFALL_REWARD_LOCK_RETRIES: '2',
       WINDFALL_REWARD_LOCK_DELAY_MS: '50',
@@ -36,7 +38,7 @@ describe('loadConfig', () => {
       WINDFALL_ADMIN_TOKEN: 'admin',
       LOG_LEVEL: 'debug',
     });
-    expect(config).toMatchObject({ prefix: 'campaign-a', shards: 16, concurrency: 4, jobAttempts: 5, apiToken: 'api', adminToken: 'admin', logLevel: 'debug' });
+    expect(config).toMatchObject({ prefix: 'campaign-a', shards: 16, concurrency: 6, usersPerTransaction: 16, jobAttempts: 5, apiToken: 'api', adminToken: 'admin', logLevel: 'debug' });
     expect(config.rewardLockPolicy).toEqual({ name: 'reward', retries: 2, initialDelayMs: 50, factor: 2, ttlMs: 1000 });
   });
 
@@ -51,6 +53,9 @@ describe('loadConfig', () => {
     ['WINDFALL_SHARDS', '2.5'],
     ['WINDFALL_CONCURRENCY', '-3'],
     ['WINDFALL_CONCURRENCY', ''],
+    ['WINDFALL_USERS_PER_TRANSACTION', '0'],
+    ['WINDFALL_USERS_PER_TRANSACTION', '1001'],
+    ['WINDFALL_USERS_PER_TRANSACTION', 'many'],
     ['WINDFALL_JOB_ATTEMPTS', '1e3'],
     ['WINDFALL_REWARD_LOCK_RETRIES', '-1'],
     ['WINDFALL_REWARD_LOCK_DELAY_MS', 'NaN'],

@@ -1,7 +1,9 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { MAX_LINE_BYTES, FileEncodingError } from '../src/rewards/line-reader.js';
-import { CsvHeaderError, readCsv, readJsonLines, type SourceRecord } from '../src/rewards/reward-sources.js';
+import { CsvHeaderError, readCommonRewardLine, readCsv, readJsonLines, type SourceRecord } from '../src/rewards/reward-sources.js';
+import { parseRawJson } from '../src/rewards/raw-json.js';
+import { JsonNumber } from '../src/money/amount.js';
 import { validateReward } from '../src/rewards/reward.js';
 
 async function collect(source: AsyncIterable<SourceRecord>): Promise<SourceRecord[]> {
@@ -160,5 +162,50 @@ describe('reward files (fuzz)', () => {
     expect(latin1[0]!.error!.reason).toMatch(/not valid UTF-8/);
     const utf16 = await collect(readJsonLines(pieces(Buffer.from(line, 'utf16le'), [])));
     expect(utf16.every((record) => record.error !== undefined || !validateReward(record.value, record.row).ok)).toBe(true);
+  });
+});
+
+describe('the common-shape fast path of JSON Lines', () => {
+  /** Values as they compare: a JSON number keeps its text. */
+  const comparable = (value: unknown): string =>
+    JSON.stringify(value, (_key, v: unknown) => (v instanceof JsonNumber ? { number: v.raw } : v));
+  const field = fc.oneof(
+    fc.string({ maxLength: 12, unit: 'grapheme' }),
+    fc.constantFrom('', 'a"b', 'a\\b', 'tab\there', 'nul\u0000', 'é奖🎁', ' spaced ', '\u001f'),
+  );
+  const amountText = fc.oneof(
+    fc.bigInt({ min: 0n, max: 10n ** 35n }).map(String),
+    fc.constantFrom('007', '0', '-5', '1.5', '1e2', '100.0', '+3', ' 4', ''),
+  );
+
+  it('reads a line exactly as the full parser does, or leaves it to the full parser', () => {
+    fc.assert(
+      fc.property(field, field, amountText, fc.boolean(), fc.option(field, { nil: undefined }), fc.constantFrom('', ' ', ',"x":1'), (rewardId, uid, amount, asString, description, extra) => {
+        const amountJson = asString ? JSON.stringify(amount) : amount;
+        const line =
+          `{"rewardId":${JSON.stringify(rewardId)},"uid":${JSON.stringify(uid)},"amount":${amountJson}` +
+          `${description === undefined ? '' : `,"description":${JSON.stringify(description)}`}${extra}}`;
+        const fast = readCommonRewardLine(line);
+        let full: unknown;
+        try {
+          full = parseRawJson(line);
+        } catch {
+          expect(fast).toBeNull();
+          return;
+        }
+        if (fast !== null) expect(comparable(fast)).toBe(comparable(full));
+      }),
+      { numRuns: 3000 },
+    );
+  });
+
+  it('takes the lines a producer usually writes', () => {
+    expect(readCommonRewardLine('{"rewardId":"r1","uid":"u1","amount":100,"description":"活动奖励"}')).not.toBeNull();
+    expect(readCommonRewardLine('{"rewardId":"r1","uid":"u1","amount":"200"}')).not.toBeNull();
+    // leading zeros are not JSON; other orders, spaces and escapes go to the full parser
+    expect(readCommonRewardLine('{"rewardId":"r1","uid":"u1","amount":007}')).toBeNull();
+    expect(readCommonRewardLine('{"uid":"u1","rewardId":"r1","amount":1}')).toBeNull();
+    expect(readCommonRewardLine('{"rewardId": "r1","uid":"u1","amount":1}')).toBeNull();
+    expect(readCommonRewardLine('{"rewardId":"r\\"1","uid":"u1","amount":1}')).toBeNull();
   });
 });

@@ -31,13 +31,13 @@ export interface WindfallConfig {
   /** Number of shard queues. Env `WINDFALL_SHARDS`; default 8. */
   readonly shards: number;
   /**
-   * PostgreSQL transactions settling users at once per worker process (with `usersPerTransaction` = 1: users
-   * processed at once). Env `WINDFALL_CONCURRENCY`; default 8.
+   * PostgreSQL transactions settling users at once per worker process, each up to `usersPerTransaction` users (with
+   * `usersPerTransaction` = 1: users processed at once). Env `WINDFALL_CONCURRENCY`; default 4.
    */
   readonly concurrency: number;
   /**
    * Most users settled by one PostgreSQL transaction of the worker (group commit); each user's rewards of a chunk are
-   * always all in the same transaction. 1 = one transaction per user. Env `WINDFALL_USERS_PER_TRANSACTION`; default 32.
+   * always all in the same transaction. 1 = one transaction per user. Env `WINDFALL_USERS_PER_TRANSACTION`; default 128.
    */
   readonly usersPerTransaction: number;
   /** Attempts of a shard job before its unapplied rewards are dead-lettered. Env `WINDFALL_JOB_ATTEMPTS`; default 3. */
@@ -90,8 +90,8 @@ export const DEFAULT_CONFIG = {
   databaseUrl: 'postgres://postgres@127.0.0.1:5432/windfall',
   prefix: 'windfall',
   shards: 8,
-  concurrency: 8,
-  usersPerTransaction: 32,
+  concurrency: 4,
+  usersPerTransaction: 128,
   jobAttempts: 3,
   jobBackoffMs: 1000,
   rewardLockPolicy: REWARD_POLICY,

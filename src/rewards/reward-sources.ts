@@ -1,6 +1,7 @@
 import type { RowError } from './reward.js';
 import { REWARD_FIELDS } from './reward.js';
 import { readLineBatches } from './line-reader.js';
+import { JsonNumber } from '../money/amount.js';
 import { parseRawJson } from './raw-json.js';
 import { problem, type Problem } from './row-problems.js';
 
@@ -21,6 +22,28 @@ export function formatFromFileName(name: string): RewardFileFormat | null {
 }
 
 /**
+ * The shape nearly every producer writes (`JSON.stringify` of `{rewardId, uid, amount, description?}`): the four
+ * keys in that order, no white space, strings without escapes or control characters, the amount a JSON integer
+ * (no leading zero) or a string of digits. Such a line is read with one match; any other line goes through the full
+ * parser ({@link parseRawJson}), which gives the same value for this shape (`test/fuzz-parsing.test.ts` checks it).
+ */
+const COMMON_REWARD_LINE =
+  /^\{"rewardId":"([^"\\\u0000-\u001f]*)","uid":"([^"\\\u0000-\u001f]*)","amount":(?:(0|[1-9][0-9]{0,29})|"([0-9]{0,30})")(?:,"description":"([^"\\\u0000-\u001f]*)")?\}$/;
+
+/** A reward line in the common shape as the full parser would read it, or null when the line has another shape. */
+export function readCommonRewardLine(text: string): Record<string, unknown> | null {
+  const match = COMMON_REWARD_LINE.exec(text);
+  if (!match) return null;
+  const record: Record<string, unknown> = {
+    rewardId: match[1],
+    uid: match[2],
+    amount: match[3] !== undefined ? new JsonNumber(match[3]) : match[4],
+  };
+  if (match[5] !== undefined) record['description'] = match[5];
+  return record;
+}
+
+/**
  * Reads JSON Lines: one reward object a line; blank lines are skipped. `row` is the line number.
  */
 export async function* readJsonLines(source: AsyncIterable<Uint8Array | string>): AsyncGenerator<SourceRecord> {
@@ -28,6 +51,11 @@ export async function* readJsonLines(source: AsyncIterable<Uint8Array | string>)
     for (const line of lines) {
       if (line.problem !== undefined) {
         yield { row: line.lineNo, error: { row: line.lineNo, field: 'row', ...line.problem } };
+        continue;
+      }
+      const common = readCommonRewardLine(line.text);
+      if (common) {
+        yield { row: line.lineNo, value: common };
         continue;
       }
       if (line.text.trim() === '') continue;
