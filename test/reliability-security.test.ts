@@ -156,7 +156,9 @@ describe('a Redis password rotated under running workers', () => {
     for (const secret of [OLD, NEW]) expect(output).not.toContain(secret);
     // the failures were logged, with the command's name
     expect(output).toContain('"command":{"name":"auth","args":"[1 hidden]"}');
-    expect(output).toContain('shard worker error');
+    // the workers paused their use of Redis (logged once) rather than failing work, and resumed
+    expect(output).toContain('Redis cannot work now: pausing');
+    expect(output).toContain('Redis works again: resuming');
     for (const line of output.split('\n').filter((text) => text.startsWith('{'))) expect(repeatedJsonKeys(line), line).toEqual([]);
   }, 180_000);
 });

@@ -245,6 +245,15 @@ export async function terminateBackends(admin: Pick<pg.Pool, 'query'>, database:
   return rows.filter((row) => row.terminated && row.windfall).length;
 }
 
+/** How many of Windfall's connections (application name `windfall`) database `database` has now. */
+export async function windfallBackends(admin: Pick<pg.Pool, 'query'>, database: string): Promise<number> {
+  const { rows } = await admin.query<{ n: number }>(
+    `select count(*)::int as n from pg_stat_activity where datname = $1 and application_name = 'windfall' and pid <> pg_backend_pid()`,
+    [database],
+  );
+  return rows[0]!.n;
+}
+
 /** A pool that survives its connections being terminated (idle-client errors are ignored, not thrown). */
 export function resilientPool(connectionString: string, max = 4): pg.Pool {
   const pool = new pg.Pool({ connectionString, max, application_name: FAULT_TEST_APPLICATION });

@@ -21,6 +21,7 @@ import {
   startWindfall,
   terminateBackends,
   waitFor,
+  windfallBackends,
   type RedisServer,
   type WindfallProcess,
 } from './fault-kit.js';
@@ -225,6 +226,13 @@ export async function runFaultScenario(options: FaultScenarioOptions): Promise<F
         log(`t=${at()}s settled=${settled}: SIGKILL to ${victims.length} worker process(es); starting new ones`);
         startWorkers();
       } else if (step.kind === 'pg_terminate') {
+        // a round right after a kill would find the new workers still connecting: wait for their connections
+        await waitFor(
+          async () => (await windfallBackends(admin, database)) > 0 || (await settledNow()) >= total,
+          "Windfall's connections to the database",
+          timeoutMs,
+          20,
+        );
         const terminated = await terminateBackends(admin, database);
         faults.push({ kind: 'pg_terminate', settled, atSeconds: at(), count: terminated });
         log(`t=${at()}s settled=${settled}: pg_terminate_backend ended ${terminated} backend(s) of ${database}`);
