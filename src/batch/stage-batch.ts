@@ -249,6 +249,9 @@ export async function stageBatch(pool: pg.Pool, records: AsyncIterable<SourceRec
     }
     if (report.totalErrors > 0) throw new BatchValidationError(report, rowsRead);
 
+    // the rows were just written, so the planner guesses their number low and sorts them after a bitmap scan; read
+    // in the primary key's order instead (already by shard and uid): 253 → 129 ms for 100,000 rows
+    await client.query('set local enable_bitmapscan = off');
     await client.query(PLAN_CHUNKS_SQL, [options.batchId, options.chunkSize]);
     const updated = await client.query(
       `update reward_batches b set
