@@ -51,7 +51,7 @@ export async function runStatementLayer(options: StatementLayerOptions): Promise
   const total = warm + options.users;
   const signal = new AbortController().signal;
   const gate = new ServiceGate({ service: 'PostgreSQL', probe: () => control.query('select 1'), isFault: () => false, logger: silentLogger() });
-  const groups = new GroupSettlement({ pool: statements, control, gate, signal, logger: silentLogger(), lockWaitMs: 5000 });
+  const groups = new GroupSettlement({ pool: statements, control, gate, signal, logger: silentLogger(), lockWaitMs: 5000, heldRowWaitMs: 60_000 });
   try {
     await control.query(
       `insert into reward_batch_items (batch_id, shard, uid, reward_id, row_no, amount, description)
@@ -76,7 +76,7 @@ export async function runStatementLayer(options: StatementLayerOptions): Promise
           while (next < until) {
             const group: UserTask[] = [];
             while (group.length < options.usersPerTransaction && next < until) group.push(task(next++));
-            const outcomes = await groups.settle(group);
+            const outcomes = await groups.settleAll(group);
             if (outcomes.some((outcome) => outcome.kind !== 'settled')) throw new Error(`statement layer: a group failed: ${JSON.stringify(outcomes)}`);
           }
         }),

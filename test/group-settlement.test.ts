@@ -33,7 +33,7 @@ afterAll(async () => {
   await statements.end();
 });
 
-function settlement(options: { lockWaitMs?: number; metrics?: WindfallMetrics } = {}): GroupSettlement {
+function settlement(options: { lockWaitMs?: number; heldRowWaitMs?: number; metrics?: WindfallMetrics } = {}): GroupSettlement {
   const gate = new ServiceGate({ service: 'PostgreSQL', probe: () => env.pool.query('select 1'), isFault: () => false, logger: silentLogger() });
   return new GroupSettlement({
     pool: statements,
@@ -43,6 +43,7 @@ function settlement(options: { lockWaitMs?: number; metrics?: WindfallMetrics } 
     logger: silentLogger(),
     metrics: options.metrics,
     lockWaitMs: options.lockWaitMs ?? 5000,
+    heldRowWaitMs: options.heldRowWaitMs ?? 60_000,
   });
 }
 
@@ -71,8 +72,8 @@ describe('group settlement: many users per transaction, each user all or nothing
     expect(tasks).toHaveLength(64);
     const metrics = new WindfallMetrics();
     sent = 0;
-    const outcomes = await settlement({ metrics }).settle(tasks.slice(0, 32));
-    const rest = await settlement({ metrics }).settle(tasks.slice(32));
+    const outcomes = await settlement({ metrics }).settleAll(tasks.slice(0, 32));
+    const rest = await settlement({ metrics }).settleAll(tasks.slice(32));
     const all = [...outcomes, ...rest];
     const poisoned = all[tasks.findIndex((task) => task.uid === 'gp-poison')]!;
     expect(poisoned).toMatchObject({ kind: 'failed', failure: { reason: 'INVALID', transient: false } });
@@ -104,7 +105,7 @@ describe('group settlement: many users per transaction, each user all or nothing
       await other.query('begin');
       await other.query(`insert into ledger_entries (uid, operation_id, amount, kind) values ('gc-u', 'gc-late', 13, 'credit')`);
       await other.query(`insert into wallets (uid, balance) values ('gc-u', 13) on conflict (uid) do update set balance = wallets.balance + 13`);
-      const settling = settlement().settle(tasks);
+      const settling = settlement().settleAll(tasks);
       await eventually(async () => {
         const { rows } = await env.pool.query(`select 1 from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'`);
         return rows.length > 0;
@@ -122,7 +123,7 @@ describe('group settlement: many users per transaction, each user all or nothing
     expect((await balances(env.pool)).get('gc-u')).toBe(7n + 13n + 11n);
 
     // run again (a job re-run): nothing is credited twice, and the applied reward counts as already applied
-    const again = await settlement().settle(tasks);
+    const again = await settlement().settleAll(tasks);
     expect(again[tasks.findIndex((task) => task.uid === 'gc-u')]).toMatchObject({ kind: 'settled', applied: 0, alreadyApplied: 1, duplicates: 2 });
     expect(again[tasks.findIndex((task) => task.uid === 'gc-v')]).toMatchObject({ kind: 'settled', applied: 0, alreadyApplied: 1 });
     expect(await ledgerMismatches(env.pool)).toEqual([]);
@@ -139,7 +140,7 @@ describe('group settlement: many users per transaction, each user all or nothing
     try {
       await holder.query('begin');
       await holder.query(`select 1 from wallets where uid = 'gh-u5' for update`);
-      const settling = settlement({ lockWaitMs: 200 }).settle(tasks);
+      const settling = settlement({ lockWaitMs: 200 }).settleAll(tasks);
       // the seven other users are applied while gh-u5's row is still held
       await eventually(async () => {
         const { rows } = await env.pool.query(`select count(distinct uid)::int as n from ledger_entries where batch_id = 'gh'`);
@@ -155,6 +156,49 @@ describe('group settlement: many users per transaction, each user all or nothing
     }
     const wallets = await balances(env.pool);
     for (let n = 0; n < 8; n += 1) expect(wallets.get(`gh-u${n}`)).toBe(n === 5 ? 106n : 6n);
+  });
+});
+
+describe('group settlement: outcomes per user, as soon as each is known', () => {
+  it("delivers the other users' outcomes while one wallet row is still held, and gives the held user back after the limit", async () => {
+    const tasks = await stage('gd', rewardRows(6, (n) => ({ rewardId: `gd-r${n}`, uid: `gd-u${n}`, amount: 4 })));
+    await openWallet('gd-u2', 50n);
+    const holder = await env.pool.connect();
+    try {
+      await holder.query('begin');
+      await holder.query(`select 1 from wallets where uid = 'gd-u2' for update`);
+      const delivered: string[] = [];
+      let heldOutcome: UserOutcome | undefined;
+      const settling = settlement({ lockWaitMs: 150, heldRowWaitMs: 1200 }).settle(tasks, (task, outcome) => {
+        delivered.push(task.uid);
+        if (task.uid === 'gd-u2') heldOutcome = outcome;
+      });
+      await eventually(() => delivered.length === 5, 'the five other users delivered while the row is held');
+      expect(delivered).not.toContain('gd-u2');
+      await settling;
+      expect(heldOutcome).toMatchObject({ kind: 'failed', failure: { reason: 'DB_ERROR', transient: true } });
+      expect(heldOutcome?.kind === 'failed' && heldOutcome.failure.message).toMatch(/gd-u2.*locked by another transaction/);
+    } finally {
+      await holder.query('rollback');
+      holder.release();
+    }
+    expect((await balances(env.pool)).get('gd-u2')).toBe(50n);
+  });
+
+  it("a trigger's exception for one user (no data error) fails only that user, for now: its job retries it", async () => {
+    const tasks = await stage('gt', rewardRows(40, (n) => ({ rewardId: `gt-r${n}`, uid: `gt-u${n % 20}`, amount: 1 })));
+    await env.pool.query(`create function gt_refuse() returns trigger language plpgsql as $$
+      begin if new.uid = 'gt-u13' then raise exception 'refused by a trigger for %', new.uid; end if; return new; end $$`);
+    await env.pool.query(`create trigger gt_refuse before insert on ledger_entries for each row execute function gt_refuse()`);
+    try {
+      const outcomes = await settlement().settleAll(tasks);
+      const failedOnes = outcomes.flatMap((outcome, i) => (outcome.kind === 'failed' ? [[tasks[i]!.uid, outcome.failure.reason, outcome.failure.transient]] : []));
+      expect(failedOnes).toEqual([['gt-u13', 'DB_ERROR', true]]);
+      expect(settledCount(outcomes)).toBe(19);
+    } finally {
+      await env.pool.query('drop trigger gt_refuse on ledger_entries');
+      await env.pool.query('drop function gt_refuse()');
+    }
   });
 });
 

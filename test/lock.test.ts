@@ -75,6 +75,20 @@ describe('UserLocks', () => {
     expect(waited).toBeLessThan(1200);
   });
 
+  it("treats a key of another type (another system's hash lock) as held, without failing the other users' locks", async () => {
+    const locks = new UserLocks(env.redis, { prefix: env.prefix });
+    await env.redis.hset(`${env.prefix}:lock:hash-held`, 'owner', 'redisson');
+    const outcomes = await locks.tryAcquireMany(['hash-free-1', 'hash-held', 'hash-free-2'], fast);
+    expect(outcomes.map((outcome) => 'busy' in outcome)).toEqual([false, true, false]);
+    // the same through the exchange script, and the single-key path waits for it like any busy lock
+    const again = await locks.exchange(outcomes.filter((outcome): outcome is Exclude<typeof outcome, { busy: true }> => !('busy' in outcome)), ['hash-held'], fast);
+    expect(again.released).toEqual([true, true]);
+    expect('busy' in again.acquired[0]!).toBe(true);
+    await expect(locks.acquire('hash-held', fast)).rejects.toBeInstanceOf(LockBusyError);
+    expect(await locks.status('hash-held')).toMatchObject({ locked: true, owner: "a hash key Windfall did not write" });
+    expect(await env.redis.hget(`${env.prefix}:lock:hash-held`, 'owner')).toBe('redisson');
+  });
+
   it('never releases or extends a lock it does not hold', async () => {
     const mine = await locks().acquire('frank', fast);
     await env.redis.set(mine.key, 'someone-else', 'PX', 10_000); // our lock expired and was taken over

@@ -8,9 +8,12 @@ import { startWindfall, waitFor, type WindfallProcess } from './support/redis-se
 
 const env = useTestEnvironment();
 
-/** 4,000 rewards of 2,000 users in two big jobs of one shard queue: every job is in flight at each kill. */
+/** Rewards of each batch: two big jobs of one shard queue, every job in flight at each kill. */
+const TOTAL = 20_000;
+
+/** {@link TOTAL} rewards of half as many users in two big jobs of one shard queue. */
 async function enqueueTwoJobs(windfall: Windfall, batchId: string): Promise<Map<string, bigint>> {
-  const rows = rewardRows(4000, (n) => ({ rewardId: `${batchId}-${n}`, uid: `${batchId}-u${n % 2000}`, amount: 1 + (n % 17) }));
+  const rows = rewardRows(TOTAL, (n) => ({ rewardId: `${batchId}-${n}`, uid: `${batchId}-u${n % (TOTAL / 2)}`, amount: 1 + (n % 17) }));
   const expected = new Map<string, bigint>();
   for (const row of rows) expected.set(row.uid, (expected.get(row.uid) ?? 0n) + BigInt(row.amount));
   const result = await windfall.producer.enqueueRewards(rows, { batchId });
@@ -35,17 +38,19 @@ async function killTwiceOnTheSameJobs(batchId: string, workerEnv: NodeJS.Process
   await waitFor(async () => (await applied(batchId)) >= atFirstKill + 300, 'the second worker to take the jobs over and apply 300 more', 60_000);
   await second.kill9();
   const atSecondKill = await applied(batchId);
-  expect(atSecondKill).toBeLessThan(4000);
+  expect(atSecondKill).toBeLessThan(TOTAL);
   return startWindfall(['worker'], workerEnv);
 }
 
 describe('worker processes killed with SIGKILL mid-batch', () => {
   it('twice in a row on the same jobs: every balance exact, nothing twice, nothing dead-lettered, reconcile clean', async () => {
-    const producer = await env.open({ shards: 1, chunkSize: 2000 });
+    const producer = await env.open({ shards: 1, chunkSize: TOTAL / 2 });
     const expected = await enqueueTwoJobs(producer, 'k2');
     const workerEnv = env.env({
       WINDFALL_SHARDS: '1',
-      WINDFALL_CONCURRENCY: '2',
+      // small transactions, one at a time: the jobs are still in flight at each kill, however fast the machine
+      WINDFALL_CONCURRENCY: '1',
+      WINDFALL_USERS_PER_TRANSACTION: '8',
       WINDFALL_JOB_LOCK_MS: '1000',
       WINDFALL_REWARD_LOCK_TTL_MS: '2000',
       WINDFALL_RECOVERY_INTERVAL_MS: '0',
@@ -54,7 +59,7 @@ describe('worker processes killed with SIGKILL mid-batch', () => {
     const report = await waitForBatchDone(env.pool, 'k2', 90_000);
     expect(await survivor.stop()).toBe(0);
 
-    expect(report).toMatchObject({ total: 4000, applied: 4000, duplicate: 0, deadLettered: 0, status: 'completed' });
+    expect(report).toMatchObject({ total: TOTAL, applied: TOTAL, duplicate: 0, deadLettered: 0, status: 'completed' });
     // both jobs were taken over twice: the kills hit the same jobs
     const jobs = await producer.queues.shard(0).getJobs(['completed']);
     expect(jobs.filter((job) => job.data.batchId === 'k2').map((job) => job.stalledCounter)).toEqual([2, 2]);
@@ -62,15 +67,17 @@ describe('worker processes killed with SIGKILL mid-batch', () => {
     for (const [uid, amount] of expected) expect(actual.get(uid), uid).toBe(amount);
     const books = await reconcile(env.pool, { strict: true });
     expect(books.mismatches).toEqual([]);
-    expect(books.ledgerEntries).toBe(4000);
+    expect(books.ledgerEntries).toBe(TOTAL);
   }, 150_000);
 
   it('a job BullMQ fails for stalling more than WINDFALL_MAX_STALLED is resumed by the recovery watchdog, not dead-lettered', async () => {
-    const producer = await env.open({ shards: 1, chunkSize: 2000 });
+    const producer = await env.open({ shards: 1, chunkSize: TOTAL / 2 });
     const expected = await enqueueTwoJobs(producer, 'k3');
     const workerEnv = env.env({
       WINDFALL_SHARDS: '1',
-      WINDFALL_CONCURRENCY: '2',
+      // small transactions, one at a time: the jobs are still in flight at each kill, however fast the machine
+      WINDFALL_CONCURRENCY: '1',
+      WINDFALL_USERS_PER_TRANSACTION: '8',
       WINDFALL_JOB_LOCK_MS: '1000',
       WINDFALL_REWARD_LOCK_TTL_MS: '2000',
       // the second take-over fails the job; the watchdog looks for such jobs every second
@@ -82,7 +89,7 @@ describe('worker processes killed with SIGKILL mid-batch', () => {
     const report = await waitForBatchDone(env.pool, 'k3', 90_000);
     expect(await survivor.stop()).toBe(0);
 
-    expect(report).toMatchObject({ total: 4000, applied: 4000, deadLettered: 0, status: 'completed' });
+    expect(report).toMatchObject({ total: TOTAL, applied: TOTAL, deadLettered: 0, status: 'completed' });
     expect(survivor.output()).toContain('open work without a live job found: jobs re-added');
     expect(survivor.output()).toMatch(/:failed/);
     const actual = await balances(env.pool);

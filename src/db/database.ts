@@ -64,8 +64,11 @@ export function connectDatabase(url: string, options: DatabaseOptions = {}): Win
  * transactions: their own connections, so that job bookkeeping never waits behind them.
  */
 export function openSettlementPool(pool: pg.Pool, size: number, logger: Logger = silentLogger()): pg.Pool {
+  // room to hash the sets a settlement statement leaves out (PostgreSQL hashes an uncorrelated `not in (subquery)`
+  // only when it expects the table to fit in work_mem): a plan per reward would grow with the square of a user's
+  const startup = [typeof pool.options.options === 'string' ? pool.options.options : '', '-c work_mem=64MB'].filter((part) => part !== '').join(' ');
   // pg-pool keeps the password out of enumerable options: copy it by name
-  const settlement = new pg.Pool({ ...pool.options, password: pool.options.password, max: size });
+  const settlement = new pg.Pool({ ...pool.options, password: pool.options.password, max: size, options: startup });
   watchConnections(settlement, logger);
   return settlement;
 }

@@ -2,27 +2,42 @@
  * How a failed PostgreSQL call should be treated: the one table of SQLSTATEs and connection errors every path uses.
  *
  * - `unavailable`: the server refuses work or lost the connection — a terminated backend, a restart, a failover
- *   (read-only), too many connections, no disk or memory. Not the operation's fault: wait for the server, then run it
- *   again (statements are idempotent).
+ *   (read-only), too many connections, no disk or memory, credentials or a database it no longer accepts. Not the
+ *   operation's fault: wait for the server, then run it again (statements are idempotent).
  * - `retry`: a clash with concurrent work (deadlock, serialization failure): run it again soon, a few times.
  * - `lock_timeout`: a row stayed locked by another transaction longer than `lock_timeout`: that row's owner waits.
  * - `insufficient_funds`: the wallet balance check refused a debit.
- * - `invalid`: a data exception (an overflowing balance, a value out of range): the same input fails again.
- * - `permanent`: any other SQL error.
+ * - `invalid`: a data exception or another integrity violation (an overflowing balance, a value out of range): the
+ *   same input fails again; it is the input's fault.
+ * - `permanent`: any other SQL error (a missing table, an internal error): not the fault of one input in particular.
  */
 export type DatabaseErrorKind = 'unavailable' | 'retry' | 'lock_timeout' | 'insufficient_funds' | 'invalid' | 'permanent';
 
 /** Socket errors: the server or the network went away. */
-const CONNECTION_ERROR_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
+const CONNECTION_ERROR_CODES = new Set([
+  'ECONNRESET',
+  'ECONNREFUSED',
+  'ECONNABORTED',
+  'EPIPE',
+  'ETIMEDOUT',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'EHOSTDOWN',
+  'ENETUNREACH',
+  'ENETDOWN',
+  'EADDRNOTAVAIL',
+]);
 
 /**
  * SQLSTATEs (exact, or a class by its two-character prefix) meaning the server cannot do work now:
- * 08 connection exceptions; 25006 read-only transaction (a standby, or a failover in progress); 53 insufficient
- * resources (53300 too many connections, disk full, out of memory); 57P01–57P05 admin/crash shutdown, cannot connect
- * now, idle-session timeout; 58 system errors (I/O).
+ * 08 connection exceptions; 25006 read-only transaction (a standby, or a failover in progress); 28 credentials it no
+ * longer accepts; 3D000 the database is gone; 42501 a privilege taken away; 53 insufficient resources (53300 too many
+ * connections, disk full, out of memory); 57P01–57P05 admin/crash shutdown, cannot connect now, idle-session
+ * timeout; 58 system errors (I/O).
  */
-const UNAVAILABLE_CLASSES = ['08', '53', '58'];
-const UNAVAILABLE_CODES = new Set(['25006', '57P01', '57P02', '57P03', '57P04', '57P05']);
+const UNAVAILABLE_CLASSES = ['08', '28', '53', '58'];
+const UNAVAILABLE_CODES = new Set(['25006', '3D000', '42501', '57P01', '57P02', '57P03', '57P04', '57P05']);
 /** 40001 serialization failure, 40P01 deadlock, 55006 object in use, 57014 a statement cancelled (by an operator). */
 const RETRY_CODES = new Set(['40001', '40P01', '55006', '57014']);
 
@@ -40,7 +55,7 @@ export function classifyDatabaseError(error: unknown): DatabaseErrorKind {
       if (RETRY_CODES.has(code)) return 'retry';
       if (code === '55P03') return 'lock_timeout';
       if (code === '23514') return 'insufficient_funds';
-      if (code.startsWith('22')) return 'invalid';
+      if (code.startsWith('22') || code.startsWith('23')) return 'invalid';
       return 'permanent';
     }
   }

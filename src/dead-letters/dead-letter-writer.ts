@@ -13,8 +13,8 @@ returning id, batch_id, uid, shard, reward_count, reason, error, attempts, faile
 const STORED_REWARD = `jsonb_strip_nulls(jsonb_build_object('rewardId', reward_id, 'uid', reward_uid, 'amount', amount::text, 'description', description))`;
 
 /**
- * (Rewards already in entries are left out with uncorrelated `not in (subquery)`: one hashed lookup table, not a test
- * per reward that grows with the entries' size.)
+ * (Sets of rewards are tested with uncorrelated `in`/`not in (subquery)`, run as one hashed table in a transaction
+ * with room for it — not a test per reward that grows with the entries' size.)
  *
  * Writes dead-letter entries of chunk users, building each entry's rewards from the staged rows: the user's rewards
  * of the chunk (or only `reward_ids`) that are not applied by the batch, not recorded as its duplicates and not in
@@ -31,7 +31,8 @@ picked as (
   select e.batch_id, e.chunk_no, e.shard, e.uid, e.reason, e.error, e.attempts,
          i.reward_id, i.uid as reward_uid, i.amount, i.description
   from e join reward_batch_items i on i.batch_id = e.batch_id and i.shard = e.shard and i.uid = e.uid
-  where (e.reward_ids is null or i.reward_id = any(e.reward_ids))
+  where (e.reward_ids is null
+         or (e.batch_id, e.uid, i.reward_id) in (select batch_id, uid, unnest(reward_ids) from e where reward_ids is not null))
     and not exists (select 1 from ledger_entries l where l.operation_id = i.reward_id and l.batch_id = i.batch_id)
     and not exists (select 1 from reward_duplicates r where r.batch_id = i.batch_id and r.reward_id = i.reward_id)
     and (i.batch_id, i.reward_id) not in (
@@ -63,7 +64,8 @@ picked as (
          r."rewardId" as reward_id, r.uid as reward_uid, r.amount, r.description
   from e join dead_letters d on d.id = e.replay_of
   cross join lateral jsonb_to_recordset(d.rewards) as r("rewardId" text, uid text, amount text, description text)
-  where (e.reward_ids is null or r."rewardId" = any(e.reward_ids))
+  where (e.reward_ids is null
+         or (e.replay_of, r."rewardId") in (select replay_of, unnest(reward_ids) from e where reward_ids is not null))
     and not exists (select 1 from ledger_entries l where l.operation_id = r."rewardId" and l.batch_id = d.batch_id)
     and not exists (select 1 from reward_duplicates x where x.batch_id = d.batch_id and x.reward_id = r."rewardId")
     and (d.id, r."rewardId") not in (
@@ -114,7 +116,30 @@ function written(row: WrittenRow): WrittenDeadLetter {
   return { ...toEntry(row), rewardCount: row.reward_count };
 }
 
-type Db = Pick<pg.Pool, 'query'>;
+type Db = Pick<pg.Pool, 'connect'>;
+
+/**
+ * Runs one writing statement in a transaction of its own with `work_mem` room for hashing its sets of rewards
+ * (PostgreSQL hashes an uncorrelated `in (subquery)` only when it expects the table to fit).
+ */
+async function withHashingRoom<T extends pg.QueryResultRow>(db: Db, text: string, values: unknown[]): Promise<pg.QueryResult<T>> {
+  const client = await db.connect();
+  let broken: Error | undefined;
+  try {
+    await client.query('begin');
+    await client.query(`set local work_mem = '64MB'`);
+    const result = await client.query<T>(text, values);
+    await client.query('commit');
+    return result;
+  } catch (error) {
+    await client.query('rollback').catch((rollbackError: unknown) => {
+      broken = rollbackError as Error;
+    });
+    throw error;
+  } finally {
+    client.release(broken);
+  }
+}
 
 /**
  * Writes the dead-letter entries of chunk users in one statement, each entry's rewards read from the staged batch
@@ -133,7 +158,7 @@ export async function recordChunkDeadLetters(db: Db, entries: readonly ChunkDead
     attempts: entry.attempts,
     reward_ids: entry.rewardIds,
   }));
-  const { rows } = await db.query<WrittenRow>(RECORD_CHUNK_DEAD_LETTERS_SQL, [JSON.stringify(payload)]);
+  const { rows } = await withHashingRoom<WrittenRow>(db, RECORD_CHUNK_DEAD_LETTERS_SQL, [JSON.stringify(payload)]);
   return rows.map(written);
 }
 
@@ -147,6 +172,6 @@ export async function recordReplayDeadLetters(db: Db, entries: readonly ReplayDe
     attempts: entry.attempts,
     reward_ids: entry.rewardIds,
   }));
-  const { rows } = await db.query<WrittenRow>(RECORD_REPLAY_DEAD_LETTERS_SQL, [JSON.stringify(payload)]);
+  const { rows } = await withHashingRoom<WrittenRow>(db, RECORD_REPLAY_DEAD_LETTERS_SQL, [JSON.stringify(payload)]);
   return rows.map(written);
 }

@@ -9,10 +9,15 @@ import { LockBusyError, LockTimeoutError } from './lock-errors.js';
 import type { LockPolicy } from './lock-policy.js';
 import { retryDelays } from './lock-policy.js';
 
+/*
+ * The scripts read a key with `redis.pcall('get', …)`: a key of another type (a hash another system locks with) then
+ * compares unequal — it is someone else's lock, held — instead of failing the whole script with WRONGTYPE.
+ */
+
 /** Deletes the key only when it still holds our value (our token): a late release never frees someone else's lock. */
-const RELEASE_SCRIPT = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;
+const RELEASE_SCRIPT = `if redis.pcall('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;
 /** Sets a new TTL only when the key still holds our value. */
-const EXTEND_SCRIPT = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end`;
+const EXTEND_SCRIPT = `if redis.pcall('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end`;
 /**
  * `SET KEYS[i] ARGV[i + 1] PX ARGV[1] NX` for every key in one round trip (each lock taken on its own, exactly as a
  * single SET NX PX would): 1 for each lock taken, 0 for each found held. A key already holding our own value counts
@@ -20,7 +25,7 @@ const EXTEND_SCRIPT = `if redis.call('get', KEYS[1]) == ARGV[1] then return redi
  */
 const ACQUIRE_MANY_SCRIPT = `local taken = {}
 for i = 1, #KEYS do
-  if redis.call('set', KEYS[i], ARGV[i + 1], 'PX', ARGV[1], 'NX') or redis.call('get', KEYS[i]) == ARGV[i + 1] then
+  if redis.call('set', KEYS[i], ARGV[i + 1], 'PX', ARGV[1], 'NX') or redis.pcall('get', KEYS[i]) == ARGV[i + 1] then
     taken[i] = 1
   else
     taken[i] = 0
@@ -33,7 +38,7 @@ return taken`;
  */
 const RELEASE_MANY_SCRIPT = `local released = {}
 for i = 1, #KEYS do
-  if redis.call('get', KEYS[i]) == ARGV[i] then released[i] = redis.call('del', KEYS[i]) else released[i] = 0 end
+  if redis.pcall('get', KEYS[i]) == ARGV[i] then released[i] = redis.call('del', KEYS[i]) else released[i] = 0 end
 end
 return released`;
 /**
@@ -46,8 +51,8 @@ local out = {}
 for i = 1, #KEYS do
   local value = ARGV[i + 2]
   if i <= releasing then
-    if redis.call('get', KEYS[i]) == value then out[i] = redis.call('del', KEYS[i]) else out[i] = 0 end
-  elseif redis.call('set', KEYS[i], value, 'PX', ARGV[2], 'NX') or redis.call('get', KEYS[i]) == value then
+    if redis.pcall('get', KEYS[i]) == value then out[i] = redis.call('del', KEYS[i]) else out[i] = 0 end
+  elseif redis.call('set', KEYS[i], value, 'PX', ARGV[2], 'NX') or redis.pcall('get', KEYS[i]) == value then
     out[i] = 1
   else
     out[i] = 0
@@ -55,7 +60,9 @@ for i = 1, #KEYS do
 end
 return out`;
 /** Value and remaining TTL read atomically. */
-const STATUS_SCRIPT = `return {redis.call('get', KEYS[1]), redis.call('pttl', KEYS[1])}`;
+const STATUS_SCRIPT = `local value = redis.pcall('get', KEYS[1])
+if type(value) == 'table' then value = 'a ' .. redis.call('type', KEYS[1]).ok .. ' key Windfall did not write' end
+return {value, redis.call('pttl', KEYS[1])}`;
 
 type RedisClient = Redis | Cluster;
 
@@ -236,7 +243,7 @@ export class UserLocks {
       uids.map(async (uid, i) => {
         const taken = await this.redis.set(this.keyOf(uid), values[i]!, 'PX', ttlMs, 'NX');
         // see attempt(): a resent SET finds our own value
-        return taken === 'OK' || (await this.redis.get(this.keyOf(uid))) === values[i] ? 'OK' : null;
+        return taken === 'OK' || (await this.redis.get(this.keyOf(uid)).catch(() => null)) === values[i] ? 'OK' : null;
       }),
     );
     const failed = outcomes.find((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');
@@ -274,7 +281,8 @@ export class UserLocks {
           taken = await this.redis.set(key, value, 'PX', policy.ttlMs, 'NX');
           // A SET whose reply was lost to a dropped connection is sent again by ioredis after the reconnect: it then
           // finds the key our own first SET wrote. That lock is ours (our unique value), not someone else's.
-          if (taken !== 'OK' && (await this.redis.get(key)) === value) taken = 'OK';
+          // (a key of another type is someone else's lock: its GET fails with WRONGTYPE)
+          if (taken !== 'OK' && (await this.redis.get(key).catch(() => null)) === value) taken = 'OK';
         } catch (error) {
           this.record(policy, 'error', attempt, started);
           throw error;

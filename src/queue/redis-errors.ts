@@ -2,9 +2,10 @@
  * Replies of a Redis that cannot take commands now: at its memory limit (`OOM`, with `noeviction`), a replica after a
  * failover (`READONLY`), loading its data after a restart (`LOADING`), a replica without its master (`MASTERDOWN`), a
  * cluster without a majority or moving slots (`CLUSTERDOWN`, `TRYAGAIN`), a script running too long (`BUSY`), writes
- * refused after a failed save (`MISCONF`), or credentials it no longer accepts (`NOAUTH`, `WRONGPASS`).
+ * refused after a failed save (`MISCONF`), or credentials it no longer accepts (`NOAUTH`, `WRONGPASS`). Found anywhere
+ * in the message: Redis 6.2 wraps an error inside a script (`ERR Error running script … -OOM …`).
  */
-const UNAVAILABLE_REPLY = /^(OOM|READONLY|LOADING|MASTERDOWN|CLUSTERDOWN|TRYAGAIN|BUSY|MISCONF|NOAUTH|WRONGPASS)\b/;
+const UNAVAILABLE_REPLY = /(?:^|[\s-])(OOM|READONLY|LOADING|MASTERDOWN|CLUSTERDOWN|TRYAGAIN|BUSY|MISCONF|NOAUTH|WRONGPASS)\b/;
 
 /** The client lost or cannot open its connection. */
 const CONNECTION_FAILURE =

@@ -13,13 +13,25 @@ import { INTERRUPTED } from './user-task.js';
 
 /** Waits before running a group again after a deadlock or serialization failure, ms (jittered). */
 const CLASH_RETRY_DELAYS_MS = [50, 200, 800];
+/**
+ * Times a group may fail with a statement-sized resource error (disk full 53100, out of memory 53200, a
+ * configuration limit such as temp_file_limit 53400) while PostgreSQL otherwise works, before it counts as the
+ * group's own failure.
+ */
+const RESOURCE_FAULTS_PER_GROUP = 3;
+const STATEMENT_RESOURCE_CODES = new Set(['53100', '53200', '53400']);
 
 /** Cancels backend `$1`'s statement if it is waiting for a lock held by another transaction. */
 const CANCEL_IF_WAITING_SQL = `select pg_cancel_backend(pid) from pg_stat_activity where pid = $1 and wait_event_type = 'Lock'`;
 
-/** A group statement the worker cancelled because it waited too long for a row held by another transaction. */
+/** A statement the worker cancelled because it waited too long for a row held by another transaction. */
 class LockWaitCancelled extends Error {
   override readonly name = 'LockWaitCancelled';
+}
+
+/** The settlement connections could not be opened: PostgreSQL is unavailable, whatever the error says. */
+class ConnectFailed extends Error {
+  override readonly name = 'ConnectFailed';
 }
 
 /** Options of {@link GroupSettlement}. */
@@ -30,86 +42,127 @@ export interface GroupSettlementOptions {
   readonly control: Pick<pg.Pool, 'query'>;
   /** Paused while PostgreSQL cannot work; statements wait for it. */
   readonly gate: ServiceGate;
-  /** Aborted when the worker stops: a group not yet run is interrupted. */
+  /** Aborted when the worker stops: a group not yet run is interrupted, a statement waiting for a row is cancelled. */
   readonly signal: AbortSignal;
   readonly logger: Logger;
   readonly metrics?: WindfallMetrics | undefined;
   /**
    * A group statement still waiting for a row held by another transaction after this long (checked again as long as
-   * it runs) is cancelled, and its users are settled one per statement, each waiting as long as its rows are held.
+   * it runs) is cancelled, and its users are settled one per statement.
    */
   readonly lockWaitMs: number;
+  /**
+   * How long a user settled alone may wait for its held wallet row before it is given back to its job as a transient
+   * failure (retried by the job's attempts), so that no job waits for ever on another system's transaction.
+   */
+  readonly heldRowWaitMs: number;
 }
+
+/** Receives a user's outcome as soon as it is known (the users of one group may end at different times). */
+export type DeliverOutcome = (task: UserTask, outcome: UserOutcome) => void;
 
 function failed(reason: UserFailure['reason'], transient: boolean, message: string): UserOutcome {
   return { kind: 'failed', failure: { reason, transient, message } };
 }
 
-/** The failure of a user whose statement, run for that user alone, failed with `error`. */
-function userFailure(task: UserTask, error: unknown, kind: DatabaseErrorKind): UserOutcome {
+function describeError(error: unknown): string {
   const code = (error as { code?: unknown }).code;
-  const detail = `${error instanceof Error ? error.message : String(error)}${typeof code === 'string' ? ` (SQLSTATE ${code})` : ''}`;
+  return `${error instanceof Error ? error.message : String(error)}${typeof code === 'string' ? ` (SQLSTATE ${code})` : ''}`;
+}
+
+/** The failure of a user whose statement, run for that user alone, failed with a data error or a clash. */
+function userFailure(task: UserTask, error: unknown, kind: DatabaseErrorKind): UserOutcome {
+  const detail = describeError(error);
   const who = `the rewards of user ${JSON.stringify(task.uid)}`;
   switch (kind) {
     case 'invalid':
       return failed('INVALID', false, `${who} cannot be applied: ${detail}; the balance would leave the range of a bigint, or a value is out of range`);
     case 'insufficient_funds':
       return failed('INSUFFICIENT_FUNDS', false, `${who} cannot be applied: the wallet's balance check refused them (${detail})`);
-    case 'lock_timeout':
-    case 'retry':
-      return failed('DB_ERROR', true, `${who} were not applied: ${detail}`);
     default:
-      return failed('DB_ERROR', false, `${who} cannot be applied: ${detail}`);
+      return failed('DB_ERROR', true, `${who} were not applied: ${detail}`);
   }
 }
 
 /**
  * Settles groups of locked users: one statement (one transaction) per group, each user's rewards all inside it.
  *
- * - PostgreSQL unavailable (a terminated backend, a failover, too many connections): the {@link ServiceGate} pauses
- *   and the group runs again once PostgreSQL works, however long that takes (the statement is idempotent).
+ * - PostgreSQL unavailable (a terminated backend, a failover, too many connections, credentials refused): the
+ *   {@link ServiceGate} pauses and the group runs again once PostgreSQL works, however long that takes.
  * - A deadlock or serialization failure: the group runs again (three times, jittered), then one user per statement.
- * - A group statement that waits longer than `lockWaitMs` (5 s) for a row held by another transaction (a withdrawal,
- *   a manual fix) is cancelled, and its users are settled one per statement, each waiting for its rows as long as they
- *   are held (as a transaction per user would): only the user whose wallet is held waits.
- * - Any other error (an overflowing balance, a check violation): the group is split in halves until the failing user
- *   is alone; only that user fails, with its reason.
+ * - A group statement that waits more than `lockWaitMs` (5 s) for a row held by another transaction (a withdrawal,
+ *   a manual fix) is cancelled, and its users are settled one per statement; the users whose rows are still held go
+ *   last, each waiting up to `heldRowWaitMs` (then its job retries it): only they wait, and their outcomes alone.
+ * - Any other error of the statement (an overflowing balance, a check violation, a trigger's exception, a missing
+ *   table): the group is split in halves until the failing user is alone; only that user fails — at once for a data
+ *   error (its rewards can never be applied), for now otherwise (its job retries it; logged as an error). A
+ *   statement-sized resource error (disk, memory, temp_file_limit) that persists while PostgreSQL works is split too.
+ *
+ * Each user's outcome is delivered as soon as it is known.
  */
 export class GroupSettlement {
   constructor(private readonly options: GroupSettlementOptions) {}
 
-  /** Settles `tasks` (all of one source kind, distinct uids): an outcome per task, in order. Never throws. */
-  async settle(tasks: readonly UserTask[]): Promise<UserOutcome[]> {
+  /** Settles `tasks` (all of one source kind, distinct uids), delivering each outcome once. Never throws. */
+  async settle(tasks: readonly UserTask[], deliver: DeliverOutcome): Promise<void> {
+    const pending = new Set(tasks);
+    const once: DeliverOutcome = (task, outcome) => {
+      if (pending.delete(task)) deliver(task, outcome);
+    };
     try {
-      return await this.settleGroup(tasks);
+      await this.settleGroup(tasks, once, 'limit');
     } catch (error) {
       // not expected: every error is sorted below; never leave a job waiting for ever
       this.options.logger.error({ err: error, users: tasks.length }, 'internal error while settling a group of users');
       const message = `internal error while settling: ${error instanceof Error ? error.message : String(error)}`;
-      return tasks.map(() => failed('UNKNOWN', true, message));
+      for (const task of [...pending]) once(task, failed('UNKNOWN', true, message));
     }
   }
 
+  /** {@link settle}, answering the outcomes in the order of `tasks` once all are known. */
+  async settleAll(tasks: readonly UserTask[]): Promise<UserOutcome[]> {
+    const outcomes = new Map<UserTask, UserOutcome>();
+    await this.settle(tasks, (task, outcome) => outcomes.set(task, outcome));
+    return tasks.map((task) => outcomes.get(task)!);
+  }
+
   /**
-   * @param waitForLocks wait for rows held by other transactions as long as they are held (no cancel).
-   * @param throwIfHeld a single user's statement cancelled for waiting too long throws {@link LockWaitCancelled}.
+   * @param rowWait `limit`: cancel after `lockWaitMs` of waiting for a held row (a group); `alone`: the same for a user
+   *   settled alone, which then throws {@link LockWaitCancelled} to its caller; `held`: wait up to `heldRowWaitMs`.
    */
-  private async settleGroup(tasks: readonly UserTask[], waitForLocks = false, throwIfHeld = false): Promise<UserOutcome[]> {
+  private async settleGroup(tasks: readonly UserTask[], deliver: DeliverOutcome, rowWait: 'limit' | 'alone' | 'held'): Promise<void> {
     let clashes = 0;
+    let resourceFaults = 0;
+    const all = (outcome: UserOutcome): void => {
+      for (const task of tasks) deliver(task, outcome);
+    };
     for (;;) {
-      if (this.options.signal.aborted) return tasks.map(() => INTERRUPTED);
+      if (this.options.signal.aborted) return all(INTERRUPTED);
       try {
         await this.options.gate.whenOpen(this.options.signal);
       } catch {
-        return tasks.map(() => INTERRUPTED);
+        return all(INTERRUPTED);
       }
       let rows: SettlementRow[];
       try {
-        rows = await this.runStatement(tasks, waitForLocks);
+        rows = await this.runStatement(tasks, rowWait === 'held' ? this.options.heldRowWaitMs : this.options.lockWaitMs);
       } catch (error) {
-        if (error instanceof LockWaitCancelled && throwIfHeld) throw error;
-        const kind = error instanceof LockWaitCancelled ? 'lock_timeout' : classifyDatabaseError(error);
-        if (kind === 'unavailable') {
+        if (this.options.signal.aborted) return all(INTERRUPTED);
+        if (error instanceof LockWaitCancelled) {
+          if (rowWait === 'alone') throw error;
+          if (rowWait === 'held') {
+            const [task] = tasks;
+            return deliver(
+              task!,
+              failed('DB_ERROR', true, `the rewards of user ${JSON.stringify(task!.uid)} were not applied: its wallet row stayed locked by another transaction for more than ${this.options.heldRowWaitMs} ms`),
+            );
+          }
+          this.options.logger.debug({ users: tasks.length }, 'a wallet row is held by another transaction; settling these users one by one');
+          return this.settleOneByOne(tasks, deliver);
+        }
+        const kind = error instanceof ConnectFailed ? 'unavailable' : classifyDatabaseError(error);
+        const code = (error as { code?: unknown }).code;
+        if (kind === 'unavailable' && !(typeof code === 'string' && STATEMENT_RESOURCE_CODES.has(code) && ++resourceFaults > RESOURCE_FAULTS_PER_GROUP)) {
           this.options.gate.fault(error);
           continue;
         }
@@ -119,85 +172,91 @@ export class GroupSettlement {
           clashes += 1;
           continue;
         }
-        if (kind === 'lock_timeout' && !waitForLocks) {
-          if (tasks.length === 1) return this.settleGroup(tasks, true);
-          // a row held by another transaction: one user per statement (each again within the wait limit), then the
-          // users whose rows are still held, each waiting as long as needed
-          this.options.logger.debug({ users: tasks.length }, 'a wallet row is held by another transaction; settling these users one by one');
-          return this.settleOneByOne(tasks);
+        if (tasks.length === 1) {
+          // data errors are the user's own (dead-lettered at once); anything else (a missing table, an internal
+          // error, a statement too big for the server's resources) is retried by the job
+          if (kind === 'permanent' || kind === 'unavailable') {
+            this.options.logger.error({ err: error, uid: tasks[0]!.uid }, 'settlement statement failed for a user; its job will retry it');
+          }
+          return deliver(tasks[0]!, userFailure(tasks[0]!, error, kind));
         }
-        if (tasks.length === 1) return [userFailure(tasks[0]!, error, kind)];
-        if (kind === 'retry') {
-          // clashing again and again: one user per statement, so that only the users involved wait
-          const outcomes: UserOutcome[] = [];
-          for (const task of tasks) outcomes.push(...(await this.settleGroup([task], waitForLocks)));
-          return outcomes;
-        }
-        // a user whose rewards cannot be applied: halve the group until that user is alone
+        if (kind === 'retry' || kind === 'lock_timeout') return this.settleOneByOne(tasks, deliver);
+        // a user whose rewards cannot be applied (or a statement too big for the server): halve the group until the
+        // failing user is alone
         const middle = Math.ceil(tasks.length / 2);
         this.options.logger.debug({ err: error, users: tasks.length }, 'settlement statement failed; splitting the group to find the user it fails for');
-        return [...(await this.settleGroup(tasks.slice(0, middle), waitForLocks)), ...(await this.settleGroup(tasks.slice(middle), waitForLocks))];
+        await this.settleGroup(tasks.slice(0, middle), deliver, rowWait);
+        return this.settleGroup(tasks.slice(middle), deliver, rowWait);
       }
-      return this.outcomes(tasks, rows);
+      return this.deliverOutcomes(tasks, rows, deliver);
     }
-  }
-
-  /** Settles users one per statement; those still waiting for a held row after the limit go last, without a limit. */
-  private async settleOneByOne(tasks: readonly UserTask[]): Promise<UserOutcome[]> {
-    const outcomes: UserOutcome[] = new Array<UserOutcome>(tasks.length);
-    const held: number[] = [];
-    for (let i = 0; i < tasks.length; i += 1) {
-      const task = tasks[i]!;
-      try {
-        outcomes[i] = (await this.settleGroup([task], false, true))[0]!;
-      } catch (error) {
-        if (!(error instanceof LockWaitCancelled)) throw error;
-        held.push(i);
-      }
-    }
-    for (const i of held) outcomes[i] = (await this.settleGroup([tasks[i]!], true))[0]!;
-    return outcomes;
   }
 
   /**
-   * Runs the group's statement. Unless `waitForLocks`, a statement found waiting for a row held by another transaction
-   * after `lockWaitMs` (checked again each `lockWaitMs`) is cancelled: {@link LockWaitCancelled}.
+   * Settles users one per statement, each within the wait limit; those whose rows are still held go last, each waiting
+   * up to `heldRowWaitMs`. Every other user's outcome is delivered at once.
    */
-  private async runStatement(tasks: readonly UserTask[], waitForLocks: boolean): Promise<SettlementRow[]> {
+  private async settleOneByOne(tasks: readonly UserTask[], deliver: DeliverOutcome): Promise<void> {
+    const held: UserTask[] = [];
+    for (const task of tasks) {
+      try {
+        await this.settleGroup([task], deliver, 'alone');
+      } catch (error) {
+        if (!(error instanceof LockWaitCancelled)) throw error;
+        held.push(task);
+      }
+    }
+    for (const task of held) await this.settleGroup([task], deliver, 'held');
+  }
+
+  /**
+   * Runs the group's statement. A statement found waiting for a row held by another transaction after `waitLimitMs`
+   * (checked again each `lockWaitMs`, and at once when the worker stops) is cancelled: {@link LockWaitCancelled}.
+   */
+  private async runStatement(tasks: readonly UserTask[], waitLimitMs: number): Promise<SettlementRow[]> {
     const query = this.statementOf(tasks);
+    let client: pg.PoolClient;
+    try {
+      client = await this.options.pool.connect();
+    } catch (error) {
+      throw new ConnectFailed(`could not open a settlement connection: ${describeError(error)}`, { cause: error });
+    }
     const started = performance.now();
-    const client = await this.options.pool.connect();
     let cancelRequested = false;
     let cancelling: Promise<unknown> | undefined;
-    const watch = waitForLocks
-      ? undefined
-      : setInterval(() => {
-          if (cancelling) return;
-          const pid = (client as unknown as { processID: number | null }).processID;
-          cancelRequested = true;
-          cancelling = this.options.control.query(CANCEL_IF_WAITING_SQL, [pid]).then(
-            (result) => {
-              if (result.rowCount === 0) cancelRequested = false;
-              cancelling = undefined;
-            },
-            () => {
-              cancelRequested = false;
-              cancelling = undefined;
-            },
-          );
-        }, this.options.lockWaitMs);
+    const cancelIfWaiting = (): void => {
+      if (cancelling) return;
+      const pid = (client as unknown as { processID: number | null }).processID;
+      cancelRequested = true;
+      cancelling = this.options.control.query(CANCEL_IF_WAITING_SQL, [pid]).then(
+        (result) => {
+          if (result.rowCount === 0) cancelRequested = false;
+          cancelling = undefined;
+        },
+        () => {
+          cancelRequested = false;
+          cancelling = undefined;
+        },
+      );
+    };
+    const watch = setInterval(() => {
+      if (performance.now() - started >= waitLimitMs) cancelIfWaiting();
+    }, Math.min(this.options.lockWaitMs, waitLimitMs));
+    const onAbort = (): void => cancelIfWaiting();
+    this.options.signal.addEventListener('abort', onAbort, { once: true });
     let broken: Error | undefined;
     try {
       const { rows } = await client.query<SettlementRow>(query);
       return rows;
     } catch (error) {
       if (cancelRequested && (error as { code?: unknown }).code === '57014') {
-        throw new LockWaitCancelled(`waited more than ${this.options.lockWaitMs} ms for a row held by another transaction`, { cause: error });
+        throw new LockWaitCancelled(`waited more than ${waitLimitMs} ms for a row held by another transaction`, { cause: error });
       }
       if (classifyDatabaseError(error) === 'unavailable') broken = error as Error;
       throw error;
     } finally {
       clearInterval(watch);
+      this.options.signal.removeEventListener('abort', onAbort);
       // the connection goes back to the pool only once no cancel can reach a later statement on it
       await cancelling;
       client.release(broken);
@@ -242,52 +301,56 @@ export class GroupSettlement {
 
   /**
    * Turns the statement's rows into an outcome per task. A user whose rewards were not all inserted now is judged
-   * against the ledger (one more statement for all such users of the group).
+   * against the ledger (one more statement for all such users of the group). A user whose statement read another
+   * number of rewards than its job loaded fails for now (the job loads it again).
    */
-  private async outcomes(tasks: readonly UserTask[], rows: readonly SettlementRow[]): Promise<UserOutcome[]> {
+  private async deliverOutcomes(tasks: readonly UserTask[], rows: readonly SettlementRow[], deliver: DeliverOutcome): Promise<void> {
     const byUid = new Map(rows.map((row) => [row.uid, row]));
-    const toJudge = tasks.filter((task) => {
-      const row = byUid.get(task.uid);
-      return row !== undefined && row.inserted < row.read;
-    });
-    let judged = new Map<string, Judgement>();
-    let notJudged: UserOutcome | undefined;
-    if (toJudge.length > 0) {
-      try {
-        judged = await this.judge(toJudge);
-      } catch (error) {
-        // their statement committed: what is left is to judge and record duplicates, which a later run does
-        notJudged = this.options.signal.aborted
-          ? INTERRUPTED
-          : failed('UNKNOWN', true, `could not read back rewards skipped by the settlement: ${error instanceof Error ? error.message : String(error)}`);
-      }
-    }
-    return tasks.map((task): UserOutcome => {
-      const row = byUid.get(task.uid) ?? { uid: task.uid, read: 0, inserted: 0 };
-      if (notJudged && row.inserted < row.read) return notJudged;
+    const rowOf = (task: UserTask): SettlementRow => byUid.get(task.uid) ?? { uid: task.uid, read: 0, inserted: 0 };
+    const toJudge: UserTask[] = [];
+    for (const task of tasks) {
+      const row = rowOf(task);
       if (row.read !== task.rewards) {
-        this.options.logger.warn(
-          { uid: task.uid, batchId: task.source.batchId, expected: task.rewards, read: row.read },
-          'internal: the settlement statement read a different number of rewards than the job loaded for this user',
+        this.options.logger.error(
+          { uid: task.uid, batchId: task.source.batchId, expected: task.rewards, read: row.read, inserted: row.inserted },
+          'internal: the settlement statement read another number of rewards than the job loaded for this user; the job will load it again',
         );
-      }
-      if (row.inserted === row.read) return { kind: 'settled', applied: row.inserted, alreadyApplied: 0, duplicates: 0, conflicts: [] };
+        deliver(task, failed('UNKNOWN', true, `read ${row.read} rewards of user ${JSON.stringify(task.uid)} where ${task.rewards} were expected; the job will try again`));
+      } else if (row.inserted === row.read) {
+        deliver(task, { kind: 'settled', applied: row.inserted, alreadyApplied: 0, duplicates: 0, conflicts: [] });
+      } else toJudge.push(task);
+    }
+    if (toJudge.length === 0) return;
+
+    let judged: Map<string, Judgement>;
+    try {
+      judged = await this.judge(toJudge);
+    } catch (error) {
+      // their statement committed: what is left is to judge and record duplicates, which a later run does
+      const outcome = this.options.signal.aborted
+        ? INTERRUPTED
+        : failed('UNKNOWN', true, `could not read back rewards skipped by the settlement: ${error instanceof Error ? error.message : String(error)}`);
+      for (const task of toJudge) deliver(task, outcome);
+      return;
+    }
+    for (const task of toJudge) {
+      const row = rowOf(task);
       const judgement = judged.get(task.uid) ?? { applied: 0, duplicates: 0, conflicts: [] };
       if (judgement.applied + judgement.duplicates + judgement.conflicts.length !== row.read || judgement.applied < row.inserted) {
-        return failed(
-          'UNKNOWN',
-          true,
-          `${row.read - row.inserted} reward(s) of user ${JSON.stringify(task.uid)} were neither inserted nor found in the ledger as expected; the job will try again`,
+        deliver(
+          task,
+          failed('UNKNOWN', true, `${row.read - row.inserted} reward(s) of user ${JSON.stringify(task.uid)} were neither inserted nor found in the ledger as expected; the job will try again`),
         );
+        continue;
       }
-      return {
+      deliver(task, {
         kind: 'settled',
         applied: row.inserted,
         alreadyApplied: judgement.applied - row.inserted,
         duplicates: judgement.duplicates,
         conflicts: judgement.conflicts,
-      };
-    });
+      });
+    }
   }
 
   /**

@@ -15,6 +15,8 @@ import { openSettlement, type Settlement } from './settlement.js';
 
 /** How long past the shutdown deadline a stopping worker still waits for its jobs before leaving them. */
 const ABANDON_AFTER_DEADLINE_MS = 15_000;
+/** How long a stopping worker waits to give back its users' locks and close its settlement connections. */
+const SETTLEMENT_CLOSE_WAIT_MS = 5000;
 
 /** Options of {@link RewardWorker}. */
 export interface RewardWorkerOptions {
@@ -167,7 +169,17 @@ export class RewardWorker {
         clearTimeout(abandonTimer);
         await Promise.allSettled(this.workers.map((worker) => worker.close(true)));
         this.abort.abort(new Error('worker stopped'));
-        await this.settlement.close();
+        // giving back locks needs Redis, ending the settlement pool waits for its statements: neither may hold the
+        // exit of a worker whose servers do not answer (the locks expire by their TTL)
+        let closeTimer: NodeJS.Timeout | undefined;
+        const closed = await Promise.race([
+          this.settlement.close().then(() => true),
+          new Promise<false>((resolve) => {
+            closeTimer = setTimeout(() => resolve(false), SETTLEMENT_CLOSE_WAIT_MS);
+          }),
+        ]);
+        clearTimeout(closeTimer);
+        if (!closed) this.options.logger.warn({ waitedMs: SETTLEMENT_CLOSE_WAIT_MS }, 'user locks and settlement connections not closed in time; leaving them (locks expire by their TTL)');
       } finally {
         clearTimeout(timer);
       }

@@ -48,6 +48,7 @@ export class ServiceGate {
   private waiters: { resolve: () => void; reject: (error: unknown) => void }[] = [];
   private readonly listeners: (() => void)[] = [];
   private ended = false;
+  private resumedAt = 0;
 
   constructor(private readonly options: ServiceGateOptions) {
     options.metrics?.workerPaused.set({ service: options.service }, 0);
@@ -56,6 +57,11 @@ export class ServiceGate {
   /** True while the service is believed to work. */
   get isOpen(): boolean {
     return this.pausedSince === null;
+  }
+
+  /** `performance.now()` when the gate last opened again after a pause; 0 when it never paused. */
+  get lastResumedAt(): number {
+    return this.resumedAt;
   }
 
   /** Calls `listener` each time the gate opens again. */
@@ -123,6 +129,7 @@ export class ServiceGate {
     if (this.pausedSince === null) return;
     const pausedForMs = Date.now() - this.pausedSince;
     this.pausedSince = null;
+    this.resumedAt = performance.now();
     this.options.metrics?.workerPaused.set({ service: this.options.service }, 0);
     this.options.logger.info(
       { service: this.options.service, pausedForMs, faults: this.faultsWhilePaused },

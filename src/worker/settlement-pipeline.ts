@@ -21,6 +21,11 @@ export interface SettlementPipelineOptions {
   readonly groups: GroupSettlement;
   /** Paused while Redis cannot work: no lock is taken then, and the users wait in line. */
   readonly redisGate: ServiceGate;
+  /**
+   * PostgreSQL's gate: a lock that stayed busy through the policy while PostgreSQL paused is waited for again rather
+   * than failed (its holder may be a user of this process waiting for PostgreSQL).
+   */
+  readonly postgresGate?: ServiceGate;
   /** Transactions in flight at once (WINDFALL_CONCURRENCY). */
   readonly transactions: number;
   /** Most users in one transaction (WINDFALL_USERS_PER_TRANSACTION). */
@@ -138,16 +143,24 @@ export class SettlementPipeline {
 
   private startGroup(group: Entry[]): void {
     this.running += 1;
+    const entryOf = new Map(group.map((entry) => [entry.task, entry]));
+    // each user's lock is given back (and its outcome delivered) as soon as its own outcome is known
     void this.options.groups
-      .settle(group.map((entry) => entry.task))
-      .then((outcomes) => {
-        group.forEach((entry, i) => {
-          entry.outcome = outcomes[i];
-        });
-      })
+      .settle(
+        group.map((entry) => entry.task),
+        (task, outcome) => {
+          const entry = entryOf.get(task)!;
+          entryOf.delete(task);
+          entry.outcome = outcome;
+          this.release(entry);
+        },
+      )
       .finally(() => {
         this.running -= 1;
-        for (const entry of group) this.release(entry);
+        for (const entry of entryOf.values()) {
+          entry.outcome = { kind: 'failed', failure: { reason: 'UNKNOWN', transient: true, message: 'internal: the settlement gave no outcome for this user' } };
+          this.release(entry);
+        }
         this.pump();
       });
   }
@@ -217,7 +230,11 @@ export class SettlementPipeline {
         this.pump();
       },
       (error: unknown) => {
-        if (error instanceof LockBusyError) entry.done({ kind: 'failed', failure: { reason: 'LOCK_BUSY', transient: true, message: error.message } });
+        if (error instanceof LockBusyError && this.outageDuring(busy.started)) {
+          // the lock may have stayed held only because its holder here waited for PostgreSQL: no attempt is spent on
+          // an outage, so the user goes back in line for a fresh wait under the policy
+          this.requeue([entry]);
+        } else if (error instanceof LockBusyError) entry.done({ kind: 'failed', failure: { reason: 'LOCK_BUSY', transient: true, message: error.message } });
         else if (error instanceof LockTimeoutError || this.options.signal.aborted) entry.done(INTERRUPTED);
         else if (isRedisUnavailable(error)) {
           this.options.redisGate.fault(error);
@@ -228,6 +245,12 @@ export class SettlementPipeline {
         this.pump();
       },
     );
+  }
+
+  /** True when PostgreSQL paused since `since` (a `performance.now()` time), or is paused now. */
+  private outageDuring(since: number): boolean {
+    const gate = this.options.postgresGate;
+    return gate !== undefined && (!gate.isOpen || gate.lastResumedAt > since);
   }
 
   /** Queues a finished user's lock for release; the outcome is delivered once it is released. */

@@ -15,6 +15,8 @@ import { SettlementPipeline } from './settlement-pipeline.js';
 
 /** A group transaction waiting longer than this for a wallet row held by another transaction is split, ms. */
 const LOCK_WAIT_MS = 5000;
+/** A user settled alone waits this long for its wallet row held by another transaction; then its job retries it, ms. */
+const HELD_ROW_WAIT_MS = 60_000;
 /** Most rewards in one transaction (a user with more is settled alone). */
 const REWARDS_PER_TRANSACTION = 4000;
 
@@ -75,7 +77,8 @@ export function openSettlement(options: SettlementOptions): Settlement {
     service: 'PostgreSQL',
     // a connection that can write: a standby (or a primary being failed over) answers, read-only
     probe: async () => {
-      const { rows } = await options.pool.query<{ read_only: string }>(`select current_setting('transaction_read_only') as read_only`);
+      // through the settlement connections: a server refusing them new connections (53300) is not back yet
+      const { rows } = await statements.query<{ read_only: string }>(`select current_setting('transaction_read_only') as read_only`);
       if (rows[0]?.read_only !== 'off') throw new Error('PostgreSQL accepts only read-only transactions (a standby, or a failover in progress)');
     },
     isFault: isDatabaseUnavailable,
@@ -90,6 +93,7 @@ export function openSettlement(options: SettlementOptions): Settlement {
     logger,
     metrics,
     lockWaitMs: LOCK_WAIT_MS,
+    heldRowWaitMs: HELD_ROW_WAIT_MS,
   });
   let admission: Admission | undefined;
   const pipeline = new SettlementPipeline({
@@ -97,6 +101,7 @@ export function openSettlement(options: SettlementOptions): Settlement {
     policy: options.policy,
     groups,
     redisGate,
+    postgresGate,
     transactions: options.transactions,
     usersPerTransaction: options.usersPerTransaction,
     rewardsPerTransaction: Math.max(REWARDS_PER_TRANSACTION, options.usersPerTransaction),
