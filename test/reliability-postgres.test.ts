@@ -36,8 +36,10 @@ describe('PostgreSQL backends terminated mid-batch', () => {
     await producer.producer.enqueueRewards(rows, { batchId: 'pgt' });
     await producer.close();
 
-    const workerEnv = env.env({ WINDFALL_CONCURRENCY: '4', LOG_LEVEL: 'warn' });
+    const workerEnv = env.env({ WINDFALL_CONCURRENCY: '4', LOG_LEVEL: 'info' });
     const workers = [startWindfall(['worker'], workerEnv), startWindfall(['worker'], workerEnv)];
+    // both workers running before the first round: the faults are for the work, not the start-up checks
+    await waitFor(() => workers.every((worker) => worker.output().includes('worker started')), 'both workers to start', 60_000, 50);
     await waitFor(async () => (await settled('pgt')) >= 500, '500 rewards settled', 60_000, 50);
 
     const rounds: { settled: number; terminated: number }[] = [];

@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import type { Cluster, Redis } from 'ioredis';
 import { redactUrl } from '../log/logger.js';
+import { retryConflicts } from '../db/retry.js';
 
 /** Redis or PostgreSQL does not answer; the message says which, where, and how to start it. */
 export class ServiceUnavailableError extends Error {
@@ -52,7 +53,14 @@ export async function checkRedis(redis: Redis | Cluster, url: string, timeoutMs 
 /** Fails with a helpful message when PostgreSQL does not answer, or when the schema has not been migrated. */
 export async function checkPostgres(pool: pg.Pool, url: string, options: { requireSchema?: boolean } = {}): Promise<void> {
   try {
-    await pool.query('select 1');
+    // a connection terminated right then (a backend killed, a restart finishing) is tried again a few times
+    await retryConflicts(() => pool.query('select 1'), {
+      delaysMs: [100, 300, 1000],
+      retryable: (error) => {
+        const code = (error as { code?: unknown }).code;
+        return typeof code === 'string' && (code.startsWith('57P') || code === '08006' || code === '53300');
+      },
+    });
   } catch (error) {
     const code = (error as { code?: string }).code;
     if (code === '3D000') {

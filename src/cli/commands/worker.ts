@@ -4,6 +4,8 @@ import { startMetricsServer } from '../../metrics/metrics-server.js';
 import type { Windfall } from '../../runtime/windfall.js';
 import { sampleQueueDepths } from '../../queue/queue-stats.js';
 import { assertNoStrandedChunks } from '../../queue/stranded-chunks.js';
+import { isTransientDatabaseError } from '../../db/pg-errors.js';
+import { retryConflicts } from '../../db/retry.js';
 
 /** Flags of `windfall worker`. */
 export interface WorkerFlags {
@@ -18,7 +20,11 @@ export interface WorkerFlags {
 export async function runWorker(windfall: Windfall, flags: WorkerFlags): Promise<void> {
   const shards = flags.shards === undefined ? undefined : parseShardList('--shards', flags.shards, windfall.config.shards);
   // a lowered WINDFALL_SHARDS would leave open chunks in queues no worker reads: refuse (exit 2) and say what to do
-  await assertNoStrandedChunks(windfall.database.pool, windfall.config.shards);
+  // (a backend terminated or restarting right then is tried again, as the worker's own steps are)
+  await retryConflicts(() => assertNoStrandedChunks(windfall.database.pool, windfall.config.shards), {
+    retryable: isTransientDatabaseError,
+    delaysMs: [100, 500, 1000, 2000, 4000],
+  });
   const worker = windfall.createWorker(shards ? { shards } : {});
   let metricsServer: Server | undefined;
   if (flags.metricsPort !== undefined) {
