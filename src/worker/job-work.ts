@@ -22,7 +22,7 @@ type Db = Pick<pg.Pool, 'query'>;
 export async function loadChunkWork(db: Db, batchId: string, chunkNo: number): Promise<JobWork | null> {
   const [users, deadLettered] = await Promise.all([
     db.query<{ shard: number; uid: string; rewards: number }>(CHUNK_USERS_SQL, [batchId, chunkNo]),
-    db.query<{ uid: string; reward_id: string }>(CHUNK_DEAD_LETTERED_SQL, [batchId, chunkNo]),
+    db.query<{ uid: string; reward_id: string | null }>(CHUNK_DEAD_LETTERED_SQL, [batchId, chunkNo]),
   ]);
   if (users.rows.length === 0) {
     const chunk = await db.query<{ shard: number }>('select shard from reward_chunks where batch_id = $1 and chunk_no = $2', [batchId, chunkNo]);
@@ -31,6 +31,8 @@ export async function loadChunkWork(db: Db, batchId: string, chunkNo: number): P
   }
   const excluded = new Map<string, Set<string>>();
   for (const row of deadLettered.rows) {
+    // (an entry's rewards always carry their id; a null would make `not in` exclude every reward of the batch)
+    if (row.reward_id === null) continue;
     const set = excluded.get(row.uid) ?? new Set<string>();
     set.add(row.reward_id);
     excluded.set(row.uid, set);
