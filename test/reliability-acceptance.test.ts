@@ -20,6 +20,8 @@ describe('acceptance: kill -9 twice, pg_terminate_backend four times, a Redis re
       users: 24_000,
       workers: 2,
       concurrency: 1,
+      // one transaction of 8 users at a time per worker: still groups, slow enough that every fault lands mid-batch
+      workerEnv: { WINDFALL_USERS_PER_TRANSACTION: '8' },
       chunkSize: 200,
       log: (line) => lines.push(line),
       timeoutMs: 150_000,

@@ -1,12 +1,11 @@
-import type pg from 'pg';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { reconcile } from '../src/reconcile/reconcile.js';
 import { rewardRows, settledRewards } from './support/batches.js';
 import { useTestEnvironment } from './support/environment.js';
+import { useFaultPools } from './support/fault-pools.js';
 import {
   queryRetrying,
   redisCli,
-  resilientPool,
   sleep,
   startRedisServer,
   startWindfall,
@@ -17,23 +16,10 @@ import {
 } from './support/redis-servers.js';
 
 const env = useTestEnvironment();
+const faults = useFaultPools(env, (pools) => pools.admin.query(`alter database "${pools.database()}" reset default_transaction_read_only`));
 let redis: RedisServer | undefined;
 let workers: WindfallProcess[] = [];
-let admin: pg.Pool;
-let pool: pg.Pool;
-const database = (): string => new URL(env.databaseUrl).pathname.slice(1);
 
-beforeAll(() => {
-  const server = new URL(env.databaseUrl);
-  server.pathname = '/postgres';
-  admin = resilientPool(server.toString(), 1);
-  pool = resilientPool(env.databaseUrl, 2);
-});
-afterAll(async () => {
-  await admin.query(`alter database "${database()}" reset default_transaction_read_only`).catch(() => undefined);
-  await admin.end();
-  await pool.end();
-});
 afterEach(async () => {
   await Promise.all(workers.map((worker) => worker.kill9()));
   workers = [];
@@ -41,9 +27,9 @@ afterEach(async () => {
   redis = undefined;
 });
 
-const settled = (batchId: string): Promise<number> => settledRewards(pool, batchId);
+const settled = (batchId: string): Promise<number> => settledRewards(faults.pool, batchId);
 
-const deadLetters = async (): Promise<number> => (await queryRetrying<{ n: number }>(pool, 'select count(*)::int as n from dead_letters')).rows[0]!.n;
+const deadLetters = async (): Promise<number> => (await queryRetrying<{ n: number }>(faults.pool, 'select count(*)::int as n from dead_letters')).rows[0]!.n;
 
 /** Enqueues two batches of `each` rewards through `redisUrl`, 4 per user. */
 async function enqueueTwo(prefix: string, redisUrl: string, each: number): Promise<string[]> {
@@ -90,7 +76,7 @@ describe('infrastructure faults pause the worker; they never dead-letter healthy
     // the outage is logged once (and a summary every 30 s), not once per user, job or retry
     expect(logLines(worker) - linesAtPause, output.slice(-3000)).toBeLessThan(100);
     expect(output).not.toMatch(/failed for good|dead-lettered/);
-    const books = await reconcile(pool, { strict: true });
+    const books = await reconcile(faults.pool, { strict: true });
     expect(books.mismatches).toEqual([]);
     expect(books.rewards).toMatchObject({ deadLettered: 0, unsettled: 0 });
     expect(books.rewards.applied).toBe(books.rewards.total);
@@ -102,14 +88,14 @@ describe('infrastructure faults pause the worker; they never dead-letter healthy
     workers = [worker];
     await waitFor(async () => (await settled(ids[0]!)) >= 1000, 'the first batch under way', 60_000, 20);
     // new sessions are read-only; the workers' current ones are cut, as a failover does
-    await admin.query(`alter database "${database()}" set default_transaction_read_only = on`);
-    await terminateBackends(admin, database());
+    await faults.admin.query(`alter database "${faults.database()}" set default_transaction_read_only = on`);
+    await terminateBackends(faults.admin, faults.database());
     await waitFor(() => worker.output().includes('PostgreSQL cannot work now: pausing'), 'the worker to pause', 30_000, 20);
     const settledAtPause = await settled(ids[0]!);
     await sleep(4000);
     expect(await deadLetters()).toBe(0);
-    await admin.query(`alter database "${database()}" reset default_transaction_read_only`);
-    await terminateBackends(admin, database());
+    await faults.admin.query(`alter database "${faults.database()}" reset default_transaction_read_only`);
+    await terminateBackends(faults.admin, faults.database());
     await waitFor(async () => (await settled(ids[0]!)) >= 12_000 && (await settled(ids[1]!)) >= 12_000, 'both batches settled', 120_000);
     expect(await worker.stop()).toBe(0);
 
@@ -118,9 +104,9 @@ describe('infrastructure faults pause the worker; they never dead-letter healthy
     expect(output).toContain('PostgreSQL works again: resuming');
     expect(output).not.toMatch(/failed for good|dead-lettered|will be retried/);
     expect(await deadLetters()).toBe(0);
-    const { rows } = await queryRetrying<{ n: number }>(pool, `select count(*)::int as n from reward_chunks where completed_at is null`);
+    const { rows } = await queryRetrying<{ n: number }>(faults.pool, `select count(*)::int as n from reward_chunks where completed_at is null`);
     expect(rows[0]!.n).toBe(0);
-    const books = await reconcile(pool, { strict: true });
+    const books = await reconcile(faults.pool, { strict: true });
     expect(books.mismatches).toEqual([]);
     expect(books.rewards).toMatchObject({ deadLettered: 0, unsettled: 0 });
     expect(books.rewards.applied).toBe(books.rewards.total);

@@ -1,28 +1,14 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type pg from 'pg';
+import { describe, expect, it } from 'vitest';
 import { reconcile } from '../src/reconcile/reconcile.js';
 import { useTestEnvironment } from './support/environment.js';
+import { useFaultPools } from './support/fault-pools.js';
 import { rewardRows, settledRewards } from './support/batches.js';
-import { queryRetrying, resilientPool, startWindfall, terminateBackends, waitFor } from './support/redis-servers.js';
+import { queryRetrying, startWindfall, terminateBackends, waitFor, waitForStarted } from './support/redis-servers.js';
 
 const env = useTestEnvironment();
-let admin: pg.Pool;
-let pool: pg.Pool;
-const database = (): string => new URL(env.databaseUrl).pathname.slice(1);
+const faults = useFaultPools(env);
 
-beforeAll(() => {
-  // the test's own pools: terminating backends kills their idle connections too, which must not crash the test
-  const server = new URL(env.databaseUrl);
-  server.pathname = '/postgres';
-  admin = resilientPool(server.toString(), 1);
-  pool = resilientPool(env.databaseUrl, 2);
-});
-afterAll(async () => {
-  await admin.end();
-  await pool.end();
-});
-
-const settled = (batchId: string): Promise<number> => settledRewards(pool, batchId);
+const settled = (batchId: string): Promise<number> => settledRewards(faults.pool, batchId);
 
 /** Large enough that the workers are still busy after several fault rounds (each waits for 1 % more progress). */
 const TOTAL = 48_000;
@@ -39,14 +25,14 @@ describe('PostgreSQL backends terminated mid-batch', () => {
     const workerEnv = env.env({ WINDFALL_CONCURRENCY: '4', LOG_LEVEL: 'info' });
     const workers = [startWindfall(['worker'], workerEnv), startWindfall(['worker'], workerEnv)];
     // both workers running before the first round: the faults are for the work, not the start-up checks
-    await waitFor(() => workers.every((worker) => worker.output().includes('worker started')), 'both workers to start', 60_000, 50);
+    await waitForStarted(workers);
     await waitFor(async () => (await settled('pgt')) >= 500, '500 rewards settled', 60_000, 50);
 
     const rounds: { settled: number; terminated: number }[] = [];
     while (rounds.length < 6) {
       const before = await settled('pgt');
       if (before >= TOTAL) break;
-      rounds.push({ settled: before, terminated: await terminateBackends(admin, database()) });
+      rounds.push({ settled: before, terminated: await terminateBackends(faults.admin, faults.database()) });
       // the next fault once the workers have made progress again (1 % of the batch), however fast this machine is
       await waitFor(async () => (await settled('pgt')) >= Math.min(TOTAL, before + TOTAL / 100), 'progress after a round of terminations', 60_000, 20);
     }
@@ -63,12 +49,12 @@ describe('PostgreSQL backends terminated mid-batch', () => {
     expect(output).toMatch(/PostgreSQL cannot work now: pausing/);
     expect(codes, output.slice(-4000)).toEqual([0, 0]);
 
-    const { rows: dead } = await queryRetrying<{ n: number }>(pool, 'select count(*)::int as n from dead_letters');
+    const { rows: dead } = await queryRetrying<{ n: number }>(faults.pool, 'select count(*)::int as n from dead_letters');
     expect(dead[0]!.n, output.slice(-3000)).toBe(0);
-    const { rows: wallets } = await queryRetrying<{ uid: string; balance: string }>(pool, 'select uid, balance::text from wallets');
+    const { rows: wallets } = await queryRetrying<{ uid: string; balance: string }>(faults.pool, 'select uid, balance::text from wallets');
     const actual = new Map(wallets.map((row) => [row.uid, BigInt(row.balance)]));
     for (const [uid, amount] of expected) expect(actual.get(uid), uid).toBe(amount);
-    const books = await reconcile(pool, { strict: true });
+    const books = await reconcile(faults.pool, { strict: true });
     expect(books.mismatches).toEqual([]);
     expect(books.rewards).toMatchObject({ total: TOTAL, applied: TOTAL, deadLettered: 0 });
     expect(books.ledgerEntries).toBe(TOTAL);

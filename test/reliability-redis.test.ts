@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { reconcile } from '../src/reconcile/reconcile.js';
 import { useTestEnvironment } from './support/environment.js';
 import { balances, rewardRows, settledRewards } from './support/batches.js';
-import { sleep, startRedisServer, startWindfall, waitFor, type RedisServer, type WindfallProcess } from './support/redis-servers.js';
+import { sleep, startRedisServer, startWindfall, waitFor, waitForStarted, type RedisServer, type WindfallProcess } from './support/redis-servers.js';
 
 const env = useTestEnvironment();
 let redis: RedisServer | undefined;
@@ -27,7 +27,7 @@ async function restartMidBatch(batchId: string, server: RedisServer, workerEnv: 
   const environment = env.env({ REDIS_URL: server.url, WINDFALL_CONCURRENCY: '2', WINDFALL_JOB_LOCK_MS: '2000', LOG_LEVEL: 'info', ...workerEnv });
   workers = [startWindfall(['worker'], environment), startWindfall(['worker'], environment)];
   // a worker still starting when Redis goes down exits (its start-up check): fault the batch, not the start-up
-  await waitFor(() => workers.every((worker) => worker.output().includes('worker started')), 'both workers to start', 60_000, 50);
+  await waitForStarted(workers);
 
   const producer = await env.open({ redisUrl: server.url, chunkSize: 100 });
   const rows = rewardRows(TOTAL, (n) => ({ rewardId: `${batchId}-${n}`, uid: `${batchId}-u${(n * 13) % 6000}`, amount: 1 + (n % 29) }));

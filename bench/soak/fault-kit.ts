@@ -275,6 +275,11 @@ export async function queryRetrying<T extends pg.QueryResultRow>(pool: pg.Pool, 
   }
 }
 
+/** Waits until every one of `workers` has logged that it started (they log at `info`). */
+export function waitForStarted(workers: readonly WindfallProcess[], timeoutMs = 60_000): Promise<void> {
+  return waitFor(() => workers.every((worker) => worker.output().includes('worker started')), `${workers.length} worker(s) to start`, timeoutMs, 50);
+}
+
 /** Polls `check` until it is true; fails naming `what` after `timeoutMs`. */
 export async function waitFor(check: () => Promise<boolean> | boolean, what: string, timeoutMs = 60_000, everyMs = 100): Promise<void> {
   const deadline = Date.now() + timeoutMs;

@@ -4,7 +4,7 @@
  * checks: every balance exact, no ledger entry twice, nothing dead-lettered, `windfall reconcile` exit 0, and exit 1
  * naming a wallet changed behind Windfall's back. Prints the figures and a JSON summary; exits 1 when a check fails.
  *
- *   npm run soak -- [--rewards 80000] [--users 20000] [--workers 2] [--concurrency 8] [--chunk-size 500] [--keep]
+ *   npm run soak -- [--rewards 80000] [--users 20000] [--workers 2] [--concurrency 2] [--users-per-transaction 8] [--chunk-size 500] [--keep]
  *
  * DATABASE_URL names the PostgreSQL server (a database of its own is created there and dropped afterwards);
  * Redis is a redis-server the script starts with AOF on a random port above 20000.
@@ -28,7 +28,9 @@ const result = await runFaultScenario({
   rewards: flag('rewards', 80_000),
   users: flag('users', 20_000),
   workers: flag('workers', 2),
-  concurrency: flag('concurrency', 8),
+  // narrow workers (two transactions of 8 users at a time): every fault lands while rewards are still being applied
+  concurrency: flag('concurrency', 2),
+  workerEnv: { WINDFALL_USERS_PER_TRANSACTION: String(flag('users-per-transaction', 8)) },
   chunkSize: flag('chunk-size', 500),
   kills: flag('kills', 2),
   pgRounds: flag('pg-rounds', 4),

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Reward } from '../rewards/reward.js';
+import { mix32 } from './hash-mix.js';
 
 /**
  * The content digest of a batch (`reward_batches.content_digest`): what "the same rewards" means when a batchId is
@@ -26,17 +27,6 @@ function rowText(reward: Reward): string {
 const LANE_MULTIPLIERS = [0x01000193, 0x5bd1e995, 0xcc9e2d51, 0x1b873593] as const;
 /** Start values of the four lanes (FNV-1a's offset basis, then arbitrary distinct constants). */
 const LANE_SEEDS = [0x811c9dc5, 0x9747b28c, 0x2f8a5b3d, 0x6c1e4f97] as const;
-
-/** murmur3's 32-bit finalizer: a bijection that spreads every input bit over the whole word. */
-function finish(value: number): number {
-  let h = value;
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
-}
 
 /**
  * The order-independent digest (`v2:` + 64 hex digits). Each reward gets a 128-bit hash (four 32-bit lanes of
@@ -66,10 +56,10 @@ export class SetDigest implements ContentDigest {
       h3 = Math.imul(h3 ^ unit, LANE_MULTIPLIERS[3]);
     }
     const lanes = this.lanes;
-    lanes[0] = lanes[0]! + finish(h0 ^ text.length);
-    lanes[1] = lanes[1]! + finish(h1 ^ text.length);
-    lanes[2] = lanes[2]! + finish(h2 ^ text.length);
-    lanes[3] = lanes[3]! + finish(h3 ^ text.length);
+    lanes[0] = lanes[0]! + mix32(h0 ^ text.length);
+    lanes[1] = lanes[1]! + mix32(h1 ^ text.length);
+    lanes[2] = lanes[2]! + mix32(h2 ^ text.length);
+    lanes[3] = lanes[3]! + mix32(h3 ^ text.length);
     this.count += 1;
   }
 

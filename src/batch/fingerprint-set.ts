@@ -1,3 +1,5 @@
+import { mix32 } from './hash-mix.js';
+
 /** Most fingerprints kept (32 MiB of tables); beyond that the set stops and answers "maybe". */
 const MAX_ENTRIES = 1 << 21;
 
@@ -28,8 +30,8 @@ export class FingerprintSet {
       a = Math.imul(a ^ code, 0x01000193);
       b = Math.imul(b ^ code, 0x5bd1e995);
     }
-    a = mix(a) || 1; // 0 marks an empty slot
-    b = mix(b ^ text.length);
+    a = mix32(a) || 1; // 0 marks an empty slot
+    b = mix32(b ^ text.length);
     if (this.size * 2 >= this.first.length) this.grow();
     if (this.insert(a, b)) this.size += 1;
     else this.maybeRepeats = true;
@@ -58,12 +60,3 @@ export class FingerprintSet {
   }
 }
 
-function mix(value: number): number {
-  let h = value;
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
-}

@@ -1,13 +1,13 @@
 import type pg from 'pg';
 import { shardOf } from '../queue/shard-routing.js';
-import { validateReward } from '../rewards/reward.js';
 import type { SourceRecord } from '../rewards/reward-sources.js';
 import { BatchValidationError } from './batch-errors.js';
 import { SetDigest } from './content-digest.js';
 import { copyIn } from './copy-in.js';
 import { CopyBuffer, copyText, rowsOfCopyText } from './copy-text.js';
 import { FingerprintSet } from './fingerprint-set.js';
-import { LISTED_ERRORS, RowErrorReport } from './row-error-report.js';
+import { BatchReader } from './batch-reader.js';
+import { LISTED_ERRORS } from './row-error-report.js';
 
 /** Rows sent to PostgreSQL per insert when a chunk has to be inserted row-checked (it repeats a user's rewardId). */
 const STAGE_ROWS_PER_INSERT = 5000;
@@ -143,9 +143,9 @@ export async function stageBatch(pool: pg.Pool, records: AsyncIterable<SourceRec
       return existing;
     }
 
-    const report = new RowErrorReport();
+    const reader = new BatchReader(options.maxRows);
+    const { report } = reader;
     const digest = new SetDigest();
-    let rowsRead = 0;
     let chunkCount = 0;
     const copy = new CopyBuffer();
     const batchText = copyText(options.batchId);
@@ -211,20 +211,8 @@ export async function stageBatch(pool: pg.Pool, records: AsyncIterable<SourceRec
     };
 
     for await (const record of records) {
-      rowsRead += 1;
-      if (rowsRead > options.maxRows) {
-        throw new BatchValidationError(report, rowsRead, `batch refused: it has more than ${options.maxRows} rewards (WINDFALL_MAX_BATCH_ROWS); split it into smaller batches`);
-      }
-      if (record.error) {
-        report.addRow([record.error]);
-        continue;
-      }
-      const check = validateReward(record.value, record.row);
-      if (!check.ok) {
-        report.addRow(check.errors);
-        continue;
-      }
-      const { reward } = check;
+      const reward = reader.accept(record);
+      if (!reward) continue;
       const description = reward.description;
       digest.add(reward);
       seen.add(reward.rewardId);
@@ -232,7 +220,7 @@ export async function stageBatch(pool: pg.Pool, records: AsyncIterable<SourceRec
         `${batchText}\t${shardOf(reward.uid, options.shards)}\t${copyText(reward.uid)}\t${copyText(reward.rewardId)}\t${record.row}\t${reward.amount}\t${description === null ? '\\N' : copyText(description)}`,
       );
       chunkCount += 1;
-      if (chunkCount >= chunkRows(rowsRead)) await flush();
+      if (chunkCount >= chunkRows(reader.rowsRead)) await flush();
     }
     await flush();
     await staging;
@@ -244,10 +232,7 @@ export async function stageBatch(pool: pg.Pool, records: AsyncIterable<SourceRec
       }
       report.addCounted('rewardId', 'repeated_reward_id', (repeats[0]?.total ?? 0) - repeats.length);
     }
-    if (rowsRead === 0 && report.totalErrors === 0) {
-      throw new BatchValidationError([], 0, 'batch refused: it has no rewards');
-    }
-    if (report.totalErrors > 0) throw new BatchValidationError(report, rowsRead);
+    reader.refuseIfInvalid();
 
     // the rows were just written, so the planner guesses their number low and sorts them after a bitmap scan; read
     // in the primary key's order instead (already by shard and uid): 253 → 129 ms for 100,000 rows
@@ -260,7 +245,7 @@ export async function stageBatch(pool: pg.Pool, records: AsyncIterable<SourceRec
          chunks = (select count(*) from reward_chunks where batch_id = $1),
          content_digest = $2
        where batch_id = $1 returning *`,
-      [options.batchId, digest.value(), rowsRead],
+      [options.batchId, digest.value(), reader.rowsRead],
     );
     await client.query('commit');
     return batchRow(updated.rows[0] as Record<string, unknown>, true);

@@ -1,5 +1,6 @@
 import type { Logger } from '../log/logger.js';
 import type { Windfall } from '../runtime/windfall.js';
+import { withTimeout } from '../concurrency/with-timeout.js';
 
 /** The services `/readyz` checks. */
 export type ReadinessCheckName = 'redis' | 'postgres';
@@ -26,21 +27,6 @@ export const PUBLIC_FAILURE: Readonly<Record<ReadinessCheckName, string>> = {
   redis: 'Redis does not answer',
   postgres: 'PostgreSQL does not answer',
 };
-
-/** `work`, or a rejection `no answer within <ms> ms` once `ms` have passed. */
-export async function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      work,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /**
  * The readiness checks of `windfall serve`: PING Redis and `select 1` on PostgreSQL, each within `timeoutMs`.

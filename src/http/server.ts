@@ -16,7 +16,8 @@ import type { Principal } from './auth.js';
 import { TokenGuard } from './auth.js';
 import { registerDashboard } from './dashboard.js';
 import { openApiDocument } from './openapi.js';
-import { ReadinessChecks, withTimeout } from './readiness.js';
+import { withTimeout } from '../concurrency/with-timeout.js';
+import { ReadinessChecks } from './readiness.js';
 import {
   batchIdParams,
   deadLetterIdParams,

@@ -41,7 +41,7 @@ returning (select n from delta) as inserted, balance,
  * Credits as a VALUES list of `rows` rows. Parameters: $1 uid, $2 batch id, then per row (id, amount, kind,
  * description) from $3 on.
  */
-export function creditsValuesSql(rows: number): string {
+function creditsValuesSql(rows: number): string {
   const values = Array.from({ length: rows }, (_, i) => {
     const p = 3 + i * 4;
     return `($1, $${p}, $${p + 1}::int8, $${p + 2}, $2, $${p + 3})`;

@@ -1,11 +1,12 @@
 import type pg from 'pg';
 import type { DatabaseErrorKind } from '../db/pg-errors.js';
 import { classifyDatabaseError } from '../db/pg-errors.js';
-import { retryConflicts, withJitter } from '../db/retry.js';
+import { withJitter } from '../db/retry.js';
 import { abortableSleep } from '../lock/abortable-sleep.js';
 import type { Logger } from '../log/logger.js';
 import type { WindfallMetrics } from '../metrics/metrics.js';
 import type { ServiceGate } from './service-gate.js';
+import { databaseStep } from './service-gate.js';
 import type { JudgedRow, SettlementRow } from './settlement-sql.js';
 import { JUDGE_CHUNK_USERS_SQL, JUDGE_REPLAYS_SQL, SETTLE_CHUNK_USERS_SQL, SETTLE_REPLAYS_SQL } from './settlement-sql.js';
 import type { ConflictingReward, UserFailure, UserOutcome, UserTask } from './user-task.js';
@@ -359,10 +360,7 @@ export class GroupSettlement {
    */
   private async judge(tasks: readonly UserTask[]): Promise<Map<string, Judgement>> {
     const query = this.statementOf(tasks, true);
-    const { rows } = await this.options.gate.run(
-      () => retryConflicts(() => this.options.pool.query<JudgedRow>(query), { signal: this.options.signal }),
-      this.options.signal,
-    );
+    const { rows } = await databaseStep(this.options.gate, () => this.options.pool.query<JudgedRow>(query), this.options.signal);
     const judged = new Map<string, Judgement>();
     for (const row of rows) {
       let judgement = judged.get(row.uid);

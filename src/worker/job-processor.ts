@@ -1,7 +1,6 @@
 import { DelayedError, type Job } from 'bullmq';
 import type pg from 'pg';
 import { refreshStoredStatus } from '../batch/batch-status.js';
-import { retryConflicts } from '../db/retry.js';
 import type { DeadLetterEntry } from '../dead-letters/dead-letter-store.js';
 import { claimReplay } from '../dead-letters/dead-letter-store.js';
 import type { ChunkDeadLetter, ReplayDeadLetter, WrittenDeadLetter } from '../dead-letters/dead-letter-writer.js';
@@ -14,6 +13,7 @@ import type { Admission } from './admission.js';
 import type { JobWork } from './job-work.js';
 import { loadChunkWork, loadReplayWork } from './job-work.js';
 import type { ServiceGate } from './service-gate.js';
+import { databaseStep } from './service-gate.js';
 import type { SettlementPipeline } from './settlement-pipeline.js';
 import type { UserFailure, UserOutcome, UserTask } from './user-task.js';
 
@@ -118,7 +118,7 @@ export async function processRewardJob(context: ProcessorContext, job: Job<Rewar
   const { signal } = context;
   /** A job-level database step: waits out PostgreSQL outages, runs again after clashes. */
   const step = <T>(run: () => Promise<T>): Promise<T> =>
-    context.postgresGate.run(() => retryConflicts(run, { signal }), signal).catch((error: unknown) => {
+    databaseStep(context.postgresGate, run, signal).catch((error: unknown) => {
       throw signal.aborted ? new StoppingError('worker stopping', { cause: error }) : error;
     });
 

@@ -1,6 +1,7 @@
 import { setMaxListeners } from 'node:events';
 import { Worker, type Job } from 'bullmq';
 import type pg from 'pg';
+import { withTimeout } from '../concurrency/with-timeout.js';
 import type { DeadLetterEntry } from '../dead-letters/dead-letter-store.js';
 import type { LockPolicy } from '../lock/lock-policy.js';
 import type { Logger } from '../log/logger.js';
@@ -171,15 +172,9 @@ export class RewardWorker {
         this.abort.abort(new Error('worker stopped'));
         // giving back locks needs Redis, ending the settlement pool waits for its statements: neither may hold the
         // exit of a worker whose servers do not answer (the locks expire by their TTL)
-        let closeTimer: NodeJS.Timeout | undefined;
-        const closed = await Promise.race([
-          this.settlement.close().then(() => true),
-          new Promise<false>((resolve) => {
-            closeTimer = setTimeout(() => resolve(false), SETTLEMENT_CLOSE_WAIT_MS);
-          }),
-        ]);
-        clearTimeout(closeTimer);
-        if (!closed) this.options.logger.warn({ waitedMs: SETTLEMENT_CLOSE_WAIT_MS }, 'user locks and settlement connections not closed in time; leaving them (locks expire by their TTL)');
+        await withTimeout(this.settlement.close(), SETTLEMENT_CLOSE_WAIT_MS).catch(() =>
+          this.options.logger.warn({ waitedMs: SETTLEMENT_CLOSE_WAIT_MS }, 'user locks and settlement connections not closed in time; leaving them (locks expire by their TTL)'),
+        );
       } finally {
         clearTimeout(timer);
       }

@@ -1,3 +1,5 @@
+import { withTimeout } from '../concurrency/with-timeout.js';
+import { retryConflicts } from '../db/retry.js';
 import type { Logger } from '../log/logger.js';
 import type { WindfallMetrics } from '../metrics/metrics.js';
 
@@ -99,21 +101,13 @@ export class ServiceGate {
     while (this.pausedSince !== null && !this.ended) {
       await sleep(delay * (0.8 + Math.random() * 0.4));
       if (this.ended) return;
-      let timer: NodeJS.Timeout | undefined;
       try {
-        await Promise.race([
-          this.options.probe(),
-          new Promise((_, reject) => {
-            timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
-          }),
-        ]);
+        await withTimeout(this.options.probe(), timeoutMs);
         this.resume();
         return;
       } catch (error) {
         this.lastFault = this.describe(error);
         delay = Math.min(delay * 2, max);
-      } finally {
-        clearTimeout(timer);
       }
       if (Date.now() - lastSummary >= summaryEvery) {
         lastSummary = Date.now();
@@ -191,4 +185,12 @@ export class ServiceGate {
     this.waiters = [];
     for (const waiter of waiters) waiter.reject(new GateClosedError(`${this.options.service} gate closed: the worker is stopping`));
   }
+}
+
+/**
+ * A database step of the worker: waits out PostgreSQL outages through `gate` (however long) and runs the step again
+ * after clashes with concurrent work ({@link retryConflicts}). The step must be idempotent.
+ */
+export function databaseStep<T>(gate: ServiceGate, step: () => Promise<T>, signal: AbortSignal): Promise<T> {
+  return gate.run(() => retryConflicts(step, { signal }), signal);
 }

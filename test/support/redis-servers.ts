@@ -20,6 +20,7 @@ export {
   startWindfall,
   terminateBackends,
   waitFor,
+  waitForStarted,
   type RedisServer,
   type WindfallProcess,
 } from '../../bench/soak/fault-kit.js';
