@@ -5,11 +5,6 @@ import { createLogger, scrubSecrets } from '../log/logger.js';
 import { CsvHeaderError } from '../rewards/reward-sources.js';
 import { FileEncodingError } from '../rewards/line-reader.js';
 import { ServiceUnavailableError } from '../runtime/service-check.js';
-import { enqueueFile, waitForBatch } from './commands/enqueue.js';
-import { migrateDatabase } from './commands/migrate.js';
-import { describeBatch, describeWallets, readBatch, readWallets } from './commands/read-commands.js';
-import { runWorker } from './commands/worker.js';
-import { runDemo } from './commands/demo.js';
 import { registerOperatorCommands } from './commands/operator-commands.js';
 import { registerServeCommand } from './commands/serve-command.js';
 import { registerReconcileCommand } from './commands/reconcile-command.js';
@@ -45,6 +40,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .option('--json', 'print a JSON document')
     .action(async (options: { json?: boolean }, command: Command) => {
       const { config, logger } = resolveConfig(globals(command));
+      const { migrateDatabase } = await import('./commands/migrate.js');
       const report = await migrateDatabase(config, logger);
       if (options.json) printJson(report);
       else {
@@ -61,6 +57,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .option('--metrics-port <port>', 'serve Prometheus metrics on this port', wholeNumber('--metrics-port', 1))
     .action(async (options: { shards?: string; concurrency?: number; metricsPort?: number }, command: Command) => {
       const parent = command.parent?.opts<GlobalFlags>() ?? {};
+      const { runWorker } = await import('./commands/worker.js');
       await withWindfall(
         parent,
         (windfall) => runWorker(windfall, { ...(options.shards !== undefined ? { shards: options.shards } : {}), ...(options.metricsPort !== undefined ? { metricsPort: options.metricsPort } : {}) }),
@@ -77,8 +74,11 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .option('--wait', 'show progress until the batch is done; exit 1 if anything was dead-lettered')
     .option('--json', 'print a JSON document')
     .action(async (options: { file: string; format?: string; batchId?: string; wait?: boolean; json?: boolean }, command: Command) => {
-      await withWindfall(globals(command), async (windfall) => {
-        const result = await enqueueFile(windfall, options);
+      // the command's own light path (no worker, wallet or metrics code): see withEnqueueSession
+      const { config, logger } = resolveConfig(globals(command));
+      const { enqueueFile, waitForBatch, withEnqueueSession } = await import('./commands/enqueue.js');
+      await withEnqueueSession(config, logger, async ({ producer, pool }) => {
+        const result = await enqueueFile(producer, options);
         if (!result.created) printNote(`batch ${result.batchId} was already enqueued: nothing new was enqueued`);
         if (!options.wait) {
           if (options.json) printJson({ batchId: result.batchId, total: result.total });
@@ -86,9 +86,10 @@ export function buildProgram(setExit: (code: number) => void): Command {
           return;
         }
         if (!options.json) printNote(`batch ${result.batchId}: ${result.total} rewards for ${result.users} users in ${result.chunks} jobs`);
-        const report = await waitForBatch(windfall, result.batchId);
+        const report = await waitForBatch(pool, result.batchId);
         if (options.json) printJson(report);
         else {
+          const { describeBatch } = await import('./commands/read-commands.js');
           printLine(result.batchId);
           printNote(describeBatch(report));
         }
@@ -105,6 +106,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .argument('<batchId>')
     .option('--json', 'print a JSON document')
     .action(async (batchId: string, options: { json?: boolean }, command: Command) => {
+      const { describeBatch, readBatch } = await import('./commands/read-commands.js');
       await withWindfall(globals(command), async (windfall) => {
         const report = await readBatch(windfall, batchId);
         if (options.json) printJson(report);
@@ -119,6 +121,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .option('--limit <n>', 'ledger entries per user', wholeNumber('--limit', 0), 10)
     .option('--json', 'print a JSON document')
     .action(async (uids: string[], options: { json?: boolean; limit: number }, command: Command) => {
+      const { describeWallets, readWallets } = await import('./commands/read-commands.js');
       await withWindfall(globals(command), async (windfall) => {
         const wallets = await readWallets(windfall, uids, options.limit);
         if (options.json) printJson(wallets);
@@ -133,6 +136,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .option('--users <n>', 'users in the sample batch', wholeNumber('--users', 1), 5_000)
     .option('--json', 'print the summary as a JSON document')
     .action(async (options: { rewards: number; users: number; json?: boolean }, command: Command) => {
+      const { runDemo } = await import('./commands/demo.js');
       const ok = await runDemo(globals(command), options);
       if (!ok) setExit(EXIT.FAILED);
     });

@@ -15,10 +15,23 @@ import type { WindfallQueues } from './windfall-queues.js';
 /** Chunk jobs handed to BullMQ per call. */
 const JOBS_PER_ADD = 500;
 
+/**
+ * Shard queues made only once a batch is ready to be handed over: the batch is cut into chunks (by `shards`) before
+ * they exist, and `load` runs while PostgreSQL finishes recording the batch (a command line process loads BullMQ
+ * then, off its critical path).
+ */
+export interface DeferredQueues {
+  /** WINDFALL_SHARDS. */
+  readonly shards: number;
+  /** Makes the queues; called at most once per producer. */
+  readonly load: () => Promise<WindfallQueues>;
+}
+
 /** What the producer needs. */
 export interface ProducerOptions {
   readonly pool: pg.Pool;
-  readonly queues: WindfallQueues;
+  /** The shard queues, or how to make them when the first batch is handed over. */
+  readonly queues: WindfallQueues | DeferredQueues;
   /** Rewards per shard job. Default 2000. */
   readonly chunkSize?: number;
   /** Longest accepted batch. Default 10,000,000. */
@@ -50,9 +63,22 @@ export interface EnqueueResult {
  */
 export class RewardProducer {
   private readonly logger: Logger;
+  private loadedQueues: Promise<WindfallQueues> | undefined;
 
   constructor(private readonly options: ProducerOptions) {
     this.logger = options.logger ?? silentLogger();
+  }
+
+  private get shards(): number {
+    const { queues } = this.options;
+    return 'load' in queues ? queues.shards : queues.settings.shards;
+  }
+
+  /** The shard queues (made on the first call when deferred). */
+  private queues(): Promise<WindfallQueues> {
+    const { queues } = this.options;
+    this.loadedQueues ??= 'load' in queues ? queues.load() : Promise.resolve(queues);
+    return this.loadedQueues;
   }
 
   /**
@@ -75,9 +101,11 @@ export class RewardProducer {
       (await findBatch(this.options.pool, batchId)) ??
       (await stageBatch(this.options.pool, records, {
         batchId,
-        shards: this.options.queues.settings.shards,
+        shards: this.shards,
         chunkSize: this.options.chunkSize ?? 2000,
         maxRows,
+        // deferred queues are made while PostgreSQL plans the chunks (a failure shows at the hand-over)
+        onRowsRead: () => void this.queues().catch(() => undefined),
       }));
     if (!staged.created) {
       await confirmSameContent(records, staged, { maxRows });
@@ -133,6 +161,7 @@ export class RewardProducer {
         [batch.batchId, after, JOBS_PER_ADD],
       );
       if (rows.length === 0) break;
+      const queues = await this.queues();
       const byShard = new Map<number, ChunkJobData[]>();
       for (const row of rows) {
         const list = byShard.get(row.shard) ?? [];
@@ -141,7 +170,7 @@ export class RewardProducer {
       }
       await Promise.all(
         [...byShard].map(([shard, jobs]) =>
-          this.options.queues
+          queues
             .shard(shard)
             .addBulk(jobs.map((data) => ({ name: 'chunk', data, opts: { jobId: chunkJobId(data.batchId, data.chunkNo) } }))),
         ),

@@ -2,19 +2,9 @@ import { Queue, type JobsOptions } from 'bullmq';
 import type { Cluster, Redis } from 'ioredis';
 import type { RewardJobData } from './job-data.js';
 import { deadLetterQueueName, shardQueueName } from './queue-names.js';
+import type { QueueSettings } from './queue-settings.js';
 
-/** Where the queues live. */
-export interface QueueSettings {
-  /** Key prefix (BullMQ's `prefix`). */
-  readonly prefix: string;
-  readonly shards: number;
-  /** Hash-tag queue names for Redis Cluster. */
-  readonly cluster: boolean;
-  /** Attempts of a shard job. */
-  readonly jobAttempts: number;
-  /** First retry delay of a shard job (exponential). */
-  readonly jobBackoffMs: number;
-}
+export type { QueueSettings } from './queue-settings.js';
 
 /** Options every shard job gets: attempts with exponential backoff; finished jobs are trimmed (PostgreSQL keeps the record). */
 export function shardJobOptions(settings: QueueSettings): JobsOptions {

@@ -1,30 +1,21 @@
 import type { WindfallConfig } from '../config/config.js';
 import type { WindfallDatabase } from '../db/database.js';
-import { connectDatabase } from '../db/database.js';
 import { DeadLetterQueue } from '../dead-letters/dead-letter-queue.js';
 import type { Logger } from '../log/logger.js';
 import { WindfallMetrics } from '../metrics/metrics.js';
-import { connectRedis, type RedisClient } from '../queue/redis-connection.js';
+import type { RedisClient } from '../queue/redis-connection.js';
 import { RecoveryWatchdog } from '../reconcile/recovery-watchdog.js';
 import { RewardProducer } from '../queue/reward-producer.js';
 import { WindfallQueues } from '../queue/windfall-queues.js';
+import { queueSettingsOf } from '../queue/queue-settings.js';
 import { WalletService } from '../wallet/wallet-service.js';
 import { RewardWorker } from '../worker/reward-worker.js';
-import { checkPostgres, checkRedis } from './service-check.js';
+import { openConnections, quitRedis, type ConnectionOptions } from './connections.js';
 
 /** Options of {@link openWindfall}. */
-export interface OpenOptions {
-  /**
-   * PostgreSQL connections of the pool (loads, bookkeeping, the wallet library). Default ⌈concurrency / 2⌉ + 4.
-   * A worker also opens one connection per concurrency slot for its settlement transactions (see RewardWorker).
-   */
-  readonly poolSize?: number;
+export interface OpenOptions extends ConnectionOptions {
   /** Default: a fresh registry. */
   readonly metrics?: WindfallMetrics;
-  /** Check that Redis and PostgreSQL answer (and the schema exists) before returning. Default true. */
-  readonly checkServices?: boolean;
-  /** PostgreSQL schema to use (tests). */
-  readonly schema?: string;
 }
 
 /**
@@ -47,13 +38,7 @@ export class Windfall {
     readonly redis: RedisClient,
     readonly metrics: WindfallMetrics,
   ) {
-    this.queues = new WindfallQueues(redis, {
-      prefix: config.prefix,
-      shards: config.shards,
-      cluster: config.redisCluster,
-      jobAttempts: config.jobAttempts,
-      jobBackoffMs: config.jobBackoffMs,
-    });
+    this.queues = new WindfallQueues(redis, queueSettingsOf(config));
     this.producer = new RewardProducer({
       pool: database.pool,
       queues: this.queues,
@@ -129,34 +114,8 @@ export class Windfall {
   }
 }
 
-/** QUIT, or a hard disconnect when Redis does not answer within 2 s (it may be down). */
-async function quitRedis(redis: RedisClient): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    await Promise.race([redis.quit(), new Promise((resolve) => (timer = setTimeout(resolve, 2000)))]);
-  } finally {
-    clearTimeout(timer);
-    redis.disconnect();
-  }
-}
-
 /** Opens connections as `config` says and (by default) checks that both services answer. */
 export async function openWindfall(config: WindfallConfig, logger: Logger, options: OpenOptions = {}): Promise<Windfall> {
-  const database = connectDatabase(config.databaseUrl, {
-    poolSize: options.poolSize ?? Math.ceil(config.concurrency / 2) + 4,
-    logger,
-    ...(options.schema ? { schema: options.schema } : {}),
-  });
-  const redis = connectRedis(config.redisUrl, logger, 'windfall', { cluster: config.redisCluster, clusterNodes: config.redisClusterNodes });
-  const windfall = new Windfall(config, logger, database, redis, options.metrics ?? new WindfallMetrics());
-  if (options.checkServices ?? true) {
-    try {
-      await Promise.all([checkRedis(redis, config.redisUrl), checkPostgres(database.pool, config.databaseUrl)]);
-    } catch (error) {
-      redis.disconnect();
-      await database.close().catch(() => undefined);
-      throw error;
-    }
-  }
-  return windfall;
+  const { database, redis } = await openConnections(config, logger, options);
+  return new Windfall(config, logger, database, redis, options.metrics ?? new WindfallMetrics());
 }

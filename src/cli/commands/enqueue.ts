@@ -1,13 +1,59 @@
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
+import type pg from 'pg';
 import { getBatchReport } from '../../batch/batch-status.js';
 import type { BatchReport } from '../../batch/batch-status.js';
-import type { EnqueueResult } from '../../queue/reward-producer.js';
+import type { WindfallConfig } from '../../config/config.js';
+import type { Logger } from '../../log/logger.js';
+import { queueSettingsOf } from '../../queue/queue-settings.js';
+import { RewardProducer, type EnqueueResult } from '../../queue/reward-producer.js';
+import type { WindfallQueues } from '../../queue/windfall-queues.js';
 import type { RewardFileFormat } from '../../rewards/reward-sources.js';
 import { formatFromFileName, readRewardFile } from '../../rewards/reward-sources.js';
-import type { Windfall } from '../../runtime/windfall.js';
+import { openConnections, quitRedis } from '../../runtime/connections.js';
 import { UsageError } from '../exit-codes.js';
 import { watchBatch } from '../progress.js';
+
+/** What `windfall enqueue` works with: the PostgreSQL pool and a producer. */
+export interface EnqueueSession {
+  readonly pool: pg.Pool;
+  readonly producer: RewardProducer;
+}
+
+/**
+ * Opens what `windfall enqueue` needs, checks that Redis and PostgreSQL answer, runs `run`, and closes everything.
+ * Lighter than {@link openWindfall}: the command is on the batch's critical path (file → applied), so BullMQ is loaded
+ * only while PostgreSQL finishes recording the batch, and nothing of the worker, wallet or metrics is loaded at all.
+ */
+export async function withEnqueueSession<T>(config: WindfallConfig, logger: Logger, run: (session: EnqueueSession) => Promise<T>): Promise<T> {
+  const { database, redis } = await openConnections(config, logger);
+  let queues: WindfallQueues | undefined;
+  const producer = new RewardProducer({
+    pool: database.pool,
+    queues: {
+      shards: config.shards,
+      load: async () => {
+        const { WindfallQueues } = await import('../../queue/windfall-queues.js');
+        queues = new WindfallQueues(redis, queueSettingsOf(config));
+        return queues;
+      },
+    },
+    chunkSize: config.chunkSize,
+    maxBatchRows: config.maxBatchRows,
+    handOverTimeoutMs: config.handOverTimeoutMs,
+    logger,
+  });
+  try {
+    return await run({ pool: database.pool, producer });
+  } finally {
+    const steps: [string, () => Promise<unknown>][] = [
+      ['queues', async () => queues?.close()],
+      ['redis', () => quitRedis(redis)],
+      ['postgres', () => database.close()],
+    ];
+    for (const [name, step] of steps) await step().catch((error: unknown) => logger.warn({ err: error, step: name }, 'error while closing'));
+  }
+}
 
 /** Flags of `windfall enqueue`. */
 export interface EnqueueFlags {
@@ -44,16 +90,16 @@ export async function openRewardFile(file: string, format?: string): Promise<{ s
 }
 
 /** Validates and enqueues a reward file as one batch. */
-export async function enqueueFile(windfall: Windfall, flags: EnqueueFlags): Promise<EnqueueResult> {
+export async function enqueueFile(producer: RewardProducer, flags: EnqueueFlags): Promise<EnqueueResult> {
   const { stream, format } = await openRewardFile(flags.file, flags.format);
-  return windfall.producer.enqueue(readRewardFile(stream, format), flags.batchId !== undefined ? { batchId: flags.batchId } : {});
+  return producer.enqueue(readRewardFile(stream, format), flags.batchId !== undefined ? { batchId: flags.batchId } : {});
 }
 
 /** Shows progress until nothing of the batch is pending; returns the final report. */
-export async function waitForBatch(windfall: Windfall, batchId: string, signal?: AbortSignal): Promise<BatchReport> {
+export async function waitForBatch(pool: pg.Pool, batchId: string, signal?: AbortSignal): Promise<BatchReport> {
   return watchBatch(
     async () => {
-      const report = await getBatchReport(windfall.database.pool, batchId);
+      const report = await getBatchReport(pool, batchId);
       if (!report) throw new Error(`batch ${batchId} disappeared while waiting`);
       return report;
     },

@@ -1,6 +1,4 @@
 import { InvalidArgumentError, type Command } from 'commander';
-import { WindfallMetrics } from '../../metrics/metrics.js';
-import { openWindfall } from '../../runtime/windfall.js';
 import type { CommandRegistry } from '../context.js';
 import { resolveConfig } from '../context.js';
 import { UsageError } from '../exit-codes.js';
@@ -54,10 +52,14 @@ export function registerServeCommand(program: Command, registry: CommandRegistry
         if (token !== undefined && token.length < 16) logger.warn({ variable: name }, `${name} is shorter than 16 characters: use a long random token (for example \`openssl rand -hex 32\`)`);
       }
 
+      // loaded here so that other commands do not pay for Windfall's services, fastify and Bull Board at start-up
+      const [{ WindfallMetrics }, { openWindfall }, { buildHttpServer }] = await Promise.all([
+        import('../../metrics/metrics.js'),
+        import('../../runtime/windfall.js'),
+        import('../../http/server.js'),
+      ]);
       const windfall = await openWindfall(config, logger, { metrics: new WindfallMetrics({ defaultMetrics: true }) });
       try {
-        // loaded here so that other commands do not pay for fastify and Bull Board at start-up
-        const { buildHttpServer } = await import('../../http/server.js');
         const app = await buildHttpServer(windfall, { apiToken: config.apiToken, adminToken: config.adminToken, bodyLimit: config.httpBodyLimit });
         const stopped = stopSignal((signal) => logger.error({ signal }, 'second signal: exiting without waiting for requests'));
         await app.listen({ port: options.port, host: options.host });
