@@ -129,6 +129,48 @@ describe('group settlement: many users per transaction, each user all or nothing
     expect(await ledgerMismatches(env.pool)).toEqual([]);
   });
 
+  it('two users of one group with the same rewardId, and a rewardId another transaction commits for another user mid-statement: each inserted once, the rest judged conflicts', async () => {
+    // two batches that disagree about who gets gd-same, settled in the same group
+    const first = await stage('gd1', [
+      { rewardId: 'gd-same', uid: 'gd-a', amount: 5 },
+      { rewardId: 'gd-a2', uid: 'gd-a', amount: 1 },
+    ]);
+    const second = await stage('gd2', [
+      { rewardId: 'gd-same', uid: 'gd-b', amount: 5 },
+      { rewardId: 'gd-late', uid: 'gd-b', amount: 2 },
+      { rewardId: 'gd-b2', uid: 'gd-b', amount: 3 },
+    ]);
+    const tasks = [...first, ...second];
+    const other = await env.pool.connect();
+    try {
+      // another transaction writes gd-late for another user and commits while the group's statement waits for it
+      await other.query('begin');
+      await other.query(`insert into ledger_entries (uid, operation_id, amount, kind) values ('gd-c', 'gd-late', 2, 'credit')`);
+      await other.query(`insert into wallets (uid, balance) values ('gd-c', 2)`);
+      sent = 0;
+      const settling = settlement().settleAll(tasks);
+      await eventually(async () => {
+        const { rows } = await env.pool.query(`select 1 from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'`);
+        return rows.length > 0;
+      }, 'the settlement statement to wait for the other transaction');
+      await other.query('commit');
+      const [a, b] = await settling;
+      expect(a).toMatchObject({ kind: 'settled', applied: 2, duplicates: 0, conflicts: [] });
+      expect(b).toMatchObject({ kind: 'settled', applied: 1, duplicates: 0 });
+      expect(b!.kind === 'settled' && b!.conflicts.map((conflict) => [conflict.rewardId, conflict.existing.uid]).sort()).toEqual([
+        ['gd-late', 'gd-c'],
+        ['gd-same', 'gd-a'],
+      ]);
+      // the group ran again once after the unique violation, then judged the two conflicts
+      expect(sent).toBe(2);
+    } finally {
+      other.release();
+    }
+    const wallets = await balances(env.pool);
+    expect([wallets.get('gd-a'), wallets.get('gd-b'), wallets.get('gd-c')]).toEqual([6n, 3n, 2n]);
+    expect(await ledgerMismatches(env.pool)).toEqual([]);
+  });
+
   it('a wallet row held by another transaction holds up only its own user: the group is split after the wait limit', async () => {
     const tasks = await stage(
       'gh',

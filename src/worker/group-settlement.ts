@@ -15,6 +15,17 @@ import { INTERRUPTED } from './user-task.js';
 /** Waits before running a group again after a deadlock or serialization failure, ms (jittered). */
 const CLASH_RETRY_DELAYS_MS = [50, 200, 800];
 /**
+ * Times a group is run again, at once, after a rewardId it inserts was committed meanwhile by another transaction
+ * (see settlement-sql.ts); the next run's snapshot sees that row and skips it, so one is nearly always enough.
+ */
+const LEDGER_RACE_RERUNS = 5;
+
+/** The ledger insert met a rewardId that a concurrent transaction committed after the statement's snapshot. */
+function isLedgerRace(error: unknown): boolean {
+  const { code, constraint } = error as { code?: unknown; constraint?: unknown };
+  return code === '23505' && constraint === 'ledger_entries_operation_id_key';
+}
+/**
  * Times a group may fail with a statement-sized resource error (disk full 53100, out of memory 53200, a
  * configuration limit such as temp_file_limit 53400) while PostgreSQL otherwise works, before it counts as the
  * group's own failure.
@@ -133,6 +144,7 @@ export class GroupSettlement {
    */
   private async settleGroup(tasks: readonly UserTask[], deliver: DeliverOutcome, rowWait: 'limit' | 'alone' | 'held'): Promise<void> {
     let clashes = 0;
+    let races = 0;
     let resourceFaults = 0;
     const all = (outcome: UserOutcome): void => {
       for (const task of tasks) deliver(task, outcome);
@@ -161,7 +173,13 @@ export class GroupSettlement {
           this.options.logger.debug({ users: tasks.length }, 'a wallet row is held by another transaction; settling these users one by one');
           return this.settleOneByOne(tasks, deliver);
         }
-        const kind = error instanceof ConnectFailed ? 'unavailable' : classifyDatabaseError(error);
+        if (isLedgerRace(error) && races < LEDGER_RACE_RERUNS) {
+          this.options.logger.debug({ users: tasks.length, rerun: races + 1 }, 'a rewardId of the group was written meanwhile by another transaction; running the group again');
+          races += 1;
+          continue;
+        }
+        // a race that kept recurring counts as a clash with concurrent work (never as the user's own bad data)
+        const kind = error instanceof ConnectFailed ? 'unavailable' : isLedgerRace(error) ? 'retry' : classifyDatabaseError(error);
         const code = (error as { code?: unknown }).code;
         if (kind === 'unavailable' && !(typeof code === 'string' && STATEMENT_RESOURCE_CODES.has(code) && ++resourceFaults > RESOURCE_FAULTS_PER_GROUP)) {
           this.options.gate.fault(error);
