@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { compareC, PLAN_CHUNKS_SQL } from '../src/batch/chunk-plan.js';
 import { seededRandom } from '../src/runtime/seeded-random.js';
+import { loadChunkWork } from '../src/worker/job-work.js';
 import { useTestEnvironment } from './support/environment.js';
 
 const env = useTestEnvironment();
@@ -43,6 +44,19 @@ describe('chunk plan counted while reading', () => {
       `select chunk_no, shard, first_uid, last_uid, users, rewards from reward_chunks where batch_id = 'cp-batch' order by chunk_no`,
     );
     expect(planned.rows.length).toBeGreaterThan(50);
+    // each chunk's recorded users are its staged users, in "C" order, with their reward counts
+    const users = await env.pool.query<{ chunk_no: number; uids: string[]; user_rewards: number[]; staged_uids: string[]; staged_rewards: number[] }>(
+      `select c.chunk_no, c.uids, c.user_rewards,
+              array_agg(s.uid order by s.uid) as staged_uids, array_agg(s.n order by s.uid) as staged_rewards
+       from reward_chunks c
+       join (select shard, uid, count(*)::int as n from reward_batch_items where batch_id = 'cp-batch' group by shard, uid) s
+         on s.shard = c.shard and s.uid between c.first_uid and c.last_uid
+       where c.batch_id = 'cp-batch' group by c.chunk_no, c.uids, c.user_rewards order by c.chunk_no`,
+    );
+    expect(users.rows).toHaveLength(planned.rows.length);
+    for (const chunk of users.rows) {
+      expect([chunk.chunk_no, chunk.uids, chunk.user_rewards]).toEqual([chunk.chunk_no, chunk.staged_uids, chunk.staged_rewards]);
+    }
 
     // what the SQL plan makes of the same staged rows (in a transaction rolled back)
     const client = await env.pool.connect();
@@ -58,5 +72,23 @@ describe('chunk plan counted while reading', () => {
       await client.query('rollback');
       client.release();
     }
+  });
+});
+
+describe('chunk loads', () => {
+  it('a chunk without recorded users (planned by PostgreSQL, or staged before migration 0003) loads the same users from its staged rows', async () => {
+    const windfall = await env.open({ recoveryIntervalMs: 0, chunkSize: 25 });
+    const rewards = Array.from({ length: 400 }, (_, n) => ({ rewardId: `cl-${n}`, uid: uidOf(n % 90), amount: 1 + (n % 3) }));
+    const batch = await windfall.producer.enqueueRewards(rewards, { batchId: 'cl-batch' });
+    const load = async (): Promise<unknown[]> => {
+      const works = [];
+      for (let chunkNo = 0; chunkNo < batch.chunks; chunkNo += 1) works.push(await loadChunkWork(env.pool, 'cl-batch', chunkNo));
+      return works;
+    };
+    const recorded = await load();
+    const { rowCount } = await env.pool.query(`update reward_chunks set uids = null, user_rewards = null where batch_id = 'cl-batch'`);
+    expect(rowCount).toBe(batch.chunks);
+    expect(await load()).toEqual(recorded);
+    expect(recorded.flatMap((work) => (work as { tasks: unknown[] }).tasks)).toHaveLength(90);
   });
 });

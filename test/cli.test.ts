@@ -160,7 +160,7 @@ describe('windfall CLI', () => {
       expect([first.code, second.code], first.stderr + second.stderr).toEqual([0, 0]);
       const reports = [JSON.parse(first.stdout), JSON.parse(second.stdout)] as { created: boolean; applied: string[] }[];
       expect(reports.filter((r) => r.created)).toHaveLength(1);
-      expect(reports.flatMap((r) => r.applied)).toEqual(['0001_ledger', '0002_replay_lookup']);
+      expect(reports.flatMap((r) => r.applied)).toEqual(['0001_ledger', '0002_replay_lookup', '0003_chunk_users']);
       const again = await runCli(['migrate', '--json'], env.env({ DATABASE_URL: fresh }));
       expect(JSON.parse(again.stdout)).toMatchObject({ created: false, applied: [] });
     } finally {

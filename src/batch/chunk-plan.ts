@@ -12,6 +12,10 @@ export interface PlannedChunk {
   readonly lastUid: string;
   readonly users: number;
   readonly rewards: number;
+  /** The chunk's users, in "C" order. */
+  readonly uids: readonly string[];
+  /** Rewards of each of `uids`. */
+  readonly userRewards: readonly number[];
 }
 
 /**
@@ -31,10 +35,44 @@ with users as (
 select $1, (row_number() over (order by shard, local_chunk))::int - 1, shard, min(uid), max(uid), count(*)::int, sum(n)::int
 from placed group by shard, local_chunk`;
 
-/** Records chunks planned by {@link ChunkPlanner}: `$1` batch id, then one array per column. */
+/**
+ * Records chunks planned by {@link ChunkPlanner}: `$1` batch id, then one array per column; the users of all chunks
+ * in `$8` (uids) and `$9` (their reward counts), chunk n's from position `$10[n]` to `$11[n]` (1-based, inclusive).
+ */
 export const INSERT_PLANNED_CHUNKS_SQL = `
-insert into reward_chunks (batch_id, chunk_no, shard, first_uid, last_uid, users, rewards)
-select $1, * from unnest($2::int[], $3::int[], $4::text[], $5::text[], $6::int[], $7::int[])`;
+insert into reward_chunks (batch_id, chunk_no, shard, first_uid, last_uid, users, rewards, uids, user_rewards)
+select $1, c.chunk_no, c.shard, c.first_uid, c.last_uid, c.users, c.rewards, ($8::text[])[c.lo:c.hi], ($9::int[])[c.lo:c.hi]
+from unnest($2::int[], $3::int[], $4::text[], $5::text[], $6::int[], $7::int[], $10::int[], $11::int[])
+  as c(chunk_no, shard, first_uid, last_uid, users, rewards, lo, hi)`;
+
+/** The parameters of {@link INSERT_PLANNED_CHUNKS_SQL} for `chunks` of batch `batchId`. */
+export function plannedChunkParameters(batchId: string, chunks: readonly PlannedChunk[]): unknown[] {
+  const uids: string[] = [];
+  const userRewards: number[] = [];
+  const from: number[] = [];
+  const to: number[] = [];
+  for (const chunk of chunks) {
+    from.push(uids.length + 1);
+    for (let i = 0; i < chunk.uids.length; i += 1) {
+      uids.push(chunk.uids[i]!);
+      userRewards.push(chunk.userRewards[i]!);
+    }
+    to.push(uids.length);
+  }
+  return [
+    batchId,
+    chunks.map((chunk) => chunk.chunkNo),
+    chunks.map((chunk) => chunk.shard),
+    chunks.map((chunk) => chunk.firstUid),
+    chunks.map((chunk) => chunk.lastUid),
+    chunks.map((chunk) => chunk.users),
+    chunks.map((chunk) => chunk.rewards),
+    uids,
+    userRewards,
+    from,
+    to,
+  ];
+}
 
 const SURROGATE = /[\ud800-\udfff]/;
 
@@ -99,20 +137,24 @@ export class ChunkPlanner {
       // UTF-16 order is code point order unless a surrogate pair is involved
       uids.sort(uids.some((uid) => SURROGATE.test(uid)) ? compareC : undefined);
       let before = 0;
-      let current: { local: number; firstUid: string; lastUid: string; users: number; rewards: number } | undefined;
+      let current: { local: number; uids: string[]; userRewards: number[]; rewards: number } | undefined;
+      const close = (chunk: NonNullable<typeof current>): void => {
+        const { uids: members, userRewards, rewards } = chunk;
+        chunks.push({ chunkNo: chunks.length, shard, firstUid: members[0]!, lastUid: members[members.length - 1]!, users: members.length, rewards, uids: members, userRewards });
+      };
       for (const uid of uids) {
         const n = counts.get(uid)!;
         const local = Math.floor(before / chunkSize);
         if (current?.local !== local) {
-          if (current) chunks.push({ chunkNo: chunks.length, shard, firstUid: current.firstUid, lastUid: current.lastUid, users: current.users, rewards: current.rewards });
-          current = { local, firstUid: uid, lastUid: uid, users: 0, rewards: 0 };
+          if (current) close(current);
+          current = { local, uids: [], userRewards: [], rewards: 0 };
         }
-        current.lastUid = uid;
-        current.users += 1;
+        current.uids.push(uid);
+        current.userRewards.push(n);
         current.rewards += n;
         before += n;
       }
-      if (current) chunks.push({ chunkNo: chunks.length, shard, firstUid: current.firstUid, lastUid: current.lastUid, users: current.users, rewards: current.rewards });
+      if (current) close(current);
     });
     return chunks;
   }

@@ -7,7 +7,7 @@ import { copyIn } from './copy-in.js';
 import { CopyBuffer, copyText, rowsOfCopyText } from './copy-text.js';
 import { FingerprintSet } from './fingerprint-set.js';
 import { BatchReader } from './batch-reader.js';
-import { ChunkPlanner, INSERT_PLANNED_CHUNKS_SQL, PLAN_CHUNKS_SQL } from './chunk-plan.js';
+import { ChunkPlanner, INSERT_PLANNED_CHUNKS_SQL, PLAN_CHUNKS_SQL, plannedChunkParameters } from './chunk-plan.js';
 import { LISTED_ERRORS } from './row-error-report.js';
 
 /** Rows sent to PostgreSQL per insert when a chunk has to be inserted row-checked (it repeats a user's rewardId). */
@@ -233,16 +233,8 @@ export async function stageBatch(pool: pg.Pool, records: AsyncIterable<SourceRec
 
     if (planner.planned) {
       // counted while reading: PostgreSQL need not read the batch again (~130 ms per 100,000 rows saved)
-      const chunks = planner.plan(options.chunkSize);
-      await client.query(INSERT_PLANNED_CHUNKS_SQL, [
-        options.batchId,
-        chunks.map((chunk) => chunk.chunkNo),
-        chunks.map((chunk) => chunk.shard),
-        chunks.map((chunk) => chunk.firstUid),
-        chunks.map((chunk) => chunk.lastUid),
-        chunks.map((chunk) => chunk.users),
-        chunks.map((chunk) => chunk.rewards),
-      ]);
+      // (with each chunk's users, so that its job need not group the staged rows by user either)
+      await client.query(INSERT_PLANNED_CHUNKS_SQL, plannedChunkParameters(options.batchId, planner.plan(options.chunkSize)));
     } else {
       // the rows were just written, so the planner guesses their number low and sorts them after a bitmap scan; read
       // in the primary key's order instead (already by shard and uid): 253 → 129 ms for 100,000 rows

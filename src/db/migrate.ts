@@ -2,11 +2,13 @@ import { Kysely, Migrator, PostgresDialect, type Migration, type MigrationProvid
 import type pg from 'pg';
 import * as ledger0001 from '../../migrations/0001_ledger.js';
 import * as replayLookup0002 from '../../migrations/0002_replay_lookup.js';
+import * as chunkUsers0003 from '../../migrations/0003_chunk_users.js';
 
 /** Every migration, in order. Add new files here; never edit one that has shipped. */
 const MIGRATIONS: Record<string, Migration> = {
   '0001_ledger': ledger0001,
   '0002_replay_lookup': replayLookup0002,
+  '0003_chunk_users': chunkUsers0003,
 };
 
 class StaticMigrationProvider implements MigrationProvider {

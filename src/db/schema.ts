@@ -58,6 +58,10 @@ export interface RewardChunksTable {
   users: number;
   rewards: number;
   completed_at: Timestamp | null;
+  /** The chunk's users in "C" order, as counted at staging; null when PostgreSQL planned the batch. */
+  uids: string[] | null;
+  /** Rewards of each of `uids`. */
+  user_rewards: number[] | null;
 }
 
 export interface RewardDuplicatesTable {

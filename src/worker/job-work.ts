@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { CHUNK_DEAD_LETTERED_SQL, CHUNK_USERS_SQL } from './settlement-sql.js';
+import { CHUNK_DEAD_LETTERED_SQL, CHUNK_PLAN_SQL, CHUNK_USERS_SQL } from './settlement-sql.js';
 import type { UserTask } from './user-task.js';
 
 /** The users of one job (their rewards stay in PostgreSQL). */
@@ -20,15 +20,16 @@ type Db = Pick<pg.Pool, 'query'>;
  * recorded (its batch was removed).
  */
 export async function loadChunkWork(db: Db, batchId: string, chunkNo: number): Promise<JobWork | null> {
-  const [users, deadLettered] = await Promise.all([
-    db.query<{ shard: number; uid: string; rewards: number }>(CHUNK_USERS_SQL, [batchId, chunkNo]),
+  const [plan, deadLettered] = await Promise.all([
+    db.query<{ shard: number; uids: string[] | null; user_rewards: number[] | null }>(CHUNK_PLAN_SQL, [batchId, chunkNo]),
     db.query<{ uid: string; reward_id: string | null }>(CHUNK_DEAD_LETTERED_SQL, [batchId, chunkNo]),
   ]);
-  if (users.rows.length === 0) {
-    const chunk = await db.query<{ shard: number }>('select shard from reward_chunks where batch_id = $1 and chunk_no = $2', [batchId, chunkNo]);
-    if (!chunk.rows[0]) return null;
-    return { batchId, shard: chunk.rows[0].shard, tasks: [], rewards: 0 };
-  }
+  const chunk = plan.rows[0];
+  if (!chunk) return null;
+  const users =
+    chunk.uids !== null && chunk.user_rewards !== null
+      ? chunk.uids.map((uid, i) => ({ uid, rewards: chunk.user_rewards![i]! }))
+      : (await db.query<{ uid: string; rewards: number }>(CHUNK_USERS_SQL, [batchId, chunkNo])).rows;
   const excluded = new Map<string, Set<string>>();
   for (const row of deadLettered.rows) {
     // (an entry's rewards always carry their id; a null would make `not in` exclude every reward of the batch)
@@ -37,10 +38,10 @@ export async function loadChunkWork(db: Db, batchId: string, chunkNo: number): P
     set.add(row.reward_id);
     excluded.set(row.uid, set);
   }
-  const shard = users.rows[0]!.shard;
+  const { shard } = chunk;
   const tasks: UserTask[] = [];
   let rewards = 0;
-  for (const row of users.rows) {
+  for (const row of users) {
     const left = excluded.get(row.uid);
     const pending = row.rewards - (left?.size ?? 0);
     if (pending <= 0) continue;

@@ -131,8 +131,18 @@ export interface JudgedRow {
 }
 
 /**
- * The users of chunk `$2` of batch `$1` with the number of their rewards (and marks the batch processing). Rewards
- * already in the chunk's dead-letter entries are counted too: see {@link CHUNK_DEAD_LETTERED_SQL}.
+ * Chunk `$2` of batch `$1` with the users the enqueue command counted for it (`uids`, `user_rewards`; null when
+ * PostgreSQL planned the batch: then {@link CHUNK_USERS_SQL}), and marks the batch processing.
+ */
+export const CHUNK_PLAN_SQL = `
+with started as (
+  update reward_batches set status = 'processing', updated_at = now() where batch_id = $1 and status = 'pending'
+)
+select shard, uids, user_rewards from reward_chunks where batch_id = $1 and chunk_no = $2`;
+
+/**
+ * The users of chunk `$2` of batch `$1` with the number of their rewards, from the staged rows (and marks the batch
+ * processing). Rewards already in the chunk's dead-letter entries are counted too: see {@link CHUNK_DEAD_LETTERED_SQL}.
  */
 export const CHUNK_USERS_SQL = `
 with started as (
