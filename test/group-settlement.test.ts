@@ -5,6 +5,7 @@ import { silentLogger } from '../src/log/logger.js';
 import { WindfallMetrics } from '../src/metrics/metrics.js';
 import { reconcile } from '../src/reconcile/reconcile.js';
 import { GroupSettlement } from '../src/worker/group-settlement.js';
+import { SETTLE_CHUNK_USERS_SQL, SETTLE_REPLAYS_SQL } from '../src/worker/settlement-sql.js';
 import { loadChunkWork } from '../src/worker/job-work.js';
 import { ServiceGate } from '../src/worker/service-gate.js';
 import type { UserOutcome, UserTask } from '../src/worker/user-task.js';
@@ -264,5 +265,47 @@ describe('the worker: every user of a batch in exactly one transaction', () => {
     const { rows: shared } = await env.pool.query(`select count(distinct xmin::text)::int as n from ledger_entries where batch_id = 'wp'`);
     expect(shared[0].n).toBeLessThan(300);
     expect((await reconcile(env.pool, { strict: true })).mismatches).toEqual([]);
+  });
+});
+
+interface PlanNode {
+  readonly 'Node Type': string;
+  readonly 'Relation Name'?: string;
+  readonly Plans?: readonly PlanNode[];
+}
+
+function planNodes(node: PlanNode): PlanNode[] {
+  return [node, ...(node.Plans ?? []).flatMap(planNodes)];
+}
+
+describe('the settlement statement never reads the whole ledger', () => {
+  it('probes the ledger per reward even when PostgreSQL over-estimates the input (400 replayed entries)', async () => {
+    const client = await env.pool.connect();
+    try {
+      await client.query('begin');
+      // a ledger big enough that a scan of it looks cheap to the planner next to 400 × 100 guessed rewards
+      await client.query(
+        `insert into ledger_entries (uid, operation_id, amount, kind) select 'pl-u' || n % 5000, 'pl-' || n, 1, 'credit' from generate_series(1, 60000) n`,
+      );
+      await client.query('analyze ledger_entries');
+      const ids = Array.from({ length: 400 }, (_, n) => String(n + 1));
+      for (const [name, sql, values] of [
+        ['replays', SETTLE_REPLAYS_SQL, [ids]],
+        ['chunk users', SETTLE_CHUNK_USERS_SQL, [ids.map(() => 'pl-b'), ids.map(() => 0), ids.map((id) => `pl-u${id}`), [], []]],
+      ] as const) {
+        const { rows } = await client.query<{ 'QUERY PLAN': { Plan: PlanNode }[] }>(`explain (format json) ${sql}`, [...values]);
+        // (the insert itself is a ModifyTable node on the ledger)
+        const ledgerReads = planNodes(rows[0]!['QUERY PLAN'][0]!.Plan).filter(
+          (node) => node['Relation Name'] === 'ledger_entries' && node['Node Type'] !== 'ModifyTable',
+        );
+        const plan = JSON.stringify(rows[0]!['QUERY PLAN']);
+        expect(ledgerReads.length, `${name}: ${plan}`).toBeGreaterThan(0);
+        // every read of the ledger is an index probe, never a scan of the whole table
+        expect(ledgerReads.map((node) => node['Node Type']).filter((type) => !type.startsWith('Index')), `${name}: ${plan}`).toEqual([]);
+      }
+    } finally {
+      await client.query('rollback');
+      client.release();
+    }
   });
 });

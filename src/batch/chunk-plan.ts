@@ -1,8 +1,11 @@
 /**
- * Most distinct users whose reward counts the planner keeps (about 25 MB); a bigger batch is planned by PostgreSQL
- * from the staged rows instead ({@link PLAN_CHUNKS_SQL}).
+ * Most memory the planner's counts may take (an estimate: each user's uid, in UTF-16, plus its map entry); a batch
+ * with more users is planned by PostgreSQL from the staged rows instead ({@link PLAN_CHUNKS_SQL}). About 300,000 users
+ * of 20-character uids, 110,000 of 120 characters.
  */
-const MAX_PLANNED_USERS = 300_000;
+const MAX_PLANNED_BYTES = 32 * 1024 * 1024;
+/** Estimated bytes of one counted user besides its uid's characters. */
+const BYTES_PER_USER = 64;
 
 /** One shard job of a batch: the users of one shard from `firstUid` to `lastUid` ("C" order). */
 export interface PlannedChunk {
@@ -36,28 +39,31 @@ select $1, (row_number() over (order by shard, local_chunk))::int - 1, shard, mi
 from placed group by shard, local_chunk`;
 
 /**
- * Records chunks planned by {@link ChunkPlanner}: `$1` batch id, then one array per column; the users of all chunks
- * in `$8` (uids) and `$9` (their reward counts), chunk n's from position `$10[n]` to `$11[n]` (1-based, inclusive).
+ * Records chunks planned by {@link ChunkPlanner}: `$1` batch id, then one array per column; the users of all chunks,
+ * in order, as `$8` (each one's chunk number), `$9` (uids) and `$10` (reward counts). (Grouped, not sliced: slicing
+ * one long array per chunk costs chunks × users.)
  */
 export const INSERT_PLANNED_CHUNKS_SQL = `
 insert into reward_chunks (batch_id, chunk_no, shard, first_uid, last_uid, users, rewards, uids, user_rewards)
-select $1, c.chunk_no, c.shard, c.first_uid, c.last_uid, c.users, c.rewards, ($8::text[])[c.lo:c.hi], ($9::int[])[c.lo:c.hi]
-from unnest($2::int[], $3::int[], $4::text[], $5::text[], $6::int[], $7::int[], $10::int[], $11::int[])
-  as c(chunk_no, shard, first_uid, last_uid, users, rewards, lo, hi)`;
+select $1, c.chunk_no, c.shard, c.first_uid, c.last_uid, c.users, c.rewards, u.uids, u.user_rewards
+from unnest($2::int[], $3::int[], $4::text[], $5::text[], $6::int[], $7::int[]) as c(chunk_no, shard, first_uid, last_uid, users, rewards)
+join (
+  select chunk_no, array_agg(uid order by at) as uids, array_agg(n order by at) as user_rewards
+  from unnest($8::int[], $9::text[], $10::int[]) with ordinality as x(chunk_no, uid, n, at)
+  group by chunk_no
+) u on u.chunk_no = c.chunk_no`;
 
 /** The parameters of {@link INSERT_PLANNED_CHUNKS_SQL} for `chunks` of batch `batchId`. */
 export function plannedChunkParameters(batchId: string, chunks: readonly PlannedChunk[]): unknown[] {
+  const chunkOf: number[] = [];
   const uids: string[] = [];
   const userRewards: number[] = [];
-  const from: number[] = [];
-  const to: number[] = [];
   for (const chunk of chunks) {
-    from.push(uids.length + 1);
     for (let i = 0; i < chunk.uids.length; i += 1) {
+      chunkOf.push(chunk.chunkNo);
       uids.push(chunk.uids[i]!);
       userRewards.push(chunk.userRewards[i]!);
     }
-    to.push(uids.length);
   }
   return [
     batchId,
@@ -67,10 +73,9 @@ export function plannedChunkParameters(batchId: string, chunks: readonly Planned
     chunks.map((chunk) => chunk.lastUid),
     chunks.map((chunk) => chunk.users),
     chunks.map((chunk) => chunk.rewards),
+    chunkOf,
     uids,
     userRewards,
-    from,
-    to,
   ];
 }
 
@@ -93,11 +98,11 @@ export function compareC(a: string, b: string): number {
 /**
  * The chunk plan of a batch, counted while its rows are read, so that recording the batch needs no pass over the
  * staged rows: the same cut as {@link PLAN_CHUNKS_SQL}. Keeps one count per user and shard; past
- * {@link MAX_PLANNED_USERS} users it gives up (`planned` false) and the caller plans in SQL.
+ * {@link MAX_PLANNED_BYTES} it gives up (`planned` false) and the caller plans in SQL.
  */
 export class ChunkPlanner {
   private counts: Map<string, number>[];
-  private users = 0;
+  private bytes = 0;
   private gaveUp = false;
 
   constructor(shards: number) {
@@ -118,14 +123,14 @@ export class ChunkPlanner {
       counts.set(uid, n + 1);
       return;
     }
-    if (this.users >= MAX_PLANNED_USERS) {
+    this.bytes += 2 * uid.length + BYTES_PER_USER;
+    if (this.bytes > MAX_PLANNED_BYTES) {
       this.gaveUp = true;
       this.counts = [];
       return;
     }
     // a uid cut out of a line keeps the whole text it was read from alive: keep a copy of its own
     counts.set((' ' + uid).slice(1), 1);
-    this.users += 1;
   }
 
   /** The chunks of the batch, numbered by shard, then by uid. */

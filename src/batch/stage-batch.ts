@@ -16,12 +16,12 @@ const STAGE_ROWS_PER_INSERT = 5000;
 /**
  * Rows staged per COPY (each in a savepoint of its own, so that a chunk repeating a (user, rewardId) pair can be
  * redone row by row to name the repeats). One COPY runs while the next chunk is read, so the last one is all that
- * PostgreSQL still has to do once the file is read: small chunks for small batches. Larger as the batch grows: a
- * transaction keeps its first 64 subtransactions cheap for everyone else's snapshots (20 + 36 chunks up to 1 M rows).
+ * PostgreSQL still has to do once the file is read: small chunks while the batch is small (5,000 rows), then an
+ * eighth of the rows so far, up to 100,000. A transaction keeps its first 64 subtransactions cheap for everyone
+ * else's snapshots: 16 chunks for 100,000 rows, 36 for 1 M, 64 only past 3.8 M (before: 4 + 36, past 3.4 M).
  */
 function chunkRows(rowsSoFar: number): number {
-  if (rowsSoFar < 100_000) return 5_000;
-  return rowsSoFar < 1_000_000 ? 25_000 : 100_000;
+  return Math.min(100_000, Math.max(5_000, Math.floor(rowsSoFar / 8)));
 }
 
 /** A staged row as the fallback insert sends it. */
