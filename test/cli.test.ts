@@ -187,3 +187,39 @@ describe('windfall CLI', () => {
     expect(JSON.parse(usageJson.stdout)).toMatchObject({ error: 'usage', message: expect.stringContaining('--yes') });
   });
 });
+
+describe('a database behind this version', () => {
+  it('is refused at start-up by enqueue and worker (exit 1) with "run windfall migrate"; after migrate the batch is accepted', async () => {
+    const url = new URL(env.databaseUrl);
+    url.pathname = `/${url.pathname.slice(1)}_behind`;
+    const behind = url.toString();
+    const dir = mkdtempSync(join(tmpdir(), 'windfall-behind-'));
+    const file = join(dir, 'rewards.jsonl');
+    writeFileSync(file, '{"rewardId":"bh-1","uid":"bh-u","amount":5}\n');
+    try {
+      expect((await runCli(['migrate'], env.env({ DATABASE_URL: behind }))).code).toBe(0);
+      // as a database of the previous version: its last migration undone
+      const { default: pg } = await import('pg');
+      const client = new pg.Client({ connectionString: behind });
+      await client.connect();
+      try {
+        await client.query(`alter table reward_chunks drop column uids, drop column user_rewards`);
+        await client.query(`delete from kysely_migration where name = '0003_chunk_users'`);
+      } finally {
+        await client.end();
+      }
+      for (const args of [['enqueue', '--file', file, '--batch-id', 'bh'], ['worker']]) {
+        const refused = await runCli(args, env.env({ DATABASE_URL: behind }));
+        expect(refused.code, refused.stderr).toBe(1);
+        expect(refused.stderr).toContain('lacks migration 0003_chunk_users');
+        expect(refused.stderr).toContain('run `windfall migrate`');
+      }
+      const migrated = await runCli(['migrate', '--json'], env.env({ DATABASE_URL: behind }));
+      expect(JSON.parse(migrated.stdout)).toMatchObject({ applied: ['0003_chunk_users'] });
+      const enqueued = await runCli(['enqueue', '--file', file, '--batch-id', 'bh', '--json'], env.env({ DATABASE_URL: behind }));
+      expect(enqueued.code, enqueued.stderr).toBe(0);
+    } finally {
+      await env.pool.query(`drop database if exists "${url.pathname.slice(1)}" with (force)`);
+    }
+  });
+});

@@ -3,6 +3,7 @@ import type pg from 'pg';
 import * as ledger0001 from '../../migrations/0001_ledger.js';
 import * as replayLookup0002 from '../../migrations/0002_replay_lookup.js';
 import * as chunkUsers0003 from '../../migrations/0003_chunk_users.js';
+import { LATEST_MIGRATION } from './schema-version.js';
 
 /** Every migration, in order. Add new files here; never edit one that has shipped. */
 const MIGRATIONS: Record<string, Migration> = {
@@ -10,6 +11,10 @@ const MIGRATIONS: Record<string, Migration> = {
   '0002_replay_lookup': replayLookup0002,
   '0003_chunk_users': chunkUsers0003,
 };
+
+if (Object.keys(MIGRATIONS).at(-1) !== LATEST_MIGRATION) {
+  throw new Error(`internal: LATEST_MIGRATION (${LATEST_MIGRATION}) is not the last migration (${Object.keys(MIGRATIONS).at(-1)}): update src/db/schema-version.ts`);
+}
 
 class StaticMigrationProvider implements MigrationProvider {
   async getMigrations(): Promise<Record<string, Migration>> {

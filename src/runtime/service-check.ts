@@ -2,6 +2,7 @@ import type pg from 'pg';
 import type { Cluster, Redis } from 'ioredis';
 import { redactUrl } from '../log/logger.js';
 import { retryConflicts } from '../db/retry.js';
+import { LATEST_MIGRATION } from '../db/schema-version.js';
 
 /** Redis or PostgreSQL does not answer; the message says which, where, and how to start it. */
 export class ServiceUnavailableError extends Error {
@@ -73,9 +74,21 @@ export async function checkPostgres(pool: pg.Pool, url: string, options: { requi
     );
   }
   if (options.requireSchema ?? true) {
-    const found = await pool.query(`select to_regclass('reward_batches') is not null as ready`);
-    if (!(found.rows[0] as { ready: boolean }).ready) {
+    const found = await pool.query<{ ready: boolean; tracked: boolean }>(
+      `select to_regclass('reward_batches') is not null as ready, to_regclass('kysely_migration') is not null as tracked`,
+    );
+    const { ready, tracked } = found.rows[0]!;
+    if (!ready) {
       throw new ServiceUnavailableError('PostgreSQL', `the database of DATABASE_URL (${redactUrl(url)}) has no Windfall tables: run \`windfall migrate\` first`);
+    }
+    // (a separate statement: naming a table that does not exist fails the whole statement)
+    const current = tracked && (await pool.query('select 1 from kysely_migration where name = $1', [LATEST_MIGRATION])).rowCount === 1;
+    if (!current) {
+      throw new ServiceUnavailableError(
+        'PostgreSQL',
+        `the database of DATABASE_URL (${redactUrl(url)}) lacks migration ${LATEST_MIGRATION}, which this version of Windfall needs: ` +
+          'run `windfall migrate` (it applies only what is missing; processes of the previous version keep working on the migrated database)',
+      );
     }
   }
 }
