@@ -287,7 +287,7 @@ describe('windfall serve: operator routes', () => {
     expect(released.body).toMatchObject({ uid: 'h-locked', released: true, previous: { owner: 'other-host:77' } });
     expect(await env.redis.exists(`${env.prefix}:lock:h-locked`)).toBe(0);
     expect((await call('GET', '/v1/locks/h-locked', 'admin')).body).toEqual({ uid: 'h-locked', locked: false, ttlMs: null, owner: null, acquiredAt: null });
-    expect(server.process.output()).toMatch(/"level":"warn".*"uid":"h-locked".*"requestedBy":"http:127\.0\.0\.1".*lock force-released/);
+    expect(server.process.output()).toMatch(/"level":"warn".*"uid":"h-locked".*"requestedBy":"http:admin@127\.0\.0\.1".*lock force-released/);
   });
 
   it('lists a dead-lettered user, replays it by id exactly once, and the dead-letter queue ends empty', async () => {

@@ -11,6 +11,8 @@ export interface GlobalFlags {
   readonly databaseUrl?: string;
   readonly prefix?: string;
   readonly logLevel?: string;
+  /** Who runs an operator command, for the audit trail (default `cli:<os user>@<host>`). */
+  readonly actor?: string;
 }
 
 /**

@@ -29,6 +29,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .option('--database-url <url>', 'PostgreSQL URL (env DATABASE_URL)')
     .option('--prefix <prefix>', 'Redis key prefix (env WINDFALL_PREFIX)')
     .option('--log-level <level>', 'pino level (env LOG_LEVEL)')
+    .option('--actor <name>', 'who runs an operator command, recorded in the audit trail (default cli:<os user>@<host>)')
     .showHelpAfterError()
     .exitOverride();
 

@@ -5,6 +5,7 @@ import { deadLetterJobId, replayJobId, type ReplayJobData } from '../queue/job-d
 import { shardOf } from '../queue/shard-routing.js';
 import type { WindfallQueues } from '../queue/windfall-queues.js';
 import { refreshStoredStatus } from '../batch/batch-status.js';
+import { deadLetterTarget, recordAudit } from '../audit/audit-trail.js';
 import type { DeadLetterEntry, DeadLetterFilter, ReplayMarkOutcome } from './dead-letter-store.js';
 import { countOpenDeadLetters, getDeadLetter, listDeadLetters, markReplayed, purgeDeadLetters } from './dead-letter-store.js';
 
@@ -18,6 +19,11 @@ export interface ReplayReport {
    * already, which is no failure; `purged`), or `missing` when no entry has that id.
    */
   readonly skipped: readonly { readonly id: string; readonly why: string; readonly state: 'replayed' | 'purged' | 'missing' }[];
+}
+
+/** Who asks for an operator action (recorded in the audit trail). Default `library`. */
+export interface ActorOption {
+  readonly actor?: string;
 }
 
 /**
@@ -63,8 +69,11 @@ export class DeadLetterQueue {
    * job is safely in Redis; a crash in between may replay it twice, which the idempotent ledger absorbs.
    * Rewards applied meanwhile end as duplicates. An entry purged between the two steps is reported in `skipped`
    * (state `purged`) and its replay does nothing (the job claims the entry first: `claimReplay`).
+   *
+   * A replay that is not a dry run is recorded in the audit trail (`dlq.replay`) once it has run: its entries change
+   * one by one (each after its job is in Redis), so the record follows them rather than sharing a transaction.
    */
-  async replay(filter: DeadLetterFilter, options: { dryRun?: boolean } = {}): Promise<ReplayReport> {
+  async replay(filter: DeadLetterFilter, options: { dryRun?: boolean } & ActorOption = {}): Promise<ReplayReport> {
     const dryRun = options.dryRun ?? false;
     const entries = await listDeadLetters(this.pool, { ...filter, state: filter.ids ? 'any' : 'open', limit: filter.limit ?? 1_000_000 });
     const skipped: { id: string; why: string; state: 'replayed' | 'purged' | 'missing' }[] = [];
@@ -98,7 +107,17 @@ export class DeadLetterQueue {
       }
       replayed.push({ id: entry.id, batchId: entry.batchId, uid: entry.uid, rewards: entry.rewards.length, jobId });
     }
-    return { dryRun, replayed, skipped };
+    const report = { dryRun, replayed, skipped };
+    if (!dryRun) {
+      await recordAudit(this.pool, {
+        actor: options.actor ?? 'library',
+        action: 'dlq.replay',
+        target: deadLetterTarget(filter),
+        details: { filter: auditedFilter(filter) },
+        result: { replayed: replayed.map((entry) => entry.id), skipped: skipped.map(({ id, state }) => ({ id, state })) },
+      });
+    }
+    return report;
   }
 
   /**
@@ -144,9 +163,30 @@ export class DeadLetterQueue {
     }
   }
 
-  /** Takes open entries out of the queue (they stay on record, counted as dead-lettered). Returns their ids. */
-  async purge(filter: DeadLetterFilter): Promise<string[]> {
-    const ids = await purgeDeadLetters(this.pool, filter);
+  /**
+   * Takes open entries out of the queue (they stay on record, counted as dead-lettered). Returns their ids. The purge
+   * and its audit record (`dlq.purge`) are one transaction.
+   */
+  async purge(filter: DeadLetterFilter, options: ActorOption = {}): Promise<string[]> {
+    const client = await this.pool.connect();
+    let ids: string[];
+    try {
+      await client.query('begin');
+      ids = await purgeDeadLetters(client, filter);
+      await recordAudit(client, {
+        actor: options.actor ?? 'library',
+        action: 'dlq.purge',
+        target: deadLetterTarget(filter),
+        details: { filter: auditedFilter(filter) },
+        result: { purged: ids },
+      });
+      await client.query('commit');
+    } catch (error) {
+      await client.query('rollback').catch(() => undefined);
+      throw error;
+    } finally {
+      client.release();
+    }
     for (const id of ids) await this.removeMirror(id);
     if (ids.length > 0) this.logger.warn({ count: ids.length }, 'dead-letter entries purged');
     return ids;
@@ -159,4 +199,9 @@ export class DeadLetterQueue {
       this.logger.warn({ err: error, deadLetterId: id }, 'could not remove the dead-letter queue mirror job');
     }
   }
+}
+
+/** A filter as the audit trail records it (only what was asked for). */
+function auditedFilter(filter: DeadLetterFilter): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(filter).filter(([, value]) => value !== undefined));
 }

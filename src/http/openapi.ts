@@ -2,6 +2,8 @@ import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
+  auditQuery,
+  auditRecordSchema,
   batchAcceptedSchema,
   batchReportSchema,
   batchRequestSchema,
@@ -65,6 +67,7 @@ export function buildOpenApiDocument(version: string): Record<string, unknown> {
         DeadLetter: deadLetterSchema,
         ReplayRequest: replayRequestSchema,
         ReplayReport: replayReportSchema,
+        AuditRecord: auditRecordSchema,
         Readiness: readinessSchema,
       },
     },
@@ -152,6 +155,21 @@ export function buildOpenApiDocument(version: string): Record<string, unknown> {
           responses: {
             '200': { description: 'what was replayed (or would be, with dryRun) and which requested ids were skipped', content: json(ref('ReplayReport')) },
             '400': error('no selection, two selections, or a bad field'),
+            '401': unauthorized,
+            '403': forbidden,
+          },
+        },
+      },
+      '/v1/audit': {
+        get: {
+          summary: 'The audit trail of operator actions, newest first (as `windfall audit --json`)',
+          description:
+            'One append-only record per force release, replay, purge (and revert and campaign setting): who (`actor`), what (`action`, `target`), what was asked (`details`) and what happened (`result`). Requests name their operator with the `X-Windfall-Actor` header.',
+          security: adminAuth,
+          parameters: queryParameters(auditQuery),
+          responses: {
+            '200': { description: 'the records', content: json({ type: 'array', items: ref('AuditRecord') }) },
+            '400': error('a bad filter'),
             '401': unauthorized,
             '403': forbidden,
           },

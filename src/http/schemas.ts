@@ -1,3 +1,4 @@
+import { AUDIT_ACTIONS } from '../audit/audit-trail.js';
 import { DEAD_LETTER_REASONS } from '../dead-letters/dead-letter-store.js';
 import { ROW_PROBLEMS } from '../rewards/row-problems.js';
 
@@ -271,5 +272,31 @@ export const deadLetterQuery = {
     batchId: identifier,
     state: { type: 'string', enum: ['open', 'replayed', 'purged', 'any'], default: 'open' },
     limit: { type: 'integer', minimum: 1, maximum: 10000, default: 1000 },
+  },
+} as const;
+
+/** Query of `GET /v1/audit`. */
+export const auditQuery = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    action: { type: 'string', enum: [...AUDIT_ACTIONS] },
+    target: { type: 'string', minLength: 1, maxLength: 300 },
+    limit: { type: 'integer', minimum: 1, maximum: 10000, default: 100 },
+  },
+} as const;
+
+/** One record of the audit trail. */
+export const auditRecordSchema = {
+  type: 'object',
+  required: ['id', 'at', 'actor', 'action', 'target', 'details', 'result'],
+  properties: {
+    id: { type: 'string', pattern: '^[0-9]+$' },
+    at: { type: 'string', format: 'date-time' },
+    actor: { type: 'string', description: 'cli:<os user>@<host> or --actor; http:<token kind>@<client address>[ as <X-Windfall-Actor>]' },
+    action: { type: 'string', enum: [...AUDIT_ACTIONS] },
+    target: { type: 'string', description: 'uid:<uid>, batch:<batchId>, dead-letters:<ids or filter>' },
+    details: { type: 'object', description: 'what was asked' },
+    result: { type: 'object', description: 'what happened' },
   },
 } as const;

@@ -12,6 +12,7 @@ import type { RowError } from '../rewards/reward.js';
 import { ServiceUnavailableError } from '../runtime/service-check.js';
 import type { Windfall } from '../runtime/windfall.js';
 import { readLedger } from '../wallet/wallet-service.js';
+import { httpActor, listAudit, recordAudit } from '../audit/audit-trail.js';
 import type { Principal } from './auth.js';
 import { TokenGuard } from './auth.js';
 import { registerDashboard } from './dashboard.js';
@@ -19,6 +20,7 @@ import { openApiDocument } from './openapi.js';
 import { withTimeout } from '../concurrency/with-timeout.js';
 import { ReadinessChecks } from './readiness.js';
 import {
+  auditQuery,
   batchIdParams,
   deadLetterIdParams,
   deadLetterQuery,
@@ -260,8 +262,20 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
 
     operator.delete('/v1/locks/:uid', { schema: { params: uidParams } }, async (request) => {
       const { uid } = request.params as { uid: string };
-      const previous = await locks.forceRelease(uid, `http:${request.ip}`);
-      return { uid, released: previous.locked, previous };
+      const actor = actorOf(request);
+      const previous = await locks.forceRelease(uid, actor);
+      const report = { uid, released: previous.locked, previous };
+      await recordAudit(windfall.database.pool, { actor, action: 'lock.force_release', target: `uid:${uid}`, details: {}, result: { released: report.released, previous } });
+      return report;
+    });
+
+    operator.get('/v1/audit', { schema: { querystring: auditQuery } }, async (request) => {
+      const query = request.query as { action?: string; target?: string; limit: number };
+      return listAudit(windfall.database.pool, {
+        ...(query.action !== undefined ? { action: query.action } : {}),
+        ...(query.target !== undefined ? { target: query.target } : {}),
+        limit: query.limit,
+      });
     });
 
     operator.get('/v1/dead-letters', { schema: { querystring: deadLetterQuery } }, async (request) => {
@@ -290,12 +304,18 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
         if (error instanceof DeadLetterSelectionError) return fail(reply, 400, 'invalid request', error.message, [{ row: 0, field: error.field, reason: error.message }]);
         throw error;
       }
-      const report = await windfall.deadLetters.replay(filter, { dryRun: body.dryRun ?? false });
-      logger.info({ replayed: report.replayed.length, skipped: report.skipped.length, dryRun: report.dryRun, by: `http:${request.ip}` }, 'dead-letter replay requested');
+      const actor = actorOf(request);
+      const report = await windfall.deadLetters.replay(filter, { dryRun: body.dryRun ?? false, actor });
+      logger.info({ replayed: report.replayed.length, skipped: report.skipped.length, dryRun: report.dryRun, by: actor }, 'dead-letter replay requested');
       return report;
     });
   });
 
   await registerDashboard(app, windfall.queues, guard);
   return app;
+}
+
+/** The audit trail's actor of an operator request (admin token): its address and `X-Windfall-Actor`. */
+function actorOf(request: FastifyRequest): string {
+  return httpActor('admin', request.ip, request.headers['x-windfall-actor']);
 }

@@ -1,4 +1,3 @@
-import { userInfo } from 'node:os';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import type { DeadLetterEntry, DeadLetterFilter } from '../../dead-letters/dead-letter-store.js';
 import { DEAD_LETTER_REASONS } from '../../dead-letters/dead-letter-store.js';
@@ -10,6 +9,7 @@ import { UserLocks } from '../../lock/user-locks.js';
 import type { QueueStats } from '../../queue/queue-stats.js';
 import { readQueueStats } from '../../queue/queue-stats.js';
 import type { Windfall } from '../../runtime/windfall.js';
+import { AUDIT_ACTIONS, cliActor, listAudit, recordAudit, type AuditRecord } from '../../audit/audit-trail.js';
 import type { CommandRegistry } from '../context.js';
 import { withWindfall } from '../context.js';
 import { CommandFailedError, EXIT, UsageError } from '../exit-codes.js';
@@ -112,24 +112,21 @@ export function describeLock(status: LockStatus): string {
   );
 }
 
-/** Who asks, for the warning a force release logs. */
-function requester(): string {
-  try {
-    return `cli:${userInfo().username}`;
-  } catch {
-    return 'cli';
-  }
-}
 
 /** The lock tools over this Windfall's Redis connection and prefix. */
 export function lockTools(windfall: Windfall): UserLocks {
   return new UserLocks(windfall.redis, { prefix: windfall.config.prefix, logger: windfall.logger });
 }
 
-/** `windfall lock release --force` and `DELETE /v1/locks/:uid`: deletes the lock whoever holds it, logging a warning. */
-export async function forceReleaseLock(windfall: Windfall, uid: string, requestedBy: string): Promise<LockReleaseReport> {
-  const previous = await lockTools(windfall).forceRelease(uid, requestedBy);
-  return { uid, released: previous.locked, previous };
+/**
+ * `windfall lock release --force` and `DELETE /v1/locks/:uid`: deletes the lock whoever holds it, logging a warning,
+ * and records it in the audit trail (`lock.force_release`; Redis has no transaction to share with it).
+ */
+export async function forceReleaseLock(windfall: Windfall, uid: string, actor: string): Promise<LockReleaseReport> {
+  const previous = await lockTools(windfall).forceRelease(uid, actor);
+  const report = { uid, released: previous.locked, previous };
+  await recordAudit(windfall.database.pool, { actor, action: 'lock.force_release', target: `uid:${uid}`, details: {}, result: { released: report.released, previous } });
+  return report;
 }
 
 function selectionOf(ids: readonly string[], options: { all?: boolean; reason?: string; batch?: string }): DeadLetterSelection {
@@ -229,7 +226,7 @@ export function registerOperatorCommands(program: Command, registry: CommandRegi
     .action(async (ids: string[], options: { all?: boolean; reason?: string; batch?: string; dryRun?: boolean; json?: boolean }, command: Command) => {
       const filter = filterOrUsage(selectionOf(ids, options), true);
       await withWindfall(globals(command), async (windfall) => {
-        const report = await windfall.deadLetters.replay(filter, { dryRun: options.dryRun ?? false });
+        const report = await windfall.deadLetters.replay(filter, { dryRun: options.dryRun ?? false, actor: cliActor(globals(command).actor) });
         if (options.json) printJson(report);
         else printLine(describeReplay(report));
         for (const skipped of report.skipped) printNote(`windfall: entry ${skipped.id} not replayed: ${skipped.why}`);
@@ -258,7 +255,7 @@ export function registerOperatorCommands(program: Command, registry: CommandRegi
           const entries = await windfall.deadLetters.list({ ...filter, state: 'open', limit: 1_000_000 });
           purged = entries.map((entry) => entry.id);
         } else {
-          purged = await windfall.deadLetters.purge(filter);
+          purged = await windfall.deadLetters.purge(filter, { actor: cliActor(globals(command).actor) });
         }
         if (options.json) printJson({ dryRun: options.dryRun ?? false, purged, count: purged.length });
         else if (purged.length === 0) printLine('nothing to purge: no open entry matches');
@@ -294,11 +291,39 @@ export function registerOperatorCommands(program: Command, registry: CommandRegi
         );
       }
       await withWindfall(globals(command), async (windfall) => {
-        const report = await forceReleaseLock(windfall, uid, requester());
+        const report = await forceReleaseLock(windfall, uid, cliActor(globals(command).actor));
         if (options.json) printJson(report);
         else if (report.released) {
           printLine(`released the lock of ${uid} (held by ${report.previous.owner} since ${report.previous.acquiredAt ?? 'unknown'}, ${report.previous.ttlMs ?? '?'} ms left)`);
         } else printLine(`${uid} was not locked: nothing to release`);
       });
     });
+
+  program
+    .command('audit')
+    .description('the audit trail of operator actions, newest first')
+    .addOption(new Option('--action <action>', 'only this action').choices(AUDIT_ACTIONS))
+    .option('--target <target>', 'only this target (uid:<uid>, batch:<batchId>, dead-letters:<ids or filter>)')
+    .option('--limit <n>', 'at most this many records', wholeNumber('--limit'), 100)
+    .option('--json', 'print a JSON document')
+    .action(async (options: { action?: string; target?: string; limit: number; json?: boolean }, command: Command) => {
+      await withWindfall(globals(command), async (windfall) => {
+        const records = await listAudit(windfall.database.pool, {
+          ...(options.action !== undefined ? { action: options.action } : {}),
+          ...(options.target !== undefined ? { target: options.target } : {}),
+          limit: options.limit,
+        });
+        if (options.json) printJson(records);
+        else if (records.length === 0) printLine('no audit records match');
+        else printLine(describeAudit(records));
+      });
+    });
+}
+
+/** Human form of audit records. */
+function describeAudit(records: readonly AuditRecord[]): string {
+  return formatTable(
+    ['id', 'at', 'actor', 'action', 'target', 'result'],
+    records.map((record) => [record.id, record.at, record.actor, record.action, record.target, JSON.stringify(record.result).slice(0, 80)]),
+  );
 }

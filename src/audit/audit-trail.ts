@@ -1,0 +1,87 @@
+import { hostname, userInfo } from 'node:os';
+import type pg from 'pg';
+
+/** The operator actions the trail records (CONTRACT: `windfall audit`). */
+export const AUDIT_ACTIONS = ['lock.force_release', 'dlq.replay', 'dlq.purge', 'batch.revert', 'campaign.budget'] as const;
+export type AuditAction = (typeof AUDIT_ACTIONS)[number];
+
+/** One record of the audit trail (append-only: never updated or deleted). */
+export interface AuditRecord {
+  readonly id: string;
+  /** ISO 8601. */
+  readonly at: string;
+  /** Who: `cli:<os user>@<host>` or `--actor`; `http:<token kind>@<client address>`, plus ` as <X-Windfall-Actor>`. */
+  readonly actor: string;
+  readonly action: AuditAction;
+  /** What: `uid:<uid>`, `batch:<batchId>`, `dead-letters:<ids>` or `dead-letters:<filter>`. */
+  readonly target: string;
+  /** The request: its filter, reason, options. */
+  readonly details: Record<string, unknown>;
+  /** What happened. */
+  readonly result: Record<string, unknown>;
+}
+
+/** A record to write. */
+export type NewAuditRecord = Pick<AuditRecord, 'actor' | 'action' | 'target' | 'details' | 'result'>;
+
+type Db = Pick<pg.Pool, 'query'>;
+
+/** Writes one record; give it the client of the action's own transaction when the action changes the database. */
+export async function recordAudit(db: Db, record: NewAuditRecord): Promise<string> {
+  const { rows } = await db.query<{ id: bigint }>(
+    `insert into audit_log (actor, action, target, details, result) values ($1, $2, $3, $4::jsonb, $5::jsonb) returning id`,
+    [record.actor, record.action, record.target, JSON.stringify(record.details), JSON.stringify(record.result)],
+  );
+  return rows[0]!.id.toString();
+}
+
+/** Filters of {@link listAudit}. */
+export interface AuditFilter {
+  readonly action?: string;
+  /** Exact target (`uid:u1`, `batch:b1`, …). */
+  readonly target?: string;
+  /** Most records. Default 100. */
+  readonly limit?: number;
+}
+
+/** Records, newest first. */
+export async function listAudit(db: Db, filter: AuditFilter = {}): Promise<AuditRecord[]> {
+  const { rows } = await db.query<{ id: bigint; at: Date; actor: string; action: AuditAction; target: string; details: Record<string, unknown>; result: Record<string, unknown> }>(
+    `select id, at, actor, action, target, details, result from audit_log
+     where ($1::text is null or action = $1) and ($2::text is null or target = $2)
+     order by id desc limit $3`,
+    [filter.action ?? null, filter.target ?? null, filter.limit ?? 100],
+  );
+  return rows.map((row) => ({ id: row.id.toString(), at: row.at.toISOString(), actor: row.actor, action: row.action, target: row.target, details: row.details, result: row.result }));
+}
+
+/** The actor of a CLI command: `--actor NAME`, or `cli:<os user>@<host>`. */
+export function cliActor(explicit?: string): string {
+  if (explicit !== undefined && explicit.trim() !== '') return explicit.trim();
+  let user = 'unknown';
+  try {
+    user = userInfo().username;
+  } catch {
+    // no user name (a container without a passwd entry): keep "unknown"
+  }
+  return `cli:${user}@${hostname()}`;
+}
+
+const ACTOR_HEADER_VALUE = /^[\x20-\x7e]{1,128}$/;
+
+/**
+ * The actor of an HTTP request: `http:<token kind>@<client address>`, and ` as <name>` when the request names its
+ * operator in `X-Windfall-Actor` (printable ASCII, at most 128 characters; anything else is ignored).
+ */
+export function httpActor(principal: string, address: string, header: string | string[] | undefined): string {
+  const base = `http:${principal}@${address}`;
+  const named = typeof header === 'string' ? header.trim() : undefined;
+  return named && ACTOR_HEADER_VALUE.test(named) ? `${base} as ${named}` : base;
+}
+
+/** The target of a dead-letter action: its entry ids, or its filter. */
+export function deadLetterTarget(filter: { ids?: readonly string[]; all?: boolean; reason?: string; batchId?: string }): string {
+  if (filter.ids && filter.ids.length > 0) return `dead-letters:${filter.ids.join(',')}`;
+  const parts = [filter.batchId !== undefined ? `batch=${filter.batchId}` : '', filter.reason !== undefined ? `reason=${filter.reason}` : ''].filter(Boolean);
+  return `dead-letters:${parts.length > 0 ? parts.join(',') : 'all'}`;
+}
