@@ -10,6 +10,7 @@ const report = (settled: number, total = 100): BatchReport => ({
   duplicate: 0,
   deadLettered: 0,
   pending: total - settled,
+  reverted: 0,
   createdAt: new Date(0).toISOString(),
 });
 

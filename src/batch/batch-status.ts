@@ -14,6 +14,8 @@ export interface BatchReport {
   readonly deadLettered: number;
   /** Not settled yet. */
   readonly pending: number;
+  /** Applied rewards debited back by `windfall batch revert` (0 unless the batch was reverted). */
+  readonly reverted: number;
   readonly createdAt: string;
 }
 
@@ -24,7 +26,9 @@ export interface BatchReport {
  */
 const BATCH_COUNTS_SQL = `
 select b.batch_id, b.total, b.created_at,
-  (select count(*) from ledger_entries where batch_id = $1)::int as applied,
+  (select count(*) from ledger_entries where batch_id = $1 and kind = 'reward')::int as applied,
+  (select count(*) from ledger_entries where batch_id = $1 and kind = 'debit' and operation_id like 'revert:%')::int as reverted,
+  b.status as stored_status,
   (select count(*) from reward_duplicates where batch_id = $1)::int as duplicate,
   (select count(distinct e.reward->>'rewardId')
      from dead_letters d cross join lateral jsonb_array_elements(d.rewards) as e(reward)
@@ -34,8 +38,13 @@ select b.batch_id, b.total, b.created_at,
   )::int as dead_lettered
 from reward_batches b where b.batch_id = $1`;
 
-/** Derives the status from the counts: nothing settled → pending; some → processing; all → completed (with failures when any is dead-lettered). */
-export function deriveStatus(total: number, applied: number, duplicate: number, deadLettered: number): BatchStatus {
+/**
+ * Derives the status from the counts: nothing settled → pending; some → processing; all → completed (with failures
+ * when any is dead-lettered); once reverted (`reverted` > 0, or a revert recorded on the batch): reverted when every
+ * applied reward was debited back, partially_reverted otherwise.
+ */
+export function deriveStatus(total: number, applied: number, duplicate: number, deadLettered: number, reverted = 0, revertStarted = false): BatchStatus {
+  if (reverted > 0 || revertStarted) return reverted >= applied ? 'reverted' : 'partially_reverted';
   const settled = applied + duplicate + deadLettered;
   if (settled >= total) return deadLettered > 0 ? 'completed_with_failures' : 'completed';
   return settled === 0 ? 'pending' : 'processing';
@@ -48,6 +57,8 @@ export async function getBatchReport(db: Pick<pg.Pool, 'query'>, batchId: string
     total: number;
     created_at: Date;
     applied: number;
+    reverted: number;
+    stored_status: BatchStatus;
     duplicate: number;
     dead_lettered: number;
   }>(BATCH_COUNTS_SQL, [batchId]);
@@ -56,12 +67,20 @@ export async function getBatchReport(db: Pick<pg.Pool, 'query'>, batchId: string
   const pending = Math.max(0, row.total - row.applied - row.duplicate - row.dead_lettered);
   return {
     batchId: row.batch_id,
-    status: deriveStatus(row.total, row.applied, row.duplicate, row.dead_lettered),
+    status: deriveStatus(
+      row.total,
+      row.applied,
+      row.duplicate,
+      row.dead_lettered,
+      row.reverted,
+      row.stored_status === 'reverted' || row.stored_status === 'partially_reverted',
+    ),
     total: row.total,
     applied: row.applied,
     duplicate: row.duplicate,
     deadLettered: row.dead_lettered,
     pending,
+    reverted: row.reverted,
     createdAt: row.created_at.toISOString(),
   };
 }

@@ -4,6 +4,7 @@ import * as ledger0001 from '../../migrations/0001_ledger.js';
 import * as replayLookup0002 from '../../migrations/0002_replay_lookup.js';
 import * as chunkUsers0003 from '../../migrations/0003_chunk_users.js';
 import * as auditTrail0004 from '../../migrations/0004_audit_trail.js';
+import * as batchRevert0005 from '../../migrations/0005_batch_revert.js';
 import { LATEST_MIGRATION } from './schema-version.js';
 
 /** Every migration, in order. Add new files here; never edit one that has shipped. */
@@ -12,6 +13,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0002_replay_lookup': replayLookup0002,
   '0003_chunk_users': chunkUsers0003,
   '0004_audit_trail': auditTrail0004,
+  '0005_batch_revert': batchRevert0005,
 };
 
 if (Object.keys(MIGRATIONS).at(-1) !== LATEST_MIGRATION) {

@@ -2,6 +2,8 @@ import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
+  revertReportSchema,
+  revertRequestSchema,
   auditQuery,
   auditRecordSchema,
   batchAcceptedSchema,
@@ -68,6 +70,8 @@ export function buildOpenApiDocument(version: string): Record<string, unknown> {
         ReplayRequest: replayRequestSchema,
         ReplayReport: replayReportSchema,
         AuditRecord: auditRecordSchema,
+        RevertRequest: revertRequestSchema,
+        RevertReport: revertReportSchema,
         Readiness: readinessSchema,
       },
     },
@@ -157,6 +161,24 @@ export function buildOpenApiDocument(version: string): Record<string, unknown> {
             '400': error('no selection, two selections, or a bad field'),
             '401': unauthorized,
             '403': forbidden,
+          },
+        },
+      },
+      '/v1/batches/{id}/revert': {
+        post: {
+          summary: 'Revert a batch: debit back every reward it applied, exactly once (as `windfall batch revert`)',
+          description:
+            'Each user\'s debits (`revert:<rewardId>`, kind debit, the batch id) in one transaction under the user\'s lock; a user whose balance is lower than what the batch gave is listed in insufficientFunds and never driven negative. Open dead-letter entries of the batch are closed first. Recorded in the audit trail (not a dry run).',
+          security: adminAuth,
+          parameters: [pathParam('id', 'the batch')],
+          requestBody: { required: false, content: json(ref('RevertRequest')) },
+          responses: {
+            '200': { description: 'what was reverted (or would be, with dryRun)', content: json(ref('RevertReport')) },
+            '400': error('a bad field'),
+            '401': unauthorized,
+            '403': forbidden,
+            '404': error('no batch has this id'),
+            '409': error('the batch (or a replay of its entries) is still processing: nothing was changed'),
           },
         },
       },

@@ -108,15 +108,16 @@ export const batchAcceptedSchema = {
 
 export const batchReportSchema = {
   type: 'object',
-  required: ['batchId', 'status', 'total', 'applied', 'duplicate', 'deadLettered', 'pending', 'createdAt'],
+  required: ['batchId', 'status', 'total', 'applied', 'duplicate', 'deadLettered', 'pending', 'reverted', 'createdAt'],
   properties: {
     batchId: { type: 'string' },
-    status: { type: 'string', enum: ['pending', 'processing', 'completed', 'completed_with_failures'] },
+    status: { type: 'string', enum: ['pending', 'processing', 'completed', 'completed_with_failures', 'reverted', 'partially_reverted'] },
     total: { type: 'integer' },
     applied: { type: 'integer' },
     duplicate: { type: 'integer' },
     deadLettered: { type: 'integer' },
     pending: { type: 'integer' },
+    reverted: { type: 'integer', description: 'applied rewards debited back by a batch revert' },
     createdAt: timestamp,
   },
 } as const;
@@ -298,5 +299,39 @@ export const auditRecordSchema = {
     target: { type: 'string', description: 'uid:<uid>, batch:<batchId>, dead-letters:<ids or filter>' },
     details: { type: 'object', description: 'what was asked' },
     result: { type: 'object', description: 'what happened' },
+  },
+} as const;
+
+/** Body of `POST /v1/batches/:id/revert`. */
+export const revertRequestSchema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    dryRun: { type: 'boolean', default: false },
+    reason: { type: 'string', minLength: 1, maxLength: 500 },
+  },
+} as const;
+
+/** The answer of a batch revert (as `windfall batch revert --json`). */
+export const revertReportSchema = {
+  type: 'object',
+  required: ['batchId', 'dryRun', 'reverted', 'alreadyReverted', 'insufficientFunds', 'failed', 'closedDeadLetters', 'status'],
+  properties: {
+    batchId: { type: 'string' },
+    dryRun: { type: 'boolean' },
+    reverted: { type: 'integer', description: 'rewards debited back by this run (or that would be, with dryRun)' },
+    alreadyReverted: { type: 'integer', description: 'rewards an earlier run debited back' },
+    insufficientFunds: {
+      type: 'array',
+      description: 'users left unreverted: their balance is lower than what the batch gave them (never driven negative)',
+      items: { type: 'object', required: ['uid', 'amount', 'balance'], properties: { uid: { type: 'string' }, amount: digits, balance: digits } },
+    },
+    failed: {
+      type: 'array',
+      description: 'users not reverted for another reason (a busy lock, a taken operation id); run the revert again',
+      items: { type: 'object', required: ['uid', 'reason', 'error'], properties: { uid: { type: 'string' }, reason: { type: 'string' }, error: { type: 'string' } } },
+    },
+    closedDeadLetters: { type: 'integer', description: 'open dead-letter entries of the batch closed (they can no longer be replayed)' },
+    status: { type: 'string', enum: ['reverted', 'partially_reverted'], description: 'the batch status after the run (what it would be, with dryRun)' },
   },
 } as const;

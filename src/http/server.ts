@@ -13,6 +13,7 @@ import { ServiceUnavailableError } from '../runtime/service-check.js';
 import type { Windfall } from '../runtime/windfall.js';
 import { readLedger } from '../wallet/wallet-service.js';
 import { httpActor, listAudit, recordAudit } from '../audit/audit-trail.js';
+import { BatchRevertRefusedError, revertBatch, UnknownBatchError } from '../batch/batch-revert.js';
 import type { Principal } from './auth.js';
 import { TokenGuard } from './auth.js';
 import { registerDashboard } from './dashboard.js';
@@ -21,6 +22,7 @@ import { withTimeout } from '../concurrency/with-timeout.js';
 import { ReadinessChecks } from './readiness.js';
 import {
   auditQuery,
+  revertRequestSchema,
   batchIdParams,
   deadLetterIdParams,
   deadLetterQuery,
@@ -267,6 +269,22 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
       const report = { uid, released: previous.locked, previous };
       await recordAudit(windfall.database.pool, { actor, action: 'lock.force_release', target: `uid:${uid}`, details: {}, result: { released: report.released, previous } });
       return report;
+    });
+
+    operator.post('/v1/batches/:id/revert', { schema: { params: batchIdParams, body: revertRequestSchema } }, async (request, reply) => {
+      const { id } = request.params as { id: string };
+      const body = (request.body ?? {}) as { dryRun?: boolean; reason?: string };
+      try {
+        return await revertBatch({ pool: windfall.database.pool, wallet: windfall.wallet, logger }, id, {
+          dryRun: body.dryRun ?? false,
+          actor: actorOf(request),
+          ...(body.reason !== undefined ? { reason: body.reason } : {}),
+        });
+      } catch (error) {
+        if (error instanceof UnknownBatchError) return fail(reply, 404, 'not found', error.message);
+        if (error instanceof BatchRevertRefusedError) return fail(reply, 409, 'batch processing', error.message);
+        throw error;
+      }
     });
 
     operator.get('/v1/audit', { schema: { querystring: auditQuery } }, async (request) => {

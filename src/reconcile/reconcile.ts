@@ -187,14 +187,26 @@ from reward_batches b
 left join (select batch_id, count(*) as chunks from reward_chunks where completed_at is null group by batch_id) oc on oc.batch_id = b.batch_id
 where b.batch_id = any($1::text[])`;
 
-/** Ledger entries that name a reward batch but match none of its rewards (id, user and amount). */
+/**
+ * Ledger entries that name a reward batch but match none of its rewards (id, user and amount). A revert's debit
+ * (`revert:<rewardId>`, kind `debit`) matches the reward it takes back, with the opposite amount; the reward must
+ * have been applied by that batch.
+ */
 const UNMATCHED_ENTRIES_SQL = `
-select l.uid, l.operation_id, l.amount::text as amount, l.batch_id, count(*) over () as mismatches,
-       i.uid as item_uid, i.amount::text as item_amount
-from ledger_entries l
-left join reward_batch_items i on i.batch_id = l.batch_id and i.reward_id = l.operation_id
-where l.batch_id is not null and (i.reward_id is null or i.uid <> l.uid or i.amount <> l.amount)
-order by l.uid, l.operation_id
+with entries as (
+  select l.uid, l.operation_id, l.amount, l.batch_id,
+         (l.kind = 'debit' and l.operation_id like 'revert:%') as is_revert,
+         case when l.kind = 'debit' and l.operation_id like 'revert:%' then substr(l.operation_id, 8) else l.operation_id end as reward_id
+  from ledger_entries l where l.batch_id is not null
+)
+select e.uid, e.operation_id, e.amount::text as amount, e.batch_id, count(*) over () as mismatches,
+       i.uid as item_uid, (case when e.is_revert then -i.amount else i.amount end)::text as item_amount
+from entries e
+left join reward_batch_items i on i.batch_id = e.batch_id and i.reward_id = e.reward_id
+where i.reward_id is null or i.uid <> e.uid or i.amount <> (case when e.is_revert then -e.amount else e.amount end)
+   or (e.is_revert and not exists (
+         select 1 from ledger_entries r where r.operation_id = e.reward_id and r.batch_id = e.batch_id and r.kind = 'reward'))
+order by e.uid, e.operation_id
 limit $1`;
 
 interface ClassRow {

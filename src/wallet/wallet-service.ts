@@ -150,6 +150,17 @@ export class WalletService {
   }
 
   /**
+   * Debits that take back rewards of batch `batchId` (`windfall batch revert`): batch lock policy, grouped by user,
+   * each user's debits in one transaction, all or nothing — a user whose balance would go below zero fails whole
+   * (`INSUFFICIENT_FUNDS`) and is never driven negative. Entries are kind `debit` and carry the batch's id;
+   * idempotent by operation id (a repeat is reported as a duplicate).
+   */
+  async debitForBatch(debits: readonly { uid: string; operationId: string; amount: bigint; description?: string }[], batchId: string, options: CallOptions = {}): Promise<BatchCallReport> {
+    const prepared = debits.map((debit, index) => this.prepare(debit.uid, debit.operationId, debit.amount, 'debit', debit.description, index));
+    return this.runGrouped(prepared, this.policies.batch, options, batchId);
+  }
+
+  /**
    * The seed's batch rewards (reward lock policy: waits up to about 57 s for a busy user), grouped by user,
    * different users concurrently (at most `concurrency` at once).
    */
@@ -226,7 +237,7 @@ export class WalletService {
     return { uid, operationId, amount: kind === 'debit' ? -checked.value : checked.value, kind, description: description ?? null };
   }
 
-  private async runGrouped(operations: readonly PreparedOperation[], policy: LockPolicy, options: CallOptions): Promise<BatchCallReport> {
+  private async runGrouped(operations: readonly PreparedOperation[], policy: LockPolicy, options: CallOptions, batchId: string | null = null): Promise<BatchCallReport> {
     const groups = new Map<string, PreparedOperation[]>();
     for (const operation of operations) {
       const group = groups.get(operation.uid) ?? [];
@@ -242,7 +253,7 @@ export class WalletService {
       try {
         const result = await settleUser(this.settle, uid, group, {
           policy,
-          batchId: null,
+          batchId,
           signal: options.signal,
           deadline: options.deadline,
         });

@@ -1,0 +1,201 @@
+import type pg from 'pg';
+import { recordAudit } from '../audit/audit-trail.js';
+import type { Logger } from '../log/logger.js';
+import type { WalletService } from '../wallet/wallet-service.js';
+import { getBatchReport } from './batch-status.js';
+
+/** Users taken back per wallet call (their rewards are read a page at a time). */
+const USERS_PER_PAGE = 500;
+
+/** The operation id of the debit that takes back reward `rewardId`. */
+export function revertOperationId(rewardId: string): string {
+  return `revert:${rewardId}`;
+}
+
+/** What a batch revert did (or, with `dryRun`, would do). */
+export interface RevertReport {
+  readonly batchId: string;
+  readonly dryRun: boolean;
+  /** Rewards debited back by this run (or that would be). */
+  readonly reverted: number;
+  /** Rewards an earlier run debited back already. */
+  readonly alreadyReverted: number;
+  /** Users left unreverted because their balance is lower than what the batch gave them (money as digit strings). */
+  readonly insufficientFunds: readonly { readonly uid: string; readonly amount: string; readonly balance: string }[];
+  /** Users not reverted for another reason (a lock that stayed busy, an operation id taken by another entry). */
+  readonly failed: readonly { readonly uid: string; readonly reason: string; readonly error: string }[];
+  /** Open dead-letter entries of the batch closed (purged): they can no longer be replayed. */
+  readonly closedDeadLetters: number;
+  /** The batch status after the run (with `dryRun`: what it would be). */
+  readonly status: 'reverted' | 'partially_reverted';
+}
+
+/** The batch cannot be reverted now (it is still processing); nothing was changed. */
+export class BatchRevertRefusedError extends Error {
+  override readonly name = 'BatchRevertRefusedError';
+}
+
+/** No batch has that id. */
+export class UnknownBatchError extends Error {
+  override readonly name = 'UnknownBatchError';
+}
+
+/** What {@link revertBatch} needs. */
+export interface RevertContext {
+  readonly pool: pg.Pool;
+  readonly wallet: WalletService;
+  readonly logger: Logger;
+}
+
+/** Options of {@link revertBatch}. */
+export interface RevertOptions {
+  readonly dryRun?: boolean;
+  /** Why (written as the debits' description and into the audit trail). */
+  readonly reason?: string;
+  /** Who asks (audit trail). Default `library`. */
+  readonly actor?: string;
+}
+
+interface UserRewards {
+  readonly uid: string;
+  readonly rewardIds: string[];
+  readonly amounts: bigint[];
+}
+
+/**
+ * Takes back every reward batch `batchId` applied: one compensating debit per reward (`revert:<rewardId>`, kind
+ * `debit`, the batch's id), each user's debits in one transaction under the user's lock (batch policy), exactly once
+ * however often it runs or is interrupted (the debits are idempotent by operation id). A user whose balance is now
+ * lower than what the batch gave is left unreverted and listed, never driven negative; the others are reverted. The
+ * batch's open dead-letter entries are closed first, so that no replay adds to it any more.
+ *
+ * @throws {@link UnknownBatchError} for an unknown batch id
+ * @throws {@link BatchRevertRefusedError} while the batch (or a replay of its entries) is still processing
+ */
+export async function revertBatch(context: RevertContext, batchId: string, options: RevertOptions = {}): Promise<RevertReport> {
+  const dryRun = options.dryRun ?? false;
+  await assertSettled(context.pool, batchId);
+  let closedDeadLetters: number;
+  if (dryRun) {
+    const { rows } = await context.pool.query<{ n: number }>(`select count(*)::int as n from dead_letters where batch_id = $1 and state = 'open'`, [batchId]);
+    closedDeadLetters = rows[0]!.n;
+  } else {
+    // closed before anything is debited: a replay that claims an entry from now on finds it purged and does nothing
+    const { rowCount } = await context.pool.query(
+      `update dead_letters set state = 'purged', purged_at = now() where batch_id = $1 and state = 'open'`,
+      [batchId],
+    );
+    closedDeadLetters = rowCount ?? 0;
+    // a replay that claimed an entry just before is still running: its rewards are pending until it ends
+    await assertSettled(context.pool, batchId, 'a replay of its dead-letter entries is still running');
+  }
+
+  let reverted = 0;
+  let alreadyReverted = 0;
+  const insufficientFunds: { uid: string; amount: string; balance: string }[] = [];
+  const failed: { uid: string; reason: string; error: string }[] = [];
+  let after = '';
+  for (;;) {
+    const page = await appliedRewards(context.pool, batchId, after);
+    if (page.length === 0) break;
+    after = page[page.length - 1]!.uid;
+    if (dryRun) {
+      const preview = await previewPage(context.pool, page);
+      reverted += preview.reverted;
+      alreadyReverted += preview.alreadyReverted;
+      insufficientFunds.push(...preview.insufficientFunds);
+      continue;
+    }
+    const debits = page.flatMap((user) =>
+      user.rewardIds.map((rewardId, i) => ({
+        uid: user.uid,
+        operationId: revertOperationId(rewardId),
+        amount: user.amounts[i]!,
+        ...(options.reason !== undefined ? { description: `revert: ${options.reason}` } : {}),
+      })),
+    );
+    const result = await context.wallet.debitForBatch(debits, batchId);
+    const owed = new Map(page.map((user) => [user.uid, user.amounts.reduce((sum, amount) => sum + amount, 0n)]));
+    for (const user of result.users) {
+      if (user.status === 'settled') {
+        for (const operation of user.operations) {
+          if (operation.outcome === 'applied') reverted += 1;
+          else if (operation.outcome === 'duplicate') alreadyReverted += 1;
+          else failed.push({ uid: user.uid, reason: 'CONFLICT', error: `operation id ${operation.operationId} is taken by another ledger entry: ${operation.detail ?? ''}` });
+        }
+      } else if (user.reason === 'INSUFFICIENT_FUNDS') {
+        insufficientFunds.push({ uid: user.uid, amount: String(owed.get(user.uid) ?? 0n), balance: String(await context.wallet.getBalance(user.uid)) });
+      } else {
+        failed.push({ uid: user.uid, reason: user.reason, error: user.error });
+      }
+    }
+  }
+
+  const status = insufficientFunds.length === 0 && failed.length === 0 ? 'reverted' : 'partially_reverted';
+  const report: RevertReport = { batchId, dryRun, reverted, alreadyReverted, insufficientFunds, failed, closedDeadLetters, status };
+  if (!dryRun) {
+    await context.pool.query(`update reward_batches set status = $2, updated_at = now() where batch_id = $1`, [batchId, status]);
+    await recordAudit(context.pool, {
+      actor: options.actor ?? 'library',
+      action: 'batch.revert',
+      target: `batch:${batchId}`,
+      details: options.reason !== undefined ? { reason: options.reason } : {},
+      result: { reverted, alreadyReverted, insufficientFunds, failed, closedDeadLetters, status },
+    });
+    context.logger.warn({ batchId, reverted, alreadyReverted, insufficientFunds: insufficientFunds.length, failed: failed.length, actor: options.actor }, 'batch reverted');
+  }
+  return report;
+}
+
+/** Refuses (before anything changes) a batch that is unknown or still has rewards to settle. */
+async function assertSettled(pool: pg.Pool, batchId: string, why = 'it is still processing'): Promise<void> {
+  const report = await getBatchReport(pool, batchId);
+  if (!report) throw new UnknownBatchError(`no batch has id ${JSON.stringify(batchId)} (was it enqueued against this DATABASE_URL?)`);
+  const open = await pool.query('select 1 from reward_chunks where batch_id = $1 and completed_at is null limit 1', [batchId]);
+  if (report.pending > 0 || (open.rowCount ?? 0) > 0) {
+    throw new BatchRevertRefusedError(
+      `batch ${JSON.stringify(batchId)} cannot be reverted now: ${why} (${report.pending} of ${report.total} rewards pending). Revert it once \`windfall batch ${batchId}\` shows it done.`,
+    );
+  }
+}
+
+/** The applied rewards of the next users (in uid order after `after`), each user's together. */
+async function appliedRewards(pool: pg.Pool, batchId: string, after: string): Promise<UserRewards[]> {
+  const { rows } = await pool.query<{ uid: string; reward_ids: string[]; amounts: string[] }>(
+    `select uid, array_agg(operation_id order by operation_id) as reward_ids, array_agg(amount::text order by operation_id) as amounts
+     from ledger_entries
+     where batch_id = $1 and kind = 'reward' and uid > $2
+     group by uid order by uid limit $3`,
+    [batchId, after, USERS_PER_PAGE],
+  );
+  return rows.map((row) => ({ uid: row.uid, rewardIds: row.reward_ids, amounts: row.amounts.map((amount) => BigInt(amount)) }));
+}
+
+/** What a run would do for `users`: their rewards not yet taken back, against their balances now. */
+async function previewPage(pool: pg.Pool, users: readonly UserRewards[]): Promise<{ reverted: number; alreadyReverted: number; insufficientFunds: { uid: string; amount: string; balance: string }[] }> {
+  const ids = users.flatMap((user) => user.rewardIds.map(revertOperationId));
+  const [done, wallets] = await Promise.all([
+    pool.query<{ operation_id: string }>('select operation_id from ledger_entries where operation_id = any($1::text[])', [ids]),
+    pool.query<{ uid: string; balance: bigint }>('select uid, balance from wallets where uid = any($1::text[])', [users.map((user) => user.uid)]),
+  ]);
+  const taken = new Set(done.rows.map((row) => row.operation_id));
+  const balances = new Map(wallets.rows.map((row) => [row.uid, row.balance]));
+  let reverted = 0;
+  let alreadyReverted = 0;
+  const insufficientFunds: { uid: string; amount: string; balance: string }[] = [];
+  for (const user of users) {
+    let owed = 0n;
+    let count = 0;
+    user.rewardIds.forEach((rewardId, i) => {
+      if (taken.has(revertOperationId(rewardId))) alreadyReverted += 1;
+      else {
+        owed += user.amounts[i]!;
+        count += 1;
+      }
+    });
+    const balance = balances.get(user.uid) ?? 0n;
+    if (owed > balance) insufficientFunds.push({ uid: user.uid, amount: String(owed), balance: String(balance) });
+    else reverted += count;
+  }
+  return { reverted, alreadyReverted, insufficientFunds };
+}
