@@ -197,6 +197,15 @@ export function buildOpenApiDocument(version: string): Record<string, unknown> {
           },
         },
       },
+      '/console': {
+        get: {
+          summary: 'The operator console (HTML): batches, dead letters with replay and purge, locks, revert, the audit trail',
+          description:
+            'Pages under /console/… behind the admin token (bearer, or basic auth with the token as password). Its actions (POST /console/actions/replay, purge, lock-release, revert; JSON) need the header `x-windfall-console: 1`: a cross-site form or fetch cannot send it, so another site cannot act through a logged-in browser. Each action previews (dryRun) before it is confirmed, and is recorded in the audit trail.',
+          security: adminAuth,
+          responses: { '302': { description: 'to /console/batches' }, '401': { description: 'asks for basic auth' }, '403': forbidden },
+        },
+      },
       '/admin/queues': {
         get: {
           summary: 'The queue dashboard (Bull Board, read-only) over every shard queue and the dead-letter queue',

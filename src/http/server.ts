@@ -17,6 +17,7 @@ import { BatchRevertRefusedError, revertBatch, UnknownBatchError } from '../batc
 import type { Principal } from './auth.js';
 import { TokenGuard } from './auth.js';
 import { registerDashboard } from './dashboard.js';
+import { registerConsole } from './console.js';
 import { openApiDocument } from './openapi.js';
 import { withTimeout } from '../concurrency/with-timeout.js';
 import { ReadinessChecks } from './readiness.js';
@@ -330,6 +331,7 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
   });
 
   await registerDashboard(app, windfall.queues, guard);
+  await registerConsole(app, { windfall, guard, logger });
   return app;
 }
 

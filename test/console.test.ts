@@ -1,0 +1,159 @@
+import { existsSync, mkdirSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { chromium, type Browser, type BrowserContext } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { getDeadLetter, listDeadLetters } from '../src/dead-letters/dead-letter-store.js';
+import { balances, waitForBatchDone } from './support/batches.js';
+import { eventually } from './support/cli.js';
+import { useTestEnvironment } from './support/environment.js';
+import { startServe, type ServeProcess } from './support/serve.js';
+
+/** Debian's Chromium (`apt-get install -y chromium`); no browser is downloaded at install time. */
+const CHROMIUM = '/usr/bin/chromium';
+const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const RESULTS = fileURLToPath(new URL('../test-results/', import.meta.url));
+
+const env = useTestEnvironment();
+let server: ServeProcess;
+let browser: Browser;
+
+beforeAll(async () => {
+  if (!existsSync(CHROMIUM)) throw new Error(`the console test drives Debian's Chromium at ${CHROMIUM}: install it with \`apt-get install -y chromium\``);
+  mkdirSync(RESULTS, { recursive: true });
+  server = await startServe(env.env({ WINDFALL_JOB_ATTEMPTS: '1', WINDFALL_RECOVERY_INTERVAL_MS: '0' }));
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true });
+});
+afterAll(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+function operator(): Promise<BrowserContext> {
+  return browser.newContext({ httpCredentials: { username: 'operator', password: server.adminToken }, viewport: { width: 1366, height: 900 } });
+}
+
+/** A batch with one user dead-lettered (its lock held elsewhere, no lock retries, one job attempt) and one applied. */
+async function batchWithFailures(tag: string): Promise<void> {
+  await env.redis.set(`${env.prefix}:lock:${tag}-busy`, JSON.stringify({ owner: 'elsewhere:9', acquiredAt: new Date().toISOString(), token: 't' }), 'PX', 60_000);
+  const windfall = await env.open({ rewardLockPolicy: { name: 'reward', retries: 0, initialDelayMs: 10, factor: 1, ttlMs: 5000 }, jobAttempts: 1 });
+  await windfall.createWorker().start();
+  await windfall.producer.enqueueRewards(
+    [
+      { rewardId: `${tag}-1`, uid: `${tag}-busy`, amount: 77 },
+      { rewardId: `${tag}-2`, uid: `${tag}-ok`, amount: 5 },
+    ],
+    { batchId: `${tag}-batch` },
+  );
+  expect(await waitForBatchDone(env.pool, `${tag}-batch`)).toMatchObject({ status: 'completed_with_failures', applied: 1, deadLettered: 1 });
+  await env.redis.del(`${env.prefix}:lock:${tag}-busy`);
+}
+
+describe('operator console (/console)', () => {
+  it("an operator's morning: a batch completed with failures, its dead letter previewed then replayed, the batch completes, the replay is in the audit trail", async () => {
+    await batchWithFailures('cm');
+    const context = await operator();
+    const page = await context.newPage();
+    await page.goto(`${server.baseUrl}/console`);
+    await page.fill('#actor', 'alice');
+    await page.dispatchEvent('#actor', 'change');
+    const row = page.locator('tr', { hasText: 'cm-batch' });
+    await expect(row.textContent()).resolves.toContain('completed_with_failures');
+    await page.click('a:text("cm-batch")');
+    await page.locator('input[name=entry]').first().check();
+    const replay = page.locator('form[data-action$="/actions/replay"]');
+    await replay.locator('button[data-mode=preview]').click();
+    await eventually(async () => (await replay.locator('output').textContent())?.includes('nothing changed yet') === true, 'the replay preview');
+    expect(await replay.locator('output').textContent()).toContain('"dryRun": true');
+    // the preview changed nothing
+    const [entry] = await listDeadLetters(env.pool, { batchId: 'cm-batch', state: 'any' });
+    expect((await getDeadLetter(env.pool, entry!.id))?.state).toBe('open');
+    await page.screenshot({ path: `${RESULTS}console-batch.png`, fullPage: true });
+    await replay.locator('button[data-mode=confirm]').click();
+    await eventually(async () => (await replay.locator('output').textContent())?.includes('Done') === true, 'the replay');
+    expect(await waitForBatchDone(env.pool, 'cm-batch')).toMatchObject({ status: 'completed', applied: 2 });
+    expect((await balances(env.pool)).get('cm-busy')).toBe(77n);
+    await page.goto(`${server.baseUrl}/console/batches`);
+    await eventually(async () => ((await page.locator('tr', { hasText: 'cm-batch' }).textContent()) ?? '').includes('completed'), 'the batch to show completed');
+    await page.goto(`${server.baseUrl}/console/audit?action=dlq.replay`);
+    const audit = await page.locator('main table').textContent();
+    expect(audit).toContain('http:console@127.0.0.1 as alice');
+    expect(audit).toContain(`dead-letters:${entry!.id}`);
+    await page.screenshot({ path: `${RESULTS}console-audit.png`, fullPage: true });
+    await context.close();
+  });
+
+  it('force-releases a lock with a reason and reverts a batch from the console (each previewed first)', async () => {
+    await env.redis.set(`${env.prefix}:lock:cl-held`, JSON.stringify({ owner: 'hung-host:4', acquiredAt: new Date().toISOString(), token: 't' }), 'PX', 60_000);
+    const windfall = await env.open();
+    await windfall.createWorker().start();
+    await windfall.producer.enqueueRewards([{ rewardId: 'cr-1', uid: 'cr-u', amount: 40 }], { batchId: 'cr-batch' });
+    await waitForBatchDone(env.pool, 'cr-batch');
+    const context = await operator();
+    const page = await context.newPage();
+    await page.goto(`${server.baseUrl}/console/locks?uid=cl-held`);
+    expect(await page.locator('main table').textContent()).toContain('hung-host:4');
+    const release = page.locator('form[data-action$="/actions/lock-release"]');
+    await release.locator('input[data-field=reason]').fill('holder hung since 03:00');
+    await release.locator('button[data-mode=preview]').click();
+    await eventually(async () => (await release.locator('output').textContent())?.includes('nothing changed yet') === true, 'the release preview');
+    expect(await env.redis.exists(`${env.prefix}:lock:cl-held`)).toBe(1);
+    await release.locator('button[data-mode=confirm]').click();
+    await eventually(async () => (await env.redis.exists(`${env.prefix}:lock:cl-held`)) === 0, 'the lock to be released');
+
+    await page.goto(`${server.baseUrl}/console/batches/cr-batch`);
+    const revert = page.locator('form[data-action$="/actions/revert"]');
+    await revert.locator('input[data-field=reason]').fill('sent twice');
+    await revert.locator('button[data-mode=preview]').click();
+    await eventually(async () => (await revert.locator('output').textContent())?.includes('nothing changed yet') === true, 'the revert preview');
+    expect((await balances(env.pool)).get('cr-u')).toBe(40n);
+    await revert.locator('button[data-mode=confirm]').click();
+    await eventually(async () => (await balances(env.pool)).get('cr-u') === 0n, 'the revert');
+    await page.goto(`${server.baseUrl}/console/audit`);
+    const audit = await page.locator('main table').textContent();
+    expect(audit).toContain('lock.force_release');
+    expect(audit).toContain('holder hung since 03:00');
+    expect(audit).toContain('batch.revert');
+    expect(audit).toContain('batch:cr-batch');
+    await context.close();
+  });
+
+  it('refuses without the admin credentials (401), with the API token (403), and cross-site requests or requests without its marker change nothing', async () => {
+    const anonymous = await browser.newContext();
+    const refused = await anonymous.request.get(`${server.baseUrl}/console/batches`);
+    expect(refused.status()).toBe(401);
+    expect(refused.headers()['www-authenticate']).toMatch(/^Basic/);
+    await anonymous.close();
+    const producer = await browser.newContext({ httpCredentials: { username: 'operator', password: server.apiToken } });
+    expect((await producer.request.get(`${server.baseUrl}/console/batches`)).status()).toBe(403);
+    await producer.close();
+
+    await batchWithFailures('cx');
+    const [entry] = await listDeadLetters(env.pool, { batchId: 'cx-batch' });
+    const context = await operator();
+    // a plain request with the credentials but without the console's marker
+    const plain = await context.request.post(`${server.baseUrl}/console/actions/purge`, { data: { ids: [entry!.id], dryRun: false } });
+    expect(plain.status()).toBe(403);
+    // a form on another site, posted by a browser that has the basic-auth credentials
+    const evil: Server = createServer((_request, response) => {
+      response.setHeader('content-type', 'text/html');
+      response.end(`<form id="f" method="post" action="${server.baseUrl}/console/actions/purge" enctype="text/plain"><input name='{"ids":["${entry!.id}"],"dryRun":false,"x":"' value='"}'></form>
+<script>fetch(${JSON.stringify(`${server.baseUrl}/console/actions/replay`)}, {method: 'POST', credentials: 'include', headers: {'content-type': 'application/json', 'x-windfall-console': '1'}, body: JSON.stringify({ids: [${JSON.stringify(entry!.id)}], dryRun: false})}).catch(() => {}).finally(() => document.getElementById('f').submit());</script>`);
+    });
+    await new Promise<void>((resolve) => evil.listen(0, '127.0.0.2', resolve));
+    try {
+      const page = await context.newPage();
+      const posted = page.waitForResponse((response) => response.url().endsWith('/console/actions/purge'), { timeout: 15_000 }).catch(() => null);
+      await page.goto(`http://127.0.0.2:${(evil.address() as AddressInfo).port}/`);
+      const answer = await posted;
+      expect(answer?.status()).toBe(403);
+    } finally {
+      evil.close();
+    }
+    expect((await getDeadLetter(env.pool, entry!.id))?.state).toBe('open');
+    const trail = await env.pool.query(`select 1 from audit_log where target = $1`, [`dead-letters:${entry!.id}`]);
+    expect(trail.rowCount).toBe(0);
+    await context.close();
+  });
+});
