@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { listDeadLetters } from '../src/dead-letters/dead-letter-store.js';
 import { balances, ledgerMismatches, rewardRows, waitForBatchDone } from './support/batches.js';
-import { runCli } from './support/cli.js';
+import { eventually, runCli, startCli } from './support/cli.js';
 import { useTestEnvironment } from './support/environment.js';
 import { startServe, type ServeProcess } from './support/serve.js';
 
@@ -131,6 +131,73 @@ describe('batch revert', () => {
     expect(replay.code).toBe(1);
     expect(replay.json.skipped).toEqual([expect.objectContaining({ id: entry!.id, state: 'purged' })]);
     expect((await balances(env.pool)).get('rd-user')).toBe(0n);
+    expect((await runCli(['reconcile'], env.env())).code).toBe(0);
+  });
+
+  it('waits for a late replay: refused while the replayed entry is still pending (exit 2), then takes back the replayed reward too', async () => {
+    await env.redis.set(`${env.prefix}:lock:rl-busy`, JSON.stringify({ owner: 'elsewhere:1', acquiredAt: new Date().toISOString(), token: 't' }), 'PX', 60_000);
+    const failing = await env.open({ rewardLockPolicy: { name: 'reward', retries: 0, initialDelayMs: 10, factor: 1, ttlMs: 5000 }, jobAttempts: 1 });
+    const worker = failing.createWorker();
+    await worker.start();
+    await failing.producer.enqueueRewards(
+      [
+        { rewardId: 'rl-1', uid: 'rl-busy', amount: 30 },
+        { rewardId: 'rl-2', uid: 'rl-ok', amount: 4 },
+      ],
+      { batchId: 'rl' },
+    );
+    expect(await waitForBatchDone(env.pool, 'rl')).toMatchObject({ applied: 1, deadLettered: 1 });
+    await worker.close();
+    await env.redis.del(`${env.prefix}:lock:rl-busy`);
+    // the replay is enqueued while no worker runs: it is late
+    const [entry] = await listDeadLetters(env.pool, { batchId: 'rl' });
+    expect((await cli(['dlq', 'replay', entry!.id])).code).toBe(0);
+    const refused = await runCli(['batch', 'revert', 'rl', '--yes'], env.env());
+    expect(refused.code, refused.stderr).toBe(2);
+    expect(refused.stderr).toContain('cannot be reverted now');
+    expect((await balances(env.pool)).get('rl-ok')).toBe(4n);
+
+    const late = await env.open();
+    await late.createWorker().start();
+    await waitForBatchDone(env.pool, 'rl');
+    expect((await balances(env.pool)).get('rl-busy')).toBe(30n);
+    const reverted = await cli(['batch', 'revert', 'rl', '--yes']);
+    expect(reverted).toMatchObject({ code: 0, json: { reverted: 2, closedDeadLetters: 0, status: 'reverted' } });
+    const wallets = await balances(env.pool);
+    expect([wallets.get('rl-busy'), wallets.get('rl-ok')]).toEqual([0n, 0n]);
+    expect((await runCli(['reconcile'], env.env())).code).toBe(0);
+  });
+
+  it('killed mid-way (SIGKILL) and run again: every reward taken back exactly once', async () => {
+    const windfall = await env.open({ chunkSize: 5000 });
+    await windfall.createWorker().start();
+    const users = 3000;
+    await windfall.producer.enqueueRewards(rewardRows(2 * users, (n) => ({ rewardId: `rk-r${n}`, uid: `rk-u${n % users}`, amount: 3 })), { batchId: 'rk' });
+    await waitForBatchDone(env.pool, 'rk', 120_000);
+    const reverts = async (): Promise<number> =>
+      (await env.pool.query<{ n: number }>(`select count(*)::int as n from ledger_entries where batch_id = 'rk' and kind = 'debit'`)).rows[0]!.n;
+
+    const first = startCli(['batch', 'revert', 'rk', '--yes', '--json'], env.env());
+    // killed once some users are reverted and others are not (tied to progress, not to time)
+    await eventually(async () => (await reverts()) > 0 || first.child.exitCode !== null, 'the revert to start debiting', 60_000);
+    first.child.kill('SIGKILL');
+    await first.exited;
+    const done = await reverts();
+    expect(done, 'the revert finished before it could be killed: make the batch bigger').toBeLessThan(2 * users);
+    // the killed process still holds the locks of the users it was reverting: a run now lists them as busy (exit 1,
+    // run again); the operator force-releases a dead holder's locks (or waits for their TTL)
+    const busy = await cli(['batch', 'revert', 'rk', '--yes']);
+    const stale = await env.redis.keys(`${env.prefix}:lock:rk-u*`);
+    if (busy.code === 1) expect(busy.json.failed.every((user: { reason: string }) => user.reason === 'LOCK_BUSY')).toBe(true);
+    if (stale.length > 0) await env.redis.del(...stale);
+
+    const second = await cli(['batch', 'revert', 'rk', '--yes']);
+    expect(second).toMatchObject({ code: 0, json: { status: 'reverted' } });
+    expect(second.json.reverted + second.json.alreadyReverted).toBe(2 * users);
+    expect(second.json.alreadyReverted).toBeGreaterThanOrEqual(done);
+    expect(await reverts()).toBe(2 * users);
+    const wallets = await balances(env.pool);
+    for (let n = 0; n < users; n += 1) expect(wallets.get(`rk-u${n}`)).toBe(0n);
     expect((await runCli(['reconcile'], env.env())).code).toBe(0);
   });
 });
