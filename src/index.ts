@@ -23,3 +23,4 @@ export { RewardWorker, type RewardWorkerOptions } from './worker/reward-worker.j
 export { DeadLetterQueue, type ReplayReport } from './dead-letters/dead-letter-queue.js';
 export * from './dead-letters/dead-letter-store.js';
 export * from './reconcile/index.js';
+export { AUDIT_ACTIONS, listAudit, type AuditAction, type AuditFilter, type AuditRecord } from './audit/audit-trail.js';

@@ -200,4 +200,41 @@ describe('batch revert', () => {
     for (let n = 0; n < users; n += 1) expect(wallets.get(`rk-u${n}`)).toBe(0n);
     expect((await runCli(['reconcile'], env.env())).code).toBe(0);
   });
+
+  it('reverts rewardIds of any accepted length; refuses a bad reason before changing anything; reserves the revert: prefix; audits the closed entries', async () => {
+    const windfall = await env.open({ jobAttempts: 1 });
+    await windfall.createWorker().start();
+    const longId = `rx-${'x'.repeat(125)}`; // 128 characters: its revert id is 135
+    await windfall.wallet.addBalance('rx-owner', 10, { operationId: 'rx-used' });
+    await windfall.producer.enqueueRewards(
+      [
+        { rewardId: longId, uid: 'rx-u', amount: 9 },
+        { rewardId: 'rx-used', uid: 'rx-u', amount: 10 },
+      ],
+      { batchId: 'rx' },
+    );
+    expect(await waitForBatchDone(env.pool, 'rx')).toMatchObject({ applied: 1, deadLettered: 1 });
+    const [entry] = await listDeadLetters(env.pool, { batchId: 'rx' });
+
+    const badReason = await runCli(['batch', 'revert', 'rx', '--yes', '--reason', 'r'.repeat(495)], env.env());
+    expect(badReason.code).toBe(2);
+    expect(badReason.stderr).toContain('reason');
+    expect((await revertOverHttp('rx', { reason: 'r'.repeat(495) })).status).toBe(400);
+    expect((await listDeadLetters(env.pool, { batchId: 'rx' })).map((e) => e.state)).toEqual(['open']);
+
+    const reverted = await cli(['batch', 'revert', 'rx', '--yes']);
+    expect(reverted).toMatchObject({ code: 0, json: { reverted: 1, closedDeadLetters: 1, status: 'reverted' } });
+    expect((await balances(env.pool)).get('rx-u')).toBe(0n);
+    const [record] = (await cli(['audit', '--target', 'batch:rx'])).json;
+    expect(record.result.closedDeadLetters).toEqual([entry!.id]);
+
+    // nobody may take the id of a revert to come: not a producer, not the wallet library
+    const file = `${env.env()['TMPDIR'] ?? '/tmp'}/rx-reserved-${process.pid}.jsonl`;
+    const { writeFileSync } = await import('node:fs');
+    writeFileSync(file, '{"rewardId":"revert:vc-1","uid":"someone","amount":1}\n');
+    const reserved = await runCli(['enqueue', '--file', file, '--batch-id', 'rx-reserved', '--json'], env.env());
+    expect(reserved.code).toBe(2);
+    expect(JSON.parse(reserved.stdout).errors).toEqual([expect.objectContaining({ row: 1, field: 'rewardId', code: 'reserved_id' })]);
+    await expect(windfall.wallet.addBalance('someone', 1, { operationId: 'revert:vc-1' })).rejects.toThrow(/revert:/);
+  });
 });

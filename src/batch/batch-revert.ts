@@ -1,5 +1,7 @@
 import type pg from 'pg';
 import { recordAudit } from '../audit/audit-trail.js';
+import type { DeadLetterQueue } from '../dead-letters/dead-letter-queue.js';
+import { descriptionProblem } from '../rewards/field-rules.js';
 import type { Logger } from '../log/logger.js';
 import type { WalletService } from '../wallet/wallet-service.js';
 import { getBatchReport } from './batch-status.js';
@@ -40,11 +42,18 @@ export class UnknownBatchError extends Error {
   override readonly name = 'UnknownBatchError';
 }
 
+/** The request itself is invalid (the reason); nothing was changed. */
+export class RevertRequestError extends Error {
+  override readonly name = 'RevertRequestError';
+}
+
 /** What {@link revertBatch} needs. */
 export interface RevertContext {
   readonly pool: pg.Pool;
   readonly wallet: WalletService;
   readonly logger: Logger;
+  /** Removes the closed entries from the dead-letter queue's BullMQ mirror (optional). */
+  readonly deadLetters?: Pick<DeadLetterQueue, 'unmirror'>;
 }
 
 /** Options of {@link revertBatch}. */
@@ -74,81 +83,119 @@ interface UserRewards {
  */
 export async function revertBatch(context: RevertContext, batchId: string, options: RevertOptions = {}): Promise<RevertReport> {
   const dryRun = options.dryRun ?? false;
+  const description = options.reason !== undefined ? `revert: ${options.reason}` : undefined;
+  const reasonProblem = description !== undefined ? descriptionProblem(description) : null;
+  if (reasonProblem) throw new RevertRequestError(`the reason ${reasonProblem.reason} (with the "revert: " prefix; at most 492 characters)`);
   await assertSettled(context.pool, batchId);
-  let closedDeadLetters: number;
+
+  let closedIds: string[] = [];
   if (dryRun) {
-    const { rows } = await context.pool.query<{ n: number }>(`select count(*)::int as n from dead_letters where batch_id = $1 and state = 'open'`, [batchId]);
-    closedDeadLetters = rows[0]!.n;
+    const { rows } = await context.pool.query<{ id: bigint }>(`select id from dead_letters where batch_id = $1 and state = 'open'`, [batchId]);
+    closedIds = rows.map((row) => row.id.toString());
   } else {
-    // closed before anything is debited: a replay that claims an entry from now on finds it purged and does nothing
-    const { rowCount } = await context.pool.query(
-      `update dead_letters set state = 'purged', purged_at = now() where batch_id = $1 and state = 'open'`,
-      [batchId],
-    );
-    closedDeadLetters = rowCount ?? 0;
-    // a replay that claimed an entry just before is still running: its rewards are pending until it ends
-    await assertSettled(context.pool, batchId, 'a replay of its dead-letter entries is still running');
+    closedIds = await closeDeadLetters(context.pool, batchId);
+    if (closedIds.length > 0) await context.deadLetters?.unmirror(closedIds).catch(() => undefined);
   }
 
   let reverted = 0;
   let alreadyReverted = 0;
   const insufficientFunds: { uid: string; amount: string; balance: string }[] = [];
   const failed: { uid: string; reason: string; error: string }[] = [];
-  let after = '';
-  for (;;) {
-    const page = await appliedRewards(context.pool, batchId, after);
-    if (page.length === 0) break;
-    after = page[page.length - 1]!.uid;
-    if (dryRun) {
-      const preview = await previewPage(context.pool, page);
-      reverted += preview.reverted;
-      alreadyReverted += preview.alreadyReverted;
-      insufficientFunds.push(...preview.insufficientFunds);
-      continue;
-    }
-    const debits = page.flatMap((user) =>
-      user.rewardIds.map((rewardId, i) => ({
-        uid: user.uid,
-        operationId: revertOperationId(rewardId),
-        amount: user.amounts[i]!,
-        ...(options.reason !== undefined ? { description: `revert: ${options.reason}` } : {}),
-      })),
-    );
-    const result = await context.wallet.debitForBatch(debits, batchId);
-    const owed = new Map(page.map((user) => [user.uid, user.amounts.reduce((sum, amount) => sum + amount, 0n)]));
-    for (const user of result.users) {
-      if (user.status === 'settled') {
-        for (const operation of user.operations) {
-          if (operation.outcome === 'applied') reverted += 1;
-          else if (operation.outcome === 'duplicate') alreadyReverted += 1;
-          else failed.push({ uid: user.uid, reason: 'CONFLICT', error: `operation id ${operation.operationId} is taken by another ledger entry: ${operation.detail ?? ''}` });
-        }
-      } else if (user.reason === 'INSUFFICIENT_FUNDS') {
-        insufficientFunds.push({ uid: user.uid, amount: String(owed.get(user.uid) ?? 0n), balance: String(await context.wallet.getBalance(user.uid)) });
-      } else {
-        failed.push({ uid: user.uid, reason: user.reason, error: user.error });
+  let failure: unknown;
+  try {
+    let after = '';
+    for (;;) {
+      const page = await appliedRewards(context.pool, batchId, after);
+      if (page.length === 0) break;
+      after = page[page.length - 1]!.uid;
+      if (dryRun) {
+        const preview = await previewPage(context.pool, page);
+        reverted += preview.reverted;
+        alreadyReverted += preview.alreadyReverted;
+        insufficientFunds.push(...preview.insufficientFunds);
+        continue;
       }
+      const debits = page.flatMap((user) =>
+        user.rewardIds.map((rewardId, i) => ({
+          uid: user.uid,
+          operationId: revertOperationId(rewardId),
+          amount: user.amounts[i]!,
+          ...(description !== undefined ? { description } : {}),
+        })),
+      );
+      const result = await context.wallet.debitForBatch(debits, batchId);
+      const owed = new Map(page.map((user) => [user.uid, user.amounts.reduce((sum, amount) => sum + amount, 0n)]));
+      for (const user of result.users) {
+        if (user.status === 'settled') {
+          for (const operation of user.operations) {
+            if (operation.outcome === 'applied') reverted += 1;
+            else if (operation.outcome === 'duplicate') alreadyReverted += 1;
+            else failed.push({ uid: user.uid, reason: 'CONFLICT', error: `operation id ${operation.operationId} is taken by another ledger entry: ${operation.detail ?? ''}` });
+          }
+        } else if (user.reason === 'INSUFFICIENT_FUNDS') {
+          insufficientFunds.push({ uid: user.uid, amount: String(owed.get(user.uid) ?? 0n), balance: String(await context.wallet.getBalance(user.uid)) });
+        } else {
+          failed.push({ uid: user.uid, reason: user.reason, error: user.error });
+        }
+      }
+    }
+  } catch (error) {
+    failure = error;
+    throw error;
+  } finally {
+    if (!dryRun) {
+      // recorded whatever happened: what was taken back before a failure stays taken back
+      const status = failure === undefined && insufficientFunds.length === 0 && failed.length === 0 ? 'reverted' : 'partially_reverted';
+      await context.pool.query(`update reward_batches set status = $2, updated_at = now() where batch_id = $1`, [batchId, status]).catch(() => undefined);
+      await recordAudit(context.pool, {
+        actor: options.actor ?? 'library',
+        action: 'batch.revert',
+        target: `batch:${batchId}`,
+        details: options.reason !== undefined ? { reason: options.reason } : {},
+        result: {
+          reverted,
+          alreadyReverted,
+          insufficientFunds,
+          failed,
+          closedDeadLetters: closedIds,
+          status,
+          ...(failure !== undefined ? { error: failure instanceof Error ? failure.message : String(failure) } : {}),
+        },
+      }).catch((error: unknown) => context.logger.error({ err: error, batchId }, 'could not write the audit record of a batch revert'));
+      context.logger.warn({ batchId, reverted, alreadyReverted, insufficientFunds: insufficientFunds.length, failed: failed.length, actor: options.actor }, 'batch reverted');
     }
   }
 
   const status = insufficientFunds.length === 0 && failed.length === 0 ? 'reverted' : 'partially_reverted';
-  const report: RevertReport = { batchId, dryRun, reverted, alreadyReverted, insufficientFunds, failed, closedDeadLetters, status };
-  if (!dryRun) {
-    await context.pool.query(`update reward_batches set status = $2, updated_at = now() where batch_id = $1`, [batchId, status]);
-    await recordAudit(context.pool, {
-      actor: options.actor ?? 'library',
-      action: 'batch.revert',
-      target: `batch:${batchId}`,
-      details: options.reason !== undefined ? { reason: options.reason } : {},
-      result: { reverted, alreadyReverted, insufficientFunds, failed, closedDeadLetters, status },
-    });
-    context.logger.warn({ batchId, reverted, alreadyReverted, insufficientFunds: insufficientFunds.length, failed: failed.length, actor: options.actor }, 'batch reverted');
+  return { batchId, dryRun, reverted, alreadyReverted, insufficientFunds, failed, closedDeadLetters: closedIds.length, status };
+}
+
+/**
+ * Closes the batch's open dead-letter entries (`purged`: a replay that claims one afterwards finds it purged and does
+ * nothing) and checks in the same transaction that no replay claimed before is still running; if one is, nothing is
+ * closed and the revert is refused.
+ */
+async function closeDeadLetters(pool: pg.Pool, batchId: string): Promise<string[]> {
+  const client = await pool.connect();
+  try {
+    await client.query('begin');
+    const { rows } = await client.query<{ id: bigint }>(
+      `update dead_letters set state = 'purged', purged_at = now() where batch_id = $1 and state = 'open' returning id`,
+      [batchId],
+    );
+    await assertSettled(client, batchId, 'a replay of its dead-letter entries is still running');
+    await client.query('commit');
+    return rows.map((row) => row.id.toString());
+  } catch (error) {
+    await client.query('rollback').catch(() => undefined);
+    throw error;
+  } finally {
+    client.release();
   }
-  return report;
 }
 
 /** Refuses (before anything changes) a batch that is unknown or still has rewards to settle. */
-async function assertSettled(pool: pg.Pool, batchId: string, why = 'it is still processing'): Promise<void> {
+async function assertSettled(pool: Pick<pg.Pool, 'query'>, batchId: string, why = 'it is still processing'): Promise<void> {
   const report = await getBatchReport(pool, batchId);
   if (!report) throw new UnknownBatchError(`no batch has id ${JSON.stringify(batchId)} (was it enqueued against this DATABASE_URL?)`);
   const open = await pool.query('select 1 from reward_chunks where batch_id = $1 and completed_at is null limit 1', [batchId]);

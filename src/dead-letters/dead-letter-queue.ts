@@ -83,6 +83,7 @@ export class DeadLetterQueue {
     }
     const replayed: { id: string; batchId: string; uid: string; rewards: number; jobId: string }[] = [];
     const shards = this.queues.settings.shards;
+    try {
     for (const entry of entries) {
       if (entry.state !== 'open') {
         skipped.push(
@@ -107,17 +108,38 @@ export class DeadLetterQueue {
       }
       replayed.push({ id: entry.id, batchId: entry.batchId, uid: entry.uid, rewards: entry.rewards.length, jobId });
     }
-    const report = { dryRun, replayed, skipped };
-    if (!dryRun) {
-      await recordAudit(this.pool, {
-        actor: options.actor ?? 'library',
-        action: 'dlq.replay',
-        target: deadLetterTarget(filter),
-        details: { filter: auditedFilter(filter) },
-        result: { replayed: replayed.map((entry) => entry.id), skipped: skipped.map(({ id, state }) => ({ id, state })) },
-      });
+    } catch (error) {
+      // the entries replayed before the failure are recorded too, with the error
+      if (!dryRun) await this.auditReplay(filter, options.actor, replayed, skipped, error);
+      throw error;
     }
-    return report;
+    if (!dryRun) await this.auditReplay(filter, options.actor, replayed, skipped);
+    return { dryRun, replayed, skipped };
+  }
+
+  private async auditReplay(
+    filter: DeadLetterFilter,
+    actor: string | undefined,
+    replayed: readonly { id: string }[],
+    skipped: readonly { id: string; state: string }[],
+    error?: unknown,
+  ): Promise<void> {
+    await recordAudit(this.pool, {
+      actor: actor ?? 'library',
+      action: 'dlq.replay',
+      target: deadLetterTarget(filter),
+      details: { filter: auditedFilter(filter) },
+      result: {
+        replayed: replayed.map((entry) => entry.id),
+        skipped: skipped.map(({ id, state }) => ({ id, state })),
+        ...(error !== undefined ? { error: error instanceof Error ? error.message : String(error) } : {}),
+      },
+    }).catch((auditError: unknown) => this.logger.error({ err: auditError }, 'could not write the audit record of a replay'));
+  }
+
+  /** Removes entries' jobs from the BullMQ mirror (entries closed elsewhere, e.g. by a batch revert). */
+  async unmirror(ids: readonly string[]): Promise<void> {
+    for (const id of ids) await this.removeMirror(id);
   }
 
   /**
@@ -128,7 +150,11 @@ export class DeadLetterQueue {
   private async enqueueReplay(entry: DeadLetterEntry, shard: number, jobId: string, replayedBefore: number): Promise<ReplayMarkOutcome> {
     const data: ReplayJobData = { kind: 'replay', deadLetterId: entry.id, batchId: entry.batchId, uid: entry.uid, shard };
     // the batch is processing again before its job can run (the job brings the status up to date when it ends)
-    await this.pool.query(`update reward_batches set status = 'processing', updated_at = now() where batch_id = $1 and status <> 'processing'`, [entry.batchId]);
+    await this.pool.query(
+      `update reward_batches set status = 'processing', updated_at = now()
+       where batch_id = $1 and status not in ('processing', 'reverted', 'partially_reverted')`,
+      [entry.batchId],
+    );
     try {
       await this.queues.shard(shard).add('replay', data, { jobId });
     } catch (error) {

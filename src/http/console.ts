@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { httpActor, listAudit, recordAudit, AUDIT_ACTIONS } from '../audit/audit-trail.js';
-import { BatchRevertRefusedError, revertBatch, UnknownBatchError } from '../batch/batch-revert.js';
+import { BatchRevertRefusedError, revertBatch, RevertRequestError, UnknownBatchError } from '../batch/batch-revert.js';
 import { getBatchReport, type BatchReport } from '../batch/batch-status.js';
 import { DEAD_LETTER_REASONS, listDeadLetters, type DeadLetterEntry } from '../dead-letters/dead-letter-store.js';
 import { UserLocks } from '../lock/user-locks.js';
@@ -308,7 +308,7 @@ ${reports
       if (typeof body.batchId !== 'string' || body.batchId === '') return reply.code(400).send({ error: 'invalid request', message: 'batchId is required' });
       const reason = typeof body.reason === 'string' && body.reason.trim() !== '' ? body.reason.trim().slice(0, 500) : undefined;
       try {
-        return await revertBatch({ pool, wallet: windfall.wallet, logger: options.logger }, body.batchId, {
+        return await revertBatch({ pool, wallet: windfall.wallet, logger: options.logger, deadLetters: windfall.deadLetters }, body.batchId, {
           dryRun: body.dryRun !== false,
           actor: actorOf(request),
           ...(reason !== undefined ? { reason } : {}),
@@ -316,6 +316,7 @@ ${reports
       } catch (error) {
         if (error instanceof UnknownBatchError) return reply.code(404).send({ error: 'not found', message: error.message });
         if (error instanceof BatchRevertRefusedError) return reply.code(409).send({ error: 'batch processing', message: error.message });
+        if (error instanceof RevertRequestError) return reply.code(400).send({ error: 'invalid request', message: error.message });
         throw error;
       }
     });

@@ -13,7 +13,7 @@ import { ServiceUnavailableError } from '../runtime/service-check.js';
 import type { Windfall } from '../runtime/windfall.js';
 import { readLedger } from '../wallet/wallet-service.js';
 import { httpActor, listAudit, recordAudit } from '../audit/audit-trail.js';
-import { BatchRevertRefusedError, revertBatch, UnknownBatchError } from '../batch/batch-revert.js';
+import { BatchRevertRefusedError, revertBatch, RevertRequestError, UnknownBatchError } from '../batch/batch-revert.js';
 import type { Principal } from './auth.js';
 import { TokenGuard } from './auth.js';
 import { registerDashboard } from './dashboard.js';
@@ -276,7 +276,7 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
       const { id } = request.params as { id: string };
       const body = (request.body ?? {}) as { dryRun?: boolean; reason?: string };
       try {
-        return await revertBatch({ pool: windfall.database.pool, wallet: windfall.wallet, logger }, id, {
+        return await revertBatch({ pool: windfall.database.pool, wallet: windfall.wallet, logger, deadLetters: windfall.deadLetters }, id, {
           dryRun: body.dryRun ?? false,
           actor: actorOf(request),
           ...(body.reason !== undefined ? { reason: body.reason } : {}),
@@ -284,6 +284,7 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
       } catch (error) {
         if (error instanceof UnknownBatchError) return fail(reply, 404, 'not found', error.message);
         if (error instanceof BatchRevertRefusedError) return fail(reply, 409, 'batch processing', error.message);
+        if (error instanceof RevertRequestError) return fail(reply, 400, 'invalid request', error.message, [{ row: 0, field: 'reason', reason: error.message }]);
         throw error;
       }
     });

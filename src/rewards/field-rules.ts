@@ -38,6 +38,16 @@ export function identifierProblem(value: unknown): Problem | null {
   return null;
 }
 
+/** The prefix of the operation ids of batch reverts' debits (`revert:<rewardId>`): no reward or operation may use it. */
+export const REVERT_ID_PREFIX = 'revert:';
+
+/** Checks a rewardId (or a wallet operation id): an identifier that does not start with {@link REVERT_ID_PREFIX}. */
+export function rewardIdProblem(value: unknown): Problem | null {
+  const problemOfId = identifierProblem(value);
+  if (problemOfId) return problemOfId;
+  return typeof value === 'string' && value.startsWith(REVERT_ID_PREFIX) ? problem('reserved_id') : null;
+}
+
 /**
  * Checks an optional description: absent, null, or a string of at most 500 characters without NUL or broken
  * Unicode. Returns why it is refused, or null.

@@ -1,5 +1,5 @@
 import { checkAmount } from '../money/amount.js';
-import { descriptionProblem, identifierProblem } from './field-rules.js';
+import { descriptionProblem, identifierProblem, rewardIdProblem } from './field-rules.js';
 import type { RowProblemCode } from './row-problems.js';
 
 /** A validated reward: credit `amount` minor units to `uid`, at most once per `rewardId`. */
@@ -75,8 +75,8 @@ export function validateReward(raw: unknown, row: number): RewardCheck {
     const more = unknown - MAX_UNKNOWN_FIELDS_NAMED;
     errors.push({ row, field: 'row', code: 'unknown_field', reason: `has ${more} more field${more === 1 ? '' : 's'} that are not reward fields` });
   }
-  const rewardIdProblem = identifierProblem(record['rewardId']);
-  if (rewardIdProblem) errors.push({ row, field: 'rewardId', ...rewardIdProblem });
+  const idProblem = rewardIdProblem(record['rewardId']);
+  if (idProblem) errors.push({ row, field: 'rewardId', ...idProblem });
   const uidProblem = identifierProblem(record['uid']);
   if (uidProblem) errors.push({ row, field: 'uid', ...uidProblem });
   const amount = checkAmount(record['amount']);

@@ -13,6 +13,7 @@ export const ROW_PROBLEMS = {
   id_too_long: 'is longer than 128 characters',
   control_character: 'contains a control character',
   surrounding_space: 'has leading or trailing white space',
+  reserved_id: 'starts with "revert:", which Windfall reserves for the debits of batch reverts',
   // description
   description_too_long: 'is longer than 500 characters',
   nul_character: 'contains a NUL character',

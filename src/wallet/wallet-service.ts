@@ -10,7 +10,8 @@ import type { Logger } from '../log/logger.js';
 import { silentLogger } from '../log/logger.js';
 import type { WindfallMetrics } from '../metrics/metrics.js';
 import { checkAmount } from '../money/amount.js';
-import { identifierProblem, descriptionProblem } from '../rewards/field-rules.js';
+import { identifierProblem, descriptionProblem, rewardIdProblem } from '../rewards/field-rules.js';
+import { recordAudit } from '../audit/audit-trail.js';
 import type { UserApplyResult } from './apply-user-operations.js';
 import type { LedgerOperation, OperationOutcome } from './ledger-operation.js';
 import { describeConflict } from './ledger-operation.js';
@@ -156,7 +157,7 @@ export class WalletService {
    * idempotent by operation id (a repeat is reported as a duplicate).
    */
   async debitForBatch(debits: readonly { uid: string; operationId: string; amount: bigint; description?: string }[], batchId: string, options: CallOptions = {}): Promise<BatchCallReport> {
-    const prepared = debits.map((debit, index) => this.prepare(debit.uid, debit.operationId, debit.amount, 'debit', debit.description, index));
+    const prepared = debits.map((debit, index) => this.prepare(debit.uid, debit.operationId, debit.amount, 'debit', debit.description, index, undefined, true));
     return this.runGrouped(prepared, this.policies.batch, options, batchId);
   }
 
@@ -187,9 +188,12 @@ export class WalletService {
     return this.locks.status(uid);
   }
 
-  /** The seed's ForceReleaseLock: deletes the lock whoever holds it and logs a warning. */
-  forceReleaseLock(uid: string): Promise<LockStatus> {
-    return this.locks.forceRelease(uid, 'library');
+  /** The seed's ForceReleaseLock: deletes the lock whoever holds it, logs a warning, and records it in the audit trail. */
+  async forceReleaseLock(uid: string, options: { actor?: string } = {}): Promise<LockStatus> {
+    const actor = options.actor ?? 'library';
+    const previous = await this.locks.forceRelease(uid, actor);
+    await recordAudit(this.options.pool, { actor, action: 'lock.force_release', target: `uid:${uid}`, details: {}, result: { released: previous.locked, previous } });
+    return previous;
   }
 
   private async single(uid: string, amount: bigint | number | string, kind: 'credit' | 'debit', options: SingleOperationOptions): Promise<SingleOperationResult> {
@@ -221,11 +225,14 @@ export class WalletService {
     description: string | undefined,
     index: number,
     type?: string,
+    revertDebit = false,
   ): PreparedOperation {
     const where = `operation ${index + 1}${typeof operationId === 'string' ? ` (${JSON.stringify(operationId)})` : ''}`;
     const uidProblem = identifierProblem(uid);
     if (uidProblem) throw new InvalidOperationError(`${where}: uid ${uidProblem.reason}`);
-    const idProblem = identifierProblem(operationId);
+    // a revert's debit id is `revert:` + a rewardId accepted earlier (up to 135 characters); any other id may not use
+    // the prefix, so that no operation can take the id of a revert to come
+    const idProblem = revertDebit ? null : rewardIdProblem(operationId);
     if (idProblem) throw new InvalidOperationError(`${where}: operation id ${idProblem.reason}`);
     if (type !== undefined && type !== 'add' && type !== 'withdraw') {
       throw new InvalidOperationError(`${where}: type must be "add" or "withdraw", got ${JSON.stringify(type)}`);

@@ -1,4 +1,4 @@
-import { BatchRevertRefusedError, revertBatch, UnknownBatchError, type RevertReport } from '../../batch/batch-revert.js';
+import { BatchRevertRefusedError, revertBatch, RevertRequestError, UnknownBatchError, type RevertReport } from '../../batch/batch-revert.js';
 import { cliActor } from '../../audit/audit-trail.js';
 import type { Windfall } from '../../runtime/windfall.js';
 import { CommandFailedError, UsageError } from '../exit-codes.js';
@@ -7,13 +7,13 @@ import { formatTable } from '../output.js';
 /** `windfall batch revert`: exit 2 while the batch is processing, 1 for an unknown batch. */
 export async function runRevert(windfall: Windfall, batchId: string, options: { dryRun: boolean; actor: string | undefined; reason: string | undefined }): Promise<RevertReport> {
   try {
-    return await revertBatch({ pool: windfall.database.pool, wallet: windfall.wallet, logger: windfall.logger }, batchId, {
+    return await revertBatch({ pool: windfall.database.pool, wallet: windfall.wallet, logger: windfall.logger, deadLetters: windfall.deadLetters }, batchId, {
       dryRun: options.dryRun,
       actor: cliActor(options.actor),
       ...(options.reason !== undefined ? { reason: options.reason } : {}),
     });
   } catch (error) {
-    if (error instanceof BatchRevertRefusedError) throw new UsageError(error.message);
+    if (error instanceof BatchRevertRefusedError || error instanceof RevertRequestError) throw new UsageError(error.message);
     if (error instanceof UnknownBatchError) throw new CommandFailedError(error.message);
     throw error;
   }
