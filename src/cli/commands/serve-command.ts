@@ -30,7 +30,7 @@ function stopSignal(onSecond: (signal: string) => void): Promise<string> {
 export function registerServeCommand(program: Command, registry: CommandRegistry): void {
   program
     .command('serve')
-    .description('the HTTP API (producer and operator routes), /metrics, /healthz, /readyz and the dashboard at /admin/queues')
+    .description('the HTTP API (producer and operator routes), /metrics, /healthz, /readyz, the operator console at /console and the dashboard at /admin/queues')
     .option('--port <port>', 'TCP port (0 = any free port)', portNumber, 3000)
     .option('--host <host>', 'interface to listen on', '0.0.0.0')
     .option('--openapi', 'print the OpenAPI document of the routes and exit')
