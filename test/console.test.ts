@@ -119,6 +119,26 @@ describe('operator console (/console)', () => {
     await context.close();
   });
 
+  it('purges a selected entry from the dead-letters page, exactly once, and the purge is audited', async () => {
+    await batchWithFailures('cp');
+    const [entry] = await listDeadLetters(env.pool, { batchId: 'cp-batch' });
+    const context = await operator();
+    const page = await context.newPage();
+    await page.goto(`${server.baseUrl}/console/dead-letters?batchId=cp-batch&reason=LOCK_BUSY`);
+    await page.check(`input[name=entry][value="${entry!.id}"]`);
+    const purge = page.locator('form[data-action$="/actions/purge"]');
+    await purge.locator('button[data-mode=preview]').click();
+    await eventually(async () => (await purge.locator('output').textContent())?.includes('nothing changed yet') === true, 'the purge preview');
+    expect((await getDeadLetter(env.pool, entry!.id))?.state).toBe('open');
+    // keyboard: the confirm button has the focus after a preview
+    await page.keyboard.press('Enter');
+    await eventually(async () => (await getDeadLetter(env.pool, entry!.id))?.state === 'purged', 'the purge');
+    const records = await env.pool.query(`select actor, action from audit_log where target = $1`, [`dead-letters:${entry!.id}`]);
+    expect(records.rows).toEqual([{ actor: 'http:console@127.0.0.1', action: 'dlq.purge' }]);
+    expect((await waitForBatchDone(env.pool, 'cp-batch')).status).toBe('completed_with_failures');
+    await context.close();
+  });
+
   it('refuses without the admin credentials (401), with the API token (403), and cross-site requests or requests without its marker change nothing', async () => {
     const anonymous = await browser.newContext();
     const refused = await anonymous.request.get(`${server.baseUrl}/console/batches`);
