@@ -135,6 +135,13 @@ describe('operator console (/console)', () => {
     await eventually(async () => (await getDeadLetter(env.pool, entry!.id))?.state === 'purged', 'the purge');
     const records = await env.pool.query(`select actor, action from audit_log where target = $1`, [`dead-letters:${entry!.id}`]);
     expect(records.rows).toEqual([{ actor: 'http:console@127.0.0.1', action: 'dlq.purge' }]);
+    // the entry's own page: its rewards, error and attempts, and no action any more
+    await page.goto(`${server.baseUrl}/console/dead-letters/${entry!.id}`);
+    const text = await page.locator('main').textContent();
+    expect(text).toContain('cp-1');
+    expect(text).toContain('LOCK_BUSY');
+    expect(text).toContain('This entry is purged.');
+    expect(await page.locator('form[data-action]').count()).toBe(0);
     expect((await waitForBatchDone(env.pool, 'cp-batch')).status).toBe('completed_with_failures');
     await context.close();
   });
