@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { recordAudit } from '../audit/audit-trail.js';
+import { inTransaction } from '../db/transaction.js';
 import type { DeadLetterQueue } from '../dead-letters/dead-letter-queue.js';
 import { descriptionProblem } from '../rewards/field-rules.js';
 import type { Logger } from '../log/logger.js';
@@ -101,6 +102,7 @@ export async function revertBatch(context: RevertContext, batchId: string, optio
   let alreadyReverted = 0;
   const insufficientFunds: { uid: string; amount: string; balance: string }[] = [];
   const failed: { uid: string; reason: string; error: string }[] = [];
+  const statusOf = (): RevertReport['status'] => (insufficientFunds.length === 0 && failed.length === 0 ? 'reverted' : 'partially_reverted');
   let failure: unknown;
   try {
     let after = '';
@@ -145,7 +147,7 @@ export async function revertBatch(context: RevertContext, batchId: string, optio
   } finally {
     if (!dryRun) {
       // recorded whatever happened: what was taken back before a failure stays taken back
-      const status = failure === undefined && insufficientFunds.length === 0 && failed.length === 0 ? 'reverted' : 'partially_reverted';
+      const status = failure === undefined ? statusOf() : 'partially_reverted';
       await context.pool.query(`update reward_batches set status = $2, updated_at = now() where batch_id = $1`, [batchId, status]).catch(() => undefined);
       await recordAudit(context.pool, {
         actor: options.actor ?? 'library',
@@ -166,8 +168,7 @@ export async function revertBatch(context: RevertContext, batchId: string, optio
     }
   }
 
-  const status = insufficientFunds.length === 0 && failed.length === 0 ? 'reverted' : 'partially_reverted';
-  return { batchId, dryRun, reverted, alreadyReverted, insufficientFunds, failed, closedDeadLetters: closedIds.length, status };
+  return { batchId, dryRun, reverted, alreadyReverted, insufficientFunds, failed, closedDeadLetters: closedIds.length, status: statusOf() };
 }
 
 /**
@@ -176,22 +177,14 @@ export async function revertBatch(context: RevertContext, batchId: string, optio
  * closed and the revert is refused.
  */
 async function closeDeadLetters(pool: pg.Pool, batchId: string): Promise<string[]> {
-  const client = await pool.connect();
-  try {
-    await client.query('begin');
+  return inTransaction(pool, async (client) => {
     const { rows } = await client.query<{ id: bigint }>(
       `update dead_letters set state = 'purged', purged_at = now() where batch_id = $1 and state = 'open' returning id`,
       [batchId],
     );
     await assertSettled(client, batchId, 'a replay of its dead-letter entries is still running');
-    await client.query('commit');
     return rows.map((row) => row.id.toString());
-  } catch (error) {
-    await client.query('rollback').catch(() => undefined);
-    throw error;
-  } finally {
-    client.release();
-  }
+  });
 }
 
 /** Refuses (before anything changes) a batch that is unknown or still has rewards to settle. */

@@ -6,6 +6,7 @@ import { shardOf } from '../queue/shard-routing.js';
 import type { WindfallQueues } from '../queue/windfall-queues.js';
 import { refreshStoredStatus } from '../batch/batch-status.js';
 import { deadLetterTarget, recordAudit } from '../audit/audit-trail.js';
+import { inTransaction } from '../db/transaction.js';
 import type { DeadLetterEntry, DeadLetterFilter, ReplayMarkOutcome } from './dead-letter-store.js';
 import { countOpenDeadLetters, getDeadLetter, listDeadLetters, markReplayed, purgeDeadLetters } from './dead-letter-store.js';
 
@@ -194,26 +195,18 @@ export class DeadLetterQueue {
    * and its audit record (`dlq.purge`) are one transaction.
    */
   async purge(filter: DeadLetterFilter, options: ActorOption = {}): Promise<string[]> {
-    const client = await this.pool.connect();
-    let ids: string[];
-    try {
-      await client.query('begin');
-      ids = await purgeDeadLetters(client, filter);
+    const ids = await inTransaction(this.pool, async (client) => {
+      const purged = await purgeDeadLetters(client, filter);
       await recordAudit(client, {
         actor: options.actor ?? 'library',
         action: 'dlq.purge',
         target: deadLetterTarget(filter),
         details: { filter: auditedFilter(filter) },
-        result: { purged: ids },
+        result: { purged },
       });
-      await client.query('commit');
-    } catch (error) {
-      await client.query('rollback').catch(() => undefined);
-      throw error;
-    } finally {
-      client.release();
-    }
-    for (const id of ids) await this.removeMirror(id);
+      return purged;
+    });
+    await this.unmirror(ids);
     if (ids.length > 0) this.logger.warn({ count: ids.length }, 'dead-letter entries purged');
     return ids;
   }

@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { httpActor, listAudit, recordAudit, AUDIT_ACTIONS } from '../audit/audit-trail.js';
+import { httpActor, listAudit, AUDIT_ACTIONS } from '../audit/audit-trail.js';
 import { BatchRevertRefusedError, revertBatch, RevertRequestError, UnknownBatchError } from '../batch/batch-revert.js';
 import { getBatchReport, type BatchReport } from '../batch/batch-status.js';
 import { DEAD_LETTER_REASONS, listDeadLetters, type DeadLetterEntry } from '../dead-letters/dead-letter-store.js';
@@ -7,7 +7,7 @@ import { UserLocks } from '../lock/user-locks.js';
 import type { Logger } from '../log/logger.js';
 import type { Windfall } from '../runtime/windfall.js';
 import type { TokenGuard } from './auth.js';
-import { DASHBOARD_PATH } from './dashboard.js';
+import { browserAdminGuard, DASHBOARD_PATH } from './dashboard.js';
 
 /** Where the console lives. */
 export const CONSOLE_PATH = '/console';
@@ -142,12 +142,7 @@ export async function registerConsole(app: FastifyInstance, options: ConsoleOpti
   const actorOf = (request: FastifyRequest): string => httpActor('console', request.ip, request.headers['x-windfall-actor']);
 
   await app.register(async (scope) => {
-    scope.addHook('onRequest', async (request, reply) => {
-      const decision = guard.check(request.headers.authorization, 'admin');
-      if (decision.ok) return;
-      if (decision.status === 401) reply.header('www-authenticate', 'Basic realm="windfall operator", charset="UTF-8"');
-      return reply.code(decision.status).type('text/plain; charset=utf-8').send(`${decision.message}\n`);
-    });
+    scope.addHook('onRequest', browserAdminGuard(guard));
     const html = (reply: FastifyReply, body: string): FastifyReply =>
       reply.type('text/html; charset=utf-8').header('cache-control', 'no-store').header('x-frame-options', 'DENY').send(body);
 
@@ -296,11 +291,8 @@ ${reports
       const reason = typeof body.reason === 'string' && body.reason.trim() !== '' ? body.reason.trim().slice(0, 500) : null;
       if (body.dryRun !== false) return { dryRun: true, uid: body.uid, wouldRelease: await locks.status(body.uid) };
       if (!reason) return reply.code(400).send({ error: 'invalid request', message: 'say why the lock is force-released (reason)' });
-      const actor = actorOf(request);
-      const previous = await locks.forceRelease(body.uid, actor);
-      const report = { uid: body.uid, released: previous.locked, previous };
-      await recordAudit(pool, { actor, action: 'lock.force_release', target: `uid:${body.uid}`, details: { reason }, result: { released: report.released, previous } });
-      return report;
+      const previous = await windfall.wallet.forceReleaseLock(body.uid, { actor: actorOf(request), reason });
+      return { uid: body.uid, released: previous.locked, previous };
     });
 
     scope.post(`${CONSOLE_PATH}/actions/revert`, { preHandler: guardAction }, async (request, reply) => {

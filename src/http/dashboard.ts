@@ -1,9 +1,22 @@
 import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { FastifyAdapter } from '@bull-board/fastify';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { WindfallQueues } from '../queue/windfall-queues.js';
 import type { TokenGuard } from './auth.js';
+
+/**
+ * An `onRequest` hook for pages a browser opens (the dashboard, the console): the admin token as bearer or basic-auth
+ * password; a 401 carries a Basic challenge, so that browsers ask for it.
+ */
+export function browserAdminGuard(guard: TokenGuard) {
+  return async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> => {
+    const decision = guard.check(request.headers.authorization, 'admin');
+    if (decision.ok) return undefined;
+    if (decision.status === 401) reply.header('www-authenticate', 'Basic realm="windfall operator", charset="UTF-8"');
+    return reply.code(decision.status).type('text/plain; charset=utf-8').send(`${decision.message}\n`);
+  };
+}
 
 /** Where the dashboard lives. */
 export const DASHBOARD_PATH = '/admin/queues';
@@ -36,13 +49,7 @@ export async function registerDashboard(app: FastifyInstance, queues: WindfallQu
   });
 
   await app.register(async (scope) => {
-    scope.addHook('onRequest', async (request, reply) => {
-      const decision = guard.check(request.headers.authorization, 'admin');
-      if (decision.ok) return;
-      // a Basic challenge makes browsers ask for the admin token (as the password)
-      if (decision.status === 401) reply.header('www-authenticate', 'Basic realm="windfall operator", charset="UTF-8"');
-      return reply.code(decision.status).type('text/plain; charset=utf-8').send(`${decision.message}\n`);
-    });
+    scope.addHook('onRequest', browserAdminGuard(guard));
     await scope.register(serverAdapter.registerPlugin(), { prefix: DASHBOARD_PATH });
   });
 }

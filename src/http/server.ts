@@ -12,7 +12,7 @@ import type { RowError } from '../rewards/reward.js';
 import { ServiceUnavailableError } from '../runtime/service-check.js';
 import type { Windfall } from '../runtime/windfall.js';
 import { readLedger } from '../wallet/wallet-service.js';
-import { httpActor, listAudit, recordAudit } from '../audit/audit-trail.js';
+import { httpActor, listAudit } from '../audit/audit-trail.js';
 import { BatchRevertRefusedError, revertBatch, RevertRequestError, UnknownBatchError } from '../batch/batch-revert.js';
 import type { Principal } from './auth.js';
 import { TokenGuard } from './auth.js';
@@ -265,11 +265,8 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
 
     operator.delete('/v1/locks/:uid', { schema: { params: uidParams } }, async (request) => {
       const { uid } = request.params as { uid: string };
-      const actor = actorOf(request);
-      const previous = await locks.forceRelease(uid, actor);
-      const report = { uid, released: previous.locked, previous };
-      await recordAudit(windfall.database.pool, { actor, action: 'lock.force_release', target: `uid:${uid}`, details: {}, result: { released: report.released, previous } });
-      return report;
+      const previous = await windfall.wallet.forceReleaseLock(uid, { actor: actorOf(request) });
+      return { uid, released: previous.locked, previous };
     });
 
     operator.post('/v1/batches/:id/revert', { schema: { params: batchIdParams, body: revertRequestSchema } }, async (request, reply) => {

@@ -188,11 +188,20 @@ export class WalletService {
     return this.locks.status(uid);
   }
 
-  /** The seed's ForceReleaseLock: deletes the lock whoever holds it, logs a warning, and records it in the audit trail. */
-  async forceReleaseLock(uid: string, options: { actor?: string } = {}): Promise<LockStatus> {
+  /**
+   * The seed's ForceReleaseLock: deletes the lock whoever holds it, logs a warning, and records it in the audit trail
+   * (`lock.force_release`, also when the lock was not held). Answers the lock as it was. Default actor `library`.
+   */
+  async forceReleaseLock(uid: string, options: { actor?: string; reason?: string } = {}): Promise<LockStatus> {
     const actor = options.actor ?? 'library';
     const previous = await this.locks.forceRelease(uid, actor);
-    await recordAudit(this.options.pool, { actor, action: 'lock.force_release', target: `uid:${uid}`, details: {}, result: { released: previous.locked, previous } });
+    await recordAudit(this.options.pool, {
+      actor,
+      action: 'lock.force_release',
+      target: `uid:${uid}`,
+      details: options.reason !== undefined ? { reason: options.reason } : {},
+      result: { released: previous.locked, previous },
+    });
     return previous;
   }
 

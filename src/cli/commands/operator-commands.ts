@@ -9,7 +9,7 @@ import { UserLocks } from '../../lock/user-locks.js';
 import type { QueueStats } from '../../queue/queue-stats.js';
 import { readQueueStats } from '../../queue/queue-stats.js';
 import type { Windfall } from '../../runtime/windfall.js';
-import { AUDIT_ACTIONS, cliActor, listAudit, recordAudit, type AuditRecord } from '../../audit/audit-trail.js';
+import { AUDIT_ACTIONS, cliActor, listAudit, type AuditRecord } from '../../audit/audit-trail.js';
 import type { CommandRegistry } from '../context.js';
 import { withWindfall } from '../context.js';
 import { CommandFailedError, EXIT, UsageError } from '../exit-codes.js';
@@ -123,10 +123,8 @@ export function lockTools(windfall: Windfall): UserLocks {
  * and records it in the audit trail (`lock.force_release`; Redis has no transaction to share with it).
  */
 export async function forceReleaseLock(windfall: Windfall, uid: string, actor: string): Promise<LockReleaseReport> {
-  const previous = await lockTools(windfall).forceRelease(uid, actor);
-  const report = { uid, released: previous.locked, previous };
-  await recordAudit(windfall.database.pool, { actor, action: 'lock.force_release', target: `uid:${uid}`, details: {}, result: { released: report.released, previous } });
-  return report;
+  const previous = await windfall.wallet.forceReleaseLock(uid, { actor });
+  return { uid, released: previous.locked, previous };
 }
 
 function selectionOf(ids: readonly string[], options: { all?: boolean; reason?: string; batch?: string }): DeadLetterSelection {
