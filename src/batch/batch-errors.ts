@@ -78,8 +78,10 @@ export class BatchConflictError extends Error {
     readonly recordedTotal: number,
     /** Rows of the refused input. */
     readonly rowsRead: number,
+    message?: string,
   ) {
     super(
+      message ??
       `batch ${JSON.stringify(batchId)} already exists with different rewards (${plural(recordedTotal, 'reward')} recorded; this input has ${plural(rowsRead, 'row')}): nothing of this input was recorded. A batchId names one set of rewards: send new rewards under a new batchId; to repeat the batch, send exactly its rewards (in any order).`,
     );
   }

@@ -1,4 +1,6 @@
 import type pg from 'pg';
+import { BudgetExceededError, reserveBudget } from '../campaign/campaign-budget.js';
+import type { BatchPriority } from '../db/schema.js';
 import { shardOf } from '../queue/shard-routing.js';
 import type { SourceRecord } from '../rewards/reward-sources.js';
 import { BatchValidationError } from './batch-errors.js';
@@ -46,6 +48,10 @@ export interface StageOptions {
   readonly maxRows: number;
   /** Called once every row has been read, while PostgreSQL still stages, checks and plans (before the commit). */
   readonly onRowsRead?: () => void;
+  /** The campaign whose budget the batch's total is reserved from (checked before the commit). Default: none. */
+  readonly campaignId?: string;
+  /** Lane of the batch's chunk jobs. Default `normal`. */
+  readonly priority?: BatchPriority;
 }
 
 /** A batch as recorded in `reward_batches`. */
@@ -60,6 +66,11 @@ export interface StagedBatch {
   /** False until every chunk job has been handed to BullMQ. */
   readonly enqueued: boolean;
   readonly contentDigest: string;
+  /** The campaign it pays out of, or null. */
+  readonly campaignId: string | null;
+  readonly priority: BatchPriority;
+  /** Sum of its amounts (minor units); null for a batch recorded before migration 0006. */
+  readonly amountTotal: string | null;
 }
 
 const INSERT_ITEMS_SQL = `
@@ -93,6 +104,9 @@ function batchRow(row: Record<string, unknown>, created: boolean): StagedBatch {
     created,
     enqueued: row['enqueued_at'] !== null,
     contentDigest: row['content_digest'] as string,
+    campaignId: (row['campaign_id'] as string | null) ?? null,
+    priority: (row['priority'] as BatchPriority | undefined) ?? 'normal',
+    amountTotal: row['amount_total'] === null || row['amount_total'] === undefined ? null : String(row['amount_total']),
   };
 }
 
@@ -125,9 +139,9 @@ export async function stageBatch(pool: pg.Pool, records: AsyncIterable<SourceRec
     // The repeat check and the chunk plan aggregate the whole batch: let them hash it in memory, not in temp files.
     await client.query(`set local work_mem = '64MB'`);
     const claimed = await client.query(
-      `insert into reward_batches (batch_id, total, users, chunks, shards, content_digest)
-       values ($1, 0, 0, 0, $2, '') on conflict (batch_id) do nothing returning batch_id`,
-      [options.batchId, options.shards],
+      `insert into reward_batches (batch_id, total, users, chunks, shards, content_digest, campaign_id, priority)
+       values ($1, 0, 0, 0, $2, '', $3, $4) on conflict (batch_id) do nothing returning batch_id`,
+      [options.batchId, options.shards, options.campaignId ?? null, options.priority ?? 'normal'],
     );
     if (claimed.rowCount === 0) {
       await client.query('rollback');
@@ -146,6 +160,7 @@ export async function stageBatch(pool: pg.Pool, records: AsyncIterable<SourceRec
     // over the whole batch can be skipped
     const seen = new FingerprintSet();
     const planner = new ChunkPlanner(options.shards);
+    let amountTotal = 0n;
 
     /** Inserts rows checking each (user, rewardId): reports the rows that repeat an earlier one of this batch. */
     const insertChecked = async (batch: readonly StagedRow[]): Promise<void> => {
@@ -209,6 +224,7 @@ export async function stageBatch(pool: pg.Pool, records: AsyncIterable<SourceRec
       if (!reward) continue;
       const description = reward.description;
       digest.add(reward);
+      amountTotal += reward.amount;
       seen.add(reward.rewardId);
       const shard = shardOf(reward.uid, options.shards);
       planner.add(shard, reward.uid);
@@ -241,20 +257,24 @@ export async function stageBatch(pool: pg.Pool, records: AsyncIterable<SourceRec
       await client.query('set local enable_bitmapscan = off');
       await client.query(PLAN_CHUNKS_SQL, [options.batchId, options.chunkSize]);
     }
+    // last, so that the campaign's row stays locked only from here to the commit
+    if (options.campaignId !== undefined) await reserveBudget(client, options.campaignId, options.batchId, amountTotal);
     const updated = await client.query(
       `update reward_batches b set
          total = $3,
+         amount_total = $4,
          users = (select coalesce(sum(users), 0) from reward_chunks where batch_id = $1),
          chunks = (select count(*) from reward_chunks where batch_id = $1),
          content_digest = $2
        where batch_id = $1 returning *`,
-      [options.batchId, digest.value(), reader.rowsRead],
+      [options.batchId, digest.value(), reader.rowsRead, amountTotal.toString()],
     );
     await client.query('commit');
     return batchRow(updated.rows[0] as Record<string, unknown>, true);
   } catch (error) {
     await client.query('rollback').catch(() => undefined);
-    release(error instanceof BatchValidationError ? undefined : (error as Error));
+    // a refusal leaves the connection sound; anything else may have broken it
+    release(error instanceof BatchValidationError || error instanceof BudgetExceededError ? undefined : (error as Error));
     throw error;
   } finally {
     release();

@@ -5,6 +5,8 @@ import { createLogger, scrubSecrets } from '../log/logger.js';
 import { CsvHeaderError } from '../rewards/reward-sources.js';
 import { FileEncodingError } from '../rewards/line-reader.js';
 import { ServiceUnavailableError } from '../runtime/service-check.js';
+import { BudgetExceededError } from '../campaign/campaign-budget.js';
+import { registerCampaignCommands } from './commands/campaign-command.js';
 import { registerOperatorCommands } from './commands/operator-commands.js';
 import { registerServeCommand } from './commands/serve-command.js';
 import { registerReconcileCommand } from './commands/reconcile-command.js';
@@ -72,9 +74,11 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .requiredOption('--file <file>', 'reward file (.jsonl, .ndjson, .csv) or - for standard input')
     .option('--format <format>', 'jsonl or csv (default: from the extension)')
     .option('--batch-id <id>', 'batch id (default: generated); a known id with the same rewards is a no-op, with other rewards refused (exit 2)')
+    .option('--campaign <id>', "the campaign paying for the batch: refused (exit 2) when its total exceeds what remains of the campaign's budget")
+    .option('--priority <priority>', 'high, normal or low: high goes ahead of work already queued; a small batch never waits for a big one', 'normal')
     .option('--wait', 'show progress until the batch is done; exit 1 if anything was dead-lettered')
     .option('--json', 'print a JSON document')
-    .action(async (options: { file: string; format?: string; batchId?: string; wait?: boolean; json?: boolean }, command: Command) => {
+    .action(async (options: { file: string; format?: string; batchId?: string; campaign?: string; priority?: string; wait?: boolean; json?: boolean }, command: Command) => {
       // the command's own light path (no worker, wallet or metrics code): see withEnqueueSession
       const { config, logger } = resolveConfig(globals(command));
       const { enqueueFile, waitForBatch, withEnqueueSession } = await import('./commands/enqueue.js');
@@ -166,6 +170,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
 
   const registry: CommandRegistry = { globals, setExit };
   registerOperatorCommands(program, registry);
+  registerCampaignCommands(program, registry);
   registerServeCommand(program, registry);
   registerReconcileCommand(program, registry);
   return program;
@@ -176,7 +181,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
  * document on stdout — `{error, message}`, plus `errors` (the first 1,000), `summary`, `totalErrors`, `badRows` and
  * `rowsRead` for a refused batch — so that a script
  * reading stdout always gets a document: `error` is `invalid batch`, `batch conflict` (a known batchId with other
- * rewards), `usage` (exit 2), `unavailable` (Redis or PostgreSQL does not answer; exit 1) or `failed` (exit 1).
+ * rewards), `budget exceeded` (with `remaining`, the campaign's remaining budget), `usage` (exit 2), `unavailable` (Redis or PostgreSQL does not answer; exit 1) or `failed` (exit 1).
  */
 export function reportError(error: unknown, json: boolean): number {
   if (error instanceof CommanderError) {
@@ -187,6 +192,11 @@ export function reportError(error: unknown, json: boolean): number {
   if (error instanceof BatchValidationError) {
     if (json) printJson({ error: 'invalid batch', message: error.message.split('\n')[0], ...error.details() });
     printNote(describeRefusedBatch(error, { listRows: !json }));
+    return EXIT.USAGE;
+  }
+  if (error instanceof BudgetExceededError) {
+    if (json) printJson({ error: 'budget exceeded', message: error.message, remaining: error.remaining.toString(), campaignId: error.campaignId });
+    printNote(`windfall: ${error.message}`);
     return EXIT.USAGE;
   }
   if (error instanceof BatchConflictError) {

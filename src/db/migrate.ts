@@ -5,6 +5,7 @@ import * as replayLookup0002 from '../../migrations/0002_replay_lookup.js';
 import * as chunkUsers0003 from '../../migrations/0003_chunk_users.js';
 import * as auditTrail0004 from '../../migrations/0004_audit_trail.js';
 import * as batchRevert0005 from '../../migrations/0005_batch_revert.js';
+import * as campaignBudgets0006 from '../../migrations/0006_campaign_budgets.js';
 import { LATEST_MIGRATION } from './schema-version.js';
 
 /** Every migration, in order. Add new files here; never edit one that has shipped. */
@@ -14,6 +15,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0003_chunk_users': chunkUsers0003,
   '0004_audit_trail': auditTrail0004,
   '0005_batch_revert': batchRevert0005,
+  '0006_campaign_budgets': campaignBudgets0006,
 };
 
 if (Object.keys(MIGRATIONS).at(-1) !== LATEST_MIGRATION) {

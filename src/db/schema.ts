@@ -37,6 +37,21 @@ export interface RewardBatchesTable {
   created_at: Generated<Date>;
   enqueued_at: Timestamp | null;
   updated_at: Generated<Date>;
+  campaign_id: string | null;
+  /** Sum of the batch's amounts (minor units, numeric); null for batches recorded before migration 0006. */
+  amount_total: string | null;
+  priority: Generated<BatchPriority>;
+}
+
+/** Lane of a batch's chunk jobs. */
+export type BatchPriority = 'high' | 'normal' | 'low';
+
+export interface CampaignsTable {
+  campaign_id: string;
+  /** Minor units (numeric); null = unlimited. */
+  budget: string | null;
+  created_at: Generated<Date>;
+  updated_at: Generated<Date>;
 }
 
 export interface RewardBatchItemsTable {
@@ -105,6 +120,7 @@ export interface Database {
   wallets: WalletsTable;
   ledger_entries: LedgerEntriesTable;
   reward_batches: RewardBatchesTable;
+  campaigns: CampaignsTable;
   reward_batch_items: RewardBatchItemsTable;
   reward_chunks: RewardChunksTable;
   reward_duplicates: RewardDuplicatesTable;

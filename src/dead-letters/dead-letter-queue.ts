@@ -5,6 +5,7 @@ import { deadLetterJobId, replayJobId, type ReplayJobData } from '../queue/job-d
 import { shardOf } from '../queue/shard-routing.js';
 import type { WindfallQueues } from '../queue/windfall-queues.js';
 import { refreshStoredStatus } from '../batch/batch-status.js';
+import { replayJobPriority } from '../queue/job-priority.js';
 import { deadLetterTarget, recordAudit } from '../audit/audit-trail.js';
 import { inTransaction } from '../db/transaction.js';
 import type { DeadLetterEntry, DeadLetterFilter, ReplayMarkOutcome } from './dead-letter-store.js';
@@ -157,7 +158,7 @@ export class DeadLetterQueue {
       [entry.batchId],
     );
     try {
-      await this.queues.shard(shard).add('replay', data, { jobId });
+      await this.queues.shard(shard).add('replay', data, { jobId, priority: replayJobPriority() });
     } catch (error) {
       // nothing was marked: the entry stays open, to be replayed again once the queue takes jobs
       await this.refreshStatus(entry.batchId);

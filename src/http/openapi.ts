@@ -4,6 +4,8 @@ import { fileURLToPath } from 'node:url';
 import {
   revertReportSchema,
   revertRequestSchema,
+  campaignBudgetSchema,
+  campaignReportSchema,
   auditQuery,
   auditRecordSchema,
   batchAcceptedSchema,
@@ -72,6 +74,8 @@ export function buildOpenApiDocument(version: string): Record<string, unknown> {
         AuditRecord: auditRecordSchema,
         RevertRequest: revertRequestSchema,
         RevertReport: revertReportSchema,
+        CampaignBudget: campaignBudgetSchema,
+        Campaign: campaignReportSchema,
         Readiness: readinessSchema,
       },
     },
@@ -90,7 +94,9 @@ export function buildOpenApiDocument(version: string): Record<string, unknown> {
             '202': { description: 'accepted (or already known with the same rewards: `created` is false)', content: json(ref('BatchAccepted')) },
             '400': error('invalid JSON, or an invalid batch: `errors` (the first 1,000), `summary`, `totalErrors`, `badRows`, `rowsRead`'),
             '401': unauthorized,
-            '409': error('`batch conflict`: the batchId is known with other rewards; nothing of this body was recorded'),
+            '409': error(
+              "`batch conflict`: the batchId is known with other rewards (or another campaign); `budget exceeded`: the batch's total does not fit in what remains of its campaign's budget (`remaining` says what does). Nothing of this body was recorded",
+            ),
             '413': error('the body is larger than WINDFALL_HTTP_BODY_LIMIT'),
             '415': error('the body is not application/json'),
             '503': error('`unavailable`: Redis did not take the recorded batch\'s jobs in time; post the same batch again once it answers'),
@@ -103,6 +109,28 @@ export function buildOpenApiDocument(version: string): Record<string, unknown> {
           security: apiAuth,
           parameters: [pathParam('id', 'the batchId')],
           responses: { '200': { description: 'the batch', content: json(ref('BatchReport')) }, '401': unauthorized, '404': error('no batch has this id') },
+        },
+      },
+      '/v1/campaigns/{id}': {
+        put: {
+          summary: "Set or change a campaign's budget (as `windfall campaign set`); audited",
+          description:
+            'Lowering a budget below what is reserved refuses new batches of the campaign and changes nothing of those accepted. A campaign without a budget is unlimited.',
+          security: adminAuth,
+          parameters: [pathParam('id', 'the campaignId')],
+          requestBody: { required: true, content: json(ref('CampaignBudget')) },
+          responses: { '200': { description: 'the campaign', content: json(ref('Campaign')) }, '400': error('a bad budget'), '401': unauthorized, '403': forbidden },
+        },
+        get: {
+          summary: 'A campaign: budget, reserved, applied, remaining (as `windfall campaign show --json`)',
+          security: adminAuth,
+          parameters: [pathParam('id', 'the campaignId')],
+          responses: {
+            '200': { description: 'the campaign', content: json(ref('Campaign')) },
+            '401': unauthorized,
+            '403': forbidden,
+            '404': error('no batch names the campaign and no budget was set'),
+          },
         },
       },
       '/v1/wallets/{uid}': {

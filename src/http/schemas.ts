@@ -92,6 +92,16 @@ export const batchRequestSchema = {
       description:
         'generated when absent. A known batchId with the same rewards (in any order) is a no-op returning the same batch (202, `created: false`); with other rewards it is refused (409 `batch conflict`)',
     },
+    campaignId: {
+      ...identifier,
+      description: "the campaign paying for the batch: refused (409 `budget exceeded`, with `remaining`) when its total exceeds what remains of the campaign's budget",
+    },
+    priority: {
+      type: 'string',
+      enum: ['high', 'normal', 'low'],
+      default: 'normal',
+      description: 'the lane of the batch: `high` goes ahead of work already queued; within a lane batches take turns, so a small batch never waits for a big one',
+    },
     rewards: { type: 'array', minItems: 1, items: rewardSchema },
   },
 } as const;
@@ -303,6 +313,37 @@ export const auditRecordSchema = {
 } as const;
 
 /** Body of `POST /v1/batches/:id/revert`. */
+export const campaignIdParams = { type: 'object', required: ['id'], properties: { id: identifier } } as const;
+
+/** PUT /v1/campaigns/:id: `{budget}` in minor units, digits (or a JSON integer), ≥ 0. */
+export const campaignBudgetSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['budget'],
+  properties: {
+    budget: {
+      anyOf: [
+        { type: 'string', pattern: '^[0-9]{1,30}$' },
+        { type: 'integer', minimum: 0, maximum: 9007199254740991 },
+      ],
+      description: 'the budget in minor units (cents), a string of digits; a campaign without a budget is unlimited',
+    },
+  },
+} as const;
+
+/** A campaign (as `windfall campaign show --json`). */
+export const campaignReportSchema = {
+  type: 'object',
+  required: ['campaignId', 'budget', 'reserved', 'applied', 'remaining'],
+  properties: {
+    campaignId: { type: 'string' },
+    budget: { type: ['string', 'null'], description: 'minor units; null = unlimited' },
+    reserved: { type: 'string', description: "the totals of the campaign's accepted batches, less what was reverted" },
+    applied: { type: 'string', description: "credited by the campaign's batches, less what was reverted" },
+    remaining: { type: ['string', 'null'], description: 'budget − reserved (negative after a budget was lowered below it); null = unlimited' },
+  },
+} as const;
+
 export const revertRequestSchema = {
   type: 'object',
   additionalProperties: false,

@@ -13,6 +13,8 @@ import { ServiceUnavailableError } from '../runtime/service-check.js';
 import type { Windfall } from '../runtime/windfall.js';
 import { readLedger } from '../wallet/wallet-service.js';
 import { httpActor, listAudit } from '../audit/audit-trail.js';
+import { BudgetExceededError, CampaignRequestError, getCampaignReport, setCampaignBudget } from '../campaign/campaign-budget.js';
+import type { EnqueueOptions } from '../queue/reward-producer.js';
 import { BatchRevertRefusedError, revertBatch, RevertRequestError, UnknownBatchError } from '../batch/batch-revert.js';
 import type { Principal } from './auth.js';
 import { TokenGuard } from './auth.js';
@@ -24,6 +26,8 @@ import { ReadinessChecks } from './readiness.js';
 import {
   auditQuery,
   revertRequestSchema,
+  campaignBudgetSchema,
+  campaignIdParams,
   batchIdParams,
   deadLetterIdParams,
   deadLetterQuery,
@@ -71,21 +75,26 @@ function kindOf(value: RawJsonValue | undefined): string {
   return typeof value;
 }
 
-/** Checks the envelope `{batchId?, rewards[]}` of POST /v1/batches; the rows are checked by the producer. */
+/** The fields of a batch besides its rewards. */
+const BATCH_FIELDS = ['batchId', 'campaignId', 'priority', 'rewards'];
+
+/** Checks the envelope `{batchId?, campaignId?, priority?, rewards[]}` of POST /v1/batches; the rows are checked by the producer. */
 function batchEnvelopeErrors(body: RawJsonValue): RowError[] {
   if (body === null || typeof body !== 'object' || Array.isArray(body) || body instanceof JsonNumber) {
-    return [{ row: 0, field: 'body', code: 'not_object', reason: `must be a JSON object {batchId?, rewards: [...]}, got ${kindOf(body)}` }];
+    return [{ row: 0, field: 'body', code: 'not_object', reason: `must be a JSON object {batchId?, campaignId?, priority?, rewards: [...]}, got ${kindOf(body)}` }];
   }
   const errors: RowError[] = [];
   for (const key of Object.keys(body)) {
-    if (key !== 'batchId' && key !== 'rewards') errors.push({ row: 0, field: key.length > 64 ? `${key.slice(0, 64)}…` : key, code: 'unknown_field', reason: 'is not a batch field (expected batchId, rewards)' });
+    if (!BATCH_FIELDS.includes(key)) errors.push({ row: 0, field: key.length > 64 ? `${key.slice(0, 64)}…` : key, code: 'unknown_field', reason: `is not a batch field (expected ${BATCH_FIELDS.join(', ')})` });
   }
   const rewards = body['rewards'];
   if (rewards === undefined) errors.push({ row: 0, field: 'rewards', code: 'missing', reason: 'is missing' });
   else if (!Array.isArray(rewards)) errors.push({ row: 0, field: 'rewards', code: 'not_array', reason: `must be an array of rewards, got ${kindOf(rewards)}` });
   else if (rewards.length === 0) errors.push({ row: 0, field: 'rewards', code: 'empty', reason: 'is empty: a batch needs at least one reward' });
-  const batchId = body['batchId'];
-  if (batchId !== undefined && typeof batchId !== 'string') errors.push({ row: 0, field: 'batchId', code: 'not_string', reason: `must be a string, got ${kindOf(batchId)}` });
+  for (const field of ['batchId', 'campaignId', 'priority']) {
+    const value = body[field];
+    if (value !== undefined && typeof value !== 'string') errors.push({ row: 0, field, code: 'not_string', reason: `must be a string, got ${kindOf(value)}` });
+  }
   return errors;
 }
 
@@ -226,13 +235,20 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
       }
       const record = body as { [key: string]: RawJsonValue };
       const rewards = record['rewards'] as RawJsonValue[];
-      const batchId = record['batchId'] as string | undefined;
+      const options: EnqueueOptions = {};
+      for (const field of ['batchId', 'campaignId', 'priority'] as const) {
+        const value = record[field];
+        if (typeof value === 'string') (options as Record<string, string>)[field] = value;
+      }
       try {
-        const result = await windfall.producer.enqueueRewards(rewards, batchId !== undefined ? { batchId } : {});
+        const result = await windfall.producer.enqueueRewards(rewards, options);
         return reply.code(202).send({ batchId: result.batchId, total: result.total, created: result.created });
       } catch (error) {
         if (error instanceof BatchValidationError) return refuseBatch(reply, error);
         if (error instanceof BatchConflictError) return fail(reply, 409, 'batch conflict', error.message);
+        if (error instanceof BudgetExceededError) {
+          return reply.code(409).send({ error: 'budget exceeded', message: error.message, campaignId: error.campaignId, remaining: error.remaining.toString() });
+        }
         // Redis did not take the recorded batch's jobs in time: posting the batch again finishes the hand-over
         if (error instanceof ServiceUnavailableError) return fail(reply, 503, 'unavailable', error.message);
         throw error;
@@ -284,6 +300,24 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
         if (error instanceof RevertRequestError) return fail(reply, 400, 'invalid request', error.message, [{ row: 0, field: 'reason', reason: error.message }]);
         throw error;
       }
+    });
+
+    operator.put('/v1/campaigns/:id', { schema: { params: campaignIdParams, body: campaignBudgetSchema } }, async (request, reply) => {
+      const { id } = request.params as { id: string };
+      const { budget } = request.body as { budget: string | number };
+      try {
+        return await setCampaignBudget(windfall.database.pool, id, budget, { actor: actorOf(request) });
+      } catch (error) {
+        if (error instanceof CampaignRequestError) return fail(reply, 400, 'invalid request', error.message, [{ row: 0, field: 'budget', reason: error.message }]);
+        throw error;
+      }
+    });
+
+    operator.get('/v1/campaigns/:id', { schema: { params: campaignIdParams } }, async (request, reply) => {
+      const { id } = request.params as { id: string };
+      const report = await getCampaignReport(windfall.database.pool, id);
+      if (!report) return fail(reply, 404, 'not found', `no campaign ${JSON.stringify(id)}: no batch names it and no budget was set`);
+      return report;
     });
 
     operator.get('/v1/audit', { schema: { querystring: auditQuery } }, async (request) => {

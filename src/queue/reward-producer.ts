@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import type { Logger } from '../log/logger.js';
 import { silentLogger } from '../log/logger.js';
-import { BatchValidationError, type BatchConflictError } from '../batch/batch-errors.js';
+import { BatchConflictError, BatchValidationError } from '../batch/batch-errors.js';
 import { confirmSameContent } from '../batch/compare-batch.js';
 import { findBatch, stageBatch, type StagedBatch } from '../batch/stage-batch.js';
 import { identifierProblem } from '../rewards/field-rules.js';
@@ -10,10 +10,18 @@ import type { SourceRecord } from '../rewards/reward-sources.js';
 import { recordsFromArray } from '../rewards/reward-sources.js';
 import { ServiceUnavailableError } from '../runtime/service-check.js';
 import { chunkJobId, type ChunkJobData } from './job-data.js';
+import { chunkJobPriority, isBatchPriority } from './job-priority.js';
 import type { WindfallQueues } from './windfall-queues.js';
 
 /** Chunk jobs handed to BullMQ per call. */
 const JOBS_PER_ADD = 500;
+
+/** The next chunks of a batch, each with its turn among the batch's chunks of its shard (0 for the first). */
+export const CHUNK_TURNS_SQL = `
+select chunk_no, shard, turn from (
+  select chunk_no, shard, (row_number() over (partition by shard order by chunk_no) - 1)::int as turn
+  from reward_chunks where batch_id = $1
+) c where chunk_no > $2 order by chunk_no limit $3`;
 
 /**
  * Shard queues made only once a batch is ready to be handed over: the batch is cut into chunks (by `shards`) before
@@ -42,7 +50,23 @@ export interface ProducerOptions {
    * Default 30,000 ms.
    */
   readonly handOverTimeoutMs?: number;
+  /**
+   * Chunk jobs take turns between batches and follow their batch's priority lane (see `chunkJobPriority`). False
+   * queues them first in first out, ignoring priorities: only for measuring the difference (bench `--fairness`).
+   * Default true.
+   */
+  readonly fairScheduling?: boolean;
   readonly logger?: Logger;
+}
+
+/** What a batch may say besides its rewards. */
+export interface EnqueueOptions {
+  /** Generated (a UUID) when absent. */
+  readonly batchId?: string;
+  /** The campaign whose budget pays for the batch (1–128 characters); the batch is refused if it does not fit. */
+  readonly campaignId?: string;
+  /** `high`, `normal` (default) or `low`: the lane of the batch's chunk jobs. */
+  readonly priority?: string;
 }
 
 /** The answer to an enqueue. */
@@ -88,11 +112,22 @@ export class RewardProducer {
    *   recorded.
    * @throws {@link ServiceUnavailableError} when Redis did not take the batch's jobs within `handOverTimeoutMs`; the
    *   batch is recorded, and enqueueing it again (same batchId, same rewards) finishes the hand-over.
+   * @throws {@link BudgetExceededError} when the batch's total does not fit in its campaign's remaining budget; then
+   *   nothing was recorded.
    */
-  async enqueue(records: AsyncIterable<SourceRecord>, options: { batchId?: string } = {}): Promise<EnqueueResult> {
+  async enqueue(records: AsyncIterable<SourceRecord>, options: EnqueueOptions = {}): Promise<EnqueueResult> {
     const batchId = options.batchId ?? randomUUID();
     const problem = identifierProblem(batchId);
     if (problem) throw new BatchValidationError([{ row: 0, field: 'batchId', ...problem }], 0, `batch refused: batchId ${problem.reason}`);
+    const campaignProblem = options.campaignId === undefined ? null : identifierProblem(options.campaignId);
+    if (campaignProblem) {
+      throw new BatchValidationError([{ row: 0, field: 'campaignId', ...campaignProblem }], 0, `batch refused: campaignId ${campaignProblem.reason}`);
+    }
+    const priority = options.priority ?? 'normal';
+    if (!isBatchPriority(priority)) {
+      const reason = `must be high, normal or low, got ${JSON.stringify(priority)}`;
+      throw new BatchValidationError([{ row: 0, field: 'priority', code: 'invalid_priority', reason }], 0, `batch refused: priority ${reason}`);
+    }
     const maxRows = this.options.maxBatchRows ?? 10_000_000;
 
     // a batch recorded by an earlier call, or by a concurrent one that claimed the batchId first (stageBatch then
@@ -104,10 +139,20 @@ export class RewardProducer {
         shards: this.shards,
         chunkSize: this.options.chunkSize ?? 2000,
         maxRows,
+        priority,
+        ...(options.campaignId !== undefined ? { campaignId: options.campaignId } : {}),
         // deferred queues are made while PostgreSQL plans the chunks (a failure shows at the hand-over)
         onRowsRead: () => void this.queues().catch(() => undefined),
       }));
     if (!staged.created) {
+      if (staged.campaignId !== (options.campaignId ?? null)) {
+        throw new BatchConflictError(
+          batchId,
+          staged.total,
+          0,
+          `batch ${JSON.stringify(batchId)} already exists under ${staged.campaignId === null ? 'no campaign' : `campaign ${JSON.stringify(staged.campaignId)}`}, not ${options.campaignId === undefined ? 'without one' : JSON.stringify(options.campaignId)}: nothing of this input was recorded. Send it again with its campaign, or under a new batchId.`,
+        );
+      }
       await confirmSameContent(records, staged, { maxRows });
       this.logger.info({ batchId }, 'batch id already known with the same rewards: enqueue is a no-op');
     }
@@ -116,7 +161,7 @@ export class RewardProducer {
   }
 
   /** Validates and enqueues rewards given as objects (`{rewardId, uid, amount, description?}`). */
-  enqueueRewards(rewards: readonly unknown[], options: { batchId?: string } = {}): Promise<EnqueueResult> {
+  enqueueRewards(rewards: readonly unknown[], options: EnqueueOptions = {}): Promise<EnqueueResult> {
     return this.enqueue(recordsFromArray(rewards), options);
   }
 
@@ -156,23 +201,27 @@ export class RewardProducer {
     let after = -1;
     for (;;) {
       if (signal.aborted) return;
-      const { rows } = await this.options.pool.query<{ chunk_no: number; shard: number }>(
-        `select chunk_no, shard from reward_chunks where batch_id = $1 and chunk_no > $2 order by chunk_no limit $3`,
-        [batch.batchId, after, JOBS_PER_ADD],
-      );
+      const { rows } = await this.options.pool.query<{ chunk_no: number; shard: number; turn: number }>(CHUNK_TURNS_SQL, [batch.batchId, after, JOBS_PER_ADD]);
       if (rows.length === 0) break;
       const queues = await this.queues();
-      const byShard = new Map<number, ChunkJobData[]>();
+      const byShard = new Map<number, { data: ChunkJobData; priority: number }[]>();
       for (const row of rows) {
         const list = byShard.get(row.shard) ?? [];
-        list.push({ kind: 'chunk', batchId: batch.batchId, chunkNo: row.chunk_no, shard: row.shard });
+        list.push({
+          data: { kind: 'chunk', batchId: batch.batchId, chunkNo: row.chunk_no, shard: row.shard },
+          priority: this.options.fairScheduling === false ? 0 : chunkJobPriority(batch.priority, row.turn),
+        });
         byShard.set(row.shard, list);
       }
       await Promise.all(
         [...byShard].map(([shard, jobs]) =>
-          queues
-            .shard(shard)
-            .addBulk(jobs.map((data) => ({ name: 'chunk', data, opts: { jobId: chunkJobId(data.batchId, data.chunkNo) } }))),
+          queues.shard(shard).addBulk(
+            jobs.map(({ data, priority }) => ({
+              name: 'chunk',
+              data,
+              opts: { jobId: chunkJobId(data.batchId, data.chunkNo), ...(priority > 0 ? { priority } : {}) },
+            })),
+          ),
         ),
       );
       after = rows[rows.length - 1]!.chunk_no;

@@ -2,6 +2,7 @@ import type pg from 'pg';
 import type { Logger } from '../log/logger.js';
 import { silentLogger } from '../log/logger.js';
 import { chunkJobId, replayJobId, type ChunkJobData, type ReplayJobData } from '../queue/job-data.js';
+import { chunkJobPriority, replayJobPriority, type BatchPriority } from '../queue/job-priority.js';
 import { shardOf } from '../queue/shard-routing.js';
 import type { WindfallQueues } from '../queue/windfall-queues.js';
 import { describeStrandedBatches, type StrandedBatch } from '../queue/stranded-chunks.js';
@@ -66,7 +67,7 @@ export interface ResumeOptions {
 // Open chunks, oldest batches first. A batch whose hand-over has finished (enqueued_at set) had every job added, so
 // a missing job there is lost whatever its age; a batch still being handed over is left alone until it is $1 ms old.
 const OPEN_CHUNKS_SQL = `
-select c.batch_id, c.chunk_no, c.shard, b.shards as staged_shards, b.enqueued_at is null as not_handed_over
+select c.batch_id, c.chunk_no, c.shard, b.shards as staged_shards, b.enqueued_at is null as not_handed_over, b.priority
 from reward_chunks c join reward_batches b on b.batch_id = c.batch_id
 where c.completed_at is null
   and (b.enqueued_at is not null or b.created_at <= now() - make_interval(secs => $1::float8 / 1000))
@@ -152,7 +153,7 @@ export async function resumeOpenWork(pool: pg.Pool, queues: WindfallQueues, opti
   const shards = queues.settings.shards;
 
   const chunkRows = (
-    await pool.query<{ batch_id: string; chunk_no: number; shard: number; staged_shards: number; not_handed_over: boolean }>(OPEN_CHUNKS_SQL, [
+    await pool.query<{ batch_id: string; chunk_no: number; shard: number; staged_shards: number; not_handed_over: boolean; priority: BatchPriority }>(OPEN_CHUNKS_SQL, [
       minAgeMs,
       options.maxChunks ?? 100_000,
     ])
@@ -199,7 +200,8 @@ export async function resumeOpenWork(pool: pg.Pool, queues: WindfallQueues, opti
     const was = lost.get(jobId);
     if (!was || !stillOpen.has(jobId)) continue;
     const data: ChunkJobData = { kind: 'chunk', batchId: row.batch_id, chunkNo: row.chunk_no, shard };
-    await readd(shard, jobId, was, () => queues.shard(shard).add('chunk', data, { jobId }));
+    // a lost job has waited long enough: it gets the first turn of its batch's lane
+    await readd(shard, jobId, was, () => queues.shard(shard).add('chunk', data, { jobId, priority: chunkJobPriority(row.priority, 0) }));
     chunks.push({ jobId, batchId: row.batch_id, shard, was, chunkNo: row.chunk_no });
   }
   const replays: ResumedJob[] = [];
@@ -207,7 +209,7 @@ export async function resumeOpenWork(pool: pg.Pool, queues: WindfallQueues, opti
     const was = lost.get(jobId);
     if (!was || !stillOpen.has(jobId)) continue;
     const data: ReplayJobData = { kind: 'replay', deadLetterId: row.id, batchId: row.batch_id, uid: row.uid, shard };
-    await readd(shard, jobId, was, () => queues.shard(shard).add('replay', data, { jobId }));
+    await readd(shard, jobId, was, () => queues.shard(shard).add('replay', data, { jobId, priority: replayJobPriority() }));
     replays.push({ jobId, batchId: row.batch_id, shard, was, deadLetterId: row.id });
   }
 

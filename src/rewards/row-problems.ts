@@ -39,6 +39,7 @@ export const ROW_PROBLEMS = {
   // the batch
   repeated_reward_id: 'repeats a rewardId of an earlier row',
   not_array: 'is not an array',
+  invalid_priority: 'is not high, normal or low',
 } as const;
 
 /** A stable code of {@link ROW_PROBLEMS}. */

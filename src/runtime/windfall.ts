@@ -60,7 +60,7 @@ export class Windfall {
   }
 
   /** A worker over `shards` (default: all), not yet started. It is closed with this object. */
-  createWorker(options: { shards?: readonly number[]; concurrency?: number; jobLockMs?: number } = {}): RewardWorker {
+  createWorker(options: { shards?: readonly number[]; concurrency?: number; jobLockMs?: number; jobsPerShard?: number } = {}): RewardWorker {
     const shards = options.shards ?? Array.from({ length: this.config.shards }, (_, shard) => shard);
     const worker = new RewardWorker({
       pool: this.database.pool,
@@ -73,6 +73,7 @@ export class Windfall {
       cluster: this.config.redisCluster,
       maxStalledCount: this.config.maxStalledCount,
       jobLockMs: options.jobLockMs ?? this.config.jobLockMs,
+      ...(options.jobsPerShard !== undefined ? { jobsPerShard: options.jobsPerShard } : {}),
       logger: this.logger,
       metrics: this.metrics,
       onDeadLetters: (entries) => this.deadLetters.mirror(entries),

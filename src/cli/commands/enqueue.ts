@@ -60,6 +60,8 @@ export interface EnqueueFlags {
   readonly file: string;
   readonly format?: string;
   readonly batchId?: string;
+  readonly campaign?: string;
+  readonly priority?: string;
 }
 
 /** Opens the file (or standard input for `-`) and picks its format. */
@@ -92,7 +94,11 @@ export async function openRewardFile(file: string, format?: string): Promise<{ s
 /** Validates and enqueues a reward file as one batch. */
 export async function enqueueFile(producer: RewardProducer, flags: EnqueueFlags): Promise<EnqueueResult> {
   const { stream, format } = await openRewardFile(flags.file, flags.format);
-  return producer.enqueue(readRewardFile(stream, format), flags.batchId !== undefined ? { batchId: flags.batchId } : {});
+  return producer.enqueue(readRewardFile(stream, format), {
+    ...(flags.batchId !== undefined ? { batchId: flags.batchId } : {}),
+    ...(flags.campaign !== undefined ? { campaignId: flags.campaign } : {}),
+    ...(flags.priority !== undefined ? { priority: flags.priority } : {}),
+  });
 }
 
 /** Shows progress until nothing of the batch is pending; returns the final report. */

@@ -1,0 +1,162 @@
+import type pg from 'pg';
+import { recordAudit } from '../audit/audit-trail.js';
+import { inTransaction } from '../db/transaction.js';
+import { identifierProblem } from '../rewards/field-rules.js';
+
+/** Largest budget accepted, in minor units (40 digits fit the column). */
+const MAX_BUDGET_DIGITS = 30;
+
+/** A campaign as `windfall campaign show` and `GET /v1/campaigns/:id` give it (money as digit strings). */
+export interface CampaignReport {
+  readonly campaignId: string;
+  /** Minor units; null = no budget (unlimited). */
+  readonly budget: string | null;
+  /** What the campaign's accepted batches may pay out or have paid: their totals, less what was reverted. */
+  readonly reserved: string;
+  /** Credited by the campaign's batches, less what was reverted. */
+  readonly applied: string;
+  /** budget − reserved (negative once the budget was lowered below what is reserved); null when unlimited. */
+  readonly remaining: string | null;
+}
+
+/** The request is invalid (a bad campaign id or budget); nothing was changed. */
+export class CampaignRequestError extends Error {
+  override readonly name = 'CampaignRequestError';
+}
+
+/** No batch or budget names that campaign. */
+export class UnknownCampaignError extends Error {
+  override readonly name = 'UnknownCampaignError';
+}
+
+/** A batch whose total does not fit in what remains of its campaign's budget; nothing of it was recorded. */
+export class BudgetExceededError extends Error {
+  override readonly name = 'BudgetExceededError';
+  constructor(
+    readonly campaignId: string,
+    readonly batchId: string,
+    /** The batch's total (minor units). */
+    readonly requested: bigint,
+    /** What remained of the budget (minor units; 0 when the budget is already overdrawn by a lowering). */
+    readonly remaining: bigint,
+  ) {
+    super(
+      `batch ${JSON.stringify(batchId)} refused: its total ${requested} exceeds the remaining budget ${remaining} of campaign ${JSON.stringify(campaignId)}. ` +
+        `Nothing was recorded. Raise the budget (\`windfall campaign set ${campaignId} --budget AMOUNT\`) or split the batch.`,
+    );
+  }
+}
+
+/** Checks a campaign id (as a batchId: 1–128 characters, no control characters or surrounding space). */
+export function assertCampaignId(campaignId: unknown): asserts campaignId is string {
+  const problem = identifierProblem(campaignId);
+  if (problem) throw new CampaignRequestError(`campaignId ${problem.reason}`);
+}
+
+/** Parses a budget: a whole number of minor units ≥ 0, as a JSON integer or a string of digits. */
+export function parseBudget(input: unknown): bigint {
+  if (typeof input === 'number' && Number.isSafeInteger(input) && input >= 0) return BigInt(input);
+  if (typeof input === 'string' && /^[0-9]+$/.test(input) && input.length <= MAX_BUDGET_DIGITS) return BigInt(input);
+  throw new CampaignRequestError(
+    `budget must be a whole number of minor units (cents) ≥ 0, as digits (at most ${MAX_BUDGET_DIGITS}), got ${JSON.stringify(input) ?? String(input)}`,
+  );
+}
+
+type Db = Pick<pg.Pool, 'query'>;
+
+/**
+ * What a campaign's batches hold of its budget, other than batch `exceptBatchId`: a batch's total while it may still
+ * pay; once reverted, what it paid and kept (credits less the revert's debits).
+ */
+const RESERVED_SQL = `
+select coalesce(sum(
+  case when b.status in ('reverted', 'partially_reverted') then
+    (select coalesce(sum(l.amount), 0) from ledger_entries l
+      where l.batch_id = b.batch_id and (l.kind = 'reward' or (l.kind = 'debit' and l.operation_id like 'revert:%')))
+  else coalesce(b.amount_total, 0) end), 0)::text as reserved
+from reward_batches b
+where b.campaign_id = $1 and b.batch_id <> $2`;
+
+/** Credits of the campaign's batches less their revert debits. */
+const APPLIED_SQL = `
+select coalesce(sum(l.amount), 0)::text as applied
+from reward_batches b join ledger_entries l on l.batch_id = b.batch_id
+where b.campaign_id = $1 and (l.kind = 'reward' or (l.kind = 'debit' and l.operation_id like 'revert:%'))`;
+
+/**
+ * Reserves `amount` of campaign `campaignId`'s budget for batch `batchId`, inside the transaction that records the
+ * batch (`client` must be in it, and the batch row must carry the campaign id). Serialized per campaign by a lock
+ * on the campaign's row, held until that transaction ends: two batches that each fit alone but not together never
+ * both pass. A campaign first named here is created without a budget (unlimited).
+ * @throws {@link BudgetExceededError} when the amount does not fit; roll the transaction back then.
+ */
+export async function reserveBudget(client: pg.PoolClient, campaignId: string, batchId: string, amount: bigint): Promise<void> {
+  await client.query('insert into campaigns (campaign_id) values ($1) on conflict (campaign_id) do nothing', [campaignId]);
+  // the lock first, then the sum in a statement of its own: its snapshot then sees every batch committed before
+  const { rows } = await client.query<{ budget: string | null }>('select budget::text as budget from campaigns where campaign_id = $1 for no key update', [
+    campaignId,
+  ]);
+  const budget = rows[0]?.budget ?? null;
+  if (budget === null) return;
+  const reserved = await reservedOf(client, campaignId, batchId);
+  const remaining = BigInt(budget) - reserved;
+  if (amount > remaining) throw new BudgetExceededError(campaignId, batchId, amount, remaining > 0n ? remaining : 0n);
+}
+
+async function reservedOf(db: Db, campaignId: string, exceptBatchId = ''): Promise<bigint> {
+  const { rows } = await db.query<{ reserved: string }>(RESERVED_SQL, [campaignId, exceptBatchId]);
+  return BigInt(rows[0]!.reserved);
+}
+
+/** The campaign's budget and what its batches reserve and applied; null when no batch or budget names it. */
+export async function getCampaignReport(db: Db, campaignId: string): Promise<CampaignReport | null> {
+  const { rows } = await db.query<{ budget: string | null }>('select budget::text as budget from campaigns where campaign_id = $1', [campaignId]);
+  if (rows.length === 0) return null;
+  const budget = rows[0]!.budget;
+  const [reserved, applied] = await Promise.all([
+    reservedOf(db, campaignId),
+    db.query<{ applied: string }>(APPLIED_SQL, [campaignId]).then((result) => result.rows[0]!.applied),
+  ]);
+  return {
+    campaignId,
+    budget,
+    reserved: reserved.toString(),
+    applied,
+    remaining: budget === null ? null : (BigInt(budget) - reserved).toString(),
+  };
+}
+
+/** Who sets a budget and why (audit trail). */
+export interface SetBudgetOptions {
+  /** Default `library`. */
+  readonly actor?: string;
+}
+
+/**
+ * Sets (or changes) a campaign's budget, creating the campaign when new, and records it in the audit trail in the
+ * same transaction (`campaign.budget`, with the previous budget). Lowering a budget below what is reserved refuses
+ * new batches of the campaign and changes nothing of those accepted.
+ * @throws {@link CampaignRequestError} for a bad campaign id or budget.
+ */
+export async function setCampaignBudget(pool: pg.Pool, campaignId: unknown, budgetInput: unknown, options: SetBudgetOptions = {}): Promise<CampaignReport> {
+  assertCampaignId(campaignId);
+  const budget = parseBudget(budgetInput);
+  await inTransaction(pool, async (client) => {
+    const previous = await client.query<{ budget: string | null }>('select budget::text as budget from campaigns where campaign_id = $1 for no key update', [
+      campaignId,
+    ]);
+    await client.query(
+      `insert into campaigns (campaign_id, budget) values ($1, $2::numeric)
+       on conflict (campaign_id) do update set budget = excluded.budget, updated_at = now()`,
+      [campaignId, budget.toString()],
+    );
+    await recordAudit(client, {
+      actor: options.actor ?? 'library',
+      action: 'campaign.budget',
+      target: `campaign:${campaignId}`,
+      details: { budget: budget.toString() },
+      result: { previousBudget: previous.rows[0]?.budget ?? null, created: previous.rows.length === 0 },
+    });
+  });
+  return (await getCampaignReport(pool, campaignId))!;
+}
