@@ -21,6 +21,7 @@ import { DEFAULT_CONFIG } from '../src/config/config.js';
 import { measureCeiling, type CeilingCpu, type CeilingResult, type CeilingVariant } from './ceiling.js';
 import { runContention, type ContentionResult } from './contention.js';
 import { renderThroughputChart } from './chart.js';
+import { runFairness, type FairnessResult, type FairnessVariant } from './fairness.js';
 import { runEndToEnd, type EndToEndResult } from './end-to-end.js';
 import { runNaive, type NaiveResult } from './naive.js';
 import { runStatementLayer, type StatementLayerResult } from './statement-layer.js';
@@ -44,10 +45,11 @@ interface Flags {
   readonly workerEnv: Record<string, string>;
   readonly warmup: number;
   readonly bigUser: boolean;
+  readonly fairness: boolean;
 }
 
 const USAGE = `usage: npm run bench -- [--rewards N] [--users N] [--concurrency N] [--runs N] [--warmup N] [--json]
-                      [--scale [--sizes 10000,100000,1000000]] [--contention] [--big-user]
+                      [--scale [--sizes 10000,100000,1000000]] [--contention] [--big-user] [--fairness]
                       [--ceiling-seconds S] [--naive-rewards N] [--skip-naive] [--keep] [--out DIR]
                       [--worker-env NAME=VALUE ...]`;
 
@@ -66,6 +68,7 @@ function parseFlags(argv: string[]): Flags {
       sizes: { type: 'string' },
       contention: { type: 'boolean' },
       'big-user': { type: 'boolean' },
+      fairness: { type: 'boolean' },
       keep: { type: 'boolean' },
       'skip-naive': { type: 'boolean' },
       out: { type: 'string' },
@@ -111,6 +114,7 @@ function parseFlags(argv: string[]): Flags {
     workerEnv,
     warmup: count('warmup', values.warmup, 10_000, 0),
     bigUser: values['big-user'] ?? false,
+    fairness: values.fairness ?? false,
   };
 }
 
@@ -453,6 +457,55 @@ function printContention(results: readonly ContentionResult[], runs: number): vo
   process.stdout.write(`\nContention — hot users under concurrent batches and withdrawals (${runs} run${runs === 1 ? '' : 's'} added up)\n\n${formatTable(table)}\n`);
 }
 
+/**
+ * The fairness scenario (a 500-reward batch 2 s after a 300,000-reward one, one default worker), each variant once
+ * per run, interleaved so that the machine's slow and fast phases fall on all of them.
+ */
+async function measureFairness(flags: Flags, servers: Servers, dir: string): Promise<Record<string, unknown>> {
+  const variants: FairnessVariant[] = ['alone', 'fifo', 'fair', 'high', 'fair-http', 'high-http'];
+  const bigRewards = flags.rewards === 100_000 ? 300_000 : flags.rewards;
+  const results: FairnessResult[] = [];
+  for (let run = 1; run <= flags.runs; run += 1) {
+    for (const variant of variants) {
+      const cleanup = new Cleanup(servers, flags.keep);
+      results.push(await runFairness({ servers, cleanup, id: `${runId()}_f${variant}`, dir, variant, bigRewards, smallRewards: 500, delayMs: 2000 }));
+      const last = results[results.length - 1]!;
+      note(`${variant}: big ${last.bigSeconds} s (${last.bigRewardsPerSecond} rewards/s), small ${last.smallSeconds ?? '-'} s (enqueue ${last.smallEnqueueSeconds ?? '-'} s), big chunks open then ${last.bigChunksOpenAtSmallDone ?? '-'}/${last.bigChunks}`);
+    }
+  }
+  const of = (variant: FairnessVariant) => results.filter((result) => result.variant === variant);
+  const summary = Object.fromEntries(
+    variants.map((variant) => {
+      const mine = of(variant);
+      const alone = of('alone');
+      // each run's big-batch throughput against the `alone` run of the same round
+      const ratios = mine.map((result, i) => round(result.bigRewardsPerSecond / alone[i]!.bigRewardsPerSecond, 3));
+      return [
+        variant,
+        {
+          smallSeconds: mine.map((result) => result.smallSeconds),
+          smallSecondsMedian: variant === 'alone' ? null : median(mine.map((result) => result.smallSeconds ?? Number.NaN)),
+          bigRewardsPerSecond: mine.map((result) => result.bigRewardsPerSecond),
+          bigThroughputToAlone: ratios,
+          bigThroughputToAloneMedian: median(ratios),
+        },
+      ];
+    }),
+  );
+  if (!flags.json) {
+    const rows = variants.map((variant) => {
+      const figures = summary[variant] as { smallSeconds: (number | null)[]; bigRewardsPerSecond: number[]; bigThroughputToAlone: number[] };
+      return [variant, figures.smallSeconds.map((value) => value ?? '-').join(', '), figures.bigRewardsPerSecond.join(', '), figures.bigThroughputToAlone.join(', ')];
+    });
+    process.stdout.write(
+      `Fairness — ${bigRewards.toLocaleString('en-US')}-reward batch, then a 500-reward batch 2 s after its enqueue returned; one worker, defaults; ${flags.runs} run(s)\n` +
+        `${formatTable([['variant', 'small batch done after (s)', 'big batch rewards/s', 'big ÷ alone'], ...rows])}\n` +
+        `targets: fair ≤ 3 s, high ≤ 2 s, big ÷ alone ≥ 0.9 (fair and high enqueue with the CLI, *-http post to windfall serve)\n`,
+    );
+  }
+  return { bigRewards, smallRewards: 500, delayMs: 2000, runs: results, summary };
+}
+
 async function main(): Promise<void> {
   const flags = parseFlags(process.argv.slice(2));
   const servers = serversFromEnv();
@@ -469,6 +522,10 @@ async function main(): Promise<void> {
       writeFileSync(join(flags.out, 'scale.json'), `${JSON.stringify(document, null, 2)}\n`);
       note(`wrote ${chart}`);
       if (!flags.json) printScale(rows, costRatio1MTo100k);
+    } else if (flags.fairness) {
+      document['fairness'] = await measureFairness(flags, servers, dir);
+      mkdirSync(flags.out, { recursive: true });
+      writeFileSync(join(flags.out, 'fairness.json'), `${JSON.stringify(document, null, 2)}\n`);
     } else if (flags.bigUser) {
       const cleanup = new Cleanup(servers, flags.keep);
       const result = await runEndToEnd({

@@ -133,7 +133,7 @@ export async function processRewardJob(context: ProcessorContext, job: Job<Rewar
 
     // load only when the process's line of users is short, one job at a time: memory stays bounded whatever the
     // jobs in flight
-    const admitted = await context.admission.enter(signal);
+    const admitted = await context.admission.enter(signal, job.opts.priority ?? 0);
     let work: JobWork | null;
     let settling: Promise<UserOutcome[]>;
     try {
