@@ -10,6 +10,8 @@ const report = (settled: number, total = 100): BatchReport => ({
   duplicate: 0,
   deadLettered: 0,
   pending: total - settled,
+  campaignId: null,
+  priority: 'normal',
   reverted: 0,
   createdAt: new Date(0).toISOString(),
 });

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import type { BatchStatus } from '../db/schema.js';
+import type { BatchPriority, BatchStatus } from '../db/schema.js';
 
 /** The answer of `windfall batch <id>`: every reward of the batch is in exactly one of the four counts. */
 export interface BatchReport {
@@ -17,6 +17,10 @@ export interface BatchReport {
   /** Applied rewards debited back by `windfall batch revert` (0 unless the batch was reverted). */
   readonly reverted: number;
   readonly createdAt: string;
+  /** The campaign whose budget pays for it, or null. */
+  readonly campaignId: string | null;
+  /** Its lane: `high`, `normal` or `low`. */
+  readonly priority: BatchPriority;
 }
 
 /**
@@ -25,7 +29,7 @@ export interface BatchReport {
  * entries that are neither.
  */
 const BATCH_COUNTS_SQL = `
-select b.batch_id, b.total, b.created_at,
+select b.batch_id, b.total, b.created_at, b.campaign_id, b.priority,
   (select count(*) from ledger_entries where batch_id = $1 and kind = 'reward')::int as applied,
   (select count(*) from ledger_entries where batch_id = $1 and kind = 'debit' and operation_id like 'revert:%')::int as reverted,
   b.status as stored_status,
@@ -56,6 +60,8 @@ export async function getBatchReport(db: Pick<pg.Pool, 'query'>, batchId: string
     batch_id: string;
     total: number;
     created_at: Date;
+    campaign_id: string | null;
+    priority: BatchPriority;
     applied: number;
     reverted: number;
     stored_status: BatchStatus;
@@ -82,6 +88,8 @@ export async function getBatchReport(db: Pick<pg.Pool, 'query'>, batchId: string
     pending,
     reverted: row.reverted,
     createdAt: row.created_at.toISOString(),
+    campaignId: row.campaign_id,
+    priority: row.priority,
   };
 }
 

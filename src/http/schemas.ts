@@ -118,7 +118,7 @@ export const batchAcceptedSchema = {
 
 export const batchReportSchema = {
   type: 'object',
-  required: ['batchId', 'status', 'total', 'applied', 'duplicate', 'deadLettered', 'pending', 'reverted', 'createdAt'],
+  required: ['batchId', 'status', 'total', 'applied', 'duplicate', 'deadLettered', 'pending', 'reverted', 'createdAt', 'campaignId', 'priority'],
   properties: {
     batchId: { type: 'string' },
     status: { type: 'string', enum: ['pending', 'processing', 'completed', 'completed_with_failures', 'reverted', 'partially_reverted'] },
@@ -129,6 +129,8 @@ export const batchReportSchema = {
     pending: { type: 'integer' },
     reverted: { type: 'integer', description: 'applied rewards debited back by a batch revert' },
     createdAt: timestamp,
+    campaignId: { type: ['string', 'null'], description: 'the campaign whose budget pays for the batch' },
+    priority: { type: 'string', enum: ['high', 'normal', 'low'] },
   },
 } as const;
 
