@@ -142,7 +142,7 @@ export async function processRewardJob(context: ProcessorContext, job: Job<Rewar
         log.warn('job points at a chunk or dead-letter entry that is not recorded; nothing to do');
         return NOTHING;
       }
-      settling = context.pipeline.settle(work.tasks);
+      settling = context.pipeline.settle(work.tasks, job.opts.priority ?? 0);
     } finally {
       admitted(); // the job's users are in line now (or its load failed)
     }

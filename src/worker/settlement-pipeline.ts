@@ -41,6 +41,8 @@ export interface SettlementPipelineOptions {
 
 interface Entry {
   readonly task: UserTask;
+  /** The job's BullMQ priority: the line is kept in this order (lower first), then in arrival order. */
+  readonly rank: number;
   handle?: LockHandle;
   outcome?: UserOutcome;
   readonly done: (outcome: UserOutcome) => void;
@@ -80,9 +82,22 @@ export class SettlementPipeline {
     return this.waiting.length - this.head;
   }
 
-  /** Settles the users of a job: resolves with an outcome per task, in order, once every lock is given back. */
-  settle(tasks: readonly UserTask[]): Promise<UserOutcome[]> {
-    const outcomes = tasks.map((task) => new Promise<UserOutcome>((done) => this.waiting.push({ task, done })));
+  /**
+   * Settles the users of a job: resolves with an outcome per task, in order, once every lock is given back. The users
+   * join the line behind those of equal or lower `rank` (the job's BullMQ priority; default 0, the first), ahead of
+   * any of higher rank: a small batch's users do not wait behind the big batch's users already in line.
+   */
+  settle(tasks: readonly UserTask[], rank = 0): Promise<UserOutcome[]> {
+    const entries: Entry[] = [];
+    const outcomes = tasks.map((task) => new Promise<UserOutcome>((done) => entries.push({ task, rank, done })));
+    const last = this.waiting[this.waiting.length - 1];
+    if (this.usersInLine === 0 || last!.rank <= rank) {
+      for (const entry of entries) this.waiting.push(entry);
+    } else {
+      let at = this.head;
+      while (this.waiting[at]!.rank <= rank) at += 1;
+      this.waiting = this.waiting.slice(0, at).concat(entries, this.waiting.slice(at));
+    }
     this.pump();
     return Promise.all(outcomes);
   }
