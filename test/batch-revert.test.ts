@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { listDeadLetters } from '../src/dead-letters/dead-letter-store.js';
 import { balances, ledgerMismatches, rewardRows, waitForBatchDone } from './support/batches.js';
-import { eventually, runCli, startCli } from './support/cli.js';
+import { eventually, runCli, runCliJson, startCli } from './support/cli.js';
 import { useTestEnvironment } from './support/environment.js';
 import { startServe, type ServeProcess } from './support/serve.js';
 
@@ -15,10 +15,7 @@ afterAll(async () => {
   await server?.stop();
 });
 
-async function cli(args: string[]): Promise<{ code: number; json: any; stderr: string }> {
-  const result = await runCli([...args, '--json'], env.env());
-  return { code: result.code ?? -1, json: result.stdout.trim() ? JSON.parse(result.stdout) : null, stderr: result.stderr };
-}
+const cli = (args: string[]) => runCliJson(args, env.env());
 
 async function revertOverHttp(batchId: string, body: object): Promise<{ status: number; body: any }> {
   const response = await fetch(`${server.baseUrl}/v1/batches/${batchId}/revert`, {

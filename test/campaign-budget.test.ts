@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BudgetExceededError, setCampaignBudget } from '../src/campaign/campaign-budget.js';
 import { rewardRows, waitForBatchDone } from './support/batches.js';
-import { runCli } from './support/cli.js';
+import { runCli, runCliJson } from './support/cli.js';
 import { useTestEnvironment } from './support/environment.js';
 import { startServe, type ServeProcess } from './support/serve.js';
 
@@ -19,10 +19,7 @@ afterAll(async () => {
   await server?.stop();
 });
 
-async function cli(args: string[]): Promise<{ code: number; json: any; stderr: string }> {
-  const result = await runCli([...args, '--json'], env.env());
-  return { code: result.code ?? -1, json: result.stdout.trim() ? JSON.parse(result.stdout) : null, stderr: result.stderr };
-}
+const cli = (args: string[]) => runCliJson(args, env.env());
 
 /** A JSONL file of `count` rewards of `amount` each. */
 function rewardFile(name: string, count: number, amount: number): string {

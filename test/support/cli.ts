@@ -15,6 +15,12 @@ export function runCli(args: readonly string[], env: NodeJS.ProcessEnv, input?: 
   return runWindfall(args, env, timeoutMs, input);
 }
 
+/** Runs `windfall ...args --json` and parses its stdout (null when empty). */
+export async function runCliJson(args: readonly string[], env: NodeJS.ProcessEnv): Promise<{ code: number; json: any; stderr: string }> {
+  const result = await runCli([...args, '--json'], env);
+  return { code: result.code ?? -1, json: result.stdout.trim() ? JSON.parse(result.stdout) : null, stderr: result.stderr };
+}
+
 /** A long-running `windfall` process (a worker), with its output collected. */
 export interface CliProcess {
   readonly child: ChildProcess;
