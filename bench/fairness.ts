@@ -12,16 +12,16 @@ import type { Cleanup, Servers } from './support.js';
 import { childEnv, createBenchDatabase, note, poolOn, round, runWindfall, sleep, startProcess, waitFor, WINDFALL_BIN } from './support.js';
 
 /**
- * How the scenario is run:
- * - `alone`: the big batch with nothing beside it (its throughput is the baseline);
- * - `fifo`: big then small, chunk jobs first in first out (Windfall before fair scheduling; enqueued in-process with
- *   the producer's `fairScheduling: false`, the only way to get the old order);
- * - `fair`: big then small, both `normal` (`windfall enqueue`);
- * - `high`: big `normal`, small `--priority high`;
- * - `fair-http`, `high-http`: the same with the small batch posted to `windfall serve` (`POST /v1/batches`), as a
- *   campaign system would: no process to start on a machine the worker keeps busy.
+ * How the scenario is run. The big batch is always enqueued by the library's producer in the bench process; the
+ * small one:
+ * - `alone`: none (the big batch's throughput alone is the baseline);
+ * - `fifo`: by the library, chunk jobs first in first out (Windfall before fair scheduling: the producer's
+ *   `fairScheduling: false`, for the big batch too);
+ * - `fair`, `high`: by the library, `normal` / `high`;
+ * - `fair-cli`: by `windfall enqueue` (a process to start on a machine the worker keeps busy);
+ * - `fair-http`, `high-http`: posted to a running `windfall serve` (`POST /v1/batches`), as a campaign system would.
  */
-export type FairnessVariant = 'alone' | 'fifo' | 'fair' | 'high' | 'fair-http' | 'high-http';
+export type FairnessVariant = 'alone' | 'fifo' | 'fair' | 'high' | 'fair-cli' | 'fair-http' | 'high-http';
 
 export interface FairnessOptions {
   readonly servers: Servers;
@@ -52,15 +52,15 @@ export interface FairnessResult {
   readonly bigChunks: number;
 }
 
-/** Enqueues in this process with chunk jobs first in first out (the `fifo` variant). */
-async function enqueueFifo(databaseUrl: string, redisUrl: string, prefix: string, file: string, batchId: string): Promise<void> {
+/** Enqueues in this process with the library's producer (`fifo`: chunk jobs first in first out). */
+async function enqueueInProcess(databaseUrl: string, redisUrl: string, prefix: string, file: string, batchId: string, fifo: boolean, priority?: string): Promise<void> {
   const config = loadConfig({ DATABASE_URL: databaseUrl, REDIS_URL: redisUrl, WINDFALL_PREFIX: prefix, LOG_LEVEL: 'warn' });
   const logger = createLogger('warn');
   const { database, redis } = await openConnections(config, logger);
   const queues = new WindfallQueues(redis, queueSettingsOf(config));
   try {
-    const producer = new RewardProducer({ pool: database.pool, queues, chunkSize: config.chunkSize, fairScheduling: false, logger });
-    await producer.enqueue(readRewardFile(createReadStream(file), 'jsonl'), { batchId });
+    const producer = new RewardProducer({ pool: database.pool, queues, chunkSize: config.chunkSize, fairScheduling: !fifo, logger });
+    await producer.enqueue(readRewardFile(createReadStream(file), 'jsonl'), { batchId, ...(priority ? { priority } : {}) });
   } finally {
     await queues.close();
     await quitRedis(redis);
@@ -102,10 +102,9 @@ export async function runFairness(options: FairnessOptions): Promise<FairnessRes
     (await pool.query<{ n: number }>('select count(*)::int as n from reward_chunks where batch_id = $1 and completed_at is null', [batchId])).rows[0]!.n;
   const lastChunkAt = async (batchId: string): Promise<number> =>
     (await pool.query<{ at: number }>('select extract(epoch from max(completed_at))::float8 * 1000 as at from reward_chunks where batch_id = $1', [batchId])).rows[0]!.at;
-  const enqueue = async (file: string, batchId: string, priority?: string): Promise<void> => {
-    if (options.variant === 'fifo') await enqueueFifo(databaseUrl, servers.redisUrl, prefix, file, batchId);
-    else await runWindfall(['enqueue', '--file', file, '--batch-id', batchId, ...(priority ? ['--priority', priority] : [])], { ...env, LOG_LEVEL: 'warn' });
-  };
+  const fifo = options.variant === 'fifo';
+  const enqueue = (file: string, batchId: string, priority?: string): Promise<void> =>
+    enqueueInProcess(databaseUrl, servers.redisUrl, prefix, file, batchId, fifo, priority);
   try {
     await waitFor(() => worker.stderr().includes('"worker started"'), 'the worker to start', 30_000);
     if (serve) await waitFor(() => /HTTP server listening on port/.test(serve.stderr() + serve.stdout()), 'windfall serve to listen', 30_000);
@@ -123,6 +122,7 @@ export async function runFairness(options: FairnessOptions): Promise<FairnessRes
       const smallStarted = Date.now();
       const priority = options.variant.startsWith('high') ? 'high' : undefined;
       if (http) await postBatch(smallFile, 'small', priority);
+      else if (options.variant === 'fair-cli') await runWindfall(['enqueue', '--file', smallFile, '--batch-id', 'small'], { ...env, LOG_LEVEL: 'warn' });
       else await enqueue(smallFile, 'small', priority);
       smallEnqueueSeconds = round((Date.now() - smallStarted) / 1000, 2);
       await waitFor(async () => (await openChunks('small')) === 0, 'the small batch', 10 * 60_000, 20);

@@ -85,7 +85,8 @@ describe('campaign budgets', () => {
     // lowering below what is reserved refuses new batches and leaves the accepted ones alone
     expect((await http('PUT', '/v1/campaigns/spring', { budget: '300' })).body).toMatchObject({ budget: '300', reserved: '400', remaining: '-100' });
     const tiny = await cli(['enqueue', '--file', rewardFile('sp5', 1, 1), '--batch-id', 'sp5', '--campaign', 'spring']);
-    expect(tiny).toMatchObject({ code: 2, json: { error: 'budget exceeded', remaining: '0' } });
+    expect(tiny).toMatchObject({ code: 2, json: { error: 'budget exceeded', remaining: '-100' } });
+    expect(tiny.json.message).toContain('a budget of at least 401 would fit it');
     expect((await cli(['batch', 'sp4'])).json).toMatchObject({ status: 'completed', applied: 4 });
 
     const trail = (await cli(['audit', '--action', 'campaign.budget'])).json;
@@ -110,6 +111,12 @@ describe('campaign budgets', () => {
     expect((await http('PUT', '/v1/campaigns/bad', {})).status).toBe(400);
     expect((await http('PUT', '/v1/campaigns/bad', { budget: '5' }, server.apiToken)).status).toBe(403);
     expect((await http('PUT', '/v1/campaigns/ok', { budget: 250 })).body).toMatchObject({ budget: '250', remaining: '250' });
+    // a budget can be removed again: unlimited
+    expect((await http('PUT', '/v1/campaigns/ok', { budget: null })).body).toMatchObject({ budget: null, remaining: null });
+    expect((await cli(['campaign', 'set', 'ok', '--budget', '40'])).json).toMatchObject({ budget: '40' });
+    expect((await cli(['campaign', 'set', 'ok', '--budget', 'unlimited'])).json).toMatchObject({ budget: null });
+    expect((await cli(['campaign', 'show', ' spaced'])).code).toBe(2);
+    expect(await http('PUT', '/v1/campaigns/%20spaced', { budget: '5' })).toMatchObject({ status: 400, body: { errors: [{ field: 'campaignId' }] } });
 
     const badId = await http('POST', '/v1/batches', { campaignId: ' spaced', rewards: [{ rewardId: 'x', uid: 'u', amount: 1 }] }, server.apiToken);
     expect(badId).toMatchObject({ status: 400, body: { error: 'invalid batch', errors: [{ field: 'campaignId' }] } });
@@ -128,24 +135,37 @@ describe('campaign budgets', () => {
     await expect(windfall.producer.enqueueRewards([{ rewardId: 'id1-r', uid: 'u', amount: 10 }], { batchId: 'id1' })).rejects.toThrow(/already exists under campaign/);
   });
 
-  it('racing enqueues never overrun: of two batches that each fit alone but not together, exactly one is accepted (20 of 20)', async () => {
-    const windfall = await env.open();
-    for (let attempt = 0; attempt < 20; attempt += 1) {
-      const campaignId = `race-${attempt}`;
-      await setCampaignBudget(windfall.database.pool, campaignId, '100');
-      const batch = (side: string) =>
-        windfall.producer.enqueueRewards(
-          rewardRows(40, (n) => ({ rewardId: `${campaignId}-${side}-${n}`, uid: `ru${n}`, amount: n < 20 ? 2 : 1 })), // 60 each
-          { batchId: `${campaignId}-${side}`, campaignId },
-        );
-      const outcomes = await Promise.allSettled([batch('a'), batch('b')]);
-      const accepted = outcomes.filter((outcome) => outcome.status === 'fulfilled');
-      const refused = outcomes.filter((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');
-      expect(accepted, `attempt ${attempt}`).toHaveLength(1);
-      expect(refused[0]!.reason).toBeInstanceOf(BudgetExceededError);
-      expect((refused[0]!.reason as BudgetExceededError).remaining).toBe(40n);
-      const { rows } = await env.pool.query<{ n: number }>('select count(*)::int as n from reward_batches where campaign_id = $1', [campaignId]);
-      expect(rows[0]!.n).toBe(1);
+  it.each([
+    ['read committed (the default)', 20, 'race'],
+    ['a database whose default is repeatable read', 5, 'race-rr'],
+  ])('racing enqueues never overrun on %s: of two batches that each fit alone but not together, exactly one is accepted', async (_, tries, tag) => {
+    const database = new URL(env.databaseUrl).pathname.slice(1);
+    if (tag === 'race-rr') await env.pool.query(`alter database "${database}" set default_transaction_isolation = 'repeatable read'`);
+    const windfall = await env.open(); // new connections: they take the database's default
+    try {
+      for (let attempt = 0; attempt < tries; attempt += 1) {
+        await raceOnce(windfall, `${tag}-${attempt}`);
+      }
+    } finally {
+      if (tag === 'race-rr') await env.pool.query(`alter database "${database}" reset default_transaction_isolation`);
+      await windfall.close();
     }
   });
 });
+
+async function raceOnce(windfall: Awaited<ReturnType<typeof env.open>>, campaignId: string): Promise<void> {
+  await setCampaignBudget(windfall.database.pool, campaignId, '100');
+  const batch = (side: string) =>
+    windfall.producer.enqueueRewards(
+      rewardRows(40, (n) => ({ rewardId: `${campaignId}-${side}-${n}`, uid: `ru${n}`, amount: n < 20 ? 2 : 1 })), // 60 each
+      { batchId: `${campaignId}-${side}`, campaignId },
+    );
+  const outcomes = await Promise.allSettled([batch('a'), batch('b')]);
+  const accepted = outcomes.filter((outcome) => outcome.status === 'fulfilled');
+  const refused = outcomes.filter((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');
+  expect(accepted, campaignId).toHaveLength(1);
+  expect(refused[0]!.reason).toBeInstanceOf(BudgetExceededError);
+  expect((refused[0]!.reason as BudgetExceededError).remaining).toBe(40n);
+  const { rows } = await env.pool.query<{ n: number }>('select count(*)::int as n from reward_batches where campaign_id = $1', [campaignId]);
+  expect(rows[0]!.n).toBe(1);
+}

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { chunkJobPriority } from '../src/queue/job-priority.js';
+import { readQueueStats } from '../src/queue/queue-stats.js';
 import { Admission } from '../src/worker/admission.js';
 import { rewardRows, waitForBatchDone } from './support/batches.js';
 import { eventually, runCli } from './support/cli.js';
@@ -80,6 +81,19 @@ describe('fair scheduling and priority', () => {
       'big#1', 'big#2', 'big#3', 'big#4', 'big#5', 'big#6', 'big#7',
       'late#0', 'late#1', // low waits for the normal lane
     ]);
+  });
+
+  it('windfall queues gives the age of the oldest waiting job, not of the job that runs next', async () => {
+    const windfall = await env.open({ shards: 1, chunkSize: 10 });
+    const rows = (batchId: string) => rewardRows(30, (n) => ({ rewardId: `${batchId}-${n}`, uid: `${batchId}-u${n}`, amount: 1 }));
+    await windfall.producer.enqueueRewards(rows('bulk'), { batchId: 'bulk', priority: 'low' });
+    const bulkEnqueued = Date.now();
+    await eventually(() => Date.now() > bulkEnqueued + 50, 'the clock to move on');
+    await windfall.producer.enqueueRewards(rows('fresh'), { batchId: 'fresh' }); // runs first, but is younger
+    const asked = Date.now();
+    const [shard] = await readQueueStats(windfall.queues);
+    expect(shard!.waiting).toBe(6);
+    expect(shard!.oldestWaitingMs).toBeGreaterThanOrEqual(asked - bulkEnqueued);
   });
 
   it('a small batch enqueued while a big one runs completes long before the big one', async () => {

@@ -135,7 +135,9 @@ export async function stageBatch(pool: pg.Pool, records: AsyncIterable<SourceRec
     }
   };
   try {
-    await client.query('begin');
+    // read committed whatever the database's default: the budget check reads, after locking its campaign's row, the
+    // batches committed meanwhile (a repeatable-read snapshot, taken at the first statement, would not see them)
+    await client.query('begin isolation level read committed');
     // The repeat check and the chunk plan aggregate the whole batch: let them hash it in memory, not in temp files.
     await client.query(`set local work_mem = '64MB'`);
     const claimed = await client.query(

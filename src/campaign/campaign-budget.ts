@@ -22,6 +22,13 @@ export interface CampaignReport {
 /** The request is invalid (a bad campaign id or budget); nothing was changed. */
 export class CampaignRequestError extends Error {
   override readonly name = 'CampaignRequestError';
+  constructor(
+    /** `campaignId` or `budget`. */
+    readonly field: 'campaignId' | 'budget',
+    message: string,
+  ) {
+    super(message);
+  }
 }
 
 /** No batch or budget names that campaign. */
@@ -37,12 +44,15 @@ export class BudgetExceededError extends Error {
     readonly batchId: string,
     /** The batch's total (minor units). */
     readonly requested: bigint,
-    /** What remained of the budget (minor units; 0 when the budget is already overdrawn by a lowering). */
+    /** What remained of the budget (minor units; negative once the budget was lowered below what is reserved). */
     readonly remaining: bigint,
+    /** The campaign's budget. */
+    readonly budget: bigint,
   ) {
     super(
-      `batch ${JSON.stringify(batchId)} refused: its total ${requested} exceeds the remaining budget ${remaining} of campaign ${JSON.stringify(campaignId)}. ` +
-        `Nothing was recorded. Raise the budget (\`windfall campaign set ${campaignId} --budget AMOUNT\`) or split the batch.`,
+      `batch ${JSON.stringify(batchId)} refused: its total ${requested} exceeds the remaining budget ${remaining} of campaign ${JSON.stringify(campaignId)} ` +
+        `(budget ${budget}; a budget of at least ${budget - remaining + requested} would fit it). Nothing was recorded. ` +
+        `Raise the budget (\`windfall campaign set ${campaignId} --budget AMOUNT\`, or PUT /v1/campaigns/${encodeURIComponent(campaignId)}) or split the batch.`,
     );
   }
 }
@@ -50,15 +60,20 @@ export class BudgetExceededError extends Error {
 /** Checks a campaign id (as a batchId: 1–128 characters, no control characters or surrounding space). */
 export function assertCampaignId(campaignId: unknown): asserts campaignId is string {
   const problem = identifierProblem(campaignId);
-  if (problem) throw new CampaignRequestError(`campaignId ${problem.reason}`);
+  if (problem) throw new CampaignRequestError('campaignId', `campaignId ${problem.reason}`);
 }
 
-/** Parses a budget: a whole number of minor units ≥ 0, as a JSON integer or a string of digits. */
-export function parseBudget(input: unknown): bigint {
+/**
+ * Parses a budget: a whole number of minor units ≥ 0, as a JSON integer or a string of digits; `null` or
+ * `"unlimited"` removes the budget (null).
+ */
+export function parseBudget(input: unknown): bigint | null {
+  if (input === null || input === 'unlimited') return null;
   if (typeof input === 'number' && Number.isSafeInteger(input) && input >= 0) return BigInt(input);
   if (typeof input === 'string' && /^[0-9]+$/.test(input) && input.length <= MAX_BUDGET_DIGITS) return BigInt(input);
   throw new CampaignRequestError(
-    `budget must be a whole number of minor units (cents) ≥ 0, as digits (at most ${MAX_BUDGET_DIGITS}), got ${JSON.stringify(input) ?? String(input)}`,
+    'budget',
+    `budget must be a whole number of minor units (cents) ≥ 0, as digits (at most ${MAX_BUDGET_DIGITS}), or "unlimited" (null over HTTP) to remove it; got ${JSON.stringify(input) ?? String(input)}`,
   );
 }
 
@@ -100,7 +115,7 @@ export async function reserveBudget(client: pg.PoolClient, campaignId: string, b
   if (budget === null) return;
   const reserved = await reservedOf(client, campaignId, batchId);
   const remaining = BigInt(budget) - reserved;
-  if (amount > remaining) throw new BudgetExceededError(campaignId, batchId, amount, remaining > 0n ? remaining : 0n);
+  if (amount > remaining) throw new BudgetExceededError(campaignId, batchId, amount, remaining, BigInt(budget));
 }
 
 async function reservedOf(db: Db, campaignId: string, exceptBatchId = ''): Promise<bigint> {
@@ -108,8 +123,12 @@ async function reservedOf(db: Db, campaignId: string, exceptBatchId = ''): Promi
   return BigInt(rows[0]!.reserved);
 }
 
-/** The campaign's budget and what its batches reserve and applied; null when no batch or budget names it. */
+/**
+ * The campaign's budget and what its batches reserve and applied; null when no batch or budget names it.
+ * @throws {@link CampaignRequestError} for an invalid campaign id.
+ */
 export async function getCampaignReport(db: Db, campaignId: string): Promise<CampaignReport | null> {
+  assertCampaignId(campaignId);
   const { rows } = await db.query<{ budget: string | null }>('select budget::text as budget from campaigns where campaign_id = $1', [campaignId]);
   if (rows.length === 0) return null;
   const budget = rows[0]!.budget;
@@ -133,7 +152,7 @@ export interface SetBudgetOptions {
 }
 
 /**
- * Sets (or changes) a campaign's budget, creating the campaign when new, and records it in the audit trail in the
+ * Sets (or changes, or with a null budget removes) a campaign's budget, creating the campaign when new, and records it in the audit trail in the
  * same transaction (`campaign.budget`, with the previous budget). Lowering a budget below what is reserved refuses
  * new batches of the campaign and changes nothing of those accepted.
  * @throws {@link CampaignRequestError} for a bad campaign id or budget.
@@ -148,13 +167,13 @@ export async function setCampaignBudget(pool: pg.Pool, campaignId: unknown, budg
     await client.query(
       `insert into campaigns (campaign_id, budget) values ($1, $2::numeric)
        on conflict (campaign_id) do update set budget = excluded.budget, updated_at = now()`,
-      [campaignId, budget.toString()],
+      [campaignId, budget === null ? null : budget.toString()],
     );
     await recordAudit(client, {
       actor: options.actor ?? 'library',
       action: 'campaign.budget',
       target: `campaign:${campaignId}`,
-      details: { budget: budget.toString() },
+      details: { budget: budget === null ? null : budget.toString() },
       result: { previousBudget: previous.rows[0]?.budget ?? null, created: previous.rows.length === 0 },
     });
   });

@@ -5,7 +5,7 @@ import { deadLetterJobId, replayJobId, type ReplayJobData } from '../queue/job-d
 import { shardOf } from '../queue/shard-routing.js';
 import type { WindfallQueues } from '../queue/windfall-queues.js';
 import { refreshStoredStatus } from '../batch/batch-status.js';
-import { replayJobPriority } from '../queue/job-priority.js';
+import { replayJobPriority, type BatchPriority } from '../queue/job-priority.js';
 import { deadLetterTarget, recordAudit } from '../audit/audit-trail.js';
 import { inTransaction } from '../db/transaction.js';
 import type { DeadLetterEntry, DeadLetterFilter, ReplayMarkOutcome } from './dead-letter-store.js';
@@ -157,8 +157,9 @@ export class DeadLetterQueue {
        where batch_id = $1 and status not in ('processing', 'reverted', 'partially_reverted')`,
       [entry.batchId],
     );
+    const lane = (await this.pool.query<{ priority: BatchPriority }>('select priority from reward_batches where batch_id = $1', [entry.batchId])).rows[0]?.priority;
     try {
-      await this.queues.shard(shard).add('replay', data, { jobId, priority: replayJobPriority() });
+      await this.queues.shard(shard).add('replay', data, { jobId, priority: replayJobPriority(lane) });
     } catch (error) {
       // nothing was marked: the entry stays open, to be replayed again once the queue takes jobs
       await this.refreshStatus(entry.batchId);

@@ -327,8 +327,9 @@ export const campaignBudgetSchema = {
       anyOf: [
         { type: 'string', pattern: '^[0-9]{1,30}$' },
         { type: 'integer', minimum: 0, maximum: 9007199254740991 },
+        { type: 'null' },
       ],
-      description: 'the budget in minor units (cents), a string of digits; a campaign without a budget is unlimited',
+      description: 'the budget in minor units (cents), a string of digits; null removes it (a campaign without a budget is unlimited)',
     },
   },
 } as const;

@@ -304,18 +304,24 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
 
     operator.put('/v1/campaigns/:id', { schema: { params: campaignIdParams, body: campaignBudgetSchema } }, async (request, reply) => {
       const { id } = request.params as { id: string };
-      const { budget } = request.body as { budget: string | number };
+      const { budget } = request.body as { budget: string | number | null };
       try {
         return await setCampaignBudget(windfall.database.pool, id, budget, { actor: actorOf(request) });
       } catch (error) {
-        if (error instanceof CampaignRequestError) return fail(reply, 400, 'invalid request', error.message, [{ row: 0, field: 'budget', reason: error.message }]);
+        if (error instanceof CampaignRequestError) return fail(reply, 400, 'invalid request', error.message, [{ row: 0, field: error.field, reason: error.message }]);
         throw error;
       }
     });
 
     operator.get('/v1/campaigns/:id', { schema: { params: campaignIdParams } }, async (request, reply) => {
       const { id } = request.params as { id: string };
-      const report = await getCampaignReport(windfall.database.pool, id);
+      let report;
+      try {
+        report = await getCampaignReport(windfall.database.pool, id);
+      } catch (error) {
+        if (error instanceof CampaignRequestError) return fail(reply, 400, 'invalid request', error.message, [{ row: 0, field: error.field, reason: error.message }]);
+        throw error;
+      }
       if (!report) return fail(reply, 404, 'not found', `no campaign ${JSON.stringify(id)}: no batch names it and no budget was set`);
       return report;
     });

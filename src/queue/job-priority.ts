@@ -26,7 +26,7 @@ export function chunkJobPriority(lane: BatchPriority, turn: number): number {
   return LANE_BASE[lane] + Math.min(Math.max(0, Math.floor(turn)), LANE_WIDTH - 1) + 1;
 }
 
-/** The BullMQ priority of a dead-letter replay: a first turn in the `normal` lane (an operator is waiting for it). */
-export function replayJobPriority(): number {
-  return chunkJobPriority('normal', 0);
+/** The BullMQ priority of a dead-letter replay: a first turn in its batch's lane (an operator is waiting for it). */
+export function replayJobPriority(lane: BatchPriority = 'normal'): number {
+  return chunkJobPriority(lane, 0);
 }

@@ -1,3 +1,5 @@
+import type { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
 import type { WindfallMetrics } from '../metrics/metrics.js';
 import type { WindfallQueues } from './windfall-queues.js';
 
@@ -13,15 +15,37 @@ export interface QueueStats {
   readonly oldestWaitingMs: number | null;
 }
 
+/** Most prioritized jobs whose age is read per queue (a timestamp per job, in one round trip). */
+const MAX_PRIORITIZED_AGES = 20_000;
+
+/**
+ * When the oldest waiting job was added (ms since the epoch), or null. The wait lists are first in first out (their
+ * oldest is at one end); prioritized jobs are ordered by priority, not age (a big batch's last chunks wait longest),
+ * so the timestamps of all of them (up to {@link MAX_PRIORITIZED_AGES}) are read.
+ */
+async function oldestWaitingTimestamp(queue: Queue): Promise<number | null> {
+  const [fifo, prioritized] = await Promise.all([
+    queue.getJobs(['wait', 'paused'], 0, 0, true),
+    queue.getRanges(['prioritized'], 0, MAX_PRIORITIZED_AGES - 1, true),
+  ]);
+  const times = fifo.filter(Boolean).map((job) => job.timestamp);
+  if (prioritized.length > 0) {
+    // every key of a queue shares its hash tag on Redis Cluster: one pipeline serves
+    const client = (await queue.client) as unknown as Redis;
+    const pipeline = client.pipeline();
+    for (const id of prioritized) pipeline.hget(queue.toKey(id), 'timestamp');
+    for (const [error, value] of (await pipeline.exec()) ?? []) if (!error && value !== null) times.push(Number(value));
+  }
+  return times.length === 0 ? null : times.reduce((oldest, time) => Math.min(oldest, time));
+}
+
 /** Counts of every shard queue and the dead-letter queue. */
 export async function readQueueStats(queues: WindfallQueues): Promise<QueueStats[]> {
   const now = Date.now();
   return Promise.all(
     queues.all().map(async ({ name, queue }) => {
       const counts = await queue.getJobCounts('waiting', 'paused', 'prioritized', 'active', 'delayed', 'failed', 'completed');
-      // asc = true lists the oldest first; with several states each contributes its oldest.
-      const candidates = await queue.getJobs(['wait', 'paused', 'prioritized'], 0, 0, true);
-      const oldest = candidates.filter(Boolean).sort((a, b) => a.timestamp - b.timestamp)[0];
+      const oldest = await oldestWaitingTimestamp(queue);
       return {
         queue: name,
         waiting: (counts['waiting'] ?? 0) + (counts['paused'] ?? 0) + (counts['prioritized'] ?? 0),
@@ -29,7 +53,7 @@ export async function readQueueStats(queues: WindfallQueues): Promise<QueueStats
         delayed: counts['delayed'] ?? 0,
         failed: counts['failed'] ?? 0,
         completed: counts['completed'] ?? 0,
-        oldestWaitingMs: oldest ? Math.max(0, now - oldest.timestamp) : null,
+        oldestWaitingMs: oldest === null ? null : Math.max(0, now - oldest),
       };
     }),
   );

@@ -67,7 +67,8 @@ export interface ResumeOptions {
 // Open chunks, oldest batches first. A batch whose hand-over has finished (enqueued_at set) had every job added, so
 // a missing job there is lost whatever its age; a batch still being handed over is left alone until it is $1 ms old.
 const OPEN_CHUNKS_SQL = `
-select c.batch_id, c.chunk_no, c.shard, b.shards as staged_shards, b.enqueued_at is null as not_handed_over, b.priority
+select c.batch_id, c.chunk_no, c.shard, b.shards as staged_shards, b.enqueued_at is null as not_handed_over, b.priority,
+  (row_number() over (partition by c.batch_id, c.shard order by c.chunk_no) - 1)::int as turn
 from reward_chunks c join reward_batches b on b.batch_id = c.batch_id
 where c.completed_at is null
   and (b.enqueued_at is not null or b.created_at <= now() - make_interval(secs => $1::float8 / 1000))
@@ -85,10 +86,10 @@ where c.completed_at is null`;
 // lost it.
 const UNFINISHED_REPLAYS_SQL = (entryCondition?: string) => `
 with ${UNFINISHED_REPLAY_REWARDS_CTE(entryCondition)}
-select id::text as id, batch_id, uid, shard
-from unfinished_replay_rewards
-group by id, batch_id, uid, shard
-order by id
+select r.id::text as id, r.batch_id, r.uid, r.shard, coalesce(min(b.priority), 'normal') as priority
+from unfinished_replay_rewards r left join reward_batches b on b.batch_id = r.batch_id
+group by r.id, r.batch_id, r.uid, r.shard
+order by r.id
 limit 10000`;
 
 interface Candidate {
@@ -153,12 +154,12 @@ export async function resumeOpenWork(pool: pg.Pool, queues: WindfallQueues, opti
   const shards = queues.settings.shards;
 
   const chunkRows = (
-    await pool.query<{ batch_id: string; chunk_no: number; shard: number; staged_shards: number; not_handed_over: boolean; priority: BatchPriority }>(OPEN_CHUNKS_SQL, [
+    await pool.query<{ batch_id: string; chunk_no: number; shard: number; staged_shards: number; not_handed_over: boolean; priority: BatchPriority; turn: number }>(OPEN_CHUNKS_SQL, [
       minAgeMs,
       options.maxChunks ?? 100_000,
     ])
   ).rows;
-  const replayRows = (await pool.query<{ id: string; batch_id: string; uid: string; shard: number }>(UNFINISHED_REPLAYS_SQL())).rows;
+  const replayRows = (await pool.query<{ id: string; batch_id: string; uid: string; shard: number; priority: BatchPriority }>(UNFINISHED_REPLAYS_SQL())).rows;
 
   const stranded: StrandedChunk[] = chunkRows
     .filter((row) => row.shard >= shards)
@@ -200,8 +201,8 @@ export async function resumeOpenWork(pool: pg.Pool, queues: WindfallQueues, opti
     const was = lost.get(jobId);
     if (!was || !stillOpen.has(jobId)) continue;
     const data: ChunkJobData = { kind: 'chunk', batchId: row.batch_id, chunkNo: row.chunk_no, shard };
-    // a lost job has waited long enough: it gets the first turn of its batch's lane
-    await readd(shard, jobId, was, () => queues.shard(shard).add('chunk', data, { jobId, priority: chunkJobPriority(row.priority, 0) }));
+    // its turn among its batch's open chunks of its shard: a batch whose every job was lost takes turns again
+    await readd(shard, jobId, was, () => queues.shard(shard).add('chunk', data, { jobId, priority: chunkJobPriority(row.priority, row.turn) }));
     chunks.push({ jobId, batchId: row.batch_id, shard, was, chunkNo: row.chunk_no });
   }
   const replays: ResumedJob[] = [];
@@ -209,7 +210,7 @@ export async function resumeOpenWork(pool: pg.Pool, queues: WindfallQueues, opti
     const was = lost.get(jobId);
     if (!was || !stillOpen.has(jobId)) continue;
     const data: ReplayJobData = { kind: 'replay', deadLetterId: row.id, batchId: row.batch_id, uid: row.uid, shard };
-    await readd(shard, jobId, was, () => queues.shard(shard).add('replay', data, { jobId, priority: replayJobPriority() }));
+    await readd(shard, jobId, was, () => queues.shard(shard).add('replay', data, { jobId, priority: replayJobPriority(row.priority) }));
     replays.push({ jobId, batchId: row.batch_id, shard, was, deadLetterId: row.id });
   }
 

@@ -96,7 +96,9 @@ export class SettlementPipeline {
     } else {
       let at = this.head;
       while (this.waiting[at]!.rank <= rank) at += 1;
-      this.waiting = this.waiting.slice(0, at).concat(entries, this.waiting.slice(at));
+      // (the users already taken from the line are dropped on the way)
+      this.waiting = this.waiting.slice(this.head, at).concat(entries, this.waiting.slice(at));
+      this.head = 0;
     }
     this.pump();
     return Promise.all(outcomes);

@@ -16,7 +16,13 @@ export function describeCampaign(report: CampaignReport): string {
 
 /** A campaign's report, or exit 1 naming what to do. */
 async function readCampaign(pool: Parameters<typeof getCampaignReport>[0], campaignId: string): Promise<CampaignReport> {
-  const report = await getCampaignReport(pool, campaignId);
+  let report: CampaignReport | null;
+  try {
+    report = await getCampaignReport(pool, campaignId);
+  } catch (error) {
+    if (error instanceof CampaignRequestError) throw new UsageError(error.message);
+    throw error;
+  }
   if (!report) {
     throw new CommandFailedError(
       new UnknownCampaignError(
@@ -35,7 +41,7 @@ export function registerCampaignCommands(program: Command, registry: CommandRegi
     .command('set')
     .description('set or change a budget (minor units); audited. Lowering it below what is reserved refuses new batches, never touches accepted ones')
     .argument('<campaignId>')
-    .requiredOption('--budget <amount>', 'the budget in minor units (cents), a whole number ≥ 0')
+    .requiredOption('--budget <amount>', 'the budget in minor units (cents), a whole number ≥ 0; "unlimited" removes it')
     .option('--json', 'print a JSON document')
     .action(async (campaignId: string, options: { budget: string; json?: boolean }, command: Command) => {
       const globals = registry.globals(command);
