@@ -14,8 +14,8 @@ export async function readBatch(windfall: Windfall, batchId: string): Promise<Ba
 /** Human form of a batch report. */
 export function describeBatch(report: BatchReport): string {
   return formatTable(
-    ['batchId', 'status', 'total', 'applied', 'duplicate', 'deadLettered', 'pending', 'reverted'],
-    [[report.batchId, report.status, report.total, report.applied, report.duplicate, report.deadLettered, report.pending, report.reverted]],
+    ['batchId', 'status', 'total', 'applied', 'duplicate', 'deadLettered', 'pending', 'reverted', 'campaign', 'priority'],
+    [[report.batchId, report.status, report.total, report.applied, report.duplicate, report.deadLettered, report.pending, report.reverted, report.campaignId ?? '-', report.priority]],
   );
 }
 
