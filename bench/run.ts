@@ -7,6 +7,7 @@
  *   npm run bench -- --scale               10 k, 100 k and 1 M rewards: per-reward cost, RSS; writes the chart
  *   npm run bench -- --contention          hot users under concurrent batches and withdrawals: dead-letter rates
  *   npm run bench -- --big-user            one user with 100,000 rewards beside 1,000 others: worker peak RSS
+ *   npm run bench -- --fairness --runs 3   a 500-reward batch 2 s after a 300,000-reward one: latency, big batch's rate
  *   npm run bench -- --json                one JSON document on stdout (notes go to stderr)
  *
  * Every run uses databases windfall_bench_<id>… and Redis prefixes wfb-<id>… of its own and removes them afterwards
