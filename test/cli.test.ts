@@ -160,7 +160,7 @@ describe('windfall CLI', () => {
       expect([first.code, second.code], first.stderr + second.stderr).toEqual([0, 0]);
       const reports = [JSON.parse(first.stdout), JSON.parse(second.stdout)] as { created: boolean; applied: string[] }[];
       expect(reports.filter((r) => r.created)).toHaveLength(1);
-      expect(reports.flatMap((r) => r.applied)).toEqual(['0001_ledger', '0002_replay_lookup', '0003_chunk_users', '0004_audit_trail', '0005_batch_revert']);
+      expect(reports.flatMap((r) => r.applied)).toEqual(['0001_ledger', '0002_replay_lookup', '0003_chunk_users', '0004_audit_trail', '0005_batch_revert', '0006_campaign_budgets', '0007_batch_events']);
       const again = await runCli(['migrate', '--json'], env.env({ DATABASE_URL: fresh }));
       expect(JSON.parse(again.stdout)).toMatchObject({ created: false, applied: [] });
     } finally {
@@ -208,18 +208,21 @@ describe('a database behind this version', () => {
         await client.query(`drop table audit_log`);
         await client.query(`drop function audit_log_append_only()`);
         await client.query(`alter table reward_chunks drop column uids, drop column user_rewards`);
-        await client.query(`delete from kysely_migration where name in ('0003_chunk_users', '0004_audit_trail', '0005_batch_revert')`);
+        await client.query(`drop table batch_events`);
+        await client.query(`drop table campaigns`);
+        await client.query(`alter table reward_batches drop column campaign_id, drop column amount_total, drop column priority`);
+        await client.query(`delete from kysely_migration where name in ('0003_chunk_users', '0004_audit_trail', '0005_batch_revert', '0006_campaign_budgets', '0007_batch_events')`);
       } finally {
         await client.end();
       }
       for (const args of [['enqueue', '--file', file, '--batch-id', 'bh'], ['worker']]) {
         const refused = await runCli(args, env.env({ DATABASE_URL: behind }));
         expect(refused.code, refused.stderr).toBe(1);
-        expect(refused.stderr).toContain('lacks migration 0005_batch_revert');
+        expect(refused.stderr).toContain('lacks migration 0007_batch_events');
         expect(refused.stderr).toContain('run `windfall migrate`');
       }
       const migrated = await runCli(['migrate', '--json'], env.env({ DATABASE_URL: behind }));
-      expect(JSON.parse(migrated.stdout)).toMatchObject({ applied: ['0003_chunk_users', '0004_audit_trail', '0005_batch_revert'] });
+      expect(JSON.parse(migrated.stdout)).toMatchObject({ applied: ['0003_chunk_users', '0004_audit_trail', '0005_batch_revert', '0006_campaign_budgets', '0007_batch_events'] });
       const enqueued = await runCli(['enqueue', '--file', file, '--batch-id', 'bh', '--json'], env.env({ DATABASE_URL: behind }));
       expect(enqueued.code, enqueued.stderr).toBe(0);
     } finally {

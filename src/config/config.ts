@@ -78,6 +78,14 @@ export interface WindfallConfig {
   readonly apiToken: string | undefined;
   /** Bearer token (or basic-auth password) of operator routes and the dashboard. Env `WINDFALL_ADMIN_TOKEN`; no default. */
   readonly adminToken: string | undefined;
+  /**
+   * Where signed batch events (`batch.completed`, `batch.reverted`) are POSTed; http or https. Unset: no event is
+   * recorded or sent. Every process that settles or reverts batches needs it (workers, `windfall serve`, the CLI
+   * running `batch revert`). Env `WINDFALL_WEBHOOK_URL`; no default.
+   */
+  readonly webhookUrl: string | undefined;
+  /** HMAC-SHA256 key of the `Windfall-Signature` header; required with `webhookUrl`. Env `WINDFALL_WEBHOOK_SECRET`; no default. */
+  readonly webhookSecret: string | undefined;
   /** Largest HTTP request body `windfall serve` accepts, in bytes (larger → 413). Env `WINDFALL_HTTP_BODY_LIMIT`; default 10485760 (10 MiB). */
   readonly httpBodyLimit: number;
   /** pino level. Env `LOG_LEVEL`; default `info`. */
@@ -106,6 +114,8 @@ export const DEFAULT_CONFIG = {
   recoveryIntervalMs: 60_000,
   apiToken: undefined,
   adminToken: undefined,
+  webhookUrl: undefined,
+  webhookSecret: undefined,
   httpBodyLimit: 10 * 1024 * 1024,
   logLevel: 'info',
 } as const satisfies WindfallConfig;
@@ -136,6 +146,8 @@ const KNOWN_VARIABLES = new Set([
   'WINDFALL_API_TOKEN',
   'WINDFALL_ADMIN_TOKEN',
   'WINDFALL_HTTP_BODY_LIMIT',
+  'WINDFALL_WEBHOOK_URL',
+  'WINDFALL_WEBHOOK_SECRET',
 ]);
 
 /** Names of `WINDFALL_*` variables in `env` that Windfall does not read: worth a warning, as they are likely typos. */
@@ -164,6 +176,15 @@ export function loadConfig(env: Env = process.env, overrides: Partial<WindfallCo
   const logLevel = read('LOG_LEVEL') ?? DEFAULT_CONFIG.logLevel;
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
     throw new ConfigError('LOG_LEVEL', `expected one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(logLevel)}`);
+  }
+  const webhookUrlRaw = read('WINDFALL_WEBHOOK_URL');
+  const webhookUrl = webhookUrlRaw === undefined ? undefined : parseUrl('WINDFALL_WEBHOOK_URL', webhookUrlRaw, ['http:', 'https:']);
+  const webhookSecret = read('WINDFALL_WEBHOOK_SECRET');
+  if (webhookUrl !== undefined && webhookSecret === undefined) {
+    throw new ConfigError(
+      'WINDFALL_WEBHOOK_SECRET',
+      'is required when WINDFALL_WEBHOOK_URL is set: events are signed with it (Windfall-Signature). Set a long random secret shared with the receiver, or unset WINDFALL_WEBHOOK_URL to send no events',
+    );
   }
   const lockFactorRaw = read('WINDFALL_REWARD_LOCK_FACTOR');
   const clusterRaw = read('WINDFALL_REDIS_CLUSTER');
@@ -201,6 +222,8 @@ export function loadConfig(env: Env = process.env, overrides: Partial<WindfallCo
     recoveryIntervalMs: integer('WINDFALL_RECOVERY_INTERVAL_MS', DEFAULT_CONFIG.recoveryIntervalMs, 0, 86_400_000),
     apiToken: read('WINDFALL_API_TOKEN'),
     adminToken: read('WINDFALL_ADMIN_TOKEN'),
+    webhookUrl,
+    webhookSecret,
     httpBodyLimit: integer('WINDFALL_HTTP_BODY_LIMIT', DEFAULT_CONFIG.httpBodyLimit, 1024, 1024 * 1024 * 1024),
     logLevel: logLevel as LogLevel,
     ...overrides,

@@ -6,6 +6,7 @@ import * as chunkUsers0003 from '../../migrations/0003_chunk_users.js';
 import * as auditTrail0004 from '../../migrations/0004_audit_trail.js';
 import * as batchRevert0005 from '../../migrations/0005_batch_revert.js';
 import * as campaignBudgets0006 from '../../migrations/0006_campaign_budgets.js';
+import * as batchEvents0007 from '../../migrations/0007_batch_events.js';
 import { LATEST_MIGRATION } from './schema-version.js';
 
 /** Every migration, in order. Add new files here; never edit one that has shipped. */
@@ -16,6 +17,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0004_audit_trail': auditTrail0004,
   '0005_batch_revert': batchRevert0005,
   '0006_campaign_budgets': campaignBudgets0006,
+  '0007_batch_events': batchEvents0007,
 };
 
 if (Object.keys(MIGRATIONS).at(-1) !== LATEST_MIGRATION) {

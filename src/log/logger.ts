@@ -10,6 +10,7 @@ const SECRET_FIELDS = [
   'token',
   'apiToken',
   'adminToken',
+  'webhookSecret',
   'password',
   'authorization',
   'cookie',
