@@ -24,3 +24,4 @@ export { DeadLetterQueue, type ReplayReport } from './dead-letters/dead-letter-q
 export * from './dead-letters/dead-letter-store.js';
 export * from './reconcile/index.js';
 export { AUDIT_ACTIONS, listAudit, type AuditAction, type AuditFilter, type AuditRecord } from './audit/audit-trail.js';
+export * from './events/index.js';

@@ -347,7 +347,7 @@ describe('windfall serve: dashboard, health, metrics, OpenAPI', () => {
     const api = await call('GET', '/admin/queues/api/queues', 'admin');
     expect(api.status).toBe(200);
     const names = (api.body.queues as { name: string }[]).map((q) => q.name).sort();
-    expect(names).toEqual(['dead-letter', ...Array.from({ length: 8 }, (_, n) => `shard-${n}`)].sort());
+    expect(names).toEqual(['dead-letter', 'events', ...Array.from({ length: 8 }, (_, n) => `shard-${n}`)].sort());
     // read-only: the board's actions are refused by the server, not only hidden
     for (const action of ['dead-letter/empty', 'shard-0/pause', 'dead-letter/clean/waiting']) {
       expect((await call('PUT', `/admin/queues/api/queues/${action}`, 'admin')).status, action).toBe(405);

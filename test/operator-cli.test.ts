@@ -103,9 +103,9 @@ describe('operator CLI: dead letters, locks, queues', () => {
     expect(human.stdout).toMatch(/^id\s+batchId\s+uid\s+rewards\s+amount\s+reason/m);
     expect(human.stdout).toMatch(new RegExp(`^${entry.id}\\s+op-batch\\s+op-busy\\s+2\\s+350\\s+LOCK_BUSY`, 'm'));
 
-    // queues: every shard queue and the dead-letter queue, whose mirror holds the entry
+    // queues: every shard queue, the dead-letter queue (whose mirror holds the entry) and the events queue
     const queues = json<Queue[]>((await cli(['queues', '--json'])).stdout);
-    expect(queues.map((q) => q.queue)).toEqual([...Array.from({ length: 8 }, (_, n) => `shard-${n}`), 'dead-letter']);
+    expect(queues.map((q) => q.queue)).toEqual([...Array.from({ length: 8 }, (_, n) => `shard-${n}`), 'dead-letter', 'events']);
     for (const queue of queues) {
       expect(Object.keys(queue).sort()).toEqual(['active', 'completed', 'delayed', 'failed', 'oldestWaitingMs', 'queue', 'waiting']);
     }

@@ -2,6 +2,8 @@ import type pg from 'pg';
 import { recordAudit } from '../audit/audit-trail.js';
 import { inTransaction } from '../db/transaction.js';
 import type { DeadLetterQueue } from '../dead-letters/dead-letter-queue.js';
+import type { EventSink } from '../events/event-publisher.js';
+import { writeStatusWithEvent, type RecordedEvent } from '../events/event-store.js';
 import { descriptionProblem } from '../rewards/field-rules.js';
 import type { Logger } from '../log/logger.js';
 import type { WalletService } from '../wallet/wallet-service.js';
@@ -55,6 +57,8 @@ export interface RevertContext {
   readonly logger: Logger;
   /** Removes the closed entries from the dead-letter queue's BullMQ mirror (optional). */
   readonly deadLetters?: Pick<DeadLetterQueue, 'unmirror'>;
+  /** Webhooks configured: a run that finishes records the batch's `batch.reverted` event (one per batch) and hands it here. */
+  readonly events?: EventSink;
 }
 
 /** Options of {@link revertBatch}. */
@@ -148,7 +152,8 @@ export async function revertBatch(context: RevertContext, batchId: string, optio
     if (!dryRun) {
       // recorded whatever happened: what was taken back before a failure stays taken back
       const status = failure === undefined ? statusOf() : 'partially_reverted';
-      await context.pool.query(`update reward_batches set status = $2, updated_at = now() where batch_id = $1`, [batchId, status]).catch(() => undefined);
+      const event = await storeRevertStatus(context, batchId, status, failure === undefined).catch(() => null);
+      if (event) await context.events?.publish(event);
       await recordAudit(context.pool, {
         actor: options.actor ?? 'library',
         action: 'batch.revert',
@@ -169,6 +174,26 @@ export async function revertBatch(context: RevertContext, batchId: string, optio
   }
 
   return { batchId, dryRun, reverted, alreadyReverted, insufficientFunds, failed, closedDeadLetters: closedIds.length, status: statusOf() };
+}
+
+/**
+ * Stores the status a revert run leaves; when the run finished (`finished`) and webhooks are configured, records the
+ * batch's `batch.reverted` event in the same statement (none when the batch has one already: a run interrupted by an
+ * error records none, and the first run that finishes does).
+ */
+async function storeRevertStatus(context: RevertContext, batchId: string, status: RevertReport['status'], finished: boolean): Promise<RecordedEvent | null> {
+  // without the counts (a failed read) the status is still written, without an event
+  const report = finished && context.events ? await getBatchReport(context.pool, batchId).catch(() => null) : null;
+  return writeStatusWithEvent(context.pool, {
+    batchId,
+    status,
+    type: report ? 'batch.reverted' : null,
+    applied: report?.applied ?? 0,
+    duplicate: report?.duplicate ?? 0,
+    deadLettered: report?.deadLettered ?? 0,
+    reverted: report?.reverted ?? 0,
+    onlyIfChanged: false,
+  });
 }
 
 /**

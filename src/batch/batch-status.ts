@@ -1,5 +1,7 @@
 import type pg from 'pg';
 import type { BatchPriority, BatchStatus } from '../db/schema.js';
+import type { EventSink } from '../events/event-publisher.js';
+import { writeStatusWithEvent } from '../events/event-store.js';
 
 /** The answer of `windfall batch <id>`: every reward of the batch is in exactly one of the four counts. */
 export interface BatchReport {
@@ -96,14 +98,25 @@ export async function getBatchReport(db: Pick<pg.Pool, 'query'>, batchId: string
 /**
  * Brings `reward_batches.status` up to date once no chunk of the batch is still open. Called after a chunk or
  * a replay completes; cheap while chunks remain (one indexed probe), exact when it writes.
+ *
+ * With `events` (webhooks configured), the write that first makes the batch `completed` or
+ * `completed_with_failures` also records its `batch.completed` event, in the same statement, and hands it to
+ * `events`; a batch that has its event already (say, completed after a DLQ replay) gets no second one.
  */
-export async function refreshStoredStatus(db: Pick<pg.Pool, 'query'>, batchId: string): Promise<void> {
+export async function refreshStoredStatus(db: Pick<pg.Pool, 'query'>, batchId: string, events?: EventSink): Promise<void> {
   const open = await db.query('select 1 from reward_chunks where batch_id = $1 and completed_at is null limit 1', [batchId]);
   if (open.rowCount) return;
   const report = await getBatchReport(db, batchId);
   if (!report) return;
-  await db.query(
-    `update reward_batches set status = $2, updated_at = now() where batch_id = $1 and status is distinct from $2`,
-    [batchId, report.status],
-  );
+  const recorded = await writeStatusWithEvent(db, {
+    batchId,
+    status: report.status,
+    type: events && (report.status === 'completed' || report.status === 'completed_with_failures') ? 'batch.completed' : null,
+    applied: report.applied,
+    duplicate: report.duplicate,
+    deadLettered: report.deadLettered,
+    reverted: report.reverted,
+    onlyIfChanged: true,
+  });
+  if (recorded) await events?.publish(recorded);
 }

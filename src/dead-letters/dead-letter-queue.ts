@@ -6,6 +6,7 @@ import { shardOf } from '../queue/shard-routing.js';
 import type { WindfallQueues } from '../queue/windfall-queues.js';
 import { refreshStoredStatus } from '../batch/batch-status.js';
 import { replayJobPriority, type BatchPriority } from '../queue/job-priority.js';
+import type { EventSink } from '../events/event-publisher.js';
 import { deadLetterTarget, recordAudit } from '../audit/audit-trail.js';
 import { inTransaction } from '../db/transaction.js';
 import type { DeadLetterEntry, DeadLetterFilter, ReplayMarkOutcome } from './dead-letter-store.js';
@@ -39,6 +40,8 @@ export class DeadLetterQueue {
     private readonly pool: pg.Pool,
     private readonly queues: WindfallQueues,
     logger?: Logger,
+    /** Webhooks configured: a status brought up to date here may record the batch's event (see refreshStoredStatus). */
+    private readonly events?: EventSink,
   ) {
     this.logger = logger ?? silentLogger();
   }
@@ -186,7 +189,7 @@ export class DeadLetterQueue {
 
   private async refreshStatus(batchId: string): Promise<void> {
     try {
-      await refreshStoredStatus(this.pool, batchId);
+      await refreshStoredStatus(this.pool, batchId, this.events);
     } catch (error) {
       this.logger.warn({ err: error, batchId }, 'could not bring the batch status up to date');
     }

@@ -300,7 +300,7 @@ ${reports
       if (typeof body.batchId !== 'string' || body.batchId === '') return reply.code(400).send({ error: 'invalid request', message: 'batchId is required' });
       const reason = typeof body.reason === 'string' && body.reason.trim() !== '' ? body.reason.trim().slice(0, 500) : undefined;
       try {
-        return await revertBatch({ pool, wallet: windfall.wallet, logger: options.logger, deadLetters: windfall.deadLetters }, body.batchId, {
+        return await revertBatch({ pool, wallet: windfall.wallet, logger: options.logger, deadLetters: windfall.deadLetters, events: windfall.events }, body.batchId, {
           dryRun: body.dryRun !== false,
           actor: actorOf(request),
           ...(reason !== undefined ? { reason } : {}),

@@ -289,7 +289,7 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
       const { id } = request.params as { id: string };
       const body = (request.body ?? {}) as { dryRun?: boolean; reason?: string };
       try {
-        return await revertBatch({ pool: windfall.database.pool, wallet: windfall.wallet, logger, deadLetters: windfall.deadLetters }, id, {
+        return await revertBatch({ pool: windfall.database.pool, wallet: windfall.wallet, logger, deadLetters: windfall.deadLetters, events: windfall.events }, id, {
           dryRun: body.dryRun ?? false,
           actor: actorOf(request),
           ...(body.reason !== undefined ? { reason: body.reason } : {}),

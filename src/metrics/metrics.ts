@@ -6,6 +6,10 @@ export type LockOutcome = 'acquired' | 'busy' | 'timeout' | 'error';
 /** Outcomes of a reward, the `outcome` label of `windfall_rewards_total`. */
 export type RewardOutcome = 'applied' | 'duplicate' | 'dead_lettered';
 
+/** Outcomes of a webhook delivery attempt, the `outcome` label of `windfall_webhook_deliveries_total`. */
+export type WebhookOutcome = 'delivered' | 'retry' | 'failed';
+const WEBHOOK_OUTCOMES: readonly WebhookOutcome[] = ['delivered', 'retry', 'failed'];
+
 /** Label values every process exports from the start (at 0), so that `rate()` and alerts see a series before the first event. */
 const KNOWN_POLICIES = ['default', 'batch', 'reward'] as const;
 const LOCK_OUTCOMES: readonly LockOutcome[] = ['acquired', 'busy', 'timeout', 'error'];
@@ -127,6 +131,13 @@ export class WindfallMetrics {
     registers: [this.registry],
   });
 
+  readonly webhookDeliveries = new Counter({
+    name: 'windfall_webhook_deliveries_total',
+    help: 'Batch event delivery attempts by outcome: delivered (a 2xx), retry (failed, tried again later), failed (failed when the event was 24 h old: given up).',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+
   constructor(options: { readonly defaultMetrics?: boolean } = {}) {
     if (options.defaultMetrics ?? false) collectDefaultMetrics({ register: this.registry, prefix: 'windfall_process_' });
     for (const policy of KNOWN_POLICIES) {
@@ -137,5 +148,6 @@ export class WindfallMetrics {
     }
     for (const outcome of REWARD_OUTCOMES) this.rewards.inc({ outcome }, 0);
     for (const reason of DEAD_LETTER_REASONS) this.deadLetters.inc({ reason }, 0);
+    for (const outcome of WEBHOOK_OUTCOMES) this.webhookDeliveries.inc({ outcome }, 0);
   }
 }

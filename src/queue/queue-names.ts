@@ -13,3 +13,8 @@ export function shardQueueName(shard: number, cluster = false): string {
 export function deadLetterQueueName(cluster = false): string {
   return cluster ? `{${DEAD_LETTER_QUEUE}}` : DEAD_LETTER_QUEUE;
 }
+
+/** Name of the queue of webhook deliveries (`<prefix>:events`), hash-tagged on Redis Cluster. */
+export function eventsQueueName(cluster = false): string {
+  return cluster ? '{events}' : 'events';
+}

@@ -39,7 +39,7 @@ async function oldestWaitingTimestamp(queue: Queue): Promise<number | null> {
   return times.length === 0 ? null : times.reduce((oldest, time) => Math.min(oldest, time));
 }
 
-/** Counts of every shard queue and the dead-letter queue. */
+/** Counts of every shard queue, the dead-letter queue and the events queue. */
 export async function readQueueStats(queues: WindfallQueues): Promise<QueueStats[]> {
   const now = Date.now();
   return Promise.all(

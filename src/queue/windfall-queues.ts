@@ -1,7 +1,7 @@
 import { Queue, type JobsOptions } from 'bullmq';
 import type { Cluster, Redis } from 'ioredis';
 import type { RewardJobData } from './job-data.js';
-import { deadLetterQueueName, shardQueueName } from './queue-names.js';
+import { deadLetterQueueName, eventsQueueName, shardQueueName } from './queue-names.js';
 import type { QueueSettings } from './queue-settings.js';
 
 export type { QueueSettings } from './queue-settings.js';
@@ -22,6 +22,7 @@ export function shardJobOptions(settings: QueueSettings): JobsOptions {
 export class WindfallQueues {
   private readonly shardQueues = new Map<number, Queue<RewardJobData>>();
   private deadLetterQueue: Queue | undefined;
+  private eventsQueue: Queue | undefined;
   private closed = false;
 
   constructor(
@@ -54,13 +55,23 @@ export class WindfallQueues {
     return this.deadLetterQueue;
   }
 
-  /** Every shard queue then the dead-letter queue, with their display names. */
+  /** The queue of webhook deliveries: one job per batch event, its id derived from the event's (see `src/events/`). */
+  events(): Queue {
+    this.eventsQueue ??= new Queue(eventsQueueName(this.settings.cluster), {
+      connection: this.connection,
+      prefix: this.settings.prefix,
+    });
+    return this.eventsQueue;
+  }
+
+  /** Every shard queue, the dead-letter queue, then the events queue, with their display names. */
   all(): { readonly name: string; readonly queue: Queue }[] {
     const queues: { name: string; queue: Queue }[] = [];
     for (let shard = 0; shard < this.settings.shards; shard += 1) {
       queues.push({ name: `shard-${shard}`, queue: this.shard(shard) as unknown as Queue });
     }
     queues.push({ name: 'dead-letter', queue: this.deadLetters() });
+    queues.push({ name: 'events', queue: this.events() });
     return queues;
   }
 
@@ -70,6 +81,7 @@ export class WindfallQueues {
     this.closed = true;
     const queues: Queue[] = [...(this.shardQueues.values() as Iterable<Queue>)];
     if (this.deadLetterQueue) queues.push(this.deadLetterQueue);
+    if (this.eventsQueue) queues.push(this.eventsQueue);
     await Promise.allSettled(queues.map((queue) => queue.close()));
   }
 }

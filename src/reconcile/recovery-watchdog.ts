@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
+import type { EventPublisher } from '../events/event-publisher.js';
 import type { Logger } from '../log/logger.js';
 import type { RedisClient } from '../queue/redis-connection.js';
 import type { WindfallQueues } from '../queue/windfall-queues.js';
@@ -24,6 +25,8 @@ export interface RecoveryWatchdogOptions {
   /** Time between scans. */
   readonly intervalMs: number;
   readonly logger: Logger;
+  /** Webhooks configured: each scan also re-adds the delivery jobs of pending batch events that lost theirs. */
+  readonly events?: Pick<EventPublisher, 'resumePending'> | undefined;
   /** Called after each tick with what it did (tests, metrics). */
   readonly onTick?: (tick: WatchdogTick) => void;
 }
@@ -96,10 +99,12 @@ export class RecoveryWatchdog {
   async scanOnce(): Promise<ResumeReport | null> {
     const held = await this.options.redis.eval(HOLD_GUARD_SCRIPT, 1, this.guardKey, this.token, String(2 * this.options.intervalMs));
     if (Number(held) !== 1) return null;
-    return resumeOpenWork(this.options.pool, this.options.queues, {
+    const report = await resumeOpenWork(this.options.pool, this.options.queues, {
       minAgeMs: this.options.intervalMs,
       logger: this.options.logger,
     });
+    await this.options.events?.resumePending();
+    return report;
   }
 
   /**

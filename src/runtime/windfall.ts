@@ -1,6 +1,8 @@
 import type { WindfallConfig } from '../config/config.js';
 import type { WindfallDatabase } from '../db/database.js';
 import { DeadLetterQueue } from '../dead-letters/dead-letter-queue.js';
+import { EventDeliveryWorker, type EventDeliveryOptions } from '../events/event-delivery-worker.js';
+import { EventPublisher } from '../events/event-publisher.js';
 import type { Logger } from '../log/logger.js';
 import { WindfallMetrics } from '../metrics/metrics.js';
 import type { RedisClient } from '../queue/redis-connection.js';
@@ -27,7 +29,13 @@ export class Windfall {
   readonly producer: RewardProducer;
   readonly deadLetters: DeadLetterQueue;
   readonly wallet: WalletService;
+  /**
+   * Set when `WINDFALL_WEBHOOK_URL` is: batch statuses written by this process record their events (`batch.completed`,
+   * `batch.reverted`) and add their delivery jobs through it. Undefined: no event is recorded.
+   */
+  readonly events: EventPublisher | undefined;
   private readonly workers: RewardWorker[] = [];
+  private eventDelivery: EventDeliveryWorker | undefined;
   private watchdog: RecoveryWatchdog | undefined;
   private closed = false;
 
@@ -47,7 +55,8 @@ export class Windfall {
       handOverTimeoutMs: config.handOverTimeoutMs,
       logger,
     });
-    this.deadLetters = new DeadLetterQueue(database.pool, this.queues, logger);
+    this.events = config.webhookUrl !== undefined ? new EventPublisher({ pool: database.pool, queues: this.queues, logger }) : undefined;
+    this.deadLetters = new DeadLetterQueue(database.pool, this.queues, logger, this.events);
     this.wallet = new WalletService({
       pool: database.pool,
       redis,
@@ -77,6 +86,7 @@ export class Windfall {
       logger: this.logger,
       metrics: this.metrics,
       onDeadLetters: (entries) => this.deadLetters.mirror(entries),
+      events: this.events,
     });
     this.workers.push(worker);
     // Re-adds open work whose job Redis lost or BullMQ failed for good (one watchdog per process).
@@ -88,10 +98,40 @@ export class Windfall {
         prefix: this.config.prefix,
         intervalMs: this.config.recoveryIntervalMs,
         logger: this.logger,
+        events: this.events,
       });
       this.watchdog.start();
     }
     return worker;
+  }
+
+  /**
+   * Starts delivering batch events to `WINDFALL_WEBHOOK_URL` in this process (one delivery worker per process; a
+   * second call returns the first). Undefined when no URL is configured. `windfall worker` starts one; it is closed
+   * with this object. The options (timeout, backoff, job lock) are for tests.
+   */
+  async startEventDelivery(
+    options: Partial<Pick<EventDeliveryOptions, 'concurrency' | 'timeoutMs' | 'backoff' | 'jobLockMs'>> = {},
+  ): Promise<EventDeliveryWorker | undefined> {
+    const { webhookUrl, webhookSecret } = this.config;
+    if (webhookUrl === undefined || webhookSecret === undefined || !this.events) return undefined;
+    if (this.eventDelivery) return this.eventDelivery;
+    this.eventDelivery = new EventDeliveryWorker({
+      pool: this.database.pool,
+      redis: this.redis,
+      prefix: this.config.prefix,
+      cluster: this.config.redisCluster,
+      url: webhookUrl,
+      secret: webhookSecret,
+      jobLockMs: this.config.jobLockMs,
+      maxStalledCount: this.config.maxStalledCount,
+      publisher: this.events,
+      logger: this.logger,
+      metrics: this.metrics,
+      ...options,
+    });
+    await this.eventDelivery.start();
+    return this.eventDelivery;
   }
 
   /** Stops workers (draining within the shutdown timeout), then closes queues and connections. Idempotent. */
@@ -101,6 +141,7 @@ export class Windfall {
     const steps: [string, () => Promise<unknown>][] = [
       ['recovery watchdog', async () => this.watchdog?.stop()],
       ['workers', () => Promise.all(this.workers.map((worker) => worker.close(this.config.shutdownTimeoutMs)))],
+      ['event delivery', async () => this.eventDelivery?.close()],
       ['queues', () => this.queues.close()],
       ['redis', () => quitRedis(this.redis)],
       ['postgres', () => this.database.close()],

@@ -1,6 +1,7 @@
 import { DelayedError, type Job } from 'bullmq';
 import type pg from 'pg';
 import { refreshStoredStatus } from '../batch/batch-status.js';
+import type { EventSink } from '../events/event-publisher.js';
 import type { DeadLetterEntry } from '../dead-letters/dead-letter-store.js';
 import { claimReplay } from '../dead-letters/dead-letter-store.js';
 import type { ChunkDeadLetter, ReplayDeadLetter, WrittenDeadLetter } from '../dead-letters/dead-letter-writer.js';
@@ -36,6 +37,8 @@ export interface ProcessorContext {
   readonly signal: AbortSignal;
   /** Called with entries written to the dead-letter table, to mirror them into the dead-letter queue. */
   readonly onDeadLetters?: (entries: readonly DeadLetterEntry[]) => Promise<void>;
+  /** Webhooks configured: a job that completes its batch records the batch's event and hands it here. */
+  readonly events?: EventSink;
 }
 
 /** Counts of one processed job, for logs and tests. */
@@ -208,7 +211,7 @@ export async function processRewardJob(context: ProcessorContext, job: Job<Rewar
           data.chunkNo,
         ]);
       }
-      await refreshStoredStatus(context.pool, work.batchId);
+      await refreshStoredStatus(context.pool, work.batchId, context.events);
     });
 
     const result: JobResult = {

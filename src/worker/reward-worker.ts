@@ -3,6 +3,7 @@ import { Worker, type Job } from 'bullmq';
 import type pg from 'pg';
 import { withTimeout } from '../concurrency/with-timeout.js';
 import type { DeadLetterEntry } from '../dead-letters/dead-letter-store.js';
+import type { EventSink } from '../events/event-publisher.js';
 import type { LockPolicy } from '../lock/lock-policy.js';
 import type { Logger } from '../log/logger.js';
 import type { WindfallMetrics } from '../metrics/metrics.js';
@@ -43,6 +44,8 @@ export interface RewardWorkerOptions {
   readonly metrics?: WindfallMetrics;
   /** Mirrors dead-letter entries into the dead-letter queue. */
   readonly onDeadLetters?: (entries: readonly DeadLetterEntry[]) => Promise<void>;
+  /** Webhooks configured: records and hands over the event of a batch a job completes. */
+  readonly events?: EventSink;
 }
 
 /**
@@ -96,6 +99,7 @@ export class RewardWorker {
       metrics: this.options.metrics,
       signal: this.abort.signal,
       ...(this.options.onDeadLetters ? { onDeadLetters: this.options.onDeadLetters } : {}),
+      ...(this.options.events ? { events: this.options.events } : {}),
     };
     for (const shard of this.options.shards) {
       const worker = new Worker<RewardJobData, JobResult>(

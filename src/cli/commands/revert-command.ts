@@ -7,7 +7,7 @@ import { formatTable } from '../output.js';
 /** `windfall batch revert`: exit 2 while the batch is processing, 1 for an unknown batch. */
 export async function runRevert(windfall: Windfall, batchId: string, options: { dryRun: boolean; actor: string | undefined; reason: string | undefined }): Promise<RevertReport> {
   try {
-    return await revertBatch({ pool: windfall.database.pool, wallet: windfall.wallet, logger: windfall.logger, deadLetters: windfall.deadLetters }, batchId, {
+    return await revertBatch({ pool: windfall.database.pool, wallet: windfall.wallet, logger: windfall.logger, deadLetters: windfall.deadLetters, events: windfall.events }, batchId, {
       dryRun: options.dryRun,
       actor: cliActor(options.actor),
       ...(options.reason !== undefined ? { reason: options.reason } : {}),

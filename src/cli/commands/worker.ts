@@ -45,8 +45,11 @@ export async function runWorker(windfall: Windfall, flags: WorkerFlags): Promise
     process.on('SIGTERM', () => onSignal('SIGTERM'));
   });
   await worker.start();
+  // with WINDFALL_WEBHOOK_URL: deliver batch events too (after the shard workers: a delivery never holds up rewards)
+  const delivery = await windfall.startEventDelivery();
   const signal = await stopped;
   windfall.logger.info({ signal, timeoutMs: windfall.config.shutdownTimeoutMs }, 'stopping: draining in-flight users');
   await worker.close(windfall.config.shutdownTimeoutMs);
+  await delivery?.close();
   if (metricsServer) await new Promise((resolve) => metricsServer!.close(resolve));
 }
