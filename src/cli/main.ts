@@ -7,6 +7,7 @@ import { FileEncodingError } from '../rewards/line-reader.js';
 import { ServiceUnavailableError } from '../runtime/service-check.js';
 import { BudgetExceededError } from '../campaign/campaign-budget.js';
 import { registerCampaignCommands } from './commands/campaign-command.js';
+import { registerEventsCommand } from './commands/events-command.js';
 import { registerOperatorCommands } from './commands/operator-commands.js';
 import { registerServeCommand } from './commands/serve-command.js';
 import { registerReconcileCommand } from './commands/reconcile-command.js';
@@ -173,6 +174,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
   registerCampaignCommands(program, registry);
   registerServeCommand(program, registry);
   registerReconcileCommand(program, registry);
+  registerEventsCommand(program, registry);
   return program;
 }
 
