@@ -13,6 +13,7 @@ import { useTestEnvironment } from './support/environment.js';
 import { eventually, runCli, startCli } from './support/cli.js';
 import { waitForBatchDone } from './support/batches.js';
 import { startReceiver, verifyAsReceiver, type WebhookReceiver } from './support/webhook-receiver.js';
+import { startServe } from './support/serve.js';
 
 const env = useTestEnvironment();
 const SECRET = 'whsec-test-0123456789abcdef';
@@ -127,6 +128,18 @@ describe('batch events (webhooks)', () => {
     const human = await runCli(['events', '--batch', 'ev-clean'], env.env());
     expect(human.stdout).toMatch(/^id\s+type\s+batchId\s+state\s+attempts/m);
     expect(human.stdout).toMatch(/batch\.completed\s+ev-clean\s+delivered\s+1/);
+    // and over HTTP (admin), as the CLI
+    const server = await startServe(env.env({ WINDFALL_RECOVERY_INTERVAL_MS: '0' }));
+    try {
+      const get = (query: string, token: string) => fetch(`${server.baseUrl}/v1/events${query}`, { headers: { authorization: `Bearer ${token}` } });
+      const answer = await get('?batchId=ev-clean', server.adminToken);
+      expect(answer.status).toBe(200);
+      expect(await answer.json()).toEqual(await eventsCli(['--batch', 'ev-clean']));
+      expect((await get('?state=lost', server.adminToken)).status).toBe(400);
+      expect((await get('', server.apiToken)).status).toBe(403);
+    } finally {
+      expect(await server.stop()).toBe(0);
+    }
 
     // a status written again (the batch went back to processing for a replay, and completed again): no second event
     await env.pool.query(`update reward_batches set status = 'processing' where batch_id = 'ev-mixed'`);

@@ -8,6 +8,8 @@ import {
   campaignReportSchema,
   auditQuery,
   auditRecordSchema,
+  eventDeliverySchema,
+  eventsQuery,
   batchAcceptedSchema,
   batchReportSchema,
   batchRequestSchema,
@@ -72,6 +74,7 @@ export function buildOpenApiDocument(version: string): Record<string, unknown> {
         ReplayRequest: replayRequestSchema,
         ReplayReport: replayReportSchema,
         AuditRecord: auditRecordSchema,
+        EventDelivery: eventDeliverySchema,
         RevertRequest: revertRequestSchema,
         RevertReport: revertReportSchema,
         CampaignBudget: campaignBudgetSchema,
@@ -219,6 +222,21 @@ export function buildOpenApiDocument(version: string): Record<string, unknown> {
           parameters: queryParameters(auditQuery),
           responses: {
             '200': { description: 'the records', content: json({ type: 'array', items: ref('AuditRecord') }) },
+            '400': error('a bad filter'),
+            '401': unauthorized,
+            '403': forbidden,
+          },
+        },
+      },
+      '/v1/events': {
+        get: {
+          summary: 'Batch events (webhooks) and their delivery, newest first (as `windfall events --json`)',
+          description:
+            'One batch.completed and at most one batch.reverted per batch, recorded when WINDFALL_WEBHOOK_URL is set and POSTed there signed (Windfall-Signature), at least once with a stable id, retried for 24 h.',
+          security: adminAuth,
+          parameters: queryParameters(eventsQuery),
+          responses: {
+            '200': { description: 'the events', content: json({ type: 'array', items: ref('EventDelivery') }) },
             '400': error('a bad filter'),
             '401': unauthorized,
             '403': forbidden,

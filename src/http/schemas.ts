@@ -1,4 +1,5 @@
 import { AUDIT_ACTIONS } from '../audit/audit-trail.js';
+import { BATCH_EVENT_STATES, BATCH_EVENT_TYPES } from '../events/batch-event.js';
 import { DEAD_LETTER_REASONS } from '../dead-letters/dead-letter-store.js';
 import { ROW_PROBLEMS } from '../rewards/row-problems.js';
 
@@ -311,6 +312,34 @@ export const auditRecordSchema = {
     target: { type: 'string', description: 'uid:<uid>, batch:<batchId>, dead-letters:<ids or filter>' },
     details: { type: 'object', description: 'what was asked' },
     result: { type: 'object', description: 'what happened' },
+  },
+} as const;
+
+/** Query of `GET /v1/events`. */
+export const eventsQuery = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    batchId: { type: 'string', minLength: 1, maxLength: 128 },
+    state: { type: 'string', enum: [...BATCH_EVENT_STATES] },
+    limit: { type: 'integer', minimum: 1, maximum: 10000, default: 1000 },
+  },
+} as const;
+
+/** One batch event and its delivery (as `windfall events --json`). */
+export const eventDeliverySchema = {
+  type: 'object',
+  required: ['id', 'type', 'batchId', 'state', 'attempts', 'lastError', 'lastAttemptAt', 'createdAt', 'deliveredAt'],
+  properties: {
+    id: { type: 'string', format: 'uuid', description: 'the event id receivers dedupe on' },
+    type: { type: 'string', enum: [...BATCH_EVENT_TYPES] },
+    batchId: { type: 'string' },
+    state: { type: 'string', enum: [...BATCH_EVENT_STATES] },
+    attempts: { type: 'integer', description: 'requests sent so far (one cut short by a dying worker too)' },
+    lastError: { type: ['string', 'null'], description: 'the last failed attempt, kept after a later success' },
+    lastAttemptAt: { type: ['string', 'null'], format: 'date-time' },
+    createdAt: { type: 'string', format: 'date-time' },
+    deliveredAt: { type: ['string', 'null'], format: 'date-time' },
   },
 } as const;
 

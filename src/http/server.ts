@@ -15,6 +15,8 @@ import { readLedger } from '../wallet/wallet-service.js';
 import { httpActor, listAudit } from '../audit/audit-trail.js';
 import { BudgetExceededError, CampaignRequestError, getCampaignReport, setCampaignBudget } from '../campaign/campaign-budget.js';
 import type { EnqueueOptions } from '../queue/reward-producer.js';
+import type { BatchEventState } from '../events/batch-event.js';
+import { listEvents } from '../events/event-store.js';
 import { BatchRevertRefusedError, revertBatch, RevertRequestError, UnknownBatchError } from '../batch/batch-revert.js';
 import type { Principal } from './auth.js';
 import { TokenGuard } from './auth.js';
@@ -25,6 +27,7 @@ import { withTimeout } from '../concurrency/with-timeout.js';
 import { ReadinessChecks } from './readiness.js';
 import {
   auditQuery,
+  eventsQuery,
   revertRequestSchema,
   campaignBudgetSchema,
   campaignIdParams,
@@ -331,6 +334,15 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
       return listAudit(windfall.database.pool, {
         ...(query.action !== undefined ? { action: query.action } : {}),
         ...(query.target !== undefined ? { target: query.target } : {}),
+        limit: query.limit,
+      });
+    });
+
+    operator.get('/v1/events', { schema: { querystring: eventsQuery } }, async (request) => {
+      const query = request.query as { batchId?: string; state?: BatchEventState; limit: number };
+      return listEvents(windfall.database.pool, {
+        ...(query.batchId !== undefined ? { batchId: query.batchId } : {}),
+        ...(query.state !== undefined ? { state: query.state } : {}),
         limit: query.limit,
       });
     });
