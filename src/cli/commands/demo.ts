@@ -93,6 +93,8 @@ export async function runDemo(flags: GlobalFlags, options: DemoOptions): Promise
     await assertNoStrandedChunks(windfall.database.pool, config.shards);
     const worker = windfall.createWorker();
     await worker.start();
+    // with WINDFALL_WEBHOOK_URL the demo's batches send their events, as a worker's would
+    await windfall.startEventDelivery();
     const run = Date.now().toString(36);
     const sample = generateSample(run, options.rewards, options.users);
     say(`enqueueing ${formatCount(options.rewards)} rewards over ${formatCount(options.users)} users (${sample.hotUsers.length} hot users also get withdrawals) …`);
