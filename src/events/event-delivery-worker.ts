@@ -1,5 +1,6 @@
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import type pg from 'pg';
+import { withTimeout } from '../concurrency/with-timeout.js';
 import type { Logger } from '../log/logger.js';
 import type { WindfallMetrics } from '../metrics/metrics.js';
 import { eventsQueueName } from '../queue/queue-names.js';
@@ -52,6 +53,8 @@ export class EventDeliveryWorker {
   private worker: Worker<EventJobData, DeliveryResult> | undefined;
   private closing: Promise<void> | undefined;
   private readonly backoff: DeliveryBackoff;
+  /** Deliveries in flight in this process. */
+  private readonly running = new Set<Promise<unknown>>();
 
   constructor(private readonly options: EventDeliveryOptions) {
     this.backoff = options.backoff ?? DEFAULT_DELIVERY_BACKOFF;
@@ -61,7 +64,7 @@ export class EventDeliveryWorker {
   async start(): Promise<void> {
     if (this.worker) return;
     const lockMs = this.options.jobLockMs ?? 30_000;
-    const worker = new Worker<EventJobData, DeliveryResult>(eventsQueueName(this.options.cluster ?? false), (job) => this.deliver(job), {
+    const worker = new Worker<EventJobData, DeliveryResult>(eventsQueueName(this.options.cluster ?? false), (job) => this.track(this.deliver(job)), {
       connection: this.options.redis,
       prefix: this.options.prefix,
       concurrency: this.options.concurrency ?? 4,
@@ -82,6 +85,15 @@ export class EventDeliveryWorker {
       this.options.logger.warn({ err: error }, 'could not re-add the delivery jobs of pending batch events; the recovery watchdog tries again');
     });
     this.options.logger.info({ receiver: new URL(this.options.url).origin, concurrency: this.options.concurrency ?? 4 }, 'event delivery started');
+  }
+
+  private track<T>(delivery: Promise<T>): Promise<T> {
+    this.running.add(delivery);
+    const forget = (): void => {
+      this.running.delete(delivery);
+    };
+    delivery.then(forget, forget);
+    return delivery;
   }
 
   private async deliver(job: Job<EventJobData>): Promise<DeliveryResult> {
@@ -112,10 +124,21 @@ export class EventDeliveryWorker {
     throw new Error(`event ${event.id} attempt ${event.attempt}: ${outcome.error}`);
   }
 
-  /** Stops fetching and waits for deliveries in flight (each ends within its timeout). Idempotent. */
+  /**
+   * Stops fetching and waits for deliveries in flight (each ends within its timeout, plus 5 s for PostgreSQL to record
+   * it), then closes BullMQ without waiting for its fetch loop (a loop blocked on a reconnecting Redis never ends).
+   * A delivery still running then is left: its job is taken over once its lock expires. Idempotent.
+   */
   close(): Promise<void> {
     this.closing ??= (async () => {
-      await this.worker?.close();
+      const worker = this.worker;
+      if (!worker) return;
+      await worker.pause(true).catch(() => undefined);
+      const waitMs = (this.options.timeoutMs ?? DEFAULT_DELIVERY_TIMEOUT_MS) + 5000;
+      await withTimeout(Promise.allSettled([...this.running]), waitMs).catch(() =>
+        this.options.logger.warn({ deliveries: this.running.size, waitedMs: waitMs }, 'event deliveries still running at shutdown; leaving them to be taken over by another worker'),
+      );
+      await withTimeout(worker.close(true), 5000).catch(() => this.options.logger.warn('event delivery worker not closed in time; leaving it'));
     })();
     return this.closing;
   }
