@@ -81,7 +81,7 @@ describe('batch events (webhooks)', () => {
         { rewardId: 'ev-a2', uid: 'ev-u2', amount: 6 },
         { rewardId: 'ev-a3', uid: 'ev-u3', amount: 7 },
       ],
-      { batchId: 'ev-clean' },
+      { batchId: 'ev-clean', campaignId: 'ev-spring' },
     );
     await windfall.producer.enqueueRewards(
       [
@@ -106,7 +106,7 @@ describe('batch events (webhooks)', () => {
       id: expect.stringMatching(/^[0-9a-f-]{36}$/),
       type: 'batch.completed',
       createdAt: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/),
-      data: { batchId: 'ev-clean', campaignId: null, status: 'completed', total: 3, applied: 3, duplicate: 0, deadLettered: 0 },
+      data: { batchId: 'ev-clean', campaignId: 'ev-spring', status: 'completed', total: 3, applied: 3, duplicate: 0, deadLettered: 0 },
     });
     expect(byBatch.get('ev-mixed')).toMatchObject({
       type: 'batch.completed',

@@ -11,7 +11,7 @@ export type BatchEventState = (typeof BATCH_EVENT_STATES)[number];
 /** The `data` of an event: the batch as it was when the event was recorded. */
 export interface BatchEventData {
   readonly batchId: string;
-  /** The batch's campaign, or null (no campaign, or a database without campaigns). */
+  /** The batch's campaign (`enqueue --campaign`), or null. */
   readonly campaignId: string | null;
   readonly status: BatchStatus;
   readonly total: number;

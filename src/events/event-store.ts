@@ -25,13 +25,12 @@ export interface RecordedEvent {
 }
 
 // One statement, so the status and its event are written together or not at all: the event is recorded when the
-// status write happens and no event of its type exists for the batch yet (one per batch and type). The campaign is
-// read from the row as JSON, so the statement works with and without `reward_batches.campaign_id`.
+// status write happens and no event of its type exists for the batch yet (one per batch and type).
 const STATUS_WITH_EVENT_SQL = `
 with changed as (
   update reward_batches b set status = $2, updated_at = now()
   where b.batch_id = $1 and (not $3::boolean or b.status is distinct from $2)
-  returning b.batch_id, b.status, b.total, to_jsonb(b)->>'campaign_id' as campaign_id
+  returning b.batch_id, b.status, b.total, b.campaign_id
 )
 insert into batch_events (batch_id, type, data)
 select c.batch_id, $4,
