@@ -55,11 +55,16 @@ async function eventRows(batchId: string): Promise<{ id: string; type: string; s
   return rows;
 }
 
+async function storedStatus(batchId: string): Promise<string | undefined> {
+  const { rows } = await env.pool.query<{ status: string }>(`select status from reward_batches where batch_id = $1`, [batchId]);
+  return rows[0]?.status;
+}
+
 /** A Windfall whose worker settles batches and whose delivery worker sends events to `url`. */
 async function windfallWithWebhook(url: string, options: { backoff?: typeof FAST_BACKOFF; timeoutMs?: number; startWorker?: boolean } = {}): Promise<Windfall> {
   // the job lock of the SIGKILL test's workers: BullMQ's stalled check runs once per interval for the whole queue, and
   // a longer lock here would hold off the next test's check of the events queue for as long
-  const overrides: Partial<WindfallConfig> = { webhookUrl: url, webhookSecret: SECRET, recoveryIntervalMs: 0, jobLockMs: 1500 };
+  const overrides: Partial<WindfallConfig> = { webhookUrl: url, webhookSecret: SECRET, recoveryIntervalMs: 0, jobLockMs: 2000 };
   const windfall = await env.open(overrides);
   if (options.startWorker ?? true) await windfall.createWorker().start();
   await windfall.startEventDelivery({ backoff: options.backoff ?? FAST_BACKOFF, ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}) });
@@ -147,7 +152,7 @@ describe('batch events (webhooks)', () => {
     await refreshStoredStatus(env.pool, 'ev-mixed', { publish: async (event) => void published.push(event) });
     expect(published).toEqual([]);
     expect(await eventRows('ev-mixed')).toHaveLength(1);
-    expect((await env.pool.query(`select status from reward_batches where batch_id = 'ev-mixed'`)).rows[0].status).toBe('completed_with_failures');
+    expect(await storedStatus('ev-mixed')).toBe('completed_with_failures');
   });
 
   it('retries after two 500 answers and delivers the same bytes on the third attempt', async () => {
@@ -174,7 +179,7 @@ describe('batch events (webhooks)', () => {
     hooks.answer = (_request, index) => (index === 0 ? 'hold' : 200);
     const producer = await env.open();
     await producer.producer.enqueueRewards([{ rewardId: 'ev-k1', uid: 'ev-k-u', amount: 8 }], { batchId: 'ev-kill' });
-    const workerEnv = env.env({ WINDFALL_WEBHOOK_URL: hooks.url, WINDFALL_WEBHOOK_SECRET: SECRET, WINDFALL_JOB_LOCK_MS: '1500', WINDFALL_RECOVERY_INTERVAL_MS: '0' });
+    const workerEnv = env.env({ WINDFALL_WEBHOOK_URL: hooks.url, WINDFALL_WEBHOOK_SECRET: SECRET, WINDFALL_JOB_LOCK_MS: '2000', WINDFALL_RECOVERY_INTERVAL_MS: '0' });
 
     const victim = startCli(['worker'], workerEnv);
     await eventually(() => hooks.requests.length >= 1, 'the receiver to see the first delivery request');
@@ -241,7 +246,7 @@ describe('batch events (webhooks)', () => {
     await windfall.createWorker().start();
     await windfall.producer.enqueueRewards([{ rewardId: 'ev-n1', uid: 'ev-n-u', amount: 2 }], { batchId: 'ev-none' });
     expect(await waitForBatchDone(env.pool, 'ev-none')).toMatchObject({ status: 'completed' });
-    await eventually(async () => (await env.pool.query(`select status from reward_batches where batch_id = 'ev-none'`)).rows[0].status === 'completed', 'the stored status');
+    await eventually(async () => (await storedStatus('ev-none')) === 'completed', 'the stored status');
     expect(await eventRows('ev-none')).toEqual([]);
     expect(await eventsCli(['--batch', 'ev-none'])).toEqual([]);
   });
@@ -255,8 +260,11 @@ describe('batch events (webhooks)', () => {
       await producer.producer.enqueueRewards([{ rewardId: `${batchId}-1`, uid: `${batchId}-u`, amount: 1 }], { batchId });
     }
     await producer.createWorker().start();
-    await waitForBatchDone(env.pool, 'ev-orphan');
-    await waitForBatchDone(env.pool, 'ev-old');
+    for (const batchId of ['ev-orphan', 'ev-old']) {
+      await waitForBatchDone(env.pool, batchId);
+      // the job writes the stored status after its rewards settle: let it, or it would overwrite ours below
+      await eventually(async () => (await storedStatus(batchId)) === 'completed', `the stored status of ${batchId}`);
+    }
     for (const batchId of ['ev-orphan', 'ev-old']) {
       await env.pool.query(`update reward_batches set status = 'processing' where batch_id = $1`, [batchId]);
       const recorded = await writeStatusWithEvent(env.pool, { batchId, status: 'completed', type: 'batch.completed', applied: 1, duplicate: 0, deadLettered: 0, reverted: 0, onlyIfChanged: true });
