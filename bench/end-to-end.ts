@@ -166,7 +166,7 @@ export async function runEndToEnd(options: EndToEndOptions): Promise<EndToEndRes
     for (;;) {
       const open = await pool.query<{ n: number }>('select count(*)::int as n from reward_chunks where batch_id = $1 and completed_at is null', [batchId]);
       if (open.rows[0]!.n === 0) break;
-      if (workerDied !== null) throw new Error(`the worker exited (${workerDied}) before the batch was done:\n${worker.stderr().slice(-3000)}`);
+      if (workerDied !== null) throw new Error(`the worker exited (${String(workerDied)}) before the batch was done:\n${worker.stderr().slice(-3000)}`);
       if (Date.now() > deadline) throw new Error(`batch not done after ${timeoutMs} ms`);
       await sleep(50);
     }

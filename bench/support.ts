@@ -62,10 +62,10 @@ export function startProcess(command: string, args: readonly string[], env: Node
   const child = spawn(command, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
-  child.stdout!.on('data', (data: Buffer) => {
+  child.stdout.on('data', (data: Buffer) => {
     out += data.toString();
   });
-  child.stderr!.on('data', (data: Buffer) => {
+  child.stderr.on('data', (data: Buffer) => {
     err += data.toString();
     if (err.length > 4_000_000) err = err.slice(-1_000_000);
   });

@@ -21,7 +21,7 @@ const file = (name: string, content: string): string => {
 
 type Row = { rewardId: string; uid: string; amount: number | string; description?: string };
 const rows = (tag: string, count: number): Row[] =>
-  Array.from({ length: count }, (_, n) => ({ rewardId: `${tag}-${n}`, uid: `${tag}-u${n % 7}`, amount: 1 + n, description: n % 2 === 0 ? '活动奖励' : undefined }) as Row);
+  Array.from({ length: count }, (_, n) => ({ rewardId: `${tag}-${n}`, uid: `${tag}-u${n % 7}`, amount: 1 + n, description: n % 2 === 0 ? '活动奖励' : undefined }));
 
 /** Everything recorded under a batchId, to show that a refused input changed none of it. */
 async function recorded(batchId: string): Promise<unknown> {
@@ -135,7 +135,7 @@ describe('a batchId names one set of rewards', () => {
       other.producer.enqueueRewards(rows('race-b', 3000), { batchId: 'race' }),
     ]);
     expect(outcomes.filter((o) => o.status === 'fulfilled').map((o) => (o as PromiseFulfilledResult<{ created: boolean }>).value.created)).toEqual([true]);
-    expect(outcomes.filter((o) => o.status === 'rejected').map((o) => (o as PromiseRejectedResult).reason)).toEqual([expect.any(BatchConflictError)]);
+    expect(outcomes.filter((o) => o.status === 'rejected').map((o) => (o).reason)).toEqual([expect.any(BatchConflictError)]);
     const { rows: items } = await env.pool.query<{ n: number }>(`select count(*)::int as n from reward_batch_items where batch_id = 'race'`);
     expect(items[0]!.n).toBe(3000);
   });

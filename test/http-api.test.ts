@@ -33,7 +33,7 @@ function captureLogger() {
       done();
     },
   });
-  return { logger: createLogger('debug', {}, destination as never), text: () => out, lines: () => out.split('\n').filter(Boolean) };
+  return { logger: createLogger('debug', {}, destination), text: () => out, lines: () => out.split('\n').filter(Boolean) };
 }
 
 type Auth = 'none' | 'api' | 'admin' | 'admin-basic' | 'api-basic' | 'wrong';
@@ -380,7 +380,7 @@ describe('windfall serve: dashboard, health, metrics, OpenAPI', () => {
           for (let probe = 0; probe < 3; probe += 1) {
             const response = await app.inject({ method: 'GET', url: '/readyz' });
             expect(response.statusCode, which).toBe(503);
-            const body = response.json() as { status: string; checks: Record<string, { ok: boolean; ms: number; error?: string }> };
+            const body = response.json<{ status: string; checks: Record<string, { ok: boolean; ms: number; error?: string }> }>();
             expect(body.status).toBe('not ready');
             expect(body.checks[which]).toEqual({ ok: false, ms: expect.any(Number), error: which === 'redis' ? 'Redis does not answer' : 'PostgreSQL does not answer' });
             expect(body.checks[which === 'redis' ? 'postgres' : 'redis']).toEqual({ ok: true, ms: expect.any(Number) });

@@ -18,7 +18,7 @@ function capture(level: 'debug' | 'trace' = 'debug') {
       done();
     },
   });
-  const logger = createLogger(level, {}, destination as never);
+  const logger = createLogger(level, {}, destination);
   return {
     logger,
     text: () => out,

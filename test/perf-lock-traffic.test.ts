@@ -118,7 +118,7 @@ describe('lock traffic of the worker (performance guard)', () => {
     expect(applied(outcomes)).toBe(3000);
     expect(outcomes.every((outcome) => outcome.kind === 'settled')).toBe(true);
     const perUser = counts.roundTrips / staged.users;
-    // eslint-disable-next-line no-console
+     
     console.log(
       `lock traffic: ${counts.roundTrips} round trips (${counts.commands} commands, ${counts.lockKeyOperations} lock key operations) ` +
         `for ${staged.users} users = ${perUser.toFixed(3)} round trips per user`,
@@ -142,7 +142,7 @@ describe('lock traffic of the worker (performance guard)', () => {
     const { staged, outcomes } = await settleBatch('busy', 600, 3, locks, policy);
     expect(applied(outcomes)).toBe(1800);
     const perUser = counts.roundTrips / staged.users;
-    // eslint-disable-next-line no-console
+     
     console.log(`lock traffic with 10 busy users: ${counts.roundTrips} round trips for ${staged.users} users = ${perUser.toFixed(3)} per user`);
     expect(perUser).toBeLessThanOrEqual(2);
   });

@@ -143,9 +143,9 @@ describe('the recovery watchdog: lost work comes back within one interval', () =
           await queue.remove(jobId);
         }
         return exec();
-      }) as typeof commands.exec;
+      });
       return commands;
-    }) as typeof connection.pipeline;
+    });
     try {
       const report = await resumeOpenWork(env.pool, windfall.queues, { minAgeMs: 0 });
       expect(finished).toBe(true);

@@ -27,7 +27,7 @@ function capture(): { logger: ReturnType<typeof createLogger>; text: () => strin
       done();
     },
   });
-  return { logger: createLogger('debug', {}, destination as never), text: () => out };
+  return { logger: createLogger('debug', {}, destination), text: () => out };
 }
 
 let protectedRedis: RedisServer;
@@ -179,8 +179,8 @@ describe('secrets stay out of error messages', () => {
       expect(run.stderr.length).toBeGreaterThan(0);
       expect(run.stdout + run.stderr).not.toContain(SECRET);
     }
-    expect(runs[1]!.stderr).toContain(`127.0.0.1:${closed}`);
-    expect(runs[4]!.stderr).toContain('REDIS_URL');
+    expect(runs[1].stderr).toContain(`127.0.0.1:${closed}`);
+    expect(runs[4].stderr).toContain('REDIS_URL');
   });
 
   it('the HTTP API never echoes or logs a token, right or wrong (debug level)', async () => {

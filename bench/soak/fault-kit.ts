@@ -119,8 +119,8 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
   const launch = async (): Promise<void> => {
     const started = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
     child = started;
-    started.stdout!.on('data', (data: Buffer) => (log = (log + data.toString()).slice(-4000)));
-    started.stderr!.on('data', (data: Buffer) => (log = (log + data.toString()).slice(-4000)));
+    started.stdout.on('data', (data: Buffer) => (log = (log + data.toString()).slice(-4000)));
+    started.stderr.on('data', (data: Buffer) => (log = (log + data.toString()).slice(-4000)));
     exited = new Promise((resolve) => started.once('exit', () => resolve()));
     void exited.then(() => {
       if (child === started) child = undefined;
@@ -182,8 +182,8 @@ export function startWindfall(args: readonly string[], env: NodeJS.ProcessEnv): 
     output += data.toString();
     if (output.length > 2_000_000) output = output.slice(-1_000_000);
   };
-  child.stdout!.on('data', keep);
-  child.stderr!.on('data', keep);
+  child.stdout.on('data', keep);
+  child.stderr.on('data', keep);
   const exited = new Promise<number | string>((resolve) => child.on('exit', (code, signal) => resolve(code ?? signal ?? -1)));
   return {
     child,

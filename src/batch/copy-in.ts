@@ -14,9 +14,9 @@ import { from as copyFrom, type CopyStreamQuery } from 'pg-copy-streams';
  */
 export async function copyIn(client: pg.ClientBase, sql: string, data: readonly Buffer[]): Promise<number> {
   const stream: CopyStreamQuery = client.query(copyFrom(sql));
-  let failure: unknown;
+  let failure: Error | undefined;
   let wake: (() => void) | undefined;
-  stream.on('error', (error: unknown) => {
+  stream.on('error', (error: Error) => {
     failure ??= error;
     wake?.();
   });

@@ -53,7 +53,7 @@ export async function withWindfall<T>(
 /** What command modules get to register their commands. */
 export interface CommandRegistry {
   /** The global flags (`--redis-url`, …) as seen from a subcommand. */
-  globals(command: Command): GlobalFlags;
+  readonly globals: (command: Command) => GlobalFlags;
   /** Sets the process exit code of the command that runs (e.g. 1 when a check found problems). */
-  setExit(code: number): void;
+  readonly setExit: (code: number) => void;
 }

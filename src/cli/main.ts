@@ -225,7 +225,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     code = exit;
   });
   try {
-    await program.parseAsync(argv as string[]);
+    await program.parseAsync(argv);
     return code;
   } catch (error) {
     return reportError(error, argv.includes('--json'));

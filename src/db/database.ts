@@ -8,9 +8,9 @@ const INT8_OID = 20;
 const windfallTypes = {
   getTypeParser(oid: number, format?: 'text' | 'binary'): (value: string) => unknown {
     if (oid === INT8_OID && format !== 'binary') return (value: string) => BigInt(value);
-    return pg.types.getTypeParser(oid, format as 'text');
+    return pg.types.getTypeParser(oid, format) as (value: string) => unknown;
   },
-} as unknown as pg.CustomTypesConfig;
+};
 
 /** Options of {@link connectDatabase}. */
 export interface DatabaseOptions {

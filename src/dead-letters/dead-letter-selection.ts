@@ -55,7 +55,7 @@ export function selectionFilter(selection: DeadLetterSelection, options: { requi
   if (selection.batchId !== undefined && selection.batchId === '') throw new DeadLetterSelectionError('batchId must not be empty', 'batchId');
   if (ids.length > 0) return { ids: [...new Set(ids)] };
   return {
-    ...(selection.reason !== undefined ? { reason: selection.reason as DeadLetterReason } : {}),
+    ...(selection.reason !== undefined ? { reason: selection.reason } : {}),
     ...(selection.batchId !== undefined ? { batchId: selection.batchId } : {}),
     limit: 1_000_000,
   };

@@ -63,7 +63,7 @@ async function readSnippet(response: Response): Promise<string> {
   let size = 0;
   try {
     while (size < ANSWER_SNIPPET_BYTES) {
-      const { done, value } = await reader.read();
+      const { done, value } = (await reader.read()) as { done: boolean; value: Uint8Array };
       if (done) break;
       chunks.push(value);
       size += value.byteLength;

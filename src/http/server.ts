@@ -131,6 +131,9 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
   const openApi = openApiDocument();
 
   const app = Fastify({
+    // (the assertion picks fastify's logger type for the instance: without it the instance's type does not fit
+    // the plugins registered below)
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-assertion
     loggerInstance: logger as FastifyBaseLogger,
     // fastify's per-request lines are off; an access log line per response is written below, without headers
     logController: new LogController({ disableRequestLogging: true }),

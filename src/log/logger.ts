@@ -81,6 +81,8 @@ export function createLogger(level: LogLevel = 'info', bindings: Record<string, 
   // pino applies `formatters.bindings` to the base bindings only; a child's bindings are rendered here (children,
   // fastify's request loggers included, inherit this method)
   type ChildMethod = (this: unknown, bindings: pino.Bindings, options?: unknown) => unknown;
+  // taken off the logger on purpose: it is called below with the child's own `this`
+  // eslint-disable-next-line @typescript-eslint/unbound-method
   const pinoChild = logger.child as unknown as ChildMethod;
   const childWithRenderedBindings: ChildMethod = function (this: unknown, childBindings, options) {
     return pinoChild.call(this, renderLogFields(childBindings), options);

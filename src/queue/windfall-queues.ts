@@ -68,7 +68,7 @@ export class WindfallQueues {
   all(): { readonly name: string; readonly queue: Queue }[] {
     const queues: { name: string; queue: Queue }[] = [];
     for (let shard = 0; shard < this.settings.shards; shard += 1) {
-      queues.push({ name: `shard-${shard}`, queue: this.shard(shard) as unknown as Queue });
+      queues.push({ name: `shard-${shard}`, queue: this.shard(shard) });
     }
     queues.push({ name: 'dead-letter', queue: this.deadLetters() });
     queues.push({ name: 'events', queue: this.events() });

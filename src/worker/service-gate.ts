@@ -112,7 +112,7 @@ export class ServiceGate {
       if (Date.now() - lastSummary >= summaryEvery) {
         lastSummary = Date.now();
         this.options.logger.warn(
-          { service: this.options.service, pausedForMs: Date.now() - this.pausedSince!, faults: this.faultsWhilePaused, fault: this.lastFault },
+          { service: this.options.service, pausedForMs: Date.now() - this.pausedSince, faults: this.faultsWhilePaused, fault: this.lastFault },
           `${this.options.service} still cannot work: still paused`,
         );
       }

@@ -51,5 +51,5 @@ export async function runWorker(windfall: Windfall, flags: WorkerFlags): Promise
   windfall.logger.info({ signal, timeoutMs: windfall.config.shutdownTimeoutMs }, 'stopping: draining in-flight users');
   await worker.close(windfall.config.shutdownTimeoutMs);
   await delivery?.close();
-  if (metricsServer) await new Promise((resolve) => metricsServer!.close(resolve));
+  if (metricsServer) await new Promise((resolve) => metricsServer.close(resolve));
 }
