@@ -27,7 +27,10 @@ export default tseslint.config(
       // strings are still checked by restrict-template-expressions
       '@typescript-eslint/no-base-to-string': 'off',
       // an AbortSignal's reason (typed any) and a stream's failure are passed on as they are
-      '@typescript-eslint/prefer-promise-reject-errors': ['error', { allowThrowingAny: true, allowThrowingUnknown: true }],
+      '@typescript-eslint/prefer-promise-reject-errors': [
+        'error',
+        { allowThrowingAny: true, allowThrowingUnknown: true },
+      ],
       '@typescript-eslint/only-throw-error': ['error', { allowThrowingAny: true, allowThrowingUnknown: true }],
       // a variable assigned once after closures that read it later (wiring objects that refer to each other)
       'prefer-const': ['error', { ignoreReadBeforeAssign: true }],

@@ -69,7 +69,10 @@ export interface CeilingResult {
 const BATCH_ID = 'bench-ceiling';
 
 function valuesRows(rewardsPerUser: number): string {
-  return Array.from({ length: rewardsPerUser }, (_, i) => `('c-u' || :u, 'c-r' || :r || '-${i}', :a${i}, 'reward', '${BATCH_ID}', '${DESCRIPTION}')`).join(',\n    ');
+  return Array.from(
+    { length: rewardsPerUser },
+    (_, i) => `('c-u' || :u, 'c-r' || :r || '-${i}', :a${i}, 'reward', '${BATCH_ID}', '${DESCRIPTION}')`,
+  ).join(',\n    ');
 }
 
 function header(rewardsPerUser: number): string {
@@ -161,7 +164,8 @@ async function runPgbench(options: CeilingOptions, variant: CeilingVariant): Pro
   const { stdout } = await runProcess('pgbench', args, env);
   const usage = cpuBetween(before, cpuSnapshot(options.processes));
   const processed = Number(/number of transactions actually processed: (\d+)/.exec(stdout)?.[1] ?? Number.NaN);
-  const perTx = (seconds: number | null): number | null => (seconds === null || !(processed > 0) ? null : round((seconds * 1e6) / processed, 1));
+  const perTx = (seconds: number | null): number | null =>
+    seconds === null || !(processed > 0) ? null : round((seconds * 1e6) / processed, 1);
   const tps = /tps = ([\d.]+) \(without initial connection time\)/.exec(stdout);
   const latency = /latency average = ([\d.]+) ms/.exec(stdout);
   const failed = /number of failed transactions: (\d+)/.exec(stdout);
@@ -189,7 +193,10 @@ async function runPgbench(options: CeilingOptions, variant: CeilingVariant): Pro
 /** Without pgbench: the one-statement ceiling as a minimal pg client loop. */
 async function runNodeLoop(options: CeilingOptions, variant: CeilingVariant): Promise<CeilingResult> {
   const url = withDatabase(options.servers.databaseUrl, options.database);
-  const rows = Array.from({ length: options.rewardsPerUser }, (_, i) => `($1, $2 || '-${i}', $${i + 3}::int8, 'reward', '${BATCH_ID}', '${DESCRIPTION}')`).join(', ');
+  const rows = Array.from(
+    { length: options.rewardsPerUser },
+    (_, i) => `($1, $2 || '-${i}', $${i + 3}::int8, 'reward', '${BATCH_ID}', '${DESCRIPTION}')`,
+  ).join(', ');
   const statement = `with inserted as (insert into ledger_entries (uid, operation_id, amount, kind, batch_id, description) values ${rows}
      on conflict (operation_id) do nothing returning amount), delta as (select sum(amount) as change from inserted having count(*) > 0)
      insert into wallets as w (uid, balance) select $1, change from delta on conflict (uid) do update set balance = w.balance + excluded.balance, updated_at = now()`;
@@ -204,7 +211,11 @@ async function runNodeLoop(options: CeilingOptions, variant: CeilingVariant): Pr
         for (let n = 0; Date.now() < deadline; n += 1) {
           const amounts = Array.from({ length: options.rewardsPerUser }, (_, i) => String(1 + ((n + i) % 1000)));
           if (variant === 'transaction') await connection.query('begin');
-          await connection.query({ name: 'ceiling', text: statement, values: [`c-u${client}-${n}`, `c-r${client}-${n}`, ...amounts] });
+          await connection.query({
+            name: 'ceiling',
+            text: statement,
+            values: [`c-u${client}-${n}`, `c-r${client}-${n}`, ...amounts],
+          });
           if (variant === 'transaction') await connection.query('commit');
           done += 1;
         }
@@ -215,7 +226,17 @@ async function runNodeLoop(options: CeilingOptions, variant: CeilingVariant): Pr
   );
   const seconds = (Date.now() - started) / 1000;
   const tps = round(done / seconds);
-  return { variant, tool: 'node-pg', clients: options.clients, rewardsPerUser: options.rewardsPerUser, seconds, tps, usersPerTransaction: 1, usersPerSecond: tps, latencyMs: null };
+  return {
+    variant,
+    tool: 'node-pg',
+    clients: options.clients,
+    rewardsPerUser: options.rewardsPerUser,
+    seconds,
+    tps,
+    usersPerTransaction: 1,
+    usersPerSecond: tps,
+    latencyMs: null,
+  };
 }
 
 /** Measures each variant in turn on freshly emptied tables. */

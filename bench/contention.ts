@@ -5,7 +5,19 @@ import { LockBusyError, LockTimeoutError } from '../src/lock/lock-errors.js';
 import { openWindfall } from '../src/runtime/windfall.js';
 import { DESCRIPTION } from './dataset.js';
 import type { Servers } from './support.js';
-import { childEnv, Cleanup, createBenchDatabase, note, poolOn, round, runId, sleep, startProcess, waitFor, WINDFALL_BIN } from './support.js';
+import {
+  childEnv,
+  Cleanup,
+  createBenchDatabase,
+  note,
+  poolOn,
+  round,
+  runId,
+  sleep,
+  startProcess,
+  waitFor,
+  WINDFALL_BIN,
+} from './support.js';
 import { seededRandom } from '../src/runtime/seeded-random.js';
 
 /** The scenario: `batches` batches enqueued at once, all sharing a few hot users that withdrawals also hammer. */
@@ -38,7 +50,10 @@ export interface ContentionVariant {
 export const VARIANTS: readonly ContentionVariant[] = [
   { label: 'reward policy (10 retries, 500 ms × 1.5)', workerEnv: {} },
   { label: '0 lock retries ("system busy"), 3 job attempts', workerEnv: { WINDFALL_REWARD_LOCK_RETRIES: '0' } },
-  { label: '0 lock retries, 1 job attempt (the old lock)', workerEnv: { WINDFALL_REWARD_LOCK_RETRIES: '0', WINDFALL_JOB_ATTEMPTS: '1' } },
+  {
+    label: '0 lock retries, 1 job attempt (the old lock)',
+    workerEnv: { WINDFALL_REWARD_LOCK_RETRIES: '0', WINDFALL_JOB_ATTEMPTS: '1' },
+  },
 ];
 
 export interface ContentionResult {
@@ -62,7 +77,6 @@ export interface ContentionResult {
   readonly withdrawals: { readonly applied: number; readonly busy: number; readonly other: number };
 }
 
-
 function batchRewards(tag: string, batch: number, scenario: ContentionScenario) {
   const next = seededRandom(1000 + batch);
   const rows: { rewardId: string; uid: string; amount: number; description: string }[] = [];
@@ -71,20 +85,42 @@ function batchRewards(tag: string, batch: number, scenario: ContentionScenario) 
       n >= scenario.usersPerBatch && next() < scenario.hotShare
         ? `${tag}-hot${Math.floor(next() * scenario.hotUsers)}`
         : `${tag}-b${batch}-u${n % scenario.usersPerBatch}`;
-    rows.push({ rewardId: `${tag}-b${batch}-r${n}`, uid, amount: 1 + Math.floor(next() * 1000), description: DESCRIPTION });
+    rows.push({
+      rewardId: `${tag}-b${batch}-r${n}`,
+      uid,
+      amount: 1 + Math.floor(next() * 1000),
+      description: DESCRIPTION,
+    });
   }
   return rows;
 }
 
-async function runVariant(servers: Servers, variant: ContentionVariant, scenario: ContentionScenario, keep: boolean): Promise<ContentionResult> {
+async function runVariant(
+  servers: Servers,
+  variant: ContentionVariant,
+  scenario: ContentionScenario,
+  keep: boolean,
+): Promise<ContentionResult> {
   const id = runId();
   const cleanup = new Cleanup(servers, keep);
   const database = cleanup.database(`windfall_bench_${id}_contention`);
   const prefix = cleanup.prefix(`wfb-${id}-contention`);
   const databaseUrl = await createBenchDatabase(servers, database);
-  const env = childEnv({ DATABASE_URL: databaseUrl, REDIS_URL: servers.redisUrl, WINDFALL_PREFIX: prefix, ...variant.workerEnv });
-  const worker = cleanup.process(startProcess(process.execPath, [WINDFALL_BIN, 'worker'], { ...env, LOG_LEVEL: 'info' }));
-  const config = loadConfig({ DATABASE_URL: databaseUrl, REDIS_URL: servers.redisUrl, WINDFALL_PREFIX: prefix, LOG_LEVEL: 'error' });
+  const env = childEnv({
+    DATABASE_URL: databaseUrl,
+    REDIS_URL: servers.redisUrl,
+    WINDFALL_PREFIX: prefix,
+    ...variant.workerEnv,
+  });
+  const worker = cleanup.process(
+    startProcess(process.execPath, [WINDFALL_BIN, 'worker'], { ...env, LOG_LEVEL: 'info' }),
+  );
+  const config = loadConfig({
+    DATABASE_URL: databaseUrl,
+    REDIS_URL: servers.redisUrl,
+    WINDFALL_PREFIX: prefix,
+    LOG_LEVEL: 'error',
+  });
   const windfall = await openWindfall(config, createLogger('error'));
   const pool = poolOn(servers, database, 2);
   const tag = `k${id}`;
@@ -114,7 +150,9 @@ async function runVariant(servers: Servers, variant: ContentionVariant, scenario
     });
 
     const started = Date.now();
-    const accepted = await Promise.all(batches.map((rows, b) => windfall.producer.enqueueRewards(rows, { batchId: `${tag}-batch-${b}` })));
+    const accepted = await Promise.all(
+      batches.map((rows, b) => windfall.producer.enqueueRewards(rows, { batchId: `${tag}-batch-${b}` })),
+    );
     const users = accepted.reduce((sum, batch) => sum + batch.users, 0);
     for (;;) {
       const reports = await Promise.all(accepted.map((batch) => getBatchReport(pool, batch.batchId)));
@@ -171,8 +209,14 @@ async function runVariant(servers: Servers, variant: ContentionVariant, scenario
 }
 
 /** The contention figure: the same scenario under each variant, one after the other. */
-export async function runContention(options: { servers: Servers; dir: string; keep: boolean; scenario?: ContentionScenario }): Promise<ContentionResult[]> {
+export async function runContention(options: {
+  servers: Servers;
+  dir: string;
+  keep: boolean;
+  scenario?: ContentionScenario;
+}): Promise<ContentionResult[]> {
   const results: ContentionResult[] = [];
-  for (const variant of VARIANTS) results.push(await runVariant(options.servers, variant, options.scenario ?? DEFAULT_SCENARIO, options.keep));
+  for (const variant of VARIANTS)
+    results.push(await runVariant(options.servers, variant, options.scenario ?? DEFAULT_SCENARIO, options.keep));
   return results;
 }

@@ -139,7 +139,8 @@ export function cpuSnapshot(servers?: ServerProcesses): CpuSnapshot {
 }
 
 export function cpuBetween(before: CpuSnapshot, after: CpuSnapshot): CpuUsage {
-  const delta = (a: number | null, b: number | null): number | null => (a === null || b === null ? null : Math.max(0, b - a));
+  const delta = (a: number | null, b: number | null): number | null =>
+    a === null || b === null ? null : Math.max(0, b - a);
   const busy = delta(before.machineBusy, after.machineBusy);
   const steal = delta(before.machineSteal, after.machineSteal);
   const total = delta(before.machineTotal, after.machineTotal);

@@ -31,7 +31,6 @@ export interface GeneratedReward {
 /** The seed's description: a realistic row carries a short non-ASCII text. */
 export const DESCRIPTION = '活动奖励';
 
-
 export function userId(tag: string, n: number): string {
   return `${tag}-u${n}`;
 }
@@ -43,10 +42,20 @@ export function* generateRewards(options: DatasetOptions): Generator<GeneratedRe
   const hotShare = options.hotShare ?? 0;
   for (let n = 0; n < options.rewards; n += 1) {
     const user = hot > 0 && n >= options.users && next() < hotShare ? Math.floor(next() * hot) : n % options.users;
-    yield { rewardId: `${options.tag}-r${n}`, uid: userId(options.tag, user), amount: 1 + Math.floor(next() * 1000), description: DESCRIPTION };
+    yield {
+      rewardId: `${options.tag}-r${n}`,
+      uid: userId(options.tag, user),
+      amount: 1 + Math.floor(next() * 1000),
+      description: DESCRIPTION,
+    };
   }
   for (let n = 0; n < (options.bigUserRewards ?? 0); n += 1) {
-    yield { rewardId: `${options.tag}-big-r${n}`, uid: `${options.tag}-big`, amount: 1 + Math.floor(next() * 1000), description: DESCRIPTION };
+    yield {
+      rewardId: `${options.tag}-big-r${n}`,
+      uid: `${options.tag}-big`,
+      amount: 1 + Math.floor(next() * 1000),
+      description: DESCRIPTION,
+    };
   }
 }
 

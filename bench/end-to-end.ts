@@ -120,7 +120,12 @@ export async function runEndToEnd(options: EndToEndOptions): Promise<EndToEndRes
   const databaseUrl = await createBenchDatabase(servers, database);
   const file = join(options.dir, `rewards-${options.id}.jsonl`);
   const tag = `b${options.id}`;
-  const total = await writeRewardFile(file, { rewards: options.rewards, users: options.users, tag, bigUserRewards: options.bigUserRewards ?? 0 });
+  const total = await writeRewardFile(file, {
+    rewards: options.rewards,
+    users: options.users,
+    tag,
+    bigUserRewards: options.bigUserRewards ?? 0,
+  });
   const batchId = `bench-${options.id}`;
   const env = childEnv({
     DATABASE_URL: databaseUrl,
@@ -130,7 +135,9 @@ export async function runEndToEnd(options: EndToEndOptions): Promise<EndToEndRes
     ...options.workerEnv,
   });
 
-  const worker = cleanup.process(startProcess(process.execPath, [WINDFALL_BIN, 'worker'], { ...env, LOG_LEVEL: 'info' }));
+  const worker = cleanup.process(
+    startProcess(process.execPath, [WINDFALL_BIN, 'worker'], { ...env, LOG_LEVEL: 'info' }),
+  );
   const pool = poolOn(servers, database, 2);
   try {
     await waitFor(() => worker.stderr().includes('"worker started"'), 'the worker to start', 30_000);
@@ -138,22 +145,39 @@ export async function runEndToEnd(options: EndToEndOptions): Promise<EndToEndRes
     if (warmup > 0) {
       note(`warming the worker up with ${warmup} rewards`);
       const warmFile = join(options.dir, `warmup-${options.id}.jsonl`);
-      await writeRewardFile(warmFile, { rewards: warmup, users: Math.max(1, Math.round((warmup * options.users) / options.rewards)), tag: `w${options.id}` });
-      await runWindfall(['enqueue', '--file', warmFile, '--batch-id', `warmup-${options.id}`, '--json'], { ...env, LOG_LEVEL: 'warn' });
+      await writeRewardFile(warmFile, {
+        rewards: warmup,
+        users: Math.max(1, Math.round((warmup * options.users) / options.rewards)),
+        tag: `w${options.id}`,
+      });
+      await runWindfall(['enqueue', '--file', warmFile, '--batch-id', `warmup-${options.id}`, '--json'], {
+        ...env,
+        LOG_LEVEL: 'warn',
+      });
       await waitFor(
         async () =>
-          (await pool.query<{ n: number }>('select count(*)::int as n from reward_chunks where batch_id = $1 and completed_at is null', [`warmup-${options.id}`])).rows[0]!.n === 0,
+          (
+            await pool.query<{ n: number }>(
+              'select count(*)::int as n from reward_chunks where batch_id = $1 and completed_at is null',
+              [`warmup-${options.id}`],
+            )
+          ).rows[0]!.n === 0,
         'the warm-up batch',
         10 * 60_000,
         100,
       );
     }
     const cpuBefore = processUsage(worker.pid).cpuSeconds;
-    note(`end to end: ${options.rewards} rewards over ${options.users} users (windfall enqueue --file → windfall worker)`);
+    note(
+      `end to end: ${options.rewards} rewards over ${options.users} users (windfall enqueue --file → windfall worker)`,
+    );
 
-      const cpuStart = cpuSnapshot(options.processes);
+    const cpuStart = cpuSnapshot(options.processes);
     const started = Date.now();
-    const enqueue = await runWindfall(['enqueue', '--file', file, '--batch-id', batchId, '--json'], { ...env, LOG_LEVEL: 'warn' });
+    const enqueue = await runWindfall(['enqueue', '--file', file, '--batch-id', batchId, '--json'], {
+      ...env,
+      LOG_LEVEL: 'warn',
+    });
     const enqueueSeconds = (Date.now() - started) / 1000;
     const cpuEnqueued = cpuSnapshot(options.processes);
     const accepted = JSON.parse(enqueue.stdout) as { batchId: string; total: number };
@@ -164,16 +188,28 @@ export async function runEndToEnd(options: EndToEndOptions): Promise<EndToEndRes
     const timeoutMs = options.timeoutMs ?? 30 * 60_000;
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const open = await pool.query<{ n: number }>('select count(*)::int as n from reward_chunks where batch_id = $1 and completed_at is null', [batchId]);
+      const open = await pool.query<{ n: number }>(
+        'select count(*)::int as n from reward_chunks where batch_id = $1 and completed_at is null',
+        [batchId],
+      );
       if (open.rows[0]!.n === 0) break;
-      if (workerDied !== null) throw new Error(`the worker exited (${String(workerDied)}) before the batch was done:\n${worker.stderr().slice(-3000)}`);
+      if (workerDied !== null)
+        throw new Error(
+          `the worker exited (${String(workerDied)}) before the batch was done:\n${worker.stderr().slice(-3000)}`,
+        );
       if (Date.now() > deadline) throw new Error(`batch not done after ${timeoutMs} ms`);
       await sleep(50);
     }
     const usage = processUsage(worker.pid);
     const cpuDone = cpuSnapshot(options.processes);
 
-    const times = await pool.query<{ created: number; enqueued: number; completed: number; chunks: number; users: number }>(
+    const times = await pool.query<{
+      created: number;
+      enqueued: number;
+      completed: number;
+      chunks: number;
+      users: number;
+    }>(
       `select extract(epoch from b.created_at)::float8 * 1000 as created,
               extract(epoch from b.enqueued_at)::float8 * 1000 as enqueued,
               (select extract(epoch from max(completed_at))::float8 * 1000 from reward_chunks where batch_id = $1) as completed,
@@ -198,7 +234,8 @@ export async function runEndToEnd(options: EndToEndOptions): Promise<EndToEndRes
     const cpu = usage.cpuSeconds !== null && cpuBefore !== null ? usage.cpuSeconds - cpuBefore : null;
     const enqueuePhase = cpuBetween(cpuStart, cpuEnqueued);
     const whole = cpuBetween(cpuStart, cpuDone);
-    const perUser = (seconds: number | null): number | null => (seconds === null ? null : round((seconds * 1e6) / users, 1));
+    const perUser = (seconds: number | null): number | null =>
+      seconds === null ? null : round((seconds * 1e6) / users, 1);
     const share = (value: number | null): number | null => (value === null ? null : round(value, 3));
     const cliMicros = perUser(enqueuePhase.children);
     const workerMicros = perUser(cpu);
@@ -218,7 +255,11 @@ export async function runEndToEnd(options: EndToEndOptions): Promise<EndToEndRes
       rewardsPerSecond: round(total / wallSeconds),
       processSeconds: round(processSeconds, 3),
       processUsersPerSecond: round(users / processSeconds),
-      latencyMs: { p50: round(latency.rows[0]!.p50), p99: round(latency.rows[0]!.p99), max: round(latency.rows[0]!.max) },
+      latencyMs: {
+        p50: round(latency.rows[0]!.p50),
+        p99: round(latency.rows[0]!.p99),
+        max: round(latency.rows[0]!.max),
+      },
       workerPeakRssMb: usage.peakRssMb === null ? null : round(usage.peakRssMb, 1),
       workerCpuSeconds: cpu === null ? null : round(cpu, 2),
       workerCpuMicrosPerUser: cpu === null ? null : round((cpu * 1e6) / users),
@@ -232,15 +273,22 @@ export async function runEndToEnd(options: EndToEndOptions): Promise<EndToEndRes
         workerMicros,
         postgresMicros,
         redisMicros,
-        totalMicros: parts.every((part) => part !== null) ? round(parts.reduce<number>((sum, part) => sum + (part ?? 0), 0), 1) : null,
+        totalMicros: parts.every((part) => part !== null)
+          ? round(
+              parts.reduce<number>((sum, part) => sum + (part ?? 0), 0),
+              1,
+            )
+          : null,
         machineBusyShareEnqueue: share(enqueuePhase.machineBusyShare),
         machineBusyShareWorker: share(cpuBetween(cpuEnqueued, cpuDone).machineBusyShare),
         machineStealShare: share(whole.machineStealShare),
       },
       transactions,
     };
-    if (report.applied !== total) throw new Error(`only ${report.applied} of ${total} rewards were applied: ${JSON.stringify(report)}`);
-    if (transactions.splitUsers > 0) throw new Error(`${transactions.splitUsers} users had their rewards split over several transactions`);
+    if (report.applied !== total)
+      throw new Error(`only ${report.applied} of ${total} rewards were applied: ${JSON.stringify(report)}`);
+    if (transactions.splitUsers > 0)
+      throw new Error(`${transactions.splitUsers} users had their rewards split over several transactions`);
     return result;
   } finally {
     await pool.end();

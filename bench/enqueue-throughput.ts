@@ -32,15 +32,26 @@ function median(values: readonly number[]): number {
 }
 
 /** One `windfall …args` run under `/usr/bin/time`: exit code, stderr, and the process's CPU seconds and peak RSS. */
-function timedRun(args: readonly string[], env: NodeJS.ProcessEnv): Promise<{ code: number | null; stderr: string; cpuSeconds: number; maxRssMb: number }> {
+function timedRun(
+  args: readonly string[],
+  env: NodeJS.ProcessEnv,
+): Promise<{ code: number | null; stderr: string; cpuSeconds: number; maxRssMb: number }> {
   return new Promise((resolve, reject) => {
-    const child = spawn('/usr/bin/time', ['-f', 'TIMED %U %S %M', process.execPath, WINDFALL_BIN, ...args], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn('/usr/bin/time', ['-f', 'TIMED %U %S %M', process.execPath, WINDFALL_BIN, ...args], {
+      env,
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
     let stderr = '';
     child.stderr.on('data', (data: Buffer) => (stderr += data.toString()));
     child.on('error', reject);
     child.on('close', (code) => {
       const timed = /TIMED ([\d.]+) ([\d.]+) (\d+)/.exec(stderr);
-      resolve({ code, stderr, cpuSeconds: timed ? Number(timed[1]) + Number(timed[2]) : NaN, maxRssMb: timed ? Number(timed[3]) / 1024 : NaN });
+      resolve({
+        code,
+        stderr,
+        cpuSeconds: timed ? Number(timed[1]) + Number(timed[2]) : NaN,
+        maxRssMb: timed ? Number(timed[3]) / 1024 : NaN,
+      });
     });
   });
 }
@@ -77,7 +88,10 @@ async function main(): Promise<void> {
         await clean();
         await pool.query('vacuum analyze reward_batch_items');
         const started = performance.now();
-        const result = await timedRun(['enqueue', '--file', file, '--batch-id', `enqueue-bench-${rows}-${run}`, '--json'], env);
+        const result = await timedRun(
+          ['enqueue', '--file', file, '--batch-id', `enqueue-bench-${rows}-${run}`, '--json'],
+          env,
+        );
         const seconds = (performance.now() - started) / 1000;
         if (result.code !== 0) throw new Error(`enqueue failed (exit ${result.code}): ${result.stderr}`);
         rates.push(rows / seconds);

@@ -7,7 +7,17 @@ import { Redis } from 'ioredis';
 import { writeRewardFile } from './dataset.js';
 import { NAIVE_QUEUE, type NaiveJob } from './naive-shared.js';
 import type { Cleanup, Servers } from './support.js';
-import { childEnv, createBenchDatabase, note, poolOn, processUsage, round, sleep, startProcess, waitFor } from './support.js';
+import {
+  childEnv,
+  createBenchDatabase,
+  note,
+  poolOn,
+  processUsage,
+  round,
+  sleep,
+  startProcess,
+  waitFor,
+} from './support.js';
 
 const NAIVE_WORKER = fileURLToPath(new URL('./naive-worker.js', import.meta.url));
 
@@ -49,15 +59,26 @@ export async function runNaive(options: NaiveOptions): Promise<NaiveResult> {
     startProcess(
       process.execPath,
       [NAIVE_WORKER],
-      childEnv({ DATABASE_URL: databaseUrl, REDIS_URL: servers.redisUrl, NAIVE_PREFIX: prefix, NAIVE_CONCURRENCY: String(options.concurrency) }),
+      childEnv({
+        DATABASE_URL: databaseUrl,
+        REDIS_URL: servers.redisUrl,
+        NAIVE_PREFIX: prefix,
+        NAIVE_CONCURRENCY: String(options.concurrency),
+      }),
     ),
   );
   const redis = new Redis(servers.redisUrl, { maxRetriesPerRequest: null });
-  const queue = new Queue<NaiveJob>(NAIVE_QUEUE, { connection: redis, prefix, defaultJobOptions: { attempts: 3, removeOnComplete: { count: 1000 } } });
+  const queue = new Queue<NaiveJob>(NAIVE_QUEUE, {
+    connection: redis,
+    prefix,
+    defaultJobOptions: { attempts: 3, removeOnComplete: { count: 1000 } },
+  });
   const pool = poolOn(servers, database, 2);
   try {
     await waitFor(() => worker.stdout().includes('ready'), 'the naive worker to start', 30_000);
-    note(`naive peer: ${options.rewards} rewards over ${options.users} users, one job and one transaction per reward, ${options.concurrency} at once`);
+    note(
+      `naive peer: ${options.rewards} rewards over ${options.users} users, one job and one transaction per reward, ${options.concurrency} at once`,
+    );
     const started = Date.now();
     let bulk: { name: string; data: NaiveJob; opts: { jobId: string } }[] = [];
     const lines = createInterface({ input: createReadStream(file), crlfDelay: Infinity });
@@ -74,7 +95,10 @@ export async function runNaive(options: NaiveOptions): Promise<NaiveResult> {
 
     const deadline = Date.now() + (options.timeoutMs ?? 30 * 60_000);
     for (;;) {
-      const { rows } = await pool.query<{ n: number }>('select count(*)::int as n from ledger_entries where batch_id = $1', [batchId]);
+      const { rows } = await pool.query<{ n: number }>(
+        'select count(*)::int as n from ledger_entries where batch_id = $1',
+        [batchId],
+      );
       if (rows[0]!.n >= options.rewards) break;
       if (Date.now() > deadline) throw new Error(`naive peer not done: ${rows[0]!.n} of ${options.rewards} applied`);
       await sleep(100);

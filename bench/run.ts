@@ -86,11 +86,16 @@ function parseFlags(argv: string[]): Flags {
   const count = (name: string, raw: string | undefined, fallback: number, min = 1): number => {
     if (raw === undefined) return fallback;
     const value = Number(raw.replace(/_/g, ''));
-    if (!Number.isInteger(value) || value < min) throw new Error(`--${name} must be a whole number ≥ ${min}, got ${raw}`);
+    if (!Number.isInteger(value) || value < min)
+      throw new Error(`--${name} must be a whole number ≥ ${min}, got ${raw}`);
     return value;
   };
   const rewards = count('rewards', values.rewards, 100_000);
-  const users = count('users', values.users, values.rewards === undefined ? 25_000 : Math.max(1, Math.round(rewards / 4)));
+  const users = count(
+    'users',
+    values.users,
+    values.rewards === undefined ? 25_000 : Math.max(1, Math.round(rewards / 4)),
+  );
   if (users > rewards) throw new Error('--users cannot exceed --rewards (every user gets at least one reward)');
   const workerEnv: Record<string, string> = {};
   for (const pair of values['worker-env'] ?? []) {
@@ -162,7 +167,11 @@ interface RunFigures {
    * Windfall's (every process, µs per user). When both runs keep the cores busy, users/s ÷ ceiling tends to
    * `boundRatio` = ceiling CPU ÷ Windfall CPU: the ratio is then a matter of CPU per user.
    */
-  readonly cpu: { readonly ceilingMicrosPerTx: number | null; readonly windfallMicrosPerUser: number | null; readonly boundRatio: number | null };
+  readonly cpu: {
+    readonly ceilingMicrosPerTx: number | null;
+    readonly windfallMicrosPerUser: number | null;
+    readonly boundRatio: number | null;
+  };
   readonly loadAverage: readonly number[];
 }
 
@@ -170,7 +179,9 @@ interface RunFigures {
 function cpuPerTransaction(results: readonly (CeilingResult | undefined)[]): number | null {
   const totals = results.flatMap((result) => {
     const cpu = result?.cpu;
-    return cpu && cpu.postgresMicros !== null && cpu.clientMicros !== null ? [cpu.postgresMicros + cpu.clientMicros] : [];
+    return cpu && cpu.postgresMicros !== null && cpu.clientMicros !== null
+      ? [cpu.postgresMicros + cpu.clientMicros]
+      : [];
   });
   return totals.length === 0 ? null : round(totals.reduce((sum, value) => sum + value, 0) / totals.length, 1);
 }
@@ -194,13 +205,24 @@ function postgresMicrosPerUser(results: readonly CeilingResult[], variant: Ceili
   return result && micros !== null && micros !== undefined ? round(micros / result.usersPerTransaction, 1) : null;
 }
 
-async function measureOnce(flags: Flags, servers: Servers, machine: MachineInfo, dir: string, run: number): Promise<RunFigures> {
+async function measureOnce(
+  flags: Flags,
+  servers: Servers,
+  machine: MachineInfo,
+  dir: string,
+  run: number,
+): Promise<RunFigures> {
   const id = runId();
   const cleanup = new Cleanup(servers, flags.keep);
   const clients = concurrencyOf(flags);
   const rewardsPerUser = Math.max(1, Math.round(flags.rewards / flags.users));
   try {
-    note(`run ${run} (id ${id}), load average ${(await import('node:os')).loadavg().map((v) => v.toFixed(2)).join(' ')}`);
+    note(
+      `run ${run} (id ${id}), load average ${(await import('node:os'))
+        .loadavg()
+        .map((v) => v.toFixed(2))
+        .join(' ')}`,
+    );
     const ceilingDb = cleanup.database(`windfall_bench_${id}_ceiling`);
     await createBenchDatabase(servers, ceilingDb);
     const ceilingOptions = {
@@ -276,7 +298,8 @@ async function measureOnce(flags: Flags, servers: Servers, machine: MachineInfo,
       cpu: {
         ceilingMicrosPerTx: ceilingCpu,
         windfallMicrosPerUser: endToEnd.cpu.totalMicros,
-        boundRatio: ceilingCpu !== null && endToEnd.cpu.totalMicros ? round(ceilingCpu / endToEnd.cpu.totalMicros, 3) : null,
+        boundRatio:
+          ceilingCpu !== null && endToEnd.cpu.totalMicros ? round(ceilingCpu / endToEnd.cpu.totalMicros, 3) : null,
       },
       loadAverage: (await import('node:os')).loadavg().map((v) => round(v, 2)),
     };
@@ -286,9 +309,17 @@ async function measureOnce(flags: Flags, servers: Servers, machine: MachineInfo,
 }
 
 function formatTable(rows: readonly (readonly (string | number | null)[])[]): string {
-  const text = rows.map((row) => row.map((cell) => (cell === null ? '—' : typeof cell === 'number' ? cell.toLocaleString('en-US') : cell)));
+  const text = rows.map((row) =>
+    row.map((cell) => (cell === null ? '—' : typeof cell === 'number' ? cell.toLocaleString('en-US') : cell)),
+  );
   const widths = text[0]!.map((_, column) => Math.max(...text.map((row) => row[column]!.length)));
-  return text.map((row) => row.map((cell, column) => (column === 0 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!))).join('  ')).join('\n');
+  return text
+    .map((row) =>
+      row
+        .map((cell, column) => (column === 0 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!)))
+        .join('  '),
+    )
+    .join('\n');
 }
 
 function statementCpu(run: RunFigures): CeilingCpu | null {
@@ -313,7 +344,10 @@ function printRuns(flags: Flags, machine: MachineInfo, runs: readonly RunFigures
     [`ceiling: pgbench one statement, ${c} clients (tx/s)`, ...pick((r) => r.ceilingTps)],
     [`  the same with ${2 * c} clients (tx/s)`, ...pick((r) => r.ceilingDoubleClients?.tps)],
     ['ceiling: BEGIN/insert/upsert/COMMIT (tx/s)', ...pick((r) => tpsOf(r.ceiling, 'transaction'))],
-    ['grouped ceiling: pgbench 32 users per statement (users/s)', ...pick((r) => usersPerSecondOf(r.ceiling, 'grouped'))],
+    [
+      'grouped ceiling: pgbench 32 users per statement (users/s)',
+      ...pick((r) => usersPerSecondOf(r.ceiling, 'grouped')),
+    ],
     ['Windfall end to end: users/s', ...pick((r) => r.endToEnd.usersPerSecond)],
     ['Windfall end to end: rewards/s', ...pick((r) => r.endToEnd.rewardsPerSecond)],
     ['Windfall wall time (s)', ...pick((r) => r.endToEnd.wallSeconds)],
@@ -353,7 +387,10 @@ function printRuns(flags: Flags, machine: MachineInfo, runs: readonly RunFigures
     ['CPU bound: ceiling CPU/tx (both runs) ÷ Windfall CPU/user', ...pick((r) => r.cpu.boundRatio)],
   ];
   const histograms = runs
-    .map((run, i) => `  run ${i + 1}: ${run.endToEnd.transactions.usersPerTransaction.map(([users, count]) => `${users}×${count}`).join(' ')}`)
+    .map(
+      (run, i) =>
+        `  run ${i + 1}: ${run.endToEnd.transactions.usersPerTransaction.map(([users, count]) => `${users}×${count}`).join(' ')}`,
+    )
     .join('\n');
   process.stdout.write(
     `Windfall bench — ${flags.rewards.toLocaleString('en-US')} rewards over ${flags.users.toLocaleString('en-US')} users; ceiling and naive ` +
@@ -373,7 +410,12 @@ interface ScaleRow {
   readonly ratio: number;
 }
 
-async function measureScale(flags: Flags, servers: Servers, machine: MachineInfo, dir: string): Promise<{ rows: ScaleRow[]; costRatio1MTo100k: number | null }> {
+async function measureScale(
+  flags: Flags,
+  servers: Servers,
+  machine: MachineInfo,
+  dir: string,
+): Promise<{ rows: ScaleRow[]; costRatio1MTo100k: number | null }> {
   const rows: ScaleRow[] = [];
   const clients = concurrencyOf(flags);
   for (const rewards of flags.scaleSizes) {
@@ -405,8 +447,16 @@ async function measureScale(flags: Flags, servers: Servers, machine: MachineInfo
         warmup: flags.warmup,
         processes: machine.processes,
       });
-      rows.push({ rewards, users, ceilingTps: ceiling!.tps, endToEnd, ratio: round(endToEnd.usersPerSecond / ceiling!.tps, 3) });
-      note(`scale ${rewards}: ${endToEnd.usersPerSecond} users/s, ${endToEnd.microsPerReward} µs/reward, RSS ${endToEnd.workerPeakRssMb} MB`);
+      rows.push({
+        rewards,
+        users,
+        ceilingTps: ceiling!.tps,
+        endToEnd,
+        ratio: round(endToEnd.usersPerSecond / ceiling!.tps, 3),
+      });
+      note(
+        `scale ${rewards}: ${endToEnd.usersPerSecond} users/s, ${endToEnd.microsPerReward} µs/reward, RSS ${endToEnd.workerPeakRssMb} MB`,
+      );
     } finally {
       await cleanup.run();
     }
@@ -419,7 +469,19 @@ async function measureScale(flags: Flags, servers: Servers, machine: MachineInfo
 
 function printScale(rows: readonly ScaleRow[], costRatio: number | null): void {
   const table: (string | number | null)[][] = [
-    ['rewards', 'users', 'ceiling tx/s', 'users/s', 'rewards/s', 'ratio', 'µs/reward', 'enqueue rewards/s', 'p50 ms', 'p99 ms', 'peak RSS MB'],
+    [
+      'rewards',
+      'users',
+      'ceiling tx/s',
+      'users/s',
+      'rewards/s',
+      'ratio',
+      'µs/reward',
+      'enqueue rewards/s',
+      'p50 ms',
+      'p99 ms',
+      'peak RSS MB',
+    ],
     ...rows.map((row) => [
       row.rewards.toLocaleString('en-US'),
       row.users,
@@ -440,7 +502,19 @@ function printScale(rows: readonly ScaleRow[], costRatio: number | null): void {
 
 function printContention(results: readonly ContentionResult[], runs: number): void {
   const table: (string | number | null)[][] = [
-    ['policy', 'rewards', 'dead-lettered', 'rate', 'hot users\' rewards', 'dead-lettered', 'rate', 'DLQ entries', 'wall s', 'withdrawals ok', 'withdrawals busy'],
+    [
+      'policy',
+      'rewards',
+      'dead-lettered',
+      'rate',
+      "hot users' rewards",
+      'dead-lettered',
+      'rate',
+      'DLQ entries',
+      'wall s',
+      'withdrawals ok',
+      'withdrawals busy',
+    ],
     ...results.map((r) => [
       r.label,
       r.rewards,
@@ -455,7 +529,9 @@ function printContention(results: readonly ContentionResult[], runs: number): vo
       r.withdrawals.busy,
     ]),
   ];
-  process.stdout.write(`\nContention — hot users under concurrent batches and withdrawals (${runs} run${runs === 1 ? '' : 's'} added up)\n\n${formatTable(table)}\n`);
+  process.stdout.write(
+    `\nContention — hot users under concurrent batches and withdrawals (${runs} run${runs === 1 ? '' : 's'} added up)\n\n${formatTable(table)}\n`,
+  );
 }
 
 /**
@@ -469,9 +545,22 @@ async function measureFairness(flags: Flags, servers: Servers, dir: string): Pro
   for (let run = 1; run <= flags.runs; run += 1) {
     for (const variant of variants) {
       const cleanup = new Cleanup(servers, flags.keep);
-      results.push(await runFairness({ servers, cleanup, id: `${runId()}_f${variant.replace(/-/g, "_")}`, dir, variant, bigRewards, smallRewards: 500, delayMs: 2000 }));
+      results.push(
+        await runFairness({
+          servers,
+          cleanup,
+          id: `${runId()}_f${variant.replace(/-/g, '_')}`,
+          dir,
+          variant,
+          bigRewards,
+          smallRewards: 500,
+          delayMs: 2000,
+        }),
+      );
       const last = results[results.length - 1]!;
-      note(`${variant}: big ${last.bigSeconds} s (${last.bigRewardsPerSecond} rewards/s), small ${last.smallSeconds ?? '-'} s (enqueue ${last.smallEnqueueSeconds ?? '-'} s), big chunks open then ${last.bigChunksOpenAtSmallDone ?? '-'}/${last.bigChunks}`);
+      note(
+        `${variant}: big ${last.bigSeconds} s (${last.bigRewardsPerSecond} rewards/s), small ${last.smallSeconds ?? '-'} s (enqueue ${last.smallEnqueueSeconds ?? '-'} s), big chunks open then ${last.bigChunksOpenAtSmallDone ?? '-'}/${last.bigChunks}`,
+      );
     }
   }
   const of = (variant: FairnessVariant) => results.filter((result) => result.variant === variant);
@@ -485,7 +574,8 @@ async function measureFairness(flags: Flags, servers: Servers, dir: string): Pro
         variant,
         {
           smallSeconds: mine.map((result) => result.smallSeconds),
-          smallSecondsMedian: variant === 'alone' ? null : median(mine.map((result) => result.smallSeconds ?? Number.NaN)),
+          smallSecondsMedian:
+            variant === 'alone' ? null : median(mine.map((result) => result.smallSeconds ?? Number.NaN)),
           smallEnqueueSeconds: mine.map((result) => result.smallEnqueueSeconds),
           bigRewardsPerSecond: mine.map((result) => result.bigRewardsPerSecond),
           bigThroughputToAlone: ratios,
@@ -496,9 +586,20 @@ async function measureFairness(flags: Flags, servers: Servers, dir: string): Pro
   );
   if (!flags.json) {
     const rows = variants.map((variant) => {
-      const figures = summary[variant] as { smallSeconds: (number | null)[]; smallEnqueueSeconds: (number | null)[]; bigRewardsPerSecond: number[]; bigThroughputToAlone: number[] };
+      const figures = summary[variant] as {
+        smallSeconds: (number | null)[];
+        smallEnqueueSeconds: (number | null)[];
+        bigRewardsPerSecond: number[];
+        bigThroughputToAlone: number[];
+      };
       const list = (values: (number | null)[]) => values.map((value) => value ?? '-').join(', ');
-      return [variant, list(figures.smallSeconds), list(figures.smallEnqueueSeconds), figures.bigRewardsPerSecond.join(', '), figures.bigThroughputToAlone.join(', ')];
+      return [
+        variant,
+        list(figures.smallSeconds),
+        list(figures.smallEnqueueSeconds),
+        figures.bigRewardsPerSecond.join(', '),
+        figures.bigThroughputToAlone.join(', '),
+      ];
     });
     process.stdout.write(
       `Fairness — ${bigRewards.toLocaleString('en-US')}-reward batch, then a 500-reward batch 2 s after its enqueue returned; one worker, defaults; ${flags.runs} run(s)\n` +
@@ -514,14 +615,29 @@ async function main(): Promise<void> {
   const servers = serversFromEnv();
   const dir = mkdtempSync(join(tmpdir(), 'windfall-bench-'));
   const machine = await machineInfo(servers);
-  const document: Record<string, unknown> = { machine, settings: { ...flags, out: undefined, concurrency: concurrencyOf(flags) }, startedAt: new Date().toISOString() };
+  const document: Record<string, unknown> = {
+    machine,
+    settings: { ...flags, out: undefined, concurrency: concurrencyOf(flags) },
+    startedAt: new Date().toISOString(),
+  };
   try {
     if (flags.scale) {
       const { rows, costRatio1MTo100k } = await measureScale(flags, servers, machine, dir);
       document['scale'] = { rows, costRatio1MTo100k };
       mkdirSync(flags.out, { recursive: true });
       const chart = join(flags.out, 'throughput.svg');
-      writeFileSync(chart, renderThroughputChart(rows.map((row) => ({ rewards: row.rewards, usersPerSecond: row.endToEnd.usersPerSecond, rewardsPerSecond: row.endToEnd.rewardsPerSecond, ceilingTps: row.ceilingTps })), machine));
+      writeFileSync(
+        chart,
+        renderThroughputChart(
+          rows.map((row) => ({
+            rewards: row.rewards,
+            usersPerSecond: row.endToEnd.usersPerSecond,
+            rewardsPerSecond: row.endToEnd.rewardsPerSecond,
+            ceilingTps: row.ceilingTps,
+          })),
+          machine,
+        ),
+      );
       writeFileSync(join(flags.out, 'scale.json'), `${JSON.stringify(document, null, 2)}\n`);
       note(`wrote ${chart}`);
       if (!flags.json) printScale(rows, costRatio1MTo100k);
@@ -577,7 +693,11 @@ async function main(): Promise<void> {
           deadLetteredHotRewards: sum((r) => r.deadLetteredHotRewards),
           hotDeadLetterRate: round(sum((r) => r.deadLetteredHotRewards) / hotRewards, 5),
           wallSeconds: round(median(all.map((r) => r.wallSeconds)), 2),
-          withdrawals: { applied: sum((r) => r.withdrawals.applied), busy: sum((r) => r.withdrawals.busy), other: sum((r) => r.withdrawals.other) },
+          withdrawals: {
+            applied: sum((r) => r.withdrawals.applied),
+            busy: sum((r) => r.withdrawals.busy),
+            other: sum((r) => r.withdrawals.other),
+          },
         };
       });
       document['contention'] = { runs: flags.runs, total: results, perRun: runs };

@@ -45,13 +45,30 @@ export interface StatementLayerResult {
 export async function runStatementLayer(options: StatementLayerOptions): Promise<StatementLayerResult> {
   const url = withDatabase(options.servers.databaseUrl, options.database);
   const control = new pg.Pool({ connectionString: url, max: 2, application_name: 'windfall-bench' });
-  const statements = new pg.Pool({ connectionString: url, max: options.transactions, application_name: 'windfall-bench' });
+  const statements = new pg.Pool({
+    connectionString: url,
+    max: options.transactions,
+    application_name: 'windfall-bench',
+  });
   const batchId = `sl${Date.now().toString(36)}`;
   const warm = Math.min(2000, options.users);
   const total = warm + options.users;
   const signal = new AbortController().signal;
-  const gate = new ServiceGate({ service: 'PostgreSQL', probe: () => control.query('select 1'), isFault: () => false, logger: silentLogger() });
-  const groups = new GroupSettlement({ pool: statements, control, gate, signal, logger: silentLogger(), lockWaitMs: 5000, heldRowWaitMs: 60_000 });
+  const gate = new ServiceGate({
+    service: 'PostgreSQL',
+    probe: () => control.query('select 1'),
+    isFault: () => false,
+    logger: silentLogger(),
+  });
+  const groups = new GroupSettlement({
+    pool: statements,
+    control,
+    gate,
+    signal,
+    logger: silentLogger(),
+    lockWaitMs: 5000,
+    heldRowWaitMs: 60_000,
+  });
   try {
     await control.query(
       `insert into reward_batch_items (batch_id, shard, uid, reward_id, row_no, amount, description)
@@ -77,7 +94,8 @@ export async function runStatementLayer(options: StatementLayerOptions): Promise
             const group: UserTask[] = [];
             while (group.length < options.usersPerTransaction && next < until) group.push(task(next++));
             const outcomes = await groups.settleAll(group);
-            if (outcomes.some((outcome) => outcome.kind !== 'settled')) throw new Error(`statement layer: a group failed: ${JSON.stringify(outcomes)}`);
+            if (outcomes.some((outcome) => outcome.kind !== 'settled'))
+              throw new Error(`statement layer: a group failed: ${JSON.stringify(outcomes)}`);
           }
         }),
       );

@@ -44,7 +44,8 @@ export function sleep(ms: number): Promise<void> {
 /** An environment for a child process: ours without WINDFALL_* settings (the bench decides them), plus `extra`. */
 export function childEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
-  for (const [key, value] of Object.entries(process.env)) if (!key.startsWith('WINDFALL_') && key !== 'LOG_LEVEL') env[key] = value;
+  for (const [key, value] of Object.entries(process.env))
+    if (!key.startsWith('WINDFALL_') && key !== 'LOG_LEVEL') env[key] = value;
   return { ...env, ...extra };
 }
 
@@ -70,26 +71,43 @@ export function startProcess(command: string, args: readonly string[], env: Node
     if (err.length > 4_000_000) err = err.slice(-1_000_000);
   });
   // 'close', not 'exit': by then the output has been read to its end
-  const exited = new Promise<number | string>((resolve) => child.on('close', (code, signal) => resolve(code ?? signal ?? -1)));
+  const exited = new Promise<number | string>((resolve) =>
+    child.on('close', (code, signal) => resolve(code ?? signal ?? -1)),
+  );
   if (child.pid === undefined) throw new Error(`could not start ${command}`);
   return { child, pid: child.pid, stdout: () => out, stderr: () => err, exited };
 }
 
 /** Runs a process to completion; rejects when it exits non-zero. */
-export async function runProcess(command: string, args: readonly string[], env: NodeJS.ProcessEnv): Promise<{ stdout: string; stderr: string }> {
+export async function runProcess(
+  command: string,
+  args: readonly string[],
+  env: NodeJS.ProcessEnv,
+): Promise<{ stdout: string; stderr: string }> {
   const proc = startProcess(command, args, env);
   const code = await proc.exited;
-  if (code !== 0) throw new Error(`${command} ${args.join(' ')} exited ${code}\n${proc.stderr().slice(-4000)}\n${proc.stdout().slice(-2000)}`);
+  if (code !== 0)
+    throw new Error(
+      `${command} ${args.join(' ')} exited ${code}\n${proc.stderr().slice(-4000)}\n${proc.stdout().slice(-2000)}`,
+    );
   return { stdout: proc.stdout(), stderr: proc.stderr() };
 }
 
 /** Runs `windfall …args` (the real CLI) to completion. */
-export function runWindfall(args: readonly string[], env: NodeJS.ProcessEnv): Promise<{ stdout: string; stderr: string }> {
+export function runWindfall(
+  args: readonly string[],
+  env: NodeJS.ProcessEnv,
+): Promise<{ stdout: string; stderr: string }> {
   return runProcess(process.execPath, [WINDFALL_BIN, ...args], env);
 }
 
 /** Polls `check` until it is true; throws `what` after `timeoutMs`. */
-export async function waitFor(check: () => boolean | Promise<boolean>, what: string, timeoutMs: number, everyMs = 50): Promise<void> {
+export async function waitFor(
+  check: () => boolean | Promise<boolean>,
+  what: string,
+  timeoutMs: number,
+  everyMs = 50,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (await check()) return;
@@ -125,7 +143,11 @@ export function processUsage(pid: number): ProcessUsage {
 
 /** Opens a pg pool on database `name` of the server. */
 export function poolOn(servers: Servers, name: string, max = 4): pg.Pool {
-  return new pg.Pool({ connectionString: withDatabase(servers.databaseUrl, name), max, application_name: 'windfall-bench' });
+  return new pg.Pool({
+    connectionString: withDatabase(servers.databaseUrl, name),
+    max,
+    application_name: 'windfall-bench',
+  });
 }
 
 /** Creates and migrates database `name` with the real CLI (`windfall migrate`). */
@@ -199,8 +221,14 @@ export class Cleanup {
       await child.exited;
     }
     if (this.keep) return;
-    for (const name of this.databases) await dropBenchDatabase(this.servers, name).catch((error: unknown) => warn(`could not drop ${name}: ${(error as Error).message}`));
-    for (const prefix of this.prefixes) await deleteRedisPrefix(this.servers.redisUrl, prefix).catch((error: unknown) => warn(`could not delete keys of ${prefix}: ${(error as Error).message}`));
+    for (const name of this.databases)
+      await dropBenchDatabase(this.servers, name).catch((error: unknown) =>
+        warn(`could not drop ${name}: ${(error as Error).message}`),
+      );
+    for (const prefix of this.prefixes)
+      await deleteRedisPrefix(this.servers.redisUrl, prefix).catch((error: unknown) =>
+        warn(`could not delete keys of ${prefix}: ${(error as Error).message}`),
+      );
     this.databases.clear();
     this.prefixes.clear();
   }
@@ -264,7 +292,8 @@ export async function machineInfo(servers: Servers): Promise<MachineInfo> {
     // found while this connection's backend is alive: its parent is the postmaster
     postmaster = postmasterOf((await client.query<{ pid: number }>('select pg_backend_pid() as pid')).rows[0]!.pid);
     postgres = (await client.query<{ server_version: string }>('show server_version')).rows[0]!.server_version;
-    synchronousCommit = (await client.query<{ synchronous_commit: string }>('show synchronous_commit')).rows[0]!.synchronous_commit;
+    synchronousCommit = (await client.query<{ synchronous_commit: string }>('show synchronous_commit')).rows[0]!
+      .synchronous_commit;
     fsync = (await client.query<{ fsync: string }>('show fsync')).rows[0]!.fsync;
     sharedBuffers = (await client.query<{ shared_buffers: string }>('show shared_buffers')).rows[0]!.shared_buffers;
   } finally {

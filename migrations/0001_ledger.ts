@@ -105,7 +105,15 @@ export async function up(db: Kysely<any>): Promise<void> {
 }
 
 export async function down(db: Kysely<any>): Promise<void> {
-  for (const table of ['dead_letters', 'reward_duplicates', 'reward_chunks', 'reward_batch_items', 'reward_batches', 'ledger_entries', 'wallets']) {
+  for (const table of [
+    'dead_letters',
+    'reward_duplicates',
+    'reward_chunks',
+    'reward_batch_items',
+    'reward_batches',
+    'ledger_entries',
+    'wallets',
+  ]) {
     await sql`drop table if exists ${sql.table(table)}`.execute(db);
   }
 }

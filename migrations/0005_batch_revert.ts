@@ -9,7 +9,9 @@ export async function up(db: Kysely<any>): Promise<void> {
   await sql`alter table reward_batches drop constraint if exists reward_batches_status_check`.execute(db);
   await sql`
     alter table reward_batches add constraint reward_batches_status_check
-    check (status in ('pending', 'processing', 'completed', 'completed_with_failures', 'reverted', 'partially_reverted'))`.execute(db);
+    check (status in ('pending', 'processing', 'completed', 'completed_with_failures', 'reverted', 'partially_reverted'))`.execute(
+    db,
+  );
 }
 
 export async function down(db: Kysely<any>): Promise<void> {

@@ -22,11 +22,15 @@ export async function up(db: Kysely<any>): Promise<void> {
       add column campaign_id text,
       add column amount_total numeric(40, 0),
       add column priority text not null default 'normal' check (priority in ('high', 'normal', 'low'))`.execute(db);
-  await sql`create index reward_batches_campaign on reward_batches (campaign_id) where campaign_id is not null`.execute(db);
+  await sql`create index reward_batches_campaign on reward_batches (campaign_id) where campaign_id is not null`.execute(
+    db,
+  );
 }
 
 export async function down(db: Kysely<any>): Promise<void> {
   await sql`drop index if exists reward_batches_campaign`.execute(db);
-  await sql`alter table reward_batches drop column if exists priority, drop column if exists amount_total, drop column if exists campaign_id`.execute(db);
+  await sql`alter table reward_batches drop column if exists priority, drop column if exists amount_total, drop column if exists campaign_id`.execute(
+    db,
+  );
   await sql`drop table if exists campaigns`.execute(db);
 }

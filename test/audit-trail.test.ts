@@ -50,7 +50,13 @@ async function audit(args: string[] = []): Promise<Audit[]> {
   return JSON.parse(result.stdout) as Audit[];
 }
 
-async function http(method: string, path: string, token: string, headers: Record<string, string> = {}, body?: object): Promise<{ status: number; body: any }> {
+async function http(
+  method: string,
+  path: string,
+  token: string,
+  headers: Record<string, string> = {},
+  body?: object,
+): Promise<{ status: number; body: any }> {
   const response = await fetch(`${server.baseUrl}${path}`, {
     method,
     headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}), ...headers },
@@ -62,7 +68,12 @@ async function http(method: string, path: string, token: string, headers: Record
 describe('the audit trail', () => {
   it('records CLI force release, replay and purge with their actor, target and result; dry runs are not actions', async () => {
     const [purgeId, replayId] = await deadLetters('au', 2);
-    await env.redis.set(`${env.prefix}:lock:au-held`, JSON.stringify({ owner: 'other-host:1', acquiredAt: '2026-01-02T03:04:05.000Z', token: 't' }), 'PX', 60_000);
+    await env.redis.set(
+      `${env.prefix}:lock:au-held`,
+      JSON.stringify({ owner: 'other-host:1', acquiredAt: '2026-01-02T03:04:05.000Z', token: 't' }),
+      'PX',
+      60_000,
+    );
 
     expect((await runCli(['dlq', 'purge', purgeId!, '--dry-run'], env.env())).code).toBe(0);
     expect((await runCli(['dlq', 'replay', replayId!, '--dry-run'], env.env())).code).toBe(0);
@@ -97,7 +108,12 @@ describe('the audit trail', () => {
 
   it('records HTTP actions with the token kind, client address and X-Windfall-Actor; GET /v1/audit is for the admin token only', async () => {
     const [id] = await deadLetters('ah', 1);
-    await env.redis.set(`${env.prefix}:lock:ah-held`, JSON.stringify({ owner: 'other-host:2', acquiredAt: '2026-01-02T03:04:05.000Z', token: 't' }), 'PX', 60_000);
+    await env.redis.set(
+      `${env.prefix}:lock:ah-held`,
+      JSON.stringify({ owner: 'other-host:2', acquiredAt: '2026-01-02T03:04:05.000Z', token: 't' }),
+      'PX',
+      60_000,
+    );
     const released = await http('DELETE', '/v1/locks/ah-held', server.adminToken, { 'x-windfall-actor': 'carol' });
     expect(released.status).toBe(200);
     const replayed = await http('POST', '/v1/dead-letters/replay', server.adminToken, {}, { ids: [id] });
@@ -110,7 +126,9 @@ describe('the audit trail', () => {
       ['lock.force_release', 'http:admin@127.0.0.1 as carol', 'uid:ah-held'],
     ]);
     // the same records as the CLI reads
-    expect((await audit(['--limit', '2'])).map((record) => record.id)).toEqual(trail.body.map((record: Audit) => record.id));
+    expect((await audit(['--limit', '2'])).map((record) => record.id)).toEqual(
+      trail.body.map((record: Audit) => record.id),
+    );
     expect((await http('GET', '/v1/audit', server.apiToken)).status).toBe(403);
     expect((await http('GET', '/v1/audit?action=nope', server.adminToken)).status).toBe(400);
   });
@@ -127,8 +145,12 @@ describe('the audit trail', () => {
 
   it('a purge and its record are one transaction: when the record cannot be written, nothing is purged', async () => {
     const [id] = await deadLetters('at', 1);
-    await env.pool.query(`create function refuse_audit() returns trigger language plpgsql as $$ begin raise exception 'audit store refused'; end $$`);
-    await env.pool.query(`create trigger refuse_audit before insert on audit_log for each row execute function refuse_audit()`);
+    await env.pool.query(
+      `create function refuse_audit() returns trigger language plpgsql as $$ begin raise exception 'audit store refused'; end $$`,
+    );
+    await env.pool.query(
+      `create trigger refuse_audit before insert on audit_log for each row execute function refuse_audit()`,
+    );
     try {
       const purge = await runCli(['dlq', 'purge', id!, '--yes'], env.env());
       expect(purge.code).toBe(1);

@@ -3,7 +3,12 @@ import type { WindfallConfig } from '../src/config/config.js';
 import { loadConfig } from '../src/config/config.js';
 import { ConfigError } from '../src/config/config-error.js';
 import { refreshStoredStatus } from '../src/batch/batch-status.js';
-import { DEFAULT_DELIVERY_BACKOFF, deliveryBackoffMs, deliveryExpired, nextAttemptDelayMs } from '../src/events/delivery-backoff.js';
+import {
+  DEFAULT_DELIVERY_BACKOFF,
+  deliveryBackoffMs,
+  deliveryExpired,
+  nextAttemptDelayMs,
+} from '../src/events/delivery-backoff.js';
 import { signatureHeader, verifySignature } from '../src/events/event-signature.js';
 import { writeStatusWithEvent, type RecordedEvent } from '../src/events/event-store.js';
 import { eventJobId } from '../src/events/event-publisher.js';
@@ -51,28 +56,47 @@ async function eventsCli(args: string[] = []): Promise<Delivery[]> {
 }
 
 async function eventRows(batchId: string): Promise<{ id: string; type: string; state: string; attempts: number }[]> {
-  const { rows } = await env.pool.query(`select id, type, state, attempts from batch_events where batch_id = $1 order by type`, [batchId]);
+  const { rows } = await env.pool.query(
+    `select id, type, state, attempts from batch_events where batch_id = $1 order by type`,
+    [batchId],
+  );
   return rows;
 }
 
 async function storedStatus(batchId: string): Promise<string | undefined> {
-  const { rows } = await env.pool.query<{ status: string }>(`select status from reward_batches where batch_id = $1`, [batchId]);
+  const { rows } = await env.pool.query<{ status: string }>(`select status from reward_batches where batch_id = $1`, [
+    batchId,
+  ]);
   return rows[0]?.status;
 }
 
 /** A Windfall whose worker settles batches and whose delivery worker sends events to `url`. */
-async function windfallWithWebhook(url: string, options: { backoff?: typeof FAST_BACKOFF; timeoutMs?: number; startWorker?: boolean } = {}): Promise<Windfall> {
+async function windfallWithWebhook(
+  url: string,
+  options: { backoff?: typeof FAST_BACKOFF; timeoutMs?: number; startWorker?: boolean } = {},
+): Promise<Windfall> {
   // the job lock of the SIGKILL test's workers: BullMQ's stalled check runs once per interval for the whole queue, and
   // a longer lock here would hold off the next test's check of the events queue for as long
-  const overrides: Partial<WindfallConfig> = { webhookUrl: url, webhookSecret: SECRET, recoveryIntervalMs: 0, jobLockMs: 2000 };
+  const overrides: Partial<WindfallConfig> = {
+    webhookUrl: url,
+    webhookSecret: SECRET,
+    recoveryIntervalMs: 0,
+    jobLockMs: 2000,
+  };
   const windfall = await env.open(overrides);
   if (options.startWorker ?? true) await windfall.createWorker().start();
-  await windfall.startEventDelivery({ backoff: options.backoff ?? FAST_BACKOFF, ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}) });
+  await windfall.startEventDelivery({
+    backoff: options.backoff ?? FAST_BACKOFF,
+    ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
+  });
   return windfall;
 }
 
 async function waitForState(batchId: string, type: string, state: string): Promise<void> {
-  await eventually(async () => (await eventRows(batchId)).some((row) => row.type === type && row.state === state), `the ${type} event of ${batchId} to be ${state}`);
+  await eventually(
+    async () => (await eventRows(batchId)).some((row) => row.type === type && row.state === state),
+    `the ${type} event of ${batchId} to be ${state}`,
+  );
 }
 
 describe('batch events (webhooks)', () => {
@@ -111,11 +135,27 @@ describe('batch events (webhooks)', () => {
       id: expect.stringMatching(/^[0-9a-f-]{36}$/),
       type: 'batch.completed',
       createdAt: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/),
-      data: { batchId: 'ev-clean', campaignId: 'ev-spring', status: 'completed', total: 3, applied: 3, duplicate: 0, deadLettered: 0 },
+      data: {
+        batchId: 'ev-clean',
+        campaignId: 'ev-spring',
+        status: 'completed',
+        total: 3,
+        applied: 3,
+        duplicate: 0,
+        deadLettered: 0,
+      },
     });
     expect(byBatch.get('ev-mixed')).toMatchObject({
       type: 'batch.completed',
-      data: { batchId: 'ev-mixed', campaignId: null, status: 'completed_with_failures', total: 3, applied: 1, duplicate: 1, deadLettered: 1 },
+      data: {
+        batchId: 'ev-mixed',
+        campaignId: null,
+        status: 'completed_with_failures',
+        total: 3,
+        applied: 1,
+        duplicate: 1,
+        deadLettered: 1,
+      },
     });
     // the body's keys in the documented order
     expect(Object.keys(JSON.parse(hooks.requests[0]!.body))).toEqual(['id', 'type', 'createdAt', 'data']);
@@ -136,7 +176,8 @@ describe('batch events (webhooks)', () => {
     // and over HTTP (admin), as the CLI
     const server = await startServe(env.env({ WINDFALL_RECOVERY_INTERVAL_MS: '0' }));
     try {
-      const get = (query: string, token: string) => fetch(`${server.baseUrl}/v1/events${query}`, { headers: { authorization: `Bearer ${token}` } });
+      const get = (query: string, token: string) =>
+        fetch(`${server.baseUrl}/v1/events${query}`, { headers: { authorization: `Bearer ${token}` } });
       const answer = await get('?batchId=ev-clean', server.adminToken);
       expect(answer.status).toBe(200);
       expect(await answer.json()).toEqual(await eventsCli(['--batch', 'ev-clean']));
@@ -167,7 +208,12 @@ describe('batch events (webhooks)', () => {
     expect(new Set(hooks.requests.map((request) => request.body)).size).toBe(1);
     expect(hooks.events.size).toBe(1);
     const [event] = await eventsCli(['--batch', 'ev-retry']);
-    expect(event).toMatchObject({ type: 'batch.completed', state: 'delivered', attempts: 3, lastError: expect.stringContaining('HTTP 500') });
+    expect(event).toMatchObject({
+      type: 'batch.completed',
+      state: 'delivered',
+      attempts: 3,
+      lastError: expect.stringContaining('HTTP 500'),
+    });
     expect(event!.lastError).toContain('receiver says 500');
     expect(event!.id).toBe(hooks.requests[0]!.event!.id);
     expect(event!.deliveredAt).not.toBeNull();
@@ -179,7 +225,12 @@ describe('batch events (webhooks)', () => {
     hooks.answer = (_request, index) => (index === 0 ? 'hold' : 200);
     const producer = await env.open();
     await producer.producer.enqueueRewards([{ rewardId: 'ev-k1', uid: 'ev-k-u', amount: 8 }], { batchId: 'ev-kill' });
-    const workerEnv = env.env({ WINDFALL_WEBHOOK_URL: hooks.url, WINDFALL_WEBHOOK_SECRET: SECRET, WINDFALL_JOB_LOCK_MS: '2000', WINDFALL_RECOVERY_INTERVAL_MS: '0' });
+    const workerEnv = env.env({
+      WINDFALL_WEBHOOK_URL: hooks.url,
+      WINDFALL_WEBHOOK_SECRET: SECRET,
+      WINDFALL_JOB_LOCK_MS: '2000',
+      WINDFALL_RECOVERY_INTERVAL_MS: '0',
+    });
 
     const victim = startCli(['worker'], workerEnv);
     await eventually(() => hooks.requests.length >= 1, 'the receiver to see the first delivery request');
@@ -257,7 +308,9 @@ describe('batch events (webhooks)', () => {
     // two settled batches whose events are recorded with their status, as if the process died before adding the jobs
     const producer = await env.open();
     for (const batchId of ['ev-orphan', 'ev-old']) {
-      await producer.producer.enqueueRewards([{ rewardId: `${batchId}-1`, uid: `${batchId}-u`, amount: 1 }], { batchId });
+      await producer.producer.enqueueRewards([{ rewardId: `${batchId}-1`, uid: `${batchId}-u`, amount: 1 }], {
+        batchId,
+      });
     }
     await producer.createWorker().start();
     for (const batchId of ['ev-orphan', 'ev-old']) {
@@ -267,7 +320,16 @@ describe('batch events (webhooks)', () => {
     }
     for (const batchId of ['ev-orphan', 'ev-old']) {
       await env.pool.query(`update reward_batches set status = 'processing' where batch_id = $1`, [batchId]);
-      const recorded = await writeStatusWithEvent(env.pool, { batchId, status: 'completed', type: 'batch.completed', applied: 1, duplicate: 0, deadLettered: 0, reverted: 0, onlyIfChanged: true });
+      const recorded = await writeStatusWithEvent(env.pool, {
+        batchId,
+        status: 'completed',
+        type: 'batch.completed',
+        applied: 1,
+        duplicate: 0,
+        deadLettered: 0,
+        reverted: 0,
+        onlyIfChanged: true,
+      });
       expect(recorded).not.toBeNull();
     }
     await env.pool.query(`update batch_events set created_at = now() - interval '25 hours' where batch_id = 'ev-old'`);
@@ -276,7 +338,12 @@ describe('batch events (webhooks)', () => {
     await waitForState('ev-orphan', 'batch.completed', 'delivered');
     await waitForState('ev-old', 'batch.completed', 'failed');
     const [old] = await eventsCli(['--batch', 'ev-old']);
-    expect(old).toMatchObject({ state: 'failed', attempts: 1, lastError: expect.stringContaining('HTTP 503'), deliveredAt: null });
+    expect(old).toMatchObject({
+      state: 'failed',
+      attempts: 1,
+      lastError: expect.stringContaining('HTTP 503'),
+      deliveredAt: null,
+    });
     expect(await eventsCli(['--state', 'failed'])).toHaveLength(1);
     // the failed event's job ended for good: no retry is scheduled
     const job = await producer.queues.events().getJob(eventJobId(old!.id));
@@ -320,7 +387,9 @@ describe('webhook delivery attempts', () => {
 
 describe('the production retry schedule', () => {
   it('waits 1 s doubling up to 1 h, and gives up when the event is 24 h old', () => {
-    expect([1, 2, 3, 4, 12, 13, 20].map((n) => deliveryBackoffMs(n))).toEqual([1000, 2000, 4000, 8000, 2_048_000, 3_600_000, 3_600_000]);
+    expect([1, 2, 3, 4, 12, 13, 20].map((n) => deliveryBackoffMs(n))).toEqual([
+      1000, 2000, 4000, 8000, 2_048_000, 3_600_000, 3_600_000,
+    ]);
     expect(deliveryBackoffMs(5000)).toBe(3_600_000);
     // simulate an event that never gets through: attempts until it is 24 h old
     const created = 0;
@@ -342,13 +411,19 @@ describe('webhook configuration', () => {
   const base = { REDIS_URL: 'redis://127.0.0.1:6379', DATABASE_URL: 'postgres://postgres@127.0.0.1:5432/x' };
   it('needs a secret with a URL, and an http(s) URL', () => {
     expect(loadConfig(base)).toMatchObject({ webhookUrl: undefined, webhookSecret: undefined });
-    expect(loadConfig({ ...base, WINDFALL_WEBHOOK_URL: 'https://hooks.example/w', WINDFALL_WEBHOOK_SECRET: 's' })).toMatchObject({
+    expect(
+      loadConfig({ ...base, WINDFALL_WEBHOOK_URL: 'https://hooks.example/w', WINDFALL_WEBHOOK_SECRET: 's' }),
+    ).toMatchObject({
       webhookUrl: 'https://hooks.example/w',
       webhookSecret: 's',
     });
     expect(() => loadConfig({ ...base, WINDFALL_WEBHOOK_URL: 'https://hooks.example/w' })).toThrow(ConfigError);
-    expect(() => loadConfig({ ...base, WINDFALL_WEBHOOK_URL: 'https://hooks.example/w' })).toThrow(/^WINDFALL_WEBHOOK_SECRET: is required when WINDFALL_WEBHOOK_URL is set/);
-    expect(() => loadConfig({ ...base, WINDFALL_WEBHOOK_URL: 'ftp://hooks.example/w', WINDFALL_WEBHOOK_SECRET: 's' })).toThrow(/^WINDFALL_WEBHOOK_URL: has scheme ftp:/);
+    expect(() => loadConfig({ ...base, WINDFALL_WEBHOOK_URL: 'https://hooks.example/w' })).toThrow(
+      /^WINDFALL_WEBHOOK_SECRET: is required when WINDFALL_WEBHOOK_URL is set/,
+    );
+    expect(() =>
+      loadConfig({ ...base, WINDFALL_WEBHOOK_URL: 'ftp://hooks.example/w', WINDFALL_WEBHOOK_SECRET: 's' }),
+    ).toThrow(/^WINDFALL_WEBHOOK_URL: has scheme ftp:/);
   });
 
   it('stops a worker started with a URL and no secret (exit 2, naming the variable)', async () => {

@@ -21,11 +21,19 @@ const file = (name: string, content: string): string => {
 
 type Row = { rewardId: string; uid: string; amount: number | string; description?: string };
 const rows = (tag: string, count: number): Row[] =>
-  Array.from({ length: count }, (_, n) => ({ rewardId: `${tag}-${n}`, uid: `${tag}-u${n % 7}`, amount: 1 + n, description: n % 2 === 0 ? '活动奖励' : undefined }));
+  Array.from({ length: count }, (_, n) => ({
+    rewardId: `${tag}-${n}`,
+    uid: `${tag}-u${n % 7}`,
+    amount: 1 + n,
+    description: n % 2 === 0 ? '活动奖励' : undefined,
+  }));
 
 /** Everything recorded under a batchId, to show that a refused input changed none of it. */
 async function recorded(batchId: string): Promise<unknown> {
-  const { rows: batch } = await env.pool.query('select total, users, chunks, content_digest from reward_batches where batch_id = $1', [batchId]);
+  const { rows: batch } = await env.pool.query(
+    'select total, users, chunks, content_digest from reward_batches where batch_id = $1',
+    [batchId],
+  );
   const { rows: items } = await env.pool.query(
     'select reward_id, uid, amount::text, description, row_no from reward_batch_items where batch_id = $1 order by row_no',
     [batchId],
@@ -48,28 +56,34 @@ const digestOf = (make: () => SetDigest | SequenceDigest, rewards: readonly Rewa
 describe('content digests', () => {
   it('the set digest ignores the order of rows and sees any change of a value, a row more or a row less', () => {
     fc.assert(
-      fc.property(fc.uniqueArray(reward, { minLength: 1, maxLength: 40, selector: (r) => r.rewardId }), fc.nat(), fc.nat(), fc.nat({ max: 3 }), (rewards, seed, pick, field) => {
-        const random = seededRandom(seed);
-        const shuffled = [...rewards];
-        for (let i = shuffled.length - 1; i > 0; i -= 1) {
-          const j = Math.floor(random() * (i + 1));
-          [shuffled[i], shuffled[j]] = [shuffled[j]!, shuffled[i]!];
-        }
-        const digest = digestOf(() => new SetDigest(), rewards);
-        expect(digest).toMatch(/^v2:[0-9a-f]{64}$/);
-        expect(digestOf(() => new SetDigest(), shuffled)).toBe(digest);
-        const at = pick % rewards.length;
-        const changed = rewards.map((one, index) => {
-          if (index !== at) return one;
-          if (field === 0) return { ...one, rewardId: `${one.rewardId}x` };
-          if (field === 1) return { ...one, uid: `${one.uid}x` };
-          if (field === 2) return { ...one, amount: one.amount + 1n };
-          return { ...one, description: one.description === 'x' ? 'y' : 'x' };
-        });
-        expect(digestOf(() => new SetDigest(), changed)).not.toBe(digest);
-        expect(digestOf(() => new SetDigest(), rewards.slice(1))).not.toBe(digest);
-        expect(digestOf(() => new SetDigest(), [...rewards, rewards[at]!])).not.toBe(digest);
-      }),
+      fc.property(
+        fc.uniqueArray(reward, { minLength: 1, maxLength: 40, selector: (r) => r.rewardId }),
+        fc.nat(),
+        fc.nat(),
+        fc.nat({ max: 3 }),
+        (rewards, seed, pick, field) => {
+          const random = seededRandom(seed);
+          const shuffled = [...rewards];
+          for (let i = shuffled.length - 1; i > 0; i -= 1) {
+            const j = Math.floor(random() * (i + 1));
+            [shuffled[i], shuffled[j]] = [shuffled[j]!, shuffled[i]!];
+          }
+          const digest = digestOf(() => new SetDigest(), rewards);
+          expect(digest).toMatch(/^v2:[0-9a-f]{64}$/);
+          expect(digestOf(() => new SetDigest(), shuffled)).toBe(digest);
+          const at = pick % rewards.length;
+          const changed = rewards.map((one, index) => {
+            if (index !== at) return one;
+            if (field === 0) return { ...one, rewardId: `${one.rewardId}x` };
+            if (field === 1) return { ...one, uid: `${one.uid}x` };
+            if (field === 2) return { ...one, amount: one.amount + 1n };
+            return { ...one, description: one.description === 'x' ? 'y' : 'x' };
+          });
+          expect(digestOf(() => new SetDigest(), changed)).not.toBe(digest);
+          expect(digestOf(() => new SetDigest(), rewards.slice(1))).not.toBe(digest);
+          expect(digestOf(() => new SetDigest(), [...rewards, rewards[at]!])).not.toBe(digest);
+        },
+      ),
       { numRuns: 500 },
     );
   });
@@ -78,7 +92,8 @@ describe('content digests', () => {
     fc.assert(
       fc.property(fc.array(reward, { maxLength: 3000 }), (rewards) => {
         const earlier = createHash('sha256');
-        for (const one of rewards) earlier.update(`${one.rewardId}\u0000${one.uid}\u0000${one.amount}\u0000${one.description ?? ''}\n`);
+        for (const one of rewards)
+          earlier.update(`${one.rewardId}\u0000${one.uid}\u0000${one.amount}\u0000${one.description ?? ''}\n`);
         expect(digestOf(() => new SequenceDigest(), rewards)).toBe(earlier.digest('hex'));
       }),
       { numRuns: 50 },
@@ -90,10 +105,21 @@ describe('a batchId names one set of rewards', () => {
   it('takes the same rewards again, in any order and with an empty description for an absent one, as a no-op', async () => {
     const windfall = await env.open();
     const first = rows('same', 50);
-    expect(await windfall.producer.enqueueRewards(first, { batchId: 'same' })).toMatchObject({ created: true, total: 50 });
+    expect(await windfall.producer.enqueueRewards(first, { batchId: 'same' })).toMatchObject({
+      created: true,
+      total: 50,
+    });
     const before = await recorded('same');
-    const reordered = [...first].reverse().map((row) => ({ ...row, description: row.description ?? '', amount: String(row.amount) }));
-    expect(await windfall.producer.enqueueRewards(reordered, { batchId: 'same' })).toEqual({ batchId: 'same', total: 50, users: 7, chunks: expect.any(Number), created: false });
+    const reordered = [...first]
+      .reverse()
+      .map((row) => ({ ...row, description: row.description ?? '', amount: String(row.amount) }));
+    expect(await windfall.producer.enqueueRewards(reordered, { batchId: 'same' })).toEqual({
+      batchId: 'same',
+      total: 50,
+      users: 7,
+      chunks: expect.any(Number),
+      created: false,
+    });
     expect(await recorded('same')).toEqual(before);
   });
 
@@ -110,16 +136,25 @@ describe('a batchId names one set of rewards', () => {
       ['a description added', first.map((row, n) => (n === 5 ? { ...row, description: 'new' } : row))],
       ['a row more', [...first, { rewardId: 'diff-20', uid: 'diff-u0', amount: 1 }]],
       ['a row less', first.slice(1)],
-      ['two rows swapping amounts', first.map((row, n) => (n === 2 ? { ...row, amount: first[3]!.amount } : n === 3 ? { ...row, amount: first[2]!.amount } : row))],
+      [
+        'two rows swapping amounts',
+        first.map((row, n) =>
+          n === 2 ? { ...row, amount: first[3]!.amount } : n === 3 ? { ...row, amount: first[2]!.amount } : row,
+        ),
+      ],
     ];
     for (const [what, input] of variants) {
       const error = await windfall.producer.enqueueRewards(input, { batchId: 'diff' }).catch((e: unknown) => e);
       expect(error, what).toBeInstanceOf(BatchConflictError);
-      expect((error as Error).message, what).toMatch(/^batch "diff" already exists with different rewards \(20 rewards recorded; this input has \d+ rows\): nothing of this input was recorded/);
+      expect((error as Error).message, what).toMatch(
+        /^batch "diff" already exists with different rewards \(20 rewards recorded; this input has \d+ rows\): nothing of this input was recorded/,
+      );
     }
     expect(await recorded('diff')).toEqual(before);
     // invalid rows under a known batchId are reported as for a new batch
-    const invalid = await windfall.producer.enqueueRewards([...first.slice(1), { rewardId: 'x', uid: '', amount: 0 }], { batchId: 'diff' }).catch((e: unknown) => e);
+    const invalid = await windfall.producer
+      .enqueueRewards([...first.slice(1), { rewardId: 'x', uid: '', amount: 0 }], { batchId: 'diff' })
+      .catch((e: unknown) => e);
     expect(invalid).toBeInstanceOf(BatchValidationError);
     expect((invalid as BatchValidationError).errors.map((e) => [e.row, e.field])).toEqual([
       [20, 'uid'],
@@ -134,9 +169,17 @@ describe('a batchId names one set of rewards', () => {
       windfall.producer.enqueueRewards(rows('race-a', 3000), { batchId: 'race' }),
       other.producer.enqueueRewards(rows('race-b', 3000), { batchId: 'race' }),
     ]);
-    expect(outcomes.filter((o) => o.status === 'fulfilled').map((o) => (o as PromiseFulfilledResult<{ created: boolean }>).value.created)).toEqual([true]);
-    expect(outcomes.filter((o) => o.status === 'rejected').map((o) => (o).reason)).toEqual([expect.any(BatchConflictError)]);
-    const { rows: items } = await env.pool.query<{ n: number }>(`select count(*)::int as n from reward_batch_items where batch_id = 'race'`);
+    expect(
+      outcomes
+        .filter((o) => o.status === 'fulfilled')
+        .map((o) => (o as PromiseFulfilledResult<{ created: boolean }>).value.created),
+    ).toEqual([true]);
+    expect(outcomes.filter((o) => o.status === 'rejected').map((o) => o.reason)).toEqual([
+      expect.any(BatchConflictError),
+    ]);
+    const { rows: items } = await env.pool.query<{ n: number }>(
+      `select count(*)::int as n from reward_batch_items where batch_id = 'race'`,
+    );
     expect(items[0]!.n).toBe(3000);
   });
 
@@ -146,14 +189,25 @@ describe('a batchId names one set of rewards', () => {
     await windfall.producer.enqueueRewards(first, { batchId: 'legacy' });
     // as an earlier version recorded it: the SHA-256 of the rows in file order, no prefix
     const legacy = new SequenceDigest();
-    for (const [index, row] of first.entries()) legacy.add((validateReward(row, index + 1) as { reward: Reward }).reward);
+    for (const [index, row] of first.entries())
+      legacy.add((validateReward(row, index + 1) as { reward: Reward }).reward);
     expect(legacy.value()).toMatch(/^[0-9a-f]{64}$/);
     await env.pool.query(`update reward_batches set content_digest = $1 where batch_id = 'legacy'`, [legacy.value()]);
 
-    expect(await windfall.producer.enqueueRewards(first, { batchId: 'legacy' })).toMatchObject({ created: false, total: 30 });
-    const reordered = await windfall.producer.enqueueRewards([...first].reverse(), { batchId: 'legacy' }).catch((e: unknown) => e);
+    expect(await windfall.producer.enqueueRewards(first, { batchId: 'legacy' })).toMatchObject({
+      created: false,
+      total: 30,
+    });
+    const reordered = await windfall.producer
+      .enqueueRewards([...first].reverse(), { batchId: 'legacy' })
+      .catch((e: unknown) => e);
     expect(reordered).toBeInstanceOf(BatchConflictError);
-    const changed = await windfall.producer.enqueueRewards(first.map((row, n) => (n === 7 ? { ...row, amount: 1 } : row)), { batchId: 'legacy' }).catch((e: unknown) => e);
+    const changed = await windfall.producer
+      .enqueueRewards(
+        first.map((row, n) => (n === 7 ? { ...row, amount: 1 } : row)),
+        { batchId: 'legacy' },
+      )
+      .catch((e: unknown) => e);
     expect(changed).toBeInstanceOf(BatchConflictError);
   });
 
@@ -162,9 +216,15 @@ describe('a batchId names one set of rewards', () => {
     const jsonl = file('first.jsonl', `${first.map((row) => JSON.stringify(row)).join('\n')}\n`);
     const csv = file(
       'same.csv',
-      `rewardId,uid,amount,description\n${[...first].reverse().map((row) => `${row.rewardId},${row.uid},${row.amount},${row.description ?? ''}`).join('\n')}\n`,
+      `rewardId,uid,amount,description\n${[...first]
+        .reverse()
+        .map((row) => `${row.rewardId},${row.uid},${row.amount},${row.description ?? ''}`)
+        .join('\n')}\n`,
     );
-    const changed = file('changed.jsonl', `${first.map((row, n) => JSON.stringify(n === 2 ? { ...row, amount: 7777 } : row)).join('\n')}\n`);
+    const changed = file(
+      'changed.jsonl',
+      `${first.map((row, n) => JSON.stringify(n === 2 ? { ...row, amount: 7777 } : row)).join('\n')}\n`,
+    );
 
     const created = await runCli(['enqueue', '--file', jsonl, '--batch-id', 'cli-id', '--json'], env.env());
     expect(created.code, created.stderr).toBe(0);
@@ -177,10 +237,15 @@ describe('a batchId names one set of rewards', () => {
     const refused = await runCli(['enqueue', '--file', changed, '--batch-id', 'cli-id'], env.env());
     expect(refused.code).toBe(2);
     expect(refused.stdout).toBe('');
-    expect(refused.stderr).toContain('windfall: batch "cli-id" already exists with different rewards (6 rewards recorded; this input has 6 rows)');
+    expect(refused.stderr).toContain(
+      'windfall: batch "cli-id" already exists with different rewards (6 rewards recorded; this input has 6 rows)',
+    );
     const refusedJson = await runCli(['enqueue', '--file', changed, '--batch-id', 'cli-id', '--json'], env.env());
     expect(refusedJson.code).toBe(2);
-    expect(JSON.parse(refusedJson.stdout)).toEqual({ error: 'batch conflict', message: expect.stringContaining('already exists with different rewards') });
+    expect(JSON.parse(refusedJson.stdout)).toEqual({
+      error: 'batch conflict',
+      message: expect.stringContaining('already exists with different rewards'),
+    });
     expect(await recorded('cli-id')).toEqual(before);
   });
 });

@@ -20,7 +20,11 @@ const cli = (args: string[]) => runCliJson(args, env.env());
 async function revertOverHttp(batchId: string, body: object): Promise<{ status: number; body: any }> {
   const response = await fetch(`${server.baseUrl}/v1/batches/${batchId}/revert`, {
     method: 'POST',
-    headers: { authorization: `Bearer ${server.adminToken}`, 'content-type': 'application/json', 'x-windfall-actor': 'dana' },
+    headers: {
+      authorization: `Bearer ${server.adminToken}`,
+      'content-type': 'application/json',
+      'x-windfall-actor': 'dana',
+    },
     body: JSON.stringify(body),
   });
   return { status: response.status, body: await response.json() };
@@ -31,7 +35,10 @@ describe('batch revert', () => {
     const windfall = await env.open();
     await windfall.createWorker().start();
     await windfall.wallet.addBalance('rv-u0', 100, { operationId: 'rv-opening' });
-    await windfall.producer.enqueueRewards(rewardRows(80, (n) => ({ rewardId: `rv-r${n}`, uid: `rv-u${n % 40}`, amount: 5 })), { batchId: 'rv' });
+    await windfall.producer.enqueueRewards(
+      rewardRows(80, (n) => ({ rewardId: `rv-r${n}`, uid: `rv-u${n % 40}`, amount: 5 })),
+      { batchId: 'rv' },
+    );
     expect(await waitForBatchDone(env.pool, 'rv')).toMatchObject({ applied: 80, status: 'completed' });
     const before = await balances(env.pool);
     expect(before.get('rv-u0')).toBe(110n);
@@ -41,11 +48,26 @@ describe('batch revert', () => {
     expect(refused.stderr).toContain('--yes');
 
     const preview = await cli(['batch', 'revert', 'rv', '--dry-run']);
-    expect(preview).toMatchObject({ code: 0, json: { batchId: 'rv', dryRun: true, reverted: 80, alreadyReverted: 0, insufficientFunds: [], failed: [], closedDeadLetters: 0, status: 'reverted' } });
+    expect(preview).toMatchObject({
+      code: 0,
+      json: {
+        batchId: 'rv',
+        dryRun: true,
+        reverted: 80,
+        alreadyReverted: 0,
+        insufficientFunds: [],
+        failed: [],
+        closedDeadLetters: 0,
+        status: 'reverted',
+      },
+    });
     expect(await balances(env.pool)).toEqual(before);
 
     const first = await cli(['batch', 'revert', 'rv', '--yes', '--reason', 'wrong file', '--actor', 'ops']);
-    expect(first).toMatchObject({ code: 0, json: { dryRun: false, reverted: 80, alreadyReverted: 0, insufficientFunds: [], status: 'reverted' } });
+    expect(first).toMatchObject({
+      code: 0,
+      json: { dryRun: false, reverted: 80, alreadyReverted: 0, insufficientFunds: [], status: 'reverted' },
+    });
     const after = await balances(env.pool);
     expect(after.get('rv-u0')).toBe(100n);
     for (let n = 1; n < 40; n += 1) expect(after.get(`rv-u${n}`)).toBe(0n);
@@ -54,15 +76,30 @@ describe('batch revert', () => {
     expect(again).toMatchObject({ code: 0, json: { reverted: 0, alreadyReverted: 80, status: 'reverted' } });
     expect((await balances(env.pool)).get('rv-u0')).toBe(100n);
 
-    expect((await cli(['batch', 'rv'])).json).toMatchObject({ status: 'reverted', applied: 80, reverted: 80, pending: 0 });
-    const { rows } = await env.pool.query(`select operation_id, amount::text, kind, batch_id, description from ledger_entries where operation_id = 'revert:rv-r0'`);
-    expect(rows).toEqual([{ operation_id: 'revert:rv-r0', amount: '-5', kind: 'debit', batch_id: 'rv', description: 'revert: wrong file' }]);
+    expect((await cli(['batch', 'rv'])).json).toMatchObject({
+      status: 'reverted',
+      applied: 80,
+      reverted: 80,
+      pending: 0,
+    });
+    const { rows } = await env.pool.query(
+      `select operation_id, amount::text, kind, batch_id, description from ledger_entries where operation_id = 'revert:rv-r0'`,
+    );
+    expect(rows).toEqual([
+      { operation_id: 'revert:rv-r0', amount: '-5', kind: 'debit', batch_id: 'rv', description: 'revert: wrong file' },
+    ]);
     const reconcile = await runCli(['reconcile', '--json'], env.env());
     expect(reconcile.code, reconcile.stdout).toBe(0);
     expect(await ledgerMismatches(env.pool)).toEqual([]);
 
     const trail = (await cli(['audit', '--action', 'batch.revert'])).json;
-    expect(trail.map((record: { actor: string; target: string; details: object }) => [record.actor, record.target, record.details])).toEqual([
+    expect(
+      trail.map((record: { actor: string; target: string; details: object }) => [
+        record.actor,
+        record.target,
+        record.details,
+      ]),
+    ).toEqual([
       [expect.stringMatching(/^cli:/), 'batch:rv', {}],
       ['ops', 'batch:rv', { reason: 'wrong file' }],
     ]);
@@ -71,38 +108,69 @@ describe('batch revert', () => {
   it('never drives a balance negative: a user who spent the reward is listed (exit 1) and the others are reverted; a later run finishes', async () => {
     const windfall = await env.open();
     await windfall.createWorker().start();
-    await windfall.producer.enqueueRewards(rewardRows(20, (n) => ({ rewardId: `rs-r${n}`, uid: `rs-u${n % 10}`, amount: 50 })), { batchId: 'rs' });
+    await windfall.producer.enqueueRewards(
+      rewardRows(20, (n) => ({ rewardId: `rs-r${n}`, uid: `rs-u${n % 10}`, amount: 50 })),
+      { batchId: 'rs' },
+    );
     await waitForBatchDone(env.pool, 'rs');
     await windfall.wallet.withdrawBalance('rs-u3', 70, { operationId: 'rs-spent' });
 
     const preview = await revertOverHttp('rs', { dryRun: true });
     expect(preview.status).toBe(200);
-    expect(preview.body).toMatchObject({ dryRun: true, reverted: 18, insufficientFunds: [{ uid: 'rs-u3', amount: '100', balance: '30' }], status: 'partially_reverted' });
+    expect(preview.body).toMatchObject({
+      dryRun: true,
+      reverted: 18,
+      insufficientFunds: [{ uid: 'rs-u3', amount: '100', balance: '30' }],
+      status: 'partially_reverted',
+    });
 
     const partial = await revertOverHttp('rs', { reason: 'doubled amounts' });
-    expect(partial.body).toMatchObject({ reverted: 18, alreadyReverted: 0, insufficientFunds: [{ uid: 'rs-u3', amount: '100', balance: '30' }], failed: [], status: 'partially_reverted' });
+    expect(partial.body).toMatchObject({
+      reverted: 18,
+      alreadyReverted: 0,
+      insufficientFunds: [{ uid: 'rs-u3', amount: '100', balance: '30' }],
+      failed: [],
+      status: 'partially_reverted',
+    });
     const wallets = await balances(env.pool);
     expect(wallets.get('rs-u3')).toBe(30n);
     for (const n of [0, 1, 2, 4, 5, 6, 7, 8, 9]) expect(wallets.get(`rs-u${n}`)).toBe(0n);
-    expect((await cli(['batch', 'rs'])).json).toMatchObject({ status: 'partially_reverted', applied: 20, reverted: 18 });
+    expect((await cli(['batch', 'rs'])).json).toMatchObject({
+      status: 'partially_reverted',
+      applied: 20,
+      reverted: 18,
+    });
     expect((await runCli(['reconcile'], env.env())).code).toBe(0);
     // the CLI says the same with exit 1
     const listed = await cli(['batch', 'revert', 'rs', '--yes']);
-    expect(listed).toMatchObject({ code: 1, json: { reverted: 0, alreadyReverted: 18, insufficientFunds: [{ uid: 'rs-u3' }] } });
+    expect(listed).toMatchObject({
+      code: 1,
+      json: { reverted: 0, alreadyReverted: 18, insufficientFunds: [{ uid: 'rs-u3' }] },
+    });
 
     // topped up, the next run takes back the rest
     await windfall.wallet.addBalance('rs-u3', 70, { operationId: 'rs-topup' });
     const rest = await cli(['batch', 'revert', 'rs', '--yes']);
-    expect(rest).toMatchObject({ code: 0, json: { reverted: 2, alreadyReverted: 18, insufficientFunds: [], status: 'reverted' } });
+    expect(rest).toMatchObject({
+      code: 0,
+      json: { reverted: 2, alreadyReverted: 18, insufficientFunds: [], status: 'reverted' },
+    });
     expect((await balances(env.pool)).get('rs-u3')).toBe(0n);
     expect((await cli(['batch', 'rs'])).json).toMatchObject({ status: 'reverted', reverted: 20 });
     const trail = (await cli(['audit', '--target', 'batch:rs'])).json;
-    expect(trail.at(-1)).toMatchObject({ actor: 'http:admin@127.0.0.1 as dana', action: 'batch.revert', details: { reason: 'doubled amounts' } });
+    expect(trail.at(-1)).toMatchObject({
+      actor: 'http:admin@127.0.0.1 as dana',
+      action: 'batch.revert',
+      details: { reason: 'doubled amounts' },
+    });
   });
 
   it('is refused while the batch is processing (exit 2, HTTP 409); closes its open dead-letter entries, which can no longer be replayed', async () => {
     const staged = await env.open();
-    await staged.producer.enqueueRewards(rewardRows(4, (n) => ({ rewardId: `rp-r${n}`, uid: `rp-u${n}`, amount: 1 })), { batchId: 'rp' });
+    await staged.producer.enqueueRewards(
+      rewardRows(4, (n) => ({ rewardId: `rp-r${n}`, uid: `rp-u${n}`, amount: 1 })),
+      { batchId: 'rp' },
+    );
     const processing = await runCli(['batch', 'revert', 'rp', '--yes'], env.env());
     expect(processing.code).toBe(2);
     expect(processing.stderr).toContain('still processing');
@@ -132,8 +200,16 @@ describe('batch revert', () => {
   });
 
   it('waits for a late replay: refused while the replayed entry is still pending (exit 2), then takes back the replayed reward too', async () => {
-    await env.redis.set(`${env.prefix}:lock:rl-busy`, JSON.stringify({ owner: 'elsewhere:1', acquiredAt: new Date().toISOString(), token: 't' }), 'PX', 60_000);
-    const failing = await env.open({ rewardLockPolicy: { name: 'reward', retries: 0, initialDelayMs: 10, factor: 1, ttlMs: 5000 }, jobAttempts: 1 });
+    await env.redis.set(
+      `${env.prefix}:lock:rl-busy`,
+      JSON.stringify({ owner: 'elsewhere:1', acquiredAt: new Date().toISOString(), token: 't' }),
+      'PX',
+      60_000,
+    );
+    const failing = await env.open({
+      rewardLockPolicy: { name: 'reward', retries: 0, initialDelayMs: 10, factor: 1, ttlMs: 5000 },
+      jobAttempts: 1,
+    });
     const worker = failing.createWorker();
     await worker.start();
     await failing.producer.enqueueRewards(
@@ -169,14 +245,25 @@ describe('batch revert', () => {
     const windfall = await env.open({ chunkSize: 5000 });
     await windfall.createWorker().start();
     const users = 3000;
-    await windfall.producer.enqueueRewards(rewardRows(2 * users, (n) => ({ rewardId: `rk-r${n}`, uid: `rk-u${n % users}`, amount: 3 })), { batchId: 'rk' });
+    await windfall.producer.enqueueRewards(
+      rewardRows(2 * users, (n) => ({ rewardId: `rk-r${n}`, uid: `rk-u${n % users}`, amount: 3 })),
+      { batchId: 'rk' },
+    );
     await waitForBatchDone(env.pool, 'rk', 120_000);
     const reverts = async (): Promise<number> =>
-      (await env.pool.query<{ n: number }>(`select count(*)::int as n from ledger_entries where batch_id = 'rk' and kind = 'debit'`)).rows[0]!.n;
+      (
+        await env.pool.query<{ n: number }>(
+          `select count(*)::int as n from ledger_entries where batch_id = 'rk' and kind = 'debit'`,
+        )
+      ).rows[0]!.n;
 
     const first = startCli(['batch', 'revert', 'rk', '--yes', '--json'], env.env());
     // killed once some users are reverted and others are not (tied to progress, not to time)
-    await eventually(async () => (await reverts()) > 0 || first.child.exitCode !== null, 'the revert to start debiting', 60_000);
+    await eventually(
+      async () => (await reverts()) > 0 || first.child.exitCode !== null,
+      'the revert to start debiting',
+      60_000,
+    );
     first.child.kill('SIGKILL');
     await first.exited;
     const done = await reverts();
@@ -185,7 +272,8 @@ describe('batch revert', () => {
     // run again); the operator force-releases a dead holder's locks (or waits for their TTL)
     const busy = await cli(['batch', 'revert', 'rk', '--yes']);
     const stale = await env.redis.keys(`${env.prefix}:lock:rk-u*`);
-    if (busy.code === 1) expect(busy.json.failed.every((user: { reason: string }) => user.reason === 'LOCK_BUSY')).toBe(true);
+    if (busy.code === 1)
+      expect(busy.json.failed.every((user: { reason: string }) => user.reason === 'LOCK_BUSY')).toBe(true);
     if (stale.length > 0) await env.redis.del(...stale);
 
     const second = await cli(['batch', 'revert', 'rk', '--yes']);
@@ -231,7 +319,9 @@ describe('batch revert', () => {
     writeFileSync(file, '{"rewardId":"revert:vc-1","uid":"someone","amount":1}\n');
     const reserved = await runCli(['enqueue', '--file', file, '--batch-id', 'rx-reserved', '--json'], env.env());
     expect(reserved.code).toBe(2);
-    expect(JSON.parse(reserved.stdout).errors).toEqual([expect.objectContaining({ row: 1, field: 'rewardId', code: 'reserved_id' })]);
+    expect(JSON.parse(reserved.stdout).errors).toEqual([
+      expect.objectContaining({ row: 1, field: 'rewardId', code: 'reserved_id' }),
+    ]);
     await expect(windfall.wallet.addBalance('someone', 1, { operationId: 'revert:vc-1' })).rejects.toThrow(/revert:/);
   });
 });

@@ -10,7 +10,10 @@ const REWARDS = 20_000;
 
 describe('a user with very many rewards in one batch', () => {
   it('is dead-lettered, replayed and applied in ONE transaction, in time linear in its rewards', async () => {
-    const windfall = await env.open({ jobAttempts: 1, rewardLockPolicy: { name: 'reward', retries: 0, initialDelayMs: 10, factor: 1, ttlMs: 60_000 } });
+    const windfall = await env.open({
+      jobAttempts: 1,
+      rewardLockPolicy: { name: 'reward', retries: 0, initialDelayMs: 10, factor: 1, ttlMs: 60_000 },
+    });
     await windfall.createWorker().start();
     await env.redis.set(`${env.prefix}:lock:bu-big`, 'other-service', 'PX', 600_000);
     const rows = [
@@ -28,10 +31,16 @@ describe('a user with very many rewards in one batch', () => {
     await env.redis.del(`${env.prefix}:lock:bu-big`);
     const started = Date.now();
     expect((await windfall.deadLetters.replay({ batchId: 'bu' })).replayed).toHaveLength(1);
-    await eventually(async () => (await waitForBatchDone(env.pool, 'bu')).status === 'completed', 'the replay to apply the big user', 60_000);
+    await eventually(
+      async () => (await waitForBatchDone(env.pool, 'bu')).status === 'completed',
+      'the replay to apply the big user',
+      60_000,
+    );
     expect(Date.now() - started).toBeLessThan(30_000);
     expect((await balances(env.pool)).get('bu-big')).toBe(expected);
-    const { rows: transactions } = await env.pool.query(`select count(distinct xmin::text)::int as n from ledger_entries where uid = 'bu-big'`);
+    const { rows: transactions } = await env.pool.query(
+      `select count(distinct xmin::text)::int as n from ledger_entries where uid = 'bu-big'`,
+    );
     expect(transactions[0].n).toBe(1);
     expect((await reconcile(env.pool, { strict: true })).mismatches).toEqual([]);
   }, 120_000);

@@ -24,14 +24,27 @@ const cli = (args: string[]) => runCliJson(args, env.env());
 /** A JSONL file of `count` rewards of `amount` each. */
 function rewardFile(name: string, count: number, amount: number): string {
   const file = join(dir, `${name}.jsonl`);
-  writeFileSync(file, rewardRows(count, (n) => ({ rewardId: `${name}-r${n}`, uid: `${name}-u${n % 7}`, amount })).map((r) => JSON.stringify(r)).join('\n'));
+  writeFileSync(
+    file,
+    rewardRows(count, (n) => ({ rewardId: `${name}-r${n}`, uid: `${name}-u${n % 7}`, amount }))
+      .map((r) => JSON.stringify(r))
+      .join('\n'),
+  );
   return file;
 }
 
-async function http(method: string, path: string, body?: unknown, token = server.adminToken): Promise<{ status: number; body: any }> {
+async function http(
+  method: string,
+  path: string,
+  body?: unknown,
+  token = server.adminToken,
+): Promise<{ status: number; body: any }> {
   const response = await fetch(`${server.baseUrl}${path}`, {
     method,
-    headers: { authorization: `Bearer ${token}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+    headers: {
+      authorization: `Bearer ${token}`,
+      ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+    },
     ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
   });
   return { status: response.status, body: await response.json() };
@@ -51,55 +64,137 @@ describe('campaign budgets', () => {
     await windfall.createWorker().start();
 
     const set = await cli(['campaign', 'set', 'spring', '--budget', '1000', '--actor', 'ops']);
-    expect(set).toMatchObject({ code: 0, json: { campaignId: 'spring', budget: '1000', reserved: '0', applied: '0', remaining: '1000' } });
+    expect(set).toMatchObject({
+      code: 0,
+      json: { campaignId: 'spring', budget: '1000', reserved: '0', applied: '0', remaining: '1000' },
+    });
 
-    const first = await cli(['enqueue', '--file', rewardFile('sp1', 6, 100), '--batch-id', 'sp1', '--campaign', 'spring']);
+    const first = await cli([
+      'enqueue',
+      '--file',
+      rewardFile('sp1', 6, 100),
+      '--batch-id',
+      'sp1',
+      '--campaign',
+      'spring',
+    ]);
     expect(first).toMatchObject({ code: 0, json: { batchId: 'sp1', total: 6 } });
-    expect((await cli(['campaign', 'show', 'spring'])).json).toEqual({ campaignId: 'spring', budget: '1000', reserved: '600', applied: expect.any(String), remaining: '400' });
+    expect((await cli(['campaign', 'show', 'spring'])).json).toEqual({
+      campaignId: 'spring',
+      budget: '1000',
+      reserved: '600',
+      applied: expect.any(String),
+      remaining: '400',
+    });
 
     // 500 > 400: refused on the command line…
-    const over = await runCli(['enqueue', '--file', rewardFile('sp2', 5, 100), '--batch-id', 'sp2', '--campaign', 'spring'], env.env());
+    const over = await runCli(
+      ['enqueue', '--file', rewardFile('sp2', 5, 100), '--batch-id', 'sp2', '--campaign', 'spring'],
+      env.env(),
+    );
     expect(over.code).toBe(2);
     expect(over.stderr).toContain('budget');
     expect(over.stderr).toContain('400');
-    const overJson = await cli(['enqueue', '--file', rewardFile('sp2', 5, 100), '--batch-id', 'sp2', '--campaign', 'spring']);
-    expect(overJson).toMatchObject({ code: 2, json: { error: 'budget exceeded', remaining: '400', campaignId: 'spring' } });
+    const overJson = await cli([
+      'enqueue',
+      '--file',
+      rewardFile('sp2', 5, 100),
+      '--batch-id',
+      'sp2',
+      '--campaign',
+      'spring',
+    ]);
+    expect(overJson).toMatchObject({
+      code: 2,
+      json: { error: 'budget exceeded', remaining: '400', campaignId: 'spring' },
+    });
     expect(await recorded('sp2')).toEqual({ batches: 0, items: 0 });
     // … and over HTTP
     const rewards = rewardRows(5, (n) => ({ rewardId: `sp3-r${n}`, uid: `sp3-u${n}`, amount: 100 }));
-    const refused = await http('POST', '/v1/batches', { batchId: 'sp3', campaignId: 'spring', rewards }, server.apiToken);
+    const refused = await http(
+      'POST',
+      '/v1/batches',
+      { batchId: 'sp3', campaignId: 'spring', rewards },
+      server.apiToken,
+    );
     expect(refused).toMatchObject({ status: 409, body: { error: 'budget exceeded', remaining: '400' } });
     expect(await recorded('sp3')).toEqual({ batches: 0, items: 0 });
     // exactly what remains fits
-    const fits = await http('POST', '/v1/batches', { batchId: 'sp4', campaignId: 'spring', rewards: rewards.slice(0, 4) }, server.apiToken);
+    const fits = await http(
+      'POST',
+      '/v1/batches',
+      { batchId: 'sp4', campaignId: 'spring', rewards: rewards.slice(0, 4) },
+      server.apiToken,
+    );
     expect(fits).toMatchObject({ status: 202, body: { batchId: 'sp4', total: 4 } });
 
     await waitForBatchDone(env.pool, 'sp1');
     await waitForBatchDone(env.pool, 'sp4');
-    expect((await http('GET', '/v1/campaigns/spring')).body).toEqual({ campaignId: 'spring', budget: '1000', reserved: '1000', applied: '1000', remaining: '0' });
+    expect((await http('GET', '/v1/campaigns/spring')).body).toEqual({
+      campaignId: 'spring',
+      budget: '1000',
+      reserved: '1000',
+      applied: '1000',
+      remaining: '0',
+    });
 
     // a revert gives back what it took back
     expect((await cli(['batch', 'revert', 'sp1', '--yes'])).code).toBe(0);
-    expect((await cli(['campaign', 'show', 'spring'])).json).toEqual({ campaignId: 'spring', budget: '1000', reserved: '400', applied: '400', remaining: '600' });
+    expect((await cli(['campaign', 'show', 'spring'])).json).toEqual({
+      campaignId: 'spring',
+      budget: '1000',
+      reserved: '400',
+      applied: '400',
+      remaining: '600',
+    });
 
     // lowering below what is reserved refuses new batches and leaves the accepted ones alone
-    expect((await http('PUT', '/v1/campaigns/spring', { budget: '300' })).body).toMatchObject({ budget: '300', reserved: '400', remaining: '-100' });
+    expect((await http('PUT', '/v1/campaigns/spring', { budget: '300' })).body).toMatchObject({
+      budget: '300',
+      reserved: '400',
+      remaining: '-100',
+    });
     const tiny = await cli(['enqueue', '--file', rewardFile('sp5', 1, 1), '--batch-id', 'sp5', '--campaign', 'spring']);
     expect(tiny).toMatchObject({ code: 2, json: { error: 'budget exceeded', remaining: '-100' } });
     expect(tiny.json.message).toContain('a budget of at least 401 would fit it');
     expect((await cli(['batch', 'sp4'])).json).toMatchObject({ status: 'completed', applied: 4 });
 
     const trail = (await cli(['audit', '--action', 'campaign.budget'])).json;
-    expect(trail.map((record: { actor: string; target: string; details: object; result: object }) => [record.actor, record.target, record.details, record.result])).toEqual([
-      [expect.stringMatching(/^http:admin@/), 'campaign:spring', { budget: '300' }, { previousBudget: '1000', created: false }],
+    expect(
+      trail.map((record: { actor: string; target: string; details: object; result: object }) => [
+        record.actor,
+        record.target,
+        record.details,
+        record.result,
+      ]),
+    ).toEqual([
+      [
+        expect.stringMatching(/^http:admin@/),
+        'campaign:spring',
+        { budget: '300' },
+        { previousBudget: '1000', created: false },
+      ],
       ['ops', 'campaign:spring', { budget: '1000' }, { previousBudget: null, created: true }],
     ]);
   });
 
   it('a campaign without a budget is unlimited; an unknown campaign is 404 / exit 1; bad budgets and ids are refused', async () => {
-    const big = await cli(['enqueue', '--file', rewardFile('fr1', 3, 9_000_000), '--batch-id', 'fr1', '--campaign', 'free']);
+    const big = await cli([
+      'enqueue',
+      '--file',
+      rewardFile('fr1', 3, 9_000_000),
+      '--batch-id',
+      'fr1',
+      '--campaign',
+      'free',
+    ]);
     expect(big.code).toBe(0);
-    expect((await cli(['campaign', 'show', 'free'])).json).toMatchObject({ campaignId: 'free', budget: null, reserved: '27000000', remaining: null });
+    expect((await cli(['campaign', 'show', 'free'])).json).toMatchObject({
+      campaignId: 'free',
+      budget: null,
+      reserved: '27000000',
+      remaining: null,
+    });
 
     expect((await cli(['campaign', 'show', 'nobody'])).code).toBe(1);
     expect((await http('GET', '/v1/campaigns/nobody')).status).toBe(404);
@@ -110,47 +205,84 @@ describe('campaign budgets', () => {
     expect((await http('PUT', '/v1/campaigns/bad', { budget: 1.5 })).status).toBe(400);
     expect((await http('PUT', '/v1/campaigns/bad', {})).status).toBe(400);
     expect((await http('PUT', '/v1/campaigns/bad', { budget: '5' }, server.apiToken)).status).toBe(403);
-    expect((await http('PUT', '/v1/campaigns/ok', { budget: 250 })).body).toMatchObject({ budget: '250', remaining: '250' });
+    expect((await http('PUT', '/v1/campaigns/ok', { budget: 250 })).body).toMatchObject({
+      budget: '250',
+      remaining: '250',
+    });
     // a budget can be removed again: unlimited
-    expect((await http('PUT', '/v1/campaigns/ok', { budget: null })).body).toMatchObject({ budget: null, remaining: null });
+    expect((await http('PUT', '/v1/campaigns/ok', { budget: null })).body).toMatchObject({
+      budget: null,
+      remaining: null,
+    });
     expect((await cli(['campaign', 'set', 'ok', '--budget', '40'])).json).toMatchObject({ budget: '40' });
     expect((await cli(['campaign', 'set', 'ok', '--budget', 'unlimited'])).json).toMatchObject({ budget: null });
     expect((await cli(['campaign', 'show', ' spaced'])).code).toBe(2);
-    expect(await http('PUT', '/v1/campaigns/%20spaced', { budget: '5' })).toMatchObject({ status: 400, body: { errors: [{ field: 'campaignId' }] } });
+    expect(await http('PUT', '/v1/campaigns/%20spaced', { budget: '5' })).toMatchObject({
+      status: 400,
+      body: { errors: [{ field: 'campaignId' }] },
+    });
 
-    const badId = await http('POST', '/v1/batches', { campaignId: ' spaced', rewards: [{ rewardId: 'x', uid: 'u', amount: 1 }] }, server.apiToken);
+    const badId = await http(
+      'POST',
+      '/v1/batches',
+      { campaignId: ' spaced', rewards: [{ rewardId: 'x', uid: 'u', amount: 1 }] },
+      server.apiToken,
+    );
     expect(badId).toMatchObject({ status: 400, body: { error: 'invalid batch', errors: [{ field: 'campaignId' }] } });
-    const badPriority = await http('POST', '/v1/batches', { priority: 'urgent', rewards: [{ rewardId: 'x', uid: 'u', amount: 1 }] }, server.apiToken);
-    expect(badPriority).toMatchObject({ status: 400, body: { error: 'invalid batch', errors: [{ field: 'priority' }] } });
+    const badPriority = await http(
+      'POST',
+      '/v1/batches',
+      { priority: 'urgent', rewards: [{ rewardId: 'x', uid: 'u', amount: 1 }] },
+      server.apiToken,
+    );
+    expect(badPriority).toMatchObject({
+      status: 400,
+      body: { error: 'invalid batch', errors: [{ field: 'priority' }] },
+    });
   });
 
   it('a known batchId under another campaign is a batch conflict; the same batch again is a no-op that reserves nothing more', async () => {
     const windfall = await env.open();
-    await windfall.producer.enqueueRewards([{ rewardId: 'id1-r', uid: 'u', amount: 10 }], { batchId: 'id1', campaignId: 'idem' });
-    await windfall.producer.enqueueRewards([{ rewardId: 'id1-r', uid: 'u', amount: 10 }], { batchId: 'id1', campaignId: 'idem' });
+    await windfall.producer.enqueueRewards([{ rewardId: 'id1-r', uid: 'u', amount: 10 }], {
+      batchId: 'id1',
+      campaignId: 'idem',
+    });
+    await windfall.producer.enqueueRewards([{ rewardId: 'id1-r', uid: 'u', amount: 10 }], {
+      batchId: 'id1',
+      campaignId: 'idem',
+    });
     expect((await cli(['campaign', 'show', 'idem'])).json).toMatchObject({ reserved: '10' });
-    await expect(windfall.producer.enqueueRewards([{ rewardId: 'id1-r', uid: 'u', amount: 10 }], { batchId: 'id1', campaignId: 'other' })).rejects.toThrow(
-      /already exists under campaign "idem"/,
-    );
-    await expect(windfall.producer.enqueueRewards([{ rewardId: 'id1-r', uid: 'u', amount: 10 }], { batchId: 'id1' })).rejects.toThrow(/already exists under campaign/);
+    await expect(
+      windfall.producer.enqueueRewards([{ rewardId: 'id1-r', uid: 'u', amount: 10 }], {
+        batchId: 'id1',
+        campaignId: 'other',
+      }),
+    ).rejects.toThrow(/already exists under campaign "idem"/);
+    await expect(
+      windfall.producer.enqueueRewards([{ rewardId: 'id1-r', uid: 'u', amount: 10 }], { batchId: 'id1' }),
+    ).rejects.toThrow(/already exists under campaign/);
   });
 
   it.each([
     ['read committed (the default)', 20, 'race'],
     ['a database whose default is repeatable read', 5, 'race-rr'],
-  ])('racing enqueues never overrun on %s: of two batches that each fit alone but not together, exactly one is accepted', async (_, tries, tag) => {
-    const database = new URL(env.databaseUrl).pathname.slice(1);
-    if (tag === 'race-rr') await env.pool.query(`alter database "${database}" set default_transaction_isolation = 'repeatable read'`);
-    const windfall = await env.open(); // new connections: they take the database's default
-    try {
-      for (let attempt = 0; attempt < tries; attempt += 1) {
-        await raceOnce(windfall, `${tag}-${attempt}`);
+  ])(
+    'racing enqueues never overrun on %s: of two batches that each fit alone but not together, exactly one is accepted',
+    async (_, tries, tag) => {
+      const database = new URL(env.databaseUrl).pathname.slice(1);
+      if (tag === 'race-rr')
+        await env.pool.query(`alter database "${database}" set default_transaction_isolation = 'repeatable read'`);
+      const windfall = await env.open(); // new connections: they take the database's default
+      try {
+        for (let attempt = 0; attempt < tries; attempt += 1) {
+          await raceOnce(windfall, `${tag}-${attempt}`);
+        }
+      } finally {
+        if (tag === 'race-rr') await env.pool.query(`alter database "${database}" reset default_transaction_isolation`);
+        await windfall.close();
       }
-    } finally {
-      if (tag === 'race-rr') await env.pool.query(`alter database "${database}" reset default_transaction_isolation`);
-      await windfall.close();
-    }
-  });
+    },
+  );
 });
 
 async function raceOnce(windfall: Awaited<ReturnType<typeof env.open>>, campaignId: string): Promise<void> {
@@ -166,6 +298,9 @@ async function raceOnce(windfall: Awaited<ReturnType<typeof env.open>>, campaign
   expect(accepted, campaignId).toHaveLength(1);
   expect(refused[0]!.reason).toBeInstanceOf(BudgetExceededError);
   expect((refused[0]!.reason as BudgetExceededError).remaining).toBe(40n);
-  const { rows } = await env.pool.query<{ n: number }>('select count(*)::int as n from reward_batches where campaign_id = $1', [campaignId]);
+  const { rows } = await env.pool.query<{ n: number }>(
+    'select count(*)::int as n from reward_batches where campaign_id = $1',
+    [campaignId],
+  );
   expect(rows[0]!.n).toBe(1);
 }

@@ -23,8 +23,25 @@ function uidOf(n: number): string {
 
 describe('chunk plan counted while reading', () => {
   it('orders strings like the "C" collation (by code point, not by UTF-16 unit)', async () => {
-    const samples = ['a', 'b', 'ab', '', 'ü', '\u{e000}', '\u{ffff}', '\u{1f600}', '\u{10000}', 'Z', '~', 'a\u{1f600}', 'a\u{ffff}'];
-    const { rows } = await env.pool.query<{ s: string }>(`select s from unnest($1::text[]) as s order by s collate "C"`, [samples]);
+    const samples = [
+      'a',
+      'b',
+      'ab',
+      '',
+      'ü',
+      '\u{e000}',
+      '\u{ffff}',
+      '\u{1f600}',
+      '\u{10000}',
+      'Z',
+      '~',
+      'a\u{1f600}',
+      'a\u{ffff}',
+    ];
+    const { rows } = await env.pool.query<{ s: string }>(
+      `select s from unnest($1::text[]) as s order by s collate "C"`,
+      [samples],
+    );
     expect([...samples].sort(compareC)).toEqual(rows.map((row) => row.s));
     // the UTF-16 order differs for these: the test above would fail with a plain sort
     expect([...samples].sort()).not.toEqual(rows.map((row) => row.s));
@@ -45,7 +62,13 @@ describe('chunk plan counted while reading', () => {
     );
     expect(planned.rows.length).toBeGreaterThan(50);
     // each chunk's recorded users are its staged users, in "C" order, with their reward counts
-    const users = await env.pool.query<{ chunk_no: number; uids: string[]; user_rewards: number[]; staged_uids: string[]; staged_rewards: number[] }>(
+    const users = await env.pool.query<{
+      chunk_no: number;
+      uids: string[];
+      user_rewards: number[];
+      staged_uids: string[];
+      staged_rewards: number[];
+    }>(
       `select c.chunk_no, c.uids, c.user_rewards,
               array_agg(s.uid order by s.uid) as staged_uids, array_agg(s.n order by s.uid) as staged_rewards
        from reward_chunks c
@@ -55,7 +78,11 @@ describe('chunk plan counted while reading', () => {
     );
     expect(users.rows).toHaveLength(planned.rows.length);
     for (const chunk of users.rows) {
-      expect([chunk.chunk_no, chunk.uids, chunk.user_rewards]).toEqual([chunk.chunk_no, chunk.staged_uids, chunk.staged_rewards]);
+      expect([chunk.chunk_no, chunk.uids, chunk.user_rewards]).toEqual([
+        chunk.chunk_no,
+        chunk.staged_uids,
+        chunk.staged_rewards,
+      ]);
     }
 
     // what the SQL plan makes of the same staged rows (in a transaction rolled back)
@@ -78,15 +105,22 @@ describe('chunk plan counted while reading', () => {
 describe('chunk loads', () => {
   it('a chunk without recorded users (planned by PostgreSQL, or staged before migration 0003) loads the same users from its staged rows', async () => {
     const windfall = await env.open({ recoveryIntervalMs: 0, chunkSize: 25 });
-    const rewards = Array.from({ length: 400 }, (_, n) => ({ rewardId: `cl-${n}`, uid: uidOf(n % 90), amount: 1 + (n % 3) }));
+    const rewards = Array.from({ length: 400 }, (_, n) => ({
+      rewardId: `cl-${n}`,
+      uid: uidOf(n % 90),
+      amount: 1 + (n % 3),
+    }));
     const batch = await windfall.producer.enqueueRewards(rewards, { batchId: 'cl-batch' });
     const load = async (): Promise<unknown[]> => {
       const works = [];
-      for (let chunkNo = 0; chunkNo < batch.chunks; chunkNo += 1) works.push(await loadChunkWork(env.pool, 'cl-batch', chunkNo));
+      for (let chunkNo = 0; chunkNo < batch.chunks; chunkNo += 1)
+        works.push(await loadChunkWork(env.pool, 'cl-batch', chunkNo));
       return works;
     };
     const recorded = await load();
-    const { rowCount } = await env.pool.query(`update reward_chunks set uids = null, user_rewards = null where batch_id = 'cl-batch'`);
+    const { rowCount } = await env.pool.query(
+      `update reward_chunks set uids = null, user_rewards = null where batch_id = 'cl-batch'`,
+    );
     expect(rowCount).toBe(batch.chunks);
     expect(await load()).toEqual(recorded);
     expect(recorded.flatMap((work) => (work as { tasks: unknown[] }).tasks)).toHaveLength(90);

@@ -36,7 +36,12 @@ describe('windfall CLI', () => {
     const result = await runCli(['enqueue', '--file', path, '--batch-id', 'cli-bad'], env.env());
     expect(result.code).toBe(2);
     expect(result.stderr).toContain('4 invalid rows out of 6');
-    for (const line of ['row 2, amount: fractions', 'row 3, uid: is empty', 'row 4, row: is not valid JSON', 'row 5, amount: must be positive']) {
+    for (const line of [
+      'row 2, amount: fractions',
+      'row 3, uid: is empty',
+      'row 4, row: is not valid JSON',
+      'row 5, amount: must be positive',
+    ]) {
       expect(result.stderr).toContain(line);
     }
     const { rows } = await env.pool.query(`select count(*)::int as n from reward_batches where batch_id = 'cli-bad'`);
@@ -75,9 +80,13 @@ describe('windfall CLI', () => {
     expect(plain.code).toBe(2);
     const stderr = plain.stderr.trimEnd().split('\n');
     expect(stderr.length).toBeLessThanOrEqual(1010);
-    expect(stderr[0]).toBe('windfall: batch refused: 8,000 invalid rows out of 12,000 (10,000 errors); nothing was enqueued. Fix the rows and enqueue again.');
+    expect(stderr[0]).toBe(
+      'windfall: batch refused: 8,000 invalid rows out of 12,000 (10,000 errors); nothing was enqueued. Fix the rows and enqueue again.',
+    );
     expect(stderr[1]).toBe('  row 4001, rewardId: repeats row 1 of this batch (a rewardId may appear once per batch)');
-    expect(stderr[1000]).toBe('  row 5000, rewardId: repeats row 1000 of this batch (a rewardId may appear once per batch)');
+    expect(stderr[1000]).toBe(
+      '  row 5000, rewardId: repeats row 1000 of this batch (a rewardId may appear once per batch)',
+    );
     expect(stderr.slice(1001)).toEqual([
       '  … 9,000 more errors not listed. All 10,000 errors (8,000 bad rows) by field and reason:',
       '    rewardId: repeats a rewardId of an earlier row [repeated_reward_id] × 4,000',
@@ -88,12 +97,27 @@ describe('windfall CLI', () => {
 
     const json = await runCli(['enqueue', '--file', path, '--batch-id', 'cli-many-bad', '--json'], env.env());
     expect(json.code).toBe(2);
-    const document = JSON.parse(json.stdout) as { error: string; errors: { row: number; code: string }[]; summary: unknown[]; totalErrors: number; badRows: number; rowsRead: number };
-    expect(document).toMatchObject({ error: 'invalid batch', totalErrors: 10_000, badRows: 8000, rowsRead: 12_000, summary: expectedSummary });
+    const document = JSON.parse(json.stdout) as {
+      error: string;
+      errors: { row: number; code: string }[];
+      summary: unknown[];
+      totalErrors: number;
+      badRows: number;
+      rowsRead: number;
+    };
+    expect(document).toMatchObject({
+      error: 'invalid batch',
+      totalErrors: 10_000,
+      badRows: 8000,
+      rowsRead: 12_000,
+      summary: expectedSummary,
+    });
     expect(document.errors).toHaveLength(1000);
     expect(document.errors.map((e) => e.row)).toEqual(Array.from({ length: 1000 }, (_, n) => 4001 + n));
     expect(json.stderr.trimEnd().split('\n').length).toBeLessThanOrEqual(10);
-    const { rows } = await env.pool.query(`select count(*)::int as n from reward_batch_items where batch_id = 'cli-many-bad'`);
+    const { rows } = await env.pool.query(
+      `select count(*)::int as n from reward_batch_items where batch_id = 'cli-many-bad'`,
+    );
     expect(rows[0].n).toBe(0);
   });
 
@@ -107,15 +131,32 @@ describe('windfall CLI', () => {
     expect(JSON.parse(enqueued.stdout)).toEqual({ batchId: 'cli-good', total: 2 });
 
     const pending = await runCli(['batch', 'cli-good', '--json'], env.env());
-    expect(JSON.parse(pending.stdout)).toMatchObject({ batchId: 'cli-good', status: 'pending', total: 2, applied: 0, duplicate: 0, deadLettered: 0, pending: 2 });
+    expect(JSON.parse(pending.stdout)).toMatchObject({
+      batchId: 'cli-good',
+      status: 'pending',
+      total: 2,
+      applied: 0,
+      duplicate: 0,
+      deadLettered: 0,
+      pending: 2,
+    });
 
     workers.push(startCli(['worker'], env.env()));
     const waited = await runCli(['enqueue', '--file', path, '--batch-id', 'cli-good', '--wait', '--json'], env.env());
     expect(waited.code, waited.stderr).toBe(0);
-    expect(JSON.parse(waited.stdout)).toMatchObject({ batchId: 'cli-good', status: 'completed', applied: 2, pending: 0 });
+    expect(JSON.parse(waited.stdout)).toMatchObject({
+      batchId: 'cli-good',
+      status: 'completed',
+      applied: 2,
+      pending: 0,
+    });
 
     const wallets = await runCli(['wallet', 'user1', 'user2', 'nobody', '--json'], env.env());
-    const document = JSON.parse(wallets.stdout) as { uid: string; balance: string; entries: { amount: string; description: string }[] }[];
+    const document = JSON.parse(wallets.stdout) as {
+      uid: string;
+      balance: string;
+      entries: { amount: string; description: string }[];
+    }[];
     expect(document.map((w) => [w.uid, w.balance])).toEqual([
       ['user1', '100'],
       ['user2', '200'],
@@ -128,7 +169,11 @@ describe('windfall CLI', () => {
   it('reads CSV from standard input and waits with plain progress lines off a terminal', async () => {
     const csv = 'rewardId,uid,amount,description\ns-1,csv-u1,5,"a, quoted description"\ns-2,csv-u2,6,\n';
     workers.push(startCli(['worker'], env.env()));
-    const result = await runCli(['enqueue', '--file', '-', '--format', 'csv', '--batch-id', 'cli-stdin', '--wait'], env.env(), csv);
+    const result = await runCli(
+      ['enqueue', '--file', '-', '--format', 'csv', '--batch-id', 'cli-stdin', '--wait'],
+      env.env(),
+      csv,
+    );
     expect(result.code, result.stderr).toBe(0);
     expect(result.stdout.trim()).toBe('cli-stdin');
     expect(result.stderr).toMatch(/batch cli-stdin: 100\.0% 2\/2 rewards/);
@@ -158,9 +203,20 @@ describe('windfall CLI', () => {
         runCli(['migrate', '--json'], env.env({ DATABASE_URL: fresh })),
       ]);
       expect([first.code, second.code], first.stderr + second.stderr).toEqual([0, 0]);
-      const reports = [JSON.parse(first.stdout), JSON.parse(second.stdout)] as { created: boolean; applied: string[] }[];
+      const reports = [JSON.parse(first.stdout), JSON.parse(second.stdout)] as {
+        created: boolean;
+        applied: string[];
+      }[];
       expect(reports.filter((r) => r.created)).toHaveLength(1);
-      expect(reports.flatMap((r) => r.applied)).toEqual(['0001_ledger', '0002_replay_lookup', '0003_chunk_users', '0004_audit_trail', '0005_batch_revert', '0006_campaign_budgets', '0007_batch_events']);
+      expect(reports.flatMap((r) => r.applied)).toEqual([
+        '0001_ledger',
+        '0002_replay_lookup',
+        '0003_chunk_users',
+        '0004_audit_trail',
+        '0005_batch_revert',
+        '0006_campaign_budgets',
+        '0007_batch_events',
+      ]);
       const again = await runCli(['migrate', '--json'], env.env({ DATABASE_URL: fresh }));
       expect(JSON.parse(again.stdout)).toMatchObject({ created: false, applied: [] });
     } finally {
@@ -178,7 +234,10 @@ describe('windfall CLI', () => {
     // under --json stdout still carries one JSON document, saying what went wrong
     const unknownJson = await runCli(['batch', 'no-such-batch', '--json'], env.env());
     expect(unknownJson.code).toBe(1);
-    expect(JSON.parse(unknownJson.stdout)).toEqual({ error: 'failed', message: expect.stringContaining('no batch has id "no-such-batch"') });
+    expect(JSON.parse(unknownJson.stdout)).toEqual({
+      error: 'failed',
+      message: expect.stringContaining('no batch has id "no-such-batch"'),
+    });
     const downJson = await runCli(['batch', 'x', '--json'], env.env({ REDIS_URL: 'redis://127.0.0.1:1' }));
     expect(downJson.code).toBe(1);
     expect(JSON.parse(downJson.stdout)).toMatchObject({ error: 'unavailable' });
@@ -204,14 +263,20 @@ describe('a database behind this version', () => {
       await client.connect();
       try {
         await client.query(`alter table reward_batches drop constraint reward_batches_status_check`);
-        await client.query(`alter table reward_batches add constraint reward_batches_status_check check (status in ('pending', 'processing', 'completed', 'completed_with_failures'))`);
+        await client.query(
+          `alter table reward_batches add constraint reward_batches_status_check check (status in ('pending', 'processing', 'completed', 'completed_with_failures'))`,
+        );
         await client.query(`drop table audit_log`);
         await client.query(`drop function audit_log_append_only()`);
         await client.query(`alter table reward_chunks drop column uids, drop column user_rewards`);
         await client.query(`drop table batch_events`);
         await client.query(`drop table campaigns`);
-        await client.query(`alter table reward_batches drop column campaign_id, drop column amount_total, drop column priority`);
-        await client.query(`delete from kysely_migration where name in ('0003_chunk_users', '0004_audit_trail', '0005_batch_revert', '0006_campaign_budgets', '0007_batch_events')`);
+        await client.query(
+          `alter table reward_batches drop column campaign_id, drop column amount_total, drop column priority`,
+        );
+        await client.query(
+          `delete from kysely_migration where name in ('0003_chunk_users', '0004_audit_trail', '0005_batch_revert', '0006_campaign_budgets', '0007_batch_events')`,
+        );
       } finally {
         await client.end();
       }
@@ -222,8 +287,19 @@ describe('a database behind this version', () => {
         expect(refused.stderr).toContain('run `windfall migrate`');
       }
       const migrated = await runCli(['migrate', '--json'], env.env({ DATABASE_URL: behind }));
-      expect(JSON.parse(migrated.stdout)).toMatchObject({ applied: ['0003_chunk_users', '0004_audit_trail', '0005_batch_revert', '0006_campaign_budgets', '0007_batch_events'] });
-      const enqueued = await runCli(['enqueue', '--file', file, '--batch-id', 'bh', '--json'], env.env({ DATABASE_URL: behind }));
+      expect(JSON.parse(migrated.stdout)).toMatchObject({
+        applied: [
+          '0003_chunk_users',
+          '0004_audit_trail',
+          '0005_batch_revert',
+          '0006_campaign_budgets',
+          '0007_batch_events',
+        ],
+      });
+      const enqueued = await runCli(
+        ['enqueue', '--file', file, '--batch-id', 'bh', '--json'],
+        env.env({ DATABASE_URL: behind }),
+      );
       expect(enqueued.code, enqueued.stderr).toBe(0);
     } finally {
       await env.pool.query(`drop database if exists "${url.pathname.slice(1)}" with (force)`);

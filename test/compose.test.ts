@@ -37,10 +37,18 @@ function composeCommand(): string[] | undefined {
 }
 const compose = composeCommand();
 
-function runCompose(args: string[], env: Record<string, string>): { status: number | null; stdout: string; stderr: string } {
+function runCompose(
+  args: string[],
+  env: Record<string, string>,
+): { status: number | null; stdout: string; stderr: string } {
   const base: NodeJS.ProcessEnv = {};
-  for (const [key, value] of Object.entries(process.env)) if (!(key in PASSWORDS) && !key.startsWith('WINDFALL_')) base[key] = value;
-  return spawnSync(compose![0]!, [...compose!.slice(1), '--env-file', emptyEnv, '-f', composeFile, ...args], { encoding: 'utf8', cwd: root, env: { ...base, ...env } });
+  for (const [key, value] of Object.entries(process.env))
+    if (!(key in PASSWORDS) && !key.startsWith('WINDFALL_')) base[key] = value;
+  return spawnSync(compose![0]!, [...compose!.slice(1), '--env-file', emptyEnv, '-f', composeFile, ...args], {
+    encoding: 'utf8',
+    cwd: root,
+    env: { ...base, ...env },
+  });
 }
 
 /** The services as compose resolves them, or as the file writes them (variables left as written). */
@@ -62,13 +70,20 @@ function hostAddress(port: NonNullable<Service['ports']>[number]): string {
 
 function environment(service: Service): Record<string, string> {
   const env = service.environment ?? {};
-  if (Array.isArray(env)) return Object.fromEntries(env.map((item) => [item.split('=')[0]!, item.split('=').slice(1).join('=')]));
+  if (Array.isArray(env))
+    return Object.fromEntries(env.map((item) => [item.split('=')[0]!, item.split('=').slice(1).join('=')]));
   return Object.fromEntries(Object.entries(env).map(([key, value]) => [key, value ?? '']));
 }
 
 describe(`docker-compose.yml (${compose ? `checked with \`${compose.join(' ')} config\`` : 'no compose client: checked as written'})`, () => {
   it('binds every published port to 127.0.0.1', () => {
-    const published = Object.entries(services()).flatMap(([name, service]) => (service.ports ?? []).map((port) => ({ name, port: String(typeof port === 'object' ? JSON.stringify(port) : port), address: hostAddress(port) })));
+    const published = Object.entries(services()).flatMap(([name, service]) =>
+      (service.ports ?? []).map((port) => ({
+        name,
+        port: String(typeof port === 'object' ? JSON.stringify(port) : port),
+        address: hostAddress(port),
+      })),
+    );
     expect(published.map((entry) => entry.name).sort()).toEqual(['api', 'grafana', 'postgres', 'prometheus', 'redis']);
     expect(published.filter((entry) => entry.address !== '127.0.0.1')).toEqual([]);
   });
@@ -77,27 +92,38 @@ describe(`docker-compose.yml (${compose ? `checked with \`${compose.join(' ')} c
     const all = services();
     const postgres = environment(all['postgres']!);
     expect(postgres['POSTGRES_HOST_AUTH_METHOD']).toBeUndefined();
-    expect(postgres['POSTGRES_PASSWORD']).toEqual(compose ? PASSWORDS.POSTGRES_PASSWORD : expect.stringMatching(/^\$\{POSTGRES_PASSWORD:\?/));
+    expect(postgres['POSTGRES_PASSWORD']).toEqual(
+      compose ? PASSWORDS.POSTGRES_PASSWORD : expect.stringMatching(/^\$\{POSTGRES_PASSWORD:\?/),
+    );
     for (const name of ['migrate', 'worker', 'api']) {
-      const url = new URL(environment(all[name]!)['DATABASE_URL']!.replace(/\$\{POSTGRES_PASSWORD:\?[^}]*\}/, 'from-env'));
+      const url = new URL(
+        environment(all[name]!)['DATABASE_URL']!.replace(/\$\{POSTGRES_PASSWORD:\?[^}]*\}/, 'from-env'),
+      );
       expect(decodeURIComponent(url.password), name).toBe(compose ? PASSWORDS.POSTGRES_PASSWORD : 'from-env');
     }
-    expect(environment(all['grafana']!)['GF_SECURITY_ADMIN_PASSWORD']).toEqual(compose ? PASSWORDS.GRAFANA_ADMIN_PASSWORD : expect.stringMatching(/^\$\{GRAFANA_ADMIN_PASSWORD:\?/));
+    expect(environment(all['grafana']!)['GF_SECURITY_ADMIN_PASSWORD']).toEqual(
+      compose ? PASSWORDS.GRAFANA_ADMIN_PASSWORD : expect.stringMatching(/^\$\{GRAFANA_ADMIN_PASSWORD:\?/),
+    );
   });
 
-  it.runIf(compose !== undefined)('refuses to resolve without the passwords, naming the variable and .env.example', () => {
-    const withoutPostgres = runCompose(['config'], { GRAFANA_ADMIN_PASSWORD: PASSWORDS.GRAFANA_ADMIN_PASSWORD });
-    expect(withoutPostgres.status).not.toBe(0);
-    expect(withoutPostgres.stderr).toContain('set POSTGRES_PASSWORD in .env (see .env.example)');
-    const withoutGrafana = runCompose(['config'], { POSTGRES_PASSWORD: PASSWORDS.POSTGRES_PASSWORD });
-    expect(withoutGrafana.status).not.toBe(0);
-    expect(withoutGrafana.stderr).toContain('set GRAFANA_ADMIN_PASSWORD in .env (see .env.example)');
-  });
+  it.runIf(compose !== undefined)(
+    'refuses to resolve without the passwords, naming the variable and .env.example',
+    () => {
+      const withoutPostgres = runCompose(['config'], { GRAFANA_ADMIN_PASSWORD: PASSWORDS.GRAFANA_ADMIN_PASSWORD });
+      expect(withoutPostgres.status).not.toBe(0);
+      expect(withoutPostgres.stderr).toContain('set POSTGRES_PASSWORD in .env (see .env.example)');
+      const withoutGrafana = runCompose(['config'], { POSTGRES_PASSWORD: PASSWORDS.POSTGRES_PASSWORD });
+      expect(withoutGrafana.status).not.toBe(0);
+      expect(withoutGrafana.stderr).toContain('set GRAFANA_ADMIN_PASSWORD in .env (see .env.example)');
+    },
+  );
 
   it('.env.example names every variable the file requires or passes on', () => {
     const example = readFileSync(join(root, '.env.example'), 'utf8');
     const named = new Set([...example.matchAll(/^([A-Z_]+)=/gm)].map((match) => match[1]));
-    const used = new Set([...readFileSync(composeFile, 'utf8').matchAll(/\$\{([A-Z_]+)[:}]/g)].map((match) => match[1]));
+    const used = new Set(
+      [...readFileSync(composeFile, 'utf8').matchAll(/\$\{([A-Z_]+)[:}]/g)].map((match) => match[1]),
+    );
     expect([...used].filter((variable) => !named.has(variable))).toEqual([]);
     // placeholders are empty: a copied example never starts a stack with a known password
     expect([...example.matchAll(/^[A-Z_]+=(.+)$/gm)].map((match) => match[0])).toEqual([]);

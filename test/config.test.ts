@@ -38,7 +38,16 @@ describe('loadConfig', () => {
       WINDFALL_ADMIN_TOKEN: 'admin',
       LOG_LEVEL: 'debug',
     });
-    expect(config).toMatchObject({ prefix: 'campaign-a', shards: 16, concurrency: 6, usersPerTransaction: 16, jobAttempts: 5, apiToken: 'api', adminToken: 'admin', logLevel: 'debug' });
+    expect(config).toMatchObject({
+      prefix: 'campaign-a',
+      shards: 16,
+      concurrency: 6,
+      usersPerTransaction: 16,
+      jobAttempts: 5,
+      apiToken: 'api',
+      adminToken: 'admin',
+      logLevel: 'debug',
+    });
     expect(config.rewardLockPolicy).toEqual({ name: 'reward', retries: 2, initialDelayMs: 50, factor: 2, ttlMs: 1000 });
   });
 

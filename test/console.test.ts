@@ -12,7 +12,16 @@ import { startServe, type ServeProcess } from './support/serve.js';
 
 /** Debian's Chromium (`apt-get install -y chromium`); no browser is downloaded at install time. */
 const CHROMIUM = '/usr/bin/chromium';
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
 const RESULTS = fileURLToPath(new URL('../test-results/', import.meta.url));
 
 const env = useTestEnvironment();
@@ -20,7 +29,10 @@ let server: ServeProcess;
 let browser: Browser;
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) throw new Error(`the console test drives Debian's Chromium at ${CHROMIUM}: install it with \`apt-get install -y chromium\``);
+  if (!existsSync(CHROMIUM))
+    throw new Error(
+      `the console test drives Debian's Chromium at ${CHROMIUM}: install it with \`apt-get install -y chromium\``,
+    );
   mkdirSync(RESULTS, { recursive: true });
   server = await startServe(env.env({ WINDFALL_JOB_ATTEMPTS: '1', WINDFALL_RECOVERY_INTERVAL_MS: '0' }));
   browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true });
@@ -31,13 +43,24 @@ afterAll(async () => {
 });
 
 function operator(): Promise<BrowserContext> {
-  return browser.newContext({ httpCredentials: { username: 'operator', password: server.adminToken }, viewport: { width: 1366, height: 900 } });
+  return browser.newContext({
+    httpCredentials: { username: 'operator', password: server.adminToken },
+    viewport: { width: 1366, height: 900 },
+  });
 }
 
 /** A batch with one user dead-lettered (its lock held elsewhere, no lock retries, one job attempt) and one applied. */
 async function batchWithFailures(tag: string): Promise<void> {
-  await env.redis.set(`${env.prefix}:lock:${tag}-busy`, JSON.stringify({ owner: 'elsewhere:9', acquiredAt: new Date().toISOString(), token: 't' }), 'PX', 60_000);
-  const windfall = await env.open({ rewardLockPolicy: { name: 'reward', retries: 0, initialDelayMs: 10, factor: 1, ttlMs: 5000 }, jobAttempts: 1 });
+  await env.redis.set(
+    `${env.prefix}:lock:${tag}-busy`,
+    JSON.stringify({ owner: 'elsewhere:9', acquiredAt: new Date().toISOString(), token: 't' }),
+    'PX',
+    60_000,
+  );
+  const windfall = await env.open({
+    rewardLockPolicy: { name: 'reward', retries: 0, initialDelayMs: 10, factor: 1, ttlMs: 5000 },
+    jobAttempts: 1,
+  });
   await windfall.createWorker().start();
   await windfall.producer.enqueueRewards(
     [
@@ -46,7 +69,11 @@ async function batchWithFailures(tag: string): Promise<void> {
     ],
     { batchId: `${tag}-batch` },
   );
-  expect(await waitForBatchDone(env.pool, `${tag}-batch`)).toMatchObject({ status: 'completed_with_failures', applied: 1, deadLettered: 1 });
+  expect(await waitForBatchDone(env.pool, `${tag}-batch`)).toMatchObject({
+    status: 'completed_with_failures',
+    applied: 1,
+    deadLettered: 1,
+  });
   await env.redis.del(`${env.prefix}:lock:${tag}-busy`);
 }
 
@@ -64,18 +91,27 @@ describe('operator console (/console)', () => {
     await page.locator('input[name=entry]').first().check();
     const replay = page.locator('form[data-action$="/actions/replay"]');
     await replay.locator('button[data-mode=preview]').click();
-    await eventually(async () => (await replay.locator('output').textContent())?.includes('nothing changed yet') === true, 'the replay preview');
+    await eventually(
+      async () => (await replay.locator('output').textContent())?.includes('nothing changed yet') === true,
+      'the replay preview',
+    );
     expect(await replay.locator('output').textContent()).toContain('"dryRun": true');
     // the preview changed nothing
     const [entry] = await listDeadLetters(env.pool, { batchId: 'cm-batch', state: 'any' });
     expect((await getDeadLetter(env.pool, entry!.id))?.state).toBe('open');
     await page.screenshot({ path: `${RESULTS}console-batch.png`, fullPage: true });
     await replay.locator('button[data-mode=confirm]').click();
-    await eventually(async () => (await replay.locator('output').textContent())?.includes('Done') === true, 'the replay');
+    await eventually(
+      async () => (await replay.locator('output').textContent())?.includes('Done') === true,
+      'the replay',
+    );
     expect(await waitForBatchDone(env.pool, 'cm-batch')).toMatchObject({ status: 'completed', applied: 2 });
     expect((await balances(env.pool)).get('cm-busy')).toBe(77n);
     await page.goto(`${server.baseUrl}/console/batches`);
-    await eventually(async () => ((await page.locator('tr', { hasText: 'cm-batch' }).textContent()) ?? '').includes('completed'), 'the batch to show completed');
+    await eventually(
+      async () => ((await page.locator('tr', { hasText: 'cm-batch' }).textContent()) ?? '').includes('completed'),
+      'the batch to show completed',
+    );
     await page.goto(`${server.baseUrl}/console/audit?action=dlq.replay`);
     const audit = await page.locator('main table').textContent();
     expect(audit).toContain('http:console@127.0.0.1 as alice');
@@ -85,7 +121,12 @@ describe('operator console (/console)', () => {
   });
 
   it('force-releases a lock with a reason and reverts a batch from the console (each previewed first)', async () => {
-    await env.redis.set(`${env.prefix}:lock:cl-held`, JSON.stringify({ owner: 'hung-host:4', acquiredAt: new Date().toISOString(), token: 't' }), 'PX', 60_000);
+    await env.redis.set(
+      `${env.prefix}:lock:cl-held`,
+      JSON.stringify({ owner: 'hung-host:4', acquiredAt: new Date().toISOString(), token: 't' }),
+      'PX',
+      60_000,
+    );
     const windfall = await env.open();
     await windfall.createWorker().start();
     await windfall.producer.enqueueRewards([{ rewardId: 'cr-1', uid: 'cr-u', amount: 40 }], { batchId: 'cr-batch' });
@@ -97,16 +138,25 @@ describe('operator console (/console)', () => {
     const release = page.locator('form[data-action$="/actions/lock-release"]');
     await release.locator('input[data-field=reason]').fill('holder hung since 03:00');
     await release.locator('button[data-mode=preview]').click();
-    await eventually(async () => (await release.locator('output').textContent())?.includes('nothing changed yet') === true, 'the release preview');
+    await eventually(
+      async () => (await release.locator('output').textContent())?.includes('nothing changed yet') === true,
+      'the release preview',
+    );
     expect(await env.redis.exists(`${env.prefix}:lock:cl-held`)).toBe(1);
     await release.locator('button[data-mode=confirm]').click();
-    await eventually(async () => (await env.redis.exists(`${env.prefix}:lock:cl-held`)) === 0, 'the lock to be released');
+    await eventually(
+      async () => (await env.redis.exists(`${env.prefix}:lock:cl-held`)) === 0,
+      'the lock to be released',
+    );
 
     await page.goto(`${server.baseUrl}/console/batches/cr-batch`);
     const revert = page.locator('form[data-action$="/actions/revert"]');
     await revert.locator('input[data-field=reason]').fill('sent twice');
     await revert.locator('button[data-mode=preview]').click();
-    await eventually(async () => (await revert.locator('output').textContent())?.includes('nothing changed yet') === true, 'the revert preview');
+    await eventually(
+      async () => (await revert.locator('output').textContent())?.includes('nothing changed yet') === true,
+      'the revert preview',
+    );
     expect((await balances(env.pool)).get('cr-u')).toBe(40n);
     await revert.locator('button[data-mode=confirm]').click();
     await eventually(async () => (await balances(env.pool)).get('cr-u') === 0n, 'the revert');
@@ -128,12 +178,17 @@ describe('operator console (/console)', () => {
     await page.check(`input[name=entry][value="${entry!.id}"]`);
     const purge = page.locator('form[data-action$="/actions/purge"]');
     await purge.locator('button[data-mode=preview]').click();
-    await eventually(async () => (await purge.locator('output').textContent())?.includes('nothing changed yet') === true, 'the purge preview');
+    await eventually(
+      async () => (await purge.locator('output').textContent())?.includes('nothing changed yet') === true,
+      'the purge preview',
+    );
     expect((await getDeadLetter(env.pool, entry!.id))?.state).toBe('open');
     // keyboard: the confirm button has the focus after a preview
     await page.keyboard.press('Enter');
     await eventually(async () => (await getDeadLetter(env.pool, entry!.id))?.state === 'purged', 'the purge');
-    const records = await env.pool.query(`select actor, action from audit_log where target = $1`, [`dead-letters:${entry!.id}`]);
+    const records = await env.pool.query(`select actor, action from audit_log where target = $1`, [
+      `dead-letters:${entry!.id}`,
+    ]);
     expect(records.rows).toEqual([{ actor: 'http:console@127.0.0.1', action: 'dlq.purge' }]);
     // the entry's own page: its rewards, error and attempts, and no action any more
     await page.goto(`${server.baseUrl}/console/dead-letters/${entry!.id}`);
@@ -160,7 +215,9 @@ describe('operator console (/console)', () => {
     const [entry] = await listDeadLetters(env.pool, { batchId: 'cx-batch' });
     const context = await operator();
     // a plain request with the credentials but without the console's marker
-    const plain = await context.request.post(`${server.baseUrl}/console/actions/purge`, { data: { ids: [entry!.id], dryRun: false } });
+    const plain = await context.request.post(`${server.baseUrl}/console/actions/purge`, {
+      data: { ids: [entry!.id], dryRun: false },
+    });
     expect(plain.status()).toBe(403);
     // a form on another site, posted by a browser that has the basic-auth credentials
     const evil: Server = createServer((_request, response) => {
@@ -171,7 +228,9 @@ describe('operator console (/console)', () => {
     await new Promise<void>((resolve) => evil.listen(0, '127.0.0.2', resolve));
     try {
       const page = await context.newPage();
-      const posted = page.waitForResponse((response) => response.url().endsWith('/console/actions/purge'), { timeout: 15_000 }).catch(() => null);
+      const posted = page
+        .waitForResponse((response) => response.url().endsWith('/console/actions/purge'), { timeout: 15_000 })
+        .catch(() => null);
       await page.goto(`http://127.0.0.2:${(evil.address() as AddressInfo).port}/`);
       const answer = await posted;
       expect(answer?.status()).toBe(403);

@@ -25,7 +25,10 @@ let server: ServeProcess;
 let browser: Browser;
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) throw new Error(`the dashboard test drives Debian's Chromium at ${CHROMIUM}: install it with \`apt-get install -y chromium\``);
+  if (!existsSync(CHROMIUM))
+    throw new Error(
+      `the dashboard test drives Debian's Chromium at ${CHROMIUM}: install it with \`apt-get install -y chromium\``,
+    );
   server = await startServe(env.env({ WINDFALL_JOB_ATTEMPTS: '1' }));
   browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true });
 });
@@ -37,8 +40,15 @@ afterAll(async () => {
 describe('dashboard (Bull Board at /admin/queues)', () => {
   it('logs in with basic auth, shows every queue and the dead-letter entry, and saves a screenshot', async () => {
     // a user whose lock is held elsewhere, with no lock retries and one job attempt: dead-lettered at once
-    await env.redis.set(`${env.prefix}:lock:dash-busy`, JSON.stringify({ owner: 'elsewhere:9', acquiredAt: new Date().toISOString(), token: 't' }), 'PX', 60_000);
-    const windfall = await env.open({ rewardLockPolicy: { name: 'reward', retries: 0, initialDelayMs: 10, factor: 1, ttlMs: 5000 } });
+    await env.redis.set(
+      `${env.prefix}:lock:dash-busy`,
+      JSON.stringify({ owner: 'elsewhere:9', acquiredAt: new Date().toISOString(), token: 't' }),
+      'PX',
+      60_000,
+    );
+    const windfall = await env.open({
+      rewardLockPolicy: { name: 'reward', retries: 0, initialDelayMs: 10, factor: 1, ttlMs: 5000 },
+    });
     await windfall.createWorker().start();
     const accepted = await fetch(`${server.baseUrl}/v1/batches`, {
       method: 'POST',
@@ -48,7 +58,10 @@ describe('dashboard (Bull Board at /admin/queues)', () => {
     expect(accepted.status).toBe(202);
     await eventually(async () => (await windfall.deadLetters.list()).length === 1, 'the entry to be dead-lettered');
     const [entry] = await windfall.deadLetters.list();
-    await eventually(async () => (await windfall.queues.deadLetters().getWaitingCount()) === 1, 'the dead-letter queue mirror');
+    await eventually(
+      async () => (await windfall.queues.deadLetters().getWaitingCount()) === 1,
+      'the dead-letter queue mirror',
+    );
 
     // without credentials, or with the API token as password, the browser is refused (a page load then fails with
     // ERR_INVALID_AUTH_CREDENTIALS, so the answers are read through the context's request API)
@@ -62,13 +75,17 @@ describe('dashboard (Bull Board at /admin/queues)', () => {
     await producer.close();
 
     // with the admin token as basic-auth password: the board, every shard queue and the dead-letter queue
-    const context = await browser.newContext({ httpCredentials: { username: 'operator', password: server.adminToken }, viewport: { width: 1400, height: 900 } });
+    const context = await browser.newContext({
+      httpCredentials: { username: 'operator', password: server.adminToken },
+      viewport: { width: 1400, height: 900 },
+    });
     try {
       const page = await context.newPage();
       const response = await page.goto(`${server.baseUrl}/admin/queues`);
       expect(response?.status()).toBe(200);
       await page.getByText('Windfall queues').first().waitFor({ timeout: 20_000 });
-      for (const name of ['shard-0', 'shard-7', 'dead-letter']) await page.getByText(name, { exact: true }).first().waitFor({ timeout: 20_000 });
+      for (const name of ['shard-0', 'shard-7', 'dead-letter'])
+        await page.getByText(name, { exact: true }).first().waitFor({ timeout: 20_000 });
 
       await page.getByText('dead-letter', { exact: true }).first().click();
       await page.waitForURL(/\/admin\/queues\/queue\/dead-letter/, { timeout: 20_000 });

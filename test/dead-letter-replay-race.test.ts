@@ -1,6 +1,12 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { claimReplay, markReplayed, purgeDeadLetters, recordDeadLetters, type DeadLetterEntry } from '../src/dead-letters/dead-letter-store.js';
+import {
+  claimReplay,
+  markReplayed,
+  purgeDeadLetters,
+  recordDeadLetters,
+  type DeadLetterEntry,
+} from '../src/dead-letters/dead-letter-store.js';
 import { replayJobId } from '../src/queue/job-data.js';
 import { eventually, runCli } from './support/cli.js';
 import { useTestEnvironment } from './support/environment.js';
@@ -73,9 +79,13 @@ describe('a purge and a replay of the same entry: exactly one takes effect', () 
     expect(await purgeDeadLetters(purger, { ids: [second!.id] })).toEqual([]);
     expect(await stateOf(second!.id)).toBe('replayed');
     // claiming again (a re-run job) still replays; the first replayed_at stays
-    const before = await env.pool.query<{ replayed_at: Date }>('select replayed_at from dead_letters where id = $1', [second!.id]);
+    const before = await env.pool.query<{ replayed_at: Date }>('select replayed_at from dead_letters where id = $1', [
+      second!.id,
+    ]);
     expect(await claimReplay(claimer, second!.id)).toBe('replay');
-    const after = await env.pool.query<{ replayed_at: Date }>('select replayed_at from dead_letters where id = $1', [second!.id]);
+    const after = await env.pool.query<{ replayed_at: Date }>('select replayed_at from dead_letters where id = $1', [
+      second!.id,
+    ]);
     expect(after.rows[0]!.replayed_at).toEqual(before.rows[0]!.replayed_at);
     // an entry that is not recorded (or an id that is not one) is skipped
     expect(await claimReplay(claimer, '987654321')).toBe('skip');
@@ -129,10 +139,14 @@ describe('a purge and a replay of the same entry: exactly one takes effect', () 
         return { id: entry.id, claimed: claim, purged: purge.includes(entry.id) };
       }),
     );
-    const { rows } = await env.pool.query<{ id: string; state: string }>(`select id::text, state from dead_letters where batch_id = 'race-many'`);
+    const { rows } = await env.pool.query<{ id: string; state: string }>(
+      `select id::text, state from dead_letters where batch_id = 'race-many'`,
+    );
     const states = new Map(rows.map((row) => [row.id, row.state]));
     for (const outcome of outcomes) {
-      expect(outcome.claimed === 'replay', `entry ${outcome.id}: exactly one of claim and purge wins`).toBe(!outcome.purged);
+      expect(outcome.claimed === 'replay', `entry ${outcome.id}: exactly one of claim and purge wins`).toBe(
+        !outcome.purged,
+      );
       expect(states.get(outcome.id)).toBe(outcome.purged ? 'purged' : 'replayed');
     }
   });
@@ -175,10 +189,17 @@ describe('windfall dlq replay when a purge lands between the enqueue and the mar
       expect(await purgeDeadLetters(client, { ids: [entry!.id] })).toEqual([entry!.id]);
     });
     expect(result.code, result.stderr).toBe(1);
-    const report = JSON.parse(result.stdout) as { replayed: unknown[]; skipped: { id: string; state: string; why: string }[] };
+    const report = JSON.parse(result.stdout) as {
+      replayed: unknown[];
+      skipped: { id: string; state: string; why: string }[];
+    };
     expect(report.replayed).toEqual([]);
-    expect(report.skipped).toEqual([{ id: entry!.id, state: 'purged', why: expect.stringContaining('purged while its replay was being enqueued') }]);
-    expect(result.stderr).toContain(`entry ${entry!.id} not replayed: entry was purged while its replay was being enqueued`);
+    expect(report.skipped).toEqual([
+      { id: entry!.id, state: 'purged', why: expect.stringContaining('purged while its replay was being enqueued') },
+    ]);
+    expect(result.stderr).toContain(
+      `entry ${entry!.id} not replayed: entry was purged while its replay was being enqueued`,
+    );
     expect(await stateOf(entry!.id)).toBe('purged');
     expect(job).toBeUndefined();
     // the job would not have applied anything anyway

@@ -69,23 +69,38 @@ describe('fair scheduling and priority', () => {
     await enqueue('big', 400); // 8 chunks
     await enqueue('late', 100, 'low'); // 2 chunks
     await enqueue('small', 50); // 1 chunk
-    const viaCli = await runCli(['enqueue', '--file', '-', '--format', 'jsonl', '--batch-id', 'urgent', '--priority', 'high'], env.env({ WINDFALL_SHARDS: '1', WINDFALL_CHUNK_SIZE: '50' }),
-      rewardRows(100, (n) => ({ rewardId: `urgent-${n}`, uid: `urgent-u${n}`, amount: 1 })).map((row) => JSON.stringify(row)).join('\n'));
+    const viaCli = await runCli(
+      ['enqueue', '--file', '-', '--format', 'jsonl', '--batch-id', 'urgent', '--priority', 'high'],
+      env.env({ WINDFALL_SHARDS: '1', WINDFALL_CHUNK_SIZE: '50' }),
+      rewardRows(100, (n) => ({ rewardId: `urgent-${n}`, uid: `urgent-u${n}`, amount: 1 }))
+        .map((row) => JSON.stringify(row))
+        .join('\n'),
+    );
     expect(viaCli.code, viaCli.stderr).toBe(0);
 
     await windfall.createWorker({ jobsPerShard: 1 }).start();
     for (const batchId of ['big', 'late', 'small', 'urgent']) await waitForBatchDone(env.pool, batchId);
     expect(await completionOrder()).toEqual([
-      'urgent#0', 'urgent#1', // high goes ahead of everything queued before it
-      'big#0', 'small#0', // a batch's first chunk takes its turn beside the big batch's first
-      'big#1', 'big#2', 'big#3', 'big#4', 'big#5', 'big#6', 'big#7',
-      'late#0', 'late#1', // low waits for the normal lane
+      'urgent#0',
+      'urgent#1', // high goes ahead of everything queued before it
+      'big#0',
+      'small#0', // a batch's first chunk takes its turn beside the big batch's first
+      'big#1',
+      'big#2',
+      'big#3',
+      'big#4',
+      'big#5',
+      'big#6',
+      'big#7',
+      'late#0',
+      'late#1', // low waits for the normal lane
     ]);
   });
 
   it('windfall queues gives the age of the oldest waiting job, not of the job that runs next', async () => {
     const windfall = await env.open({ shards: 1, chunkSize: 10 });
-    const rows = (batchId: string) => rewardRows(30, (n) => ({ rewardId: `${batchId}-${n}`, uid: `${batchId}-u${n}`, amount: 1 }));
+    const rows = (batchId: string) =>
+      rewardRows(30, (n) => ({ rewardId: `${batchId}-${n}`, uid: `${batchId}-u${n}`, amount: 1 }));
     await windfall.producer.enqueueRewards(rows('bulk'), { batchId: 'bulk', priority: 'low' });
     const bulkEnqueued = Date.now();
     await eventually(() => Date.now() > bulkEnqueued + 50, 'the clock to move on');
@@ -99,13 +114,26 @@ describe('fair scheduling and priority', () => {
   it('a small batch enqueued while a big one runs completes long before the big one', async () => {
     const windfall = await env.open({ shards: 2, chunkSize: 100 });
     await windfall.createWorker().start();
-    await windfall.producer.enqueueRewards(rewardRows(20_000, (n) => ({ rewardId: `b-${n}`, uid: `b-u${n % 5000}`, amount: 1 })), { batchId: 'b' });
+    await windfall.producer.enqueueRewards(
+      rewardRows(20_000, (n) => ({ rewardId: `b-${n}`, uid: `b-u${n % 5000}`, amount: 1 })),
+      { batchId: 'b' },
+    );
     const openChunks = async (batchId: string): Promise<number> =>
-      (await env.pool.query<{ n: number }>('select count(*)::int as n from reward_chunks where batch_id = $1 and completed_at is null', [batchId])).rows[0]!.n;
-    const bigChunks = (await env.pool.query<{ n: number }>(`select count(*)::int as n from reward_chunks where batch_id = 'b'`)).rows[0]!.n;
+      (
+        await env.pool.query<{ n: number }>(
+          'select count(*)::int as n from reward_chunks where batch_id = $1 and completed_at is null',
+          [batchId],
+        )
+      ).rows[0]!.n;
+    const bigChunks = (
+      await env.pool.query<{ n: number }>(`select count(*)::int as n from reward_chunks where batch_id = 'b'`)
+    ).rows[0]!.n;
     // enqueue once the big batch is under way (observed progress, not time)
     await eventually(async () => (await openChunks('b')) < bigChunks, 'the big batch to start');
-    await windfall.producer.enqueueRewards(rewardRows(100, (n) => ({ rewardId: `s-${n}`, uid: `s-u${n}`, amount: 1 })), { batchId: 's' });
+    await windfall.producer.enqueueRewards(
+      rewardRows(100, (n) => ({ rewardId: `s-${n}`, uid: `s-u${n}`, amount: 1 })),
+      { batchId: 's' },
+    );
     await eventually(async () => (await openChunks('s')) === 0, 'the small batch to complete');
     // the small batch waited for the chunks running when it came (2 per shard), not for the big batch's queue
     expect(await openChunks('b')).toBeGreaterThan(bigChunks / 2);

@@ -52,7 +52,9 @@ describe('shard routing (fuzz)', () => {
     expect(sample.map((uid) => shardOf(uid, 8))).toEqual(here);
     const module = fileURLToPath(new URL('../dist/src/queue/shard-routing.js', import.meta.url));
     const script = `import(${JSON.stringify(module)}).then((m) => { const uids = JSON.parse(require('fs').readFileSync(0, 'utf8')); process.stdout.write(JSON.stringify(uids.map((u) => m.shardOf(u, 8)))); })`;
-    const there = JSON.parse(execFileSync(process.execPath, ['-e', script], { input: JSON.stringify(sample) }).toString()) as number[];
+    const there = JSON.parse(
+      execFileSync(process.execPath, ['-e', script], { input: JSON.stringify(sample) }).toString(),
+    ) as number[];
     expect(there).toEqual(here);
   });
 
@@ -76,16 +78,23 @@ describe('shard routing (fuzz)', () => {
   it('keeps every key of one shard queue in one Redis Cluster slot (hash tags), while shards spread over slots', () => {
     const suffixes = fc.string({ maxLength: 40 }).filter((text) => !text.includes('{'));
     fc.assert(
-      fc.property(fc.integer({ min: 0, max: 1023 }), fc.stringMatching(/^[A-Za-z0-9_.-]{1,30}$/), suffixes, (shard, prefix, suffix) => {
-        const queue = shardQueueName(shard, true);
-        expect(queue).toBe(`{shard-${shard}}`);
-        // BullMQ keys are <prefix>:<queue>:<suffix>
-        expect(keySlot(`${prefix}:${queue}:${suffix}`)).toBe(keySlot(`${prefix}:${queue}:wait`));
-      }),
+      fc.property(
+        fc.integer({ min: 0, max: 1023 }),
+        fc.stringMatching(/^[A-Za-z0-9_.-]{1,30}$/),
+        suffixes,
+        (shard, prefix, suffix) => {
+          const queue = shardQueueName(shard, true);
+          expect(queue).toBe(`{shard-${shard}}`);
+          // BullMQ keys are <prefix>:<queue>:<suffix>
+          expect(keySlot(`${prefix}:${queue}:${suffix}`)).toBe(keySlot(`${prefix}:${queue}:wait`));
+        },
+      ),
       { numRuns: 2000 },
     );
     expect(keySlot('123456789')).toBe(0x31c3 % 16384);
-    expect(new Set(Array.from({ length: 8 }, (_, shard) => keySlot(`windfall:${shardQueueName(shard, true)}:wait`))).size).toBe(8);
+    expect(
+      new Set(Array.from({ length: 8 }, (_, shard) => keySlot(`windfall:${shardQueueName(shard, true)}:wait`))).size,
+    ).toBe(8);
     expect(deadLetterQueueName(true)).toBe('{dead-letter}');
     expect(shardQueueName(3, false)).toBe('shard-3');
   });

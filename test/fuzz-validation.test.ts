@@ -13,10 +13,25 @@ const env = useTestEnvironment();
 /** Texts that look like numbers: integers, signs, leading zeros, fractions, exponents, huge values, specials. */
 const numberTexts = fc.oneof(
   fc.bigInt({ min: 0n, max: MAX_REWARD_AMOUNT * 3n }).map(String),
-  fc.tuple(fc.constantFrom('', '-', '+', '0', '00', ' '), fc.bigInt({ min: 0n, max: 10n ** 20n }), fc.constantFrom('', '.0', '.5', 'e2', 'E+1', 'e-1', '.', ' ', 'n')).map(
-    ([head, digits, tail]) => `${head}${digits}${tail}`,
+  fc
+    .tuple(
+      fc.constantFrom('', '-', '+', '0', '00', ' '),
+      fc.bigInt({ min: 0n, max: 10n ** 20n }),
+      fc.constantFrom('', '.0', '.5', 'e2', 'E+1', 'e-1', '.', ' ', 'n'),
+    )
+    .map(([head, digits, tail]) => `${head}${digits}${tail}`),
+  fc.constantFrom(
+    'NaN',
+    'Infinity',
+    '-0',
+    '0x10',
+    '1_000',
+    '١٢٣',
+    '１２３',
+    '9007199254740991',
+    '9007199254740992',
+    '18446744073709551616',
   ),
-  fc.constantFrom('NaN', 'Infinity', '-0', '0x10', '1_000', '١٢٣', '１２３', '9007199254740991', '9007199254740992', '18446744073709551616'),
 );
 
 const ids = fc.oneof(
@@ -50,7 +65,8 @@ describe('amount and reward validation (fuzz)', () => {
         const check = validateReward(raw, row);
         if (check.ok) {
           const amount = raw.amount;
-          const written = amount instanceof JsonNumber ? amount.raw : typeof amount === 'string' ? amount : String(amount);
+          const written =
+            amount instanceof JsonNumber ? amount.raw : typeof amount === 'string' ? amount : String(amount);
           expect(/^\d+$/.test(written)).toBe(true);
           expect(check.reward.amount).toBe(BigInt(written));
           expect(check.reward.amount > 0n && check.reward.amount <= MAX_REWARD_AMOUNT).toBe(true);
@@ -102,7 +118,13 @@ function plain(value: RawJsonValue): unknown {
   if (Array.isArray(value)) return value.map(plain);
   if (value !== null && typeof value === 'object') {
     const copy: Record<string, unknown> = {};
-    for (const key of Object.keys(value)) Object.defineProperty(copy, key, { value: plain(value[key]!), enumerable: true, writable: true, configurable: true });
+    for (const key of Object.keys(value))
+      Object.defineProperty(copy, key, {
+        value: plain(value[key]!),
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      });
     return copy;
   }
   return value;
@@ -112,7 +134,8 @@ function plain(value: RawJsonValue): unknown {
 function numberTextsOf(value: RawJsonValue, into: string[] = []): string[] {
   if (value instanceof JsonNumber) into.push(value.raw);
   else if (Array.isArray(value)) for (const item of value) numberTextsOf(item, into);
-  else if (value !== null && typeof value === 'object') for (const key of Object.keys(value)) numberTextsOf(value[key]!, into);
+  else if (value !== null && typeof value === 'object')
+    for (const key of Object.keys(value)) numberTextsOf(value[key]!, into);
   return into;
 }
 
@@ -130,42 +153,74 @@ describe('raw JSON parser (fuzz, against JSON.parse)', () => {
   });
 
   it('refuses exactly what JSON.parse refuses, and also repeated keys; errors say where', () => {
-    const piece = fc.constantFrom('{', '}', '[', ']', ':', ',', '"', 'a', '1', '0', '-', '.', 'e', '+', '\\', 'u', 'n', 'null', 'true', 'fals', ' ', '\u0001', '"k"', '"k":1');
+    const piece = fc.constantFrom(
+      '{',
+      '}',
+      '[',
+      ']',
+      ':',
+      ',',
+      '"',
+      'a',
+      '1',
+      '0',
+      '-',
+      '.',
+      'e',
+      '+',
+      '\\',
+      'u',
+      'n',
+      'null',
+      'true',
+      'fals',
+      ' ',
+      '\u0001',
+      '"k"',
+      '"k":1',
+    );
     fc.assert(
-      fc.property(fc.array(piece, { maxLength: 24 }).map((pieces) => pieces.join('')), (text) => {
-        let expected: unknown;
-        let refused = false;
-        try {
-          expected = JSON.parse(text);
-        } catch {
-          refused = true;
-        }
-        let parsed: RawJsonValue | undefined;
-        let error: unknown;
-        try {
-          parsed = parseRawJson(text);
-        } catch (caught) {
-          error = caught;
-        }
-        if (refused) {
-          expect(error).toBeInstanceOf(JsonSyntaxError);
-          const position = (error as JsonSyntaxError).position;
-          expect(position).toBeGreaterThanOrEqual(0);
-          expect(position).toBeLessThanOrEqual(text.length);
-        } else if (error !== undefined) {
-          // JSON.parse keeps the last of two equal keys; Windfall refuses the row
-          expect((error as Error).message).toMatch(/appears twice/);
-        } else {
-          expect(plain(parsed!)).toEqual(expected);
-        }
-      }),
+      fc.property(
+        fc.array(piece, { maxLength: 24 }).map((pieces) => pieces.join('')),
+        (text) => {
+          let expected: unknown;
+          let refused = false;
+          try {
+            expected = JSON.parse(text);
+          } catch {
+            refused = true;
+          }
+          let parsed: RawJsonValue | undefined;
+          let error: unknown;
+          try {
+            parsed = parseRawJson(text);
+          } catch (caught) {
+            error = caught;
+          }
+          if (refused) {
+            expect(error).toBeInstanceOf(JsonSyntaxError);
+            const position = (error as JsonSyntaxError).position;
+            expect(position).toBeGreaterThanOrEqual(0);
+            expect(position).toBeLessThanOrEqual(text.length);
+          } else if (error !== undefined) {
+            // JSON.parse keeps the last of two equal keys; Windfall refuses the row
+            expect((error as Error).message).toMatch(/appears twice/);
+          } else {
+            expect(plain(parsed!)).toEqual(expected);
+          }
+        },
+      ),
       { numRuns: 20_000 },
     );
   });
 });
 
 /** A valid reward for row n, and ways to break exactly one of its fields. */
-const validAt = (n: number, tag: string) => ({ rewardId: `${tag}-${n}`, uid: `${tag}-u${n % 7}`, amount: String(1 + n) });
+const validAt = (n: number, tag: string) => ({
+  rewardId: `${tag}-${n}`,
+  uid: `${tag}-u${n % 7}`,
+  amount: String(1 + n),
+});
 const breakers: ((reward: Record<string, unknown>) => void)[] = [
   (r) => (r['amount'] = '1.5'),
   (r) => (r['amount'] = 0),
@@ -184,15 +239,32 @@ const breakers: ((reward: Record<string, unknown>) => void)[] = [
 const COLOUR = 11;
 
 /** The rows as a JSONL or CSV file (amounts as written, JsonNumber raw), with a BOM, CRLFs, quotes and a garbage line. */
-async function* hostileFile(rows: readonly Record<string, unknown>[], format: 'jsonl' | 'csv', n: number): AsyncGenerator<Uint8Array> {
+async function* hostileFile(
+  rows: readonly Record<string, unknown>[],
+  format: 'jsonl' | 'csv',
+  n: number,
+): AsyncGenerator<Uint8Array> {
   const amountText = (amount: unknown): string =>
     amount instanceof JsonNumber ? amount.raw : typeof amount === 'string' ? JSON.stringify(amount) : String(amount);
-  const quote = (value: unknown): string => (value === undefined ? '' : `"${String(value instanceof JsonNumber ? value.raw : value).replace(/"/g, '""')}"`);
+  const quote = (value: unknown): string =>
+    value === undefined ? '' : `"${String(value instanceof JsonNumber ? value.raw : value).replace(/"/g, '""')}"`;
   const lines =
     format === 'jsonl'
-      ? rows.map((row) => `{${Object.entries(row).map(([key, value]) => `${JSON.stringify(key)}:${key === 'amount' ? amountText(value) : JSON.stringify(value)}`).join(',')}}`)
-      : ['rewardId,uid,amount,description', ...rows.map((row) => [row['rewardId'], row['uid'], row['amount'], row['description']].map(quote).join(','))];
-  if (n % 5 === 0) lines.splice(1, 0, format === 'jsonl' ? '{"rewardId":"g","uid":"g","amount":1' : '"unterminated,g,1');
+      ? rows.map(
+          (row) =>
+            `{${Object.entries(row)
+              .map(
+                ([key, value]) =>
+                  `${JSON.stringify(key)}:${key === 'amount' ? amountText(value) : JSON.stringify(value)}`,
+              )
+              .join(',')}}`,
+        )
+      : [
+          'rewardId,uid,amount,description',
+          ...rows.map((row) => [row['rewardId'], row['uid'], row['amount'], row['description']].map(quote).join(',')),
+        ];
+  if (n % 5 === 0)
+    lines.splice(1, 0, format === 'jsonl' ? '{"rewardId":"g","uid":"g","amount":1' : '"unterminated,g,1');
   const text = `${n % 2 === 0 ? '\ufeff' : ''}${lines.join(n % 4 === 0 ? '\r\n' : '\n')}\n`;
   const bytes = Buffer.from(text, 'utf8');
   const cut = n % bytes.length;
@@ -205,30 +277,36 @@ describe('batches with bad rows (fuzz, against PostgreSQL and Redis)', () => {
     const windfall = await env.open();
     let run = 0;
     await fc.assert(
-      fc.asyncProperty(fc.integer({ min: 1, max: 60 }), fc.array(fc.tuple(fc.nat(), fc.nat({ max: breakers.length - 1 })), { maxLength: 6 }), async (size, breaks) => {
-        run += 1;
-        const tag = `fz${run}`;
-        const rows: Record<string, unknown>[] = Array.from({ length: size }, (_, n) => validAt(n, tag));
-        const bad = new Set<number>();
-        for (const [index, breaker] of breaks) {
-          breakers[breaker]!(rows[index % size]!);
-          bad.add((index % size) + 1);
-        }
-        const result = await windfall.producer.enqueueRewards(rows, { batchId: tag }).catch((error: unknown) => error);
-        if (bad.size === 0) {
-          expect(result).toMatchObject({ batchId: tag, total: size, created: true });
-          const { rows: staged } = await env.pool.query<{ reward_id: string; amount: string }>(
-            'select reward_id, amount::text from reward_batch_items where batch_id = $1 order by row_no',
-            [tag],
-          );
-          expect(staged.map((row) => row.amount)).toEqual(rows.map((row) => row['amount']));
-        } else {
-          expect(result).toBeInstanceOf(BatchValidationError);
-          expect(new Set((result as BatchValidationError).errors.map((error) => error.row))).toEqual(bad);
-          const { rows: staged } = await env.pool.query('select 1 from reward_batches where batch_id = $1', [tag]);
-          expect(staged).toHaveLength(0);
-        }
-      }),
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: 60 }),
+        fc.array(fc.tuple(fc.nat(), fc.nat({ max: breakers.length - 1 })), { maxLength: 6 }),
+        async (size, breaks) => {
+          run += 1;
+          const tag = `fz${run}`;
+          const rows: Record<string, unknown>[] = Array.from({ length: size }, (_, n) => validAt(n, tag));
+          const bad = new Set<number>();
+          for (const [index, breaker] of breaks) {
+            breakers[breaker]!(rows[index % size]!);
+            bad.add((index % size) + 1);
+          }
+          const result = await windfall.producer
+            .enqueueRewards(rows, { batchId: tag })
+            .catch((error: unknown) => error);
+          if (bad.size === 0) {
+            expect(result).toMatchObject({ batchId: tag, total: size, created: true });
+            const { rows: staged } = await env.pool.query<{ reward_id: string; amount: string }>(
+              'select reward_id, amount::text from reward_batch_items where batch_id = $1 order by row_no',
+              [tag],
+            );
+            expect(staged.map((row) => row.amount)).toEqual(rows.map((row) => row['amount']));
+          } else {
+            expect(result).toBeInstanceOf(BatchValidationError);
+            expect(new Set((result as BatchValidationError).errors.map((error) => error.row))).toEqual(bad);
+            const { rows: staged } = await env.pool.query('select 1 from reward_batches where batch_id = $1', [tag]);
+            expect(staged).toHaveLength(0);
+          }
+        },
+      ),
       { numRuns: 60 },
     );
   });
@@ -237,7 +315,10 @@ describe('batches with bad rows (fuzz, against PostgreSQL and Redis)', () => {
     const windfall = await env.open();
     const { rows: before } = await env.pool.query<{ n: number }>('select count(*)::int as n from reward_batches');
     const batches = fc.sample(
-      fc.tuple(fc.integer({ min: 1, max: 8 }), fc.array(fc.tuple(fc.nat(), fc.nat({ max: breakers.length - 1 })), { minLength: 1, maxLength: 3 })),
+      fc.tuple(
+        fc.integer({ min: 1, max: 8 }),
+        fc.array(fc.tuple(fc.nat(), fc.nat({ max: breakers.length - 1 })), { minLength: 1, maxLength: 3 }),
+      ),
       { numRuns: 10_000, seed: 4 },
     );
     let refused = 0;
@@ -251,9 +332,10 @@ describe('batches with bad rows (fuzz, against PostgreSQL and Redis)', () => {
         breakers[chosen]!(rows[index % size]!);
       }
       const batchId = `inv-${n}`;
-      const error = await (format === 'array'
-        ? windfall.producer.enqueueRewards(rows, { batchId })
-        : windfall.producer.enqueue(readRewardFile(hostileFile(rows, format, n), format), { batchId })
+      const error = await (
+        format === 'array'
+          ? windfall.producer.enqueueRewards(rows, { batchId })
+          : windfall.producer.enqueue(readRewardFile(hostileFile(rows, format, n), format), { batchId })
       ).catch((e: unknown) => e);
       if (error instanceof BatchValidationError && error.errors.length > 0) refused += 1;
     });

@@ -26,7 +26,8 @@ describe('npm test with DATABASE_URL naming a missing database', () => {
     await admin.connect();
     try {
       const env: NodeJS.ProcessEnv = {};
-      for (const [key, value] of Object.entries(process.env)) if (!key.startsWith('VITEST') && key !== 'NODE_ENV') env[key] = value;
+      for (const [key, value] of Object.entries(process.env))
+        if (!key.startsWith('VITEST') && key !== 'NODE_ENV') env[key] = value;
       const run = spawnSync(process.execPath, ['node_modules/vitest/vitest.mjs', 'run', 'test/amount.test.ts'], {
         cwd: root,
         encoding: 'utf8',

@@ -34,8 +34,15 @@ afterAll(async () => {
   await statements.end();
 });
 
-function settlement(options: { lockWaitMs?: number; heldRowWaitMs?: number; metrics?: WindfallMetrics } = {}): GroupSettlement {
-  const gate = new ServiceGate({ service: 'PostgreSQL', probe: () => env.pool.query('select 1'), isFault: () => false, logger: silentLogger() });
+function settlement(
+  options: { lockWaitMs?: number; heldRowWaitMs?: number; metrics?: WindfallMetrics } = {},
+): GroupSettlement {
+  const gate = new ServiceGate({
+    service: 'PostgreSQL',
+    probe: () => env.pool.query('select 1'),
+    isFault: () => false,
+    logger: silentLogger(),
+  });
   return new GroupSettlement({
     pool: statements,
     control: env.pool,
@@ -49,7 +56,10 @@ function settlement(options: { lockWaitMs?: number; heldRowWaitMs?: number; metr
 }
 
 /** Stages a batch (no worker) and answers its chunk's tasks. */
-async function stage(batchId: string, rows: { rewardId: string; uid: string; amount: number | string }[]): Promise<UserTask[]> {
+async function stage(
+  batchId: string,
+  rows: { rewardId: string; uid: string; amount: number | string }[],
+): Promise<UserTask[]> {
   const windfall = await env.open({ chunkSize: 100_000, shards: 1 });
   await windfall.producer.enqueueRewards(rows, { batchId });
   const work = await loadChunkWork(env.pool, batchId, 0);
@@ -58,11 +68,15 @@ async function stage(batchId: string, rows: { rewardId: string; uid: string; amo
 
 /** A wallet with `balance`, and the ledger entry that explains it. */
 async function openWallet(uid: string, balance: bigint): Promise<void> {
-  await env.pool.query(`insert into ledger_entries (uid, operation_id, amount, kind) values ($1, $1 || '-opening', $2, 'credit')`, [uid, balance.toString()]);
+  await env.pool.query(
+    `insert into ledger_entries (uid, operation_id, amount, kind) values ($1, $1 || '-opening', $2, 'credit')`,
+    [uid, balance.toString()],
+  );
   await env.pool.query(`insert into wallets (uid, balance) values ($1, $2)`, [uid, balance.toString()]);
 }
 
-const settledCount = (outcomes: readonly UserOutcome[]): number => outcomes.filter((outcome) => outcome.kind === 'settled').length;
+const settledCount = (outcomes: readonly UserOutcome[]): number =>
+  outcomes.filter((outcome) => outcome.kind === 'settled').length;
 
 describe('group settlement: many users per transaction, each user all or nothing', () => {
   it("isolates a user whose balance would overflow: only that user fails (INVALID), by halving the group; the others' rewards are applied", async () => {
@@ -85,7 +99,9 @@ describe('group settlement: many users per transaction, each user all or nothing
     const wallets = await balances(env.pool);
     expect(wallets.get('gp-poison')).toBe(INT8_MAX - 1n);
     for (let n = 0; n < 64; n += 1) if (n !== 37) expect(wallets.get(`gp-u${n}`)).toBe(5n);
-    const { rows: poisonEntries } = await env.pool.query(`select 1 from ledger_entries where uid = 'gp-poison' and batch_id = 'gp'`);
+    const { rows: poisonEntries } = await env.pool.query(
+      `select 1 from ledger_entries where uid = 'gp-poison' and batch_id = 'gp'`,
+    );
     expect(poisonEntries).toHaveLength(0);
   });
 
@@ -104,29 +120,48 @@ describe('group settlement: many users per transaction, each user all or nothing
     const other = await env.pool.connect();
     try {
       await other.query('begin');
-      await other.query(`insert into ledger_entries (uid, operation_id, amount, kind) values ('gc-u', 'gc-late', 13, 'credit')`);
-      await other.query(`insert into wallets (uid, balance) values ('gc-u', 13) on conflict (uid) do update set balance = wallets.balance + 13`);
+      await other.query(
+        `insert into ledger_entries (uid, operation_id, amount, kind) values ('gc-u', 'gc-late', 13, 'credit')`,
+      );
+      await other.query(
+        `insert into wallets (uid, balance) values ('gc-u', 13) on conflict (uid) do update set balance = wallets.balance + 13`,
+      );
       const settling = settlement().settleAll(tasks);
       await eventually(async () => {
-        const { rows } = await env.pool.query(`select 1 from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'`);
+        const { rows } = await env.pool.query(
+          `select 1 from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'`,
+        );
         return rows.length > 0;
       }, 'the settlement statement to wait for the other transaction');
       await other.query('commit');
       const outcomes = await settling;
       const u = outcomes[tasks.findIndex((task) => task.uid === 'gc-u')]!;
       expect(u).toMatchObject({ kind: 'settled', applied: 1, alreadyApplied: 0, duplicates: 2 });
-      expect(u.kind === 'settled' && u.conflicts.map((conflict) => [conflict.rewardId, conflict.existing.uid])).toEqual([['gc-conf', 'gc-other']]);
+      expect(u.kind === 'settled' && u.conflicts.map((conflict) => [conflict.rewardId, conflict.existing.uid])).toEqual(
+        [['gc-conf', 'gc-other']],
+      );
     } finally {
       other.release();
     }
-    const { rows: duplicates } = await env.pool.query(`select reward_id from reward_duplicates where batch_id = 'gc' order by reward_id`);
+    const { rows: duplicates } = await env.pool.query(
+      `select reward_id from reward_duplicates where batch_id = 'gc' order by reward_id`,
+    );
     expect(duplicates.map((row) => row.reward_id)).toEqual(['gc-dup', 'gc-late']);
     expect((await balances(env.pool)).get('gc-u')).toBe(7n + 13n + 11n);
 
     // run again (a job re-run): nothing is credited twice, and the applied reward counts as already applied
     const again = await settlement().settleAll(tasks);
-    expect(again[tasks.findIndex((task) => task.uid === 'gc-u')]).toMatchObject({ kind: 'settled', applied: 0, alreadyApplied: 1, duplicates: 2 });
-    expect(again[tasks.findIndex((task) => task.uid === 'gc-v')]).toMatchObject({ kind: 'settled', applied: 0, alreadyApplied: 1 });
+    expect(again[tasks.findIndex((task) => task.uid === 'gc-u')]).toMatchObject({
+      kind: 'settled',
+      applied: 0,
+      alreadyApplied: 1,
+      duplicates: 2,
+    });
+    expect(again[tasks.findIndex((task) => task.uid === 'gc-v')]).toMatchObject({
+      kind: 'settled',
+      applied: 0,
+      alreadyApplied: 1,
+    });
     expect(await ledgerMismatches(env.pool)).toEqual([]);
   });
 
@@ -146,19 +181,25 @@ describe('group settlement: many users per transaction, each user all or nothing
     try {
       // another transaction writes gd-late for another user and commits while the group's statement waits for it
       await other.query('begin');
-      await other.query(`insert into ledger_entries (uid, operation_id, amount, kind) values ('gd-c', 'gd-late', 2, 'credit')`);
+      await other.query(
+        `insert into ledger_entries (uid, operation_id, amount, kind) values ('gd-c', 'gd-late', 2, 'credit')`,
+      );
       await other.query(`insert into wallets (uid, balance) values ('gd-c', 2)`);
       sent = 0;
       const settling = settlement().settleAll(tasks);
       await eventually(async () => {
-        const { rows } = await env.pool.query(`select 1 from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'`);
+        const { rows } = await env.pool.query(
+          `select 1 from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'`,
+        );
         return rows.length > 0;
       }, 'the settlement statement to wait for the other transaction');
       await other.query('commit');
       const [a, b] = await settling;
       expect(a).toMatchObject({ kind: 'settled', applied: 2, duplicates: 0, conflicts: [] });
       expect(b).toMatchObject({ kind: 'settled', applied: 1, duplicates: 0 });
-      expect(b!.kind === 'settled' && b!.conflicts.map((conflict) => [conflict.rewardId, conflict.existing.uid]).sort()).toEqual([
+      expect(
+        b!.kind === 'settled' && b!.conflicts.map((conflict) => [conflict.rewardId, conflict.existing.uid]).sort(),
+      ).toEqual([
         ['gd-late', 'gd-c'],
         ['gd-same', 'gd-a'],
       ]);
@@ -186,7 +227,9 @@ describe('group settlement: many users per transaction, each user all or nothing
       const settling = settlement({ lockWaitMs: 200 }).settleAll(tasks);
       // the seven other users are applied while gh-u5's row is still held
       await eventually(async () => {
-        const { rows } = await env.pool.query(`select count(distinct uid)::int as n from ledger_entries where batch_id = 'gh'`);
+        const { rows } = await env.pool.query(
+          `select count(distinct uid)::int as n from ledger_entries where batch_id = 'gh'`,
+        );
         return rows[0].n === 7;
       }, 'the other users applied while one wallet row is held');
       await holder.query('commit');
@@ -204,7 +247,10 @@ describe('group settlement: many users per transaction, each user all or nothing
 
 describe('group settlement: outcomes per user, as soon as each is known', () => {
   it("delivers the other users' outcomes while one wallet row is still held, and gives the held user back after the limit", async () => {
-    const tasks = await stage('gd', rewardRows(6, (n) => ({ rewardId: `gd-r${n}`, uid: `gd-u${n}`, amount: 4 })));
+    const tasks = await stage(
+      'gd',
+      rewardRows(6, (n) => ({ rewardId: `gd-r${n}`, uid: `gd-u${n}`, amount: 4 })),
+    );
     await openWallet('gd-u2', 50n);
     const holder = await env.pool.connect();
     try {
@@ -220,7 +266,9 @@ describe('group settlement: outcomes per user, as soon as each is known', () => 
       expect(delivered).not.toContain('gd-u2');
       await settling;
       expect(heldOutcome).toMatchObject({ kind: 'failed', failure: { reason: 'DB_ERROR', transient: true } });
-      expect(heldOutcome?.kind === 'failed' && heldOutcome.failure.message).toMatch(/gd-u2.*locked by another transaction/);
+      expect(heldOutcome?.kind === 'failed' && heldOutcome.failure.message).toMatch(
+        /gd-u2.*locked by another transaction/,
+      );
     } finally {
       await holder.query('rollback');
       holder.release();
@@ -229,13 +277,20 @@ describe('group settlement: outcomes per user, as soon as each is known', () => 
   });
 
   it("a trigger's exception for one user (no data error) fails only that user, for now: its job retries it", async () => {
-    const tasks = await stage('gt', rewardRows(40, (n) => ({ rewardId: `gt-r${n}`, uid: `gt-u${n % 20}`, amount: 1 })));
+    const tasks = await stage(
+      'gt',
+      rewardRows(40, (n) => ({ rewardId: `gt-r${n}`, uid: `gt-u${n % 20}`, amount: 1 })),
+    );
     await env.pool.query(`create function gt_refuse() returns trigger language plpgsql as $$
       begin if new.uid = 'gt-u13' then raise exception 'refused by a trigger for %', new.uid; end if; return new; end $$`);
-    await env.pool.query(`create trigger gt_refuse before insert on ledger_entries for each row execute function gt_refuse()`);
+    await env.pool.query(
+      `create trigger gt_refuse before insert on ledger_entries for each row execute function gt_refuse()`,
+    );
     try {
       const outcomes = await settlement().settleAll(tasks);
-      const failedOnes = outcomes.flatMap((outcome, i) => (outcome.kind === 'failed' ? [[tasks[i]!.uid, outcome.failure.reason, outcome.failure.transient]] : []));
+      const failedOnes = outcomes.flatMap((outcome, i) =>
+        outcome.kind === 'failed' ? [[tasks[i]!.uid, outcome.failure.reason, outcome.failure.transient]] : [],
+      );
       expect(failedOnes).toEqual([['gt-u13', 'DB_ERROR', true]]);
       expect(settledCount(outcomes)).toBe(19);
     } finally {
@@ -250,19 +305,27 @@ describe('the worker: every user of a batch in exactly one transaction', () => {
     await openWallet('wp-poison', INT8_MAX - 5n);
     const windfall = await env.open({ jobAttempts: 1 });
     await windfall.createWorker().start();
-    const rows = rewardRows(1204, (n) => ({ rewardId: `wp-r${n}`, uid: n < 4 ? 'wp-poison' : `wp-u${n % 300}`, amount: 1 + (n % 5) }));
+    const rows = rewardRows(1204, (n) => ({
+      rewardId: `wp-r${n}`,
+      uid: n < 4 ? 'wp-poison' : `wp-u${n % 300}`,
+      amount: 1 + (n % 5),
+    }));
     await windfall.producer.enqueueRewards(rows, { batchId: 'wp' });
     const report = await waitForBatchDone(env.pool, 'wp');
     expect(report).toMatchObject({ total: 1204, applied: 1200, deadLettered: 4, status: 'completed_with_failures' });
     const entries = await listDeadLetters(env.pool, { batchId: 'wp' });
-    expect(entries.map((entry) => [entry.uid, entry.reason, entry.rewards.length])).toEqual([['wp-poison', 'INVALID', 4]]);
+    expect(entries.map((entry) => [entry.uid, entry.reason, entry.rewards.length])).toEqual([
+      ['wp-poison', 'INVALID', 4],
+    ]);
     // never split: all of a user's ledger entries were written by one transaction
     const { rows: split } = await env.pool.query(
       `select uid from ledger_entries where batch_id = 'wp' group by uid having count(distinct xmin::text) > 1`,
     );
     expect(split).toEqual([]);
     // and users did share transactions (group commit)
-    const { rows: shared } = await env.pool.query(`select count(distinct xmin::text)::int as n from ledger_entries where batch_id = 'wp'`);
+    const { rows: shared } = await env.pool.query(
+      `select count(distinct xmin::text)::int as n from ledger_entries where batch_id = 'wp'`,
+    );
     expect(shared[0].n).toBeLessThan(300);
     expect((await reconcile(env.pool, { strict: true })).mismatches).toEqual([]);
   });
@@ -291,9 +354,15 @@ describe('the settlement statement never reads the whole ledger', () => {
       const ids = Array.from({ length: 400 }, (_, n) => String(n + 1));
       for (const [name, sql, values] of [
         ['replays', SETTLE_REPLAYS_SQL, [ids]],
-        ['chunk users', SETTLE_CHUNK_USERS_SQL, [ids.map(() => 'pl-b'), ids.map(() => 0), ids.map((id) => `pl-u${id}`), [], []]],
+        [
+          'chunk users',
+          SETTLE_CHUNK_USERS_SQL,
+          [ids.map(() => 'pl-b'), ids.map(() => 0), ids.map((id) => `pl-u${id}`), [], []],
+        ],
       ] as const) {
-        const { rows } = await client.query<{ 'QUERY PLAN': { Plan: PlanNode }[] }>(`explain (format json) ${sql}`, [...values]);
+        const { rows } = await client.query<{ 'QUERY PLAN': { Plan: PlanNode }[] }>(`explain (format json) ${sql}`, [
+          ...values,
+        ]);
         // (the insert itself is a ModifyTable node on the ledger)
         const ledgerReads = planNodes(rows[0]!['QUERY PLAN'][0]!.Plan).filter(
           (node) => node['Relation Name'] === 'ledger_entries' && node['Node Type'] !== 'ModifyTable',
@@ -301,7 +370,10 @@ describe('the settlement statement never reads the whole ledger', () => {
         const plan = JSON.stringify(rows[0]!['QUERY PLAN']);
         expect(ledgerReads.length, `${name}: ${plan}`).toBeGreaterThan(0);
         // every read of the ledger is an index probe, never a scan of the whole table
-        expect(ledgerReads.map((node) => node['Node Type']).filter((type) => !type.startsWith('Index')), `${name}: ${plan}`).toEqual([]);
+        expect(
+          ledgerReads.map((node) => node['Node Type']).filter((type) => !type.startsWith('Index')),
+          `${name}: ${plan}`,
+        ).toEqual([]);
       }
     } finally {
       await client.query('rollback');

@@ -18,7 +18,13 @@ const BODY_LIMIT = 64 * 1024;
 let server: ServeProcess;
 
 beforeAll(async () => {
-  server = await startServe(env.env({ WINDFALL_HTTP_BODY_LIMIT: String(BODY_LIMIT), WINDFALL_JOB_ATTEMPTS: '1', WINDFALL_JOB_BACKOFF_MS: '10' }));
+  server = await startServe(
+    env.env({
+      WINDFALL_HTTP_BODY_LIMIT: String(BODY_LIMIT),
+      WINDFALL_JOB_ATTEMPTS: '1',
+      WINDFALL_JOB_BACKOFF_MS: '10',
+    }),
+  );
 });
 afterAll(async () => {
   await server?.stop();
@@ -33,7 +39,11 @@ function captureLogger() {
       done();
     },
   });
-  return { logger: createLogger('debug', {}, destination), text: () => out, lines: () => out.split('\n').filter(Boolean) };
+  return {
+    logger: createLogger('debug', {}, destination),
+    text: () => out,
+    lines: () => out.split('\n').filter(Boolean),
+  };
 }
 
 type Auth = 'none' | 'api' | 'admin' | 'admin-basic' | 'api-basic' | 'wrong';
@@ -54,7 +64,12 @@ function headersFor(auth: Auth): Record<string, string> {
   }
 }
 
-async function call(method: string, path: string, auth: Auth, body?: string | object): Promise<{ status: number; body: any; headers: Headers; text: string }> {
+async function call(
+  method: string,
+  path: string,
+  auth: Auth,
+  body?: string | object,
+): Promise<{ status: number; body: any; headers: Headers; text: string }> {
   const response = await fetch(`${server.baseUrl}${path}`, {
     method,
     headers: { ...headersFor(auth), ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
@@ -82,7 +97,8 @@ const CONTRACT_METRICS = [
 ];
 
 function expectContractMetrics(text: string): void {
-  for (const name of CONTRACT_METRICS) expect(text, name).toMatch(new RegExp(`^# TYPE ${name} (counter|gauge|histogram)$`, 'm'));
+  for (const name of CONTRACT_METRICS)
+    expect(text, name).toMatch(new RegExp(`^# TYPE ${name} (counter|gauge|histogram)$`, 'm'));
   expect(text).toMatch(/^windfall_lock_acquire_total\{policy="reward",outcome="acquired"\} \d+/m);
   expect(text).toMatch(/^windfall_rewards_total\{outcome="dead_lettered"\} \d+/m);
   expect(text).toMatch(/^windfall_dead_letter_total\{reason="LOCK_BUSY"\} \d+/m);
@@ -99,7 +115,10 @@ describe('windfall serve: start-up', () => {
     expect(missing.code).toBe(2);
     expect(missing.stderr).toContain('WINDFALL_API_TOKEN');
     const same = randomToken('same');
-    const equal = await runCli(['serve', '--port', '0'], env.env({ WINDFALL_API_TOKEN: same, WINDFALL_ADMIN_TOKEN: same }));
+    const equal = await runCli(
+      ['serve', '--port', '0'],
+      env.env({ WINDFALL_API_TOKEN: same, WINDFALL_ADMIN_TOKEN: same }),
+    );
     expect(equal.code).toBe(2);
     expect(equal.stderr).toContain('WINDFALL_ADMIN_TOKEN equals WINDFALL_API_TOKEN');
     expect(equal.stderr).not.toContain(same);
@@ -124,11 +143,34 @@ describe('windfall serve: producer routes', () => {
   it('answers 400 naming the row and field for a bad body, and enqueues nothing', async () => {
     const cases: { body: string | object; errors: [number, string][] }[] = [
       { body: '{"rewards":[{"rewardId":"h-b1","uid":"u","amount":100.0}]}', errors: [[1, 'amount']] },
-      { body: '{"rewards":[{"rewardId":"h-b1","uid":"u","amount":10},{"rewardId":"h-b2","uid":"u","amount":1e2}]}', errors: [[2, 'amount']] },
-      { body: { rewards: [{ rewardId: 'h-b1', uid: '', amount: '5' }, { rewardId: 'h-b2', uid: 'u', amount: 5, amout: 5 }] }, errors: [[1, 'uid'], [2, 'amout']] },
       {
-        body: { rewards: [{ rewardId: 'h-b1', uid: 'u', amount: -3 }, { rewardId: 'h-b3', uid: 'u', amount: 3 }, { rewardId: 'h-b3', uid: 'v', amount: 3 }] },
-        errors: [[1, 'amount'], [3, 'rewardId']],
+        body: '{"rewards":[{"rewardId":"h-b1","uid":"u","amount":10},{"rewardId":"h-b2","uid":"u","amount":1e2}]}',
+        errors: [[2, 'amount']],
+      },
+      {
+        body: {
+          rewards: [
+            { rewardId: 'h-b1', uid: '', amount: '5' },
+            { rewardId: 'h-b2', uid: 'u', amount: 5, amout: 5 },
+          ],
+        },
+        errors: [
+          [1, 'uid'],
+          [2, 'amout'],
+        ],
+      },
+      {
+        body: {
+          rewards: [
+            { rewardId: 'h-b1', uid: 'u', amount: -3 },
+            { rewardId: 'h-b3', uid: 'u', amount: 3 },
+            { rewardId: 'h-b3', uid: 'v', amount: 3 },
+          ],
+        },
+        errors: [
+          [1, 'amount'],
+          [3, 'rewardId'],
+        ],
       },
       { body: { batchId: 'h-bad', rewards: [{ rewardId: 'h-b1', uid: 'u', amount: '1.5' }] }, errors: [[1, 'amount']] },
       { body: { rewards: [] }, errors: [[0, 'rewards']] },
@@ -141,16 +183,26 @@ describe('windfall serve: producer routes', () => {
       const response = await call('POST', '/v1/batches', 'api', body);
       expect(response.status, JSON.stringify(body)).toBe(400);
       expect(response.body.error).toBe('invalid batch');
-      expect(response.body.errors.map((e: { row: number; field: string }) => [e.row, e.field]), JSON.stringify(body)).toEqual(errors);
+      expect(
+        response.body.errors.map((e: { row: number; field: string }) => [e.row, e.field]),
+        JSON.stringify(body),
+      ).toEqual(errors);
       for (const error of response.body.errors) expect(typeof error.reason).toBe('string');
     }
     const broken = await call('POST', '/v1/batches', 'api', '{"rewards":[{"rewardId":"h-b1",');
     expect(broken.status).toBe(400);
     expect(broken.body).toMatchObject({ error: 'invalid JSON' });
-    const duplicateKey = await call('POST', '/v1/batches', 'api', '{"rewards":[{"rewardId":"h-b1","uid":"u","amount":1,"amount":9}]}');
+    const duplicateKey = await call(
+      'POST',
+      '/v1/batches',
+      'api',
+      '{"rewards":[{"rewardId":"h-b1","uid":"u","amount":1,"amount":9}]}',
+    );
     expect(duplicateKey.status).toBe(400);
     expect(duplicateKey.body.message).toContain('appears twice');
-    const { rows } = await env.pool.query(`select count(*)::int as n from reward_batch_items where reward_id like 'h-b%'`);
+    const { rows } = await env.pool.query(
+      `select count(*)::int as n from reward_batch_items where reward_id like 'h-b%'`,
+    );
     expect(rows[0].n).toBe(0);
   });
 
@@ -161,7 +213,8 @@ describe('windfall serve: producer routes', () => {
     expect(response.status).toBe(400);
     expect(response.body).toMatchObject({
       error: 'invalid batch',
-      message: 'batch refused: 1,500 invalid rows out of 1,500 (4,500 errors); nothing was enqueued. Fix the rows and enqueue again.',
+      message:
+        'batch refused: 1,500 invalid rows out of 1,500 (4,500 errors); nothing was enqueued. Fix the rows and enqueue again.',
       totalErrors: 4500,
       badRows: 1500,
       rowsRead: 1500,
@@ -174,19 +227,30 @@ describe('windfall serve: producer routes', () => {
     expect(response.body.errors).toHaveLength(1000);
     expect(response.body.errors[0]).toEqual({ row: 1, field: 'rewardId', code: 'missing', reason: 'is missing' });
     expect(response.body.errors.at(-1)).toMatchObject({ row: 334, field: 'rewardId' });
-    const { rows } = await env.pool.query(`select count(*)::int as n from reward_batches where batch_id = 'h-many-bad'`);
+    const { rows } = await env.pool.query(
+      `select count(*)::int as n from reward_batches where batch_id = 'h-many-bad'`,
+    );
     expect(rows[0].n).toBe(0);
   });
 
   it('answers 413 over the body-size limit and 415 for a body that is not JSON', async () => {
-    const rewards = Array.from({ length: 1500 }, (_, n) => ({ rewardId: `h-big-${n}`, uid: `h-big-user-${n}`, amount: 1, description: 'x'.repeat(20) }));
+    const rewards = Array.from({ length: 1500 }, (_, n) => ({
+      rewardId: `h-big-${n}`,
+      uid: `h-big-user-${n}`,
+      amount: 1,
+      description: 'x'.repeat(20),
+    }));
     const body = JSON.stringify({ rewards });
     expect(body.length).toBeGreaterThan(BODY_LIMIT);
     const response = await call('POST', '/v1/batches', 'api', body);
     expect(response.status).toBe(413);
     expect(response.body).toMatchObject({ error: 'payload too large' });
     expect(response.body.message).toContain(String(BODY_LIMIT));
-    const text = await fetch(`${server.baseUrl}/v1/batches`, { method: 'POST', headers: { ...headersFor('api'), 'content-type': 'text/plain' }, body: 'hello' });
+    const text = await fetch(`${server.baseUrl}/v1/batches`, {
+      method: 'POST',
+      headers: { ...headersFor('api'), 'content-type': 'text/plain' },
+      body: 'hello',
+    });
     expect(text.status).toBe(415);
   });
 
@@ -208,7 +272,10 @@ describe('windfall serve: producer routes', () => {
     const status = await call('GET', '/v1/batches/h-good', 'api');
     expect(status.status).toBe(200);
     expect(status.body).toMatchObject({ batchId: 'h-good', total: 3 });
-    await eventually(async () => (await call('GET', '/v1/batches/h-good', 'api')).body.status === 'completed', 'the batch to complete');
+    await eventually(
+      async () => (await call('GET', '/v1/batches/h-good', 'api')).body.status === 'completed',
+      'the batch to complete',
+    );
     const done = await call('GET', '/v1/batches/h-good', 'api');
     const cli = await runCli(['batch', 'h-good', '--json'], env.env());
     expect(done.body).toEqual(JSON.parse(cli.stdout));
@@ -217,13 +284,22 @@ describe('windfall serve: producer routes', () => {
     const again = await call('POST', '/v1/batches', 'api', batch);
     expect(again.status).toBe(202);
     expect(again.body).toEqual({ batchId: 'h-good', total: 3, created: false });
-    const generated = await call('POST', '/v1/batches', 'api', { rewards: [{ rewardId: 'h-g1', uid: 'h-user1', amount: 100 }] });
+    const generated = await call('POST', '/v1/batches', 'api', {
+      rewards: [{ rewardId: 'h-g1', uid: 'h-user1', amount: 100 }],
+    });
     expect(generated.status).toBe(202);
     expect(generated.body.batchId).toMatch(/^[0-9a-f-]{36}$/);
-    await eventually(async () => (await call('GET', `/v1/batches/${generated.body.batchId}`, 'api')).body.duplicate === 1, 'the repeat to count as a duplicate');
+    await eventually(
+      async () => (await call('GET', `/v1/batches/${generated.body.batchId}`, 'api')).body.duplicate === 1,
+      'the repeat to count as a duplicate',
+    );
 
     const wallet = await call('GET', '/v1/wallets/h-user2', 'admin');
-    expect(wallet.body).toMatchObject({ uid: 'h-user2', balance: '9007199254740991', entries: [{ operationId: 'h-g2', amount: '9007199254740991', batchId: 'h-good' }] });
+    expect(wallet.body).toMatchObject({
+      uid: 'h-user2',
+      balance: '9007199254740991',
+      entries: [{ operationId: 'h-g2', amount: '9007199254740991', batchId: 'h-good' }],
+    });
     expect((await call('GET', '/v1/batches/no-such-batch', 'api')).status).toBe(404);
     expect((await balances(env.pool)).get('h-user1')).toBe(105n);
   });
@@ -235,11 +311,23 @@ describe('windfall serve: a known batchId', () => {
       { rewardId: 'h-c1', uid: 'h-cu1', amount: 10, description: 'spring' },
       { rewardId: 'h-c2', uid: 'h-cu2', amount: '20' },
     ];
-    expect((await call('POST', '/v1/batches', 'api', { batchId: 'h-conflict', rewards })).body).toEqual({ batchId: 'h-conflict', total: 2, created: true });
-    const conflict = await call('POST', '/v1/batches', 'api', { batchId: 'h-conflict', rewards: [rewards[0], { ...rewards[1], amount: 2000 }] });
+    expect((await call('POST', '/v1/batches', 'api', { batchId: 'h-conflict', rewards })).body).toEqual({
+      batchId: 'h-conflict',
+      total: 2,
+      created: true,
+    });
+    const conflict = await call('POST', '/v1/batches', 'api', {
+      batchId: 'h-conflict',
+      rewards: [rewards[0], { ...rewards[1], amount: 2000 }],
+    });
     expect(conflict.status).toBe(409);
-    expect(conflict.body).toEqual({ error: 'batch conflict', message: expect.stringMatching(/^batch "h-conflict" already exists with different rewards/) });
-    const { rows } = await env.pool.query(`select reward_id, amount::text from reward_batch_items where batch_id = 'h-conflict' order by reward_id`);
+    expect(conflict.body).toEqual({
+      error: 'batch conflict',
+      message: expect.stringMatching(/^batch "h-conflict" already exists with different rewards/),
+    });
+    const { rows } = await env.pool.query(
+      `select reward_id, amount::text from reward_batch_items where batch_id = 'h-conflict' order by reward_id`,
+    );
     expect(rows).toEqual([
       { reward_id: 'h-c1', amount: '10' },
       { reward_id: 'h-c2', amount: '20' },
@@ -261,7 +349,12 @@ describe('windfall serve: operator routes', () => {
       ['POST', '/v1/dead-letters/replay', { all: true, dryRun: true }],
     ];
     for (const [method, path, body] of routes) {
-      for (const [auth, status] of [['none', 401], ['wrong', 401], ['api', 403], ['api-basic', 403]] as const) {
+      for (const [auth, status] of [
+        ['none', 401],
+        ['wrong', 401],
+        ['api', 403],
+        ['api-basic', 403],
+      ] as const) {
         const response = await call(method, path, auth, body);
         expect(response.status, `${method} ${path} with ${auth}`).toBe(status);
       }
@@ -278,22 +371,42 @@ describe('windfall serve: operator routes', () => {
   });
 
   it('shows and force-releases a lock held elsewhere', async () => {
-    await env.redis.set(`${env.prefix}:lock:h-locked`, JSON.stringify({ owner: 'other-host:77', acquiredAt: '2026-01-02T03:04:05.000Z', token: 't' }), 'PX', 60_000);
+    await env.redis.set(
+      `${env.prefix}:lock:h-locked`,
+      JSON.stringify({ owner: 'other-host:77', acquiredAt: '2026-01-02T03:04:05.000Z', token: 't' }),
+      'PX',
+      60_000,
+    );
     const status = await call('GET', '/v1/locks/h-locked', 'admin');
     expect(status.status).toBe(200);
-    expect(status.body).toMatchObject({ uid: 'h-locked', locked: true, owner: 'other-host:77', acquiredAt: '2026-01-02T03:04:05.000Z' });
+    expect(status.body).toMatchObject({
+      uid: 'h-locked',
+      locked: true,
+      owner: 'other-host:77',
+      acquiredAt: '2026-01-02T03:04:05.000Z',
+    });
     expect(status.body.ttlMs).toBeGreaterThan(0);
     const released = await call('DELETE', '/v1/locks/h-locked', 'admin');
     expect(released.body).toMatchObject({ uid: 'h-locked', released: true, previous: { owner: 'other-host:77' } });
     expect(await env.redis.exists(`${env.prefix}:lock:h-locked`)).toBe(0);
-    expect((await call('GET', '/v1/locks/h-locked', 'admin')).body).toEqual({ uid: 'h-locked', locked: false, ttlMs: null, owner: null, acquiredAt: null });
-    expect(server.process.output()).toMatch(/"level":"warn".*"uid":"h-locked".*"requestedBy":"http:admin@127\.0\.0\.1".*lock force-released/);
+    expect((await call('GET', '/v1/locks/h-locked', 'admin')).body).toEqual({
+      uid: 'h-locked',
+      locked: false,
+      ttlMs: null,
+      owner: null,
+      acquiredAt: null,
+    });
+    expect(server.process.output()).toMatch(
+      /"level":"warn".*"uid":"h-locked".*"requestedBy":"http:admin@127\.0\.0\.1".*lock force-released/,
+    );
   });
 
   it('lists a dead-lettered user, replays it by id exactly once, and the dead-letter queue ends empty', async () => {
     // a busy user with no lock retries and one job attempt is dead-lettered at once
     await env.redis.set(`${env.prefix}:lock:h-busy`, 'a lock someone else wrote', 'PX', 60_000);
-    const windfall = await env.open({ rewardLockPolicy: { name: 'reward', retries: 0, initialDelayMs: 10, factor: 1, ttlMs: 5000 } });
+    const windfall = await env.open({
+      rewardLockPolicy: { name: 'reward', retries: 0, initialDelayMs: 10, factor: 1, ttlMs: 5000 },
+    });
     await windfall.createWorker().start();
     const accepted = await call('POST', '/v1/batches', 'api', {
       batchId: 'h-dlq',
@@ -303,16 +416,35 @@ describe('windfall serve: operator routes', () => {
       ],
     });
     expect(accepted.status).toBe(202);
-    await eventually(async () => (await call('GET', '/v1/batches/h-dlq', 'api')).body.pending === 0, 'the batch to settle');
-    expect((await call('GET', '/v1/batches/h-dlq', 'api')).body).toMatchObject({ status: 'completed_with_failures', applied: 1, deadLettered: 1 });
+    await eventually(
+      async () => (await call('GET', '/v1/batches/h-dlq', 'api')).body.pending === 0,
+      'the batch to settle',
+    );
+    expect((await call('GET', '/v1/batches/h-dlq', 'api')).body).toMatchObject({
+      status: 'completed_with_failures',
+      applied: 1,
+      deadLettered: 1,
+    });
 
     const listed = await call('GET', '/v1/dead-letters?reason=LOCK_BUSY&batchId=h-dlq', 'admin');
     expect(listed.status).toBe(200);
     expect(listed.body).toHaveLength(1);
     const entry = listed.body[0];
-    expect(entry).toMatchObject({ batchId: 'h-dlq', uid: 'h-busy', reason: 'LOCK_BUSY', state: 'open', rewards: [{ rewardId: 'h-d1', amount: '40' }] });
-    expect((await call('GET', `/v1/dead-letters/${entry.id}`, 'admin')).body).toMatchObject({ id: entry.id, uid: 'h-busy' });
-    expect((await call('GET', '/v1/locks/h-busy', 'admin')).body).toMatchObject({ locked: true, owner: 'a lock someone else wrote' });
+    expect(entry).toMatchObject({
+      batchId: 'h-dlq',
+      uid: 'h-busy',
+      reason: 'LOCK_BUSY',
+      state: 'open',
+      rewards: [{ rewardId: 'h-d1', amount: '40' }],
+    });
+    expect((await call('GET', `/v1/dead-letters/${entry.id}`, 'admin')).body).toMatchObject({
+      id: entry.id,
+      uid: 'h-busy',
+    });
+    expect((await call('GET', '/v1/locks/h-busy', 'admin')).body).toMatchObject({
+      locked: true,
+      owner: 'a lock someone else wrote',
+    });
 
     const bad = await call('POST', '/v1/dead-letters/replay', 'admin', { ids: [entry.id], all: true });
     expect(bad.status).toBe(400);
@@ -321,8 +453,15 @@ describe('windfall serve: operator routes', () => {
     expect((await call('DELETE', '/v1/locks/h-busy', 'admin')).body.released).toBe(true);
     const replay = await call('POST', '/v1/dead-letters/replay', 'admin', { ids: [entry.id] });
     expect(replay.status).toBe(200);
-    expect(replay.body).toMatchObject({ dryRun: false, replayed: [{ id: entry.id, uid: 'h-busy', rewards: 1 }], skipped: [] });
-    await eventually(async () => (await call('GET', '/v1/batches/h-dlq', 'api')).body.status === 'completed', 'the replay to be applied');
+    expect(replay.body).toMatchObject({
+      dryRun: false,
+      replayed: [{ id: entry.id, uid: 'h-busy', rewards: 1 }],
+      skipped: [],
+    });
+    await eventually(
+      async () => (await call('GET', '/v1/batches/h-dlq', 'api')).body.status === 'completed',
+      'the replay to be applied',
+    );
     const second = await call('POST', '/v1/dead-letters/replay', 'admin', { ids: [entry.id] });
     expect(second.body).toMatchObject({ replayed: [], skipped: [{ id: entry.id, state: 'replayed' }] });
     await new Promise((resolve) => setTimeout(resolve, 300));
@@ -368,9 +507,21 @@ describe('windfall serve: dashboard, health, metrics, OpenAPI', () => {
     try {
       const cases = [
         { which: 'redis', broken: { redisUrl: `redis://127.0.0.1:${closed}` }, detail: 'ECONNREFUSED' },
-        { which: 'redis', broken: { redisUrl: `redis://:wrong-${password}@127.0.0.1:${redisServer.port}` }, detail: 'WRONGPASS' },
-        { which: 'postgres', broken: { databaseUrl: `postgres://postgres@127.0.0.1:${closed}/windfall` }, detail: 'ECONNREFUSED' },
-        { which: 'postgres', broken: { databaseUrl: `postgres://no_such_role_xyz@127.0.0.1:5432/windfall` }, detail: 'role "no_such_role_xyz" does not exist' },
+        {
+          which: 'redis',
+          broken: { redisUrl: `redis://:wrong-${password}@127.0.0.1:${redisServer.port}` },
+          detail: 'WRONGPASS',
+        },
+        {
+          which: 'postgres',
+          broken: { databaseUrl: `postgres://postgres@127.0.0.1:${closed}/windfall` },
+          detail: 'ECONNREFUSED',
+        },
+        {
+          which: 'postgres',
+          broken: { databaseUrl: `postgres://no_such_role_xyz@127.0.0.1:5432/windfall` },
+          detail: 'role "no_such_role_xyz" does not exist',
+        },
       ] as const;
       for (const { which, broken, detail } of cases) {
         const log = captureLogger();
@@ -380,12 +531,28 @@ describe('windfall serve: dashboard, health, metrics, OpenAPI', () => {
           for (let probe = 0; probe < 3; probe += 1) {
             const response = await app.inject({ method: 'GET', url: '/readyz' });
             expect(response.statusCode, which).toBe(503);
-            const body = response.json<{ status: string; checks: Record<string, { ok: boolean; ms: number; error?: string }> }>();
+            const body = response.json<{
+              status: string;
+              checks: Record<string, { ok: boolean; ms: number; error?: string }>;
+            }>();
             expect(body.status).toBe('not ready');
-            expect(body.checks[which]).toEqual({ ok: false, ms: expect.any(Number), error: which === 'redis' ? 'Redis does not answer' : 'PostgreSQL does not answer' });
+            expect(body.checks[which]).toEqual({
+              ok: false,
+              ms: expect.any(Number),
+              error: which === 'redis' ? 'Redis does not answer' : 'PostgreSQL does not answer',
+            });
             expect(body.checks[which === 'redis' ? 'postgres' : 'redis']).toEqual({ ok: true, ms: expect.any(Number) });
             // no host, port, user name, password or driver text for an unauthenticated caller
-            for (const secret of ['127.0.0.1', String(closed), String(redisServer.port), 'no_such_role_xyz', password, 'WRONGPASS', 'ECONNREFUSED', 'within']) {
+            for (const secret of [
+              '127.0.0.1',
+              String(closed),
+              String(redisServer.port),
+              'no_such_role_xyz',
+              password,
+              'WRONGPASS',
+              'ECONNREFUSED',
+              'within',
+            ]) {
               expect(response.body, `${which} ${detail}`).not.toContain(secret);
             }
           }
@@ -393,17 +560,43 @@ describe('windfall serve: dashboard, health, metrics, OpenAPI', () => {
           // three failing probes, one log line, with the detail
           const failures = log.lines().filter((line) => line.includes('readiness check failed'));
           expect(failures, log.text()).toHaveLength(1);
-          const failure = JSON.parse(failures[0]!) as { check: string; err: { message: string }; connectionError?: { message: string } };
+          const failure = JSON.parse(failures[0]!) as {
+            check: string;
+            err: { message: string };
+            connectionError?: { message: string };
+          };
           expect(failure.check).toBe(which);
           expect(`${failure.err.message} ${failure.connectionError?.message ?? ''}`).toContain(detail);
           if (detail === 'WRONGPASS') {
             // the password the client uses becomes the right one: the next probes pass, logged once
-            await redisCli(redisServer.port, ['-a', password, '--no-auth-warning', 'config', 'set', 'requirepass', `wrong-${password}`]);
-            await eventually(async () => (await app.inject({ method: 'GET', url: '/readyz' })).statusCode === 200, 'readiness to pass again', 20_000);
+            await redisCli(redisServer.port, [
+              '-a',
+              password,
+              '--no-auth-warning',
+              'config',
+              'set',
+              'requirepass',
+              `wrong-${password}`,
+            ]);
+            await eventually(
+              async () => (await app.inject({ method: 'GET', url: '/readyz' })).statusCode === 200,
+              'readiness to pass again',
+              20_000,
+            );
             expect((await app.inject({ method: 'GET', url: '/readyz' })).statusCode).toBe(200);
-            expect(log.lines().filter((line) => line.includes('readiness check passes again: Redis answers'))).toHaveLength(1);
+            expect(
+              log.lines().filter((line) => line.includes('readiness check passes again: Redis answers')),
+            ).toHaveLength(1);
             expect(log.lines().filter((line) => line.includes('readiness check failed'))).toHaveLength(1);
-            await redisCli(redisServer.port, ['-a', `wrong-${password}`, '--no-auth-warning', 'config', 'set', 'requirepass', password]);
+            await redisCli(redisServer.port, [
+              '-a',
+              `wrong-${password}`,
+              '--no-auth-warning',
+              'config',
+              'set',
+              'requirepass',
+              password,
+            ]);
           }
           expect(log.text()).not.toContain(password);
           await app.close();
@@ -423,7 +616,9 @@ describe('windfall serve: dashboard, health, metrics, OpenAPI', () => {
     expect(metrics.headers.get('content-type')).toContain('text/plain');
     expectContractMetrics(metrics.text);
     expect(metrics.text).toMatch(/^windfall_dead_letters_open\{reason="LOCK_BUSY"\} 0$/m);
-    expect(metrics.text).toMatch(/^windfall_http_requests_total\{method="GET",route="\/healthz",status="200"\} [1-9]\d*$/m);
+    expect(metrics.text).toMatch(
+      /^windfall_http_requests_total\{method="GET",route="\/healthz",status="200"\} [1-9]\d*$/m,
+    );
   });
 
   it('exposes every contract metric on a worker process --metrics-port', async () => {
@@ -449,14 +644,30 @@ describe('windfall serve: dashboard, health, metrics, OpenAPI', () => {
     const document = await call('GET', '/openapi.json', 'none');
     expect(document.status).toBe(200);
     const paths = Object.keys(document.body.paths);
-    for (const path of ['/v1/batches', '/v1/batches/{id}', '/v1/wallets/{uid}', '/v1/locks/{uid}', '/v1/dead-letters', '/v1/dead-letters/replay', '/admin/queues', '/metrics', '/healthz', '/readyz']) {
+    for (const path of [
+      '/v1/batches',
+      '/v1/batches/{id}',
+      '/v1/wallets/{uid}',
+      '/v1/locks/{uid}',
+      '/v1/dead-letters',
+      '/v1/dead-letters/replay',
+      '/admin/queues',
+      '/metrics',
+      '/healthz',
+      '/readyz',
+    ]) {
       expect(paths).toContain(path);
     }
     expect(Object.keys(document.body.paths['/v1/locks/{uid}'])).toEqual(['get', 'delete']);
     // the copy in docs/ must describe the same routes (the package version may move on without it)
-    const file = JSON.parse(readFileSync(new URL('../docs/openapi.json', import.meta.url), 'utf8')) as { info: { version: string } };
+    const file = JSON.parse(readFileSync(new URL('../docs/openapi.json', import.meta.url), 'utf8')) as {
+      info: { version: string };
+    };
     const served = document.body as { info: { version: string } };
-    expect({ ...file, info: { ...file.info, version: '' } }, 'docs/openapi.json is stale: regenerate it with `npx windfall serve --openapi > docs/openapi.json`').toEqual({
+    expect(
+      { ...file, info: { ...file.info, version: '' } },
+      'docs/openapi.json is stale: regenerate it with `npx windfall serve --openapi > docs/openapi.json`',
+    ).toEqual({
       ...served,
       info: { ...served.info, version: '' },
     });
@@ -465,8 +676,10 @@ describe('windfall serve: dashboard, health, metrics, OpenAPI', () => {
 
 describe('ops: alert rules, Grafana dashboard, docker-compose', () => {
   const read = (path: string): string => readFileSync(new URL(`../${path}`, import.meta.url), 'utf8');
-  const exported = async (): Promise<Set<string>> => new Set((await new WindfallMetrics().registry.getMetricsAsJSON()).map((metric) => metric.name));
-  const used = (text: string): string[] => [...new Set(text.match(/\bwindfall_[a-z_]+/g) ?? [])].map((name) => name.replace(/_(bucket|sum|count)$/, ''));
+  const exported = async (): Promise<Set<string>> =>
+    new Set((await new WindfallMetrics().registry.getMetricsAsJSON()).map((metric) => metric.name));
+  const used = (text: string): string[] =>
+    [...new Set(text.match(/\bwindfall_[a-z_]+/g) ?? [])].map((name) => name.replace(/_(bucket|sum|count)$/, ''));
 
   it('alert rules and dashboard panels only use metrics Windfall exports', async () => {
     const names = await exported();
@@ -475,23 +688,41 @@ describe('ops: alert rules, Grafana dashboard, docker-compose', () => {
       expect.arrayContaining(['WindfallDeadLettersGrowing', 'WindfallLockFailureRate', 'WindfallOldestWaitingJob']),
     );
     for (const name of used(rules)) expect(names, `alerts.yml: ${name}`).toContain(name);
-    const dashboard = JSON.parse(read('ops/grafana/dashboards/windfall.json')) as { panels: { title: string; targets?: { expr: string }[] }[] };
-    const exprs = dashboard.panels.flatMap((panel) => (panel.targets ?? []).map((target) => [panel.title, target.expr] as const));
+    const dashboard = JSON.parse(read('ops/grafana/dashboards/windfall.json')) as {
+      panels: { title: string; targets?: { expr: string }[] }[];
+    };
+    const exprs = dashboard.panels.flatMap((panel) =>
+      (panel.targets ?? []).map((target) => [panel.title, target.expr] as const),
+    );
     expect(exprs.length).toBeGreaterThan(10);
-    for (const [title, expr] of exprs) for (const name of used(expr)) expect(names, `${title}: ${name}`).toContain(name);
-    for (const name of CONTRACT_METRICS) expect(exprs.some(([, expr]) => expr.includes(name)), `the dashboard shows ${name}`).toBe(true);
+    for (const [title, expr] of exprs)
+      for (const name of used(expr)) expect(names, `${title}: ${name}`).toContain(name);
+    for (const name of CONTRACT_METRICS)
+      expect(
+        exprs.some(([, expr]) => expr.includes(name)),
+        `the dashboard shows ${name}`,
+      ).toBe(true);
   });
 
   it('docker-compose runs the API, Prometheus and Grafana provisioned from ops/', () => {
     const compose = read('docker-compose.yml');
-    for (const service of ['redis', 'postgres', 'worker', 'api', 'prometheus', 'grafana']) expect(compose, service).toMatch(new RegExp(`^  ${service}:$`, 'm'));
+    for (const service of ['redis', 'postgres', 'worker', 'api', 'prometheus', 'grafana'])
+      expect(compose, service).toMatch(new RegExp(`^  ${service}:$`, 'm'));
     expect(compose).toContain('command: ["serve", "--port", "3000"]');
-    for (const path of ['./ops/prometheus/prometheus.yml', './ops/prometheus/alerts.yml', './ops/grafana/provisioning', './ops/grafana/dashboards']) {
+    for (const path of [
+      './ops/prometheus/prometheus.yml',
+      './ops/prometheus/alerts.yml',
+      './ops/grafana/provisioning',
+      './ops/grafana/dashboards',
+    ]) {
       expect(compose, path).toContain(`- ${path}:`);
     }
     const prometheus = read('ops/prometheus/prometheus.yml');
     expect(prometheus).toContain('- /etc/prometheus/alerts.yml');
-    expect([...prometheus.matchAll(/job_name: (\S+)/g)].map((match) => match[1])).toEqual(['windfall-api', 'windfall-worker']);
+    expect([...prometheus.matchAll(/job_name: (\S+)/g)].map((match) => match[1])).toEqual([
+      'windfall-api',
+      'windfall-worker',
+    ]);
   });
 });
 

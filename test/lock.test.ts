@@ -1,5 +1,15 @@
 import { describe, expect, it } from 'vitest';
-import { LockBusyError, LockTimeoutError, REWARD_POLICY, BATCH_POLICY, DEFAULT_POLICY, UserLocks, retryDelays, totalWaitMs, type LockPolicy } from '../src/lock/index.js';
+import {
+  LockBusyError,
+  LockTimeoutError,
+  REWARD_POLICY,
+  BATCH_POLICY,
+  DEFAULT_POLICY,
+  UserLocks,
+  retryDelays,
+  totalWaitMs,
+  type LockPolicy,
+} from '../src/lock/index.js';
 import { WindfallMetrics } from '../src/metrics/metrics.js';
 import { useTestEnvironment } from './support/environment.js';
 
@@ -36,7 +46,9 @@ describe('UserLocks', () => {
   it('waits with exponential backoff and fails with a busy error naming the holder when retries run out', async () => {
     await env.redis.set(`${env.prefix}:lock:bob`, 'legacy-service', 'PX', 10_000);
     const started = Date.now();
-    const error = await locks().acquire('bob', fast).catch((e: unknown) => e);
+    const error = await locks()
+      .acquire('bob', fast)
+      .catch((e: unknown) => e);
     const waited = Date.now() - started;
     expect(error).toBeInstanceOf(LockBusyError);
     expect((error as LockBusyError).attempts).toBe(4);
@@ -60,7 +72,9 @@ describe('UserLocks', () => {
     const controller = new AbortController();
     setTimeout(() => controller.abort(), 60);
     const started = Date.now();
-    const error = await locks().acquire('dave', REWARD_POLICY, { signal: controller.signal }).catch((e: unknown) => e);
+    const error = await locks()
+      .acquire('dave', REWARD_POLICY, { signal: controller.signal })
+      .catch((e: unknown) => e);
     expect(error).toBeInstanceOf(LockTimeoutError);
     expect(Date.now() - started).toBeLessThan(400);
   });
@@ -68,7 +82,9 @@ describe('UserLocks', () => {
   it('ends the wait at the deadline with a timeout error', async () => {
     await env.redis.set(`${env.prefix}:lock:erin`, 'other', 'PX', 10_000);
     const started = Date.now();
-    const error = await locks().acquire('erin', REWARD_POLICY, { deadline: Date.now() + 700 }).catch((e: unknown) => e);
+    const error = await locks()
+      .acquire('erin', REWARD_POLICY, { deadline: Date.now() + 700 })
+      .catch((e: unknown) => e);
     const waited = Date.now() - started;
     expect(error).toBeInstanceOf(LockTimeoutError);
     expect(waited).toBeGreaterThanOrEqual(650);
@@ -81,11 +97,15 @@ describe('UserLocks', () => {
     const outcomes = await locks.tryAcquireMany(['hash-free-1', 'hash-held', 'hash-free-2'], fast);
     expect(outcomes.map((outcome) => 'busy' in outcome)).toEqual([false, true, false]);
     // the same through the exchange script, and the single-key path waits for it like any busy lock
-    const again = await locks.exchange(outcomes.filter((outcome): outcome is Exclude<typeof outcome, { busy: true }> => !('busy' in outcome)), ['hash-held'], fast);
+    const again = await locks.exchange(
+      outcomes.filter((outcome): outcome is Exclude<typeof outcome, { busy: true }> => !('busy' in outcome)),
+      ['hash-held'],
+      fast,
+    );
     expect(again.released).toEqual([true, true]);
     expect('busy' in again.acquired[0]!).toBe(true);
     await expect(locks.acquire('hash-held', fast)).rejects.toBeInstanceOf(LockBusyError);
-    expect(await locks.status('hash-held')).toMatchObject({ locked: true, owner: "a hash key Windfall did not write" });
+    expect(await locks.status('hash-held')).toMatchObject({ locked: true, owner: 'a hash key Windfall did not write' });
     expect(await env.redis.hget(`${env.prefix}:lock:hash-held`, 'owner')).toBe('redisson');
   });
 
@@ -105,7 +125,13 @@ describe('UserLocks', () => {
   });
 
   it('reports status of free, own and foreign locks', async () => {
-    expect(await locks().status('nobody')).toEqual({ uid: 'nobody', locked: false, ttlMs: null, owner: null, acquiredAt: null });
+    expect(await locks().status('nobody')).toEqual({
+      uid: 'nobody',
+      locked: false,
+      ttlMs: null,
+      owner: null,
+      acquiredAt: null,
+    });
     const mine = await locks().acquire('hank', fast);
     const status = await locks().status('hank');
     expect(status).toMatchObject({ uid: 'hank', locked: true, owner: 'test-owner' });

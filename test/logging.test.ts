@@ -23,7 +23,11 @@ function capture(level: 'debug' | 'trace' = 'debug') {
     logger,
     text: () => out,
     lines: () => out.split('\n').filter(Boolean),
-    records: () => out.split('\n').filter(Boolean).map((line) => JSON.parse(line) as Record<string, unknown>),
+    records: () =>
+      out
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => JSON.parse(line) as Record<string, unknown>),
   };
 }
 
@@ -39,9 +43,15 @@ describe('Redis command arguments never reach a log line', () => {
     logger.error({ err: failedAuth(), shard: 0 }, 'shard worker error');
     logger.warn({ error: failedAuth() }, 'under another key');
     logger.warn({ err: new Error('could not take the lock', { cause: failedAuth() }) }, 'as a cause');
-    logger.warn({ err: Object.assign(new Error('EXECABORT'), { previousErrors: [failedAuth(), failedAuth()] }) }, 'pipeline');
+    logger.warn(
+      { err: Object.assign(new Error('EXECABORT'), { previousErrors: [failedAuth(), failedAuth()] }) },
+      'pipeline',
+    );
     logger.warn({ err: new AggregateError([failedAuth(), new Error('other')], 'all nodes failed') }, 'aggregate');
-    logger.warn({ failure: { attempts: [{ last: failedAuth() }] }, command: { name: 'auth', args: [PASSWORD] } }, 'deep');
+    logger.warn(
+      { failure: { attempts: [{ last: failedAuth() }] }, command: { name: 'auth', args: [PASSWORD] } },
+      'deep',
+    );
     logger.child({ lastError: failedAuth() }).info('bound');
     logger.error(failedAuth());
     logger.trace({ err: Object.assign(new Error('cluster'), { lastNodeError: failedAuth() }) }, 'cluster');
@@ -50,12 +60,21 @@ describe('Redis command arguments never reach a log line', () => {
     const lines = records();
     expect(lines).toHaveLength(9);
     // what is useful stays: the type, the message, the stack, the command's name
-    expect(lines[0]!['err']).toMatchObject({ type: 'ReplyError', message: expect.stringContaining('WRONGPASS'), command: { name: 'auth', args: '[1 hidden]' } });
+    expect(lines[0]!['err']).toMatchObject({
+      type: 'ReplyError',
+      message: expect.stringContaining('WRONGPASS'),
+      command: { name: 'auth', args: '[1 hidden]' },
+    });
     expect((lines[0]!['err'] as { stack: string }).stack).toContain('ReplyError: WRONGPASS');
     expect(lines[1]!['error']).toMatchObject({ type: 'ReplyError', command: { name: 'auth' } });
-    expect(lines[2]!['err']).toMatchObject({ type: 'Error', message: 'could not take the lock: WRONGPASS invalid username-password pair or user is disabled.' });
+    expect(lines[2]!['err']).toMatchObject({
+      type: 'Error',
+      message: 'could not take the lock: WRONGPASS invalid username-password pair or user is disabled.',
+    });
     expect((lines[3]!['err'] as { previousErrors: unknown[] }).previousErrors).toHaveLength(2);
-    expect((lines[4]!['err'] as { aggregateErrors: { message: string }[] }).aggregateErrors.map((e) => e.message)).toEqual([expect.stringContaining('WRONGPASS'), 'other']);
+    expect(
+      (lines[4]!['err'] as { aggregateErrors: { message: string }[] }).aggregateErrors.map((e) => e.message),
+    ).toEqual([expect.stringContaining('WRONGPASS'), 'other']);
     expect(lines[5]!['command']).toEqual({ name: 'auth', args: '[1 hidden]' });
     expect(lines[6]!['lastError']).toMatchObject({ type: 'ReplyError', command: { name: 'auth' } });
     expect(lines[7]!['msg']).toContain('WRONGPASS');
@@ -63,11 +82,16 @@ describe('Redis command arguments never reach a log line', () => {
 
   it('the arguments Redis quotes in an unknown command error are scrubbed from any text', () => {
     const { logger, text } = capture();
-    logger.warn({ err: new ReplyError(`ERR unknown command 'auht', with args beginning with: '${PASSWORD}' `) }, 'unknown command');
+    logger.warn(
+      { err: new ReplyError(`ERR unknown command 'auht', with args beginning with: '${PASSWORD}' `) },
+      'unknown command',
+    );
     logger.warn(`plain text: ERR unknown command 'x', with args beginning with: '${PASSWORD}'`);
     expect(text()).not.toContain(PASSWORD);
     expect(text()).toContain('with args beginning with: [redacted]');
-    expect(scrubSecrets(`ERR unknown command 'x', with args beginning with: '${PASSWORD}'\nnext line`)).toBe(`ERR unknown command 'x', with args beginning with: [redacted]\nnext line`);
+    expect(scrubSecrets(`ERR unknown command 'x', with args beginning with: '${PASSWORD}'\nnext line`)).toBe(
+      `ERR unknown command 'x', with args beginning with: [redacted]\nnext line`,
+    );
     for (const line of text().split('\n').filter(Boolean)) JSON.parse(line);
   });
 });
@@ -93,7 +117,9 @@ describe('what Node and libraries print in a windfall process', () => {
   });
 
   it("a library's console.error/warn of a Redis error (BullMQ's 'Unexpected Error in AsyncFifoQueue') shows the command's name only", () => {
-    const printed = run(`console.error('Unexpected Error in AsyncFifoQueue', error); console.warn(error); console.log('at redis://:${PASSWORD}@h:1');`);
+    const printed = run(
+      `console.error('Unexpected Error in AsyncFifoQueue', error); console.warn(error); console.log('at redis://:${PASSWORD}@h:1');`,
+    );
     expect(printed.status).toBe(0);
     expect(printed.stderr).toContain('Unexpected Error in AsyncFifoQueue');
     expect(printed.stderr).toContain("name: 'auth'");
@@ -111,8 +137,15 @@ describe('thrown non-Error values are logged usefully', () => {
     logger.error({ err: null }, 'null');
     logger.error({ err: { message: 'WRONGPASS from a plain object' } }, 'message only');
     logger.error({ err: { huge: 'x'.repeat(10_000) } }, 'huge');
-    const [object, string, number, nothing, message, huge] = records().map((record) => record['err'] as Record<string, unknown>);
-    expect(object).toEqual({ type: 'Object', message: '{"code":"E_BUSY","retryInMs":50}', code: 'E_BUSY', retryInMs: 50 });
+    const [object, string, number, nothing, message, huge] = records().map(
+      (record) => record['err'] as Record<string, unknown>,
+    );
+    expect(object).toEqual({
+      type: 'Object',
+      message: '{"code":"E_BUSY","retryInMs":50}',
+      code: 'E_BUSY',
+      retryInMs: 50,
+    });
     expect(string).toEqual({ type: 'string', message: 'boom' });
     expect(number).toEqual({ type: 'number', message: '42' });
     expect(nothing).toEqual({ type: 'null', message: 'null' });
@@ -152,7 +185,13 @@ describe('one key per log line', () => {
     const [first, second, third, fourth, fifth] = records();
     expect(first).toMatchObject({ attempt: 1, users: 2 });
     expect(second).toMatchObject({ attempt: 1, attempt_call: 2 });
-    expect(third).toMatchObject({ level: 'info', time_call: 'client time', level_call: 'mine', msg: 'pino keys', msg_call: 'x' });
+    expect(third).toMatchObject({
+      level: 'info',
+      time_call: 'client time',
+      level_call: 'mine',
+      msg: 'pino keys',
+      msg_call: 'x',
+    });
     expect(fourth).toMatchObject({ deadLetterId: 'a', deadLetterId_call: 'b' });
     expect(fifth).toMatchObject({ databaseUrl: '[redacted]' });
     expect(Object.keys(fifth!)).not.toContain('databaseUrl_call');

@@ -2,7 +2,13 @@ import { spawn } from 'node:child_process';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
-import { cpuBetween, cpuSnapshot, postmasterOf, redisProcessOf, type ServerProcesses } from '../bench/cpu-accounting.js';
+import {
+  cpuBetween,
+  cpuSnapshot,
+  postmasterOf,
+  redisProcessOf,
+  type ServerProcesses,
+} from '../bench/cpu-accounting.js';
 import { useTestEnvironment } from './support/environment.js';
 
 const env = useTestEnvironment();
@@ -16,7 +22,9 @@ async function serverProcesses(): Promise<ServerProcesses> {
 /** Runs a process that spins for `ms` and waits until it is reaped. */
 function spin(ms: number): Promise<void> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['-e', `const end = Date.now() + ${ms}; while (Date.now() < end);`], { stdio: 'ignore' });
+    const child = spawn(process.execPath, ['-e', `const end = Date.now() + ${ms}; while (Date.now() < end);`], {
+      stdio: 'ignore',
+    });
     child.on('error', reject);
     child.on('close', () => resolve());
   });

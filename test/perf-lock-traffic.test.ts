@@ -77,9 +77,19 @@ afterEach(() => {
 });
 
 /** Stages a batch (no worker runs) and settles every chunk of it the way the worker does, chunks concurrently. */
-async function settleBatch(batchId: string, users: number, perUser: number, locks: UserLocks, policy: LockPolicy = REWARD_POLICY) {
+async function settleBatch(
+  batchId: string,
+  users: number,
+  perUser: number,
+  locks: UserLocks,
+  policy: LockPolicy = REWARD_POLICY,
+) {
   const windfall = await env.open({ chunkSize: 200 });
-  const rows = rewardRows(users * perUser, (n) => ({ rewardId: `${batchId}-r${n}`, uid: `${batchId}-u${n % users}`, amount: 1 + (n % 7) }));
+  const rows = rewardRows(users * perUser, (n) => ({
+    rewardId: `${batchId}-r${n}`,
+    uid: `${batchId}-u${n % users}`,
+    amount: 1 + (n % 7),
+  }));
   const staged = await windfall.producer.enqueueRewards(rows, { batchId });
   const settlement = openSettlement({
     pool: env.pool,
@@ -105,7 +115,8 @@ async function settleBatch(batchId: string, users: number, perUser: number, lock
   }
 }
 
-const applied = (outcomes: readonly UserOutcome[]): number => outcomes.reduce((sum, outcome) => sum + (outcome.kind === 'settled' ? outcome.applied : 0), 0);
+const applied = (outcomes: readonly UserOutcome[]): number =>
+  outcomes.reduce((sum, outcome) => sum + (outcome.kind === 'settled' ? outcome.applied : 0), 0);
 
 describe('lock traffic of the worker (performance guard)', () => {
   it('takes and releases the locks of a batch in at most 2 Redis round trips per user on average (far fewer in fact)', async () => {
@@ -118,7 +129,7 @@ describe('lock traffic of the worker (performance guard)', () => {
     expect(applied(outcomes)).toBe(3000);
     expect(outcomes.every((outcome) => outcome.kind === 'settled')).toBe(true);
     const perUser = counts.roundTrips / staged.users;
-     
+
     console.log(
       `lock traffic: ${counts.roundTrips} round trips (${counts.commands} commands, ${counts.lockKeyOperations} lock key operations) ` +
         `for ${staged.users} users = ${perUser.toFixed(3)} round trips per user`,
@@ -136,14 +147,17 @@ describe('lock traffic of the worker (performance guard)', () => {
     opened.push(redis);
     const locks = new UserLocks(redis, { prefix: env.prefix });
     // ten users' locks are held by another service for 300 ms
-    for (let n = 0; n < 10; n += 1) await env.redis.set(`${env.prefix}:lock:busy-u${n * 37}`, 'other-service', 'PX', 300);
+    for (let n = 0; n < 10; n += 1)
+      await env.redis.set(`${env.prefix}:lock:busy-u${n * 37}`, 'other-service', 'PX', 300);
     counts.reset();
     const policy: LockPolicy = { name: 'reward', retries: 10, initialDelayMs: 50, factor: 1.5, ttlMs: 60_000 };
     const { staged, outcomes } = await settleBatch('busy', 600, 3, locks, policy);
     expect(applied(outcomes)).toBe(1800);
     const perUser = counts.roundTrips / staged.users;
-     
-    console.log(`lock traffic with 10 busy users: ${counts.roundTrips} round trips for ${staged.users} users = ${perUser.toFixed(3)} per user`);
+
+    console.log(
+      `lock traffic with 10 busy users: ${counts.roundTrips} round trips for ${staged.users} users = ${perUser.toFixed(3)} per user`,
+    );
     expect(perUser).toBeLessThanOrEqual(2);
   });
 
@@ -153,7 +167,11 @@ describe('lock traffic of the worker (performance guard)', () => {
     const [a, b, c] = await locks.tryAcquireMany(['bulk-a', 'bulk-b', 'bulk-c'], REWARD_POLICY);
     expect(b && 'busy' in b).toBe(true);
     if (!a || !c || 'busy' in a || 'busy' in c) throw new Error('expected bulk-a and bulk-c to be taken');
-    const value = JSON.parse((await env.redis.get(`${env.prefix}:lock:bulk-a`))!) as { owner: string; acquiredAt: string; token: string };
+    const value = JSON.parse((await env.redis.get(`${env.prefix}:lock:bulk-a`))!) as {
+      owner: string;
+      acquiredAt: string;
+      token: string;
+    };
     expect(value.owner).toBe('bulk-owner');
     expect(Date.parse(value.acquiredAt)).toBeGreaterThan(Date.now() - 5000);
     expect(value.token).toMatch(/^[0-9a-f-]{36}$/);

@@ -27,13 +27,30 @@ async function* lines(text: string, pieceBytes: number): AsyncGenerator<Uint8Arr
 describe('staging a batch fast (COPY, fingerprints, allocation-free routing) keeps its exact meaning', () => {
   it('stores every value exactly, escapes included', async () => {
     const rows = [
-      { rewardId: 'esc-\\1', uid: 'user\\with\\backslashes', amount: 7, description: 'tab\there, newline\nthere, cr\r, backslash \\, 活动奖励 😀' },
+      {
+        rewardId: 'esc-\\1',
+        uid: 'user\\with\\backslashes',
+        amount: 7,
+        description: 'tab\there, newline\nthere, cr\r, backslash \\, 活动奖励 😀',
+      },
       { rewardId: 'esc-2', uid: '用户', amount: '9007199254740991', description: '\\N' },
       { rewardId: 'esc-3', uid: 'u3', amount: 1 },
     ];
-    const staged = await stageBatch(env.pool, recordsFromArray(rows), { batchId: 'escapes', shards: 8, chunkSize: 500, maxRows: 100 });
+    const staged = await stageBatch(env.pool, recordsFromArray(rows), {
+      batchId: 'escapes',
+      shards: 8,
+      chunkSize: 500,
+      maxRows: 100,
+    });
     expect(staged).toMatchObject({ total: 3, users: 3, created: true });
-    const { rows: stored } = await env.pool.query<{ reward_id: string; uid: string; amount: string; description: string | null; shard: number; row_no: number }>(
+    const { rows: stored } = await env.pool.query<{
+      reward_id: string;
+      uid: string;
+      amount: string;
+      description: string | null;
+      shard: number;
+      row_no: number;
+    }>(
       `select reward_id, uid, amount::text, description, shard, row_no from reward_batch_items where batch_id = 'escapes' order by row_no`,
     );
     expect(stored).toEqual(
@@ -65,16 +82,21 @@ describe('staging a batch fast (COPY, fingerprints, allocation-free routing) kee
       }
       text += `${JSON.stringify({ rewardId, uid, amount: 1 + (n % 10) })}\n`;
     }
-    const error = await stageBatch(env.pool, readJsonLines(lines(text, 65_536)), { batchId: 'big-repeats', shards: 8, chunkSize: 500, maxRows: 1e6 }).catch(
-      (e: unknown) => e,
-    );
+    const error = await stageBatch(env.pool, readJsonLines(lines(text, 65_536)), {
+      batchId: 'big-repeats',
+      shards: 8,
+      chunkSize: 500,
+      maxRows: 1e6,
+    }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(BatchValidationError);
     expect((error as BatchValidationError).errors.map((e) => [e.row, e.reason])).toEqual([
       [30_010, 'repeats row 30000 of this batch (a rewardId may appear once per batch)'],
       [59_999, 'repeats row 5 of this batch (a rewardId may appear once per batch)'],
       [60_000, 'repeats row 59998 of this batch (a rewardId may appear once per batch)'],
     ]);
-    const { rows } = await env.pool.query(`select count(*)::int as n from reward_batch_items where batch_id = 'big-repeats'`);
+    const { rows } = await env.pool.query(
+      `select count(*)::int as n from reward_batch_items where batch_id = 'big-repeats'`,
+    );
     expect(rows[0].n).toBe(0);
   });
 
@@ -82,22 +104,34 @@ describe('staging a batch fast (COPY, fingerprints, allocation-free routing) kee
     // one COPY chunk (25,000 rows) of about 12 MB: the unique violation at row 2 arrives while the client still
     // sends (pg-copy-streams#171 crashes the process there unless one buffer at a time is in flight)
     const description = 'd'.repeat(480);
-    const rows = Array.from({ length: 25_000 }, (_, n) => ({ rewardId: `early-${n === 1 ? 0 : n}`, uid: 'early-u', amount: 1, description }));
+    const rows = Array.from({ length: 25_000 }, (_, n) => ({
+      rewardId: `early-${n === 1 ? 0 : n}`,
+      uid: 'early-u',
+      amount: 1,
+      description,
+    }));
     for (let round = 0; round < 3; round += 1) {
-      const error = await stageBatch(env.pool, recordsFromArray(rows), { batchId: `early-repeat-${round}`, shards: 8, chunkSize: 500, maxRows: 1e6 }).catch(
-        (e: unknown) => e,
-      );
+      const error = await stageBatch(env.pool, recordsFromArray(rows), {
+        batchId: `early-repeat-${round}`,
+        shards: 8,
+        chunkSize: 500,
+        maxRows: 1e6,
+      }).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(BatchValidationError);
       expect((error as BatchValidationError).errors.map((e) => [e.row, e.field, e.reason])).toEqual([
         [2, 'rewardId', 'repeats row 1 of this batch (a rewardId may appear once per batch)'],
       ]);
     }
-    const { rows: left } = await env.pool.query(`select count(*)::int as n from reward_batch_items where batch_id like 'early-repeat-%'`);
+    const { rows: left } = await env.pool.query(
+      `select count(*)::int as n from reward_batch_items where batch_id like 'early-repeat-%'`,
+    );
     expect(left[0].n).toBe(0);
   });
 
   it('reads the same lines from any cut of the stream (pieces decoded whole or line by line)', async () => {
-    const rows = Array.from({ length: 300 }, (_, n) => JSON.stringify({ rewardId: `cut-${n}`, uid: `用户-${n % 7}`, amount: n + 1, description: '活动奖励😀' }));
+    const rows = Array.from({ length: 300 }, (_, n) =>
+      JSON.stringify({ rewardId: `cut-${n}`, uid: `用户-${n % 7}`, amount: n + 1, description: '活动奖励😀' }),
+    );
     const text = `${rows.join('\r\n')}\n\n${rows[0]!.replace('cut-0', 'cut-x')}`;
     const expected = await collectRows(readJsonLines(lines(text, 1 << 20)));
     for (const piece of [1, 2, 3, 7, 64, 1000, 4096]) {
@@ -108,22 +142,31 @@ describe('staging a batch fast (COPY, fingerprints, allocation-free routing) kee
 
   it('routes users exactly as the TextEncoder-based FNV-1a did', () => {
     fc.assert(
-      fc.property(fc.string({ unit: 'binary', maxLength: 40 }), fc.integer({ min: 1, max: 1024 }), (uid, shards) => shardOf(uid, shards) === shardOfReference(uid, shards)),
+      fc.property(
+        fc.string({ unit: 'binary', maxLength: 40 }),
+        fc.integer({ min: 1, max: 1024 }),
+        (uid, shards) => shardOf(uid, shards) === shardOfReference(uid, shards),
+      ),
       { numRuns: 5000 },
     );
-    for (const uid of ['\ud800', 'a\udc00b', '😀', '\uffff', '\u0800', '\u07ff']) expect(shardOf(uid, 997)).toBe(shardOfReference(uid, 997));
+    for (const uid of ['\ud800', 'a\udc00b', '😀', '\uffff', '\u0800', '\u07ff'])
+      expect(shardOf(uid, 997)).toBe(shardOfReference(uid, 997));
   });
 
   it('never misses a repeated rewardId (fingerprints may only over-report)', () => {
     fc.assert(
-      fc.property(fc.uniqueArray(fc.string({ minLength: 1, maxLength: 20 }), { minLength: 1, maxLength: 300 }), fc.nat(), (ids, pick) => {
-        const unique = new FingerprintSet();
-        for (const id of ids) unique.add(id);
-        const repeated = new FingerprintSet();
-        for (const id of ids) repeated.add(id);
-        repeated.add(ids[pick % ids.length]!);
-        return repeated.maybeRepeats;
-      }),
+      fc.property(
+        fc.uniqueArray(fc.string({ minLength: 1, maxLength: 20 }), { minLength: 1, maxLength: 300 }),
+        fc.nat(),
+        (ids, pick) => {
+          const unique = new FingerprintSet();
+          for (const id of ids) unique.add(id);
+          const repeated = new FingerprintSet();
+          for (const id of ids) repeated.add(id);
+          repeated.add(ids[pick % ids.length]!);
+          return repeated.maybeRepeats;
+        },
+      ),
     );
     const set = new FingerprintSet();
     for (let n = 0; n < 200_000; n += 1) set.add(`reward-${n}`);

@@ -21,15 +21,27 @@ describe('reward pipeline (producer → shard queues → worker → ledger)', ()
     );
     expect(result).toMatchObject({ batchId: 'seed-example', total: 2, users: 2, created: true });
     const report = await waitForBatchDone(env.pool, 'seed-example');
-    expect(report).toMatchObject({ status: 'completed', total: 2, applied: 2, duplicate: 0, deadLettered: 0, pending: 0 });
+    expect(report).toMatchObject({
+      status: 'completed',
+      total: 2,
+      applied: 2,
+      duplicate: 0,
+      deadLettered: 0,
+      pending: 0,
+    });
     const all = await balances(env.pool);
     expect(all.get('p-user1')).toBe(100n);
     expect(all.get('p-user2')).toBe(200n);
     // the stored status is brought up to date once the last chunk's job completes, just after its users commit
-    await expect.poll(async () => {
-      const { rows } = await env.pool.query(`select status from reward_batches where batch_id = 'seed-example'`);
-      return rows[0].status;
-    }, { timeout: 10_000 }).toBe('completed');
+    await expect
+      .poll(
+        async () => {
+          const { rows } = await env.pool.query(`select status from reward_batches where batch_id = 'seed-example'`);
+          return rows[0].status;
+        },
+        { timeout: 10_000 },
+      )
+      .toBe('completed');
   });
 
   it('keeps balances exact across concurrent overlapping batches, a re-enqueued batch id and repeated rewardIds', async () => {
@@ -92,7 +104,9 @@ describe('reward pipeline (producer → shard queues → worker → ledger)', ()
     const actual = await balances(env.pool);
     for (const [uid, amount] of expected) expect(actual.get(uid), uid).toBe(amount);
     expect(await ledgerMismatches(env.pool)).toEqual([]);
-    const { rows } = await env.pool.query(`select count(*)::int as n from ledger_entries where batch_id in ('o1','o2','o3')`);
+    const { rows } = await env.pool.query(
+      `select count(*)::int as n from ledger_entries where batch_id in ('o1','o2','o3')`,
+    );
     expect(rows[0].n).toBe(3200);
   });
 
@@ -119,7 +133,9 @@ describe('reward pipeline (producer → shard queues → worker → ledger)', ()
       [5, 'colour'],
     ]);
     expect(await getBatchReport(env.pool, 'bad-batch')).toBeNull();
-    const { rows } = await env.pool.query(`select count(*)::int as n from reward_batch_items where batch_id = 'bad-batch'`);
+    const { rows } = await env.pool.query(
+      `select count(*)::int as n from reward_batch_items where batch_id = 'bad-batch'`,
+    );
     expect(rows[0].n).toBe(0);
     const waiting = await windfall.queues.shard(shardOf('u', 8)).getJobCounts('waiting', 'delayed');
     expect(waiting['waiting']! + waiting['delayed']!).toBe(0);

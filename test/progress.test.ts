@@ -27,7 +27,12 @@ describe('progress', () => {
   it('prints plain lines off a terminal and returns the final report', async () => {
     const reads = [report(0), report(30), report(100)];
     const lines: string[] = [];
-    const final = await watchBatch(async () => reads.shift() ?? report(100), { tty: false, pollMs: 1, lineEveryMs: 0, write: (t) => lines.push(t) });
+    const final = await watchBatch(async () => reads.shift() ?? report(100), {
+      tty: false,
+      pollMs: 1,
+      lineEveryMs: 0,
+      write: (t) => lines.push(t),
+    });
     expect(final.pending).toBe(0);
     expect(lines).toHaveLength(3);
     expect(lines.every((line) => line.endsWith('\n') && !line.includes('\r'))).toBe(true);
@@ -44,7 +49,13 @@ describe('progress', () => {
   it('says once when nothing moves, pointing at the worker', async () => {
     let polls = 0;
     const out: string[] = [];
-    await watchBatch(async () => (++polls < 6 ? report(10) : report(100)), { tty: false, pollMs: 5, lineEveryMs: 1e9, stallNoticeMs: 10, write: (t) => out.push(t) });
+    await watchBatch(async () => (++polls < 6 ? report(10) : report(100)), {
+      tty: false,
+      pollMs: 5,
+      lineEveryMs: 1e9,
+      stallNoticeMs: 10,
+      write: (t) => out.push(t),
+    });
     expect(out.filter((line) => line.includes('no progress'))).toHaveLength(1);
     expect(out.join('')).toContain('windfall worker');
   });

@@ -80,16 +80,28 @@ describe('the recovery watchdog: when a replay is finished', () => {
     // rp-r2 (nothing holds it) and rp-r3 (credited elsewhere, not yet recorded as this batch's duplicate) are in flight
     expect(books.rewards).toMatchObject({ deadLettered: 1, inFlight: 2, unsettled: 0 });
     const resumed = await resumeOpenWork(env.pool, windfall.queues, { minAgeMs: 0 });
-    expect(resumed.replays.map((job) => ({ id: job.deadLetterId, was: job.was })).sort((a, b) => Number(a.id) - Number(b.id))).toEqual([
+    expect(
+      resumed.replays
+        .map((job) => ({ id: job.deadLetterId, was: job.was }))
+        .sort((a, b) => Number(a.id) - Number(b.id)),
+    ).toEqual([
       { id: both.id, was: 'missing' },
       { id: duplicateOnly.id, was: 'missing' },
     ]);
 
     await windfall.createWorker().start();
-    expect(await waitForBatchDone(env.pool, 'rp-batch', 30_000)).toMatchObject({ applied: 1, duplicate: 1, deadLettered: 1, pending: 0 });
+    expect(await waitForBatchDone(env.pool, 'rp-batch', 30_000)).toMatchObject({
+      applied: 1,
+      duplicate: 1,
+      deadLettered: 1,
+      pending: 0,
+    });
     expect((await balances(env.pool)).get('rp-u')).toBe(99n + 7n);
     // finished now: nothing to resume, nothing in flight
-    await eventually(async () => (await resumeOpenWork(env.pool, windfall.queues, { minAgeMs: 0, dryRun: true })).checkedReplays === 0, 'the replays to finish');
+    await eventually(
+      async () => (await resumeOpenWork(env.pool, windfall.queues, { minAgeMs: 0, dryRun: true })).checkedReplays === 0,
+      'the replays to finish',
+    );
     const after = await reconcile(env.pool, { strict: true });
     expect(after.mismatches).toEqual([]);
     expect(after.rewards).toMatchObject({ applied: 1, duplicate: 1, deadLettered: 1, inFlight: 0 });
@@ -99,8 +111,14 @@ describe('the recovery watchdog: when a replay is finished', () => {
 describe('the recovery watchdog: lost work comes back within one interval', () => {
   it('re-adds the lost jobs of handed-over batches and replays whatever their age; leaves a batch still being handed over alone', async () => {
     const windfall = await env.open({ recoveryIntervalMs: 0 });
-    const handed = await windfall.producer.enqueueRewards(rewardRows(40, (n) => ({ rewardId: `ma-h${n}`, uid: `ma-u${n}`, amount: 1 })), { batchId: 'ma-handed' });
-    await windfall.producer.enqueueRewards(rewardRows(40, (n) => ({ rewardId: `ma-s${n}`, uid: `ma-u${n}`, amount: 1 })), { batchId: 'ma-handing' });
+    const handed = await windfall.producer.enqueueRewards(
+      rewardRows(40, (n) => ({ rewardId: `ma-h${n}`, uid: `ma-u${n}`, amount: 1 })),
+      { batchId: 'ma-handed' },
+    );
+    await windfall.producer.enqueueRewards(
+      rewardRows(40, (n) => ({ rewardId: `ma-s${n}`, uid: `ma-u${n}`, amount: 1 })),
+      { batchId: 'ma-handing' },
+    );
     // ma-handing's producer is still adding its jobs (enqueued_at not set yet)
     await env.pool.query(`update reward_batches set enqueued_at = null where batch_id = 'ma-handing'`);
     const entry = await replayedEntry('ma-other', 'ma-x', [{ rewardId: 'ma-x1', amount: 3n }]);
@@ -124,7 +142,9 @@ describe('the recovery watchdog: lost work comes back within one interval', () =
 
   it('does not re-run a chunk that completed between the PostgreSQL read and the Redis check', async () => {
     const windfall = await env.open({ recoveryIntervalMs: 0 });
-    const batch = await windfall.producer.enqueueRewards([{ rewardId: 'rr-1', uid: 'rr-u', amount: 1 }], { batchId: 'rr-batch' });
+    const batch = await windfall.producer.enqueueRewards([{ rewardId: 'rr-1', uid: 'rr-u', amount: 1 }], {
+      batchId: 'rr-batch',
+    });
     expect(batch.chunks).toBe(1);
     const jobId = chunkJobId('rr-batch', 0);
     const queue = windfall.queues.shard(shardOf('rr-u', 8));
@@ -133,19 +153,19 @@ describe('the recovery watchdog: lost work comes back within one interval', () =
     const connection = windfall.queues.connection;
     const pipeline = connection.pipeline.bind(connection);
     let finished = false;
-    connection.pipeline = ((...args: Parameters<typeof pipeline>) => {
+    connection.pipeline = (...args: Parameters<typeof pipeline>) => {
       const commands = pipeline(...args);
       const exec = commands.exec.bind(commands);
-      commands.exec = (async () => {
+      commands.exec = async () => {
         if (!finished) {
           finished = true;
           await env.pool.query(`update reward_chunks set completed_at = now() where batch_id = 'rr-batch'`);
           await queue.remove(jobId);
         }
         return exec();
-      });
+      };
       return commands;
-    });
+    };
     try {
       const report = await resumeOpenWork(env.pool, windfall.queues, { minAgeMs: 0 });
       expect(finished).toBe(true);
@@ -169,7 +189,8 @@ describe('the recovery watchdog: lost work comes back within one interval', () =
       logger: silentLogger(),
       onTick: (tick) => {
         ticks.push(tick.outcome);
-        if (tick.outcome === 'scanned') reports.push({ tick: ticks.length, batches: tick.report.chunks.map((job) => job.batchId) });
+        if (tick.outcome === 'scanned')
+          reports.push({ tick: ticks.length, batches: tick.report.chunks.map((job) => job.batchId) });
       },
     });
     return { dog, ticks, reports };
@@ -188,7 +209,10 @@ describe('the recovery watchdog: lost work comes back within one interval', () =
       await windfall.producer.enqueueRewards([{ rewardId: 'wd-1', uid: 'wd-u', amount: 1 }], { batchId: 'wd-batch' });
       await loseEveryJob(windfall);
       const lostAt = ticks.length;
-      await eventually(() => reports.some((report) => report.tick > lostAt && report.batches.includes('wd-batch')), 'the lost job to be re-added');
+      await eventually(
+        () => reports.some((report) => report.tick > lostAt && report.batches.includes('wd-batch')),
+        'the lost job to be re-added',
+      );
       const readdedAt = reports.find((report) => report.tick > lostAt && report.batches.includes('wd-batch'))!.tick;
       // the next tick that scanned re-added it: a tick, not two
       expect(ticks.slice(lostAt, readdedAt - 1).filter((tick) => tick === 'scanned')).toEqual([]);
@@ -243,7 +267,10 @@ describe('the recovery watchdog: lost work comes back within one interval', () =
 describe('the recovery watchdog and a lowered WINDFALL_SHARDS', () => {
   it('reports open chunks on shards beyond the configured count instead of re-adding their jobs to queues no worker reads', async () => {
     const eight = await env.open({ recoveryIntervalMs: 0 });
-    const batch = await eight.producer.enqueueRewards(rewardRows(64, (n) => ({ rewardId: `sh-${n}`, uid: `sh-u${n}`, amount: 1 })), { batchId: 'sh-batch' });
+    const batch = await eight.producer.enqueueRewards(
+      rewardRows(64, (n) => ({ rewardId: `sh-${n}`, uid: `sh-u${n}`, amount: 1 })),
+      { batchId: 'sh-batch' },
+    );
     await loseEveryJob(eight);
     const { rows } = await env.pool.query<{ shard: number; chunks: number }>(
       `select shard, count(*)::int as chunks from reward_chunks where batch_id = 'sh-batch' group by shard order by shard`,
@@ -261,7 +288,10 @@ describe('the recovery watchdog and a lowered WINDFALL_SHARDS', () => {
     expect(stranded.every((chunk) => chunk.shard >= 2 && chunk.stagedShards === 8)).toBe(true);
     for (let shard = 2; shard < 8; shard += 1) {
       const counts = await eight.queues.shard(shard).getJobCounts();
-      expect(Object.values(counts).reduce((a, b) => a + b, 0), `jobs in shard-${shard}`).toBe(0);
+      expect(
+        Object.values(counts).reduce((a, b) => a + b, 0),
+        `jobs in shard-${shard}`,
+      ).toBe(0);
     }
   });
 });

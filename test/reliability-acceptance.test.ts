@@ -27,12 +27,25 @@ describe('acceptance: kill -9 twice, pg_terminate_backend four times, a Redis re
       timeoutMs: 150_000,
     });
     const story = lines.join('\n');
-    expect(result.faults.map((fault) => fault.kind), story).toEqual(['kill', 'kill', 'pg_terminate', 'pg_terminate', 'pg_terminate', 'pg_terminate', 'redis_restart']);
+    expect(
+      result.faults.map((fault) => fault.kind),
+      story,
+    ).toEqual(['kill', 'kill', 'pg_terminate', 'pg_terminate', 'pg_terminate', 'pg_terminate', 'redis_restart']);
     expect(result.faultsMidBatch, story).toBe(true);
-    expect(result.faults.filter((fault) => fault.kind === 'pg_terminate').every((fault) => (fault.count ?? 0) > 0), story).toBe(true);
+    expect(
+      result.faults.filter((fault) => fault.kind === 'pg_terminate').every((fault) => (fault.count ?? 0) > 0),
+      story,
+    ).toBe(true);
     expect(result.wrongBalances, story).toEqual([]);
     expect(result).toMatchObject({ ledgerEntries: rewards, distinctOperations: rewards, deadLetters: 0 });
-    expect(result.batch).toMatchObject({ status: 'completed', total: rewards, applied: rewards, duplicate: 0, deadLettered: 0, pending: 0 });
+    expect(result.batch).toMatchObject({
+      status: 'completed',
+      total: rewards,
+      applied: rewards,
+      duplicate: 0,
+      deadLettered: 0,
+      pending: 0,
+    });
     expect(result.reconcile, story).toMatchObject({ code: 0, mismatchCount: 0 });
     expect(result.tamper.code).toBe(1);
     expect(result.tamper.mismatch).toMatchObject({ kind: 'balance', uid: result.tamper.uid });

@@ -5,7 +5,13 @@ import { reconcile } from '../src/reconcile/reconcile.js';
 import { resumeOpenWork } from '../src/reconcile/resume-work.js';
 import { useTestEnvironment } from './support/environment.js';
 import { balances, rewardRows, waitForBatchDone } from './support/batches.js';
-import { redisCli, startRedisCluster, startWindfall, type RedisClusterServers, type WindfallProcess } from './support/redis-servers.js';
+import {
+  redisCli,
+  startRedisCluster,
+  startWindfall,
+  type RedisClusterServers,
+  type WindfallProcess,
+} from './support/redis-servers.js';
 
 const env = useTestEnvironment();
 let cluster: RedisClusterServers;
@@ -21,9 +27,18 @@ afterAll(async () => {
 
 describe('scale-out on a 3-master Redis Cluster', () => {
   it('hash-tagged shard queues spread over the masters; two worker processes share them; every balance exact', async () => {
-    const settings = { redisUrl: cluster.url, redisCluster: true, redisClusterNodes: cluster.otherNodes, chunkSize: 100 };
+    const settings = {
+      redisUrl: cluster.url,
+      redisCluster: true,
+      redisClusterNodes: cluster.otherNodes,
+      chunkSize: 100,
+    };
     const producer = await env.open(settings);
-    const rows = rewardRows(6000, (n) => ({ rewardId: `cl-${n}`, uid: `cl-u${(n * 17) % 1200}`, amount: 1 + (n % 31) }));
+    const rows = rewardRows(6000, (n) => ({
+      rewardId: `cl-${n}`,
+      uid: `cl-u${(n * 17) % 1200}`,
+      amount: 1 + (n % 31),
+    }));
     const expected = new Map<string, bigint>();
     for (const row of rows) expected.set(row.uid, (expected.get(row.uid) ?? 0n) + BigInt(row.amount));
     const enqueued = await producer.producer.enqueueRewards(rows, { batchId: 'cluster-batch' });
@@ -35,7 +50,13 @@ describe('scale-out on a 3-master Redis Cluster', () => {
 
     // the shard queues live on different masters
     const holders = await Promise.all(
-      cluster.ports.map(async (port) => (await redisCli(port, ['--scan', '--pattern', `${env.prefix}:{shard-*}:meta`])).output.trim().split('\n').filter(Boolean).length),
+      cluster.ports.map(
+        async (port) =>
+          (await redisCli(port, ['--scan', '--pattern', `${env.prefix}:{shard-*}:meta`])).output
+            .trim()
+            .split('\n')
+            .filter(Boolean).length,
+      ),
     );
     expect(holders.reduce((a, b) => a + b, 0)).toBe(8);
     expect(holders.filter((count) => count > 0).length).toBeGreaterThanOrEqual(2);
@@ -64,8 +85,16 @@ describe('scale-out on a 3-master Redis Cluster', () => {
 
 describe('cluster and recovery settings', () => {
   it('reads WINDFALL_REDIS_CLUSTER_NODES and WINDFALL_RECOVERY_INTERVAL_MS, and refuses malformed values naming the variable', () => {
-    const config = loadConfig({ WINDFALL_REDIS_CLUSTER: 'yes', WINDFALL_REDIS_CLUSTER_NODES: ' 10.0.0.2:6379, node-3.internal:7000 ,[::1]:6380', WINDFALL_RECOVERY_INTERVAL_MS: '0' });
-    expect(config).toMatchObject({ redisCluster: true, redisClusterNodes: ['10.0.0.2:6379', 'node-3.internal:7000', '[::1]:6380'], recoveryIntervalMs: 0 });
+    const config = loadConfig({
+      WINDFALL_REDIS_CLUSTER: 'yes',
+      WINDFALL_REDIS_CLUSTER_NODES: ' 10.0.0.2:6379, node-3.internal:7000 ,[::1]:6380',
+      WINDFALL_RECOVERY_INTERVAL_MS: '0',
+    });
+    expect(config).toMatchObject({
+      redisCluster: true,
+      redisClusterNodes: ['10.0.0.2:6379', 'node-3.internal:7000', '[::1]:6380'],
+      recoveryIntervalMs: 0,
+    });
     expect(loadConfig({})).toMatchObject({ redisCluster: false, redisClusterNodes: [], recoveryIntervalMs: 60_000 });
     expect(() => loadConfig({ WINDFALL_REDIS_CLUSTER_NODES: 'node-2' })).toThrow(ConfigError);
     expect(() => loadConfig({ WINDFALL_REDIS_CLUSTER_NODES: 'node-2:99999' })).toThrow(/WINDFALL_REDIS_CLUSTER_NODES/);

@@ -24,11 +24,15 @@ afterEach(async () => {
 });
 
 const batchRow = async (batchId: string): Promise<{ enqueued: boolean } | undefined> => {
-  const { rows } = await env.pool.query<{ enqueued: boolean }>('select enqueued_at is not null as enqueued from reward_batches where batch_id = $1', [batchId]);
+  const { rows } = await env.pool.query<{ enqueued: boolean }>(
+    'select enqueued_at is not null as enqueued from reward_batches where batch_id = $1',
+    [batchId],
+  );
   return rows[0];
 };
 
-const rowsFor = (tag: string) => rewardRows(600, (n) => ({ rewardId: `${tag}-${n}`, uid: `${tag}-u${n % 150}`, amount: 1 + (n % 9) }));
+const rowsFor = (tag: string) =>
+  rewardRows(600, (n) => ({ rewardId: `${tag}-${n}`, uid: `${tag}-u${n % 150}`, amount: 1 + (n % 9) }));
 const totals = (rows: { uid: string; amount: number | string }[]) => {
   const expected = new Map<string, bigint>();
   for (const row of rows) expected.set(row.uid, (expected.get(row.uid) ?? 0n) + BigInt(row.amount));
@@ -46,7 +50,9 @@ describe('Redis down after a batch is recorded: enqueue gives up in bounded time
     const error = await windfall.producer.enqueueRewards(rows, { batchId: 'lib-down' }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ServiceUnavailableError);
     expect((error as ServiceUnavailableError).service).toBe('Redis');
-    expect((error as Error).message).toMatch(/^Redis did not take the jobs of batch "lib-down" within 2 s .*enqueue it again with the same batchId/);
+    expect((error as Error).message).toMatch(
+      /^Redis did not take the jobs of batch "lib-down" within 2 s .*enqueue it again with the same batchId/,
+    );
     expect(Date.now() - started).toBeLessThan(HANDOVER_TIMEOUT_MS + 10_000);
     expect(await batchRow('lib-down')).toEqual({ enqueued: false });
 
@@ -60,7 +66,11 @@ describe('Redis down after a batch is recorded: enqueue gives up in bounded time
     expect(jobs).toBe(again.chunks);
 
     await windfall.createWorker().start();
-    expect(await waitForBatchDone(env.pool, 'lib-down')).toMatchObject({ status: 'completed', applied: 600, deadLettered: 0 });
+    expect(await waitForBatchDone(env.pool, 'lib-down')).toMatchObject({
+      status: 'completed',
+      applied: 600,
+      deadLettered: 0,
+    });
     const actual = await balances(env.pool);
     for (const [uid, amount] of totals(rows)) expect(actual.get(uid), uid).toBe(amount);
   }, 90_000);
@@ -69,13 +79,21 @@ describe('Redis down after a batch is recorded: enqueue gives up in bounded time
     redis = await startRedisServer({ aof: true });
     const rows = rowsFor('cli-down');
     const text = `${rows.map((row) => JSON.stringify(row)).join('\n')}\n`;
-    const cliEnv = env.env({ REDIS_URL: redis.url, WINDFALL_HANDOVER_TIMEOUT_MS: String(HANDOVER_TIMEOUT_MS), WINDFALL_CHUNK_SIZE: '100' });
+    const cliEnv = env.env({
+      REDIS_URL: redis.url,
+      WINDFALL_HANDOVER_TIMEOUT_MS: String(HANDOVER_TIMEOUT_MS),
+      WINDFALL_CHUNK_SIZE: '100',
+    });
 
     // the enqueue reads standard input: it passes its Redis check and starts staging, then waits for the rows
-    const child = spawn(process.execPath, [WINDFALL_BIN, 'enqueue', '--file', '-', '--format', 'jsonl', '--batch-id', 'cli-down', '--json'], {
-      env: cliEnv,
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      process.execPath,
+      [WINDFALL_BIN, 'enqueue', '--file', '-', '--format', 'jsonl', '--batch-id', 'cli-down', '--json'],
+      {
+        env: cliEnv,
+        stdio: ['pipe', 'pipe', 'pipe'],
+      },
+    );
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (data: Buffer) => (stdout += data.toString()));
@@ -98,7 +116,10 @@ describe('Redis down after a batch is recorded: enqueue gives up in bounded time
     child.stdin.end(text);
     const code = await exited;
     expect(code, stderr).toBe(1);
-    expect(JSON.parse(stdout)).toEqual({ error: 'unavailable', message: expect.stringMatching(/^Redis did not take the jobs of batch "cli-down" within 2 s/) });
+    expect(JSON.parse(stdout)).toEqual({
+      error: 'unavailable',
+      message: expect.stringMatching(/^Redis did not take the jobs of batch "cli-down" within 2 s/),
+    });
     expect(stderr).toContain('windfall: Redis did not take the jobs of batch "cli-down"');
     expect(await batchRow('cli-down')).toEqual({ enqueued: false });
 
@@ -106,10 +127,19 @@ describe('Redis down after a batch is recorded: enqueue gives up in bounded time
     const worker = startCli(['worker'], cliEnv);
     try {
       writeFileSync(join(dir, 'cli-down.jsonl'), text);
-      const finished = await runCli(['enqueue', '--file', join(dir, 'cli-down.jsonl'), '--batch-id', 'cli-down', '--wait', '--json'], cliEnv);
+      const finished = await runCli(
+        ['enqueue', '--file', join(dir, 'cli-down.jsonl'), '--batch-id', 'cli-down', '--wait', '--json'],
+        cliEnv,
+      );
       expect(finished.code, finished.stderr).toBe(0);
       expect(finished.stderr).toContain('batch cli-down was already enqueued');
-      expect(JSON.parse(finished.stdout)).toMatchObject({ batchId: 'cli-down', status: 'completed', applied: 600, deadLettered: 0, pending: 0 });
+      expect(JSON.parse(finished.stdout)).toMatchObject({
+        batchId: 'cli-down',
+        status: 'completed',
+        applied: 600,
+        deadLettered: 0,
+        pending: 0,
+      });
     } finally {
       worker.child.kill('SIGTERM');
       await worker.exited;
@@ -120,7 +150,9 @@ describe('Redis down after a batch is recorded: enqueue gives up in bounded time
 
   it('HTTP: POST /v1/batches answers 503 unavailable naming Redis; after a restart the same POST answers 202 created:false and hands the jobs over', async () => {
     redis = await startRedisServer({ aof: true });
-    serve = await startServe(env.env({ REDIS_URL: redis.url, WINDFALL_HANDOVER_TIMEOUT_MS: String(HANDOVER_TIMEOUT_MS) }));
+    serve = await startServe(
+      env.env({ REDIS_URL: redis.url, WINDFALL_HANDOVER_TIMEOUT_MS: String(HANDOVER_TIMEOUT_MS) }),
+    );
     const post = async (body: object) => {
       const response = await fetch(`${serve!.baseUrl}/v1/batches`, {
         method: 'POST',
@@ -133,11 +165,19 @@ describe('Redis down after a batch is recorded: enqueue gives up in bounded time
     await redis.shutdown();
     const down = await post({ batchId: 'http-down', rewards: rows });
     expect(down.status).toBe(503);
-    expect(down.body).toEqual({ error: 'unavailable', message: expect.stringMatching(/^Redis did not take the jobs of batch "http-down" within 2 s/) });
+    expect(down.body).toEqual({
+      error: 'unavailable',
+      message: expect.stringMatching(/^Redis did not take the jobs of batch "http-down" within 2 s/),
+    });
     expect(await batchRow('http-down')).toEqual({ enqueued: false });
 
     await redis.restart();
-    await waitFor(async () => (await fetch(`${serve!.baseUrl}/readyz`)).status === 200, 'windfall serve to be ready again', 30_000, 100);
+    await waitFor(
+      async () => (await fetch(`${serve!.baseUrl}/readyz`)).status === 200,
+      'windfall serve to be ready again',
+      30_000,
+      100,
+    );
     const again = await post({ batchId: 'http-down', rewards: rows });
     expect(again).toEqual({ status: 202, body: { batchId: 'http-down', total: 600, created: false } });
     expect(await batchRow('http-down')).toEqual({ enqueued: true });

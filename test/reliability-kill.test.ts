@@ -13,7 +13,11 @@ const TOTAL = 20_000;
 
 /** {@link TOTAL} rewards of half as many users in two big jobs of one shard queue. */
 async function enqueueTwoJobs(windfall: Windfall, batchId: string): Promise<Map<string, bigint>> {
-  const rows = rewardRows(TOTAL, (n) => ({ rewardId: `${batchId}-${n}`, uid: `${batchId}-u${n % (TOTAL / 2)}`, amount: 1 + (n % 17) }));
+  const rows = rewardRows(TOTAL, (n) => ({
+    rewardId: `${batchId}-${n}`,
+    uid: `${batchId}-u${n % (TOTAL / 2)}`,
+    amount: 1 + (n % 17),
+  }));
   const expected = new Map<string, bigint>();
   for (const row of rows) expected.set(row.uid, (expected.get(row.uid) ?? 0n) + BigInt(row.amount));
   const result = await windfall.producer.enqueueRewards(rows, { batchId });
@@ -35,7 +39,11 @@ async function killTwiceOnTheSameJobs(batchId: string, workerEnv: NodeJS.Process
 
   const second = startWindfall(['worker'], workerEnv);
   // the second worker gets the killed jobs back after the job lock (1 s) and the killed locks' TTL (2 s) pass
-  await waitFor(async () => (await applied(batchId)) >= atFirstKill + 300, 'the second worker to take the jobs over and apply 300 more', 60_000);
+  await waitFor(
+    async () => (await applied(batchId)) >= atFirstKill + 300,
+    'the second worker to take the jobs over and apply 300 more',
+    60_000,
+  );
   await second.kill9();
   const atSecondKill = await applied(batchId);
   expect(atSecondKill).toBeLessThan(TOTAL);

@@ -11,7 +11,13 @@ import { RewardWorker } from '../src/worker/reward-worker.js';
 import { useTestEnvironment } from './support/environment.js';
 import { runCli } from './support/cli.js';
 import { balances, rewardRows, waitForBatchDone } from './support/batches.js';
-import { resilientPool, startRedisServer, startWindfall, waitFor, type WindfallProcess } from './support/redis-servers.js';
+import {
+  resilientPool,
+  startRedisServer,
+  startWindfall,
+  waitFor,
+  type WindfallProcess,
+} from './support/redis-servers.js';
 
 const env = useTestEnvironment();
 let probe: pg.Pool;
@@ -72,7 +78,8 @@ function oneJobWorker(windfall: Windfall): RewardWorker {
   });
 }
 
-const sum = (rows: { amount: number | string }[]): bigint => rows.reduce((total, row) => total + BigInt(row.amount), 0n);
+const sum = (rows: { amount: number | string }[]): bigint =>
+  rows.reduce((total, row) => total + BigInt(row.amount), 0n);
 
 describe('lock faults: the Redis lock is an efficiency lock, PostgreSQL keeps the money right', () => {
   it('a lock that expires while its transaction is still running: two workers overlap on one user, no double credit', async () => {
@@ -86,7 +93,10 @@ describe('lock faults: the Redis lock is an efficiency lock, PostgreSQL keeps th
     const firstWorker = oneJobWorker(first);
     await firstWorker.start();
     await first.producer.enqueueRewards(batchA, { batchId: 'ov-a' });
-    await waitFor(async () => (await blockedStatements()) === 1, "the first worker's statement to block on the wallet row");
+    await waitFor(
+      async () => (await blockedStatements()) === 1,
+      "the first worker's statement to block on the wallet row",
+    );
     // its 300 ms lock expires while the statement waits
     await waitFor(async () => (await env.redis.exists(`${env.prefix}:lock:ov-user`)) === 0, 'the first lock to expire');
     // the first worker takes no new job while its job is blocked, so batch B goes to the second
@@ -96,7 +106,10 @@ describe('lock faults: the Redis lock is an efficiency lock, PostgreSQL keeps th
     await waitFor(async () => (await blockedStatements()) === 2, 'two statements for ov-user in flight at once');
     await row.release();
 
-    const [a, b] = await Promise.all([waitForBatchDone(env.pool, 'ov-a', 30_000), waitForBatchDone(env.pool, 'ov-b', 30_000)]);
+    const [a, b] = await Promise.all([
+      waitForBatchDone(env.pool, 'ov-a', 30_000),
+      waitForBatchDone(env.pool, 'ov-b', 30_000),
+    ]);
     await firstWorker.close();
     expect(a).toMatchObject({ applied: 3, duplicate: 0, deadLettered: 0 });
     expect(b).toMatchObject({ applied: 2, duplicate: 2, deadLettered: 0 });
@@ -121,11 +134,16 @@ describe('lock faults: the Redis lock is an efficiency lock, PostgreSQL keeps th
     const second = await env.open({ concurrency: 2 });
     await second.createWorker().start();
     // the same rewards again (another batch), plus one more: the second worker takes the freed lock
-    await second.producer.enqueueRewards([...rows, { rewardId: 'fr-extra', uid: 'fr-user', amount: 7 }], { batchId: 'fr-b' });
+    await second.producer.enqueueRewards([...rows, { rewardId: 'fr-extra', uid: 'fr-user', amount: 7 }], {
+      batchId: 'fr-b',
+    });
     await waitFor(async () => (await blockedStatements()) === 2, 'the second statement for fr-user in flight');
     await row.release();
 
-    const [a, b] = await Promise.all([waitForBatchDone(env.pool, 'fr-a', 30_000), waitForBatchDone(env.pool, 'fr-b', 30_000)]);
+    const [a, b] = await Promise.all([
+      waitForBatchDone(env.pool, 'fr-a', 30_000),
+      waitForBatchDone(env.pool, 'fr-b', 30_000),
+    ]);
     await firstWorker.close();
     expect(a).toMatchObject({ applied: 5, deadLettered: 0 });
     expect(b).toMatchObject({ applied: 1, duplicate: 5, deadLettered: 0 });
@@ -143,7 +161,10 @@ describe('lock faults: the Redis lock is an efficiency lock, PostgreSQL keeps th
     const workers: WindfallProcess[] = [];
     try {
       // the original worker: its statement for rp-user blocks on the wallet row, then the process is frozen
-      const original = startWindfall(['worker'], env.env({ WINDFALL_JOB_LOCK_MS: '1000', WINDFALL_RECOVERY_INTERVAL_MS: '0' }));
+      const original = startWindfall(
+        ['worker'],
+        env.env({ WINDFALL_JOB_LOCK_MS: '1000', WINDFALL_RECOVERY_INTERVAL_MS: '0' }),
+      );
       workers.push(original);
       // one user, so the frozen process holds no other lock
       await setup.producer.enqueueRewards(mine, { batchId: 'rp-batch' });
@@ -156,14 +177,21 @@ describe('lock faults: the Redis lock is an efficiency lock, PostgreSQL keeps th
       // last attempt rp-user is dead-lettered (LOCK_BUSY) and the chunk completes
       const rescuer = startWindfall(
         ['worker'],
-        env.env({ WINDFALL_JOB_LOCK_MS: '1000', WINDFALL_REWARD_LOCK_RETRIES: '2', WINDFALL_REWARD_LOCK_DELAY_MS: '50', WINDFALL_RECOVERY_INTERVAL_MS: '0' }),
+        env.env({
+          WINDFALL_JOB_LOCK_MS: '1000',
+          WINDFALL_REWARD_LOCK_RETRIES: '2',
+          WINDFALL_REWARD_LOCK_DELAY_MS: '50',
+          WINDFALL_RECOVERY_INTERVAL_MS: '0',
+        }),
       );
       workers.push(rescuer);
-      await waitFor(async () => (await setup.deadLetters.list({ batchId: 'rp-batch' })).length === 1, 'rp-user to be dead-lettered', 30_000).catch(
-        (error: Error) => {
-          throw new Error(`${error.message}\nrescuer: ${rescuer.output().slice(-4000)}`);
-        },
-      );
+      await waitFor(
+        async () => (await setup.deadLetters.list({ batchId: 'rp-batch' })).length === 1,
+        'rp-user to be dead-lettered',
+        30_000,
+      ).catch((error: Error) => {
+        throw new Error(`${error.message}\nrescuer: ${rescuer.output().slice(-4000)}`);
+      });
       const [entry] = await setup.deadLetters.list({ batchId: 'rp-batch' });
       expect(entry).toMatchObject({ uid: 'rp-user', reason: 'LOCK_BUSY' });
 
@@ -171,11 +199,18 @@ describe('lock faults: the Redis lock is an efficiency lock, PostgreSQL keeps th
       await setup.wallet.forceReleaseLock('rp-user');
       const replay = await runCli(['dlq', 'replay', entry!.id, '--json'], env.env());
       expect(replay.code, replay.stderr).toBe(0);
-      await waitFor(async () => (await blockedStatements()) === 2, 'the replay statement and the late original both in flight');
+      await waitFor(
+        async () => (await blockedStatements()) === 2,
+        'the replay statement and the late original both in flight',
+      );
 
       // the row is freed: the late original commits first, then the replay finds every reward already applied
       await row.release();
-      await waitFor(async () => (await getBatchReport(env.pool, 'rp-batch'))?.pending === 0, 'the replay to settle', 30_000);
+      await waitFor(
+        async () => (await getBatchReport(env.pool, 'rp-batch'))?.pending === 0,
+        'the replay to settle',
+        30_000,
+      );
       original.child.kill('SIGCONT');
       expect(await original.stop()).toBe(0);
       expect(await rescuer.stop()).toBe(0);
@@ -188,7 +223,9 @@ describe('lock faults: the Redis lock is an efficiency lock, PostgreSQL keeps th
     const report = await getBatchReport(env.pool, 'rp-batch');
     expect(report).toMatchObject({ total: 3, applied: 3, duplicate: 0, deadLettered: 0, status: 'completed' });
     expect((await balances(env.pool)).get('rp-user')).toBe(1n + sum(mine));
-    const { rows: entries } = await env.pool.query<{ n: number }>(`select count(*)::int as n from ledger_entries where operation_id like 'rp-%'`);
+    const { rows: entries } = await env.pool.query<{ n: number }>(
+      `select count(*)::int as n from ledger_entries where operation_id like 'rp-%'`,
+    );
     expect(entries[0]!.n).toBe(4);
     expect((await reconcile(env.pool, { strict: true })).mismatches).toEqual([]);
   }, 90_000);
@@ -227,7 +264,13 @@ describe('lock faults: the Redis lock is an efficiency lock, PostgreSQL keeps th
     try {
       const locks = new UserLocks(redis, { prefix: 'lost-reply' });
       const started = Date.now();
-      const handle = await locks.acquire('u1', { name: 'reward', retries: 2, initialDelayMs: 200, factor: 1, ttlMs: 30_000 });
+      const handle = await locks.acquire('u1', {
+        name: 'reward',
+        retries: 2,
+        initialDelayMs: 200,
+        factor: 1,
+        ttlMs: 30_000,
+      });
       expect(cut).toBe(true);
       expect(handle.retries).toBe(0);
       expect(Date.now() - started).toBeLessThan(5000);

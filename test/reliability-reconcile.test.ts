@@ -40,7 +40,14 @@ describe('windfall reconcile', () => {
     const books = await reconcile(env.pool, { strict: true });
     expect(books.mismatches).toEqual([]);
     expect(books).toMatchObject({ ok: true, mismatchCount: 0, pendingBatches: [] });
-    expect(books.rewards).toEqual({ total: 204, applied: 200, duplicate: 1, deadLettered: 3, inFlight: 0, unsettled: 0 });
+    expect(books.rewards).toEqual({
+      total: 204,
+      applied: 200,
+      duplicate: 1,
+      deadLettered: 3,
+      inFlight: 0,
+      unsettled: 0,
+    });
     expect(books.ledgerEntries).toBe(203);
 
     const cli = await runCli(['reconcile', '--json'], env.env());
@@ -54,13 +61,20 @@ describe('windfall reconcile', () => {
   it('exits 1 naming a wallet whose balance was changed behind Windfall’s back, with expected and actual', async () => {
     await env.pool.query(`update wallets set balance = balance + 13 where uid = 'rc-u7'`);
     try {
-      const { rows } = await env.pool.query<{ balance: string }>(`select balance::text from wallets where uid = 'rc-u7'`);
+      const { rows } = await env.pool.query<{ balance: string }>(
+        `select balance::text from wallets where uid = 'rc-u7'`,
+      );
       const cli = await runCli(['reconcile', '--json'], env.env());
       expect(cli.code).toBe(1);
       const document = JSON.parse(cli.stdout) as { ok: boolean; mismatches: Mismatch[] };
       expect(document.ok).toBe(false);
       expect(document.mismatches.map(brief)).toEqual([
-        { kind: 'balance', uid: 'rc-u7', expected: (BigInt(rows[0]!.balance) - 13n).toString(), actual: rows[0]!.balance },
+        {
+          kind: 'balance',
+          uid: 'rc-u7',
+          expected: (BigInt(rows[0]!.balance) - 13n).toString(),
+          actual: rows[0]!.balance,
+        },
       ]);
       const human = await runCli(['reconcile'], env.env());
       expect(human.code).toBe(1);
@@ -84,18 +98,33 @@ describe('windfall reconcile', () => {
       `insert into ledger_entries (uid, operation_id, amount, kind, batch_id) values ('rc-u1', 'rc-forged', 2, 'reward', 'rc-batch')`,
       `update wallets set balance = balance + 2 where uid = 'rc-u1'`,
     ];
-    const removed = (await env.pool.query(`delete from ledger_entries where operation_id in ('rc-3', 'rc-prior') returning *`)).rows;
+    const removed = (
+      await env.pool.query(`delete from ledger_entries where operation_id in ('rc-3', 'rc-prior') returning *`)
+    ).rows;
     for (const statement of damage) await env.pool.query(statement);
     try {
       const books = await reconcile(env.pool);
       expect(books.ok).toBe(false);
       expect(books.mismatches.map(brief)).toEqual([
         { kind: 'wallet_missing', uid: 'rc-ghost', expected: '11', actual: 'no wallet' },
-        { kind: 'duplicate_without_entry', uid: 'rc-a', expected: 'ledger entry "rc-prior" of 5 for "rc-a"', actual: 'no ledger entry' },
-        { kind: 'reward_unsettled', uid: 'rc-u3', expected: '4 applied, duplicate or dead-lettered', actual: 'unsettled (no ledger entry)' },
+        {
+          kind: 'duplicate_without_entry',
+          uid: 'rc-a',
+          expected: 'ledger entry "rc-prior" of 5 for "rc-a"',
+          actual: 'no ledger entry',
+        },
+        {
+          kind: 'reward_unsettled',
+          uid: 'rc-u3',
+          expected: '4 applied, duplicate or dead-lettered',
+          actual: 'unsettled (no ledger entry)',
+        },
         { kind: 'ledger_entry_unmatched', uid: 'rc-u1', expected: 'no entry', actual: '2' },
       ]);
-      expect(books.mismatches.find((m) => m.kind === 'reward_unsettled')).toMatchObject({ batchId: 'rc-batch', rewardId: 'rc-3' });
+      expect(books.mismatches.find((m) => m.kind === 'reward_unsettled')).toMatchObject({
+        batchId: 'rc-batch',
+        rewardId: 'rc-3',
+      });
       expect(books.mismatchCount).toBe(4);
       const cli = await runCli(['reconcile'], env.env());
       expect(cli.code).toBe(1);
@@ -108,7 +137,9 @@ describe('windfall reconcile', () => {
           [row.id, row.uid, row.operation_id, row.amount, row.kind, row.batch_id, row.description, row.created_at],
         );
       }
-      await env.pool.query(`update wallets set balance = balance + case uid when 'rc-u3' then 4 when 'rc-a' then 5 else -2 end where uid in ('rc-u3', 'rc-a', 'rc-u1')`);
+      await env.pool.query(
+        `update wallets set balance = balance + case uid when 'rc-u3' then 4 when 'rc-a' then 5 else -2 end where uid in ('rc-u3', 'rc-a', 'rc-u1')`,
+      );
     }
     expect((await reconcile(env.pool)).mismatches).toEqual([]);
   });
@@ -116,25 +147,38 @@ describe('windfall reconcile', () => {
   it('reports an operation id found twice (possible only once the unique constraint is gone)', async () => {
     await env.pool.query('alter table ledger_entries drop constraint ledger_entries_operation_id_key');
     try {
-      await env.pool.query(`insert into ledger_entries (uid, operation_id, amount, kind, batch_id) values ('rc-u5', 'rc-5', 6, 'reward', 'rc-batch')`);
+      await env.pool.query(
+        `insert into ledger_entries (uid, operation_id, amount, kind, batch_id) values ('rc-u5', 'rc-5', 6, 'reward', 'rc-batch')`,
+      );
       await env.pool.query(`update wallets set balance = balance + 6 where uid = 'rc-u5'`);
       const books = await reconcile(env.pool);
-      expect(books.mismatches.map(brief)).toEqual([{ kind: 'operation_repeated', uid: 'rc-u5', expected: '1', actual: '2' }]);
-      await env.pool.query(`delete from ledger_entries where id = (select max(id) from ledger_entries where operation_id = 'rc-5')`);
+      expect(books.mismatches.map(brief)).toEqual([
+        { kind: 'operation_repeated', uid: 'rc-u5', expected: '1', actual: '2' },
+      ]);
+      await env.pool.query(
+        `delete from ledger_entries where id = (select max(id) from ledger_entries where operation_id = 'rc-5')`,
+      );
       await env.pool.query(`update wallets set balance = balance - 6 where uid = 'rc-u5'`);
     } finally {
-      await env.pool.query('alter table ledger_entries add constraint ledger_entries_operation_id_key unique (operation_id)');
+      await env.pool.query(
+        'alter table ledger_entries add constraint ledger_entries_operation_id_key unique (operation_id)',
+      );
     }
     expect((await reconcile(env.pool)).ok).toBe(true);
   });
 
   it('reports a batch still processing as in flight (exit 0); --strict counts its rewards as mismatches (exit 1)', async () => {
     const windfall = await env.open();
-    await windfall.producer.enqueueRewards(rewardRows(30, (n) => ({ rewardId: `rc-open-${n}`, uid: `rc-open-u${n % 3}`, amount: 2 })), { batchId: 'rc-open' });
+    await windfall.producer.enqueueRewards(
+      rewardRows(30, (n) => ({ rewardId: `rc-open-${n}`, uid: `rc-open-u${n % 3}`, amount: 2 })),
+      { batchId: 'rc-open' },
+    );
     const books = await reconcile(env.pool);
     expect(books).toMatchObject({ ok: true, mismatchCount: 0 });
     expect(books.rewards.inFlight).toBe(30);
-    expect(books.pendingBatches).toEqual([expect.objectContaining({ batchId: 'rc-open', pending: 30, openChunks: 3, replaying: 0 })]);
+    expect(books.pendingBatches).toEqual([
+      expect.objectContaining({ batchId: 'rc-open', pending: 30, openChunks: 3, replaying: 0 }),
+    ]);
 
     const lenient = await runCli(['reconcile'], env.env());
     expect(lenient.code).toBe(0);
@@ -144,7 +188,11 @@ describe('windfall reconcile', () => {
     expect(strict.code).toBe(1);
     const document = JSON.parse(strict.stdout) as { mismatchCount: number; mismatches: Mismatch[] };
     expect(document.mismatchCount).toBe(30);
-    expect(document.mismatches[0]).toMatchObject({ kind: 'reward_unsettled', batchId: 'rc-open', actual: 'pending (no ledger entry)' });
+    expect(document.mismatches[0]).toMatchObject({
+      kind: 'reward_unsettled',
+      batchId: 'rc-open',
+      actual: 'pending (no ledger entry)',
+    });
   });
 
   it('--resume re-adds the jobs Redis lost, after which the batch completes', async () => {
@@ -160,10 +208,17 @@ describe('windfall reconcile', () => {
 
     const cli = await runCli(['reconcile', '--resume', '--json'], env.env());
     expect(cli.code, cli.stderr).toBe(0);
-    const document = JSON.parse(cli.stdout) as { resumed: { chunks: { was: string }[] }; rewards: { inFlight: number } };
+    const document = JSON.parse(cli.stdout) as {
+      resumed: { chunks: { was: string }[] };
+      rewards: { inFlight: number };
+    };
     expect(document.resumed.chunks.map((job) => job.was)).toEqual(['missing', 'missing', 'missing']);
     expect(document.rewards.inFlight).toBe(30);
-    const after = await windfall.queues.shard(document.resumed.chunks.length > 0 ? (document.resumed.chunks[0] as unknown as { shard: number }).shard : 0).getJobCounts('waiting', 'prioritized');
+    const after = await windfall.queues
+      .shard(
+        document.resumed.chunks.length > 0 ? (document.resumed.chunks[0] as unknown as { shard: number }).shard : 0,
+      )
+      .getJobCounts('waiting', 'prioritized');
     // re-added chunk jobs keep their batch's turn: BullMQ holds jobs with a priority as prioritized, not waiting
     expect((after['waiting'] ?? 0) + (after['prioritized'] ?? 0)).toBeGreaterThan(0);
     // resuming again finds every job in place: nothing to do

@@ -10,7 +10,14 @@ import { useTestEnvironment } from './support/environment.js';
 import { runCli } from './support/cli.js';
 import { waitForBatchDone } from './support/batches.js';
 import { repeatedJsonKeys } from './support/json-keys.js';
-import { randomPort, redisCli, startRedisServer, startWindfall, waitFor, type RedisServer } from './support/redis-servers.js';
+import {
+  randomPort,
+  redisCli,
+  startRedisServer,
+  startWindfall,
+  waitFor,
+  type RedisServer,
+} from './support/redis-servers.js';
 
 const env = useTestEnvironment();
 const SECRET = 'S3cr3t-pa55-do-not-leak';
@@ -42,12 +49,22 @@ afterAll(async () => {
 describe('secrets stay out of logs', () => {
   it('redacts secret fields at any depth, and URL passwords and bearer tokens inside any text, errors and bindings', () => {
     const { logger, text } = capture();
-    const error = Object.assign(new Error(`connect to postgres://bob:${SECRET}@db:5432/x failed`), { input: `redis://:${SECRET}@h:1` });
+    const error = Object.assign(new Error(`connect to postgres://bob:${SECRET}@db:5432/x failed`), {
+      input: `redis://:${SECRET}@h:1`,
+    });
     logger.warn(
-      { err: error, databaseUrl: `postgres://bob:${SECRET}@db/x`, config: { redisUrl: `redis://:${SECRET}@h`, adminToken: ADMIN_TOKEN }, deep: { a: { b: { token: API_TOKEN } } } },
+      {
+        err: error,
+        databaseUrl: `postgres://bob:${SECRET}@db/x`,
+        config: { redisUrl: `redis://:${SECRET}@h`, adminToken: ADMIN_TOKEN },
+        deep: { a: { b: { token: API_TOKEN } } },
+      },
       `could not reach redis://:${SECRET}@h:6379 with Bearer ${API_TOKEN}`,
     );
-    logger.info({ req: { headers: { authorization: `Bearer ${API_TOKEN}`, cookie: 'session=1' } }, password: SECRET }, 'request');
+    logger.info(
+      { req: { headers: { authorization: `Bearer ${API_TOKEN}`, cookie: 'session=1' } }, password: SECRET },
+      'request',
+    );
     logger.child({ upstream: `rediss://user:${SECRET}@cache:6380/0` }).error(error);
     const out = text();
     for (const secret of [SECRET, API_TOKEN, ADMIN_TOKEN]) expect(out).not.toContain(secret);
@@ -66,7 +83,10 @@ describe('secrets stay out of logs', () => {
 
   it('a worker on a password-protected Redis logs neither the password nor the URL when Redis goes away (debug level)', async () => {
     const url = `redis://:${SECRET}@127.0.0.1:${protectedRedis.port}`;
-    const worker = startWindfall(['worker'], env.env({ REDIS_URL: url, LOG_LEVEL: 'debug', WINDFALL_RECOVERY_INTERVAL_MS: '1000' }));
+    const worker = startWindfall(
+      ['worker'],
+      env.env({ REDIS_URL: url, LOG_LEVEL: 'debug', WINDFALL_RECOVERY_INTERVAL_MS: '1000' }),
+    );
     const step = async (what: string, run: () => Promise<unknown>): Promise<void> => {
       await run().catch((error: Error) => {
         throw new Error(`${what}: ${error.message}\n${worker.output().slice(-3000)}`);
@@ -74,7 +94,9 @@ describe('secrets stay out of logs', () => {
     };
     await step('start', () => waitFor(() => worker.output().includes('worker started'), 'the worker to start', 20_000));
     await step('shutdown', () => protectedRedis.shutdown());
-    await step('error', () => waitFor(() => worker.output().includes('Redis connection error'), 'a connection error to be logged', 15_000));
+    await step('error', () =>
+      waitFor(() => worker.output().includes('Redis connection error'), 'a connection error to be logged', 15_000),
+    );
     await step('restart', () => protectedRedis.restart());
     expect(await worker.stop()).toBe(0);
     expect(worker.output()).not.toContain(SECRET);
@@ -91,7 +113,9 @@ describe('a Redis password rotated under running workers', () => {
   });
   afterAll(async () => {
     // put the start-up password back so that the helper's redis-cli can shut the server down
-    await redisCli(rotating.port, ['-a', NEW, '--no-auth-warning', 'config', 'set', 'requirepass', OLD]).catch(() => undefined);
+    await redisCli(rotating.port, ['-a', NEW, '--no-auth-warning', 'config', 'set', 'requirepass', OLD]).catch(
+      () => undefined,
+    );
     await rotating?.destroy();
   });
 
@@ -112,7 +136,10 @@ describe('a Redis password rotated under running workers', () => {
       // a job whose lock lapsed while Redis refused the password is taken over soon after
       WINDFALL_JOB_LOCK_MS: '3000',
     };
-    const workers = [startWindfall(['worker'], env.env({ ...settings, LOG_LEVEL: 'debug' })), startWindfall(['worker'], env.env({ ...settings, LOG_LEVEL: 'trace' }))];
+    const workers = [
+      startWindfall(['worker'], env.env({ ...settings, LOG_LEVEL: 'debug' })),
+      startWindfall(['worker'], env.env({ ...settings, LOG_LEVEL: 'trace' })),
+    ];
     const outputs = (): string => workers.map((worker) => worker.output()).join('\n');
     const step = async (what: string, run: () => Promise<unknown>): Promise<void> => {
       await run().catch((error: Error) => {
@@ -120,19 +147,44 @@ describe('a Redis password rotated under running workers', () => {
       });
     };
     try {
-      await step('start', () => waitFor(() => workers.every((worker) => worker.output().includes('worker started')), 'both workers to start', 30_000));
+      await step('start', () =>
+        waitFor(
+          () => workers.every((worker) => worker.output().includes('worker started')),
+          'both workers to start',
+          30_000,
+        ),
+      );
       // work in flight when the password changes: one user's lock is held elsewhere, so its job stays active
       await cli('-a', OLD, '--no-auth-warning', 'set', `${env.prefix}:lock:rotation-held`, 'elsewhere', 'PX', '120000');
-      const rows = [{ rewardId: 'rot-held', uid: 'rotation-held', amount: 1 }, ...Array.from({ length: 20 }, (_, n) => ({ rewardId: `rot-${n}`, uid: `rotation-${n}`, amount: 1 }))];
-      const enqueue = await runCli(['enqueue', '--file', '-', '--format', 'jsonl', '--batch-id', 'rotation'], env.env({ REDIS_URL: url, WINDFALL_SHARDS: '2' }), rows.map((row) => JSON.stringify(row)).join('\n'));
+      const rows = [
+        { rewardId: 'rot-held', uid: 'rotation-held', amount: 1 },
+        ...Array.from({ length: 20 }, (_, n) => ({ rewardId: `rot-${n}`, uid: `rotation-${n}`, amount: 1 })),
+      ];
+      const enqueue = await runCli(
+        ['enqueue', '--file', '-', '--format', 'jsonl', '--batch-id', 'rotation'],
+        env.env({ REDIS_URL: url, WINDFALL_SHARDS: '2' }),
+        rows.map((row) => JSON.stringify(row)).join('\n'),
+      );
       expect(enqueue.code, enqueue.stderr).toBe(0);
       await step('progress', () =>
-        waitFor(async () => (await env.pool.query(`select count(*)::int as n from ledger_entries where batch_id = 'rotation'`)).rows[0].n === 20, 'the free users to be credited', 30_000),
+        waitFor(
+          async () =>
+            (await env.pool.query(`select count(*)::int as n from ledger_entries where batch_id = 'rotation'`)).rows[0]
+              .n === 20,
+          'the free users to be credited',
+          30_000,
+        ),
       );
 
       await cli('-a', OLD, '--no-auth-warning', 'config', 'set', 'requirepass', NEW);
       await cli('-a', NEW, '--no-auth-warning', 'client', 'kill', 'type', 'normal');
-      await step('errors logged', () => waitFor(() => workers.every((worker) => worker.output().includes('WRONGPASS')), 'both workers to log the refused AUTH', 30_000));
+      await step('errors logged', () =>
+        waitFor(
+          () => workers.every((worker) => worker.output().includes('WRONGPASS')),
+          'both workers to log the refused AUTH',
+          30_000,
+        ),
+      );
       const runs = await Promise.all([
         runCli(['queues'], env.env({ REDIS_URL: url, LOG_LEVEL: 'debug' })),
         runCli(['batch', 'rotation', '--json'], env.env({ REDIS_URL: url, LOG_LEVEL: 'trace' })),
@@ -159,7 +211,8 @@ describe('a Redis password rotated under running workers', () => {
     // the workers paused their use of Redis (logged once) rather than failing work, and resumed
     expect(output).toContain('Redis cannot work now: pausing');
     expect(output).toContain('Redis works again: resuming');
-    for (const line of output.split('\n').filter((text) => text.startsWith('{'))) expect(repeatedJsonKeys(line), line).toEqual([]);
+    for (const line of output.split('\n').filter((text) => text.startsWith('{')))
+      expect(repeatedJsonKeys(line), line).toEqual([]);
   }, 180_000);
 });
 
@@ -167,7 +220,10 @@ describe('secrets stay out of error messages', () => {
   it('a wrong Redis password, an unreachable Redis or PostgreSQL, a malformed URL: the message names the place, never the secret', async () => {
     const closed = await randomPort();
     const runs = await Promise.all([
-      runCli(['batch', 'x'], env.env({ REDIS_URL: `redis://:wrong-${SECRET}@127.0.0.1:${protectedRedis.port}`, LOG_LEVEL: 'debug' })),
+      runCli(
+        ['batch', 'x'],
+        env.env({ REDIS_URL: `redis://:wrong-${SECRET}@127.0.0.1:${protectedRedis.port}`, LOG_LEVEL: 'debug' }),
+      ),
       runCli(['batch', 'x'], env.env({ REDIS_URL: `redis://:${SECRET}@127.0.0.1:${closed}` })),
       runCli(['migrate'], env.env({ DATABASE_URL: `postgres://postgres:${SECRET}@127.0.0.1:${closed}/windfall` })),
       runCli(['reconcile'], env.env({ DATABASE_URL: `postgres://postgres:${SECRET}@127.0.0.1:${closed}/windfall` })),
@@ -185,7 +241,10 @@ describe('secrets stay out of error messages', () => {
 
   it('the HTTP API never echoes or logs a token, right or wrong (debug level)', async () => {
     const port = await randomPort();
-    const server = startWindfall(['serve', '--port', String(port), '--host', '127.0.0.1'], env.env({ WINDFALL_API_TOKEN: API_TOKEN, WINDFALL_ADMIN_TOKEN: ADMIN_TOKEN, LOG_LEVEL: 'debug' }));
+    const server = startWindfall(
+      ['serve', '--port', String(port), '--host', '127.0.0.1'],
+      env.env({ WINDFALL_API_TOKEN: API_TOKEN, WINDFALL_ADMIN_TOKEN: ADMIN_TOKEN, LOG_LEVEL: 'debug' }),
+    );
     try {
       await waitFor(() => server.output().includes('HTTP server listening'), 'the HTTP server to listen', 30_000);
       const base = `http://127.0.0.1:${port}`;
@@ -194,7 +253,9 @@ describe('secrets stay out of error messages', () => {
         fetch(`${base}/v1/batches/none`, { headers: { authorization: `Bearer wrong-${API_TOKEN}` } }),
         fetch(`${base}/v1/locks/u1`, { headers: { authorization: `Bearer ${API_TOKEN}` } }),
         fetch(`${base}/v1/locks/u1`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } }),
-        fetch(`${base}/admin/queues`, { headers: { authorization: `Basic ${Buffer.from(`admin:wrong-${ADMIN_TOKEN}`).toString('base64')}` } }),
+        fetch(`${base}/admin/queues`, {
+          headers: { authorization: `Basic ${Buffer.from(`admin:wrong-${ADMIN_TOKEN}`).toString('base64')}` },
+        }),
       ]);
       expect(answers.map((answer) => answer.status)).toEqual([404, 401, 403, 200, 401]);
       const bodies = await Promise.all(answers.map((answer) => answer.text()));
@@ -215,8 +276,14 @@ describe('limits', () => {
   };
 
   it('refuses a batch over WINDFALL_MAX_BATCH_ROWS as a whole (exit 2), recording nothing', async () => {
-    const path = file('six.jsonl', Array.from({ length: 6 }, (_, n) => JSON.stringify({ rewardId: `lim-${n}`, uid: 'u', amount: 1 })).join('\n'));
-    const run = await runCli(['enqueue', '--file', path, '--batch-id', 'lim-rows'], env.env({ WINDFALL_MAX_BATCH_ROWS: '5' }));
+    const path = file(
+      'six.jsonl',
+      Array.from({ length: 6 }, (_, n) => JSON.stringify({ rewardId: `lim-${n}`, uid: 'u', amount: 1 })).join('\n'),
+    );
+    const run = await runCli(
+      ['enqueue', '--file', path, '--batch-id', 'lim-rows'],
+      env.env({ WINDFALL_MAX_BATCH_ROWS: '5' }),
+    );
     expect(run.code).toBe(2);
     expect(run.stderr).toContain('more than 5 rewards (WINDFALL_MAX_BATCH_ROWS)');
     const { rows } = await env.pool.query(`select 1 from reward_batches where batch_id = 'lim-rows'`);
@@ -232,7 +299,10 @@ describe('limits', () => {
       JSON.stringify({ rewardId: 'desc-long', uid: 'u', amount: 1, description: 'd'.repeat(501) }),
       `{"rewardId":"deep","uid":"u","amount":1,"description":${'['.repeat(70)}${']'.repeat(70)}}`,
     ];
-    const run = await runCli(['enqueue', '--file', file('limits.jsonl', lines.join('\n')), '--batch-id', 'lim-fields', '--json'], env.env());
+    const run = await runCli(
+      ['enqueue', '--file', file('limits.jsonl', lines.join('\n')), '--batch-id', 'lim-fields', '--json'],
+      env.env(),
+    );
     expect(run.code).toBe(2);
     const document = JSON.parse(run.stdout) as { errors: { row: number; field: string; reason: string }[] };
     expect(document.errors.map((error) => [error.row, error.field])).toEqual([
@@ -244,7 +314,10 @@ describe('limits', () => {
     ]);
     expect(document.errors[0]!.reason).toContain('longer than 1048576 bytes');
     expect(document.errors[4]!.reason).toContain('deeper than 64');
-    const tooLongId = await runCli(['enqueue', '--file', file('one.jsonl', lines[0]!), '--batch-id', 'b'.repeat(129)], env.env());
+    const tooLongId = await runCli(
+      ['enqueue', '--file', file('one.jsonl', lines[0]!), '--batch-id', 'b'.repeat(129)],
+      env.env(),
+    );
     expect(tooLongId.code).toBe(2);
     expect(tooLongId.stderr).toContain('batchId is 129 characters long');
   });
@@ -280,7 +353,8 @@ describe('SQL is parameterized', () => {
       const file = relative(root, path);
       const constants = new Map<string, ts.Expression>();
       const collect = (node: ts.Node): void => {
-        if (ts.isVariableDeclaration(node) && ts.isIdentifier(node.name) && node.initializer) constants.set(node.name.text, node.initializer);
+        if (ts.isVariableDeclaration(node) && ts.isIdentifier(node.name) && node.initializer)
+          constants.set(node.name.text, node.initializer);
         ts.forEachChild(node, collect);
       };
       collect(source);
@@ -292,20 +366,34 @@ describe('SQL is parameterized', () => {
         for (const span of template.templateSpans) {
           const expression = span.expression.getText(source);
           if (!SAFE.some((pattern) => pattern.test(expression)) && !REVIEWED.has(`${file}: ${expression}`)) {
-            findings.push(`${file}:${source.getLineAndCharacterOfPosition(span.getStart()).line + 1}: \${${expression}}`);
+            findings.push(
+              `${file}:${source.getLineAndCharacterOfPosition(span.getStart()).line + 1}: \${${expression}}`,
+            );
           }
         }
       };
       const visit = (node: ts.Node): void => {
-        if (ts.isCallExpression(node) && ts.isPropertyAccessExpression(node.expression) && node.expression.name.text === 'query') {
+        if (
+          ts.isCallExpression(node) &&
+          ts.isPropertyAccessExpression(node.expression) &&
+          node.expression.name.text === 'query'
+        ) {
           const first = node.arguments[0];
           if (first && ts.isObjectLiteralExpression(first)) {
-            const textProperty = first.properties.find((p) => ts.isPropertyAssignment(p) && p.name.getText(source) === 'text');
+            const textProperty = first.properties.find(
+              (p) => ts.isPropertyAssignment(p) && p.name.getText(source) === 'text',
+            );
             inspect(textProperty && ts.isPropertyAssignment(textProperty) ? textProperty.initializer : undefined);
           } else inspect(first);
         }
-        if (ts.isTaggedTemplateExpression(node) && node.tag.getText(source) === 'sql' && ts.isTemplateExpression(node.template)) inspect(node.template);
-        if (ts.isVariableDeclaration(node) && ts.isIdentifier(node.name) && /_SQL$|_CTE$/.test(node.name.text)) inspect(node.initializer);
+        if (
+          ts.isTaggedTemplateExpression(node) &&
+          node.tag.getText(source) === 'sql' &&
+          ts.isTemplateExpression(node.template)
+        )
+          inspect(node.template);
+        if (ts.isVariableDeclaration(node) && ts.isIdentifier(node.name) && /_SQL$|_CTE$/.test(node.name.text))
+          inspect(node.initializer);
         ts.forEachChild(node, visit);
       };
       visit(source);

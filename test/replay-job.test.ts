@@ -22,18 +22,27 @@ async function deadLettered(windfall: Windfall, tag: string): Promise<{ id: stri
   await env.redis.del(`${env.prefix}:lock:${tag}-u`);
   const [entry] = await listDeadLetters(env.pool, { batchId: tag });
   expect(entry).toMatchObject({ uid: `${tag}-u`, reason: 'LOCK_BUSY' });
-  return { id: entry!.id, data: { kind: 'replay', deadLetterId: entry!.id, batchId: tag, uid: entry!.uid, shard: entry!.shard } };
+  return {
+    id: entry!.id,
+    data: { kind: 'replay', deadLetterId: entry!.id, batchId: tag, uid: entry!.uid, shard: entry!.shard },
+  };
 }
 
 async function runReplayJob(windfall: Windfall, data: ReplayJobData): Promise<void> {
   const queue = windfall.queues.shard(data.shard);
   await queue.add('replay', data, { jobId: replayJobId(data.deadLetterId) });
-  await eventually(async () => (await (await queue.getJob(replayJobId(data.deadLetterId)))?.getState()) === 'completed', 'the replay job to complete');
+  await eventually(
+    async () => (await (await queue.getJob(replayJobId(data.deadLetterId)))?.getState()) === 'completed',
+    'the replay job to complete',
+  );
 }
 
 describe('a replay job and its dead-letter entry', () => {
   it('credits nothing when the entry was purged after its replay was enqueued (the purge won)', async () => {
-    const windfall = await env.open({ jobAttempts: 1, rewardLockPolicy: { name: 'reward', retries: 0, initialDelayMs: 10, factor: 1, ttlMs: 60_000 } });
+    const windfall = await env.open({
+      jobAttempts: 1,
+      rewardLockPolicy: { name: 'reward', retries: 0, initialDelayMs: 10, factor: 1, ttlMs: 60_000 },
+    });
     await windfall.createWorker().start();
     const { id, data } = await deadLettered(windfall, 'pj');
     expect(await purgeDeadLetters(env.pool, { ids: [id] })).toEqual([id]);
@@ -45,7 +54,10 @@ describe('a replay job and its dead-letter entry', () => {
   });
 
   it('claims an entry still open (its replay command has not marked it yet) and applies it once', async () => {
-    const windfall = await env.open({ jobAttempts: 1, rewardLockPolicy: { name: 'reward', retries: 0, initialDelayMs: 10, factor: 1, ttlMs: 60_000 } });
+    const windfall = await env.open({
+      jobAttempts: 1,
+      rewardLockPolicy: { name: 'reward', retries: 0, initialDelayMs: 10, factor: 1, ttlMs: 60_000 },
+    });
     await windfall.createWorker().start();
     const { id, data } = await deadLettered(windfall, 'pk');
     await runReplayJob(windfall, data);

@@ -17,7 +17,8 @@ const releaseForeignLock = (uid: string) => env.redis.del(`${env.prefix}:lock:${
 const ledgerHas = async (rewardId: string): Promise<boolean> =>
   (await env.pool.query('select 1 from ledger_entries where operation_id = $1', [rewardId])).rowCount === 1;
 
-const conflictEntries = async (batchId: string) => (await listDeadLetters(env.pool, { batchId, reason: 'CONFLICT', state: 'any' })).length;
+const conflictEntries = async (batchId: string) =>
+  (await listDeadLetters(env.pool, { batchId, reason: 'CONFLICT', state: 'any' })).length;
 
 /** `count` uids starting with `tag` that map to the same shard (so that they share one chunk job). */
 function sameShardUids(tag: string, count: number): string[] {
@@ -58,15 +59,27 @@ async function stage(windfall: Windfall, tag: string): Promise<{ u: string; v: s
 
 async function expectSettledExactly(tag: string, batchB: string, u: string, v: string, w: string): Promise<void> {
   const report = await waitForBatchDone(env.pool, batchB, 30_000);
-  expect(report).toMatchObject({ total: 4, applied: 3, duplicate: 0, deadLettered: 1, pending: 0, status: 'completed_with_failures' });
+  expect(report).toMatchObject({
+    total: 4,
+    applied: 3,
+    duplicate: 0,
+    deadLettered: 1,
+    pending: 0,
+    status: 'completed_with_failures',
+  });
   const entries = await listDeadLetters(env.pool, { batchId: batchB, state: 'any' });
-  expect(entries.map((entry) => [entry.uid, entry.reason, entry.rewards.map((r) => r.rewardId)])).toEqual([[u, 'CONFLICT', [`${tag}-R1`]]]);
+  expect(entries.map((entry) => [entry.uid, entry.reason, entry.rewards.map((r) => r.rewardId)])).toEqual([
+    [u, 'CONFLICT', [`${tag}-R1`]],
+  ]);
   const all = await balances(env.pool);
   expect([all.get(u), all.get(v), all.get(w)]).toEqual([15n, 7n, 3n]);
   expect(await ledgerMismatches(env.pool)).toEqual([]);
-  await expect.poll(async () => (await env.pool.query('select status from reward_batches where batch_id = $1', [batchB])).rows[0].status).toBe(
-    'completed_with_failures',
-  );
+  await expect
+    .poll(
+      async () =>
+        (await env.pool.query('select status from reward_batches where batch_id = $1', [batchB])).rows[0].status,
+    )
+    .toBe('completed_with_failures');
 }
 
 describe('a conflict dead-lettered on a later attempt while the same user still has rewards to apply', () => {
@@ -96,7 +109,10 @@ describe('a conflict dead-lettered on a later attempt while the same user still 
     // replaying the dead letters changes nothing: R1 conflicts again
     const replay = await windfall.deadLetters.replay({ batchId: batchB });
     expect(replay.replayed).toHaveLength(1);
-    await eventually(async () => (await listDeadLetters(env.pool, { batchId: batchB, state: 'open' })).length === 1, 'the replay of R1 to conflict again');
+    await eventually(
+      async () => (await listDeadLetters(env.pool, { batchId: batchB, state: 'open' })).length === 1,
+      'the replay of R1 to conflict again',
+    );
     const all = await balances(env.pool);
     expect([all.get(u), all.get(v), all.get(w)]).toEqual([15n, 7n, 3n]);
     const books = await reconcile(env.pool, { strict: true });
@@ -106,15 +122,24 @@ describe('a conflict dead-lettered on a later attempt while the same user still 
   it('applies them after a worker stops (SIGTERM path) during the re-run that found the conflict', async () => {
     const overrides = { jobAttempts: 3, jobBackoffMs: 500, recoveryIntervalMs: 0, shutdownTimeoutMs: 500 };
     // the first worker gives up on busy locks at once, so the job is re-run (with the ledger pre-check)
-    const first = await env.open({ ...overrides, rewardLockPolicy: { name: 'reward', retries: 0, initialDelayMs: 50, factor: 1.5, ttlMs: 60_000 } });
+    const first = await env.open({
+      ...overrides,
+      rewardLockPolicy: { name: 'reward', retries: 0, initialDelayMs: 50, factor: 1.5, ttlMs: 60_000 },
+    });
     await first.createWorker().start();
     const { u, v, w, batchB } = await stage(first, 'rs');
-    await eventually(async () => (await ledgerHas('rs-R3')) && (await attemptsMade(first, batchB, u)) >= 1, 'V applied and the first attempt ended');
+    await eventually(
+      async () => (await ledgerHas('rs-R3')) && (await attemptsMade(first, batchB, u)) >= 1,
+      'V applied and the first attempt ended',
+    );
     await first.close();
     await releaseForeignLock(w);
 
     // the second worker waits long for U's lock; it is stopped while waiting, after W's reward shows the re-run began
-    const second = await env.open({ ...overrides, rewardLockPolicy: { name: 'reward', retries: 10, initialDelayMs: 500, factor: 1.5, ttlMs: 60_000 } });
+    const second = await env.open({
+      ...overrides,
+      rewardLockPolicy: { name: 'reward', retries: 10, initialDelayMs: 500, factor: 1.5, ttlMs: 60_000 },
+    });
     await second.createWorker().start();
     await eventually(() => ledgerHas('rs-R4'), 'W applied by the re-run');
     expect(await ledgerHas('rs-R2')).toBe(false);
@@ -123,7 +148,10 @@ describe('a conflict dead-lettered on a later attempt while the same user still 
     await second.close();
 
     await releaseForeignLock(u);
-    const third = await env.open({ ...overrides, rewardLockPolicy: { name: 'reward', retries: 10, initialDelayMs: 100, factor: 1.5, ttlMs: 60_000 } });
+    const third = await env.open({
+      ...overrides,
+      rewardLockPolicy: { name: 'reward', retries: 10, initialDelayMs: 100, factor: 1.5, ttlMs: 60_000 },
+    });
     await third.createWorker().start();
     await expectSettledExactly('rs', batchB, u, v, w);
   }, 90_000);

@@ -18,7 +18,11 @@ async function* chunks(...parts: (string | Uint8Array)[]): AsyncGenerator<Uint8A
 
 describe('readJsonLines', () => {
   it('reads one object a line, numbering rows by line and skipping blank lines', async () => {
-    const records = await collect(readJsonLines(chunks('{"rewardId":"r1","uid":"u1","amount":100}\n\n{"rewardId":"r2","uid":"u2","amount":"200"}\r\n')));
+    const records = await collect(
+      readJsonLines(
+        chunks('{"rewardId":"r1","uid":"u1","amount":100}\n\n{"rewardId":"r2","uid":"u2","amount":"200"}\r\n'),
+      ),
+    );
     expect(records.map((r) => r.row)).toEqual([1, 3]);
     expect((records[0]!.value as { amount: JsonNumber }).amount).toBeInstanceOf(JsonNumber);
     expect((records[1]!.value as { amount: string }).amount).toBe('200');
@@ -26,9 +30,14 @@ describe('readJsonLines', () => {
 
   it('joins lines split across chunks, multi-byte characters included', async () => {
     const text = Buffer.from('{"rewardId":"r1","uid":"用户","amount":1,"description":"活动奖励"}\n', 'utf8');
-    const records = await collect(readJsonLines(chunks(text.subarray(0, 30), text.subarray(30, 31), text.subarray(31))));
+    const records = await collect(
+      readJsonLines(chunks(text.subarray(0, 30), text.subarray(30, 31), text.subarray(31))),
+    );
     expect(records).toHaveLength(1);
-    expect(validateReward(records[0]!.value, 1)).toMatchObject({ ok: true, reward: { uid: '用户', description: '活动奖励' } });
+    expect(validateReward(records[0]!.value, 1)).toMatchObject({
+      ok: true,
+      reward: { uid: '用户', description: '活动奖励' },
+    });
   });
 
   it('strips a UTF-8 byte-order mark and reads a last line without a newline', async () => {
@@ -38,7 +47,9 @@ describe('readJsonLines', () => {
   });
 
   it('refuses UTF-16 files as a whole', async () => {
-    await expect(collect(readJsonLines(chunks(Buffer.from([0xff, 0xfe, 0x7b, 0x00]))))).rejects.toBeInstanceOf(FileEncodingError);
+    await expect(collect(readJsonLines(chunks(Buffer.from([0xff, 0xfe, 0x7b, 0x00]))))).rejects.toBeInstanceOf(
+      FileEncodingError,
+    );
   });
 
   it('reports invalid UTF-8, bad JSON, duplicate keys and overlong lines by row, and reads on', async () => {
@@ -46,7 +57,11 @@ describe('readJsonLines', () => {
     const records = await collect(
       readJsonLines(
         chunks(
-          Buffer.concat([Buffer.from('{"rewardId":"r1","uid":"'), Buffer.from([0xc3, 0x28]), Buffer.from('","amount":1}\n')]),
+          Buffer.concat([
+            Buffer.from('{"rewardId":"r1","uid":"'),
+            Buffer.from([0xc3, 0x28]),
+            Buffer.from('","amount":1}\n'),
+          ]),
           '{"rewardId": "r2", "uid": "u2", amount: 1}\n',
           '{"rewardId":"r3","uid":"u3","amount":1,"amount":1000}\n',
           `${overlong}\n`,
@@ -66,10 +81,16 @@ describe('readJsonLines', () => {
 
 describe('readCsv', () => {
   it('reads the header and RFC 4180 quoting, with rows numbered by starting line', async () => {
-    const csv = 'rewardId,uid,amount,description\r\nr1,u1,100,"活动奖励"\nr2,u2,200,"says ""hi"", twice"\nr3,u3,300,"two\nlines"\nr4,u4,400,\n';
+    const csv =
+      'rewardId,uid,amount,description\r\nr1,u1,100,"活动奖励"\nr2,u2,200,"says ""hi"", twice"\nr3,u3,300,"two\nlines"\nr4,u4,400,\n';
     const records = await collect(readCsv(chunks(csv)));
     expect(records.map((r) => r.row)).toEqual([2, 3, 4, 6]);
-    expect(records.map((r) => (r.value as Record<string, string>)['description'])).toEqual(['活动奖励', 'says "hi", twice', 'two\nlines', undefined]);
+    expect(records.map((r) => (r.value as Record<string, string>)['description'])).toEqual([
+      '活动奖励',
+      'says "hi", twice',
+      'two\nlines',
+      undefined,
+    ]);
     expect(validateReward(records[0]!.value, 2)).toMatchObject({ ok: true, reward: { amount: 100n } });
   });
 
@@ -84,7 +105,13 @@ describe('readCsv', () => {
   });
 
   it('reports wrong field counts, stray quotes and unterminated quotes by row', async () => {
-    const records = await collect(readCsv(chunks('rewardId,uid,amount,description\nr1,u1\nr2,u2,5,x,extra\nr3,u"3,5,\nr4,"u4"x,5,\nr5,u5,5,"never closed\n')));
+    const records = await collect(
+      readCsv(
+        chunks(
+          'rewardId,uid,amount,description\nr1,u1\nr2,u2,5,x,extra\nr3,u"3,5,\nr4,"u4"x,5,\nr5,u5,5,"never closed\n',
+        ),
+      ),
+    );
     expect(records.map((r) => [r.row, r.error?.reason.split(' ').slice(0, 3).join(' ')])).toEqual([
       [2, 'has 2 fields;'],
       [3, 'has 5 fields;'],
@@ -147,9 +174,19 @@ describe('validateReward', () => {
     expect(check.ok).toBe(false);
     if (!check.ok) {
       expect(check.errors).toHaveLength(4);
-      expect(check.errors.map((e) => e.code)).toEqual(['unknown_field', 'unknown_field', 'unknown_field', 'unknown_field']);
+      expect(check.errors.map((e) => e.code)).toEqual([
+        'unknown_field',
+        'unknown_field',
+        'unknown_field',
+        'unknown_field',
+      ]);
       expect(check.errors[0]!.field).toBe(`${'k'.repeat(64)}…`);
-      expect(check.errors[3]).toEqual({ row: 4, field: 'row', code: 'unknown_field', reason: 'has 9997 more fields that are not reward fields' });
+      expect(check.errors[3]).toEqual({
+        row: 4,
+        field: 'row',
+        code: 'unknown_field',
+        reason: 'has 9997 more fields that are not reward fields',
+      });
     }
     const bad = validateReward({ rewardId: ' r', uid: 'u'.repeat(129), amount: '1e2', description: 'd\u0000' }, 1);
     expect(bad.ok ? [] : bad.errors.map((e) => [e.field, e.code])).toEqual([
@@ -165,7 +202,8 @@ describe('validateReward', () => {
 describe('RowErrorReport', () => {
   it('keeps the first 1,000 errors by row whatever order they come in, and counts all of them', () => {
     const report = new RowErrorReport();
-    for (let row = 100_000; row > 0; row -= 1) report.addRow([{ row, field: 'amount', code: 'amount_zero', reason: 'must be greater than zero' }]);
+    for (let row = 100_000; row > 0; row -= 1)
+      report.addRow([{ row, field: 'amount', code: 'amount_zero', reason: 'must be greater than zero' }]);
     report.addRow([
       { row: 7, field: 'uid', code: 'empty', reason: 'is empty' },
       { row: 7, field: 'rewardId', code: 'missing', reason: 'is missing' },
@@ -191,7 +229,8 @@ describe('RowErrorReport', () => {
 
   it('keeps 100 groups apart; the fields of later groups are counted under "*"', () => {
     const report = new RowErrorReport();
-    for (let n = 1; n <= 250; n += 1) report.addRow([{ row: n, field: `stray-${n}`, code: 'unknown_field', reason: 'is not a reward field' }]);
+    for (let n = 1; n <= 250; n += 1)
+      report.addRow([{ row: n, field: `stray-${n}`, code: 'unknown_field', reason: 'is not a reward field' }]);
     const { summary } = report.summarize();
     expect(summary).toHaveLength(101);
     expect(summary[0]).toEqual({ field: '*', code: 'unknown_field', reason: 'is not a reward field', count: 150 });

@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { applyUserStatement } from '../src/wallet/settle-user.js';
 import { silentLogger } from '../src/log/logger.js';
 
-const terminated = (): Error => Object.assign(new Error('terminating connection due to administrator command'), { code: '57P01' });
+const terminated = (): Error =>
+  Object.assign(new Error('terminating connection due to administrator command'), { code: '57P01' });
 const operations = [{ operationId: 'retry-r1', amount: 5n, kind: 'reward' as const }];
 
 describe('a user statement that fails transiently', () => {

@@ -1,6 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { BATCH_POLICY, type LockPolicy } from '../src/lock/index.js';
-import { InsufficientFundsError, InvalidOperationError, OperationConflictError, WalletService } from '../src/wallet/index.js';
+import {
+  InsufficientFundsError,
+  InvalidOperationError,
+  OperationConflictError,
+  WalletService,
+} from '../src/wallet/index.js';
 import { connectDatabase } from '../src/db/database.js';
 import { useTestEnvironment } from './support/environment.js';
 import { ledgerMismatches } from './support/batches.js';
@@ -10,7 +15,13 @@ const quick: LockPolicy = { name: 'default', retries: 40, initialDelayMs: 5, fac
 
 function service(policies: { default?: LockPolicy; batch?: LockPolicy; reward?: LockPolicy } = {}) {
   const database = connectDatabase(env.databaseUrl, { poolSize: 10 });
-  const wallet = new WalletService({ pool: database.pool, redis: env.redis, prefix: env.prefix, policies, concurrency: 8 });
+  const wallet = new WalletService({
+    pool: database.pool,
+    redis: env.redis,
+    prefix: env.prefix,
+    policies,
+    concurrency: 8,
+  });
   return { wallet, close: () => database.close() };
 }
 
@@ -31,13 +42,25 @@ describe('WalletService', () => {
 
   it('adds and withdraws; a withdrawal beyond the balance is refused and changes nothing', async () => {
     const { wallet, close } = service();
-    expect(await wallet.addBalance('w1', 500n, { operationId: 'w1-add' })).toMatchObject({ outcome: 'applied', balance: 500n });
-    expect(await wallet.withdrawBalance('w1', 200, { operationId: 'w1-w1' })).toMatchObject({ outcome: 'applied', balance: 300n });
-    await expect(wallet.withdrawBalance('w1', 301, { operationId: 'w1-w2' })).rejects.toBeInstanceOf(InsufficientFundsError);
-    await expect(wallet.withdrawBalance('nobody', 1, { operationId: 'nobody-w' })).rejects.toBeInstanceOf(InsufficientFundsError);
+    expect(await wallet.addBalance('w1', 500n, { operationId: 'w1-add' })).toMatchObject({
+      outcome: 'applied',
+      balance: 500n,
+    });
+    expect(await wallet.withdrawBalance('w1', 200, { operationId: 'w1-w1' })).toMatchObject({
+      outcome: 'applied',
+      balance: 300n,
+    });
+    await expect(wallet.withdrawBalance('w1', 301, { operationId: 'w1-w2' })).rejects.toBeInstanceOf(
+      InsufficientFundsError,
+    );
+    await expect(wallet.withdrawBalance('nobody', 1, { operationId: 'nobody-w' })).rejects.toBeInstanceOf(
+      InsufficientFundsError,
+    );
     expect(await wallet.getBalance('w1')).toBe(300n);
     expect(await wallet.getBalance('nobody')).toBe(0n);
-    const { rows } = await env.pool.query(`select count(*)::int as n from ledger_entries where operation_id in ('w1-w2', 'nobody-w')`);
+    const { rows } = await env.pool.query(
+      `select count(*)::int as n from ledger_entries where operation_id in ('w1-w2', 'nobody-w')`,
+    );
     expect(rows[0].n).toBe(0);
     await close();
   });
@@ -45,7 +68,10 @@ describe('WalletService', () => {
   it('treats a repeated operation id as a duplicate and a changed payload as a conflict', async () => {
     const { wallet, close } = service();
     await wallet.addBalance('d1', 70, { operationId: 'd1-op' });
-    expect(await wallet.addBalance('d1', 70, { operationId: 'd1-op' })).toMatchObject({ outcome: 'duplicate', balance: 70n });
+    expect(await wallet.addBalance('d1', 70, { operationId: 'd1-op' })).toMatchObject({
+      outcome: 'duplicate',
+      balance: 70n,
+    });
     await expect(wallet.addBalance('d1', 71, { operationId: 'd1-op' })).rejects.toBeInstanceOf(OperationConflictError);
     await expect(wallet.addBalance('d2', 70, { operationId: 'd1-op' })).rejects.toThrow(/applied to user "d1"/);
     expect(await wallet.getBalance('d1')).toBe(70n);
@@ -57,7 +83,12 @@ describe('WalletService', () => {
     const { wallet, close } = service();
     await expect(wallet.addBalance('v1', 1.5, { operationId: 'v1' })).rejects.toBeInstanceOf(InvalidOperationError);
     await expect(wallet.addBalance('', 1, { operationId: 'v2' })).rejects.toThrow(/uid is empty/);
-    await expect(wallet.batchAddBalanceForRewards([{ rewardId: 'ok', uid: 'v3', amount: 1 }, { rewardId: 'bad', uid: 'v3', amount: -1 }])).rejects.toThrow(/operation 2/);
+    await expect(
+      wallet.batchAddBalanceForRewards([
+        { rewardId: 'ok', uid: 'v3', amount: 1 },
+        { rewardId: 'bad', uid: 'v3', amount: -1 },
+      ]),
+    ).rejects.toThrow(/operation 2/);
     expect(await wallet.getBalance('v3')).toBe(0n);
     await close();
   });
@@ -85,13 +116,19 @@ describe('WalletService', () => {
   });
 
   it('reports a busy user as failed while the others are applied', async () => {
-    const { wallet, close } = service({ reward: { name: 'reward', retries: 2, initialDelayMs: 20, factor: 1.5, ttlMs: 5000 } });
+    const { wallet, close } = service({
+      reward: { name: 'reward', retries: 2, initialDelayMs: 20, factor: 1.5, ttlMs: 5000 },
+    });
     await env.redis.set(`${env.prefix}:lock:busy-1`, 'elsewhere', 'PX', 5000);
     const report = await wallet.batchAddBalanceForRewards([
       { rewardId: 'b-1', uid: 'busy-1', amount: 10 },
       { rewardId: 'b-2', uid: 'free-1', amount: 10 },
     ]);
-    expect(report.users.find((u) => u.uid === 'busy-1')).toMatchObject({ status: 'failed', reason: 'LOCK_BUSY', transient: true });
+    expect(report.users.find((u) => u.uid === 'busy-1')).toMatchObject({
+      status: 'failed',
+      reason: 'LOCK_BUSY',
+      transient: true,
+    });
     expect(report.applied).toBe(1);
     expect(await wallet.getBalance('free-1')).toBe(10n);
     expect(await wallet.getBalance('busy-1')).toBe(0n);
@@ -100,7 +137,10 @@ describe('WalletService', () => {
   });
 
   it('keeps every balance exact when rewards and withdrawals race over the same users', async () => {
-    const services = [service({ default: quick, batch: quick, reward: quick }), service({ default: quick, batch: quick, reward: quick })];
+    const services = [
+      service({ default: quick, batch: quick, reward: quick }),
+      service({ default: quick, batch: quick, reward: quick }),
+    ];
     const users = Array.from({ length: 20 }, (_, n) => `race-${n}`);
     for (const uid of users) await services[0]!.wallet.addBalance(uid, 100n, { operationId: `race-seed-${uid}` });
     const expected = new Map<string, bigint>(users.map((uid) => [uid, 100n]));
@@ -112,7 +152,10 @@ describe('WalletService', () => {
         return { rewardId: `race-r${round}-${uid}`, uid, amount };
       });
       // every round is sent twice, through both services: the second copy must count as a duplicate
-      calls.push(services[0]!.wallet.batchAddBalanceForRewards(rewards), services[1]!.wallet.batchAddBalanceForRewards(rewards));
+      calls.push(
+        services[0]!.wallet.batchAddBalanceForRewards(rewards),
+        services[1]!.wallet.batchAddBalanceForRewards(rewards),
+      );
     }
     const withdrawals = Array.from({ length: 100 }, (_, n) => {
       const uid = users[n % users.length]!;

@@ -12,11 +12,17 @@ describe('worker processes', () => {
     // one user's lock is held elsewhere for 1.5 s, so its job is in flight when the signal comes
     await env.redis.set(`${env.prefix}:lock:drain-user`, 'elsewhere', 'PX', 1500);
     await producer.producer.enqueueRewards(
-      [{ rewardId: 'drain-1', uid: 'drain-user', amount: 9 }, ...rewardRows(50, (n) => ({ rewardId: `drain-ok-${n}`, uid: `drain-${n}`, amount: 1 }))],
+      [
+        { rewardId: 'drain-1', uid: 'drain-user', amount: 9 },
+        ...rewardRows(50, (n) => ({ rewardId: `drain-ok-${n}`, uid: `drain-${n}`, amount: 1 })),
+      ],
       { batchId: 'drain-batch' },
     );
     const worker = startCli(['worker'], env.env({ LOG_LEVEL: 'info' }));
-    await eventually(async () => ((await getBatchReport(env.pool, 'drain-batch'))?.applied ?? 0) >= 50, 'the free users to be applied');
+    await eventually(
+      async () => ((await getBatchReport(env.pool, 'drain-batch'))?.applied ?? 0) >= 50,
+      'the free users to be applied',
+    );
     worker.child.kill('SIGTERM');
     const code = await worker.exited;
     expect(code, worker.output()).toBe(0);
@@ -29,7 +35,9 @@ describe('worker processes', () => {
     const producer = await env.open();
     // held long enough that even a slow start finds it busy; released by hand before the second worker
     await env.redis.set(`${env.prefix}:lock:slow-user`, 'elsewhere', 'PX', 60_000);
-    await producer.producer.enqueueRewards([{ rewardId: 'slow-1', uid: 'slow-user', amount: 4 }], { batchId: 'deadline-batch' });
+    await producer.producer.enqueueRewards([{ rewardId: 'slow-1', uid: 'slow-user', amount: 4 }], {
+      batchId: 'deadline-batch',
+    });
     const worker = startCli(['worker'], env.env({ WINDFALL_SHUTDOWN_TIMEOUT_MS: '300', LOG_LEVEL: 'info' }));
     await eventually(() => worker.output().includes('worker started'), 'the worker to start');
     await new Promise((resolve) => setTimeout(resolve, 300));
@@ -53,11 +61,19 @@ describe('worker processes', () => {
     for (const row of rows) expected.set(row.uid, (expected.get(row.uid) ?? 0n) + BigInt(row.amount));
     await producer.producer.enqueueRewards(rows, { batchId: 'kill-batch' });
     // a killed worker's user locks live until their TTL: keep it short so the test does not wait a minute
-    const workerEnv = env.env({ WINDFALL_JOB_LOCK_MS: '2000', WINDFALL_CONCURRENCY: '4', WINDFALL_REWARD_LOCK_TTL_MS: '3000' });
+    const workerEnv = env.env({
+      WINDFALL_JOB_LOCK_MS: '2000',
+      WINDFALL_CONCURRENCY: '4',
+      WINDFALL_REWARD_LOCK_TTL_MS: '3000',
+    });
 
     for (const threshold of [1000, 2500]) {
       const victim = startCli(['worker'], workerEnv);
-      await eventually(async () => ((await getBatchReport(env.pool, 'kill-batch'))?.applied ?? 0) >= threshold, `${threshold} rewards applied`, 60_000);
+      await eventually(
+        async () => ((await getBatchReport(env.pool, 'kill-batch'))?.applied ?? 0) >= threshold,
+        `${threshold} rewards applied`,
+        60_000,
+      );
       victim.child.kill('SIGKILL');
       expect(await victim.exited).toBe('SIGKILL');
     }
@@ -70,7 +86,9 @@ describe('worker processes', () => {
     const actual = await balances(env.pool);
     for (const [uid, amount] of expected) expect(actual.get(uid), uid).toBe(amount);
     expect(await ledgerMismatches(env.pool)).toEqual([]);
-    const { rows: counts } = await env.pool.query(`select count(*)::int as n, count(distinct operation_id)::int as d from ledger_entries where batch_id = 'kill-batch'`);
+    const { rows: counts } = await env.pool.query(
+      `select count(*)::int as n, count(distinct operation_id)::int as d from ledger_entries where batch_id = 'kill-batch'`,
+    );
     expect(counts[0]).toEqual({ n: 6000, d: 6000 });
   }, 180_000);
 });

@@ -13,7 +13,9 @@ import pg from 'pg';
 
 const here = dirname(fileURLToPath(import.meta.url));
 /** The checkout's root, whether this runs from bench/soak (vitest) or dist/bench/soak (compiled). */
-export const REPO_ROOT = here.includes(`${sep}dist${sep}bench${sep}`) ? resolve(here, '../../..') : resolve(here, '../..');
+export const REPO_ROOT = here.includes(`${sep}dist${sep}bench${sep}`)
+  ? resolve(here, '../../..')
+  : resolve(here, '../..');
 /** The `windfall` bin of this checkout (it runs the built dist/). */
 export const WINDFALL_BIN = join(REPO_ROOT, 'bin', 'windfall.js');
 
@@ -69,7 +71,11 @@ export interface RedisServer {
   running(): boolean;
 }
 
-function runCommand(command: string, args: readonly string[], timeoutMs = 10_000): Promise<{ code: number | null; output: string }> {
+function runCommand(
+  command: string,
+  args: readonly string[],
+  timeoutMs = 10_000,
+): Promise<{ code: number | null; output: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let output = '';
@@ -88,7 +94,11 @@ function runCommand(command: string, args: readonly string[], timeoutMs = 10_000
 }
 
 /** Runs `redis-cli -p port …args`. */
-export function redisCli(port: number, args: readonly string[], timeoutMs = 30_000): Promise<{ code: number | null; output: string }> {
+export function redisCli(
+  port: number,
+  args: readonly string[],
+  timeoutMs = 30_000,
+): Promise<{ code: number | null; output: string }> {
   return runCommand('redis-cli', ['-h', '127.0.0.1', '-p', String(port), ...args], timeoutMs);
 }
 
@@ -99,15 +109,23 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
   const dir = options.dir ?? mkdtempSync(join(tmpdir(), `windfall-redis-${port}-`));
   const aof = options.aof ?? true;
   const args = [
-    '--port', String(port),
-    '--bind', '127.0.0.1',
-    '--dir', dir,
-    '--daemonize', 'no',
-    '--save', '',
-    '--appendonly', aof ? 'yes' : 'no',
+    '--port',
+    String(port),
+    '--bind',
+    '127.0.0.1',
+    '--dir',
+    dir,
+    '--daemonize',
+    'no',
+    '--save',
+    '',
+    '--appendonly',
+    aof ? 'yes' : 'no',
     ...(aof ? ['--appendfsync', 'always'] : []),
-    '--maxmemory-policy', 'noeviction',
-    '--loglevel', 'warning',
+    '--maxmemory-policy',
+    'noeviction',
+    '--loglevel',
+    'warning',
     ...(options.password !== undefined ? ['--requirepass', options.password] : []),
     ...(options.extraArgs ?? []),
   ];
@@ -184,7 +202,9 @@ export function startWindfall(args: readonly string[], env: NodeJS.ProcessEnv): 
   };
   child.stdout.on('data', keep);
   child.stderr.on('data', keep);
-  const exited = new Promise<number | string>((resolve) => child.on('exit', (code, signal) => resolve(code ?? signal ?? -1)));
+  const exited = new Promise<number | string>((resolve) =>
+    child.on('exit', (code, signal) => resolve(code ?? signal ?? -1)),
+  );
   return {
     child,
     output: () => output,
@@ -215,7 +235,11 @@ export function runWindfall(
     child.stderr.on('data', (data: Buffer) => (stderr += data.toString()));
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`windfall ${args.join(' ')} did not finish within ${timeoutMs} ms\nstdout: ${stdout}\nstderr: ${stderr}`));
+      reject(
+        new Error(
+          `windfall ${args.join(' ')} did not finish within ${timeoutMs} ms\nstdout: ${stdout}\nstderr: ${stderr}`,
+        ),
+      );
     }, timeoutMs);
     child.on('error', reject);
     child.on('close', (code) => {
@@ -262,7 +286,12 @@ export function resilientPool(connectionString: string, max = 4): pg.Pool {
 }
 
 /** Runs `query` again after connection errors (the pool may hold connections a test just terminated). */
-export async function queryRetrying<T extends pg.QueryResultRow>(pool: pg.Pool, text: string, values: unknown[] = [], tries = 10): Promise<pg.QueryResult<T>> {
+export async function queryRetrying<T extends pg.QueryResultRow>(
+  pool: pg.Pool,
+  text: string,
+  values: unknown[] = [],
+  tries = 10,
+): Promise<pg.QueryResult<T>> {
   for (let attempt = 1; ; attempt += 1) {
     try {
       return await pool.query<T>(text, values);
@@ -277,11 +306,21 @@ export async function queryRetrying<T extends pg.QueryResultRow>(pool: pg.Pool, 
 
 /** Waits until every one of `workers` has logged that it started (they log at `info`). */
 export function waitForStarted(workers: readonly WindfallProcess[], timeoutMs = 60_000): Promise<void> {
-  return waitFor(() => workers.every((worker) => worker.output().includes('worker started')), `${workers.length} worker(s) to start`, timeoutMs, 50);
+  return waitFor(
+    () => workers.every((worker) => worker.output().includes('worker started')),
+    `${workers.length} worker(s) to start`,
+    timeoutMs,
+    50,
+  );
 }
 
 /** Polls `check` until it is true; fails naming `what` after `timeoutMs`. */
-export async function waitFor(check: () => Promise<boolean> | boolean, what: string, timeoutMs = 60_000, everyMs = 100): Promise<void> {
+export async function waitFor(
+  check: () => Promise<boolean> | boolean,
+  what: string,
+  timeoutMs = 60_000,
+  everyMs = 100,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (await check()) return;

@@ -84,7 +84,12 @@ export interface FaultScenarioResult {
   readonly ledgerEntries: number;
   readonly distinctOperations: number;
   readonly deadLetters: number;
-  readonly reconcile: { readonly code: number | null; readonly seconds: number; readonly mismatchCount: number; readonly output: string };
+  readonly reconcile: {
+    readonly code: number | null;
+    readonly seconds: number;
+    readonly mismatchCount: number;
+    readonly output: string;
+  };
   readonly tamper: {
     readonly uid: string;
     readonly code: number | null;
@@ -111,7 +116,14 @@ export function scenarioRewards(count: number, users: number): { rows: string[];
     const uid = n % 10 === 9 ? `soak-hot-${n % hot}` : `soak-u${(n * 7919) % users}`;
     const amount = 1 + ((n * 104_729) % 99_991);
     const rewardId = `soak-${n.toString().padStart(8, '0')}`;
-    rows.push(JSON.stringify({ rewardId, uid, amount, description: n % 3 === 0 ? 'reliability soak "quoted", 奖励' : undefined }));
+    rows.push(
+      JSON.stringify({
+        rewardId,
+        uid,
+        amount,
+        description: n % 3 === 0 ? 'reliability soak "quoted", 奖励' : undefined,
+      }),
+    );
     expected.set(uid, (expected.get(uid) ?? 0n) + BigInt(amount));
   }
   return { rows, expected };
@@ -190,8 +202,10 @@ export async function runFaultScenario(options: FaultScenarioOptions): Promise<F
     const total = options.rewards;
     const plan: { kind: InjectedFault['kind']; fraction: number }[] = [];
     for (let k = 0; k < kills; k += 1) plan.push({ kind: 'kill', fraction: 0.06 + 0.08 * k });
-    for (let r = 0; r < pgRounds; r += 1) plan.push({ kind: 'pg_terminate', fraction: 0.3 + (0.35 * r) / Math.max(1, pgRounds) });
-    for (let r = 0; r < redisRestarts; r += 1) plan.push({ kind: 'redis_restart', fraction: 0.7 + (0.15 * r) / Math.max(1, redisRestarts) });
+    for (let r = 0; r < pgRounds; r += 1)
+      plan.push({ kind: 'pg_terminate', fraction: 0.3 + (0.35 * r) / Math.max(1, pgRounds) });
+    for (let r = 0; r < redisRestarts; r += 1)
+      plan.push({ kind: 'redis_restart', fraction: 0.7 + (0.15 * r) / Math.max(1, redisRestarts) });
 
     const faults: InjectedFault[] = [];
     let faultsMidBatch = true;
@@ -205,7 +219,10 @@ export async function runFaultScenario(options: FaultScenarioOptions): Promise<F
       await waitFor(
         async () => {
           const settled = await settledNow();
-          return settled >= threshold && (settledAtLastFault < 0 || settled >= settledAtLastFault + progress || settled >= total);
+          return (
+            settled >= threshold &&
+            (settledAtLastFault < 0 || settled >= settledAtLastFault + progress || settled >= total)
+          );
         },
         `${threshold} rewards settled before ${step.kind}`,
         timeoutMs,
@@ -256,13 +273,18 @@ export async function runFaultScenario(options: FaultScenarioOptions): Promise<F
 
     const report = await runWindfall(['batch', batchId, '--json'], env);
     const batch = JSON.parse(report.stdout) as Record<string, unknown>;
-    const { rows: walletRows } = await queryRetrying<{ uid: string; balance: string }>(pool, 'select uid, balance::text from wallets');
+    const { rows: walletRows } = await queryRetrying<{ uid: string; balance: string }>(
+      pool,
+      'select uid, balance::text from wallets',
+    );
     const actual = new Map(walletRows.map((row) => [row.uid, row.balance]));
     const wrongBalances: { uid: string; expected: string; actual: string }[] = [];
     for (const [uid, amount] of expected) {
-      if (actual.get(uid) !== amount.toString()) wrongBalances.push({ uid, expected: amount.toString(), actual: actual.get(uid) ?? 'no wallet' });
+      if (actual.get(uid) !== amount.toString())
+        wrongBalances.push({ uid, expected: amount.toString(), actual: actual.get(uid) ?? 'no wallet' });
     }
-    for (const uid of actual.keys()) if (!expected.has(uid)) wrongBalances.push({ uid, expected: 'no wallet', actual: actual.get(uid)! });
+    for (const uid of actual.keys())
+      if (!expected.has(uid)) wrongBalances.push({ uid, expected: 'no wallet', actual: actual.get(uid)! });
     const { rows: ledger } = await queryRetrying<{ n: number; d: number }>(
       pool,
       'select count(*)::int as n, count(distinct operation_id)::int as d from ledger_entries',
@@ -271,15 +293,21 @@ export async function runFaultScenario(options: FaultScenarioOptions): Promise<F
 
     const reconciled = await runWindfall(['reconcile', '--json'], env);
     const reconcileReport = JSON.parse(reconciled.stdout || '{}') as { seconds?: number; mismatchCount?: number };
-    log(`windfall reconcile: exit ${reconciled.code}, ${reconcileReport.mismatchCount} mismatches, ${reconcileReport.seconds} s`);
+    log(
+      `windfall reconcile: exit ${reconciled.code}, ${reconcileReport.mismatchCount} mismatches, ${reconcileReport.seconds} s`,
+    );
 
     // A balance changed behind Windfall's back.
     const victim = [...expected.keys()].sort()[Math.floor(expected.size / 2)]!;
     await queryRetrying(pool, 'update wallets set balance = balance + 1 where uid = $1', [victim]);
     const tampered = await runWindfall(['reconcile', '--json'], env);
-    const tamperReport = JSON.parse(tampered.stdout || '{}') as { mismatches?: { kind: string; uid: string; expected: string; actual: string }[] };
+    const tamperReport = JSON.parse(tampered.stdout || '{}') as {
+      mismatches?: { kind: string; uid: string; expected: string; actual: string }[];
+    };
     const found = tamperReport.mismatches?.find((m) => m.uid === victim) ?? null;
-    log(`balance of ${victim} raised by 1 behind Windfall's back: reconcile exit ${tampered.code}, names it: ${found ? JSON.stringify(found) : 'no'}`);
+    log(
+      `balance of ${victim} raised by 1 behind Windfall's back: reconcile exit ${tampered.code}, names it: ${found ? JSON.stringify(found) : 'no'}`,
+    );
     await queryRetrying(pool, 'update wallets set balance = balance - 1 where uid = $1', [victim]);
     const repaired = await runWindfall(['reconcile'], env);
 
@@ -297,7 +325,12 @@ export async function runFaultScenario(options: FaultScenarioOptions): Promise<F
       ledgerEntries: ledger[0]!.n,
       distinctOperations: ledger[0]!.d,
       deadLetters: dead[0]!.n,
-      reconcile: { code: reconciled.code, seconds: reconcileReport.seconds ?? -1, mismatchCount: reconcileReport.mismatchCount ?? -1, output: reconciled.stderr },
+      reconcile: {
+        code: reconciled.code,
+        seconds: reconcileReport.seconds ?? -1,
+        mismatchCount: reconcileReport.mismatchCount ?? -1,
+        output: reconciled.stderr,
+      },
       tamper: {
         uid: victim,
         code: tampered.code,

@@ -40,28 +40,51 @@ const timed = async (what: string, run: () => Promise<unknown>): Promise<number>
 
 try {
   await timed(`load ${entries} rewards, ${users} users`, async () => {
-    await pool.query(`insert into reward_batches (batch_id, total, users, chunks, shards, content_digest, enqueued_at, status)
+    await pool.query(
+      `insert into reward_batches (batch_id, total, users, chunks, shards, content_digest, enqueued_at, status)
                       values ('scale-a', $1, $2, 8, 8, 'x', now(), 'completed'), ('scale-dup', $3, $3, 8, 8, 'x', now(), 'completed'),
                              ('scale-dead', $4, $4, 8, 8, 'x', now(), 'completed_with_failures')`,
-      [entries, users, Math.floor(entries / 20), Math.floor(entries / 100)]);
-    await pool.query(`insert into reward_batch_items (batch_id, shard, uid, reward_id, row_no, amount)
-                      select 'scale-a', (i % $2) % 8, 'u' || (i % $2), 'r' || i, i + 1, 1 + i % 1000 from generate_series(0, $1 - 1) i`, [entries, users]);
-    await pool.query(`insert into ledger_entries (uid, operation_id, amount, kind, batch_id)
-                      select 'u' || (i % $2), 'r' || i, 1 + i % 1000, 'reward', 'scale-a' from generate_series(0, $1 - 1) i`, [entries, users]);
+      [entries, users, Math.floor(entries / 20), Math.floor(entries / 100)],
+    );
+    await pool.query(
+      `insert into reward_batch_items (batch_id, shard, uid, reward_id, row_no, amount)
+                      select 'scale-a', (i % $2) % 8, 'u' || (i % $2), 'r' || i, i + 1, 1 + i % 1000 from generate_series(0, $1 - 1) i`,
+      [entries, users],
+    );
+    await pool.query(
+      `insert into ledger_entries (uid, operation_id, amount, kind, batch_id)
+                      select 'u' || (i % $2), 'r' || i, 1 + i % 1000, 'reward', 'scale-a' from generate_series(0, $1 - 1) i`,
+      [entries, users],
+    );
     // a second batch repeating 5% of the rewards: recorded duplicates
-    await pool.query(`insert into reward_batch_items (batch_id, shard, uid, reward_id, row_no, amount)
-                      select 'scale-dup', (i % $2) % 8, 'u' || (i % $2), 'r' || i, i + 1, 1 + i % 1000 from generate_series(0, $1 / 20 - 1) i`, [entries, users]);
-    await pool.query(`insert into reward_duplicates (batch_id, reward_id) select 'scale-dup', 'r' || i from generate_series(0, $1 / 20 - 1) i`, [entries]);
+    await pool.query(
+      `insert into reward_batch_items (batch_id, shard, uid, reward_id, row_no, amount)
+                      select 'scale-dup', (i % $2) % 8, 'u' || (i % $2), 'r' || i, i + 1, 1 + i % 1000 from generate_series(0, $1 / 20 - 1) i`,
+      [entries, users],
+    );
+    await pool.query(
+      `insert into reward_duplicates (batch_id, reward_id) select 'scale-dup', 'r' || i from generate_series(0, $1 / 20 - 1) i`,
+      [entries],
+    );
     // a third batch whose rewards are all dead-lettered (one entry per user)
-    await pool.query(`insert into reward_batch_items (batch_id, shard, uid, reward_id, row_no, amount)
-                      select 'scale-dead', 0, 'dead-u' || i, 'dead-r' || i, i + 1, 5 from generate_series(0, $1 / 100 - 1) i`, [entries]);
-    await pool.query(`insert into dead_letters (source, batch_id, chunk_no, uid, shard, rewards, reward_count, reason, error, attempts)
+    await pool.query(
+      `insert into reward_batch_items (batch_id, shard, uid, reward_id, row_no, amount)
+                      select 'scale-dead', 0, 'dead-u' || i, 'dead-r' || i, i + 1, 5 from generate_series(0, $1 / 100 - 1) i`,
+      [entries],
+    );
+    await pool.query(
+      `insert into dead_letters (source, batch_id, chunk_no, uid, shard, rewards, reward_count, reason, error, attempts)
                       select 'scale-' || i, 'scale-dead', 0, 'dead-u' || i, 0,
                              jsonb_build_array(jsonb_build_object('rewardId', 'dead-r' || i, 'uid', 'dead-u' || i, 'amount', '5')), 1, 'LOCK_BUSY', 'busy', 3
-                      from generate_series(0, $1 / 100 - 1) i`, [entries]);
+                      from generate_series(0, $1 / 100 - 1) i`,
+      [entries],
+    );
     // plain credits (no batch): 10% more entries
-    await pool.query(`insert into ledger_entries (uid, operation_id, amount, kind)
-                      select 'u' || (i % $2), 'credit-' || i, 7, 'credit' from generate_series(0, $1 / 10 - 1) i`, [entries, users]);
+    await pool.query(
+      `insert into ledger_entries (uid, operation_id, amount, kind)
+                      select 'u' || (i % $2), 'credit-' || i, 7, 'credit' from generate_series(0, $1 / 10 - 1) i`,
+      [entries, users],
+    );
     await pool.query(`insert into reward_chunks (batch_id, chunk_no, shard, first_uid, last_uid, users, rewards, completed_at)
                       select b, s, s, '', '~', 0, 0, now() from unnest(array['scale-a', 'scale-dup', 'scale-dead']) b, generate_series(0, 7) s`);
     await pool.query(`insert into wallets (uid, balance) select uid, sum(amount) from ledger_entries group by uid`);
@@ -70,18 +93,26 @@ try {
   say(`ledger entries: ${rows[0]!.n}`);
 
   let report = await reconcile(pool);
-  say(`reconcile before ANALYZE: ${report.seconds} s ${JSON.stringify(report.timings)}, ok=${report.ok}, rewards=${JSON.stringify(report.rewards)}`);
+  say(
+    `reconcile before ANALYZE: ${report.seconds} s ${JSON.stringify(report.timings)}, ok=${report.ok}, rewards=${JSON.stringify(report.rewards)}`,
+  );
   await timed('vacuum analyze', () => pool.query('vacuum analyze'));
   report = await reconcile(pool);
-  say(`reconcile after ANALYZE: ${report.seconds} s ${JSON.stringify(report.timings)}, ok=${report.ok}, mismatches=${report.mismatchCount}`);
+  say(
+    `reconcile after ANALYZE: ${report.seconds} s ${JSON.stringify(report.timings)}, ok=${report.ok}, mismatches=${report.mismatchCount}`,
+  );
   report = await reconcile(pool);
   say(`reconcile again (warm cache): ${report.seconds} s, ok=${report.ok}`);
   await pool.query(`update wallets set balance = balance + 1 where uid = 'u42'`);
   report = await reconcile(pool);
-  say(`reconcile with wallet u42 changed: ${report.seconds} s, ok=${report.ok}, mismatches=${JSON.stringify(report.mismatches)}`);
+  say(
+    `reconcile with wallet u42 changed: ${report.seconds} s, ok=${report.ok}, mismatches=${JSON.stringify(report.mismatches)}`,
+  );
   const cli = await runWindfall(['reconcile'], env);
   say(`windfall reconcile (CLI): exit ${cli.code}`);
-  process.stdout.write(`${JSON.stringify({ entries: Number(rows[0]!.n), seconds: report.seconds, found: report.mismatches.map((m) => m.uid) })}\n`);
+  process.stdout.write(
+    `${JSON.stringify({ entries: Number(rows[0]!.n), seconds: report.seconds, found: report.mismatches.map((m) => m.uid) })}\n`,
+  );
 } finally {
   await pool.end();
   if (!process.argv.includes('--keep')) {

@@ -42,11 +42,17 @@ const result = await runFaultScenario({
 const checks: [string, boolean][] = [
   ['every fault happened mid-batch', result.faultsMidBatch],
   ['every balance exact', result.wrongBalances.length === 0],
-  ['no ledger entry twice', result.ledgerEntries === result.distinctOperations && result.ledgerEntries === result.rewards],
+  [
+    'no ledger entry twice',
+    result.ledgerEntries === result.distinctOperations && result.ledgerEntries === result.rewards,
+  ],
   ['nothing dead-lettered', result.deadLetters === 0 && result.batch['deadLettered'] === 0],
   ['batch completed', result.batch['status'] === 'completed' && result.batch['applied'] === result.rewards],
   ['reconcile exit 0', result.reconcile.code === 0],
-  ['tampered balance: reconcile exit 1 naming the wallet', result.tamper.code === 1 && result.tamper.mismatch?.uid === result.tamper.uid],
+  [
+    'tampered balance: reconcile exit 1 naming the wallet',
+    result.tamper.code === 1 && result.tamper.mismatch?.uid === result.tamper.uid,
+  ],
   ['reconcile exit 0 again once repaired', result.tamper.codeAfterRepair === 0],
 ];
 process.stderr.write('\n');

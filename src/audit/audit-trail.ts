@@ -2,7 +2,13 @@ import { hostname, userInfo } from 'node:os';
 import type pg from 'pg';
 
 /** The operator actions the trail records (CONTRACT: `windfall audit`). */
-export const AUDIT_ACTIONS = ['lock.force_release', 'dlq.replay', 'dlq.purge', 'batch.revert', 'campaign.budget'] as const;
+export const AUDIT_ACTIONS = [
+  'lock.force_release',
+  'dlq.replay',
+  'dlq.purge',
+  'batch.revert',
+  'campaign.budget',
+] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];
 
 /** One record of the audit trail (append-only: never updated or deleted). */
@@ -46,13 +52,29 @@ export interface AuditFilter {
 
 /** Records, newest first. */
 export async function listAudit(db: Db, filter: AuditFilter = {}): Promise<AuditRecord[]> {
-  const { rows } = await db.query<{ id: bigint; at: Date; actor: string; action: AuditAction; target: string; details: Record<string, unknown>; result: Record<string, unknown> }>(
+  const { rows } = await db.query<{
+    id: bigint;
+    at: Date;
+    actor: string;
+    action: AuditAction;
+    target: string;
+    details: Record<string, unknown>;
+    result: Record<string, unknown>;
+  }>(
     `select id, at, actor, action, target, details, result from audit_log
      where ($1::text is null or action = $1) and ($2::text is null or target = $2)
      order by id desc limit $3`,
     [filter.action ?? null, filter.target ?? null, filter.limit ?? 100],
   );
-  return rows.map((row) => ({ id: row.id.toString(), at: row.at.toISOString(), actor: row.actor, action: row.action, target: row.target, details: row.details, result: row.result }));
+  return rows.map((row) => ({
+    id: row.id.toString(),
+    at: row.at.toISOString(),
+    actor: row.actor,
+    action: row.action,
+    target: row.target,
+    details: row.details,
+    result: row.result,
+  }));
 }
 
 /** The actor of a CLI command: `--actor NAME`, or `cli:<os user>@<host>`. */
@@ -80,8 +102,16 @@ export function httpActor(principal: string, address: string, header: string | s
 }
 
 /** The target of a dead-letter action: its entry ids, or its filter. */
-export function deadLetterTarget(filter: { ids?: readonly string[]; all?: boolean; reason?: string; batchId?: string }): string {
+export function deadLetterTarget(filter: {
+  ids?: readonly string[];
+  all?: boolean;
+  reason?: string;
+  batchId?: string;
+}): string {
   if (filter.ids && filter.ids.length > 0) return `dead-letters:${filter.ids.join(',')}`;
-  const parts = [filter.batchId !== undefined ? `batch=${filter.batchId}` : '', filter.reason !== undefined ? `reason=${filter.reason}` : ''].filter(Boolean);
+  const parts = [
+    filter.batchId !== undefined ? `batch=${filter.batchId}` : '',
+    filter.reason !== undefined ? `reason=${filter.reason}` : '',
+  ].filter(Boolean);
   return `dead-letters:${parts.length > 0 ? parts.join(',') : 'all'}`;
 }

@@ -31,7 +31,9 @@ export class BatchValidationError extends Error implements RowErrorSummary {
     readonly rowsRead: number,
     message?: string,
   ) {
-    const { errors, summary, totalErrors, badRows } = (Array.isArray(report) ? reportOf(report as readonly RowError[]) : (report as RowErrorReport)).summarize();
+    const { errors, summary, totalErrors, badRows } = (
+      Array.isArray(report) ? reportOf(report as readonly RowError[]) : (report as RowErrorReport)
+    ).summarize();
     const quoted = errors.slice(0, QUOTED_ERRORS).map(formatRowError).join('\n  ');
     const more = totalErrors > QUOTED_ERRORS ? `\n  … and ${plural(totalErrors - QUOTED_ERRORS, 'more error')}` : '';
     const counted = totalErrors === badRows ? '' : ` (${plural(totalErrors, 'error')})`;
@@ -47,7 +49,13 @@ export class BatchValidationError extends Error implements RowErrorSummary {
 
   /** The document a CLI `--json` error and an HTTP 400 carry besides `error` and `message`. */
   details(): RowErrorSummary & { readonly rowsRead: number } {
-    return { errors: this.errors, summary: this.summary, totalErrors: this.totalErrors, badRows: this.badRows, rowsRead: this.rowsRead };
+    return {
+      errors: this.errors,
+      summary: this.summary,
+      totalErrors: this.totalErrors,
+      badRows: this.badRows,
+      rowsRead: this.rowsRead,
+    };
   }
 }
 
@@ -82,7 +90,7 @@ export class BatchConflictError extends Error {
   ) {
     super(
       message ??
-      `batch ${JSON.stringify(batchId)} already exists with different rewards (${plural(recordedTotal, 'reward')} recorded; this input has ${plural(rowsRead, 'row')}): nothing of this input was recorded. A batchId names one set of rewards: send new rewards under a new batchId; to repeat the batch, send exactly its rewards (in any order).`,
+        `batch ${JSON.stringify(batchId)} already exists with different rewards (${plural(recordedTotal, 'reward')} recorded; this input has ${plural(rowsRead, 'row')}): nothing of this input was recorded. A batchId names one set of rewards: send new rewards under a new batchId; to repeat the batch, send exactly its rewards (in any order).`,
     );
   }
 }

@@ -41,7 +41,8 @@ export class BatchReader {
 
   /** @throws {@link BatchValidationError} when the batch has no rewards, or any row was refused. */
   refuseIfInvalid(): void {
-    if (this.rowsRead === 0 && this.report.totalErrors === 0) throw new BatchValidationError([], 0, 'batch refused: it has no rewards');
+    if (this.rowsRead === 0 && this.report.totalErrors === 0)
+      throw new BatchValidationError([], 0, 'batch refused: it has no rewards');
     if (this.report.totalErrors > 0) throw new BatchValidationError(this.report, this.rowsRead);
   }
 }

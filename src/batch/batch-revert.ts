@@ -86,16 +86,26 @@ interface UserRewards {
  * @throws {@link UnknownBatchError} for an unknown batch id
  * @throws {@link BatchRevertRefusedError} while the batch (or a replay of its entries) is still processing
  */
-export async function revertBatch(context: RevertContext, batchId: string, options: RevertOptions = {}): Promise<RevertReport> {
+export async function revertBatch(
+  context: RevertContext,
+  batchId: string,
+  options: RevertOptions = {},
+): Promise<RevertReport> {
   const dryRun = options.dryRun ?? false;
   const description = options.reason !== undefined ? `revert: ${options.reason}` : undefined;
   const reasonProblem = description !== undefined ? descriptionProblem(description) : null;
-  if (reasonProblem) throw new RevertRequestError(`the reason ${reasonProblem.reason} (with the "revert: " prefix; at most 492 characters)`);
+  if (reasonProblem)
+    throw new RevertRequestError(
+      `the reason ${reasonProblem.reason} (with the "revert: " prefix; at most 492 characters)`,
+    );
   await assertSettled(context.pool, batchId);
 
   let closedIds: string[] = [];
   if (dryRun) {
-    const { rows } = await context.pool.query<{ id: bigint }>(`select id from dead_letters where batch_id = $1 and state = 'open'`, [batchId]);
+    const { rows } = await context.pool.query<{ id: bigint }>(
+      `select id from dead_letters where batch_id = $1 and state = 'open'`,
+      [batchId],
+    );
     closedIds = rows.map((row) => row.id.toString());
   } else {
     closedIds = await closeDeadLetters(context.pool, batchId);
@@ -106,7 +116,8 @@ export async function revertBatch(context: RevertContext, batchId: string, optio
   let alreadyReverted = 0;
   const insufficientFunds: { uid: string; amount: string; balance: string }[] = [];
   const failed: { uid: string; reason: string; error: string }[] = [];
-  const statusOf = (): RevertReport['status'] => (insufficientFunds.length === 0 && failed.length === 0 ? 'reverted' : 'partially_reverted');
+  const statusOf = (): RevertReport['status'] =>
+    insufficientFunds.length === 0 && failed.length === 0 ? 'reverted' : 'partially_reverted';
   let failure: unknown;
   try {
     let after = '';
@@ -136,10 +147,19 @@ export async function revertBatch(context: RevertContext, batchId: string, optio
           for (const operation of user.operations) {
             if (operation.outcome === 'applied') reverted += 1;
             else if (operation.outcome === 'duplicate') alreadyReverted += 1;
-            else failed.push({ uid: user.uid, reason: 'CONFLICT', error: `operation id ${operation.operationId} is taken by another ledger entry: ${operation.detail ?? ''}` });
+            else
+              failed.push({
+                uid: user.uid,
+                reason: 'CONFLICT',
+                error: `operation id ${operation.operationId} is taken by another ledger entry: ${operation.detail ?? ''}`,
+              });
           }
         } else if (user.reason === 'INSUFFICIENT_FUNDS') {
-          insufficientFunds.push({ uid: user.uid, amount: String(owed.get(user.uid) ?? 0n), balance: String(await context.wallet.getBalance(user.uid)) });
+          insufficientFunds.push({
+            uid: user.uid,
+            amount: String(owed.get(user.uid) ?? 0n),
+            balance: String(await context.wallet.getBalance(user.uid)),
+          });
         } else {
           failed.push({ uid: user.uid, reason: user.reason, error: user.error });
         }
@@ -168,12 +188,33 @@ export async function revertBatch(context: RevertContext, batchId: string, optio
           status,
           ...(failure !== undefined ? { error: failure instanceof Error ? failure.message : String(failure) } : {}),
         },
-      }).catch((error: unknown) => context.logger.error({ err: error, batchId }, 'could not write the audit record of a batch revert'));
-      context.logger.warn({ batchId, reverted, alreadyReverted, insufficientFunds: insufficientFunds.length, failed: failed.length, actor: options.actor }, 'batch reverted');
+      }).catch((error: unknown) =>
+        context.logger.error({ err: error, batchId }, 'could not write the audit record of a batch revert'),
+      );
+      context.logger.warn(
+        {
+          batchId,
+          reverted,
+          alreadyReverted,
+          insufficientFunds: insufficientFunds.length,
+          failed: failed.length,
+          actor: options.actor,
+        },
+        'batch reverted',
+      );
     }
   }
 
-  return { batchId, dryRun, reverted, alreadyReverted, insufficientFunds, failed, closedDeadLetters: closedIds.length, status: statusOf() };
+  return {
+    batchId,
+    dryRun,
+    reverted,
+    alreadyReverted,
+    insufficientFunds,
+    failed,
+    closedDeadLetters: closedIds.length,
+    status: statusOf(),
+  };
 }
 
 /**
@@ -181,7 +222,12 @@ export async function revertBatch(context: RevertContext, batchId: string, optio
  * batch's `batch.reverted` event in the same statement (none when the batch has one already: a run interrupted by an
  * error records none, and the first run that finishes does).
  */
-async function storeRevertStatus(context: RevertContext, batchId: string, status: RevertReport['status'], finished: boolean): Promise<RecordedEvent | null> {
+async function storeRevertStatus(
+  context: RevertContext,
+  batchId: string,
+  status: RevertReport['status'],
+  finished: boolean,
+): Promise<RecordedEvent | null> {
   // without the counts (a failed read) the status is still written, without an event
   const report = finished && context.events ? await getBatchReport(context.pool, batchId).catch(() => null) : null;
   return writeStatusWithEvent(context.pool, {
@@ -213,10 +259,19 @@ async function closeDeadLetters(pool: pg.Pool, batchId: string): Promise<string[
 }
 
 /** Refuses (before anything changes) a batch that is unknown or still has rewards to settle. */
-async function assertSettled(pool: Pick<pg.Pool, 'query'>, batchId: string, why = 'it is still processing'): Promise<void> {
+async function assertSettled(
+  pool: Pick<pg.Pool, 'query'>,
+  batchId: string,
+  why = 'it is still processing',
+): Promise<void> {
   const report = await getBatchReport(pool, batchId);
-  if (!report) throw new UnknownBatchError(`no batch has id ${JSON.stringify(batchId)} (was it enqueued against this DATABASE_URL?)`);
-  const open = await pool.query('select 1 from reward_chunks where batch_id = $1 and completed_at is null limit 1', [batchId]);
+  if (!report)
+    throw new UnknownBatchError(
+      `no batch has id ${JSON.stringify(batchId)} (was it enqueued against this DATABASE_URL?)`,
+    );
+  const open = await pool.query('select 1 from reward_chunks where batch_id = $1 and completed_at is null limit 1', [
+    batchId,
+  ]);
   if (report.pending > 0 || (open.rowCount ?? 0) > 0) {
     throw new BatchRevertRefusedError(
       `batch ${JSON.stringify(batchId)} cannot be reverted now: ${why} (${report.pending} of ${report.total} rewards pending). Revert it once \`windfall batch ${batchId}\` shows it done.`,
@@ -233,15 +288,31 @@ async function appliedRewards(pool: pg.Pool, batchId: string, after: string): Pr
      group by uid order by uid limit $3`,
     [batchId, after, USERS_PER_PAGE],
   );
-  return rows.map((row) => ({ uid: row.uid, rewardIds: row.reward_ids, amounts: row.amounts.map((amount) => BigInt(amount)) }));
+  return rows.map((row) => ({
+    uid: row.uid,
+    rewardIds: row.reward_ids,
+    amounts: row.amounts.map((amount) => BigInt(amount)),
+  }));
 }
 
 /** What a run would do for `users`: their rewards not yet taken back, against their balances now. */
-async function previewPage(pool: pg.Pool, users: readonly UserRewards[]): Promise<{ reverted: number; alreadyReverted: number; insufficientFunds: { uid: string; amount: string; balance: string }[] }> {
+async function previewPage(
+  pool: pg.Pool,
+  users: readonly UserRewards[],
+): Promise<{
+  reverted: number;
+  alreadyReverted: number;
+  insufficientFunds: { uid: string; amount: string; balance: string }[];
+}> {
   const ids = users.flatMap((user) => user.rewardIds.map(revertOperationId));
   const [done, wallets] = await Promise.all([
-    pool.query<{ operation_id: string }>('select operation_id from ledger_entries where operation_id = any($1::text[])', [ids]),
-    pool.query<{ uid: string; balance: bigint }>('select uid, balance from wallets where uid = any($1::text[])', [users.map((user) => user.uid)]),
+    pool.query<{ operation_id: string }>(
+      'select operation_id from ledger_entries where operation_id = any($1::text[])',
+      [ids],
+    ),
+    pool.query<{ uid: string; balance: bigint }>('select uid, balance from wallets where uid = any($1::text[])', [
+      users.map((user) => user.uid),
+    ]),
   ]);
   const taken = new Set(done.rows.map((row) => row.operation_id));
   const balances = new Map(wallets.rows.map((row) => [row.uid, row.balance]));

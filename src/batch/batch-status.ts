@@ -49,7 +49,14 @@ from reward_batches b where b.batch_id = $1`;
  * when any is dead-lettered); once reverted (`reverted` > 0, or a revert recorded on the batch): reverted when every
  * applied reward was debited back, partially_reverted otherwise.
  */
-export function deriveStatus(total: number, applied: number, duplicate: number, deadLettered: number, reverted = 0, revertStarted = false): BatchStatus {
+export function deriveStatus(
+  total: number,
+  applied: number,
+  duplicate: number,
+  deadLettered: number,
+  reverted = 0,
+  revertStarted = false,
+): BatchStatus {
   if (reverted > 0 || revertStarted) return reverted >= applied ? 'reverted' : 'partially_reverted';
   const settled = applied + duplicate + deadLettered;
   if (settled >= total) return deadLettered > 0 ? 'completed_with_failures' : 'completed';
@@ -103,15 +110,24 @@ export async function getBatchReport(db: Pick<pg.Pool, 'query'>, batchId: string
  * `completed_with_failures` also records its `batch.completed` event, in the same statement, and hands it to
  * `events`; a batch that has its event already (say, completed after a DLQ replay) gets no second one.
  */
-export async function refreshStoredStatus(db: Pick<pg.Pool, 'query'>, batchId: string, events?: EventSink): Promise<void> {
-  const open = await db.query('select 1 from reward_chunks where batch_id = $1 and completed_at is null limit 1', [batchId]);
+export async function refreshStoredStatus(
+  db: Pick<pg.Pool, 'query'>,
+  batchId: string,
+  events?: EventSink,
+): Promise<void> {
+  const open = await db.query('select 1 from reward_chunks where batch_id = $1 and completed_at is null limit 1', [
+    batchId,
+  ]);
   if (open.rowCount) return;
   const report = await getBatchReport(db, batchId);
   if (!report) return;
   const recorded = await writeStatusWithEvent(db, {
     batchId,
     status: report.status,
-    type: events && (report.status === 'completed' || report.status === 'completed_with_failures') ? 'batch.completed' : null,
+    type:
+      events && (report.status === 'completed' || report.status === 'completed_with_failures')
+        ? 'batch.completed'
+        : null,
     applied: report.applied,
     duplicate: report.duplicate,
     deadLettered: report.deadLettered,

@@ -145,7 +145,16 @@ export class ChunkPlanner {
       let current: { local: number; uids: string[]; userRewards: number[]; rewards: number } | undefined;
       const close = (chunk: NonNullable<typeof current>): void => {
         const { uids: members, userRewards, rewards } = chunk;
-        chunks.push({ chunkNo: chunks.length, shard, firstUid: members[0]!, lastUid: members[members.length - 1]!, users: members.length, rewards, uids: members, userRewards });
+        chunks.push({
+          chunkNo: chunks.length,
+          shard,
+          firstUid: members[0]!,
+          lastUid: members[members.length - 1]!,
+          users: members.length,
+          rewards,
+          uids: members,
+          userRewards,
+        });
       };
       for (const uid of uids) {
         const n = counts.get(uid)!;

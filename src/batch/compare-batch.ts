@@ -10,7 +10,11 @@ import type { StagedBatch } from './stage-batch.js';
  * @throws {@link BatchValidationError} when a row is invalid (as a new batch would be refused).
  * @throws {@link BatchConflictError} when the rewards differ from the recorded ones.
  */
-export async function confirmSameContent(records: AsyncIterable<SourceRecord>, batch: StagedBatch, options: { readonly maxRows: number }): Promise<void> {
+export async function confirmSameContent(
+  records: AsyncIterable<SourceRecord>,
+  batch: StagedBatch,
+  options: { readonly maxRows: number },
+): Promise<void> {
   const reader = new BatchReader(options.maxRows);
   const digest = digestComparableWith(batch.contentDigest);
   for await (const record of records) {

@@ -41,11 +41,28 @@ function copyValue(field: string): string {
  * Reads back `reward_batch_items` rows from their COPY text (batch_id, shard, uid, reward_id, row_no, amount,
  * description), for the rare chunk that has to be inserted again row by row.
  */
-export function rowsOfCopyText(data: readonly Buffer[]): { shard: number; uid: string; rewardId: string; row: number; amount: string; description: string | null }[] {
-  const rows: { shard: number; uid: string; rewardId: string; row: number; amount: string; description: string | null }[] = [];
+export function rowsOfCopyText(
+  data: readonly Buffer[],
+): { shard: number; uid: string; rewardId: string; row: number; amount: string; description: string | null }[] {
+  const rows: {
+    shard: number;
+    uid: string;
+    rewardId: string;
+    row: number;
+    amount: string;
+    description: string | null;
+  }[] = [];
   for (const line of Buffer.concat(data).toString('utf8').split('\n')) {
     if (line === '') continue;
-    const [, shard, uid, rewardId, row, amount, description] = line.split('\t') as [string, string, string, string, string, string, string];
+    const [, shard, uid, rewardId, row, amount, description] = line.split('\t') as [
+      string,
+      string,
+      string,
+      string,
+      string,
+      string,
+      string,
+    ];
     rows.push({
       shard: Number(shard),
       uid: copyValue(uid),

@@ -59,4 +59,3 @@ export class FingerprintSet {
     for (let slot = 0; slot < first.length; slot += 1) if (first[slot] !== 0) this.insert(first[slot]!, second[slot]!);
   }
 }
-

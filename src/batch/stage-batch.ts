@@ -36,7 +36,8 @@ interface StagedRow {
   readonly description: string | null;
 }
 
-const COPY_ITEMS_SQL = 'copy reward_batch_items (batch_id, shard, uid, reward_id, row_no, amount, description) from stdin';
+const COPY_ITEMS_SQL =
+  'copy reward_batch_items (batch_id, shard, uid, reward_id, row_no, amount, description) from stdin';
 
 /** Options of {@link stageBatch}. */
 export interface StageOptions {
@@ -92,7 +93,8 @@ where i.batch_id = $1 and i.row_no > r.first_row
 order by i.row_no
 limit $2`;
 
-const REPEAT_REASON = (first: number | string): string => `repeats row ${first} of this batch (a rewardId may appear once per batch)`;
+const REPEAT_REASON = (first: number | string): string =>
+  `repeats row ${first} of this batch (a rewardId may appear once per batch)`;
 
 function batchRow(row: Record<string, unknown>, created: boolean): StagedBatch {
   return {
@@ -125,7 +127,11 @@ export async function findBatch(db: Pick<pg.Pool, 'query'>, batchId: string): Pr
  * When any row is invalid — or a rewardId repeats within the batch — the transaction is rolled back and
  * {@link BatchValidationError} reports the offending rows (the first 1,000 errors, and every one counted).
  */
-export async function stageBatch(pool: pg.Pool, records: AsyncIterable<SourceRecord>, options: StageOptions): Promise<StagedBatch> {
+export async function stageBatch(
+  pool: pg.Pool,
+  records: AsyncIterable<SourceRecord>,
+  options: StageOptions,
+): Promise<StagedBatch> {
   const client = await pool.connect();
   let released = false;
   const release = (error?: Error): void => {
@@ -187,7 +193,14 @@ export async function stageBatch(pool: pg.Pool, records: AsyncIterable<SourceRec
         );
         const firstRow = new Map(firsts.rows.map((r) => [r.reward_id, r.row_no]));
         for (const entry of skipped) {
-          report.addRow([{ row: entry.row, field: 'rewardId', code: 'repeated_reward_id', reason: REPEAT_REASON(firstRow.get(entry.rewardId) ?? '?') }]);
+          report.addRow([
+            {
+              row: entry.row,
+              field: 'rewardId',
+              code: 'repeated_reward_id',
+              reason: REPEAT_REASON(firstRow.get(entry.rewardId) ?? '?'),
+            },
+          ]);
         }
       }
     };
@@ -207,7 +220,8 @@ export async function stageBatch(pool: pg.Pool, records: AsyncIterable<SourceRec
         await client.query('rollback to savepoint windfall_stage');
         await client.query('release savepoint windfall_stage');
         const rows = rowsOfCopyText(data);
-        for (let at = 0; at < rows.length; at += STAGE_ROWS_PER_INSERT) await insertChecked(rows.slice(at, at + STAGE_ROWS_PER_INSERT));
+        for (let at = 0; at < rows.length; at += STAGE_ROWS_PER_INSERT)
+          await insertChecked(rows.slice(at, at + STAGE_ROWS_PER_INSERT));
       }
     };
 
@@ -241,9 +255,21 @@ export async function stageBatch(pool: pg.Pool, records: AsyncIterable<SourceRec
     await staging;
 
     if (seen.maybeRepeats) {
-      const repeats = (await client.query<{ row_no: number; first_row: number; total: number }>(FIND_REPEATS_SQL, [options.batchId, LISTED_ERRORS])).rows;
+      const repeats = (
+        await client.query<{ row_no: number; first_row: number; total: number }>(FIND_REPEATS_SQL, [
+          options.batchId,
+          LISTED_ERRORS,
+        ])
+      ).rows;
       for (const repeat of repeats) {
-        report.addRow([{ row: repeat.row_no, field: 'rewardId', code: 'repeated_reward_id', reason: REPEAT_REASON(repeat.first_row) }]);
+        report.addRow([
+          {
+            row: repeat.row_no,
+            field: 'rewardId',
+            code: 'repeated_reward_id',
+            reason: REPEAT_REASON(repeat.first_row),
+          },
+        ]);
       }
       report.addCounted('rewardId', 'repeated_reward_id', (repeats[0]?.total ?? 0) - repeats.length);
     }
@@ -252,7 +278,10 @@ export async function stageBatch(pool: pg.Pool, records: AsyncIterable<SourceRec
     if (planner.planned) {
       // counted while reading: PostgreSQL need not read the batch again (~130 ms per 100,000 rows saved)
       // (with each chunk's users, so that its job need not group the staged rows by user either)
-      await client.query(INSERT_PLANNED_CHUNKS_SQL, plannedChunkParameters(options.batchId, planner.plan(options.chunkSize)));
+      await client.query(
+        INSERT_PLANNED_CHUNKS_SQL,
+        plannedChunkParameters(options.batchId, planner.plan(options.chunkSize)),
+      );
     } else {
       // the rows were just written, so the planner guesses their number low and sorts them after a bitmap scan; read
       // in the primary key's order instead (already by shard and uid): 253 → 129 ms for 100,000 rows
@@ -276,7 +305,9 @@ export async function stageBatch(pool: pg.Pool, records: AsyncIterable<SourceRec
   } catch (error) {
     await client.query('rollback').catch(() => undefined);
     // a refusal leaves the connection sound; anything else may have broken it
-    release(error instanceof BatchValidationError || error instanceof BudgetExceededError ? undefined : (error as Error));
+    release(
+      error instanceof BatchValidationError || error instanceof BudgetExceededError ? undefined : (error as Error),
+    );
     throw error;
   } finally {
     release();

@@ -105,12 +105,20 @@ where b.campaign_id = $1 and (l.kind = 'reward' or (l.kind = 'debit' and l.opera
  * both pass. A campaign first named here is created without a budget (unlimited).
  * @throws {@link BudgetExceededError} when the amount does not fit; roll the transaction back then.
  */
-export async function reserveBudget(client: pg.PoolClient, campaignId: string, batchId: string, amount: bigint): Promise<void> {
-  await client.query('insert into campaigns (campaign_id) values ($1) on conflict (campaign_id) do nothing', [campaignId]);
-  // the lock first, then the sum in a statement of its own: its snapshot then sees every batch committed before
-  const { rows } = await client.query<{ budget: string | null }>('select budget::text as budget from campaigns where campaign_id = $1 for no key update', [
+export async function reserveBudget(
+  client: pg.PoolClient,
+  campaignId: string,
+  batchId: string,
+  amount: bigint,
+): Promise<void> {
+  await client.query('insert into campaigns (campaign_id) values ($1) on conflict (campaign_id) do nothing', [
     campaignId,
   ]);
+  // the lock first, then the sum in a statement of its own: its snapshot then sees every batch committed before
+  const { rows } = await client.query<{ budget: string | null }>(
+    'select budget::text as budget from campaigns where campaign_id = $1 for no key update',
+    [campaignId],
+  );
   const budget = rows[0]?.budget ?? null;
   if (budget === null) return;
   const reserved = await reservedOf(client, campaignId, batchId);
@@ -129,7 +137,10 @@ async function reservedOf(db: Db, campaignId: string, exceptBatchId = ''): Promi
  */
 export async function getCampaignReport(db: Db, campaignId: string): Promise<CampaignReport | null> {
   assertCampaignId(campaignId);
-  const { rows } = await db.query<{ budget: string | null }>('select budget::text as budget from campaigns where campaign_id = $1', [campaignId]);
+  const { rows } = await db.query<{ budget: string | null }>(
+    'select budget::text as budget from campaigns where campaign_id = $1',
+    [campaignId],
+  );
   if (rows.length === 0) return null;
   const budget = rows[0]!.budget;
   const [reserved, applied] = await Promise.all([
@@ -157,13 +168,19 @@ export interface SetBudgetOptions {
  * new batches of the campaign and changes nothing of those accepted.
  * @throws {@link CampaignRequestError} for a bad campaign id or budget.
  */
-export async function setCampaignBudget(pool: pg.Pool, campaignId: unknown, budgetInput: unknown, options: SetBudgetOptions = {}): Promise<CampaignReport> {
+export async function setCampaignBudget(
+  pool: pg.Pool,
+  campaignId: unknown,
+  budgetInput: unknown,
+  options: SetBudgetOptions = {},
+): Promise<CampaignReport> {
   assertCampaignId(campaignId);
   const budget = parseBudget(budgetInput);
   await inTransaction(pool, async (client) => {
-    const previous = await client.query<{ budget: string | null }>('select budget::text as budget from campaigns where campaign_id = $1 for no key update', [
-      campaignId,
-    ]);
+    const previous = await client.query<{ budget: string | null }>(
+      'select budget::text as budget from campaigns where campaign_id = $1 for no key update',
+      [campaignId],
+    );
     await client.query(
       `insert into campaigns (campaign_id, budget) values ($1, $2::numeric)
        on conflict (campaign_id) do update set budget = excluded.budget, updated_at = now()`,

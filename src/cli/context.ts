@@ -19,7 +19,11 @@ export interface GlobalFlags {
  * Resolves the configuration: environment, then global flags. Long-running commands log at `info` by default;
  * one-shot commands at `warn`, unless `LOG_LEVEL` or `--log-level` says otherwise.
  */
-export function resolveConfig(flags: GlobalFlags, overrides: Partial<WindfallConfig> = {}, quiet = true): { config: WindfallConfig; logger: Logger } {
+export function resolveConfig(
+  flags: GlobalFlags,
+  overrides: Partial<WindfallConfig> = {},
+  quiet = true,
+): { config: WindfallConfig; logger: Logger } {
   const env: Record<string, string | undefined> = { ...process.env };
   if (flags.redisUrl !== undefined) env['REDIS_URL'] = flags.redisUrl;
   if (flags.databaseUrl !== undefined) env['DATABASE_URL'] = flags.databaseUrl;

@@ -19,7 +19,8 @@ import { describeRefusedBatch, printJson, printLine, printNote } from './output.
 
 function wholeNumber(name: string, min: number) {
   return (value: string): number => {
-    if (!/^\d+$/.test(value) || Number(value) < min) throw new InvalidArgumentError(`${name} must be a whole number ≥ ${min}`);
+    if (!/^\d+$/.test(value) || Number(value) < min)
+      throw new InvalidArgumentError(`${name} must be a whole number ≥ ${min}`);
     return Number(value);
   };
 }
@@ -32,7 +33,10 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .option('--database-url <url>', 'PostgreSQL URL (env DATABASE_URL)')
     .option('--prefix <prefix>', 'Redis key prefix (env WINDFALL_PREFIX)')
     .option('--log-level <level>', 'pino level (env LOG_LEVEL)')
-    .option('--actor <name>', 'who runs an operator command, recorded in the audit trail (default cli:<os user>@<host>)')
+    .option(
+      '--actor <name>',
+      'who runs an operator command, recorded in the audit trail (default cli:<os user>@<host>)',
+    )
     .showHelpAfterError()
     .exitOverride();
 
@@ -49,7 +53,9 @@ export function buildProgram(setExit: (code: number) => void): Command {
       if (options.json) printJson(report);
       else {
         printLine(`database ${report.database}: ${report.created ? 'created' : 'exists'}`);
-        printLine(report.applied.length > 0 ? `applied migrations: ${report.applied.join(', ')}` : 'migrations: up to date');
+        printLine(
+          report.applied.length > 0 ? `applied migrations: ${report.applied.join(', ')}` : 'migrations: up to date',
+        );
       }
     });
 
@@ -64,8 +70,15 @@ export function buildProgram(setExit: (code: number) => void): Command {
       const { runWorker } = await import('./commands/worker.js');
       await withWindfall(
         parent,
-        (windfall) => runWorker(windfall, { ...(options.shards !== undefined ? { shards: options.shards } : {}), ...(options.metricsPort !== undefined ? { metricsPort: options.metricsPort } : {}) }),
-        { quiet: false, ...(options.concurrency !== undefined ? { overrides: { concurrency: options.concurrency } } : {}) },
+        (windfall) =>
+          runWorker(windfall, {
+            ...(options.shards !== undefined ? { shards: options.shards } : {}),
+            ...(options.metricsPort !== undefined ? { metricsPort: options.metricsPort } : {}),
+          }),
+        {
+          quiet: false,
+          ...(options.concurrency !== undefined ? { overrides: { concurrency: options.concurrency } } : {}),
+        },
       );
     });
 
@@ -74,37 +87,66 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .description('validate a reward file (JSONL or CSV) and enqueue it as one batch; prints the batchId')
     .requiredOption('--file <file>', 'reward file (.jsonl, .ndjson, .csv) or - for standard input')
     .option('--format <format>', 'jsonl or csv (default: from the extension)')
-    .option('--batch-id <id>', 'batch id (default: generated); a known id with the same rewards is a no-op, with other rewards refused (exit 2)')
-    .option('--campaign <id>', "the campaign paying for the batch: refused (exit 2) when its total exceeds what remains of the campaign's budget")
-    .option('--priority <priority>', 'high, normal or low: high goes ahead of work already queued; a small batch never waits for a big one', 'normal')
+    .option(
+      '--batch-id <id>',
+      'batch id (default: generated); a known id with the same rewards is a no-op, with other rewards refused (exit 2)',
+    )
+    .option(
+      '--campaign <id>',
+      "the campaign paying for the batch: refused (exit 2) when its total exceeds what remains of the campaign's budget",
+    )
+    .option(
+      '--priority <priority>',
+      'high, normal or low: high goes ahead of work already queued; a small batch never waits for a big one',
+      'normal',
+    )
     .option('--wait', 'show progress until the batch is done; exit 1 if anything was dead-lettered')
     .option('--json', 'print a JSON document')
-    .action(async (options: { file: string; format?: string; batchId?: string; campaign?: string; priority?: string; wait?: boolean; json?: boolean }, command: Command) => {
-      // the command's own light path (no worker, wallet or metrics code): see withEnqueueSession
-      const { config, logger } = resolveConfig(globals(command));
-      const { enqueueFile, waitForBatch, withEnqueueSession } = await import('./commands/enqueue.js');
-      await withEnqueueSession(config, logger, async ({ producer, pool }) => {
-        const result = await enqueueFile(producer, options);
-        if (!result.created) printNote(`batch ${result.batchId} was already enqueued: nothing new was enqueued`);
-        if (!options.wait) {
-          if (options.json) printJson({ batchId: result.batchId, total: result.total });
-          else printLine(result.batchId);
-          return;
-        }
-        if (!options.json) printNote(`batch ${result.batchId}: ${result.total} rewards for ${result.users} users in ${result.chunks} jobs`);
-        const report = await waitForBatch(pool, result.batchId);
-        if (options.json) printJson(report);
-        else {
-          const { describeBatch } = await import('./commands/read-commands.js');
-          printLine(result.batchId);
-          printNote(describeBatch(report));
-        }
-        if (report.deadLettered > 0) {
-          if (!options.json) printNote(`${report.deadLettered} reward(s) were dead-lettered: see \`windfall dlq list --batch ${result.batchId}\``);
-          setExit(EXIT.FAILED);
-        }
-      });
-    });
+    .action(
+      async (
+        options: {
+          file: string;
+          format?: string;
+          batchId?: string;
+          campaign?: string;
+          priority?: string;
+          wait?: boolean;
+          json?: boolean;
+        },
+        command: Command,
+      ) => {
+        // the command's own light path (no worker, wallet or metrics code): see withEnqueueSession
+        const { config, logger } = resolveConfig(globals(command));
+        const { enqueueFile, waitForBatch, withEnqueueSession } = await import('./commands/enqueue.js');
+        await withEnqueueSession(config, logger, async ({ producer, pool }) => {
+          const result = await enqueueFile(producer, options);
+          if (!result.created) printNote(`batch ${result.batchId} was already enqueued: nothing new was enqueued`);
+          if (!options.wait) {
+            if (options.json) printJson({ batchId: result.batchId, total: result.total });
+            else printLine(result.batchId);
+            return;
+          }
+          if (!options.json)
+            printNote(
+              `batch ${result.batchId}: ${result.total} rewards for ${result.users} users in ${result.chunks} jobs`,
+            );
+          const report = await waitForBatch(pool, result.batchId);
+          if (options.json) printJson(report);
+          else {
+            const { describeBatch } = await import('./commands/read-commands.js');
+            printLine(result.batchId);
+            printNote(describeBatch(report));
+          }
+          if (report.deadLettered > 0) {
+            if (!options.json)
+              printNote(
+                `${report.deadLettered} reward(s) were dead-lettered: see \`windfall dlq list --batch ${result.batchId}\``,
+              );
+            setExit(EXIT.FAILED);
+          }
+        });
+      },
+    );
 
   const batch = program
     .command('batch')
@@ -122,25 +164,39 @@ export function buildProgram(setExit: (code: number) => void): Command {
 
   batch
     .command('revert')
-    .description('debit back every reward the batch applied, exactly once; never drives a balance negative (such users are listed, exit 1)')
+    .description(
+      'debit back every reward the batch applied, exactly once; never drives a balance negative (such users are listed, exit 1)',
+    )
     .argument('<batchId>')
     .option('--yes', 'really revert')
     .option('--dry-run', 'show what would be reverted; change nothing')
     .option('--reason <text>', 'why (recorded with the debits and in the audit trail)')
     .option('--json', 'print a JSON document')
-    .action(async (batchId: string, options: { yes?: boolean; dryRun?: boolean; reason?: string; json?: boolean }, command: Command) => {
-      if (!options.yes && !options.dryRun) {
-        throw new UsageError(`refusing to revert batch ${JSON.stringify(batchId)} without --yes: it debits every reward the batch applied. Try --dry-run first.`);
-      }
-      const { runRevert, describeRevert } = await import('./commands/revert-command.js');
-      await withWindfall(globals(command), async (windfall) => {
-        const report = await runRevert(windfall, batchId, { dryRun: options.dryRun ?? false, actor: globals(command).actor, reason: options.reason });
-        // (`batch` has a --json of its own, which takes the flag when it follows `revert`)
-        if (options.json || command.optsWithGlobals<{ json?: boolean }>().json) printJson(report);
-        else printLine(describeRevert(report));
-        if (report.insufficientFunds.length > 0 || report.failed.length > 0) setExit(EXIT.FAILED);
-      });
-    });
+    .action(
+      async (
+        batchId: string,
+        options: { yes?: boolean; dryRun?: boolean; reason?: string; json?: boolean },
+        command: Command,
+      ) => {
+        if (!options.yes && !options.dryRun) {
+          throw new UsageError(
+            `refusing to revert batch ${JSON.stringify(batchId)} without --yes: it debits every reward the batch applied. Try --dry-run first.`,
+          );
+        }
+        const { runRevert, describeRevert } = await import('./commands/revert-command.js');
+        await withWindfall(globals(command), async (windfall) => {
+          const report = await runRevert(windfall, batchId, {
+            dryRun: options.dryRun ?? false,
+            actor: globals(command).actor,
+            reason: options.reason,
+          });
+          // (`batch` has a --json of its own, which takes the flag when it follows `revert`)
+          if (options.json || command.optsWithGlobals<{ json?: boolean }>().json) printJson(report);
+          else printLine(describeRevert(report));
+          if (report.insufficientFunds.length > 0 || report.failed.length > 0) setExit(EXIT.FAILED);
+        });
+      },
+    );
 
   program
     .command('wallet')
@@ -187,7 +243,8 @@ export function buildProgram(setExit: (code: number) => void): Command {
  */
 export function reportError(error: unknown, json: boolean): number {
   if (error instanceof CommanderError) {
-    if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.exitCode === 0) return EXIT.OK;
+    if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.exitCode === 0)
+      return EXIT.OK;
     if (json) printJson({ error: 'usage', message: error.message.replace(/^error: /, '') });
     return EXIT.USAGE;
   }
@@ -197,7 +254,13 @@ export function reportError(error: unknown, json: boolean): number {
     return EXIT.USAGE;
   }
   if (error instanceof BudgetExceededError) {
-    if (json) printJson({ error: 'budget exceeded', message: error.message, remaining: error.remaining.toString(), campaignId: error.campaignId });
+    if (json)
+      printJson({
+        error: 'budget exceeded',
+        message: error.message,
+        remaining: error.remaining.toString(),
+        campaignId: error.campaignId,
+      });
     printNote(`windfall: ${error.message}`);
     return EXIT.USAGE;
   }
@@ -208,11 +271,19 @@ export function reportError(error: unknown, json: boolean): number {
   }
   // an error message may quote a connection URL or a header: never print a password or token
   const message = scrubSecrets(error instanceof Error ? error.message : String(error));
-  const usage = error instanceof UsageError || error instanceof ConfigError || error instanceof CsvHeaderError || error instanceof FileEncodingError;
+  const usage =
+    error instanceof UsageError ||
+    error instanceof ConfigError ||
+    error instanceof CsvHeaderError ||
+    error instanceof FileEncodingError;
   const kind = usage ? 'usage' : error instanceof ServiceUnavailableError ? 'unavailable' : 'failed';
   if (json) printJson({ error: kind, message });
   printNote(`windfall: ${message}`);
-  if (kind === 'failed' && !(error instanceof CommandFailedError) && (process.env['LOG_LEVEL'] === 'debug' || process.env['LOG_LEVEL'] === 'trace')) {
+  if (
+    kind === 'failed' &&
+    !(error instanceof CommandFailedError) &&
+    (process.env['LOG_LEVEL'] === 'debug' || process.env['LOG_LEVEL'] === 'trace')
+  ) {
     createLogger('debug').error({ err: error }, 'command failed');
   }
   return usage ? EXIT.USAGE : EXIT.FAILED;

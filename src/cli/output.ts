@@ -22,10 +22,17 @@ export function printNote(text: string): void {
 }
 
 /** Formats rows as an aligned table with a header; numbers align right. */
-export function formatTable(headers: readonly string[], rows: readonly (readonly (string | number | null | undefined)[])[]): string {
+export function formatTable(
+  headers: readonly string[],
+  rows: readonly (readonly (string | number | null | undefined)[])[],
+): string {
   const cells = rows.map((row) => row.map((cell) => (cell === null || cell === undefined ? '-' : String(cell))));
-  const widths = headers.map((header, column) => Math.max(header.length, ...cells.map((row) => (row[column] ?? '').length)));
-  const numeric = headers.map((_, column) => rows.length > 0 && rows.every((row) => typeof row[column] === 'number' || row[column] === null));
+  const widths = headers.map((header, column) =>
+    Math.max(header.length, ...cells.map((row) => (row[column] ?? '').length)),
+  );
+  const numeric = headers.map(
+    (_, column) => rows.length > 0 && rows.every((row) => typeof row[column] === 'number' || row[column] === null),
+  );
   const line = (row: readonly string[]): string =>
     row
       .map((cell, column) => (numeric[column] ? cell.padStart(widths[column]!) : cell.padEnd(widths[column]!)))
@@ -50,7 +57,8 @@ export function describeRefusedBatch(error: BatchValidationError, options: { lis
     lines.push(
       `  … ${formatCount(error.totalErrors - error.errors.length)} more errors not listed. All ${formatCount(error.totalErrors)} errors (${formatCount(error.badRows)} bad rows) by field and reason:`,
     );
-    for (const group of error.summary) lines.push(`    ${group.field}: ${group.reason} [${group.code}] × ${formatCount(group.count)}`);
+    for (const group of error.summary)
+      lines.push(`    ${group.field}: ${group.reason} [${group.code}] × ${formatCount(group.count)}`);
   }
   return lines.join('\n');
 }

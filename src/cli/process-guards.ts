@@ -18,7 +18,11 @@ function guardConsole(): void {
   for (const method of ['error', 'warn', 'log'] as const) {
     const original = console[method].bind(console);
     console[method] = (...items: unknown[]) => {
-      original(...items.map((item) => (isErrorLike(item) ? renderError(item) : typeof item === 'string' ? scrubSecrets(item) : item)));
+      original(
+        ...items.map((item) =>
+          isErrorLike(item) ? renderError(item) : typeof item === 'string' ? scrubSecrets(item) : item,
+        ),
+      );
     };
   }
 }

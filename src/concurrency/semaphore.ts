@@ -7,7 +7,8 @@ export class Semaphore {
 
   /** @param permits tasks allowed at once (≥ 1). */
   constructor(readonly permits: number) {
-    if (!Number.isInteger(permits) || permits < 1) throw new RangeError(`permits must be a whole number ≥ 1, got ${permits}`);
+    if (!Number.isInteger(permits) || permits < 1)
+      throw new RangeError(`permits must be a whole number ≥ 1, got ${permits}`);
     this.available = permits;
   }
 
@@ -42,7 +43,11 @@ export class Semaphore {
 }
 
 /** Runs `worker` over `items` with at most `limit` at once; resolves when all have settled (never rejects early). */
-export async function forEachLimited<T>(items: Iterable<T>, limit: number, worker: (item: T) => Promise<void>): Promise<void> {
+export async function forEachLimited<T>(
+  items: Iterable<T>,
+  limit: number,
+  worker: (item: T) => Promise<void>,
+): Promise<void> {
   const semaphore = new Semaphore(limit);
   const running: Promise<void>[] = [];
   for (const item of items) running.push(semaphore.run(() => worker(item)));

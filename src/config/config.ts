@@ -6,7 +6,10 @@ import { parseBoolean, parseDecimal, parseInteger, parseUrl } from './env-values
 /** Parses `host:port,host:port` (IPv6 hosts in brackets); empty or absent → none. */
 function parseHostPortList(variable: string, raw: string | undefined): readonly string[] {
   if (raw === undefined) return Object.freeze([]);
-  const nodes = raw.split(',').map((part) => part.trim()).filter((part) => part !== '');
+  const nodes = raw
+    .split(',')
+    .map((part) => part.trim())
+    .filter((part) => part !== '');
   for (const node of nodes) {
     const match = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(node);
     if (!match || Number(match[2]) < 1 || Number(match[2]) > 65535) {
@@ -178,7 +181,8 @@ export function loadConfig(env: Env = process.env, overrides: Partial<WindfallCo
     throw new ConfigError('LOG_LEVEL', `expected one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(logLevel)}`);
   }
   const webhookUrlRaw = read('WINDFALL_WEBHOOK_URL');
-  const webhookUrl = webhookUrlRaw === undefined ? undefined : parseUrl('WINDFALL_WEBHOOK_URL', webhookUrlRaw, ['http:', 'https:']);
+  const webhookUrl =
+    webhookUrlRaw === undefined ? undefined : parseUrl('WINDFALL_WEBHOOK_URL', webhookUrlRaw, ['http:', 'https:']);
   const webhookSecret = read('WINDFALL_WEBHOOK_SECRET');
   if (webhookUrl !== undefined && webhookSecret === undefined) {
     throw new ConfigError(

@@ -66,7 +66,9 @@ export function connectDatabase(url: string, options: DatabaseOptions = {}): Win
 export function openSettlementPool(pool: pg.Pool, size: number, logger: Logger = silentLogger()): pg.Pool {
   // room to hash the sets a settlement statement leaves out (PostgreSQL hashes an uncorrelated `not in (subquery)`
   // only when it expects the table to fit in work_mem): a plan per reward would grow with the square of a user's
-  const startup = [typeof pool.options.options === 'string' ? pool.options.options : '', '-c work_mem=64MB'].filter((part) => part !== '').join(' ');
+  const startup = [typeof pool.options.options === 'string' ? pool.options.options : '', '-c work_mem=64MB']
+    .filter((part) => part !== '')
+    .join(' ');
   // pg-pool keeps the password out of enumerable options: copy it by name
   const settlement = new pg.Pool({ ...pool.options, password: pool.options.password, max: size, options: startup });
   watchConnections(settlement, logger);
@@ -80,11 +82,17 @@ export function openSettlementPool(pool: pg.Pool, size: number, logger: Logger =
  */
 function watchConnections(pool: pg.Pool, logger: Logger): void {
   pool.on('error', (error) => {
-    logger.warn({ err: describeConnectionError(error) }, 'an idle PostgreSQL connection failed; the pool will open a new one');
+    logger.warn(
+      { err: describeConnectionError(error) },
+      'an idle PostgreSQL connection failed; the pool will open a new one',
+    );
   });
   pool.on('connect', (client) => {
     client.on('error', (error) => {
-      logger.warn({ err: describeConnectionError(error) }, 'a PostgreSQL connection in use failed; the pool will discard it');
+      logger.warn(
+        { err: describeConnectionError(error) },
+        'a PostgreSQL connection in use failed; the pool will discard it',
+      );
     });
   });
 }

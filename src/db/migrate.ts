@@ -1,4 +1,11 @@
-import { Kysely, Migrator, PostgresDialect, type Migration, type MigrationProvider, type MigrationResultSet } from 'kysely';
+import {
+  Kysely,
+  Migrator,
+  PostgresDialect,
+  type Migration,
+  type MigrationProvider,
+  type MigrationResultSet,
+} from 'kysely';
 import type pg from 'pg';
 import * as ledger0001 from '../../migrations/0001_ledger.js';
 import * as replayLookup0002 from '../../migrations/0002_replay_lookup.js';
@@ -21,7 +28,9 @@ const MIGRATIONS: Record<string, Migration> = {
 };
 
 if (Object.keys(MIGRATIONS).at(-1) !== LATEST_MIGRATION) {
-  throw new Error(`internal: LATEST_MIGRATION (${LATEST_MIGRATION}) is not the last migration (${Object.keys(MIGRATIONS).at(-1)}): update src/db/schema-version.ts`);
+  throw new Error(
+    `internal: LATEST_MIGRATION (${LATEST_MIGRATION}) is not the last migration (${Object.keys(MIGRATIONS).at(-1)}): update src/db/schema-version.ts`,
+  );
 }
 
 class StaticMigrationProvider implements MigrationProvider {

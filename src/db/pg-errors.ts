@@ -11,7 +11,8 @@
  *   same input fails again; it is the input's fault.
  * - `permanent`: any other SQL error (a missing table, an internal error): not the fault of one input in particular.
  */
-export type DatabaseErrorKind = 'unavailable' | 'retry' | 'lock_timeout' | 'insufficient_funds' | 'invalid' | 'permanent';
+export type DatabaseErrorKind =
+  'unavailable' | 'retry' | 'lock_timeout' | 'insufficient_funds' | 'invalid' | 'permanent';
 
 /** Socket errors: the server or the network went away. */
 const CONNECTION_ERROR_CODES = new Set([

@@ -24,7 +24,8 @@ export interface LedgerEntriesTable {
   created_at: Generated<Date>;
 }
 
-export type BatchStatus = 'pending' | 'processing' | 'completed' | 'completed_with_failures' | 'reverted' | 'partially_reverted';
+export type BatchStatus =
+  'pending' | 'processing' | 'completed' | 'completed_with_failures' | 'reverted' | 'partially_reverted';
 
 export interface RewardBatchesTable {
   batch_id: string;

@@ -10,18 +10,34 @@ import type { EventSink } from '../events/event-publisher.js';
 import { deadLetterTarget, recordAudit } from '../audit/audit-trail.js';
 import { inTransaction } from '../db/transaction.js';
 import type { DeadLetterEntry, DeadLetterFilter, ReplayMarkOutcome } from './dead-letter-store.js';
-import { countOpenDeadLetters, getDeadLetter, listDeadLetters, markReplayed, purgeDeadLetters } from './dead-letter-store.js';
+import {
+  countOpenDeadLetters,
+  getDeadLetter,
+  listDeadLetters,
+  markReplayed,
+  purgeDeadLetters,
+} from './dead-letter-store.js';
 
 /** The outcome of a replay. */
 export interface ReplayReport {
   readonly dryRun: boolean;
   /** Entries re-enqueued (or that would be, with `dryRun`). */
-  readonly replayed: readonly { readonly id: string; readonly batchId: string; readonly uid: string; readonly rewards: number; readonly jobId: string }[];
+  readonly replayed: readonly {
+    readonly id: string;
+    readonly batchId: string;
+    readonly uid: string;
+    readonly rewards: number;
+    readonly jobId: string;
+  }[];
   /**
    * Entries asked for by id that were not replayed, and why. `state` is the entry's state (`replayed`: it was
    * already, which is no failure; `purged`), or `missing` when no entry has that id.
    */
-  readonly skipped: readonly { readonly id: string; readonly why: string; readonly state: 'replayed' | 'purged' | 'missing' }[];
+  readonly skipped: readonly {
+    readonly id: string;
+    readonly why: string;
+    readonly state: 'replayed' | 'purged' | 'missing';
+  }[];
 }
 
 /** Who asks for an operator action (recorded in the audit trail). Default `library`. */
@@ -49,9 +65,11 @@ export class DeadLetterQueue {
   /** Adds entries to the BullMQ mirror (idempotent by job id). */
   async mirror(entries: readonly DeadLetterEntry[]): Promise<void> {
     if (entries.length === 0) return;
-    await this.queues.deadLetters().addBulk(
-      entries.map((entry) => ({ name: entry.reason, data: entry, opts: { jobId: deadLetterJobId(entry.id) } })),
-    );
+    await this.queues
+      .deadLetters()
+      .addBulk(
+        entries.map((entry) => ({ name: entry.reason, data: entry, opts: { jobId: deadLetterJobId(entry.id) } })),
+      );
   }
 
   /** Entries matching a filter (open ones by default), oldest first. */
@@ -80,39 +98,52 @@ export class DeadLetterQueue {
    */
   async replay(filter: DeadLetterFilter, options: { dryRun?: boolean } & ActorOption = {}): Promise<ReplayReport> {
     const dryRun = options.dryRun ?? false;
-    const entries = await listDeadLetters(this.pool, { ...filter, state: filter.ids ? 'any' : 'open', limit: filter.limit ?? 1_000_000 });
+    const entries = await listDeadLetters(this.pool, {
+      ...filter,
+      state: filter.ids ? 'any' : 'open',
+      limit: filter.limit ?? 1_000_000,
+    });
     const skipped: { id: string; why: string; state: 'replayed' | 'purged' | 'missing' }[] = [];
     if (filter.ids) {
       const found = new Set(entries.map((entry) => entry.id));
-      for (const id of filter.ids) if (!found.has(id)) skipped.push({ id, why: 'no dead-letter entry has this id', state: 'missing' });
+      for (const id of filter.ids)
+        if (!found.has(id)) skipped.push({ id, why: 'no dead-letter entry has this id', state: 'missing' });
     }
     const replayed: { id: string; batchId: string; uid: string; rewards: number; jobId: string }[] = [];
     const shards = this.queues.settings.shards;
     try {
-    for (const entry of entries) {
-      if (entry.state !== 'open') {
-        skipped.push(
-          entry.state === 'replayed'
-            ? { id: entry.id, why: `already replayed${entry.replayedAt ? ` at ${entry.replayedAt}` : ''}; nothing to do`, state: 'replayed' }
-            : { id: entry.id, why: `entry was purged; it cannot be replayed`, state: 'purged' },
-        );
-        continue;
-      }
-      const jobId = replayJobId(entry.id);
-      const shard = entry.shard < shards ? entry.shard : shardOf(entry.uid, shards);
-      if (!dryRun) {
-        const outcome = await this.enqueueReplay(entry, shard, jobId, replayed.length);
-        if (outcome !== 'replayed') {
+      for (const entry of entries) {
+        if (entry.state !== 'open') {
           skipped.push(
-            outcome === 'purged'
-              ? { id: entry.id, why: 'entry was purged while its replay was being enqueued; the replay does nothing', state: 'purged' }
-              : { id: entry.id, why: 'no dead-letter entry has this id', state: 'missing' },
+            entry.state === 'replayed'
+              ? {
+                  id: entry.id,
+                  why: `already replayed${entry.replayedAt ? ` at ${entry.replayedAt}` : ''}; nothing to do`,
+                  state: 'replayed',
+                }
+              : { id: entry.id, why: `entry was purged; it cannot be replayed`, state: 'purged' },
           );
           continue;
         }
+        const jobId = replayJobId(entry.id);
+        const shard = entry.shard < shards ? entry.shard : shardOf(entry.uid, shards);
+        if (!dryRun) {
+          const outcome = await this.enqueueReplay(entry, shard, jobId, replayed.length);
+          if (outcome !== 'replayed') {
+            skipped.push(
+              outcome === 'purged'
+                ? {
+                    id: entry.id,
+                    why: 'entry was purged while its replay was being enqueued; the replay does nothing',
+                    state: 'purged',
+                  }
+                : { id: entry.id, why: 'no dead-letter entry has this id', state: 'missing' },
+            );
+            continue;
+          }
+        }
+        replayed.push({ id: entry.id, batchId: entry.batchId, uid: entry.uid, rewards: entry.rewards.length, jobId });
       }
-      replayed.push({ id: entry.id, batchId: entry.batchId, uid: entry.uid, rewards: entry.rewards.length, jobId });
-    }
     } catch (error) {
       // the entries replayed before the failure are recorded too, with the error
       if (!dryRun) await this.auditReplay(filter, options.actor, replayed, skipped, error);
@@ -139,7 +170,9 @@ export class DeadLetterQueue {
         skipped: skipped.map(({ id, state }) => ({ id, state })),
         ...(error !== undefined ? { error: error instanceof Error ? error.message : String(error) } : {}),
       },
-    }).catch((auditError: unknown) => this.logger.error({ err: auditError }, 'could not write the audit record of a replay'));
+    }).catch((auditError: unknown) =>
+      this.logger.error({ err: auditError }, 'could not write the audit record of a replay'),
+    );
   }
 
   /** Removes entries' jobs from the BullMQ mirror (entries closed elsewhere, e.g. by a batch revert). */
@@ -152,22 +185,43 @@ export class DeadLetterQueue {
    * only once its job is in Redis). When a purge won the race between the two steps, the job is removed again
    * (best effort: the job itself claims the entry first and skips a purged one) and `purged` is answered.
    */
-  private async enqueueReplay(entry: DeadLetterEntry, shard: number, jobId: string, replayedBefore: number): Promise<ReplayMarkOutcome> {
-    const data: ReplayJobData = { kind: 'replay', deadLetterId: entry.id, batchId: entry.batchId, uid: entry.uid, shard };
+  private async enqueueReplay(
+    entry: DeadLetterEntry,
+    shard: number,
+    jobId: string,
+    replayedBefore: number,
+  ): Promise<ReplayMarkOutcome> {
+    const data: ReplayJobData = {
+      kind: 'replay',
+      deadLetterId: entry.id,
+      batchId: entry.batchId,
+      uid: entry.uid,
+      shard,
+    };
     // the batch is processing again before its job can run (the job brings the status up to date when it ends)
     await this.pool.query(
       `update reward_batches set status = 'processing', updated_at = now()
        where batch_id = $1 and status not in ('processing', 'reverted', 'partially_reverted')`,
       [entry.batchId],
     );
-    const lane = (await this.pool.query<{ priority: BatchPriority }>('select priority from reward_batches where batch_id = $1', [entry.batchId])).rows[0]?.priority;
+    const lane = (
+      await this.pool.query<{ priority: BatchPriority }>('select priority from reward_batches where batch_id = $1', [
+        entry.batchId,
+      ])
+    ).rows[0]?.priority;
     try {
       await this.queues.shard(shard).add('replay', data, { jobId, priority: replayJobPriority(lane) });
     } catch (error) {
       // nothing was marked: the entry stays open, to be replayed again once the queue takes jobs
       await this.refreshStatus(entry.batchId);
-      const before = replayedBefore > 0 ? `; the ${replayedBefore} entr${replayedBefore === 1 ? 'y' : 'ies'} before it were replayed` : '';
-      throw new Error(`could not enqueue the replay of dead-letter entry ${entry.id} (${(error as Error).message}); it stays in the dead-letter queue${before}`, { cause: error });
+      const before =
+        replayedBefore > 0
+          ? `; the ${replayedBefore} entr${replayedBefore === 1 ? 'y' : 'ies'} before it were replayed`
+          : '';
+      throw new Error(
+        `could not enqueue the replay of dead-letter entry ${entry.id} (${(error as Error).message}); it stays in the dead-letter queue${before}`,
+        { cause: error },
+      );
     }
     const outcome = await markReplayed(this.pool, entry.id);
     const log = { deadLetterId: entry.id, batchId: entry.batchId, uid: entry.uid, jobId };
@@ -180,10 +234,18 @@ export class DeadLetterQueue {
     try {
       await this.queues.shard(shard).remove(jobId);
     } catch (error) {
-      this.logger.debug({ ...log, err: error }, 'could not remove the replay job of a purged entry; it will skip the entry');
+      this.logger.debug(
+        { ...log, err: error },
+        'could not remove the replay job of a purged entry; it will skip the entry',
+      );
     }
     await this.refreshStatus(entry.batchId);
-    this.logger.warn(log, outcome === 'purged' ? 'dead-letter entry purged while its replay was enqueued: replay skipped' : 'dead-letter entry vanished while its replay was enqueued');
+    this.logger.warn(
+      log,
+      outcome === 'purged'
+        ? 'dead-letter entry purged while its replay was enqueued: replay skipped'
+        : 'dead-letter entry vanished while its replay was enqueued',
+    );
     return outcome;
   }
 

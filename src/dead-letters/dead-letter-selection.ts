@@ -36,23 +36,34 @@ export function isDeadLetterReason(value: unknown): value is DeadLetterReason {
  * empty selection, which then means every open entry (purge's default).
  * @throws {@link DeadLetterSelectionError}
  */
-export function selectionFilter(selection: DeadLetterSelection, options: { required?: boolean } = {}): DeadLetterFilter {
+export function selectionFilter(
+  selection: DeadLetterSelection,
+  options: { required?: boolean } = {},
+): DeadLetterFilter {
   const ids = selection.ids ?? [];
   const hasFilter = selection.reason !== undefined || selection.batchId !== undefined;
   const ways = [ids.length > 0, selection.all === true, hasFilter].filter(Boolean).length;
   if (ways > 1) {
-    throw new DeadLetterSelectionError('name entries in one way only: ids, or all, or a reason and/or a batch', ids.length > 0 ? 'ids' : 'all');
+    throw new DeadLetterSelectionError(
+      'name entries in one way only: ids, or all, or a reason and/or a batch',
+      ids.length > 0 ? 'ids' : 'all',
+    );
   }
   if (ways === 0 && (options.required ?? true)) {
     throw new DeadLetterSelectionError('say which entries: ids, all, a reason or a batch', 'ids');
   }
   for (const id of ids) {
-    if (!/^\d{1,18}$/.test(id)) throw new DeadLetterSelectionError(`dead-letter ids are whole numbers, got ${JSON.stringify(id)}`, 'ids');
+    if (!/^\d{1,18}$/.test(id))
+      throw new DeadLetterSelectionError(`dead-letter ids are whole numbers, got ${JSON.stringify(id)}`, 'ids');
   }
   if (selection.reason !== undefined && !isDeadLetterReason(selection.reason)) {
-    throw new DeadLetterSelectionError(`reason must be one of ${DEAD_LETTER_REASONS.join(', ')}, got ${JSON.stringify(selection.reason)}`, 'reason');
+    throw new DeadLetterSelectionError(
+      `reason must be one of ${DEAD_LETTER_REASONS.join(', ')}, got ${JSON.stringify(selection.reason)}`,
+      'reason',
+    );
   }
-  if (selection.batchId !== undefined && selection.batchId === '') throw new DeadLetterSelectionError('batchId must not be empty', 'batchId');
+  if (selection.batchId !== undefined && selection.batchId === '')
+    throw new DeadLetterSelectionError('batchId must not be empty', 'batchId');
   if (ids.length > 0) return { ids: [...new Set(ids)] };
   return {
     ...(selection.reason !== undefined ? { reason: selection.reason } : {}),

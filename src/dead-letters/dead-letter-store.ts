@@ -3,7 +3,14 @@ import type { DeadLetterReason, DeadLetterState, StoredReward } from '../db/sche
 import type { Reward } from '../rewards/reward.js';
 
 /** The dead-letter reasons of the contract. */
-export const DEAD_LETTER_REASONS: readonly DeadLetterReason[] = ['LOCK_BUSY', 'CONFLICT', 'INVALID', 'DB_ERROR', 'INSUFFICIENT_FUNDS', 'UNKNOWN'];
+export const DEAD_LETTER_REASONS: readonly DeadLetterReason[] = [
+  'LOCK_BUSY',
+  'CONFLICT',
+  'INVALID',
+  'DB_ERROR',
+  'INSUFFICIENT_FUNDS',
+  'UNKNOWN',
+];
 
 /** A dead-letter entry: one user's rewards that one job (or replay) could not apply, and why. */
 export interface DeadLetterEntry {
@@ -146,7 +153,10 @@ export async function listDeadLetters(db: Db, filter: DeadLetterFilter = {}): Pr
   if (state !== 'any') add('state = ?', state);
   values.push(filter.limit ?? 1000);
   const where = conditions.length > 0 ? `where ${conditions.join(' and ')}` : '';
-  const { rows } = await db.query<DeadLetterRow>(`select * from dead_letters ${where} order by id limit $${values.length}`, values);
+  const { rows } = await db.query<DeadLetterRow>(
+    `select * from dead_letters ${where} order by id limit $${values.length}`,
+    values,
+  );
   return rows.map(toEntry);
 }
 
@@ -191,14 +201,15 @@ export async function claimReplay(db: Db, deadLetterId: string): Promise<'replay
 }
 
 /** Open entries and the rewards inside them, per reason (every reason present, 0 when none). */
-export async function countOpenDeadLetters(db: Db): Promise<Record<DeadLetterReason, { entries: number; rewards: number }>> {
+export async function countOpenDeadLetters(
+  db: Db,
+): Promise<Record<DeadLetterReason, { entries: number; rewards: number }>> {
   const { rows } = await db.query<{ reason: DeadLetterReason; entries: number; rewards: number }>(
     `select reason, count(*)::int as entries, coalesce(sum(reward_count), 0)::int as rewards from dead_letters where state = 'open' group by reason`,
   );
-  const counts = Object.fromEntries(DEAD_LETTER_REASONS.map((reason) => [reason, { entries: 0, rewards: 0 }])) as Record<
-    DeadLetterReason,
-    { entries: number; rewards: number }
-  >;
+  const counts = Object.fromEntries(
+    DEAD_LETTER_REASONS.map((reason) => [reason, { entries: 0, rewards: 0 }]),
+  ) as Record<DeadLetterReason, { entries: number; rewards: number }>;
   for (const row of rows) counts[row.reason] = { entries: row.entries, rewards: row.rewards };
   return counts;
 }

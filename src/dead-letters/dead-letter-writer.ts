@@ -122,7 +122,11 @@ type Db = Pick<pg.Pool, 'connect'>;
  * Runs one writing statement in a transaction of its own with `work_mem` room for hashing its sets of rewards
  * (PostgreSQL hashes an uncorrelated `in (subquery)` only when it expects the table to fit).
  */
-async function withHashingRoom<T extends pg.QueryResultRow>(db: Db, text: string, values: unknown[]): Promise<pg.QueryResult<T>> {
+async function withHashingRoom<T extends pg.QueryResultRow>(
+  db: Db,
+  text: string,
+  values: unknown[],
+): Promise<pg.QueryResult<T>> {
   const client = await db.connect();
   let broken: Error | undefined;
   try {
@@ -146,7 +150,10 @@ async function withHashingRoom<T extends pg.QueryResultRow>(db: Db, text: string
  * (no reward passes through Node). Idempotent: an entry already written for the same chunk, user, reason and rewards
  * is not written again. Returns the entries written now.
  */
-export async function recordChunkDeadLetters(db: Db, entries: readonly ChunkDeadLetter[]): Promise<WrittenDeadLetter[]> {
+export async function recordChunkDeadLetters(
+  db: Db,
+  entries: readonly ChunkDeadLetter[],
+): Promise<WrittenDeadLetter[]> {
   if (entries.length === 0) return [];
   const payload = entries.map((entry) => ({
     batch_id: entry.batchId,
@@ -163,7 +170,10 @@ export async function recordChunkDeadLetters(db: Db, entries: readonly ChunkDead
 }
 
 /** Writes the dead-letter entries of replays (see {@link recordChunkDeadLetters}); `replay_of` names the replayed entry. */
-export async function recordReplayDeadLetters(db: Db, entries: readonly ReplayDeadLetter[]): Promise<WrittenDeadLetter[]> {
+export async function recordReplayDeadLetters(
+  db: Db,
+  entries: readonly ReplayDeadLetter[],
+): Promise<WrittenDeadLetter[]> {
   if (entries.length === 0) return [];
   const payload = entries.map((entry) => ({
     replay_of: entry.replayOf,

@@ -44,7 +44,12 @@ export function eventTypeOf(status: BatchStatus): BatchEventType | null {
  * same bytes (the signature covers them). `data` as stored is read key by key: a key a later version adds to the
  * row is only sent once this function names it.
  */
-export function renderEventBody(event: { readonly id: string; readonly type: BatchEventType; readonly createdAt: Date; readonly data: Record<string, unknown> }): string {
+export function renderEventBody(event: {
+  readonly id: string;
+  readonly type: BatchEventType;
+  readonly createdAt: Date;
+  readonly data: Record<string, unknown>;
+}): string {
   const stored = event.data;
   const data: Record<string, unknown> = {
     batchId: stored['batchId'],

@@ -6,7 +6,12 @@ import type { WindfallMetrics } from '../metrics/metrics.js';
 import { eventsQueueName } from '../queue/queue-names.js';
 import type { RedisClient } from '../queue/redis-connection.js';
 import { renderEventBody } from './batch-event.js';
-import { DEFAULT_DELIVERY_BACKOFF, deliveryExpired, nextAttemptDelayMs, type DeliveryBackoff } from './delivery-backoff.js';
+import {
+  DEFAULT_DELIVERY_BACKOFF,
+  deliveryExpired,
+  nextAttemptDelayMs,
+  type DeliveryBackoff,
+} from './delivery-backoff.js';
 import type { EventJobData, EventPublisher } from './event-publisher.js';
 import { markDelivered, recordFailedAttempt, startAttempt } from './event-store.js';
 import { DEFAULT_DELIVERY_TIMEOUT_MS, postEvent } from './post-event.js';
@@ -39,7 +44,9 @@ export interface EventDeliveryOptions {
 }
 
 /** What a delivery job did. */
-export type DeliveryResult = { readonly outcome: 'delivered'; readonly attempt: number; readonly status: number } | { readonly outcome: 'skipped' };
+export type DeliveryResult =
+  | { readonly outcome: 'delivered'; readonly attempt: number; readonly status: number }
+  | { readonly outcome: 'skipped' };
 
 /**
  * Delivers batch events: consumes the events queue (`<prefix>:events`), POSTs each event, signed at send time, to
@@ -64,27 +71,46 @@ export class EventDeliveryWorker {
   async start(): Promise<void> {
     if (this.worker) return;
     const lockMs = this.options.jobLockMs ?? 30_000;
-    const worker = new Worker<EventJobData, DeliveryResult>(eventsQueueName(this.options.cluster ?? false), (job) => this.track(this.deliver(job)), {
-      connection: this.options.redis,
-      prefix: this.options.prefix,
-      concurrency: this.options.concurrency ?? 4,
-      maxStalledCount: this.options.maxStalledCount ?? 1000,
-      lockDuration: lockMs,
-      stalledInterval: lockMs,
-      autorun: false,
-      settings: {
-        backoffStrategy: (attemptsMade: number, _type?: string, _error?: Error, job?: { data: EventJobData }) =>
-          nextAttemptDelayMs(attemptsMade, job ? Date.parse(job.data.createdAt) : Date.now(), Date.now(), this.backoff),
+    const worker = new Worker<EventJobData, DeliveryResult>(
+      eventsQueueName(this.options.cluster ?? false),
+      (job) => this.track(this.deliver(job)),
+      {
+        connection: this.options.redis,
+        prefix: this.options.prefix,
+        concurrency: this.options.concurrency ?? 4,
+        maxStalledCount: this.options.maxStalledCount ?? 1000,
+        lockDuration: lockMs,
+        stalledInterval: lockMs,
+        autorun: false,
+        settings: {
+          backoffStrategy: (attemptsMade: number, _type?: string, _error?: Error, job?: { data: EventJobData }) =>
+            nextAttemptDelayMs(
+              attemptsMade,
+              job ? Date.parse(job.data.createdAt) : Date.now(),
+              Date.now(),
+              this.backoff,
+            ),
+        },
       },
-    });
+    );
     worker.on('error', (error) => this.options.logger.warn({ err: error }, 'event delivery worker error'));
     this.worker = worker;
-    worker.run().catch((error: unknown) => this.options.logger.error({ err: error }, 'event delivery worker stopped with an error'));
+    worker
+      .run()
+      .catch((error: unknown) =>
+        this.options.logger.error({ err: error }, 'event delivery worker stopped with an error'),
+      );
     await worker.waitUntilReady();
     await this.options.publisher?.resumePending().catch((error: unknown) => {
-      this.options.logger.warn({ err: error }, 'could not re-add the delivery jobs of pending batch events; the recovery watchdog tries again');
+      this.options.logger.warn(
+        { err: error },
+        'could not re-add the delivery jobs of pending batch events; the recovery watchdog tries again',
+      );
     });
-    this.options.logger.info({ receiver: new URL(this.options.url).origin, concurrency: this.options.concurrency ?? 4 }, 'event delivery started');
+    this.options.logger.info(
+      { receiver: new URL(this.options.url).origin, concurrency: this.options.concurrency ?? 4 },
+      'event delivery started',
+    );
   }
 
   private track<T>(delivery: Promise<T>): Promise<T> {
@@ -116,11 +142,17 @@ export class EventDeliveryWorker {
     await recordFailedAttempt(pool, event.id, outcome.error, giveUp);
     metrics?.webhookDeliveries.inc({ outcome: giveUp ? 'failed' : 'retry' });
     if (giveUp) {
-      logger.error({ ...log, error: outcome.error }, 'batch event not delivered within 24 h of being recorded: given up (state failed)');
+      logger.error(
+        { ...log, error: outcome.error },
+        'batch event not delivered within 24 h of being recorded: given up (state failed)',
+      );
       throw new UnrecoverableError(`event ${event.id} given up after ${event.attempt} attempts: ${outcome.error}`);
     }
     const delayMs = nextAttemptDelayMs(job.attemptsMade + 1, event.createdAt.getTime(), Date.now(), this.backoff);
-    logger.warn({ ...log, error: outcome.error, retryInMs: delayMs }, 'batch event delivery failed; it will be retried');
+    logger.warn(
+      { ...log, error: outcome.error, retryInMs: delayMs },
+      'batch event delivery failed; it will be retried',
+    );
     throw new Error(`event ${event.id} attempt ${event.attempt}: ${outcome.error}`);
   }
 
@@ -136,9 +168,14 @@ export class EventDeliveryWorker {
       await worker.pause(true).catch(() => undefined);
       const waitMs = (this.options.timeoutMs ?? DEFAULT_DELIVERY_TIMEOUT_MS) + 5000;
       await withTimeout(Promise.allSettled([...this.running]), waitMs).catch(() =>
-        this.options.logger.warn({ deliveries: this.running.size, waitedMs: waitMs }, 'event deliveries still running at shutdown; leaving them to be taken over by another worker'),
+        this.options.logger.warn(
+          { deliveries: this.running.size, waitedMs: waitMs },
+          'event deliveries still running at shutdown; leaving them to be taken over by another worker',
+        ),
       );
-      await withTimeout(worker.close(true), 5000).catch(() => this.options.logger.warn('event delivery worker not closed in time; leaving it'));
+      await withTimeout(worker.close(true), 5000).catch(() =>
+        this.options.logger.warn('event delivery worker not closed in time; leaving it'),
+      );
     })();
     return this.closing;
   }

@@ -136,7 +136,13 @@ export interface EventToSend {
  * and returns what to send; null when the event is delivered or failed already, or unknown.
  */
 export async function startAttempt(db: Db, eventId: string): Promise<EventToSend | null> {
-  const { rows } = await db.query<{ id: string; type: BatchEventType; created_at: Date; data: Record<string, unknown>; attempts: number }>(
+  const { rows } = await db.query<{
+    id: string;
+    type: BatchEventType;
+    created_at: Date;
+    data: Record<string, unknown>;
+    attempts: number;
+  }>(
     `update batch_events set attempts = attempts + 1, last_attempt_at = now()
      where id = $1 and state = 'pending' returning id, type, created_at, data, attempts`,
     [eventId],
@@ -147,7 +153,10 @@ export async function startAttempt(db: Db, eventId: string): Promise<EventToSend
 
 /** Marks a pending event delivered. */
 export async function markDelivered(db: Db, eventId: string): Promise<void> {
-  await db.query(`update batch_events set state = 'delivered', delivered_at = now() where id = $1 and state = 'pending'`, [eventId]);
+  await db.query(
+    `update batch_events set state = 'delivered', delivered_at = now() where id = $1 and state = 'pending'`,
+    [eventId],
+  );
 }
 
 /** Records a failed attempt's error; with `giveUp`, the event is `failed` and never sent again. */

@@ -7,7 +7,9 @@ export const DEFAULT_DELIVERY_TIMEOUT_MS = 10_000;
 const ANSWER_SNIPPET_BYTES = 300;
 
 /** What one attempt came to: a 2xx, or why not. */
-export type PostOutcome = { readonly ok: true; readonly status: number } | { readonly ok: false; readonly status?: number; readonly error: string };
+export type PostOutcome =
+  | { readonly ok: true; readonly status: number }
+  | { readonly ok: false; readonly status?: number; readonly error: string };
 
 /** Options of {@link postEvent}. */
 export interface PostOptions {
@@ -48,7 +50,11 @@ export async function postEvent(url: string, secret: string, body: string, optio
     const snippet = (await readSnippet(response)).replace(/\s+/g, ' ').trim();
     const location = response.status >= 300 && response.status < 400 ? response.headers.get('location') : null;
     const statusLine = `HTTP ${response.status}${response.statusText ? ` ${response.statusText}` : ''}`;
-    const detail = location ? ` (redirect to ${location}: not followed; set WINDFALL_WEBHOOK_URL to the final address)` : snippet ? `: ${snippet}` : '';
+    const detail = location
+      ? ` (redirect to ${location}: not followed; set WINDFALL_WEBHOOK_URL to the final address)`
+      : snippet
+        ? `: ${snippet}`
+        : '';
     return { ok: false, status: response.status, error: `${statusLine}${detail}` };
   } catch (error) {
     return { ok: false, error: describeFailure(error, timeoutMs, signal) };
@@ -81,7 +87,10 @@ function describeFailure(error: unknown, timeoutMs: number, signal: AbortSignal)
   if (signal.aborted || (error instanceof Error && (error.name === 'TimeoutError' || error.name === 'AbortError'))) {
     return `no answer within ${timeoutMs} ms (timeout)`;
   }
-  const cause = error instanceof Error ? (error.cause as { code?: string; message?: string; errors?: { message?: string }[] } | undefined) : undefined;
+  const cause =
+    error instanceof Error
+      ? (error.cause as { code?: string; message?: string; errors?: { message?: string }[] } | undefined)
+      : undefined;
   const code = cause?.code;
   const causeText = cause?.message || cause?.errors?.map((inner) => inner.message).join('; ') || '';
   if (code === 'ECONNREFUSED') return `connection refused${causeText ? ` (${causeText})` : ''}`;

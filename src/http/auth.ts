@@ -66,13 +66,36 @@ export class TokenGuard {
     const principal = this.identify(credential);
     if (needs === 'api') {
       if (principal) return { ok: true, principal };
-      return { ok: false, status: 401, message: credential === null ? 'missing credentials: send Authorization: Bearer <WINDFALL_API_TOKEN>' : 'invalid token' };
+      return {
+        ok: false,
+        status: 401,
+        message:
+          credential === null
+            ? 'missing credentials: send Authorization: Bearer <WINDFALL_API_TOKEN>'
+            : 'invalid token',
+      };
     }
     if (!this.adminEnabled) {
-      return { ok: false, status: 401, message: 'operator routes are disabled: the server was started without WINDFALL_ADMIN_TOKEN' };
+      return {
+        ok: false,
+        status: 401,
+        message: 'operator routes are disabled: the server was started without WINDFALL_ADMIN_TOKEN',
+      };
     }
     if (principal === 'admin') return { ok: true, principal };
-    if (principal === 'api') return { ok: false, status: 403, message: 'the API token does not open operator routes: use WINDFALL_ADMIN_TOKEN' };
-    return { ok: false, status: 401, message: credential === null ? 'missing credentials: send Authorization: Bearer <WINDFALL_ADMIN_TOKEN> (or basic auth with it as password)' : 'invalid token' };
+    if (principal === 'api')
+      return {
+        ok: false,
+        status: 403,
+        message: 'the API token does not open operator routes: use WINDFALL_ADMIN_TOKEN',
+      };
+    return {
+      ok: false,
+      status: 401,
+      message:
+        credential === null
+          ? 'missing credentials: send Authorization: Bearer <WINDFALL_ADMIN_TOKEN> (or basic auth with it as password)'
+          : 'invalid token',
+    };
   }
 }

@@ -18,11 +18,21 @@ export const CONSOLE_PATH = '/console';
  */
 export const CONSOLE_MARKER = 'x-windfall-console';
 
-const STATUSES = ['pending', 'processing', 'completed', 'completed_with_failures', 'reverted', 'partially_reverted'] as const;
+const STATUSES = [
+  'pending',
+  'processing',
+  'completed',
+  'completed_with_failures',
+  'reverted',
+  'partially_reverted',
+] as const;
 
 /** HTML-escapes text. */
 function h(value: unknown): string {
-  return String(value ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
+  return String(value ?? '').replace(
+    /[&<>"']/g,
+    (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!,
+  );
 }
 
 function age(iso: string): string {
@@ -116,7 +126,9 @@ function deadLetterRows(entries: readonly DeadLetterEntry[], selectable: boolean
   return `<table><thead><tr>${selectable ? '<th>Select</th>' : ''}<th>id</th><th>batch</th><th>uid</th><th>rewards</th><th>reason</th><th>state</th><th>attempts</th><th>error</th><th>failed</th></tr></thead><tbody>
 ${entries
   .map(
-    (entry) => `<tr>${selectable ? `<td>${entry.state === 'open' ? `<input type="checkbox" name="entry" value="${h(entry.id)}" aria-label="select entry ${h(entry.id)}">` : ''}</td>` : ''}
+    (
+      entry,
+    ) => `<tr>${selectable ? `<td>${entry.state === 'open' ? `<input type="checkbox" name="entry" value="${h(entry.id)}" aria-label="select entry ${h(entry.id)}">` : ''}</td>` : ''}
 <td><a href="${CONSOLE_PATH}/dead-letters/${h(entry.id)}">${h(entry.id)}</a></td><td><a href="${CONSOLE_PATH}/batches/${encodeURIComponent(entry.batchId)}">${h(entry.batchId)}</a></td>
 <td>${h(entry.uid)}</td><td>${entry.rewards.length}</td><td>${h(entry.reason)}</td><td>${h(entry.state)}</td><td>${entry.attempts}</td><td>${h(entry.error)}</td><td>${h(age(entry.failedAt))} ago</td></tr>`,
   )
@@ -139,12 +151,17 @@ export async function registerConsole(app: FastifyInstance, options: ConsoleOpti
   const { windfall, guard } = options;
   const pool = windfall.database.pool;
   const locks = new UserLocks(windfall.redis, { prefix: windfall.config.prefix, logger: windfall.logger });
-  const actorOf = (request: FastifyRequest): string => httpActor('console', request.ip, request.headers['x-windfall-actor']);
+  const actorOf = (request: FastifyRequest): string =>
+    httpActor('console', request.ip, request.headers['x-windfall-actor']);
 
   await app.register(async (scope) => {
     scope.addHook('onRequest', browserAdminGuard(guard));
     const html = (reply: FastifyReply, body: string): FastifyReply =>
-      reply.type('text/html; charset=utf-8').header('cache-control', 'no-store').header('x-frame-options', 'DENY').send(body);
+      reply
+        .type('text/html; charset=utf-8')
+        .header('cache-control', 'no-store')
+        .header('x-frame-options', 'DENY')
+        .send(body);
 
     scope.get(CONSOLE_PATH, async (_request, reply) => reply.redirect(`${CONSOLE_PATH}/batches`));
 
@@ -155,21 +172,33 @@ export async function registerConsole(app: FastifyInstance, options: ConsoleOpti
         `select batch_id from reward_batches where ($1::text is null or status = $1) order by created_at desc, batch_id limit 100`,
         [wanted ?? null],
       );
-      const reports = (await Promise.all(rows.map((row) => getBatchReport(pool, row.batch_id)))).filter((r): r is BatchReport => r !== null);
+      const reports = (await Promise.all(rows.map((row) => getBatchReport(pool, row.batch_id)))).filter(
+        (r): r is BatchReport => r !== null,
+      );
       const inFlight = reports.some((report) => report.pending > 0);
       const filter = `<form class="filters" method="get"><label>Status<select name="status"><option value="">any</option>${STATUSES.map(
         (s) => `<option${s === wanted ? ' selected' : ''}>${s}</option>`,
       ).join('')}</select></label><button>Filter</button></form>`;
-      const table = reports.length === 0
-        ? '<p class="muted">No batches.</p>'
-        : `<table><thead><tr><th>batch</th><th>status</th><th>progress</th><th>applied</th><th>duplicate</th><th>dead-lettered</th><th>reverted</th><th>age</th></tr></thead><tbody>
+      const table =
+        reports.length === 0
+          ? '<p class="muted">No batches.</p>'
+          : `<table><thead><tr><th>batch</th><th>status</th><th>progress</th><th>applied</th><th>duplicate</th><th>dead-lettered</th><th>reverted</th><th>age</th></tr></thead><tbody>
 ${reports
   .map(
-    (report) => `<tr><td><a href="${CONSOLE_PATH}/batches/${encodeURIComponent(report.batchId)}">${h(report.batchId)}</a></td><td>${statusCell(report.status)}</td><td>${progress(report)}</td>
+    (
+      report,
+    ) => `<tr><td><a href="${CONSOLE_PATH}/batches/${encodeURIComponent(report.batchId)}">${h(report.batchId)}</a></td><td>${statusCell(report.status)}</td><td>${progress(report)}</td>
 <td>${report.applied}</td><td>${report.duplicate}</td><td>${report.deadLettered}</td><td>${report.reverted}</td><td>${h(age(report.createdAt))}</td></tr>`,
   )
   .join('\n')}</tbody></table>`;
-      return html(reply, page('Batches', `${filter}${inFlight ? '<p class="muted">Refreshing every 3 s while batches are in flight.</p>' : ''}${table}`, { refresh: inFlight }));
+      return html(
+        reply,
+        page(
+          'Batches',
+          `${filter}${inFlight ? '<p class="muted">Refreshing every 3 s while batches are in flight.</p>' : ''}${table}`,
+          { refresh: inFlight },
+        ),
+      );
     });
 
     scope.get(`${CONSOLE_PATH}/batches/:id`, async (request, reply) => {
@@ -178,21 +207,35 @@ ${reports
       if (!report) return html(reply.code(404), page('Batch not found', `<p>No batch has id ${h(id)}.</p>`));
       const entries = await listDeadLetters(pool, { batchId: id, state: 'any', limit: 1000 });
       const counts = `<table><tbody>${(
-        [['status', statusCell(report.status)], ['progress', progress(report)], ['total', report.total], ['applied', report.applied], ['duplicate', report.duplicate], ['dead-lettered', report.deadLettered], ['pending', report.pending], ['reverted', report.reverted], ['created', `${h(report.createdAt)} (${h(age(report.createdAt))} ago)`]] as const
+        [
+          ['status', statusCell(report.status)],
+          ['progress', progress(report)],
+          ['total', report.total],
+          ['applied', report.applied],
+          ['duplicate', report.duplicate],
+          ['dead-lettered', report.deadLettered],
+          ['pending', report.pending],
+          ['reverted', report.reverted],
+          ['created', `${h(report.createdAt)} (${h(age(report.createdAt))} ago)`],
+        ] as const
       )
         .map(([name, value]) => `<tr><th>${name}</th><td>${value}</td></tr>`)
         .join('')}</tbody></table>`;
       const open = entries.filter((entry) => entry.state === 'open');
       const deadLetters = `<h2>Dead letters (${entries.length})</h2>${deadLetterRows(entries, true)}${
-        open.length > 0 ? actionForm('replay', 'replay of the selected entries', '', { ids: '' }) + actionForm('purge', 'purge of the selected entries', '', { ids: '' }) : ''
+        open.length > 0
+          ? actionForm('replay', 'replay of the selected entries', '', { ids: '' }) +
+            actionForm('purge', 'purge of the selected entries', '', { ids: '' })
+          : ''
       }`;
-      const revert = report.pending === 0
-        ? `<h2>Revert</h2><p class="muted">Debits back every reward this batch applied (never below a zero balance) and closes its open dead-letter entries.</p>${actionForm(
-            'revert',
-            'revert',
-            `<input type="hidden" data-field="batchId" value="${h(id)}"><label>Reason<input data-field="reason" maxlength="500" placeholder="why"></label>`,
-          )}`
-        : '';
+      const revert =
+        report.pending === 0
+          ? `<h2>Revert</h2><p class="muted">Debits back every reward this batch applied (never below a zero balance) and closes its open dead-letter entries.</p>${actionForm(
+              'revert',
+              'revert',
+              `<input type="hidden" data-field="batchId" value="${h(id)}"><label>Reason<input data-field="reason" maxlength="500" placeholder="why"></label>`,
+            )}`
+          : '';
       return html(reply, page(`Batch ${id}`, `${counts}${deadLetters}${revert}`, { refresh: report.pending > 0 }));
     });
 
@@ -200,14 +243,27 @@ ${reports
       const q = request.query as { reason?: string; batchId?: string; state?: string };
       const reason = DEAD_LETTER_REASONS.find((r) => r === q.reason);
       const state = (['open', 'replayed', 'purged', 'any'] as const).find((s) => s === q.state) ?? 'open';
-      const entries = await listDeadLetters(pool, { ...(reason ? { reason } : {}), ...(q.batchId ? { batchId: q.batchId } : {}), state, limit: 1000 });
+      const entries = await listDeadLetters(pool, {
+        ...(reason ? { reason } : {}),
+        ...(q.batchId ? { batchId: q.batchId } : {}),
+        state,
+        limit: 1000,
+      });
       const filter = `<form class="filters" method="get"><label>Reason<select name="reason"><option value="">any</option>${DEAD_LETTER_REASONS.map(
         (r) => `<option${r === reason ? ' selected' : ''}>${r}</option>`,
-      ).join('')}</select></label><label>Batch<input name="batchId" value="${h(q.batchId ?? '')}"></label><label>State<select name="state">${['open', 'replayed', 'purged', 'any']
+      ).join(
+        '',
+      )}</select></label><label>Batch<input name="batchId" value="${h(q.batchId ?? '')}"></label><label>State<select name="state">${[
+        'open',
+        'replayed',
+        'purged',
+        'any',
+      ]
         .map((s) => `<option${s === state ? ' selected' : ''}>${s}</option>`)
         .join('')}</select></label><button>Filter</button></form>`;
       const actions = entries.some((entry) => entry.state === 'open')
-        ? actionForm('replay', 'replay of the selected entries', '', { ids: '' }) + actionForm('purge', 'purge of the selected entries', '', { ids: '' })
+        ? actionForm('replay', 'replay of the selected entries', '', { ids: '' }) +
+          actionForm('purge', 'purge of the selected entries', '', { ids: '' })
         : '';
       return html(reply, page('Dead letters', `${filter}${deadLetterRows(entries, true)}${actions}`));
     });
@@ -217,10 +273,19 @@ ${reports
       const entry = /^[0-9]{1,18}$/.test(id) ? await windfall.deadLetters.get(id) : null;
       if (!entry) return html(reply.code(404), page('Entry not found', `<p>No dead-letter entry has id ${h(id)}.</p>`));
       const rewards = `<table><thead><tr><th>rewardId</th><th>uid</th><th>amount</th><th>description</th></tr></thead><tbody>${entry.rewards
-        .map((reward) => `<tr><td>${h(reward.rewardId)}</td><td>${h(reward.uid)}</td><td>${h(reward.amount)}</td><td>${h(reward.description ?? '')}</td></tr>`)
+        .map(
+          (reward) =>
+            `<tr><td>${h(reward.rewardId)}</td><td>${h(reward.uid)}</td><td>${h(reward.amount)}</td><td>${h(reward.description ?? '')}</td></tr>`,
+        )
         .join('')}</tbody></table>`;
-      const actions = entry.state === 'open' ? actionForm('replay', 'replay', '', { ids: entry.id }) + actionForm('purge', 'purge', '', { ids: entry.id }) : `<p class="muted">This entry is ${h(entry.state)}.</p>`;
-      return html(reply, page(`Dead-letter entry ${entry.id}`, `${deadLetterRows([entry], false)}<h2>Rewards</h2>${rewards}${actions}`));
+      const actions =
+        entry.state === 'open'
+          ? actionForm('replay', 'replay', '', { ids: entry.id }) + actionForm('purge', 'purge', '', { ids: entry.id })
+          : `<p class="muted">This entry is ${h(entry.state)}.</p>`;
+      return html(
+        reply,
+        page(`Dead-letter entry ${entry.id}`, `${deadLetterRows([entry], false)}<h2>Rewards</h2>${rewards}${actions}`),
+      );
     });
 
     scope.get(`${CONSOLE_PATH}/locks`, async (request, reply) => {
@@ -230,7 +295,11 @@ ${reports
       const status = await locks.status(uid);
       const table = `<table><tbody><tr><th>uid</th><td>${h(status.uid)}</td></tr><tr><th>locked</th><td>${status.locked ? 'yes' : 'no'}</td></tr><tr><th>holder</th><td>${h(status.owner ?? '')}</td></tr><tr><th>since</th><td>${h(status.acquiredAt ?? '')}</td></tr><tr><th>TTL</th><td>${status.ttlMs === null ? '' : `${status.ttlMs} ms`}</td></tr></tbody></table>`;
       const release = status.locked
-        ? actionForm('lock-release', 'force release', `<input type="hidden" data-field="uid" value="${h(uid)}"><label>Reason<input data-field="reason" maxlength="500" placeholder="why" required></label>`)
+        ? actionForm(
+            'lock-release',
+            'force release',
+            `<input type="hidden" data-field="uid" value="${h(uid)}"><label>Reason<input data-field="reason" maxlength="500" placeholder="why" required></label>`,
+          )
         : '';
       return html(reply, page(`Lock of ${uid}`, `${lookup}${table}${release}`));
     });
@@ -238,17 +307,25 @@ ${reports
     scope.get(`${CONSOLE_PATH}/audit`, async (request, reply) => {
       const q = request.query as { action?: string; target?: string };
       const action = AUDIT_ACTIONS.find((a) => a === q.action);
-      const records = await listAudit(pool, { ...(action ? { action } : {}), ...(q.target ? { target: q.target } : {}), limit: 200 });
+      const records = await listAudit(pool, {
+        ...(action ? { action } : {}),
+        ...(q.target ? { target: q.target } : {}),
+        limit: 200,
+      });
       const filter = `<form class="filters" method="get"><label>Action<select name="action"><option value="">any</option>${AUDIT_ACTIONS.map(
         (a) => `<option${a === action ? ' selected' : ''}>${a}</option>`,
-      ).join('')}</select></label><label>Target<input name="target" value="${h(q.target ?? '')}" placeholder="batch:… uid:…"></label><button>Filter</button></form>`;
-      const table = records.length === 0
-        ? '<p class="muted">No records.</p>'
-        : `<table><thead><tr><th>id</th><th>at</th><th>actor</th><th>action</th><th>target</th><th>details</th><th>result</th></tr></thead><tbody>${records
-            .map(
-              (record) => `<tr><td>${h(record.id)}</td><td>${h(record.at)}</td><td>${h(record.actor)}</td><td>${h(record.action)}</td><td>${h(record.target)}</td><td><code>${h(JSON.stringify(record.details))}</code></td><td><code>${h(JSON.stringify(record.result)).slice(0, 400)}</code></td></tr>`,
-            )
-            .join('')}</tbody></table>`;
+      ).join(
+        '',
+      )}</select></label><label>Target<input name="target" value="${h(q.target ?? '')}" placeholder="batch:… uid:…"></label><button>Filter</button></form>`;
+      const table =
+        records.length === 0
+          ? '<p class="muted">No records.</p>'
+          : `<table><thead><tr><th>id</th><th>at</th><th>actor</th><th>action</th><th>target</th><th>details</th><th>result</th></tr></thead><tbody>${records
+              .map(
+                (record) =>
+                  `<tr><td>${h(record.id)}</td><td>${h(record.at)}</td><td>${h(record.actor)}</td><td>${h(record.action)}</td><td>${h(record.target)}</td><td><code>${h(JSON.stringify(record.details))}</code></td><td><code>${h(JSON.stringify(record.result)).slice(0, 400)}</code></td></tr>`,
+              )
+              .join('')}</tbody></table>`;
       return html(reply, page('Audit trail', `${filter}${table}`));
     });
 
@@ -256,15 +333,26 @@ ${reports
     const guardAction = async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> => {
       const crossSite = request.headers['sec-fetch-site'] === 'cross-site';
       if (request.headers[CONSOLE_MARKER] !== '1' || crossSite) {
-        return reply.code(403).send({ error: 'forbidden', message: `console actions need the console's request marker (${CONSOLE_MARKER}) and a same-site request` });
+        return reply
+          .code(403)
+          .send({
+            error: 'forbidden',
+            message: `console actions need the console's request marker (${CONSOLE_MARKER}) and a same-site request`,
+          });
       }
       if (!String(request.headers['content-type'] ?? '').startsWith('application/json')) {
-        return reply.code(415).send({ error: 'unsupported media type', message: 'console actions take application/json' });
+        return reply
+          .code(415)
+          .send({ error: 'unsupported media type', message: 'console actions take application/json' });
       }
       return undefined;
     };
     const idsOf = (body: { ids?: unknown }): string[] | null =>
-      Array.isArray(body.ids) && body.ids.length > 0 && body.ids.every((id) => typeof id === 'string' && /^[0-9]{1,18}$/.test(id)) ? (body.ids as string[]) : null;
+      Array.isArray(body.ids) &&
+      body.ids.length > 0 &&
+      body.ids.every((id) => typeof id === 'string' && /^[0-9]{1,18}$/.test(id))
+        ? (body.ids as string[])
+        : null;
 
     scope.post(`${CONSOLE_PATH}/actions/replay`, { preHandler: guardAction }, async (request, reply) => {
       const body = (request.body ?? {}) as { ids?: unknown; dryRun?: unknown };
@@ -287,31 +375,50 @@ ${reports
 
     scope.post(`${CONSOLE_PATH}/actions/lock-release`, { preHandler: guardAction }, async (request, reply) => {
       const body = (request.body ?? {}) as { uid?: unknown; reason?: unknown; dryRun?: unknown };
-      if (typeof body.uid !== 'string' || body.uid === '') return reply.code(400).send({ error: 'invalid request', message: 'uid is required' });
-      const reason = typeof body.reason === 'string' && body.reason.trim() !== '' ? body.reason.trim().slice(0, 500) : null;
+      if (typeof body.uid !== 'string' || body.uid === '')
+        return reply.code(400).send({ error: 'invalid request', message: 'uid is required' });
+      const reason =
+        typeof body.reason === 'string' && body.reason.trim() !== '' ? body.reason.trim().slice(0, 500) : null;
       if (body.dryRun !== false) return { dryRun: true, uid: body.uid, wouldRelease: await locks.status(body.uid) };
-      if (!reason) return reply.code(400).send({ error: 'invalid request', message: 'say why the lock is force-released (reason)' });
+      if (!reason)
+        return reply
+          .code(400)
+          .send({ error: 'invalid request', message: 'say why the lock is force-released (reason)' });
       const previous = await windfall.wallet.forceReleaseLock(body.uid, { actor: actorOf(request), reason });
       return { uid: body.uid, released: previous.locked, previous };
     });
 
     scope.post(`${CONSOLE_PATH}/actions/revert`, { preHandler: guardAction }, async (request, reply) => {
       const body = (request.body ?? {}) as { batchId?: unknown; reason?: unknown; dryRun?: unknown };
-      if (typeof body.batchId !== 'string' || body.batchId === '') return reply.code(400).send({ error: 'invalid request', message: 'batchId is required' });
-      const reason = typeof body.reason === 'string' && body.reason.trim() !== '' ? body.reason.trim().slice(0, 500) : undefined;
+      if (typeof body.batchId !== 'string' || body.batchId === '')
+        return reply.code(400).send({ error: 'invalid request', message: 'batchId is required' });
+      const reason =
+        typeof body.reason === 'string' && body.reason.trim() !== '' ? body.reason.trim().slice(0, 500) : undefined;
       try {
-        return await revertBatch({ pool, wallet: windfall.wallet, logger: options.logger, deadLetters: windfall.deadLetters, events: windfall.events }, body.batchId, {
-          dryRun: body.dryRun !== false,
-          actor: actorOf(request),
-          ...(reason !== undefined ? { reason } : {}),
-        });
+        return await revertBatch(
+          {
+            pool,
+            wallet: windfall.wallet,
+            logger: options.logger,
+            deadLetters: windfall.deadLetters,
+            events: windfall.events,
+          },
+          body.batchId,
+          {
+            dryRun: body.dryRun !== false,
+            actor: actorOf(request),
+            ...(reason !== undefined ? { reason } : {}),
+          },
+        );
       } catch (error) {
-        if (error instanceof UnknownBatchError) return reply.code(404).send({ error: 'not found', message: error.message });
-        if (error instanceof BatchRevertRefusedError) return reply.code(409).send({ error: 'batch processing', message: error.message });
-        if (error instanceof RevertRequestError) return reply.code(400).send({ error: 'invalid request', message: error.message });
+        if (error instanceof UnknownBatchError)
+          return reply.code(404).send({ error: 'not found', message: error.message });
+        if (error instanceof BatchRevertRefusedError)
+          return reply.code(409).send({ error: 'batch processing', message: error.message });
+        if (error instanceof RevertRequestError)
+          return reply.code(400).send({ error: 'invalid request', message: error.message });
         throw error;
       }
     });
   });
 }
-

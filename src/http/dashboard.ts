@@ -29,7 +29,11 @@ export const DASHBOARD_PATH = '/admin/queues';
  * job to run them, and the dead-letter queue is a mirror of the `dead_letters` table, which its buttons would not
  * touch. Replays and purges go through `windfall dlq` or `POST /v1/dead-letters/replay`, which keep both in step.
  */
-export async function registerDashboard(app: FastifyInstance, queues: WindfallQueues, guard: TokenGuard): Promise<void> {
+export async function registerDashboard(
+  app: FastifyInstance,
+  queues: WindfallQueues,
+  guard: TokenGuard,
+): Promise<void> {
   const serverAdapter = new FastifyAdapter();
   serverAdapter.setBasePath(DASHBOARD_PATH);
   createBullBoard({

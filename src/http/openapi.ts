@@ -40,7 +40,12 @@ const unauthorized = error('no credentials, or a wrong token');
 const forbidden = error('the API token on an operator route');
 
 function queryParameters(schema: { properties: Record<string, object> }): object[] {
-  return Object.entries(schema.properties).map(([name, property]) => ({ name, in: 'query', required: false, schema: property }));
+  return Object.entries(schema.properties).map(([name, property]) => ({
+    name,
+    in: 'query',
+    required: false,
+    schema: property,
+  }));
 }
 
 /** The OpenAPI 3.1 document of `windfall serve` (served at GET /openapi.json; a copy is docs/openapi.json). */
@@ -59,12 +64,22 @@ export function buildOpenApiDocument(version: string): Record<string, unknown> {
       securitySchemes: {
         apiToken: { type: 'http', scheme: 'bearer', description: 'WINDFALL_API_TOKEN' },
         adminToken: { type: 'http', scheme: 'bearer', description: 'WINDFALL_ADMIN_TOKEN' },
-        adminBasic: { type: 'http', scheme: 'basic', description: 'any user name, WINDFALL_ADMIN_TOKEN as password (for browsers)' },
+        adminBasic: {
+          type: 'http',
+          scheme: 'basic',
+          description: 'any user name, WINDFALL_ADMIN_TOKEN as password (for browsers)',
+        },
       },
       schemas: {
         Error: errorSchema,
         Reward: batchRequestSchema.properties.rewards.items,
-        BatchRequest: { ...batchRequestSchema, properties: { ...batchRequestSchema.properties, rewards: { type: 'array', minItems: 1, items: ref('Reward') } } },
+        BatchRequest: {
+          ...batchRequestSchema,
+          properties: {
+            ...batchRequestSchema.properties,
+            rewards: { type: 'array', minItems: 1, items: ref('Reward') },
+          },
+        },
         BatchAccepted: batchAcceptedSchema,
         BatchReport: batchReportSchema,
         Wallet: walletSchema,
@@ -90,19 +105,26 @@ export function buildOpenApiDocument(version: string): Record<string, unknown> {
             'The whole batch is validated before anything is enqueued: one bad row refuses it; the answer lists the first 1,000 errors by row (row = 1-based position in `rewards`), counts every error per field and code, and gives the totals. ' +
             'JSON numbers keep their text, so an amount written `100.0` or `1e2` is refused. Bodies over WINDFALL_HTTP_BODY_LIMIT bytes (default 10 MiB) get 413. ' +
             'A batchId names one set of rewards: posting a known batchId with the same rewards (in any order) is a no-op (202, `created: false`, and it finishes handing over the batch if an earlier call stopped half-way); with other rewards, 409. ' +
-            'When Redis does not take the recorded batch\'s jobs within WINDFALL_HANDOVER_TIMEOUT_MS (30 s), 503: the batch is recorded, and posting it again finishes the hand-over.',
+            "When Redis does not take the recorded batch's jobs within WINDFALL_HANDOVER_TIMEOUT_MS (30 s), 503: the batch is recorded, and posting it again finishes the hand-over.",
           security: apiAuth,
           requestBody: { required: true, content: json(ref('BatchRequest')) },
           responses: {
-            '202': { description: 'accepted (or already known with the same rewards: `created` is false)', content: json(ref('BatchAccepted')) },
-            '400': error('invalid JSON, or an invalid batch: `errors` (the first 1,000), `summary`, `totalErrors`, `badRows`, `rowsRead`'),
+            '202': {
+              description: 'accepted (or already known with the same rewards: `created` is false)',
+              content: json(ref('BatchAccepted')),
+            },
+            '400': error(
+              'invalid JSON, or an invalid batch: `errors` (the first 1,000), `summary`, `totalErrors`, `badRows`, `rowsRead`',
+            ),
             '401': unauthorized,
             '409': error(
               "`batch conflict`: the batchId is known with other rewards (or another campaign); `budget exceeded`: the batch's total does not fit in what remains of its campaign's budget (`remaining` says what does). Nothing of this body was recorded",
             ),
             '413': error('the body is larger than WINDFALL_HTTP_BODY_LIMIT'),
             '415': error('the body is not application/json'),
-            '503': error('`unavailable`: Redis did not take the recorded batch\'s jobs in time; post the same batch again once it answers'),
+            '503': error(
+              "`unavailable`: Redis did not take the recorded batch's jobs in time; post the same batch again once it answers",
+            ),
           },
         },
       },
@@ -111,7 +133,11 @@ export function buildOpenApiDocument(version: string): Record<string, unknown> {
           summary: 'Status and counts of a batch (as `windfall batch`)',
           security: apiAuth,
           parameters: [pathParam('id', 'the batchId')],
-          responses: { '200': { description: 'the batch', content: json(ref('BatchReport')) }, '401': unauthorized, '404': error('no batch has this id') },
+          responses: {
+            '200': { description: 'the batch', content: json(ref('BatchReport')) },
+            '401': unauthorized,
+            '404': error('no batch has this id'),
+          },
         },
       },
       '/v1/campaigns/{id}': {
@@ -122,7 +148,12 @@ export function buildOpenApiDocument(version: string): Record<string, unknown> {
           security: adminAuth,
           parameters: [pathParam('id', 'the campaignId')],
           requestBody: { required: true, content: json(ref('CampaignBudget')) },
-          responses: { '200': { description: 'the campaign', content: json(ref('Campaign')) }, '400': error('a bad budget'), '401': unauthorized, '403': forbidden },
+          responses: {
+            '200': { description: 'the campaign', content: json(ref('Campaign')) },
+            '400': error('a bad budget'),
+            '401': unauthorized,
+            '403': forbidden,
+          },
         },
         get: {
           summary: 'A campaign: budget, reserved, applied, remaining (as `windfall campaign show --json`)',
@@ -140,8 +171,20 @@ export function buildOpenApiDocument(version: string): Record<string, unknown> {
         get: {
           summary: 'Balance and latest ledger entries of a user (balance 0 for an unknown user)',
           security: adminAuth,
-          parameters: [pathParam('uid', 'the user'), { name: 'limit', in: 'query', required: false, schema: { type: 'integer', minimum: 0, maximum: 1000, default: 10 } }],
-          responses: { '200': { description: 'the wallet', content: json(ref('Wallet')) }, '401': unauthorized, '403': forbidden },
+          parameters: [
+            pathParam('uid', 'the user'),
+            {
+              name: 'limit',
+              in: 'query',
+              required: false,
+              schema: { type: 'integer', minimum: 0, maximum: 1000, default: 10 },
+            },
+          ],
+          responses: {
+            '200': { description: 'the wallet', content: json(ref('Wallet')) },
+            '401': unauthorized,
+            '403': forbidden,
+          },
         },
       },
       '/v1/locks/{uid}': {
@@ -149,14 +192,23 @@ export function buildOpenApiDocument(version: string): Record<string, unknown> {
           summary: "Status of a user's lock",
           security: adminAuth,
           parameters: [pathParam('uid', 'the user')],
-          responses: { '200': { description: 'the lock', content: json(ref('LockStatus')) }, '401': unauthorized, '403': forbidden },
+          responses: {
+            '200': { description: 'the lock', content: json(ref('LockStatus')) },
+            '401': unauthorized,
+            '403': forbidden,
+          },
         },
         delete: {
           summary: "Force-release a user's lock, whoever holds it (logged as a warning)",
-          description: 'For a holder that hangs. Money stays right (PostgreSQL is the fence); the previous holder\'s own release becomes a no-op.',
+          description:
+            "For a holder that hangs. Money stays right (PostgreSQL is the fence); the previous holder's own release becomes a no-op.",
           security: adminAuth,
           parameters: [pathParam('uid', 'the user')],
-          responses: { '200': { description: 'released (or was not held)', content: json(ref('LockRelease')) }, '401': unauthorized, '403': forbidden },
+          responses: {
+            '200': { description: 'released (or was not held)', content: json(ref('LockRelease')) },
+            '401': unauthorized,
+            '403': forbidden,
+          },
         },
       },
       '/v1/dead-letters': {
@@ -177,7 +229,12 @@ export function buildOpenApiDocument(version: string): Record<string, unknown> {
           summary: 'One dead-letter entry (any state)',
           security: adminAuth,
           parameters: [pathParam('id', 'the entry id', '^[0-9]{1,18}$')],
-          responses: { '200': { description: 'the entry', content: json(ref('DeadLetter')) }, '401': unauthorized, '403': forbidden, '404': error('no entry has this id') },
+          responses: {
+            '200': { description: 'the entry', content: json(ref('DeadLetter')) },
+            '401': unauthorized,
+            '403': forbidden,
+            '404': error('no entry has this id'),
+          },
         },
       },
       '/v1/dead-letters/replay': {
@@ -188,7 +245,10 @@ export function buildOpenApiDocument(version: string): Record<string, unknown> {
           security: adminAuth,
           requestBody: { required: true, content: json(ref('ReplayRequest')) },
           responses: {
-            '200': { description: 'what was replayed (or would be, with dryRun) and which requested ids were skipped', content: json(ref('ReplayReport')) },
+            '200': {
+              description: 'what was replayed (or would be, with dryRun) and which requested ids were skipped',
+              content: json(ref('ReplayReport')),
+            },
             '400': error('no selection, two selections, or a bad field'),
             '401': unauthorized,
             '403': forbidden,
@@ -199,7 +259,7 @@ export function buildOpenApiDocument(version: string): Record<string, unknown> {
         post: {
           summary: 'Revert a batch: debit back every reward it applied, exactly once (as `windfall batch revert`)',
           description:
-            'Each user\'s debits (`revert:<rewardId>`, kind debit, the batch id) in one transaction under the user\'s lock; a user whose balance is lower than what the batch gave is listed in insufficientFunds and never driven negative. Open dead-letter entries of the batch are closed first. Recorded in the audit trail (not a dry run).',
+            "Each user's debits (`revert:<rewardId>`, kind debit, the batch id) in one transaction under the user's lock; a user whose balance is lower than what the batch gave is listed in insufficientFunds and never driven negative. Open dead-letter entries of the batch are closed first. Recorded in the audit trail (not a dry run).",
           security: adminAuth,
           parameters: [pathParam('id', 'the batch')],
           requestBody: { required: false, content: json(ref('RevertRequest')) },
@@ -245,18 +305,26 @@ export function buildOpenApiDocument(version: string): Record<string, unknown> {
       },
       '/console': {
         get: {
-          summary: 'The operator console (HTML): batches, dead letters with replay and purge, locks, revert, the audit trail',
+          summary:
+            'The operator console (HTML): batches, dead letters with replay and purge, locks, revert, the audit trail',
           description:
             'Pages under /console/… behind the admin token (bearer, or basic auth with the token as password). Its actions (POST /console/actions/replay, purge, lock-release, revert; JSON) need the header `x-windfall-console: 1`: a cross-site form or fetch cannot send it, so another site cannot act through a logged-in browser. Each action previews (dryRun) before it is confirmed, and is recorded in the audit trail.',
           security: adminAuth,
-          responses: { '302': { description: 'to /console/batches' }, '401': { description: 'asks for basic auth' }, '403': forbidden },
+          responses: {
+            '302': { description: 'to /console/batches' },
+            '401': { description: 'asks for basic auth' },
+            '403': forbidden,
+          },
         },
       },
       '/admin/queues': {
         get: {
           summary: 'The queue dashboard (Bull Board, read-only) over every shard queue and the dead-letter queue',
           security: adminAuth,
-          responses: { '200': { description: 'HTML', content: { 'text/html': {} } }, '401': { description: 'asks for basic auth' } },
+          responses: {
+            '200': { description: 'HTML', content: { 'text/html': {} } },
+            '401': { description: 'asks for basic auth' },
+          },
         },
       },
       '/metrics': {
@@ -266,7 +334,12 @@ export function buildOpenApiDocument(version: string): Record<string, unknown> {
         },
       },
       '/healthz': {
-        get: { summary: 'Liveness: the process answers (no auth)', responses: { '200': { description: 'alive', content: json({ type: 'object', properties: { status: { const: 'ok' } } }) } } },
+        get: {
+          summary: 'Liveness: the process answers (no auth)',
+          responses: {
+            '200': { description: 'alive', content: json({ type: 'object', properties: { status: { const: 'ok' } } }) },
+          },
+        },
       },
       '/readyz': {
         get: {
@@ -280,7 +353,12 @@ export function buildOpenApiDocument(version: string): Record<string, unknown> {
           },
         },
       },
-      '/openapi.json': { get: { summary: 'This document (no auth)', responses: { '200': { description: 'OpenAPI 3.1', content: json({ type: 'object' }) } } } },
+      '/openapi.json': {
+        get: {
+          summary: 'This document (no auth)',
+          responses: { '200': { description: 'OpenAPI 3.1', content: json({ type: 'object' }) } },
+        },
+      },
     },
   };
 }

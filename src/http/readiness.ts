@@ -86,13 +86,19 @@ export class ReadinessChecks {
     if (this.failingSince.has(name)) return;
     this.failingSince.set(name, Date.now());
     const connectionError = name === 'redis' && this.lastRedisError ? { connectionError: this.lastRedisError } : {};
-    this.logger.warn({ check: name, err: error, ...connectionError }, `readiness check failed: ${PUBLIC_FAILURE[name]}; /readyz answers 503 until it passes (logged once)`);
+    this.logger.warn(
+      { check: name, err: error, ...connectionError },
+      `readiness check failed: ${PUBLIC_FAILURE[name]}; /readyz answers 503 until it passes (logged once)`,
+    );
   }
 
   private passed(name: ReadinessCheckName): void {
     const since = this.failingSince.get(name);
     if (since === undefined) return;
     this.failingSince.delete(name);
-    this.logger.info({ check: name, failedForMs: Date.now() - since }, `readiness check passes again: ${name === 'redis' ? 'Redis' : 'PostgreSQL'} answers`);
+    this.logger.info(
+      { check: name, failedForMs: Date.now() - since },
+      `readiness check passes again: ${name === 'redis' ? 'Redis' : 'PostgreSQL'} answers`,
+    );
   }
 }

@@ -10,7 +10,11 @@ import { ROW_PROBLEMS } from '../rewards/row-problems.js';
  */
 
 const identifier = { type: 'string', minLength: 1, maxLength: 128 } as const;
-const digits = { type: 'string', pattern: '^-?[0-9]+$', description: 'money: a whole number of minor units as a string of digits' } as const;
+const digits = {
+  type: 'string',
+  pattern: '^-?[0-9]+$',
+  description: 'money: a whole number of minor units as a string of digits',
+} as const;
 const timestamp = { type: 'string', format: 'date-time' } as const;
 
 const rowProblemCode = {
@@ -49,7 +53,8 @@ export const errorSchema = {
   properties: {
     error: {
       type: 'string',
-      description: 'short kind: unauthorized, forbidden, invalid batch, batch conflict, invalid request, invalid JSON, not found, payload too large, unavailable, …',
+      description:
+        'short kind: unauthorized, forbidden, invalid batch, batch conflict, invalid request, invalid JSON, not found, payload too large, unavailable, …',
     },
     message: { type: 'string' },
     errors: {
@@ -57,7 +62,11 @@ export const errorSchema = {
       items: rowErrorSchema,
       description: 'the offending rows or fields (400 only); for a refused batch the first 1,000 errors by row',
     },
-    summary: { type: 'array', items: errorCountSchema, description: 'a refused batch: every error counted per field and code, most frequent first' },
+    summary: {
+      type: 'array',
+      items: errorCountSchema,
+      description: 'a refused batch: every error counted per field and code, most frequent first',
+    },
     totalErrors: { type: 'integer', description: 'a refused batch: all its errors' },
     badRows: { type: 'integer', description: 'a refused batch: rows with at least one error' },
     rowsRead: { type: 'integer', description: 'a refused batch: rows read' },
@@ -95,13 +104,15 @@ export const batchRequestSchema = {
     },
     campaignId: {
       ...identifier,
-      description: "the campaign paying for the batch: refused (409 `budget exceeded`, with `remaining`) when its total exceeds what remains of the campaign's budget",
+      description:
+        "the campaign paying for the batch: refused (409 `budget exceeded`, with `remaining`) when its total exceeds what remains of the campaign's budget",
     },
     priority: {
       type: 'string',
       enum: ['high', 'normal', 'low'],
       default: 'normal',
-      description: 'the lane of the batch: `high` goes ahead of work already queued; within a lane batches take turns, so a small batch never waits for a big one',
+      description:
+        'the lane of the batch: `high` goes ahead of work already queued; within a lane batches take turns, so a small batch never waits for a big one',
     },
     rewards: { type: 'array', minItems: 1, items: rewardSchema },
   },
@@ -113,16 +124,34 @@ export const batchAcceptedSchema = {
   properties: {
     batchId: { type: 'string' },
     total: { type: 'integer' },
-    created: { type: 'boolean', description: 'false when the batchId was already known with the same rewards (nothing new was enqueued)' },
+    created: {
+      type: 'boolean',
+      description: 'false when the batchId was already known with the same rewards (nothing new was enqueued)',
+    },
   },
 } as const;
 
 export const batchReportSchema = {
   type: 'object',
-  required: ['batchId', 'status', 'total', 'applied', 'duplicate', 'deadLettered', 'pending', 'reverted', 'createdAt', 'campaignId', 'priority'],
+  required: [
+    'batchId',
+    'status',
+    'total',
+    'applied',
+    'duplicate',
+    'deadLettered',
+    'pending',
+    'reverted',
+    'createdAt',
+    'campaignId',
+    'priority',
+  ],
   properties: {
     batchId: { type: 'string' },
-    status: { type: 'string', enum: ['pending', 'processing', 'completed', 'completed_with_failures', 'reverted', 'partially_reverted'] },
+    status: {
+      type: 'string',
+      enum: ['pending', 'processing', 'completed', 'completed_with_failures', 'reverted', 'partially_reverted'],
+    },
     total: { type: 'integer' },
     applied: { type: 'integer' },
     duplicate: { type: 'integer' },
@@ -166,7 +195,10 @@ export const lockStatusSchema = {
     uid: { type: 'string' },
     locked: { type: 'boolean' },
     ttlMs: { type: ['integer', 'null'], description: 'milliseconds until the lock expires' },
-    owner: { type: ['string', 'null'], description: 'the holder (`host:pid` for Windfall processes; the raw value for a foreign lock)' },
+    owner: {
+      type: ['string', 'null'],
+      description: 'the holder (`host:pid` for Windfall processes; the raw value for a foreign lock)',
+    },
     acquiredAt: { type: ['string', 'null'], format: 'date-time' },
   },
 } as const;
@@ -192,7 +224,12 @@ export const deadLetterSchema = {
       type: 'array',
       items: {
         type: 'object',
-        properties: { rewardId: { type: 'string' }, uid: { type: 'string' }, amount: digits, description: { type: 'string' } },
+        properties: {
+          rewardId: { type: 'string' },
+          uid: { type: 'string' },
+          amount: digits,
+          description: { type: 'string' },
+        },
       },
     },
     reason: { type: 'string', enum: [...DEAD_LETTER_REASONS] },
@@ -228,14 +265,24 @@ export const replayReportSchema = {
       type: 'array',
       items: {
         type: 'object',
-        properties: { id: { type: 'string' }, batchId: { type: 'string' }, uid: { type: 'string' }, rewards: { type: 'integer' }, jobId: { type: 'string' } },
+        properties: {
+          id: { type: 'string' },
+          batchId: { type: 'string' },
+          uid: { type: 'string' },
+          rewards: { type: 'integer' },
+          jobId: { type: 'string' },
+        },
       },
     },
     skipped: {
       type: 'array',
       items: {
         type: 'object',
-        properties: { id: { type: 'string' }, why: { type: 'string' }, state: { type: 'string', enum: ['replayed', 'purged', 'missing'] } },
+        properties: {
+          id: { type: 'string' },
+          why: { type: 'string' },
+          state: { type: 'string', enum: ['replayed', 'purged', 'missing'] },
+        },
       },
     },
   },
@@ -249,7 +296,10 @@ function readinessCheck(failure: string) {
     properties: {
       ok: { type: 'boolean' },
       ms: { type: 'integer', description: 'how long the check took' },
-      error: { const: failure, description: 'present when the check failed; the driver error is logged by the server, once per change' },
+      error: {
+        const: failure,
+        description: 'present when the check failed; the driver error is logged by the server, once per change',
+      },
     },
   } as const;
 }
@@ -272,11 +322,17 @@ export const readinessSchema = {
 /** Route parameter and query schemas (validated by fastify). */
 export const uidParams = { type: 'object', required: ['uid'], properties: { uid: identifier } } as const;
 export const batchIdParams = { type: 'object', required: ['id'], properties: { id: identifier } } as const;
-export const deadLetterIdParams = { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: '^[0-9]{1,18}$' } } } as const;
+export const deadLetterIdParams = {
+  type: 'object',
+  required: ['id'],
+  properties: { id: { type: 'string', pattern: '^[0-9]{1,18}$' } },
+} as const;
 export const walletQuery = {
   type: 'object',
   additionalProperties: false,
-  properties: { limit: { type: 'integer', minimum: 0, maximum: 1000, default: 10, description: 'ledger entries to return' } },
+  properties: {
+    limit: { type: 'integer', minimum: 0, maximum: 1000, default: 10, description: 'ledger entries to return' },
+  },
 } as const;
 export const deadLetterQuery = {
   type: 'object',
@@ -307,7 +363,10 @@ export const auditRecordSchema = {
   properties: {
     id: { type: 'string', pattern: '^[0-9]+$' },
     at: { type: 'string', format: 'date-time' },
-    actor: { type: 'string', description: 'cli:<os user>@<host> or --actor; http:<token kind>@<client address>[ as <X-Windfall-Actor>]' },
+    actor: {
+      type: 'string',
+      description: 'cli:<os user>@<host> or --actor; http:<token kind>@<client address>[ as <X-Windfall-Actor>]',
+    },
     action: { type: 'string', enum: [...AUDIT_ACTIONS] },
     target: { type: 'string', description: 'uid:<uid>, batch:<batchId>, dead-letters:<ids or filter>' },
     details: { type: 'object', description: 'what was asked' },
@@ -358,7 +417,8 @@ export const campaignBudgetSchema = {
         { type: 'integer', minimum: 0, maximum: 9007199254740991 },
         { type: 'null' },
       ],
-      description: 'the budget in minor units (cents), a string of digits; null removes it (a campaign without a budget is unlimited)',
+      description:
+        'the budget in minor units (cents), a string of digits; null removes it (a campaign without a budget is unlimited)',
     },
   },
 } as const;
@@ -372,7 +432,10 @@ export const campaignReportSchema = {
     budget: { type: ['string', 'null'], description: 'minor units; null = unlimited' },
     reserved: { type: 'string', description: "the totals of the campaign's accepted batches, less what was reverted" },
     applied: { type: 'string', description: "credited by the campaign's batches, less what was reverted" },
-    remaining: { type: ['string', 'null'], description: 'budget − reserved (negative after a budget was lowered below it); null = unlimited' },
+    remaining: {
+      type: ['string', 'null'],
+      description: 'budget − reserved (negative after a budget was lowered below it); null = unlimited',
+    },
   },
 } as const;
 
@@ -388,7 +451,16 @@ export const revertRequestSchema = {
 /** The answer of a batch revert (as `windfall batch revert --json`). */
 export const revertReportSchema = {
   type: 'object',
-  required: ['batchId', 'dryRun', 'reverted', 'alreadyReverted', 'insufficientFunds', 'failed', 'closedDeadLetters', 'status'],
+  required: [
+    'batchId',
+    'dryRun',
+    'reverted',
+    'alreadyReverted',
+    'insufficientFunds',
+    'failed',
+    'closedDeadLetters',
+    'status',
+  ],
   properties: {
     batchId: { type: 'string' },
     dryRun: { type: 'boolean' },
@@ -396,15 +468,31 @@ export const revertReportSchema = {
     alreadyReverted: { type: 'integer', description: 'rewards an earlier run debited back' },
     insufficientFunds: {
       type: 'array',
-      description: 'users left unreverted: their balance is lower than what the batch gave them (never driven negative)',
-      items: { type: 'object', required: ['uid', 'amount', 'balance'], properties: { uid: { type: 'string' }, amount: digits, balance: digits } },
+      description:
+        'users left unreverted: their balance is lower than what the batch gave them (never driven negative)',
+      items: {
+        type: 'object',
+        required: ['uid', 'amount', 'balance'],
+        properties: { uid: { type: 'string' }, amount: digits, balance: digits },
+      },
     },
     failed: {
       type: 'array',
       description: 'users not reverted for another reason (a busy lock, a taken operation id); run the revert again',
-      items: { type: 'object', required: ['uid', 'reason', 'error'], properties: { uid: { type: 'string' }, reason: { type: 'string' }, error: { type: 'string' } } },
+      items: {
+        type: 'object',
+        required: ['uid', 'reason', 'error'],
+        properties: { uid: { type: 'string' }, reason: { type: 'string' }, error: { type: 'string' } },
+      },
     },
-    closedDeadLetters: { type: 'integer', description: 'open dead-letter entries of the batch closed (they can no longer be replayed)' },
-    status: { type: 'string', enum: ['reverted', 'partially_reverted'], description: 'the batch status after the run (what it would be, with dryRun)' },
+    closedDeadLetters: {
+      type: 'integer',
+      description: 'open dead-letter entries of the batch closed (they can no longer be replayed)',
+    },
+    status: {
+      type: 'string',
+      enum: ['reverted', 'partially_reverted'],
+      description: 'the batch status after the run (what it would be, with dryRun)',
+    },
   },
 } as const;

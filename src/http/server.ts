@@ -1,4 +1,11 @@
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, {
+  LogController,
+  type FastifyBaseLogger,
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+} from 'fastify';
 import { BatchConflictError, BatchValidationError } from '../batch/batch-errors.js';
 import { getBatchReport } from '../batch/batch-status.js';
 import type { DeadLetterReason } from '../db/schema.js';
@@ -13,7 +20,12 @@ import { ServiceUnavailableError } from '../runtime/service-check.js';
 import type { Windfall } from '../runtime/windfall.js';
 import { readLedger } from '../wallet/wallet-service.js';
 import { httpActor, listAudit } from '../audit/audit-trail.js';
-import { BudgetExceededError, CampaignRequestError, getCampaignReport, setCampaignBudget } from '../campaign/campaign-budget.js';
+import {
+  BudgetExceededError,
+  CampaignRequestError,
+  getCampaignReport,
+  setCampaignBudget,
+} from '../campaign/campaign-budget.js';
 import type { EnqueueOptions } from '../queue/reward-producer.js';
 import type { BatchEventState } from '../events/batch-event.js';
 import { listEvents } from '../events/event-store.js';
@@ -65,7 +77,13 @@ export class HttpConfigError extends Error {
 }
 
 /** An error answer: `{error, message, errors?}`. */
-function fail(reply: FastifyReply, status: number, error: string, message: string, errors?: readonly unknown[]): FastifyReply {
+function fail(
+  reply: FastifyReply,
+  status: number,
+  error: string,
+  message: string,
+  errors?: readonly unknown[],
+): FastifyReply {
   return reply.code(status).send({ error, message, ...(errors ? { errors } : {}) });
 }
 
@@ -84,26 +102,49 @@ const BATCH_FIELDS = ['batchId', 'campaignId', 'priority', 'rewards'];
 /** Checks the envelope `{batchId?, campaignId?, priority?, rewards[]}` of POST /v1/batches; the rows are checked by the producer. */
 function batchEnvelopeErrors(body: RawJsonValue): RowError[] {
   if (body === null || typeof body !== 'object' || Array.isArray(body) || body instanceof JsonNumber) {
-    return [{ row: 0, field: 'body', code: 'not_object', reason: `must be a JSON object {batchId?, campaignId?, priority?, rewards: [...]}, got ${kindOf(body)}` }];
+    return [
+      {
+        row: 0,
+        field: 'body',
+        code: 'not_object',
+        reason: `must be a JSON object {batchId?, campaignId?, priority?, rewards: [...]}, got ${kindOf(body)}`,
+      },
+    ];
   }
   const errors: RowError[] = [];
   for (const key of Object.keys(body)) {
-    if (!BATCH_FIELDS.includes(key)) errors.push({ row: 0, field: key.length > 64 ? `${key.slice(0, 64)}…` : key, code: 'unknown_field', reason: `is not a batch field (expected ${BATCH_FIELDS.join(', ')})` });
+    if (!BATCH_FIELDS.includes(key))
+      errors.push({
+        row: 0,
+        field: key.length > 64 ? `${key.slice(0, 64)}…` : key,
+        code: 'unknown_field',
+        reason: `is not a batch field (expected ${BATCH_FIELDS.join(', ')})`,
+      });
   }
   const rewards = body['rewards'];
   if (rewards === undefined) errors.push({ row: 0, field: 'rewards', code: 'missing', reason: 'is missing' });
-  else if (!Array.isArray(rewards)) errors.push({ row: 0, field: 'rewards', code: 'not_array', reason: `must be an array of rewards, got ${kindOf(rewards)}` });
-  else if (rewards.length === 0) errors.push({ row: 0, field: 'rewards', code: 'empty', reason: 'is empty: a batch needs at least one reward' });
+  else if (!Array.isArray(rewards))
+    errors.push({
+      row: 0,
+      field: 'rewards',
+      code: 'not_array',
+      reason: `must be an array of rewards, got ${kindOf(rewards)}`,
+    });
+  else if (rewards.length === 0)
+    errors.push({ row: 0, field: 'rewards', code: 'empty', reason: 'is empty: a batch needs at least one reward' });
   for (const field of ['batchId', 'campaignId', 'priority']) {
     const value = body[field];
-    if (value !== undefined && typeof value !== 'string') errors.push({ row: 0, field, code: 'not_string', reason: `must be a string, got ${kindOf(value)}` });
+    if (value !== undefined && typeof value !== 'string')
+      errors.push({ row: 0, field, code: 'not_string', reason: `must be a string, got ${kindOf(value)}` });
   }
   return errors;
 }
 
 /** A refused batch as HTTP 400: `{error: "invalid batch", message, errors, summary, totalErrors, badRows, rowsRead}`. */
 function refuseBatch(reply: FastifyReply, error: BatchValidationError): FastifyReply {
-  return reply.code(400).send({ error: 'invalid batch', message: error.message.split('\n')[0] ?? 'batch refused', ...error.details() });
+  return reply
+    .code(400)
+    .send({ error: 'invalid batch', message: error.message.split('\n')[0] ?? 'batch refused', ...error.details() });
 }
 
 /** Route pattern of a request for metric labels (never the raw URL: uids would explode the label set). */
@@ -119,9 +160,16 @@ function routeLabel(request: FastifyRequest): string {
  * @throws {@link HttpConfigError} without an API token, or when the admin token equals it.
  */
 export async function buildHttpServer(windfall: Windfall, options: HttpServerOptions): Promise<FastifyInstance> {
-  if (!options.apiToken) throw new HttpConfigError('WINDFALL_API_TOKEN', 'WINDFALL_API_TOKEN is not set: the HTTP API refuses to start without a token for producers');
+  if (!options.apiToken)
+    throw new HttpConfigError(
+      'WINDFALL_API_TOKEN',
+      'WINDFALL_API_TOKEN is not set: the HTTP API refuses to start without a token for producers',
+    );
   if (options.adminToken !== undefined && options.adminToken === options.apiToken) {
-    throw new HttpConfigError('WINDFALL_ADMIN_TOKEN', 'WINDFALL_ADMIN_TOKEN equals WINDFALL_API_TOKEN: the API token would open operator routes; use two different tokens');
+    throw new HttpConfigError(
+      'WINDFALL_ADMIN_TOKEN',
+      'WINDFALL_ADMIN_TOKEN equals WINDFALL_API_TOKEN: the API token would open operator routes; use two different tokens',
+    );
   }
   const logger = options.logger ?? windfall.logger;
   const guard = new TokenGuard({ apiToken: options.apiToken, adminToken: options.adminToken });
@@ -147,7 +195,14 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
     const seconds = reply.elapsedTime / 1000;
     metrics.httpRequests.inc({ method: request.method, route, status: String(reply.statusCode) });
     metrics.httpDuration.observe({ method: request.method, route }, seconds);
-    const line = { method: request.method, route, url: request.url.split('?')[0], status: reply.statusCode, ms: Math.round(reply.elapsedTime), reqId: request.id };
+    const line = {
+      method: request.method,
+      route,
+      url: request.url.split('?')[0],
+      status: reply.statusCode,
+      ms: Math.round(reply.elapsedTime),
+      reqId: request.id,
+    };
     if (route.startsWith('/v1/')) logger.info(line, 'http request');
     else logger.debug(line, 'http request');
   });
@@ -156,20 +211,40 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
     if (error.validation) {
       const errors = error.validation.map((issue) => {
         const where = (issue.instancePath || '').replace(/^\//, '').replace(/\//g, '.');
-        const params = (issue.params ?? {}) as { missingProperty?: string; additionalProperty?: string; allowedValues?: unknown[] };
-        const field = params.missingProperty ?? params.additionalProperty ?? (where || error.validationContext || 'request');
+        const params = (issue.params ?? {}) as {
+          missingProperty?: string;
+          additionalProperty?: string;
+          allowedValues?: unknown[];
+        };
+        const field =
+          params.missingProperty ?? params.additionalProperty ?? (where || error.validationContext || 'request');
         const allowed = params.allowedValues ? ` (${params.allowedValues.join(', ')})` : '';
-        const reason = params.additionalProperty ? 'is not a known field' : `${issue.message ?? 'is invalid'}${allowed}`;
+        const reason = params.additionalProperty
+          ? 'is not a known field'
+          : `${issue.message ?? 'is invalid'}${allowed}`;
         return { row: 0, field: String(field), reason };
       });
-      return fail(reply, 400, 'invalid request', `${error.validationContext ?? 'request'}: ${errors.map((e) => `${e.field} ${e.reason}`).join('; ')}`, errors);
+      return fail(
+        reply,
+        400,
+        'invalid request',
+        `${error.validationContext ?? 'request'}: ${errors.map((e) => `${e.field} ${e.reason}`).join('; ')}`,
+        errors,
+      );
     }
     if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE' || error.statusCode === 413) {
-      return fail(reply, 413, 'payload too large', `the body is larger than ${options.bodyLimit ?? windfall.config.httpBodyLimit} bytes (WINDFALL_HTTP_BODY_LIMIT); split the batch, or use \`windfall enqueue --file\``);
+      return fail(
+        reply,
+        413,
+        'payload too large',
+        `the body is larger than ${options.bodyLimit ?? windfall.config.httpBodyLimit} bytes (WINDFALL_HTTP_BODY_LIMIT); split the batch, or use \`windfall enqueue --file\``,
+      );
     }
     if (error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500) {
       const kind =
-        error.code === 'WINDFALL_INVALID_JSON' || error.code === 'FST_ERR_CTP_EMPTY_JSON_BODY' || error instanceof SyntaxError
+        error.code === 'WINDFALL_INVALID_JSON' ||
+        error.code === 'FST_ERR_CTP_EMPTY_JSON_BODY' ||
+        error instanceof SyntaxError
           ? 'invalid JSON'
           : error.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE'
             ? 'unsupported media type'
@@ -180,7 +255,9 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
     return fail(reply, 500, 'internal error', 'the request failed; the server log has the details');
   });
 
-  app.setNotFoundHandler((request, reply) => fail(reply, 404, 'not found', `no route ${request.method} ${request.url.split('?')[0]} (see GET /openapi.json)`));
+  app.setNotFoundHandler((request, reply) =>
+    fail(reply, 404, 'not found', `no route ${request.method} ${request.url.split('?')[0]} (see GET /openapi.json)`),
+  );
 
   const needs = (principal: Principal) => async (request: FastifyRequest, reply: FastifyReply) => {
     const decision = guard.check(request.headers.authorization, principal);
@@ -202,7 +279,9 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
 
   app.get('/metrics', async (_request, reply) => {
     await Promise.all([
-      withTimeout(sampleQueueDepths(windfall.queues, metrics), readyTimeoutMs).catch((error: unknown) => logger.debug({ err: error }, 'could not sample queue depths')),
+      withTimeout(sampleQueueDepths(windfall.queues, metrics), readyTimeoutMs).catch((error: unknown) =>
+        logger.debug({ err: error }, 'could not sample queue depths'),
+      ),
       withTimeout(windfall.deadLetters.openCounts(), readyTimeoutMs).then(
         (counts) => {
           for (const [reason, count] of Object.entries(counts)) {
@@ -228,7 +307,13 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
         done(null, parseRawJson(body as string));
       } catch (error) {
         const problem = error instanceof JsonSyntaxError ? error.message : 'unreadable body';
-        done(Object.assign(new Error(`the body is not valid JSON: ${problem}`), { statusCode: 400, code: 'WINDFALL_INVALID_JSON' }), undefined);
+        done(
+          Object.assign(new Error(`the body is not valid JSON: ${problem}`), {
+            statusCode: 400,
+            code: 'WINDFALL_INVALID_JSON',
+          }),
+          undefined,
+        );
       }
     });
     producer.addHook('onRequest', needs('api'));
@@ -237,7 +322,14 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
       const body = request.body as RawJsonValue;
       const envelope = batchEnvelopeErrors(body);
       if (envelope.length > 0) {
-        return refuseBatch(reply, new BatchValidationError(envelope, 0, `batch refused: ${envelope.map((e) => `${e.field} ${e.reason}`).join('; ')}`));
+        return refuseBatch(
+          reply,
+          new BatchValidationError(
+            envelope,
+            0,
+            `batch refused: ${envelope.map((e) => `${e.field} ${e.reason}`).join('; ')}`,
+          ),
+        );
       }
       const record = body as { [key: string]: RawJsonValue };
       const rewards = record['rewards'] as RawJsonValue[];
@@ -253,7 +345,14 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
         if (error instanceof BatchValidationError) return refuseBatch(reply, error);
         if (error instanceof BatchConflictError) return fail(reply, 409, 'batch conflict', error.message);
         if (error instanceof BudgetExceededError) {
-          return reply.code(409).send({ error: 'budget exceeded', message: error.message, campaignId: error.campaignId, remaining: error.remaining.toString() });
+          return reply
+            .code(409)
+            .send({
+              error: 'budget exceeded',
+              message: error.message,
+              campaignId: error.campaignId,
+              remaining: error.remaining.toString(),
+            });
         }
         // Redis did not take the recorded batch's jobs in time: posting the batch again finishes the hand-over
         if (error instanceof ServiceUnavailableError) return fail(reply, 503, 'unavailable', error.message);
@@ -276,8 +375,15 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
     operator.get('/v1/wallets/:uid', { schema: { params: uidParams, querystring: walletQuery } }, async (request) => {
       const { uid } = request.params as { uid: string };
       const { limit } = request.query as { limit: number };
-      const { rows } = await windfall.database.pool.query<{ balance: bigint }>('select balance from wallets where uid = $1', [uid]);
-      return { uid, balance: (rows[0]?.balance ?? 0n).toString(), entries: await readLedger(windfall.database.pool, uid, limit) };
+      const { rows } = await windfall.database.pool.query<{ balance: bigint }>(
+        'select balance from wallets where uid = $1',
+        [uid],
+      );
+      return {
+        uid,
+        balance: (rows[0]?.balance ?? 0n).toString(),
+        entries: await readLedger(windfall.database.pool, uid, limit),
+      };
     });
 
     operator.get('/v1/locks/:uid', { schema: { params: uidParams } }, async (request) => {
@@ -291,33 +397,57 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
       return { uid, released: previous.locked, previous };
     });
 
-    operator.post('/v1/batches/:id/revert', { schema: { params: batchIdParams, body: revertRequestSchema } }, async (request, reply) => {
-      const { id } = request.params as { id: string };
-      const body = (request.body ?? {}) as { dryRun?: boolean; reason?: string };
-      try {
-        return await revertBatch({ pool: windfall.database.pool, wallet: windfall.wallet, logger, deadLetters: windfall.deadLetters, events: windfall.events }, id, {
-          dryRun: body.dryRun ?? false,
-          actor: actorOf(request),
-          ...(body.reason !== undefined ? { reason: body.reason } : {}),
-        });
-      } catch (error) {
-        if (error instanceof UnknownBatchError) return fail(reply, 404, 'not found', error.message);
-        if (error instanceof BatchRevertRefusedError) return fail(reply, 409, 'batch processing', error.message);
-        if (error instanceof RevertRequestError) return fail(reply, 400, 'invalid request', error.message, [{ row: 0, field: 'reason', reason: error.message }]);
-        throw error;
-      }
-    });
+    operator.post(
+      '/v1/batches/:id/revert',
+      { schema: { params: batchIdParams, body: revertRequestSchema } },
+      async (request, reply) => {
+        const { id } = request.params as { id: string };
+        const body = (request.body ?? {}) as { dryRun?: boolean; reason?: string };
+        try {
+          return await revertBatch(
+            {
+              pool: windfall.database.pool,
+              wallet: windfall.wallet,
+              logger,
+              deadLetters: windfall.deadLetters,
+              events: windfall.events,
+            },
+            id,
+            {
+              dryRun: body.dryRun ?? false,
+              actor: actorOf(request),
+              ...(body.reason !== undefined ? { reason: body.reason } : {}),
+            },
+          );
+        } catch (error) {
+          if (error instanceof UnknownBatchError) return fail(reply, 404, 'not found', error.message);
+          if (error instanceof BatchRevertRefusedError) return fail(reply, 409, 'batch processing', error.message);
+          if (error instanceof RevertRequestError)
+            return fail(reply, 400, 'invalid request', error.message, [
+              { row: 0, field: 'reason', reason: error.message },
+            ]);
+          throw error;
+        }
+      },
+    );
 
-    operator.put('/v1/campaigns/:id', { schema: { params: campaignIdParams, body: campaignBudgetSchema } }, async (request, reply) => {
-      const { id } = request.params as { id: string };
-      const { budget } = request.body as { budget: string | number | null };
-      try {
-        return await setCampaignBudget(windfall.database.pool, id, budget, { actor: actorOf(request) });
-      } catch (error) {
-        if (error instanceof CampaignRequestError) return fail(reply, 400, 'invalid request', error.message, [{ row: 0, field: error.field, reason: error.message }]);
-        throw error;
-      }
-    });
+    operator.put(
+      '/v1/campaigns/:id',
+      { schema: { params: campaignIdParams, body: campaignBudgetSchema } },
+      async (request, reply) => {
+        const { id } = request.params as { id: string };
+        const { budget } = request.body as { budget: string | number | null };
+        try {
+          return await setCampaignBudget(windfall.database.pool, id, budget, { actor: actorOf(request) });
+        } catch (error) {
+          if (error instanceof CampaignRequestError)
+            return fail(reply, 400, 'invalid request', error.message, [
+              { row: 0, field: error.field, reason: error.message },
+            ]);
+          throw error;
+        }
+      },
+    );
 
     operator.get('/v1/campaigns/:id', { schema: { params: campaignIdParams } }, async (request, reply) => {
       const { id } = request.params as { id: string };
@@ -325,10 +455,19 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
       try {
         report = await getCampaignReport(windfall.database.pool, id);
       } catch (error) {
-        if (error instanceof CampaignRequestError) return fail(reply, 400, 'invalid request', error.message, [{ row: 0, field: error.field, reason: error.message }]);
+        if (error instanceof CampaignRequestError)
+          return fail(reply, 400, 'invalid request', error.message, [
+            { row: 0, field: error.field, reason: error.message },
+          ]);
         throw error;
       }
-      if (!report) return fail(reply, 404, 'not found', `no campaign ${JSON.stringify(id)}: no batch names it and no budget was set`);
+      if (!report)
+        return fail(
+          reply,
+          404,
+          'not found',
+          `no campaign ${JSON.stringify(id)}: no batch names it and no budget was set`,
+        );
       return report;
     });
 
@@ -351,7 +490,12 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
     });
 
     operator.get('/v1/dead-letters', { schema: { querystring: deadLetterQuery } }, async (request) => {
-      const query = request.query as { reason?: DeadLetterReason; batchId?: string; state: 'open' | 'replayed' | 'purged' | 'any'; limit: number };
+      const query = request.query as {
+        reason?: DeadLetterReason;
+        batchId?: string;
+        state: 'open' | 'replayed' | 'purged' | 'any';
+        limit: number;
+      };
       return windfall.deadLetters.list({
         ...(query.reason ? { reason: query.reason } : {}),
         ...(query.batchId ? { batchId: query.batchId } : {}),
@@ -368,17 +512,29 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
     });
 
     operator.post('/v1/dead-letters/replay', { schema: { body: replayRequestSchema } }, async (request, reply) => {
-      const body = (request.body ?? {}) as { ids?: string[]; all?: boolean; reason?: string; batchId?: string; dryRun?: boolean };
+      const body = (request.body ?? {}) as {
+        ids?: string[];
+        all?: boolean;
+        reason?: string;
+        batchId?: string;
+        dryRun?: boolean;
+      };
       let filter;
       try {
         filter = selectionFilter(body, { required: true });
       } catch (error) {
-        if (error instanceof DeadLetterSelectionError) return fail(reply, 400, 'invalid request', error.message, [{ row: 0, field: error.field, reason: error.message }]);
+        if (error instanceof DeadLetterSelectionError)
+          return fail(reply, 400, 'invalid request', error.message, [
+            { row: 0, field: error.field, reason: error.message },
+          ]);
         throw error;
       }
       const actor = actorOf(request);
       const report = await windfall.deadLetters.replay(filter, { dryRun: body.dryRun ?? false, actor });
-      logger.info({ replayed: report.replayed.length, skipped: report.skipped.length, dryRun: report.dryRun, by: actor }, 'dead-letter replay requested');
+      logger.info(
+        { replayed: report.replayed.length, skipped: report.skipped.length, dryRun: report.dryRun, by: actor },
+        'dead-letter replay requested',
+      );
       return report;
     });
   });

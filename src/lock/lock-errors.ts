@@ -32,6 +32,9 @@ export class LockTimeoutError extends Error {
     readonly waitedMs: number,
     options?: { cause?: unknown },
   ) {
-    super(`gave up waiting for the lock of user ${JSON.stringify(uid)} after ${waitedMs} ms (policy ${policy}): the caller's deadline passed or it was cancelled`, options);
+    super(
+      `gave up waiting for the lock of user ${JSON.stringify(uid)} after ${waitedMs} ms (policy ${policy}): the caller's deadline passed or it was cancelled`,
+      options,
+    );
   }
 }

@@ -177,7 +177,12 @@ export class UserLocks {
     return `{"owner":${this.ownerJson},"acquiredAt":"${acquiredAt}","token":"${randomUUID()}"}`;
   }
 
-  private record(policy: LockPolicy, outcome: 'acquired' | 'busy' | 'timeout' | 'error', retries: number, started: number): void {
+  private record(
+    policy: LockPolicy,
+    outcome: 'acquired' | 'busy' | 'timeout' | 'error',
+    retries: number,
+    started: number,
+  ): void {
     if (!this.metrics) return;
     this.metrics.lockAcquire.inc({ policy: policy.name, outcome });
     this.metrics.lockRetries.observe({ policy: policy.name }, retries);
@@ -206,7 +211,11 @@ export class UserLocks {
    * taken: the script runs whole or not at all). On a Redis Cluster, one SET per lock.
    * @throws {@link LockTimeoutError} for all when `signal` has already aborted.
    */
-  async tryAcquireMany(uids: readonly string[], policy: LockPolicy, options: AcquireOptions = {}): Promise<(LockHandle | BusyLock)[]> {
+  async tryAcquireMany(
+    uids: readonly string[],
+    policy: LockPolicy,
+    options: AcquireOptions = {},
+  ): Promise<(LockHandle | BusyLock)[]> {
     const started = performance.now();
     if (options.signal?.aborted || (options.deadline !== undefined && Date.now() >= options.deadline)) {
       for (let i = 0; i < uids.length; i += 1) this.record(policy, 'timeout', 0, started);
@@ -218,7 +227,12 @@ export class UserLocks {
     try {
       replies =
         this.batching && uids.length > 1
-          ? await this.redis.windfallAcquireLocks(uids.length, ...uids.map((uid) => this.keyOf(uid)), policy.ttlMs, ...values)
+          ? await this.redis.windfallAcquireLocks(
+              uids.length,
+              ...uids.map((uid) => this.keyOf(uid)),
+              policy.ttlMs,
+              ...values,
+            )
           : await this.setEach(uids, values, policy.ttlMs);
     } catch (error) {
       for (let i = 0; i < uids.length; i += 1) this.record(policy, 'error', 0, started);
@@ -250,7 +264,9 @@ export class UserLocks {
     if (!failed) return outcomes.map((outcome) => (outcome as PromiseFulfilledResult<unknown>).value);
     const taken = uids.flatMap((uid, i) => {
       const outcome = outcomes[i]!;
-      return outcome.status === 'fulfilled' && outcome.value === 'OK' ? [{ key: this.keyOf(uid), value: values[i]! }] : [];
+      return outcome.status === 'fulfilled' && outcome.value === 'OK'
+        ? [{ key: this.keyOf(uid), value: values[i]! }]
+        : [];
     });
     // best effort: what cannot be given back now expires by its TTL
     await Promise.allSettled(taken.map((lock) => this.redis.windfallReleaseLock(lock.key, lock.value)));
@@ -265,7 +281,14 @@ export class UserLocks {
     return this.attempt(busy.uid, busy.value, busy.policy, options, busy.started, true);
   }
 
-  private async attempt(uid: string, value: string, policy: LockPolicy, options: AcquireOptions, started: number, firstDone: boolean): Promise<LockHandle> {
+  private async attempt(
+    uid: string,
+    value: string,
+    policy: LockPolicy,
+    options: AcquireOptions,
+    started: number,
+    firstDone: boolean,
+  ): Promise<LockHandle> {
     const key = this.keyOf(uid);
     const delays = retryDelays(policy);
     const waited = (): number => Math.round(performance.now() - started);
@@ -301,7 +324,8 @@ export class UserLocks {
         );
         throw new LockBusyError(uid, policy.name, attempt + 1, waited(), holder);
       }
-      const sleepMs = options.deadline === undefined ? delay : Math.min(delay, Math.max(0, options.deadline - Date.now()));
+      const sleepMs =
+        options.deadline === undefined ? delay : Math.min(delay, Math.max(0, options.deadline - Date.now()));
       try {
         await abortableSleep(sleepMs, options.signal);
       } catch (reason) {
@@ -320,10 +344,16 @@ export class UserLocks {
    * force-released and perhaps taken by someone else, whose lock is left alone.
    */
   async release(handle: LockHandle): Promise<boolean> {
-    this.metrics?.lockHold.observe({ policy: handle.policy.name }, (performance.now() - handle.acquiredAtMonotonic) / 1000);
+    this.metrics?.lockHold.observe(
+      { policy: handle.policy.name },
+      (performance.now() - handle.acquiredAtMonotonic) / 1000,
+    );
     const released = (await this.redis.windfallReleaseLock(handle.key, handle.value)) === 1;
     if (!released) {
-      this.logger.warn({ uid: handle.uid }, 'lock was no longer ours at release: it expired or was force-released while held');
+      this.logger.warn(
+        { uid: handle.uid },
+        'lock was no longer ours at release: it expired or was force-released while held',
+      );
     }
     return released;
   }
@@ -342,7 +372,11 @@ export class UserLocks {
   ): Promise<{ released: boolean[]; acquired: (LockHandle | BusyLock)[] }> {
     if (releases.length === 0) return { released: [], acquired: await this.tryAcquireMany(uids, policy, options) };
     if (uids.length === 0) return { released: await this.releaseMany(releases), acquired: [] };
-    if (!this.batching || options.signal?.aborted || (options.deadline !== undefined && Date.now() >= options.deadline)) {
+    if (
+      !this.batching ||
+      options.signal?.aborted ||
+      (options.deadline !== undefined && Date.now() >= options.deadline)
+    ) {
       const released = await this.releaseMany(releases);
       return { released, acquired: await this.tryAcquireMany(uids, policy, options) };
     }
@@ -379,11 +413,17 @@ export class UserLocks {
   }
 
   private observeHolds(handles: readonly LockHandle[], now: number): void {
-    if (this.metrics) for (const handle of handles) this.metrics.lockHold.observe({ policy: handle.policy.name }, (now - handle.acquiredAtMonotonic) / 1000);
+    if (this.metrics)
+      for (const handle of handles)
+        this.metrics.lockHold.observe({ policy: handle.policy.name }, (now - handle.acquiredAtMonotonic) / 1000);
   }
 
   private releasedNow(handle: LockHandle, released: boolean): boolean {
-    if (!released) this.logger.warn({ uid: handle.uid }, 'lock was no longer ours at release: it expired or was force-released while held');
+    if (!released)
+      this.logger.warn(
+        { uid: handle.uid },
+        'lock was no longer ours at release: it expired or was force-released while held',
+      );
     return released;
   }
 
@@ -400,7 +440,11 @@ export class UserLocks {
   }
 
   private releaseKeys(locks: readonly { key: string; value: string }[]): Promise<number[]> {
-    return this.redis.windfallReleaseLocks(locks.length, ...locks.map((lock) => lock.key), ...locks.map((lock) => lock.value));
+    return this.redis.windfallReleaseLocks(
+      locks.length,
+      ...locks.map((lock) => lock.key),
+      ...locks.map((lock) => lock.value),
+    );
   }
 
   /** Sets a new TTL on a lock if it is still ours; false when it is not. */

@@ -32,7 +32,10 @@ export function isErrorLike(value: unknown): value is Error {
 function commandWithoutArguments(command: unknown): unknown {
   if (command === null || typeof command !== 'object') return command;
   const { name, args } = command as { name?: unknown; args?: unknown };
-  return { ...(typeof name === 'string' ? { name } : {}), ...(Array.isArray(args) ? { args: `[${args.length} hidden]` } : {}) };
+  return {
+    ...(typeof name === 'string' ? { name } : {}),
+    ...(Array.isArray(args) ? { args: `[${args.length} hidden]` } : {}),
+  };
 }
 
 function typeName(value: object): string {
@@ -76,7 +79,9 @@ function stackWithCauses(error: Error): string {
 function boundedJson(value: unknown, max = MAX_THROWN_TEXT): string {
   let text: string;
   try {
-    text = JSON.stringify(value, (_key, item: unknown) => (typeof item === 'bigint' ? item.toString() : item)) ?? String(value);
+    text =
+      JSON.stringify(value, (_key, item: unknown) => (typeof item === 'bigint' ? item.toString() : item)) ??
+      String(value);
   } catch {
     text = Object.prototype.toString.call(value);
   }
@@ -88,9 +93,13 @@ class Renderer {
 
   /** An error as a plain object: type, message (with causes), stack (with causes), aggregated errors, its fields. */
   error(error: Error, depth: number): Record<string, unknown> {
-    if (this.seen.has(error)) return { type: typeName(error), message: scrubRedisArguments(error.message), circular: true };
+    if (this.seen.has(error))
+      return { type: typeName(error), message: scrubRedisArguments(error.message), circular: true };
     this.seen.add(error);
-    const rendered: Record<string, unknown> = { type: typeName(error), message: scrubRedisArguments(messageWithCauses(error)) };
+    const rendered: Record<string, unknown> = {
+      type: typeName(error),
+      message: scrubRedisArguments(messageWithCauses(error)),
+    };
     const stack = stackWithCauses(error);
     if (stack.trim() !== '') rendered['stack'] = scrubRedisArguments(stack);
     const errors = (error as { errors?: unknown }).errors;
@@ -117,7 +126,8 @@ class Renderer {
     try {
       if (Array.isArray(value)) return this.array(value, depth);
       const copy: Record<string, unknown> = {};
-      for (const [key, item] of Object.entries(value)) copy[key] = key === 'command' ? commandWithoutArguments(item) : this.value(item, depth + 1);
+      for (const [key, item] of Object.entries(value))
+        copy[key] = key === 'command' ? commandWithoutArguments(item) : this.value(item, depth + 1);
       return copy;
     } finally {
       this.seen.delete(value);
@@ -148,7 +158,10 @@ export function renderError(thrown: unknown): unknown {
   if (thrown === null) return { type: 'null', message: 'null' };
   if (typeof thrown !== 'object') {
     const text = typeof thrown === 'string' ? thrown : typeof thrown === 'symbol' ? thrown.toString() : String(thrown);
-    return { type: typeof thrown, message: scrubRedisArguments(text.length > MAX_THROWN_TEXT ? `${text.slice(0, MAX_THROWN_TEXT)}…` : text) };
+    return {
+      type: typeof thrown,
+      message: scrubRedisArguments(text.length > MAX_THROWN_TEXT ? `${text.slice(0, MAX_THROWN_TEXT)}…` : text),
+    };
   }
   const fields = renderer.value(thrown, 0);
   const message = (thrown as { message?: unknown }).message;

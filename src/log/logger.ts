@@ -62,7 +62,11 @@ export function loggerOptions(level: LogLevel, bindings: Record<string, unknown>
     // errors under any key, at any depth, and thrown non-Error values: rendered for people, Redis command
     // arguments (a rotated password in a failed AUTH) never printed
     serializers: { err: renderError },
-    formatters: { level: (label) => ({ level: label }), log: (fields) => renderLogFields(fields), bindings: (bindings) => renderLogFields(bindings) },
+    formatters: {
+      level: (label) => ({ level: label }),
+      log: (fields) => renderLogFields(fields),
+      bindings: (bindings) => renderLogFields(bindings),
+    },
     // a key the logger already binds is written once per line
     hooks: { logMethod: dropRepeatedFields },
   };
@@ -76,8 +80,15 @@ export function loggerOptions(level: LogLevel, bindings: Record<string, unknown>
  * or depth (a Redis command keeps its name, never its arguments); a field the logger already binds is written
  * once ({@link dropRepeatedFields}).
  */
-export function createLogger(level: LogLevel = 'info', bindings: Record<string, unknown> = {}, destination?: pino.DestinationStream): Logger {
-  const logger = pino(loggerOptions(level, bindings), scrubbingDestination(destination ?? pino.destination({ fd: 2, sync: true })));
+export function createLogger(
+  level: LogLevel = 'info',
+  bindings: Record<string, unknown> = {},
+  destination?: pino.DestinationStream,
+): Logger {
+  const logger = pino(
+    loggerOptions(level, bindings),
+    scrubbingDestination(destination ?? pino.destination({ fd: 2, sync: true })),
+  );
   // pino applies `formatters.bindings` to the base bindings only; a child's bindings are rendered here (children,
   // fastify's request loggers included, inherit this method)
   type ChildMethod = (this: unknown, bindings: pino.Bindings, options?: unknown) => unknown;

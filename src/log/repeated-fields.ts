@@ -78,5 +78,5 @@ export function dropRepeatedFields(this: pino.Logger, args: Parameters<pino.LogF
     return;
   }
   const [, ...rest] = args;
-  (method).apply(this, [copy, ...rest]);
+  method.apply(this, [copy, ...rest]);
 }

@@ -5,7 +5,11 @@ import type { Registry } from 'prom-client';
  * Serves `GET /metrics` (Prometheus text format) from `registry` on `port` (all interfaces), for worker processes.
  * `collect` runs before each scrape (to sample queue depths). Resolves once listening.
  */
-export async function startMetricsServer(registry: Registry, port: number, collect?: () => Promise<void>): Promise<Server> {
+export async function startMetricsServer(
+  registry: Registry,
+  port: number,
+  collect?: () => Promise<void>,
+): Promise<Server> {
   const server = createServer((request, response) => {
     if (request.method !== 'GET' || (request.url ?? '').split('?')[0] !== '/metrics') {
       response.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try GET /metrics\n');

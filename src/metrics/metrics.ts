@@ -139,7 +139,8 @@ export class WindfallMetrics {
   });
 
   constructor(options: { readonly defaultMetrics?: boolean } = {}) {
-    if (options.defaultMetrics ?? false) collectDefaultMetrics({ register: this.registry, prefix: 'windfall_process_' });
+    if (options.defaultMetrics ?? false)
+      collectDefaultMetrics({ register: this.registry, prefix: 'windfall_process_' });
     for (const policy of KNOWN_POLICIES) {
       for (const outcome of LOCK_OUTCOMES) this.lockAcquire.inc({ policy, outcome }, 0);
       this.lockRetries.zero({ policy });

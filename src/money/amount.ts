@@ -18,7 +18,9 @@ export class JsonNumber {
  * The result of checking an amount: the value, or why it was refused — a stable code (see `ROW_PROBLEMS`) and a
  * sentence fragment for row errors.
  */
-export type AmountCheck = { readonly ok: true; readonly value: bigint } | { readonly ok: false; readonly code: AmountProblemCode; readonly reason: string };
+export type AmountCheck =
+  | { readonly ok: true; readonly value: bigint }
+  | { readonly ok: false; readonly code: AmountProblemCode; readonly reason: string };
 
 /** The codes an amount is refused with. */
 export type AmountProblemCode =
@@ -36,10 +38,12 @@ export type AmountProblemCode =
 const refuse = (code: AmountProblemCode, reason: string): AmountCheck => ({ ok: false, code, reason });
 
 function checkDigits(text: string, written: string): AmountCheck {
-  if (text.length > 30) return refuse('amount_too_large', `must be at most ${MAX_REWARD_AMOUNT} (got ${text.length} digits)`);
+  if (text.length > 30)
+    return refuse('amount_too_large', `must be at most ${MAX_REWARD_AMOUNT} (got ${text.length} digits)`);
   const value = BigInt(text);
   if (value === 0n) return refuse('amount_zero', 'must be greater than zero');
-  if (value > MAX_REWARD_AMOUNT) return refuse('amount_too_large', `must be at most ${MAX_REWARD_AMOUNT}, got ${written}`);
+  if (value > MAX_REWARD_AMOUNT)
+    return refuse('amount_too_large', `must be at most ${MAX_REWARD_AMOUNT}, got ${written}`);
   return { ok: true, value };
 }
 
@@ -49,14 +53,22 @@ function checkNumberText(text: string, kind: 'string' | 'number'): AmountCheck {
   // only refusals quote what was written
   const shown = JSON.stringify(text.length > 40 ? `${text.slice(0, 40)}…` : text);
   if (/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(text)) {
-    if (/[eE]/.test(text)) return refuse('amount_exponent', `exponents are not accepted (got ${shown}); write the whole number of minor units`);
+    if (/[eE]/.test(text))
+      return refuse(
+        'amount_exponent',
+        `exponents are not accepted (got ${shown}); write the whole number of minor units`,
+      );
     if (text.startsWith('-')) return refuse('amount_negative', `must be positive, got ${shown}`);
     if (text.includes('.')) {
-      return refuse('amount_fraction', `fractions are not accepted (got ${shown}); amounts are whole minor units (cents)`);
+      return refuse(
+        'amount_fraction',
+        `fractions are not accepted (got ${shown}); amounts are whole minor units (cents)`,
+      );
     }
     return refuse('amount_not_digits', `must be digits only, got ${shown}`);
   }
-  if (/^[+-]?(nan|infinity|inf)$/i.test(text)) return refuse('amount_not_whole', `must be a whole number, got ${shown}`);
+  if (/^[+-]?(nan|infinity|inf)$/i.test(text))
+    return refuse('amount_not_whole', `must be a whole number, got ${shown}`);
   return refuse(
     kind === 'string' ? 'amount_not_digits' : 'amount_not_whole',
     kind === 'string'
@@ -73,19 +85,38 @@ export function checkAmount(input: unknown): AmountCheck {
   if (input instanceof JsonNumber) return checkNumberText(input.raw, 'number');
   if (typeof input === 'string') return checkNumberText(input, 'string');
   if (typeof input === 'bigint') {
-    if (input <= 0n) return input === 0n ? refuse('amount_zero', 'must be greater than zero') : refuse('amount_negative', `must be positive, got ${input}`);
-    if (input > MAX_REWARD_AMOUNT) return refuse('amount_too_large', `must be at most ${MAX_REWARD_AMOUNT}, got ${input}`);
+    if (input <= 0n)
+      return input === 0n
+        ? refuse('amount_zero', 'must be greater than zero')
+        : refuse('amount_negative', `must be positive, got ${input}`);
+    if (input > MAX_REWARD_AMOUNT)
+      return refuse('amount_too_large', `must be at most ${MAX_REWARD_AMOUNT}, got ${input}`);
     return { ok: true, value: input };
   }
   if (typeof input === 'number') {
-    if (Number.isNaN(input) || !Number.isFinite(input)) return refuse('amount_not_whole', `must be a whole number, got ${input}`);
-    if (!Number.isInteger(input)) return refuse('amount_fraction', `fractions are not accepted (got ${input}); amounts are whole minor units (cents)`);
-    if (input <= 0) return input === 0 ? refuse('amount_zero', 'must be greater than zero') : refuse('amount_negative', `must be positive, got ${input}`);
-    if (!Number.isSafeInteger(input)) return refuse('amount_too_large', `must be at most ${MAX_REWARD_AMOUNT}; pass larger values as a string of digits`);
+    if (Number.isNaN(input) || !Number.isFinite(input))
+      return refuse('amount_not_whole', `must be a whole number, got ${input}`);
+    if (!Number.isInteger(input))
+      return refuse(
+        'amount_fraction',
+        `fractions are not accepted (got ${input}); amounts are whole minor units (cents)`,
+      );
+    if (input <= 0)
+      return input === 0
+        ? refuse('amount_zero', 'must be greater than zero')
+        : refuse('amount_negative', `must be positive, got ${input}`);
+    if (!Number.isSafeInteger(input))
+      return refuse(
+        'amount_too_large',
+        `must be at most ${MAX_REWARD_AMOUNT}; pass larger values as a string of digits`,
+      );
     return { ok: true, value: BigInt(input) };
   }
   if (input === undefined || input === null) return refuse('missing', 'is missing');
-  return refuse('amount_wrong_type', `must be a whole number of minor units as a JSON integer or a string of digits, got ${typeof input}`);
+  return refuse(
+    'amount_wrong_type',
+    `must be a whole number of minor units as a JSON integer or a string of digits, got ${typeof input}`,
+  );
 }
 
 /** Parses an amount or throws a `RangeError` with the reason; see {@link checkAmount}. */

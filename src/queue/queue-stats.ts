@@ -44,7 +44,15 @@ export async function readQueueStats(queues: WindfallQueues): Promise<QueueStats
   const now = Date.now();
   return Promise.all(
     queues.all().map(async ({ name, queue }) => {
-      const counts = await queue.getJobCounts('waiting', 'paused', 'prioritized', 'active', 'delayed', 'failed', 'completed');
+      const counts = await queue.getJobCounts(
+        'waiting',
+        'paused',
+        'prioritized',
+        'active',
+        'delayed',
+        'failed',
+        'completed',
+      );
       const oldest = await oldestWaitingTimestamp(queue);
       return {
         queue: name,

@@ -37,7 +37,12 @@ function nodeOptions(url: string): Pick<RedisOptions, 'username' | 'password' | 
  * Opens an ioredis connection as BullMQ needs it (`maxRetriesPerRequest: null`: commands wait across reconnects
  * instead of failing). Connection errors are logged (without the password) rather than crashing the process.
  */
-export function connectRedis(url: string, logger: Logger, name = 'windfall', options: RedisConnectOptions = {}): RedisClient {
+export function connectRedis(
+  url: string,
+  logger: Logger,
+  name = 'windfall',
+  options: RedisConnectOptions = {},
+): RedisClient {
   const redis: RedisClient = options.cluster
     ? connectCluster(url, name, options.clusterNodes ?? [])
     : new Redis(url, {
@@ -69,7 +74,10 @@ export function connectRedis(url: string, logger: Logger, name = 'windfall', opt
  */
 function connectCluster(url: string, name: string, extraNodes: readonly string[]): Cluster {
   const parsed = new URL(url);
-  const seeds: ClusterNode[] = [{ host: parsed.hostname.replace(/^\[|\]$/g, ''), port: Number(parsed.port || 6379) }, ...extraNodes.map(seedNode)];
+  const seeds: ClusterNode[] = [
+    { host: parsed.hostname.replace(/^\[|\]$/g, ''), port: Number(parsed.port || 6379) },
+    ...extraNodes.map(seedNode),
+  ];
   return new Cluster(seeds, {
     enableReadyCheck: true,
     maxRedirections: 32,

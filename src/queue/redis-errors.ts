@@ -5,7 +5,8 @@
  * refused after a failed save (`MISCONF`), or credentials it no longer accepts (`NOAUTH`, `WRONGPASS`). Found anywhere
  * in the message: Redis 6.2 wraps an error inside a script (`ERR Error running script … -OOM …`).
  */
-const UNAVAILABLE_REPLY = /(?:^|[\s-])(OOM|READONLY|LOADING|MASTERDOWN|CLUSTERDOWN|TRYAGAIN|BUSY|MISCONF|NOAUTH|WRONGPASS)\b/;
+const UNAVAILABLE_REPLY =
+  /(?:^|[\s-])(OOM|READONLY|LOADING|MASTERDOWN|CLUSTERDOWN|TRYAGAIN|BUSY|MISCONF|NOAUTH|WRONGPASS)\b/;
 
 /** The client lost or cannot open its connection. */
 const CONNECTION_FAILURE =

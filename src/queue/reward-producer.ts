@@ -118,15 +118,28 @@ export class RewardProducer {
   async enqueue(records: AsyncIterable<SourceRecord>, options: EnqueueOptions = {}): Promise<EnqueueResult> {
     const batchId = options.batchId ?? randomUUID();
     const problem = identifierProblem(batchId);
-    if (problem) throw new BatchValidationError([{ row: 0, field: 'batchId', ...problem }], 0, `batch refused: batchId ${problem.reason}`);
+    if (problem)
+      throw new BatchValidationError(
+        [{ row: 0, field: 'batchId', ...problem }],
+        0,
+        `batch refused: batchId ${problem.reason}`,
+      );
     const campaignProblem = options.campaignId === undefined ? null : identifierProblem(options.campaignId);
     if (campaignProblem) {
-      throw new BatchValidationError([{ row: 0, field: 'campaignId', ...campaignProblem }], 0, `batch refused: campaignId ${campaignProblem.reason}`);
+      throw new BatchValidationError(
+        [{ row: 0, field: 'campaignId', ...campaignProblem }],
+        0,
+        `batch refused: campaignId ${campaignProblem.reason}`,
+      );
     }
     const priority = options.priority ?? 'normal';
     if (!isBatchPriority(priority)) {
       const reason = `must be high, normal or low, got ${JSON.stringify(priority)}`;
-      throw new BatchValidationError([{ row: 0, field: 'priority', code: 'invalid_priority', reason }], 0, `batch refused: priority ${reason}`);
+      throw new BatchValidationError(
+        [{ row: 0, field: 'priority', code: 'invalid_priority', reason }],
+        0,
+        `batch refused: priority ${reason}`,
+      );
     }
     const maxRows = this.options.maxBatchRows ?? 10_000_000;
 
@@ -189,7 +202,11 @@ export class RewardProducer {
       // the losing hand-over is abandoned: it stops before its next page of jobs and never marks the batch enqueued
       await Promise.race([this.handOverChunks(batch, stop.signal), expired]);
     } catch (error) {
-      if (error instanceof ServiceUnavailableError) this.logger.warn({ batchId: batch.batchId, timeoutMs }, 'Redis did not take the batch jobs in time; the batch waits in PostgreSQL');
+      if (error instanceof ServiceUnavailableError)
+        this.logger.warn(
+          { batchId: batch.batchId, timeoutMs },
+          'Redis did not take the batch jobs in time; the batch waits in PostgreSQL',
+        );
       throw error;
     } finally {
       clearTimeout(timer);
@@ -201,7 +218,10 @@ export class RewardProducer {
     let after = -1;
     for (;;) {
       if (signal.aborted) return;
-      const { rows } = await this.options.pool.query<{ chunk_no: number; shard: number; turn: number }>(CHUNK_TURNS_SQL, [batch.batchId, after, JOBS_PER_ADD]);
+      const { rows } = await this.options.pool.query<{ chunk_no: number; shard: number; turn: number }>(
+        CHUNK_TURNS_SQL,
+        [batch.batchId, after, JOBS_PER_ADD],
+      );
       if (rows.length === 0) break;
       const queues = await this.queues();
       const byShard = new Map<number, { data: ChunkJobData; priority: number }[]>();
@@ -227,7 +247,13 @@ export class RewardProducer {
       after = rows[rows.length - 1]!.chunk_no;
     }
     if (signal.aborted) return;
-    await this.options.pool.query('update reward_batches set enqueued_at = now() where batch_id = $1 and enqueued_at is null', [batch.batchId]);
-    this.logger.info({ batchId: batch.batchId, total: batch.total, users: batch.users, chunks: batch.chunks }, 'batch enqueued');
+    await this.options.pool.query(
+      'update reward_batches set enqueued_at = now() where batch_id = $1 and enqueued_at is null',
+      [batch.batchId],
+    );
+    this.logger.info(
+      { batchId: batch.batchId, total: batch.total, users: batch.users, chunks: batch.chunks },
+      'batch enqueued',
+    );
   }
 }

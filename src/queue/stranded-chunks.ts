@@ -22,7 +22,10 @@ order by b.created_at, c.batch_id`;
 
 /** Open batches with chunks on shards ≥ `shards`, oldest first (none in normal operation). */
 export async function findStrandedBatches(db: Pick<pg.Pool, 'query'>, shards: number): Promise<StrandedBatch[]> {
-  const { rows } = await db.query<{ batch_id: string; staged_shards: number; open_chunks: number }>(STRANDED_BATCHES_SQL, [shards]);
+  const { rows } = await db.query<{ batch_id: string; staged_shards: number; open_chunks: number }>(
+    STRANDED_BATCHES_SQL,
+    [shards],
+  );
   return rows.map((row) => ({ batchId: row.batch_id, stagedShards: row.staged_shards, openChunks: row.open_chunks }));
 }
 
@@ -31,7 +34,10 @@ export function describeStrandedBatches(batches: readonly StrandedBatch[], shard
   const needed = Math.max(...batches.map((batch) => batch.stagedShards));
   const listed = batches
     .slice(0, 10)
-    .map((batch) => `${batch.batchId} (staged with ${batch.stagedShards} shards; ${batch.openChunks} open chunk${batch.openChunks === 1 ? '' : 's'} on shards ${shards} and above)`);
+    .map(
+      (batch) =>
+        `${batch.batchId} (staged with ${batch.stagedShards} shards; ${batch.openChunks} open chunk${batch.openChunks === 1 ? '' : 's'} on shards ${shards} and above)`,
+    );
   const more = batches.length > 10 ? ` and ${batches.length - 10} more` : '';
   return (
     `WINDFALL_SHARDS is ${shards}, but ${batches.length} open batch${batches.length === 1 ? ' has' : 'es have'} chunk jobs in shard queues ` +
@@ -48,5 +54,9 @@ export function describeStrandedBatches(batches: readonly StrandedBatch[], shard
  */
 export async function assertNoStrandedChunks(db: Pick<pg.Pool, 'query'>, shards: number): Promise<void> {
   const stranded = await findStrandedBatches(db, shards);
-  if (stranded.length > 0) throw new ConfigError('WINDFALL_SHARDS', describeStrandedBatches(stranded, shards).replace(/^WINDFALL_SHARDS is/, 'set to'));
+  if (stranded.length > 0)
+    throw new ConfigError(
+      'WINDFALL_SHARDS',
+      describeStrandedBatches(stranded, shards).replace(/^WINDFALL_SHARDS is/, 'set to'),
+    );
 }

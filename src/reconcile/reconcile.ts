@@ -226,7 +226,9 @@ const text = (value: unknown): string => String(value);
 
 function describeExisting(row: ClassRow): string {
   if (row.l_uid === null) return 'no ledger entry';
-  const parts = [`ledger entry ${JSON.stringify(row.reward_id)} credits ${row.l_amount} to ${JSON.stringify(row.l_uid)}`];
+  const parts = [
+    `ledger entry ${JSON.stringify(row.reward_id)} credits ${row.l_amount} to ${JSON.stringify(row.l_uid)}`,
+  ];
   parts.push(row.l_batch ? `(batch ${JSON.stringify(row.l_batch)})` : '(not a batch)');
   return parts.join(' ');
 }
@@ -304,7 +306,13 @@ export async function reconcile(pool: pg.Pool, options: ReconcileOptions = {}): 
     const totals = (await client.query(TOTALS_SQL)).rows[0] as { wallets: bigint; entries: bigint; batches: bigint };
 
     mark = performance.now();
-    const balances = await client.query<{ uid: string; balance: string | null; ledger: string; missing: boolean; mismatches: string }>(BALANCE_SQL, [limit]);
+    const balances = await client.query<{
+      uid: string;
+      balance: string | null;
+      ledger: string;
+      missing: boolean;
+      mismatches: string;
+    }>(BALANCE_SQL, [limit]);
     counted(balances.rows.length, num(balances.rows[0]?.mismatches));
     for (const row of balances.rows) {
       mismatches.push(
@@ -329,7 +337,10 @@ export async function reconcile(pool: pg.Pool, options: ReconcileOptions = {}): 
     lap('balances');
     // streamed in index order over the unique index (no hash table of every id)
     await client.query(`set local enable_hashagg = off`);
-    const repeated = await client.query<{ operation_id: string; times: number; uids: string; mismatches: string }>(REPEATED_SQL, [limit]);
+    const repeated = await client.query<{ operation_id: string; times: number; uids: string; mismatches: string }>(
+      REPEATED_SQL,
+      [limit],
+    );
     await client.query(`set local enable_hashagg = on`);
     counted(repeated.rows.length, num(repeated.rows[0]?.mismatches));
     for (const row of repeated.rows) {
@@ -391,7 +402,10 @@ export async function reconcile(pool: pg.Pool, options: ReconcileOptions = {}): 
     const pendingIds = perBatch.filter((row) => num(row['in_flight']) > 0).map((row) => text(row['batch_id']));
     const pendingBatches: PendingBatch[] = [];
     if (pendingIds.length > 0) {
-      const info = await client.query<{ batch_id: string; created_at: Date; open_chunks: number }>(PENDING_BATCHES_SQL, [pendingIds]);
+      const info = await client.query<{ batch_id: string; created_at: Date; open_chunks: number }>(
+        PENDING_BATCHES_SQL,
+        [pendingIds],
+      );
       const byId = new Map(info.rows.map((row) => [row.batch_id, row]));
       for (const row of perBatch) {
         if (num(row['in_flight']) === 0) continue;

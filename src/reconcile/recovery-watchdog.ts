@@ -97,7 +97,13 @@ export class RecoveryWatchdog {
    * another process holds it.
    */
   async scanOnce(): Promise<ResumeReport | null> {
-    const held = await this.options.redis.eval(HOLD_GUARD_SCRIPT, 1, this.guardKey, this.token, String(2 * this.options.intervalMs));
+    const held = await this.options.redis.eval(
+      HOLD_GUARD_SCRIPT,
+      1,
+      this.guardKey,
+      this.token,
+      String(2 * this.options.intervalMs),
+    );
     if (Number(held) !== 1) return null;
     const report = await resumeOpenWork(this.options.pool, this.options.queues, {
       minAgeMs: this.options.intervalMs,

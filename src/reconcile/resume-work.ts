@@ -147,23 +147,42 @@ async function lostJobs(queues: WindfallQueues, candidates: readonly Candidate[]
  * left alone, adding an existing job id is a no-op, and re-running a job is idempotent (the ledger decides). Work
  * found lost is read again from PostgreSQL before it is re-added, so a job that just finished is not run again.
  */
-export async function resumeOpenWork(pool: pg.Pool, queues: WindfallQueues, options: ResumeOptions = {}): Promise<ResumeReport> {
+export async function resumeOpenWork(
+  pool: pg.Pool,
+  queues: WindfallQueues,
+  options: ResumeOptions = {},
+): Promise<ResumeReport> {
   const logger = options.logger ?? silentLogger();
   const minAgeMs = options.minAgeMs ?? 60_000;
   const dryRun = options.dryRun ?? false;
   const shards = queues.settings.shards;
 
   const chunkRows = (
-    await pool.query<{ batch_id: string; chunk_no: number; shard: number; staged_shards: number; not_handed_over: boolean; priority: BatchPriority; turn: number }>(OPEN_CHUNKS_SQL, [
-      minAgeMs,
-      options.maxChunks ?? 100_000,
-    ])
+    await pool.query<{
+      batch_id: string;
+      chunk_no: number;
+      shard: number;
+      staged_shards: number;
+      not_handed_over: boolean;
+      priority: BatchPriority;
+      turn: number;
+    }>(OPEN_CHUNKS_SQL, [minAgeMs, options.maxChunks ?? 100_000])
   ).rows;
-  const replayRows = (await pool.query<{ id: string; batch_id: string; uid: string; shard: number; priority: BatchPriority }>(UNFINISHED_REPLAYS_SQL())).rows;
+  const replayRows = (
+    await pool.query<{ id: string; batch_id: string; uid: string; shard: number; priority: BatchPriority }>(
+      UNFINISHED_REPLAYS_SQL(),
+    )
+  ).rows;
 
   const stranded: StrandedChunk[] = chunkRows
     .filter((row) => row.shard >= shards)
-    .map((row) => ({ jobId: chunkJobId(row.batch_id, row.chunk_no), batchId: row.batch_id, chunkNo: row.chunk_no, shard: row.shard, stagedShards: row.staged_shards }));
+    .map((row) => ({
+      jobId: chunkJobId(row.batch_id, row.chunk_no),
+      batchId: row.batch_id,
+      chunkNo: row.chunk_no,
+      shard: row.shard,
+      stagedShards: row.staged_shards,
+    }));
   const chunkJobs = chunkRows
     .filter((row) => row.shard < shards)
     .map((row) => ({ row, jobId: chunkJobId(row.batch_id, row.chunk_no), shard: row.shard }));
@@ -186,7 +205,9 @@ export async function resumeOpenWork(pool: pg.Pool, queues: WindfallQueues, opti
   }
   const lostReplays = replayJobs.filter(({ jobId }) => lost.has(jobId));
   if (lostReplays.length > 0) {
-    const { rows } = await pool.query<{ id: string }>(UNFINISHED_REPLAYS_SQL('d.id = any($1::bigint[])'), [lostReplays.map(({ row }) => row.id)]);
+    const { rows } = await pool.query<{ id: string }>(UNFINISHED_REPLAYS_SQL('d.id = any($1::bigint[])'), [
+      lostReplays.map(({ row }) => row.id),
+    ]);
     for (const row of rows) stillOpen.add(replayJobId(row.id));
   }
 
@@ -202,7 +223,9 @@ export async function resumeOpenWork(pool: pg.Pool, queues: WindfallQueues, opti
     if (!was || !stillOpen.has(jobId)) continue;
     const data: ChunkJobData = { kind: 'chunk', batchId: row.batch_id, chunkNo: row.chunk_no, shard };
     // its turn among its batch's open chunks of its shard: a batch whose every job was lost takes turns again
-    await readd(shard, jobId, was, () => queues.shard(shard).add('chunk', data, { jobId, priority: chunkJobPriority(row.priority, row.turn) }));
+    await readd(shard, jobId, was, () =>
+      queues.shard(shard).add('chunk', data, { jobId, priority: chunkJobPriority(row.priority, row.turn) }),
+    );
     chunks.push({ jobId, batchId: row.batch_id, shard, was, chunkNo: row.chunk_no });
   }
   const replays: ResumedJob[] = [];
@@ -210,27 +233,46 @@ export async function resumeOpenWork(pool: pg.Pool, queues: WindfallQueues, opti
     const was = lost.get(jobId);
     if (!was || !stillOpen.has(jobId)) continue;
     const data: ReplayJobData = { kind: 'replay', deadLetterId: row.id, batchId: row.batch_id, uid: row.uid, shard };
-    await readd(shard, jobId, was, () => queues.shard(shard).add('replay', data, { jobId, priority: replayJobPriority(row.priority) }));
+    await readd(shard, jobId, was, () =>
+      queues.shard(shard).add('replay', data, { jobId, priority: replayJobPriority(row.priority) }),
+    );
     replays.push({ jobId, batchId: row.batch_id, shard, was, deadLetterId: row.id });
   }
 
   // A batch whose producer stopped half-way through the hand-over: every chunk now has its job (not so for a batch
   // with stranded chunks, which stays as it is).
   const strandedBatches = new Set(stranded.map((chunk) => chunk.batchId));
-  const handedOver = [...new Set(chunkRows.filter((row) => row.not_handed_over && !strandedBatches.has(row.batch_id)).map((row) => row.batch_id))];
+  const handedOver = [
+    ...new Set(
+      chunkRows.filter((row) => row.not_handed_over && !strandedBatches.has(row.batch_id)).map((row) => row.batch_id),
+    ),
+  ];
   if (!dryRun && handedOver.length > 0) {
-    await pool.query('update reward_batches set enqueued_at = now() where batch_id = any($1::text[]) and enqueued_at is null', [handedOver]);
+    await pool.query(
+      'update reward_batches set enqueued_at = now() where batch_id = any($1::text[]) and enqueued_at is null',
+      [handedOver],
+    );
   }
 
   if (chunks.length > 0 || replays.length > 0) {
     const summarize = (jobs: readonly ResumedJob[]) => jobs.slice(0, 20).map((job) => `${job.jobId}:${job.was}`);
     logger.warn(
       { dryRun, chunks: chunks.length, replays: replays.length, jobs: summarize([...chunks, ...replays]) },
-      dryRun ? 'open work without a live job found (dry run: nothing re-added)' : 'open work without a live job found: jobs re-added',
+      dryRun
+        ? 'open work without a live job found (dry run: nothing re-added)'
+        : 'open work without a live job found: jobs re-added',
     );
   }
   if (stranded.length > 0) logger.error({ shards, chunks: stranded.length }, describeStranded(stranded, shards));
-  return { dryRun, checkedChunks: chunkRows.length, checkedReplays: replayRows.length, chunks, replays, stranded, handedOver };
+  return {
+    dryRun,
+    checkedChunks: chunkRows.length,
+    checkedReplays: replayRows.length,
+    chunks,
+    replays,
+    stranded,
+    handedOver,
+  };
 }
 
 /** What to tell an operator about stranded chunks: which batches, the shard count they need, what to do. */
@@ -238,7 +280,11 @@ export function describeStranded(stranded: readonly StrandedChunk[], shards: num
   const byBatch = new Map<string, StrandedBatch>();
   for (const chunk of stranded) {
     const batch = byBatch.get(chunk.batchId);
-    byBatch.set(chunk.batchId, { batchId: chunk.batchId, stagedShards: chunk.stagedShards, openChunks: (batch?.openChunks ?? 0) + 1 });
+    byBatch.set(chunk.batchId, {
+      batchId: chunk.batchId,
+      stagedShards: chunk.stagedShards,
+      openChunks: (batch?.openChunks ?? 0) + 1,
+    });
   }
   return describeStrandedBatches([...byBatch.values()], shards);
 }

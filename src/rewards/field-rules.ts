@@ -28,10 +28,12 @@ export function identifierProblem(value: unknown): Problem | null {
   // the common case, decided at once: 1–128 printable ASCII characters, not starting or ending with a space
   if (typeof value === 'string' && value.length <= MAX_ID_LENGTH && PLAIN_IDENTIFIER.test(value)) return null;
   if (value === undefined || value === null) return problem('missing');
-  if (typeof value !== 'string') return problem('not_string', `must be a string, got ${Array.isArray(value) ? 'array' : typeof value}`);
+  if (typeof value !== 'string')
+    return problem('not_string', `must be a string, got ${Array.isArray(value) ? 'array' : typeof value}`);
   if (value.length === 0) return problem('empty');
   const length = codePoints(value);
-  if (length > MAX_ID_LENGTH) return problem('id_too_long', `is ${length} characters long; at most ${MAX_ID_LENGTH} are allowed`);
+  if (length > MAX_ID_LENGTH)
+    return problem('id_too_long', `is ${length} characters long; at most ${MAX_ID_LENGTH} are allowed`);
   if (CONTROL_CHARACTER.test(value)) return problem('control_character');
   if (LONE_SURROGATE.test(value)) return problem('invalid_unicode');
   if (value.trim() !== value) return problem('surrounding_space');
@@ -58,7 +60,11 @@ export function descriptionProblem(value: unknown): Problem | null {
   if (value === undefined || value === null) return null;
   if (typeof value !== 'string') return problem('not_string', `must be a string, got ${typeof value}`);
   const length = codePoints(value);
-  if (length > MAX_DESCRIPTION_LENGTH) return problem('description_too_long', `is ${length} characters long; at most ${MAX_DESCRIPTION_LENGTH} are allowed`);
+  if (length > MAX_DESCRIPTION_LENGTH)
+    return problem(
+      'description_too_long',
+      `is ${length} characters long; at most ${MAX_DESCRIPTION_LENGTH} are allowed`,
+    );
   if (value.includes('\u0000')) return problem('nul_character');
   if (LONE_SURROGATE.test(value)) return problem('invalid_unicode');
   return null;

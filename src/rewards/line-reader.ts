@@ -51,7 +51,10 @@ export async function* readLineBatches(source: AsyncIterable<Uint8Array | string
   };
 
   for await (const piece of source) {
-    let chunk = typeof piece === 'string' ? Buffer.from(piece, 'utf8') : Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength);
+    let chunk =
+      typeof piece === 'string'
+        ? Buffer.from(piece, 'utf8')
+        : Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength);
     if (first && chunk.length > 0) {
       first = false;
       if ((chunk[0] === 0xff && chunk[1] === 0xfe) || (chunk[0] === 0xfe && chunk[1] === 0xff)) {
@@ -99,7 +102,10 @@ export async function* readLineBatches(source: AsyncIterable<Uint8Array | string
             const newline = text.indexOf('\n', from);
             const end = newline === -1 ? text.length : newline;
             lineNo += 1;
-            lines.push({ lineNo, text: end > from && text.charCodeAt(end - 1) === 0x0d ? text.slice(from, end - 1) : text.slice(from, end) });
+            lines.push({
+              lineNo,
+              text: end > from && text.charCodeAt(end - 1) === 0x0d ? text.slice(from, end - 1) : text.slice(from, end),
+            });
             if (newline === -1) break;
             from = newline + 1;
           }

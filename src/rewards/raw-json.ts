@@ -51,14 +51,30 @@ export function parseRawJson(text: string): RawJsonValue {
         result += text.slice(start, position);
         const escape = text[position + 1];
         switch (escape) {
-          case '"': result += '"'; break;
-          case '\\': result += '\\'; break;
-          case '/': result += '/'; break;
-          case 'b': result += '\b'; break;
-          case 'f': result += '\f'; break;
-          case 'n': result += '\n'; break;
-          case 'r': result += '\r'; break;
-          case 't': result += '\t'; break;
+          case '"':
+            result += '"';
+            break;
+          case '\\':
+            result += '\\';
+            break;
+          case '/':
+            result += '/';
+            break;
+          case 'b':
+            result += '\b';
+            break;
+          case 'f':
+            result += '\f';
+            break;
+          case 'n':
+            result += '\n';
+            break;
+          case 'r':
+            result += '\r';
+            break;
+          case 't':
+            result += '\t';
+            break;
           case 'u': {
             const hex = text.slice(position + 2, position + 6);
             if (!/^[0-9a-fA-F]{4}$/.test(hex)) fail('bad \\u escape in a string');
@@ -83,7 +99,7 @@ export function parseRawJson(text: string): RawJsonValue {
     const match = /-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?/y;
     match.lastIndex = position;
     const found = match.exec(text);
-    if (!found || found[0] === '-' ) fail('bad number');
+    if (!found || found[0] === '-') fail('bad number');
     const raw = (found as RegExpExecArray)[0];
     position += raw.length;
     return new JsonNumber(raw);

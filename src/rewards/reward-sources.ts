@@ -62,7 +62,15 @@ export async function* readJsonLines(source: AsyncIterable<Uint8Array | string>)
       try {
         yield { row: line.lineNo, value: parseRawJson(line.text) };
       } catch (error) {
-        yield { row: line.lineNo, error: { row: line.lineNo, field: 'row', code: 'invalid_json', reason: `is not valid JSON: ${(error as Error).message}` } };
+        yield {
+          row: line.lineNo,
+          error: {
+            row: line.lineNo,
+            field: 'row',
+            code: 'invalid_json',
+            reason: `is not valid JSON: ${(error as Error).message}`,
+          },
+        };
       }
     }
   }
@@ -86,7 +94,10 @@ function splitCsvLine(text: string, carry: { fields: string[]; field: string; qu
         state.quoted = false;
         i += 1;
         if (i < text.length && text[i] !== ',') {
-          found = problem('csv_text_after_quote', 'has text after a closing quote (double the quote inside a quoted field: "")');
+          found = problem(
+            'csv_text_after_quote',
+            'has text after a closing quote (double the quote inside a quoted field: "")',
+          );
         }
         continue;
       }
@@ -106,7 +117,10 @@ function splitCsvLine(text: string, carry: { fields: string[]; field: string; qu
         i += 1;
         continue;
       }
-      found = problem('csv_stray_quote', 'has a quote inside an unquoted field (quote the whole field and double the quote)');
+      found = problem(
+        'csv_stray_quote',
+        'has a quote inside an unquoted field (quote the whole field and double the quote)',
+      );
     }
     state.field += char;
     i += 1;
@@ -136,7 +150,7 @@ export async function* readCsv(source: AsyncIterable<Uint8Array | string>): Asyn
         continue;
       }
       if (!carry) {
-        if (line.text.trim() === '' ) continue;
+        if (line.text.trim() === '') continue;
         recordStart = line.lineNo;
         recordLines = 0;
         recordProblem = null;
@@ -149,7 +163,12 @@ export async function* readCsv(source: AsyncIterable<Uint8Array | string>): Asyn
           carry = null;
           yield {
             row: recordStart,
-            error: { row: recordStart, field: 'row', code: 'csv_unclosed_quote', reason: `has a quoted field that is never closed (spans over ${MAX_RECORD_LINES} lines)` },
+            error: {
+              row: recordStart,
+              field: 'row',
+              code: 'csv_unclosed_quote',
+              reason: `has a quoted field that is never closed (spans over ${MAX_RECORD_LINES} lines)`,
+            },
           };
           continue;
         }
@@ -178,7 +197,12 @@ export async function* readCsv(source: AsyncIterable<Uint8Array | string>): Asyn
       if (fields.length !== header.length) {
         yield {
           row: recordStart,
-          error: { row: recordStart, field: 'row', code: 'csv_field_count', reason: `has ${fields.length} fields; the header has ${header.length} (${header.join(',')})` },
+          error: {
+            row: recordStart,
+            field: 'row',
+            code: 'csv_field_count',
+            reason: `has ${fields.length} fields; the header has ${header.length} (${header.join(',')})`,
+          },
         };
         continue;
       }
@@ -192,9 +216,18 @@ export async function* readCsv(source: AsyncIterable<Uint8Array | string>): Asyn
     }
   }
   if (carry) {
-    yield { row: recordStart, error: { row: recordStart, field: 'row', code: 'csv_unclosed_quote', reason: 'has a quoted field that is never closed' } };
+    yield {
+      row: recordStart,
+      error: {
+        row: recordStart,
+        field: 'row',
+        code: 'csv_unclosed_quote',
+        reason: 'has a quoted field that is never closed',
+      },
+    };
   }
-  if (header === null) throw new CsvHeaderError('the CSV file is empty: it needs the header "rewardId,uid,amount,description"');
+  if (header === null)
+    throw new CsvHeaderError('the CSV file is empty: it needs the header "rewardId,uid,amount,description"');
 }
 
 /** The CSV header is missing or wrong: no row can be read. */
@@ -203,7 +236,10 @@ export class CsvHeaderError extends Error {
 }
 
 /** Reads a reward file of either format. */
-export function readRewardFile(source: AsyncIterable<Uint8Array | string>, format: RewardFileFormat): AsyncGenerator<SourceRecord> {
+export function readRewardFile(
+  source: AsyncIterable<Uint8Array | string>,
+  format: RewardFileFormat,
+): AsyncGenerator<SourceRecord> {
   return format === 'csv' ? readCsv(source) : readJsonLines(source);
 }
 

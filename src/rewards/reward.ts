@@ -38,7 +38,8 @@ function shownFieldName(name: string): string {
 }
 
 /** The outcome of {@link validateReward}: the reward, or every problem of the row. */
-export type RewardCheck = { readonly ok: true; readonly reward: Reward } | { readonly ok: false; readonly errors: RowError[] };
+export type RewardCheck =
+  { readonly ok: true; readonly reward: Reward } | { readonly ok: false; readonly errors: RowError[] };
 
 /**
  * Validates one raw reward (an object from JSON or CSV) against the contract: rewardId and uid 1–128 characters,
@@ -67,13 +68,23 @@ export function validateReward(raw: unknown, row: number): RewardCheck {
     if (!(REWARD_FIELDS as readonly string[]).includes(field)) {
       unknown += 1;
       if (unknown <= MAX_UNKNOWN_FIELDS_NAMED) {
-        errors.push({ row, field: shownFieldName(field), code: 'unknown_field', reason: `is not a reward field (expected ${REWARD_FIELDS.join(', ')})` });
+        errors.push({
+          row,
+          field: shownFieldName(field),
+          code: 'unknown_field',
+          reason: `is not a reward field (expected ${REWARD_FIELDS.join(', ')})`,
+        });
       }
     }
   }
   if (unknown > MAX_UNKNOWN_FIELDS_NAMED) {
     const more = unknown - MAX_UNKNOWN_FIELDS_NAMED;
-    errors.push({ row, field: 'row', code: 'unknown_field', reason: `has ${more} more field${more === 1 ? '' : 's'} that are not reward fields` });
+    errors.push({
+      row,
+      field: 'row',
+      code: 'unknown_field',
+      reason: `has ${more} more field${more === 1 ? '' : 's'} that are not reward fields`,
+    });
   }
   const idProblem = rewardIdProblem(record['rewardId']);
   if (idProblem) errors.push({ row, field: 'rewardId', ...idProblem });

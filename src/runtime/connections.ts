@@ -25,13 +25,20 @@ export interface Connections {
  * Opens the PostgreSQL pool and the Redis connection as `config` says and (by default) checks that both answer:
  * on a failed check both are closed again and the error (a {@link ServiceUnavailableError}) is thrown.
  */
-export async function openConnections(config: WindfallConfig, logger: Logger, options: ConnectionOptions = {}): Promise<Connections> {
+export async function openConnections(
+  config: WindfallConfig,
+  logger: Logger,
+  options: ConnectionOptions = {},
+): Promise<Connections> {
   const database = connectDatabase(config.databaseUrl, {
     poolSize: options.poolSize ?? Math.ceil(config.concurrency / 2) + 4,
     logger,
     ...(options.schema ? { schema: options.schema } : {}),
   });
-  const redis = connectRedis(config.redisUrl, logger, 'windfall', { cluster: config.redisCluster, clusterNodes: config.redisClusterNodes });
+  const redis = connectRedis(config.redisUrl, logger, 'windfall', {
+    cluster: config.redisCluster,
+    clusterNodes: config.redisClusterNodes,
+  });
   if (options.checkServices ?? true) {
     try {
       await Promise.all([checkRedis(redis, config.redisUrl), checkPostgres(database.pool, config.databaseUrl)]);

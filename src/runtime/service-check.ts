@@ -52,7 +52,11 @@ export async function checkRedis(redis: Redis | Cluster, url: string, timeoutMs 
 }
 
 /** Fails with a helpful message when PostgreSQL does not answer, or when the schema has not been migrated. */
-export async function checkPostgres(pool: pg.Pool, url: string, options: { requireSchema?: boolean } = {}): Promise<void> {
+export async function checkPostgres(
+  pool: pg.Pool,
+  url: string,
+  options: { requireSchema?: boolean } = {},
+): Promise<void> {
   try {
     // a connection terminated right then (a backend killed, a restart finishing) is tried again a few times
     await retryConflicts(() => pool.query('select 1'), {
@@ -65,7 +69,11 @@ export async function checkPostgres(pool: pg.Pool, url: string, options: { requi
   } catch (error) {
     const code = (error as { code?: string }).code;
     if (code === '3D000') {
-      throw new ServiceUnavailableError('PostgreSQL', `database of DATABASE_URL (${redactUrl(url)}) does not exist: run \`windfall migrate\` first`, { cause: error });
+      throw new ServiceUnavailableError(
+        'PostgreSQL',
+        `database of DATABASE_URL (${redactUrl(url)}) does not exist: run \`windfall migrate\` first`,
+        { cause: error },
+      );
     }
     throw new ServiceUnavailableError(
       'PostgreSQL',
@@ -79,10 +87,15 @@ export async function checkPostgres(pool: pg.Pool, url: string, options: { requi
     );
     const { ready, tracked } = found.rows[0]!;
     if (!ready) {
-      throw new ServiceUnavailableError('PostgreSQL', `the database of DATABASE_URL (${redactUrl(url)}) has no Windfall tables: run \`windfall migrate\` first`);
+      throw new ServiceUnavailableError(
+        'PostgreSQL',
+        `the database of DATABASE_URL (${redactUrl(url)}) has no Windfall tables: run \`windfall migrate\` first`,
+      );
     }
     // (a separate statement: naming a table that does not exist fails the whole statement)
-    const current = tracked && (await pool.query('select 1 from kysely_migration where name = $1', [LATEST_MIGRATION])).rowCount === 1;
+    const current =
+      tracked &&
+      (await pool.query('select 1 from kysely_migration where name = $1', [LATEST_MIGRATION])).rowCount === 1;
     if (!current) {
       throw new ServiceUnavailableError(
         'PostgreSQL',

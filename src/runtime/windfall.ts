@@ -55,7 +55,10 @@ export class Windfall {
       handOverTimeoutMs: config.handOverTimeoutMs,
       logger,
     });
-    this.events = config.webhookUrl !== undefined ? new EventPublisher({ pool: database.pool, queues: this.queues, logger }) : undefined;
+    this.events =
+      config.webhookUrl !== undefined
+        ? new EventPublisher({ pool: database.pool, queues: this.queues, logger })
+        : undefined;
     this.deadLetters = new DeadLetterQueue(database.pool, this.queues, logger, this.events);
     this.wallet = new WalletService({
       pool: database.pool,
@@ -69,7 +72,9 @@ export class Windfall {
   }
 
   /** A worker over `shards` (default: all), not yet started. It is closed with this object. */
-  createWorker(options: { shards?: readonly number[]; concurrency?: number; jobLockMs?: number; jobsPerShard?: number } = {}): RewardWorker {
+  createWorker(
+    options: { shards?: readonly number[]; concurrency?: number; jobLockMs?: number; jobsPerShard?: number } = {},
+  ): RewardWorker {
     const shards = options.shards ?? Array.from({ length: this.config.shards }, (_, shard) => shard);
     const worker = new RewardWorker({
       pool: this.database.pool,
@@ -157,7 +162,11 @@ export class Windfall {
 }
 
 /** Opens connections as `config` says and (by default) checks that both services answer. */
-export async function openWindfall(config: WindfallConfig, logger: Logger, options: OpenOptions = {}): Promise<Windfall> {
+export async function openWindfall(
+  config: WindfallConfig,
+  logger: Logger,
+  options: OpenOptions = {},
+): Promise<Windfall> {
   const { database, redis } = await openConnections(config, logger, options);
   return new Windfall(config, logger, database, redis, options.metrics ?? new WindfallMetrics());
 }

@@ -151,7 +151,8 @@ function statementFor(uid: string, operations: readonly LedgerOperation[], batch
   if (credits && operations.length <= MAX_VALUES_ROWS) {
     const sorted = [...operations].sort((a, b) => compareCodePoints(a.operationId, b.operationId));
     const values: (string | null)[] = [uid, batchId];
-    for (const operation of sorted) values.push(operation.operationId, operation.amount.toString(), operation.kind, operation.description ?? null);
+    for (const operation of sorted)
+      values.push(operation.operationId, operation.amount.toString(), operation.kind, operation.description ?? null);
     return { name: `windfall_credit_${operations.length}`, text: VALUES_SQL[operations.length]!, values };
   }
   const ids: string[] = [];
@@ -200,11 +201,17 @@ export async function applyUserOperations(
   // Some ids were skipped: they are in the ledger already — committed before this statement, or by a transaction
   // that committed while it ran (READ COMMITTED sees both now). Read what the ledger holds for them.
   const insertedIds = new Set(row.inserted_ids);
-  const skipped = [...new Set(operations.map((operation) => operation.operationId).filter((id) => !insertedIds.has(id)))];
+  const skipped = [
+    ...new Set(operations.map((operation) => operation.operationId).filter((id) => !insertedIds.has(id))),
+  ];
   const found = new Map<string, ExistingEntry>();
   if (skipped.length > 0) {
-    const entries = await db.query<{ operation_id: string; uid: string; amount: bigint; batch_id: string | null }>(FIND_ENTRIES_SQL, [skipped]);
-    for (const entry of entries.rows) found.set(entry.operation_id, { uid: entry.uid, amount: entry.amount, batchId: entry.batch_id });
+    const entries = await db.query<{ operation_id: string; uid: string; amount: bigint; batch_id: string | null }>(
+      FIND_ENTRIES_SQL,
+      [skipped],
+    );
+    for (const entry of entries.rows)
+      found.set(entry.operation_id, { uid: entry.uid, amount: entry.amount, batchId: entry.batch_id });
   }
 
   let appliedAmount = 0n;
@@ -220,9 +227,14 @@ export async function applyUserOperations(
       continue;
     }
     const existing = first ?? found.get(operation.operationId);
-    if (!existing) throw new Error(`internal: operation ${operation.operationId} was neither inserted nor found in the ledger`);
+    if (!existing)
+      throw new Error(`internal: operation ${operation.operationId} was neither inserted nor found in the ledger`);
     const outcome = classifyExisting(uid, operation.amount, batchId, existing);
-    results.push(outcome === 'conflict' ? { operationId: operation.operationId, outcome, existing } : { operationId: operation.operationId, outcome });
+    results.push(
+      outcome === 'conflict'
+        ? { operationId: operation.operationId, outcome, existing }
+        : { operationId: operation.operationId, outcome },
+    );
   }
   return { uid, results, balance, appliedAmount };
 }

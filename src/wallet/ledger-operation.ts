@@ -54,7 +54,8 @@ export function classifyExisting(
 /** Says how a conflicting entry differs, for people. */
 export function describeConflict(uid: string, amount: bigint, existing: ExistingEntry): string {
   const parts: string[] = [];
-  if (existing.uid !== uid) parts.push(`it was applied to user ${JSON.stringify(existing.uid)}, not ${JSON.stringify(uid)}`);
+  if (existing.uid !== uid)
+    parts.push(`it was applied to user ${JSON.stringify(existing.uid)}, not ${JSON.stringify(uid)}`);
   if (existing.amount !== amount) parts.push(`with amount ${existing.amount}, not ${amount}`);
   return `${parts.join(' ')}${existing.batchId ? ` (batch ${JSON.stringify(existing.batchId)})` : ''}`;
 }

@@ -61,7 +61,10 @@ export async function applyUserStatement(
       signal: options.signal,
       retryable: isTransientDatabaseError,
       onRetry: (error, retry) =>
-        context.logger.warn({ err: error, uid, batchId: options.batchId, retry }, 'transient database error; running the user statement again'),
+        context.logger.warn(
+          { err: error, uid, batchId: options.batchId, retry },
+          'transient database error; running the user statement again',
+        ),
     });
   } catch (error) {
     const kind = classifyDatabaseError(error);

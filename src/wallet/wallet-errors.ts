@@ -2,8 +2,14 @@
 export class InsufficientFundsError extends Error {
   override readonly name = 'InsufficientFundsError';
   readonly code = 'INSUFFICIENT_FUNDS';
-  constructor(readonly uid: string, options?: { cause?: unknown }) {
-    super(`insufficient funds: the operations of user ${JSON.stringify(uid)} would take the balance below zero; nothing was applied`, options);
+  constructor(
+    readonly uid: string,
+    options?: { cause?: unknown },
+  ) {
+    super(
+      `insufficient funds: the operations of user ${JSON.stringify(uid)} would take the balance below zero; nothing was applied`,
+      options,
+    );
   }
 }
 
@@ -15,7 +21,9 @@ export class OperationConflictError extends Error {
     readonly operationId: string,
     readonly detail: string,
   ) {
-    super(`operation ${JSON.stringify(operationId)} conflicts with the ledger: ${detail}; use a new operation id for a different payment`);
+    super(
+      `operation ${JSON.stringify(operationId)} conflicts with the ledger: ${detail}; use a new operation id for a different payment`,
+    );
   }
 }
 

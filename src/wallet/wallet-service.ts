@@ -80,9 +80,19 @@ export type UserReport =
       readonly uid: string;
       readonly status: 'settled';
       readonly balance: bigint | null;
-      readonly operations: readonly { readonly operationId: string; readonly outcome: OperationOutcome; readonly detail?: string }[];
+      readonly operations: readonly {
+        readonly operationId: string;
+        readonly outcome: OperationOutcome;
+        readonly detail?: string;
+      }[];
     }
-  | { readonly uid: string; readonly status: 'failed'; readonly reason: DeadLetterReason; readonly transient: boolean; readonly error: string };
+  | {
+      readonly uid: string;
+      readonly status: 'failed';
+      readonly reason: DeadLetterReason;
+      readonly transient: boolean;
+      readonly error: string;
+    };
 
 /** The result of a batch call: one report per user, and totals. */
 export interface BatchCallReport {
@@ -126,7 +136,11 @@ export class WalletService {
   }
 
   /** Credits `amount` minor units to `uid` (default lock policy). */
-  async addBalance(uid: string, amount: bigint | number | string, options: SingleOperationOptions): Promise<SingleOperationResult> {
+  async addBalance(
+    uid: string,
+    amount: bigint | number | string,
+    options: SingleOperationOptions,
+  ): Promise<SingleOperationResult> {
     return this.single(uid, amount, 'credit', options);
   }
 
@@ -134,7 +148,11 @@ export class WalletService {
    * Debits `amount` minor units from `uid` (default lock policy).
    * @throws InsufficientFundsError when the balance is lower than `amount` (nothing changes).
    */
-  async withdrawBalance(uid: string, amount: bigint | number | string, options: SingleOperationOptions): Promise<SingleOperationResult> {
+  async withdrawBalance(
+    uid: string,
+    amount: bigint | number | string,
+    options: SingleOperationOptions,
+  ): Promise<SingleOperationResult> {
     return this.single(uid, amount, 'debit', options);
   }
 
@@ -143,9 +161,20 @@ export class WalletService {
    * all or nothing for that user (a debit that would overdraw fails the user's whole group; the balance is
    * checked after the group's net change). Users are independent. Invalid input throws before anything runs.
    */
-  async batchBalanceOperation(operations: readonly BalanceOperation[], options: CallOptions = {}): Promise<BatchCallReport> {
+  async batchBalanceOperation(
+    operations: readonly BalanceOperation[],
+    options: CallOptions = {},
+  ): Promise<BatchCallReport> {
     const prepared = operations.map((operation, index) =>
-      this.prepare(operation.uid, operation.operationId, operation.amount, operation.type === 'withdraw' ? 'debit' : 'credit', operation.description, index, operation.type),
+      this.prepare(
+        operation.uid,
+        operation.operationId,
+        operation.amount,
+        operation.type === 'withdraw' ? 'debit' : 'credit',
+        operation.description,
+        index,
+        operation.type,
+      ),
     );
     return this.runGrouped(prepared, this.policies.batch, options);
   }
@@ -156,8 +185,14 @@ export class WalletService {
    * (`INSUFFICIENT_FUNDS`) and is never driven negative. Entries are kind `debit` and carry the batch's id;
    * idempotent by operation id (a repeat is reported as a duplicate).
    */
-  async debitForBatch(debits: readonly { uid: string; operationId: string; amount: bigint; description?: string }[], batchId: string, options: CallOptions = {}): Promise<BatchCallReport> {
-    const prepared = debits.map((debit, index) => this.prepare(debit.uid, debit.operationId, debit.amount, 'debit', debit.description, index, undefined, true));
+  async debitForBatch(
+    debits: readonly { uid: string; operationId: string; amount: bigint; description?: string }[],
+    batchId: string,
+    options: CallOptions = {},
+  ): Promise<BatchCallReport> {
+    const prepared = debits.map((debit, index) =>
+      this.prepare(debit.uid, debit.operationId, debit.amount, 'debit', debit.description, index, undefined, true),
+    );
     return this.runGrouped(prepared, this.policies.batch, options, batchId);
   }
 
@@ -165,7 +200,10 @@ export class WalletService {
    * The seed's batch rewards (reward lock policy: waits up to about 57 s for a busy user), grouped by user,
    * different users concurrently (at most `concurrency` at once).
    */
-  async batchAddBalanceForRewards(rewards: readonly RewardInput[], options: CallOptions = {}): Promise<BatchCallReport> {
+  async batchAddBalanceForRewards(
+    rewards: readonly RewardInput[],
+    options: CallOptions = {},
+  ): Promise<BatchCallReport> {
     const prepared = rewards.map((reward, index) =>
       this.prepare(reward.uid, reward.rewardId, reward.amount, 'reward', reward.description, index),
     );
@@ -174,7 +212,9 @@ export class WalletService {
 
   /** The balance of `uid` (0 when the wallet does not exist). */
   async getBalance(uid: string): Promise<bigint> {
-    const { rows } = await this.options.pool.query<{ balance: bigint }>('select balance from wallets where uid = $1', [uid]);
+    const { rows } = await this.options.pool.query<{ balance: bigint }>('select balance from wallets where uid = $1', [
+      uid,
+    ]);
     return rows[0]?.balance ?? 0n;
   }
 
@@ -205,7 +245,12 @@ export class WalletService {
     return previous;
   }
 
-  private async single(uid: string, amount: bigint | number | string, kind: 'credit' | 'debit', options: SingleOperationOptions): Promise<SingleOperationResult> {
+  private async single(
+    uid: string,
+    amount: bigint | number | string,
+    kind: 'credit' | 'debit',
+    options: SingleOperationOptions,
+  ): Promise<SingleOperationResult> {
     const operation = this.prepare(uid, options.operationId, amount, kind, options.description, 0);
     const result: UserApplyResult = await settleUser(this.settle, uid, [operation], {
       policy: this.policies.default,
@@ -216,7 +261,12 @@ export class WalletService {
     const outcome = result.results[0];
     if (!outcome) throw new Error('internal: no outcome for the operation');
     if (outcome.outcome === 'conflict') {
-      throw new OperationConflictError(operation.operationId, outcome.existing ? describeConflict(uid, operation.amount, outcome.existing) : 'it was used for another payment');
+      throw new OperationConflictError(
+        operation.operationId,
+        outcome.existing
+          ? describeConflict(uid, operation.amount, outcome.existing)
+          : 'it was used for another payment',
+      );
     }
     return {
       uid,
@@ -250,10 +300,21 @@ export class WalletService {
     if (!checked.ok) throw new InvalidOperationError(`${where}: amount ${checked.reason}`);
     const descProblem = descriptionProblem(description);
     if (descProblem) throw new InvalidOperationError(`${where}: description ${descProblem.reason}`);
-    return { uid, operationId, amount: kind === 'debit' ? -checked.value : checked.value, kind, description: description ?? null };
+    return {
+      uid,
+      operationId,
+      amount: kind === 'debit' ? -checked.value : checked.value,
+      kind,
+      description: description ?? null,
+    };
   }
 
-  private async runGrouped(operations: readonly PreparedOperation[], policy: LockPolicy, options: CallOptions, batchId: string | null = null): Promise<BatchCallReport> {
+  private async runGrouped(
+    operations: readonly PreparedOperation[],
+    policy: LockPolicy,
+    options: CallOptions,
+    batchId: string | null = null,
+  ): Promise<BatchCallReport> {
     const groups = new Map<string, PreparedOperation[]>();
     for (const operation of operations) {
       const group = groups.get(operation.uid) ?? [];
@@ -280,13 +341,22 @@ export class WalletService {
           const op = group[index]!;
           return r.outcome === 'conflict' && r.existing
             ? { operationId: r.operationId, outcome: r.outcome, detail: describeConflict(uid, op.amount, r.existing) }
-            : { operationId: r.operationId, outcome: r.outcome === 'already_applied' ? ('duplicate' as const) : r.outcome };
+            : {
+                operationId: r.operationId,
+                outcome: r.outcome === 'already_applied' ? ('duplicate' as const) : r.outcome,
+              };
         });
         reports.set(uid, { uid, status: 'settled', balance: result.balance, operations: outcomes });
       } catch (error) {
         const failure = classifyUserFailure(error);
         failed += group.length;
-        reports.set(uid, { uid, status: 'failed', reason: failure.reason, transient: failure.transient, error: failure.message });
+        reports.set(uid, {
+          uid,
+          status: 'failed',
+          reason: failure.reason,
+          transient: failure.transient,
+          error: failure.message,
+        });
       }
     });
     return { users: [...groups.keys()].map((uid) => reports.get(uid)!), applied, duplicate, conflict, failed };
@@ -305,7 +375,14 @@ export interface LedgerEntryView {
 
 /** The latest `limit` ledger entries of `uid`, newest first. */
 export async function readLedger(db: Pick<pg.Pool, 'query'>, uid: string, limit: number): Promise<LedgerEntryView[]> {
-  const { rows } = await db.query<{ operation_id: string; amount: bigint; kind: string; batch_id: string | null; description: string | null; created_at: Date }>(
+  const { rows } = await db.query<{
+    operation_id: string;
+    amount: bigint;
+    kind: string;
+    batch_id: string | null;
+    description: string | null;
+    created_at: Date;
+  }>(
     'select operation_id, amount, kind, batch_id, description, created_at from ledger_entries where uid = $1 order by id desc limit $2',
     [uid, limit],
   );

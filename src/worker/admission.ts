@@ -56,7 +56,8 @@ export class Admission {
   check(): void {
     if (this.waiting.length === 0 || !this.hasRoom()) return;
     let next = this.waiting[0]!;
-    for (const waiter of this.waiting) if (waiter.rank < next.rank || (waiter.rank === next.rank && waiter.seq < next.seq)) next = waiter;
+    for (const waiter of this.waiting)
+      if (waiter.rank < next.rank || (waiter.rank === next.rank && waiter.seq < next.seq)) next = waiter;
     next.admit();
   }
 }

@@ -8,7 +8,12 @@ import type { WindfallMetrics } from '../metrics/metrics.js';
 import type { ServiceGate } from './service-gate.js';
 import { databaseStep } from './service-gate.js';
 import type { JudgedRow, SettlementRow } from './settlement-sql.js';
-import { JUDGE_CHUNK_USERS_SQL, JUDGE_REPLAYS_SQL, SETTLE_CHUNK_USERS_SQL, SETTLE_REPLAYS_SQL } from './settlement-sql.js';
+import {
+  JUDGE_CHUNK_USERS_SQL,
+  JUDGE_REPLAYS_SQL,
+  SETTLE_CHUNK_USERS_SQL,
+  SETTLE_REPLAYS_SQL,
+} from './settlement-sql.js';
 import type { ConflictingReward, UserFailure, UserOutcome, UserTask } from './user-task.js';
 import { INTERRUPTED } from './user-task.js';
 
@@ -88,9 +93,17 @@ function userFailure(task: UserTask, error: unknown, kind: DatabaseErrorKind): U
   const who = `the rewards of user ${JSON.stringify(task.uid)}`;
   switch (kind) {
     case 'invalid':
-      return failed('INVALID', false, `${who} cannot be applied: ${detail}; the balance would leave the range of a bigint, or a value is out of range`);
+      return failed(
+        'INVALID',
+        false,
+        `${who} cannot be applied: ${detail}; the balance would leave the range of a bigint, or a value is out of range`,
+      );
     case 'insufficient_funds':
-      return failed('INSUFFICIENT_FUNDS', false, `${who} cannot be applied: the wallet's balance check refused them (${detail})`);
+      return failed(
+        'INSUFFICIENT_FUNDS',
+        false,
+        `${who} cannot be applied: the wallet's balance check refused them (${detail})`,
+      );
     default:
       return failed('DB_ERROR', true, `${who} were not applied: ${detail}`);
   }
@@ -142,7 +155,11 @@ export class GroupSettlement {
    * @param rowWait `limit`: cancel after `lockWaitMs` of waiting for a held row (a group); `alone`: the same for a user
    *   settled alone, which then throws {@link LockWaitCancelled} to its caller; `held`: wait up to `heldRowWaitMs`.
    */
-  private async settleGroup(tasks: readonly UserTask[], deliver: DeliverOutcome, rowWait: 'limit' | 'alone' | 'held'): Promise<void> {
+  private async settleGroup(
+    tasks: readonly UserTask[],
+    deliver: DeliverOutcome,
+    rowWait: 'limit' | 'alone' | 'held',
+  ): Promise<void> {
     let clashes = 0;
     let races = 0;
     let resourceFaults = 0;
@@ -158,7 +175,10 @@ export class GroupSettlement {
       }
       let rows: SettlementRow[];
       try {
-        rows = await this.runStatement(tasks, rowWait === 'held' ? this.options.heldRowWaitMs : this.options.lockWaitMs);
+        rows = await this.runStatement(
+          tasks,
+          rowWait === 'held' ? this.options.heldRowWaitMs : this.options.lockWaitMs,
+        );
       } catch (error) {
         if (this.options.signal.aborted) return all(INTERRUPTED);
         if (error instanceof LockWaitCancelled) {
@@ -167,26 +187,47 @@ export class GroupSettlement {
             const [task] = tasks;
             return deliver(
               task!,
-              failed('DB_ERROR', true, `the rewards of user ${JSON.stringify(task!.uid)} were not applied: its wallet row stayed locked by another transaction for more than ${this.options.heldRowWaitMs} ms`),
+              failed(
+                'DB_ERROR',
+                true,
+                `the rewards of user ${JSON.stringify(task!.uid)} were not applied: its wallet row stayed locked by another transaction for more than ${this.options.heldRowWaitMs} ms`,
+              ),
             );
           }
-          this.options.logger.debug({ users: tasks.length }, 'a wallet row is held by another transaction; settling these users one by one');
+          this.options.logger.debug(
+            { users: tasks.length },
+            'a wallet row is held by another transaction; settling these users one by one',
+          );
           return this.settleOneByOne(tasks, deliver);
         }
         if (isLedgerRace(error) && races < LEDGER_RACE_RERUNS) {
-          this.options.logger.debug({ users: tasks.length, rerun: races + 1 }, 'a rewardId of the group was written meanwhile by another transaction; running the group again');
+          this.options.logger.debug(
+            { users: tasks.length, rerun: races + 1 },
+            'a rewardId of the group was written meanwhile by another transaction; running the group again',
+          );
           races += 1;
           continue;
         }
         // a race that kept recurring counts as a clash with concurrent work (never as the user's own bad data)
-        const kind = error instanceof ConnectFailed ? 'unavailable' : isLedgerRace(error) ? 'retry' : classifyDatabaseError(error);
+        const kind =
+          error instanceof ConnectFailed ? 'unavailable' : isLedgerRace(error) ? 'retry' : classifyDatabaseError(error);
         const code = (error as { code?: unknown }).code;
-        if (kind === 'unavailable' && !(typeof code === 'string' && STATEMENT_RESOURCE_CODES.has(code) && ++resourceFaults > RESOURCE_FAULTS_PER_GROUP)) {
+        if (
+          kind === 'unavailable' &&
+          !(
+            typeof code === 'string' &&
+            STATEMENT_RESOURCE_CODES.has(code) &&
+            ++resourceFaults > RESOURCE_FAULTS_PER_GROUP
+          )
+        ) {
           this.options.gate.fault(error);
           continue;
         }
         if (kind === 'retry' && clashes < CLASH_RETRY_DELAYS_MS.length) {
-          this.options.logger.debug({ err: error, users: tasks.length, retry: clashes + 1 }, 'settlement statement clashed with concurrent work; running it again');
+          this.options.logger.debug(
+            { err: error, users: tasks.length, retry: clashes + 1 },
+            'settlement statement clashed with concurrent work; running it again',
+          );
           await abortableSleep(withJitter(CLASH_RETRY_DELAYS_MS[clashes]!), this.options.signal).catch(() => undefined);
           clashes += 1;
           continue;
@@ -195,7 +236,10 @@ export class GroupSettlement {
           // data errors are the user's own (dead-lettered at once); anything else (a missing table, an internal
           // error, a statement too big for the server's resources) is retried by the job
           if (kind === 'permanent' || kind === 'unavailable') {
-            this.options.logger.error({ err: error, uid: tasks[0]!.uid }, 'settlement statement failed for a user; its job will retry it');
+            this.options.logger.error(
+              { err: error, uid: tasks[0]!.uid },
+              'settlement statement failed for a user; its job will retry it',
+            );
           }
           return deliver(tasks[0]!, userFailure(tasks[0]!, error, kind));
         }
@@ -203,7 +247,10 @@ export class GroupSettlement {
         // a user whose rewards cannot be applied (or a statement too big for the server): halve the group until the
         // failing user is alone
         const middle = Math.ceil(tasks.length / 2);
-        this.options.logger.debug({ err: error, users: tasks.length }, 'settlement statement failed; splitting the group to find the user it fails for');
+        this.options.logger.debug(
+          { err: error, users: tasks.length },
+          'settlement statement failed; splitting the group to find the user it fails for',
+        );
         await this.settleGroup(tasks.slice(0, middle), deliver, rowWait);
         return this.settleGroup(tasks.slice(middle), deliver, rowWait);
       }
@@ -258,9 +305,12 @@ export class GroupSettlement {
         },
       );
     };
-    const watch = setInterval(() => {
-      if (performance.now() - started >= waitLimitMs) cancelIfWaiting();
-    }, Math.min(this.options.lockWaitMs, waitLimitMs));
+    const watch = setInterval(
+      () => {
+        if (performance.now() - started >= waitLimitMs) cancelIfWaiting();
+      },
+      Math.min(this.options.lockWaitMs, waitLimitMs),
+    );
     const onAbort = (): void => cancelIfWaiting();
     this.options.signal.addEventListener('abort', onAbort, { once: true });
     let broken: Error | undefined;
@@ -269,7 +319,9 @@ export class GroupSettlement {
       return rows;
     } catch (error) {
       if (cancelRequested && (error as { code?: unknown }).code === '57014') {
-        throw new LockWaitCancelled(`waited more than ${waitLimitMs} ms for a row held by another transaction`, { cause: error });
+        throw new LockWaitCancelled(`waited more than ${waitLimitMs} ms for a row held by another transaction`, {
+          cause: error,
+        });
       }
       if (classifyDatabaseError(error) === 'unavailable') broken = error as Error;
       throw error;
@@ -323,7 +375,11 @@ export class GroupSettlement {
    * against the ledger (one more statement for all such users of the group). A user whose statement read another
    * number of rewards than its job loaded fails for now (the job loads it again).
    */
-  private async deliverOutcomes(tasks: readonly UserTask[], rows: readonly SettlementRow[], deliver: DeliverOutcome): Promise<void> {
+  private async deliverOutcomes(
+    tasks: readonly UserTask[],
+    rows: readonly SettlementRow[],
+    deliver: DeliverOutcome,
+  ): Promise<void> {
     const byUid = new Map(rows.map((row) => [row.uid, row]));
     const rowOf = (task: UserTask): SettlementRow => byUid.get(task.uid) ?? { uid: task.uid, read: 0, inserted: 0 };
     const toJudge: UserTask[] = [];
@@ -331,10 +387,23 @@ export class GroupSettlement {
       const row = rowOf(task);
       if (row.read !== task.rewards) {
         this.options.logger.error(
-          { uid: task.uid, batchId: task.source.batchId, expected: task.rewards, read: row.read, inserted: row.inserted },
+          {
+            uid: task.uid,
+            batchId: task.source.batchId,
+            expected: task.rewards,
+            read: row.read,
+            inserted: row.inserted,
+          },
           'internal: the settlement statement read another number of rewards than the job loaded for this user; the job will load it again',
         );
-        deliver(task, failed('UNKNOWN', true, `read ${row.read} rewards of user ${JSON.stringify(task.uid)} where ${task.rewards} were expected; the job will try again`));
+        deliver(
+          task,
+          failed(
+            'UNKNOWN',
+            true,
+            `read ${row.read} rewards of user ${JSON.stringify(task.uid)} where ${task.rewards} were expected; the job will try again`,
+          ),
+        );
       } else if (row.inserted === row.read) {
         deliver(task, { kind: 'settled', applied: row.inserted, alreadyApplied: 0, duplicates: 0, conflicts: [] });
       } else toJudge.push(task);
@@ -348,17 +417,28 @@ export class GroupSettlement {
       // their statement committed: what is left is to judge and record duplicates, which a later run does
       const outcome = this.options.signal.aborted
         ? INTERRUPTED
-        : failed('UNKNOWN', true, `could not read back rewards skipped by the settlement: ${error instanceof Error ? error.message : String(error)}`);
+        : failed(
+            'UNKNOWN',
+            true,
+            `could not read back rewards skipped by the settlement: ${error instanceof Error ? error.message : String(error)}`,
+          );
       for (const task of toJudge) deliver(task, outcome);
       return;
     }
     for (const task of toJudge) {
       const row = rowOf(task);
       const judgement = judged.get(task.uid) ?? { applied: 0, duplicates: 0, conflicts: [] };
-      if (judgement.applied + judgement.duplicates + judgement.conflicts.length !== row.read || judgement.applied < row.inserted) {
+      if (
+        judgement.applied + judgement.duplicates + judgement.conflicts.length !== row.read ||
+        judgement.applied < row.inserted
+      ) {
         deliver(
           task,
-          failed('UNKNOWN', true, `${row.read - row.inserted} reward(s) of user ${JSON.stringify(task.uid)} were neither inserted nor found in the ledger as expected; the job will try again`),
+          failed(
+            'UNKNOWN',
+            true,
+            `${row.read - row.inserted} reward(s) of user ${JSON.stringify(task.uid)} were neither inserted nor found in the ledger as expected; the job will try again`,
+          ),
         );
         continue;
       }
@@ -378,7 +458,11 @@ export class GroupSettlement {
    */
   private async judge(tasks: readonly UserTask[]): Promise<Map<string, Judgement>> {
     const query = this.statementOf(tasks, true);
-    const { rows } = await databaseStep(this.options.gate, () => this.options.pool.query<JudgedRow>(query), this.options.signal);
+    const { rows } = await databaseStep(
+      this.options.gate,
+      () => this.options.pool.query<JudgedRow>(query),
+      this.options.signal,
+    );
     const judged = new Map<string, Judgement>();
     for (const row of rows) {
       let judgement = judged.get(row.uid);

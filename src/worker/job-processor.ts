@@ -59,7 +59,9 @@ class StoppingError extends Error {
 
 /** A user's failure as its dead-letter entry says it. */
 function failureText(failure: UserFailure, attempt: number): string {
-  return failure.transient ? `${failure.message} (after ${attempt} attempt${attempt === 1 ? '' : 's'})` : failure.message;
+  return failure.transient
+    ? `${failure.message} (after ${attempt} attempt${attempt === 1 ? '' : 's'})`
+    : failure.message;
 }
 
 /** What one attempt did to a job's users. */
@@ -71,11 +73,28 @@ interface AttemptSummary {
   readonly retry: { uid: string; failure: UserFailure }[];
   interrupted: number;
   /** Users (or some of their rewards) to hand to the dead-letter queue now. */
-  readonly deadLetters: { task: UserTask; reason: UserFailure['reason']; error: string; rewardIds: readonly string[] | null }[];
+  readonly deadLetters: {
+    task: UserTask;
+    reason: UserFailure['reason'];
+    error: string;
+    rewardIds: readonly string[] | null;
+  }[];
 }
 
-function summarize(tasks: readonly UserTask[], outcomes: readonly UserOutcome[], attempt: number, finalAttempt: boolean): AttemptSummary {
-  const summary: AttemptSummary = { applied: 0, alreadyApplied: 0, duplicates: 0, retry: [], interrupted: 0, deadLetters: [] };
+function summarize(
+  tasks: readonly UserTask[],
+  outcomes: readonly UserOutcome[],
+  attempt: number,
+  finalAttempt: boolean,
+): AttemptSummary {
+  const summary: AttemptSummary = {
+    applied: 0,
+    alreadyApplied: 0,
+    duplicates: 0,
+    retry: [],
+    interrupted: 0,
+    deadLetters: [],
+  };
   outcomes.forEach((outcome, i) => {
     const task = tasks[i]!;
     if (outcome.kind === 'interrupted') summary.interrupted += 1;
@@ -84,7 +103,9 @@ function summarize(tasks: readonly UserTask[], outcomes: readonly UserOutcome[],
       summary.alreadyApplied += outcome.alreadyApplied;
       summary.duplicates += outcome.duplicates;
       if (outcome.conflicts.length > 0) {
-        const details = outcome.conflicts.map((conflict) => `${conflict.rewardId}: ${describeConflict(task.uid, conflict.amount, conflict.existing)}`);
+        const details = outcome.conflicts.map(
+          (conflict) => `${conflict.rewardId}: ${describeConflict(task.uid, conflict.amount, conflict.existing)}`,
+        );
         summary.deadLetters.push({
           task,
           reason: 'CONFLICT',
@@ -92,8 +113,15 @@ function summarize(tasks: readonly UserTask[], outcomes: readonly UserOutcome[],
           rewardIds: outcome.conflicts.map((conflict) => conflict.rewardId),
         });
       }
-    } else if (outcome.failure.transient && !finalAttempt) summary.retry.push({ uid: task.uid, failure: outcome.failure });
-    else summary.deadLetters.push({ task, reason: outcome.failure.reason, error: failureText(outcome.failure, attempt), rewardIds: null });
+    } else if (outcome.failure.transient && !finalAttempt)
+      summary.retry.push({ uid: task.uid, failure: outcome.failure });
+    else
+      summary.deadLetters.push({
+        task,
+        reason: outcome.failure.reason,
+        error: failureText(outcome.failure, attempt),
+        rewardIds: null,
+      });
   });
   return summary;
 }
@@ -105,7 +133,11 @@ function summarize(tasks: readonly UserTask[], outcomes: readonly UserOutcome[],
  * dead-letter them after the last attempt → mark the chunk complete. Every step is idempotent, so a job that runs
  * twice (stall, crash, retry) changes nothing. A PostgreSQL or Redis outage pauses the work; it spends no attempt.
  */
-export async function processRewardJob(context: ProcessorContext, job: Job<RewardJobData>, token: string | undefined): Promise<JobResult> {
+export async function processRewardJob(
+  context: ProcessorContext,
+  job: Job<RewardJobData>,
+  token: string | undefined,
+): Promise<JobResult> {
   const data = job.data;
   const maxAttempts = job.opts.attempts ?? 1;
   const attempt = job.attemptsMade + 1;
@@ -140,7 +172,11 @@ export async function processRewardJob(context: ProcessorContext, job: Job<Rewar
     let work: JobWork | null;
     let settling: Promise<UserOutcome[]>;
     try {
-      work = await step(() => (data.kind === 'chunk' ? loadChunkWork(context.pool, data.batchId, data.chunkNo) : loadReplayWork(context.pool, data.deadLetterId)));
+      work = await step(() =>
+        data.kind === 'chunk'
+          ? loadChunkWork(context.pool, data.batchId, data.chunkNo)
+          : loadReplayWork(context.pool, data.deadLetterId),
+      );
       if (!work) {
         log.warn('job points at a chunk or dead-letter entry that is not recorded; nothing to do');
         return NOTHING;
@@ -156,30 +192,26 @@ export async function processRewardJob(context: ProcessorContext, job: Job<Rewar
       data.kind === 'chunk'
         ? recordChunkDeadLetters(
             context.pool,
-            summary.deadLetters.map(
-              (entry): ChunkDeadLetter => ({
-                batchId: data.batchId,
-                chunkNo: data.chunkNo,
-                shard: work.shard,
-                uid: entry.task.uid,
-                reason: entry.reason,
-                error: entry.error,
-                attempts: attempt,
-                rewardIds: entry.rewardIds,
-              }),
-            ),
+            summary.deadLetters.map((entry): ChunkDeadLetter => ({
+              batchId: data.batchId,
+              chunkNo: data.chunkNo,
+              shard: work.shard,
+              uid: entry.task.uid,
+              reason: entry.reason,
+              error: entry.error,
+              attempts: attempt,
+              rewardIds: entry.rewardIds,
+            })),
           )
         : recordReplayDeadLetters(
             context.pool,
-            summary.deadLetters.map(
-              (entry): ReplayDeadLetter => ({
-                replayOf: data.deadLetterId,
-                reason: entry.reason,
-                error: entry.error,
-                attempts: attempt,
-                rewardIds: entry.rewardIds,
-              }),
-            ),
+            summary.deadLetters.map((entry): ReplayDeadLetter => ({
+              replayOf: data.deadLetterId,
+              reason: entry.reason,
+              error: entry.error,
+              attempts: attempt,
+              rewardIds: entry.rewardIds,
+            })),
           ),
     );
 
@@ -190,10 +222,16 @@ export async function processRewardJob(context: ProcessorContext, job: Job<Rewar
     for (const entry of written) context.metrics?.deadLetters.inc({ reason: entry.reason });
     if (written.length > 0) {
       for (const entry of written) {
-        log.warn({ uid: entry.uid, reason: entry.reason, rewards: entry.rewardCount, entryId: entry.id, error: entry.error }, 'rewards dead-lettered');
+        log.warn(
+          { uid: entry.uid, reason: entry.reason, rewards: entry.rewardCount, entryId: entry.id, error: entry.error },
+          'rewards dead-lettered',
+        );
       }
       await context.onDeadLetters?.(written).catch((error: unknown) => {
-        log.warn({ err: error }, 'could not mirror dead-letter entries into the dead-letter queue; they are recorded in PostgreSQL');
+        log.warn(
+          { err: error },
+          'could not mirror dead-letter entries into the dead-letter queue; they are recorded in PostgreSQL',
+        );
       });
     }
 
@@ -201,15 +239,17 @@ export async function processRewardJob(context: ProcessorContext, job: Job<Rewar
     if (summary.retry.length > 0) {
       const users = summary.retry.map(({ uid, failure }) => `${uid} (${failure.reason}: ${failure.message})`);
       log.warn({ users: summary.retry.length, maxAttempts }, 'users failed for now; the job will be retried for them');
-      throw new UsersRetryLaterError(`${summary.retry.length} user(s) failed transiently on attempt ${attempt} of ${maxAttempts}: ${users.slice(0, 5).join('; ')}`);
+      throw new UsersRetryLaterError(
+        `${summary.retry.length} user(s) failed transiently on attempt ${attempt} of ${maxAttempts}: ${users.slice(0, 5).join('; ')}`,
+      );
     }
 
     await step(async () => {
       if (data.kind === 'chunk') {
-        await context.pool.query('update reward_chunks set completed_at = now() where batch_id = $1 and chunk_no = $2 and completed_at is null', [
-          data.batchId,
-          data.chunkNo,
-        ]);
+        await context.pool.query(
+          'update reward_chunks set completed_at = now() where batch_id = $1 and chunk_no = $2 and completed_at is null',
+          [data.batchId, data.chunkNo],
+        );
       }
       await refreshStoredStatus(context.pool, work.batchId, context.events);
     });

@@ -21,7 +21,10 @@ type Db = Pick<pg.Pool, 'query'>;
  */
 export async function loadChunkWork(db: Db, batchId: string, chunkNo: number): Promise<JobWork | null> {
   const [plan, deadLettered] = await Promise.all([
-    db.query<{ shard: number; uids: string[] | null; user_rewards: number[] | null }>(CHUNK_PLAN_SQL, [batchId, chunkNo]),
+    db.query<{ shard: number; uids: string[] | null; user_rewards: number[] | null }>(CHUNK_PLAN_SQL, [
+      batchId,
+      chunkNo,
+    ]),
     db.query<{ uid: string; reward_id: string | null }>(CHUNK_DEAD_LETTERED_SQL, [batchId, chunkNo]),
   ]);
   const chunk = plan.rows[0];
@@ -45,7 +48,11 @@ export async function loadChunkWork(db: Db, batchId: string, chunkNo: number): P
     const left = excluded.get(row.uid);
     const pending = row.rewards - (left?.size ?? 0);
     if (pending <= 0) continue;
-    tasks.push({ uid: row.uid, rewards: pending, source: { kind: 'chunk', batchId, chunkNo, shard, excluded: left ? [...left] : [] } });
+    tasks.push({
+      uid: row.uid,
+      rewards: pending,
+      source: { kind: 'chunk', batchId, chunkNo, shard, excluded: left ? [...left] : [] },
+    });
     rewards += pending;
   }
   return { batchId, shard, tasks, rewards };
@@ -67,6 +74,8 @@ export async function loadReplayWork(db: Db, deadLetterId: string): Promise<JobW
   const entry = rows[0];
   if (!entry) return null;
   const tasks: UserTask[] =
-    entry.rewards > 0 ? [{ uid: entry.uid, rewards: entry.rewards, source: { kind: 'replay', batchId: entry.batch_id, deadLetterId } }] : [];
+    entry.rewards > 0
+      ? [{ uid: entry.uid, rewards: entry.rewards, source: { kind: 'replay', batchId: entry.batch_id, deadLetterId } }]
+      : [];
   return { batchId: entry.batch_id, shard: entry.shard, tasks, rewards: entry.rewards };
 }

@@ -124,16 +124,31 @@ export class RewardWorker {
         if (!job || error.name === 'DelayedError') return;
         const willRetry = job.attemptsMade < (job.opts.attempts ?? 1);
         this.options.logger[willRetry ? 'warn' : 'error'](
-          { jobId: job.id, batchId: job.data.batchId, shard, attemptsMade: job.attemptsMade, err: { message: error.message } },
+          {
+            jobId: job.id,
+            batchId: job.data.batchId,
+            shard,
+            attemptsMade: job.attemptsMade,
+            err: { message: error.message },
+          },
           willRetry ? 'shard job attempt failed; it will be retried' : 'shard job failed for good',
         );
       });
       this.workers.push(worker);
-      worker.run().catch((error: unknown) => this.options.logger.error({ err: error, shard }, 'shard worker stopped with an error'));
+      worker
+        .run()
+        .catch((error: unknown) =>
+          this.options.logger.error({ err: error, shard }, 'shard worker stopped with an error'),
+        );
     }
     await Promise.all(this.workers.map((worker) => worker.waitUntilReady()));
     this.options.logger.info(
-      { shards: this.options.shards, concurrency: this.options.concurrency, usersPerTransaction: this.options.usersPerTransaction, policy: this.options.policy },
+      {
+        shards: this.options.shards,
+        concurrency: this.options.concurrency,
+        usersPerTransaction: this.options.usersPerTransaction,
+        policy: this.options.policy,
+      },
       'worker started',
     );
   }
@@ -146,7 +161,10 @@ export class RewardWorker {
   close(timeoutMs = 30_000): Promise<void> {
     this.closing ??= (async () => {
       const timer = setTimeout(() => {
-        this.options.logger.warn({ timeoutMs }, 'shutdown deadline reached: cutting lock waits short and putting unfinished jobs back');
+        this.options.logger.warn(
+          { timeoutMs },
+          'shutdown deadline reached: cutting lock waits short and putting unfinished jobs back',
+        );
         this.abort.abort(new Error('worker shutting down'));
       }, timeoutMs);
       try {
@@ -177,7 +195,10 @@ export class RewardWorker {
         // giving back locks needs Redis, ending the settlement pool waits for its statements: neither may hold the
         // exit of a worker whose servers do not answer (the locks expire by their TTL)
         await withTimeout(this.settlement.close(), SETTLEMENT_CLOSE_WAIT_MS).catch(() =>
-          this.options.logger.warn({ waitedMs: SETTLEMENT_CLOSE_WAIT_MS }, 'user locks and settlement connections not closed in time; leaving them (locks expire by their TTL)'),
+          this.options.logger.warn(
+            { waitedMs: SETTLEMENT_CLOSE_WAIT_MS },
+            'user locks and settlement connections not closed in time; leaving them (locks expire by their TTL)',
+          ),
         );
       } finally {
         clearTimeout(timer);

@@ -112,7 +112,12 @@ export class ServiceGate {
       if (Date.now() - lastSummary >= summaryEvery) {
         lastSummary = Date.now();
         this.options.logger.warn(
-          { service: this.options.service, pausedForMs: Date.now() - this.pausedSince, faults: this.faultsWhilePaused, fault: this.lastFault },
+          {
+            service: this.options.service,
+            pausedForMs: Date.now() - this.pausedSince,
+            faults: this.faultsWhilePaused,
+            fault: this.lastFault,
+          },
           `${this.options.service} still cannot work: still paused`,
         );
       }
@@ -138,7 +143,8 @@ export class ServiceGate {
 
   /** Resolves once the gate is open (at once when it is); rejects when `signal` aborts or the gate is ended. */
   whenOpen(signal?: AbortSignal): Promise<void> {
-    if (this.ended) return Promise.reject(new GateClosedError(`${this.options.service} gate closed: the worker is stopping`));
+    if (this.ended)
+      return Promise.reject(new GateClosedError(`${this.options.service} gate closed: the worker is stopping`));
     if (this.pausedSince === null) return Promise.resolve();
     if (signal?.aborted) return Promise.reject(signal.reason);
     return new Promise<void>((resolve, reject) => {
@@ -183,7 +189,8 @@ export class ServiceGate {
     this.ended = true;
     const waiters = this.waiters;
     this.waiters = [];
-    for (const waiter of waiters) waiter.reject(new GateClosedError(`${this.options.service} gate closed: the worker is stopping`));
+    for (const waiter of waiters)
+      waiter.reject(new GateClosedError(`${this.options.service} gate closed: the worker is stopping`));
   }
 }
 

@@ -175,7 +175,14 @@ export class SettlementPipeline {
       .finally(() => {
         this.running -= 1;
         for (const entry of entryOf.values()) {
-          entry.outcome = { kind: 'failed', failure: { reason: 'UNKNOWN', transient: true, message: 'internal: the settlement gave no outcome for this user' } };
+          entry.outcome = {
+            kind: 'failed',
+            failure: {
+              reason: 'UNKNOWN',
+              transient: true,
+              message: 'internal: the settlement gave no outcome for this user',
+            },
+          };
           this.release(entry);
         }
         this.pump();
@@ -226,7 +233,8 @@ export class SettlementPipeline {
             this.requeue(batch);
           } else {
             const message = `could not take the user's lock: ${describeRedisError(error)}`;
-            for (const entry of batch) entry.done({ kind: 'failed', failure: { reason: 'UNKNOWN', transient: true, message } });
+            for (const entry of batch)
+              entry.done({ kind: 'failed', failure: { reason: 'UNKNOWN', transient: true, message } });
           }
           this.pump();
         },
@@ -251,13 +259,21 @@ export class SettlementPipeline {
           // the lock may have stayed held only because its holder here waited for PostgreSQL: no attempt is spent on
           // an outage, so the user goes back in line for a fresh wait under the policy
           this.requeue([entry]);
-        } else if (error instanceof LockBusyError) entry.done({ kind: 'failed', failure: { reason: 'LOCK_BUSY', transient: true, message: error.message } });
+        } else if (error instanceof LockBusyError)
+          entry.done({ kind: 'failed', failure: { reason: 'LOCK_BUSY', transient: true, message: error.message } });
         else if (error instanceof LockTimeoutError || this.options.signal.aborted) entry.done(INTERRUPTED);
         else if (isRedisUnavailable(error)) {
           this.options.redisGate.fault(error);
           this.requeue([entry]);
         } else {
-          entry.done({ kind: 'failed', failure: { reason: 'UNKNOWN', transient: true, message: `could not take the user's lock: ${describeRedisError(error)}` } });
+          entry.done({
+            kind: 'failed',
+            failure: {
+              reason: 'UNKNOWN',
+              transient: true,
+              message: `could not take the user's lock: ${describeRedisError(error)}`,
+            },
+          });
         }
         this.pump();
       },
@@ -296,7 +312,11 @@ export class SettlementPipeline {
       () => this.finishReleases(entries),
       (error: unknown) => {
         if (isRedisUnavailable(error)) this.options.redisGate.fault(error);
-        else this.options.logger.warn({ err: { message: describeRedisError(error) }, users: entries.length }, 'could not release user locks; they expire by their TTL');
+        else
+          this.options.logger.warn(
+            { err: { message: describeRedisError(error) }, users: entries.length },
+            'could not release user locks; they expire by their TTL',
+          );
         this.finishReleases(entries);
       },
     );

@@ -61,7 +61,8 @@ export interface Settlement {
  */
 export function openSettlement(options: SettlementOptions): Settlement {
   const { logger, metrics } = options;
-  const locks = options.locks ?? new UserLocks(options.redis, { prefix: options.prefix, logger, ...(metrics ? { metrics } : {}) });
+  const locks =
+    options.locks ?? new UserLocks(options.redis, { prefix: options.prefix, logger, ...(metrics ? { metrics } : {}) });
   const statements = openSettlementPool(options.pool, options.transactions, logger);
   const probeKey = `${options.prefix}:worker-probe:${randomUUID()}`;
   const redisGate = new ServiceGate({
@@ -78,8 +79,11 @@ export function openSettlement(options: SettlementOptions): Settlement {
     // a connection that can write: a standby (or a primary being failed over) answers, read-only
     probe: async () => {
       // through the settlement connections: a server refusing them new connections (53300) is not back yet
-      const { rows } = await statements.query<{ read_only: string }>(`select current_setting('transaction_read_only') as read_only`);
-      if (rows[0]?.read_only !== 'off') throw new Error('PostgreSQL accepts only read-only transactions (a standby, or a failover in progress)');
+      const { rows } = await statements.query<{ read_only: string }>(
+        `select current_setting('transaction_read_only') as read_only`,
+      );
+      if (rows[0]?.read_only !== 'off')
+        throw new Error('PostgreSQL accepts only read-only transactions (a standby, or a failover in progress)');
     },
     isFault: isDatabaseUnavailable,
     logger,
@@ -110,7 +114,10 @@ export function openSettlement(options: SettlementOptions): Settlement {
     onLineShortened: () => admission?.check(),
   });
   // jobs load their users while the line holds less than about two waves of transactions
-  admission = new Admission(Math.max(1000, 4 * options.transactions * options.usersPerTransaction), () => pipeline.usersInLine);
+  admission = new Admission(
+    Math.max(1000, 4 * options.transactions * options.usersPerTransaction),
+    () => pipeline.usersInLine,
+  );
   let closing: Promise<void> | undefined;
   return {
     pipeline,
@@ -121,8 +128,12 @@ export function openSettlement(options: SettlementOptions): Settlement {
       closing ??= (async () => {
         redisGate.end();
         postgresGate.end();
-        await pipeline.close().catch((error: unknown) => logger.warn({ err: error }, 'error while giving back user locks'));
-        await statements.end().catch((error: unknown) => logger.warn({ err: error }, 'error while closing the settlement connections'));
+        await pipeline
+          .close()
+          .catch((error: unknown) => logger.warn({ err: error }, 'error while giving back user locks'));
+        await statements
+          .end()
+          .catch((error: unknown) => logger.warn({ err: error }, 'error while closing the settlement connections'));
       })();
       return closing;
     },

@@ -31,7 +31,10 @@ export async function ledgerMismatches(pool: pg.Pool): Promise<{ uid: string; ba
 }
 
 /** Rewards as plain objects for the producer. */
-export function rewardRows(count: number, make: (n: number) => { rewardId: string; uid: string; amount: number | string; description?: string }) {
+export function rewardRows(
+  count: number,
+  make: (n: number) => { rewardId: string; uid: string; amount: number | string; description?: string },
+) {
   return Array.from({ length: count }, (_, n) => make(n));
 }
 

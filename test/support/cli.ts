@@ -11,14 +11,26 @@ export interface CliResult {
 }
 
 /** Runs `windfall ...args` to completion, with `input` (if any) on its standard input. */
-export function runCli(args: readonly string[], env: NodeJS.ProcessEnv, input?: string, timeoutMs = 60_000): Promise<CliResult> {
+export function runCli(
+  args: readonly string[],
+  env: NodeJS.ProcessEnv,
+  input?: string,
+  timeoutMs = 60_000,
+): Promise<CliResult> {
   return runWindfall(args, env, timeoutMs, input);
 }
 
 /** Runs `windfall ...args --json` and parses its stdout (null when empty). */
-export async function runCliJson(args: readonly string[], env: NodeJS.ProcessEnv): Promise<{ code: number; json: any; stderr: string }> {
+export async function runCliJson(
+  args: readonly string[],
+  env: NodeJS.ProcessEnv,
+): Promise<{ code: number; json: any; stderr: string }> {
   const result = await runCli([...args, '--json'], env);
-  return { code: result.code ?? -1, json: result.stdout.trim() ? JSON.parse(result.stdout) : null, stderr: result.stderr };
+  return {
+    code: result.code ?? -1,
+    json: result.stdout.trim() ? JSON.parse(result.stdout) : null,
+    stderr: result.stderr,
+  };
 }
 
 /** A long-running `windfall` process (a worker), with its output collected. */
@@ -43,7 +55,14 @@ process.on('exit', () => {
 export async function stopStrayProcesses(): Promise<string[]> {
   const strays = [...live.entries()];
   for (const [child] of strays) child.kill('SIGKILL');
-  await Promise.all(strays.map(([child]) => new Promise((resolve) => (child.exitCode !== null || child.signalCode !== null ? resolve(null) : child.once('exit', resolve)))));
+  await Promise.all(
+    strays.map(
+      ([child]) =>
+        new Promise((resolve) =>
+          child.exitCode !== null || child.signalCode !== null ? resolve(null) : child.once('exit', resolve),
+        ),
+    ),
+  );
   return strays.map(([, command]) => command);
 }
 

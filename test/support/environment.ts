@@ -51,7 +51,9 @@ export function useTestEnvironment(): TestEnvironment {
     const admin = new pg.Client({ connectionString: withDatabase(serverUrl, 'postgres') });
     await admin.connect();
     try {
-      await admin.query(`create database ${quoteIdentifier(name)} template ${quoteIdentifier(inject('templateDatabase'))}`);
+      await admin.query(
+        `create database ${quoteIdentifier(name)} template ${quoteIdentifier(inject('templateDatabase'))}`,
+      );
     } finally {
       await admin.end();
     }
@@ -72,7 +74,9 @@ export function useTestEnvironment(): TestEnvironment {
     const strays = await stopStrayProcesses();
     if (strays.length > 0) {
       // graphile-worker's habit: a test that leaves workers running is a failing test
-      throw new Error(`tests of this file left ${strays.length} process(es) running (now killed): ${strays.join('; ')}`);
+      throw new Error(
+        `tests of this file left ${strays.length} process(es) running (now killed): ${strays.join('; ')}`,
+      );
     }
   });
 
@@ -99,7 +103,10 @@ export function useTestEnvironment(): TestEnvironment {
   });
 
   const config = (overrides: Partial<WindfallConfig> = {}): WindfallConfig =>
-    loadConfig({ REDIS_URL: redisUrl, DATABASE_URL: databaseUrl, WINDFALL_PREFIX: prefix, LOG_LEVEL: 'warn' }, overrides);
+    loadConfig(
+      { REDIS_URL: redisUrl, DATABASE_URL: databaseUrl, WINDFALL_PREFIX: prefix, LOG_LEVEL: 'warn' },
+      overrides,
+    );
 
   return {
     databaseUrl,
@@ -117,7 +124,14 @@ export function useTestEnvironment(): TestEnvironment {
     env(extra = {}) {
       const env: NodeJS.ProcessEnv = {};
       for (const [key, value] of Object.entries(process.env)) if (!key.startsWith('WINDFALL_')) env[key] = value;
-      return { ...env, REDIS_URL: redisUrl, DATABASE_URL: databaseUrl, WINDFALL_PREFIX: prefix, LOG_LEVEL: 'warn', ...extra };
+      return {
+        ...env,
+        REDIS_URL: redisUrl,
+        DATABASE_URL: databaseUrl,
+        WINDFALL_PREFIX: prefix,
+        LOG_LEVEL: 'warn',
+        ...extra,
+      };
     },
     async open(overrides = {}) {
       const windfall = await openWindfall(config(overrides), createLogger(config(overrides).logLevel));

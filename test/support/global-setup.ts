@@ -19,7 +19,12 @@ const LOCAL_REDIS = 'redis://127.0.0.1:6379';
 const LOCAL_POSTGRES = 'postgres://postgres@127.0.0.1:5432/postgres';
 
 async function redisAnswers(url: string): Promise<boolean> {
-  const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 2000 });
+  const redis = new Redis(url, {
+    lazyConnect: true,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+    connectTimeout: 2000,
+  });
   redis.on('error', () => undefined);
   try {
     await redis.connect();
@@ -32,7 +37,9 @@ async function redisAnswers(url: string): Promise<boolean> {
 }
 
 /** Whether PostgreSQL answers at `url`, and if not, why (the driver's message, without the URL's password). */
-async function postgresAnswers(url: string): Promise<{ ok: true } | { ok: false; code: string | undefined; reason: string }> {
+async function postgresAnswers(
+  url: string,
+): Promise<{ ok: true } | { ok: false; code: string | undefined; reason: string }> {
   const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 2000 });
   client.on('error', () => undefined);
   try {
@@ -88,7 +95,9 @@ export default async function setup(project: TestProject): Promise<() => Promise
   const postgresOk = postgres.ok;
   if (!redisOk || !postgresOk) {
     if (!(await dockerAvailable())) {
-      const postgresProblem = postgres.ok ? '' : `PostgreSQL does not answer at ${redactUrl(databaseUrl)} (${postgres.reason})`;
+      const postgresProblem = postgres.ok
+        ? ''
+        : `PostgreSQL does not answer at ${redactUrl(databaseUrl)} (${postgres.reason})`;
       throw new Error(
         `tests need Redis and PostgreSQL: ${!redisOk ? `Redis does not answer at ${redactUrl(redisUrl)}` : ''}${!redisOk && !postgresOk ? ' and ' : ''}${postgresProblem}. ` +
           'Set REDIS_URL and DATABASE_URL to running servers, start local ones (redis-server; pg_ctlcluster … start), ' +

@@ -63,11 +63,22 @@ export async function startRedisCluster(): Promise<RedisClusterServers> {
           port,
           aof: true,
           dir: mkdtempSync(join(dir, `node-${port}-`)),
-          extraArgs: ['--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`, '--cluster-node-timeout', '5000'],
+          extraArgs: [
+            '--cluster-enabled',
+            'yes',
+            '--cluster-config-file',
+            `nodes-${port}.conf`,
+            '--cluster-node-timeout',
+            '5000',
+          ],
         }),
       );
     }
-    const created = await redisCli(ports[0]!, ['--cluster', 'create', ...ports.map((port) => `127.0.0.1:${port}`), '--cluster-replicas', '0', '--cluster-yes'], 60_000);
+    const created = await redisCli(
+      ports[0]!,
+      ['--cluster', 'create', ...ports.map((port) => `127.0.0.1:${port}`), '--cluster-replicas', '0', '--cluster-yes'],
+      60_000,
+    );
     if (created.code !== 0) throw new Error(`redis-cli --cluster create failed: ${created.output}`);
     await waitFor(
       async () => {

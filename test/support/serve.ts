@@ -32,11 +32,15 @@ export async function startServe(env: NodeJS.ProcessEnv): Promise<ServeProcess> 
   });
   let port: number | undefined;
   try {
-    await eventually(() => {
-      const found = /HTTP server listening on port (\d+)/.exec(child.output());
-      if (found) port = Number(found[1]);
-      return port !== undefined || child.child.exitCode !== null;
-    }, 'windfall serve to listen', 30_000);
+    await eventually(
+      () => {
+        const found = /HTTP server listening on port (\d+)/.exec(child.output());
+        if (found) port = Number(found[1]);
+        return port !== undefined || child.child.exitCode !== null;
+      },
+      'windfall serve to listen',
+      30_000,
+    );
   } catch (error) {
     child.child.kill('SIGKILL');
     throw new Error(`${(error as Error).message}\n${child.output()}`);

@@ -30,7 +30,12 @@ export interface WebhookReceiver {
  * The verification a receiver does (the same steps as the README's example, written without Windfall's code so
  * the test checks the format, not the implementation against itself).
  */
-export function verifyAsReceiver(secret: string, header: string | undefined, body: string, nowSeconds = Math.floor(Date.now() / 1000)): boolean {
+export function verifyAsReceiver(
+  secret: string,
+  header: string | undefined,
+  body: string,
+  nowSeconds = Math.floor(Date.now() / 1000),
+): boolean {
   if (!header) return false;
   const fields = Object.fromEntries(header.split(',').map((part) => part.split('=', 2) as [string, string]));
   const t = Number(fields['t']);
@@ -77,7 +82,9 @@ export async function startReceiver(secret: string): Promise<WebhookReceiver> {
         return;
       }
       if (answer >= 200 && answer < 300 && event) events.set(event.id, event);
-      response.writeHead(answer, { 'content-type': 'text/plain' }).end(answer >= 300 ? `receiver says ${answer}` : 'ok');
+      response
+        .writeHead(answer, { 'content-type': 'text/plain' })
+        .end(answer >= 300 ? `receiver says ${answer}` : 'ok');
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));

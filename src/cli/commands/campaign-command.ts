@@ -1,6 +1,12 @@
 import type { Command } from 'commander';
 import { cliActor } from '../../audit/audit-trail.js';
-import { CampaignRequestError, getCampaignReport, setCampaignBudget, UnknownCampaignError, type CampaignReport } from '../../campaign/campaign-budget.js';
+import {
+  CampaignRequestError,
+  getCampaignReport,
+  setCampaignBudget,
+  UnknownCampaignError,
+  type CampaignReport,
+} from '../../campaign/campaign-budget.js';
 import type { CommandRegistry } from '../context.js';
 import { withWindfall } from '../context.js';
 import { CommandFailedError, UsageError } from '../exit-codes.js';
@@ -10,12 +16,23 @@ import { formatTable, printJson, printLine } from '../output.js';
 export function describeCampaign(report: CampaignReport): string {
   return formatTable(
     ['campaign', 'budget', 'reserved', 'applied', 'remaining'],
-    [[report.campaignId, report.budget ?? 'unlimited', report.reserved, report.applied, report.remaining ?? 'unlimited']],
+    [
+      [
+        report.campaignId,
+        report.budget ?? 'unlimited',
+        report.reserved,
+        report.applied,
+        report.remaining ?? 'unlimited',
+      ],
+    ],
   );
 }
 
 /** A campaign's report, or exit 1 naming what to do. */
-async function readCampaign(pool: Parameters<typeof getCampaignReport>[0], campaignId: string): Promise<CampaignReport> {
+async function readCampaign(
+  pool: Parameters<typeof getCampaignReport>[0],
+  campaignId: string,
+): Promise<CampaignReport> {
   let report: CampaignReport | null;
   try {
     report = await getCampaignReport(pool, campaignId);
@@ -35,20 +52,29 @@ async function readCampaign(pool: Parameters<typeof getCampaignReport>[0], campa
 
 /** Registers `windfall campaign set|show`. */
 export function registerCampaignCommands(program: Command, registry: CommandRegistry): void {
-  const campaign = program.command('campaign').description("a campaign's payout budget: batches naming the campaign are refused once their total does not fit");
+  const campaign = program
+    .command('campaign')
+    .description("a campaign's payout budget: batches naming the campaign are refused once their total does not fit");
 
   campaign
     .command('set')
-    .description('set or change a budget (minor units); audited. Lowering it below what is reserved refuses new batches, never touches accepted ones')
+    .description(
+      'set or change a budget (minor units); audited. Lowering it below what is reserved refuses new batches, never touches accepted ones',
+    )
     .argument('<campaignId>')
-    .requiredOption('--budget <amount>', 'the budget in minor units (cents), a whole number ≥ 0; "unlimited" removes it')
+    .requiredOption(
+      '--budget <amount>',
+      'the budget in minor units (cents), a whole number ≥ 0; "unlimited" removes it',
+    )
     .option('--json', 'print a JSON document')
     .action(async (campaignId: string, options: { budget: string; json?: boolean }, command: Command) => {
       const globals = registry.globals(command);
       await withWindfall(globals, async (windfall) => {
         let report: CampaignReport;
         try {
-          report = await setCampaignBudget(windfall.database.pool, campaignId, options.budget, { actor: cliActor(globals.actor) });
+          report = await setCampaignBudget(windfall.database.pool, campaignId, options.budget, {
+            actor: cliActor(globals.actor),
+          });
         } catch (error) {
           if (error instanceof CampaignRequestError) throw new UsageError(error.message);
           throw error;
@@ -60,7 +86,9 @@ export function registerCampaignCommands(program: Command, registry: CommandRegi
 
   campaign
     .command('show')
-    .description('a campaign: {campaignId, budget, reserved, applied, remaining} (money as digit strings; null budget = unlimited)')
+    .description(
+      'a campaign: {campaignId, budget, reserved, applied, remaining} (money as digit strings; null budget = unlimited)',
+    )
     .argument('<campaignId>')
     .option('--json', 'print a JSON document')
     .action(async (campaignId: string, options: { json?: boolean }, command: Command) => {

@@ -17,7 +17,6 @@ export interface DemoOptions {
   readonly json?: boolean;
 }
 
-
 interface SampleBatch {
   readonly records: SourceRecord[];
   readonly expected: Map<string, bigint>;
@@ -34,10 +33,14 @@ function generateSample(run: string, rewards: number, users: number): SampleBatc
   const expected = new Map<string, bigint>();
   for (let n = 0; n < rewards; n += 1) {
     // every user gets at least one reward; after that, a quarter go to hot users
-    const user = n < users ? uid(n) : next() < 0.25 ? uid(Math.floor(next() * hotCount)) : uid(Math.floor(next() * users));
+    const user =
+      n < users ? uid(n) : next() < 0.25 ? uid(Math.floor(next() * hotCount)) : uid(Math.floor(next() * users));
     const amount = BigInt(1 + Math.floor(next() * 1000));
     expected.set(user, (expected.get(user) ?? 0n) + amount);
-    records.push({ row: n + 1, value: { rewardId: `demo-${run}-r${n}`, uid: user, amount: amount.toString(), description: '活动奖励' } });
+    records.push({
+      row: n + 1,
+      value: { rewardId: `demo-${run}-r${n}`, uid: user, amount: amount.toString(), description: '活动奖励' },
+    });
   }
   return { records, expected, hotUsers };
 }
@@ -47,14 +50,22 @@ async function* fromArray(records: readonly SourceRecord[]): AsyncGenerator<Sour
 }
 
 /** Debits small amounts from hot users while the batch runs, as other wallet traffic would. */
-async function withdrawWhileRunning(windfall: Windfall, run: string, hotUsers: readonly string[], done: { value: boolean }) {
+async function withdrawWhileRunning(
+  windfall: Windfall,
+  run: string,
+  hotUsers: readonly string[],
+  done: { value: boolean },
+) {
   let applied = 0;
   let refused = 0;
   let n = 0;
   while (!done.value) {
     const uid = hotUsers[n % hotUsers.length]!;
     try {
-      await windfall.wallet.withdrawBalance(uid, 1n, { operationId: `demo-${run}-w${n}`, description: 'demo withdrawal' });
+      await windfall.wallet.withdrawBalance(uid, 1n, {
+        operationId: `demo-${run}-w${n}`,
+        description: 'demo withdrawal',
+      });
       applied += 1;
     } catch (error) {
       if (!(error instanceof InsufficientFundsError)) throw error;
@@ -97,7 +108,9 @@ export async function runDemo(flags: GlobalFlags, options: DemoOptions): Promise
     await windfall.startEventDelivery();
     const run = Date.now().toString(36);
     const sample = generateSample(run, options.rewards, options.users);
-    say(`enqueueing ${formatCount(options.rewards)} rewards over ${formatCount(options.users)} users (${sample.hotUsers.length} hot users also get withdrawals) …`);
+    say(
+      `enqueueing ${formatCount(options.rewards)} rewards over ${formatCount(options.users)} users (${sample.hotUsers.length} hot users also get withdrawals) …`,
+    );
 
     const started = performance.now();
     const first = await windfall.producer.enqueue(fromArray(sample.records), { batchId: `demo-${run}` });
@@ -113,7 +126,12 @@ export async function runDemo(flags: GlobalFlags, options: DemoOptions): Promise
     const repeatReport = await waitQuietly(windfall, second.batchId, false);
 
     // Verification: every demo wallet equals its ledger, and equals generated credits minus withdrawals.
-    const { rows } = await windfall.database.pool.query<{ uid: string; balance: bigint; ledger: string; debits: string }>(
+    const { rows } = await windfall.database.pool.query<{
+      uid: string;
+      balance: bigint;
+      ledger: string;
+      debits: string;
+    }>(
       `select w.uid, w.balance,
               (select coalesce(sum(amount), 0) from ledger_entries l where l.uid = w.uid)::text as ledger,
               (select coalesce(-sum(amount), 0) from ledger_entries l where l.uid = w.uid and kind = 'debit')::text as debits
@@ -173,7 +191,9 @@ export async function runDemo(flags: GlobalFlags, options: DemoOptions): Promise
           ],
         ),
       );
-      printLine(ok ? '\nOK: every balance equals its ledger and the generated rewards.' : '\nFAILED: see the mismatches above.');
+      printLine(
+        ok ? '\nOK: every balance equals its ledger and the generated rewards.' : '\nFAILED: see the mismatches above.',
+      );
       printLine(`Look closer: windfall batch ${first.batchId} · windfall wallet ${sample.hotUsers[0]}`);
     }
     return ok;

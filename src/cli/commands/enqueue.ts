@@ -25,7 +25,11 @@ export interface EnqueueSession {
  * Lighter than {@link openWindfall}: the command is on the batch's critical path (file → applied), so BullMQ is loaded
  * only while PostgreSQL finishes recording the batch, and nothing of the worker, wallet or metrics is loaded at all.
  */
-export async function withEnqueueSession<T>(config: WindfallConfig, logger: Logger, run: (session: EnqueueSession) => Promise<T>): Promise<T> {
+export async function withEnqueueSession<T>(
+  config: WindfallConfig,
+  logger: Logger,
+  run: (session: EnqueueSession) => Promise<T>,
+): Promise<T> {
   const { database, redis } = await openConnections(config, logger);
   let queues: WindfallQueues | undefined;
   const producer = new RewardProducer({
@@ -51,7 +55,8 @@ export async function withEnqueueSession<T>(config: WindfallConfig, logger: Logg
       ['redis', () => quitRedis(redis)],
       ['postgres', () => database.close()],
     ];
-    for (const [name, step] of steps) await step().catch((error: unknown) => logger.warn({ err: error, step: name }, 'error while closing'));
+    for (const [name, step] of steps)
+      await step().catch((error: unknown) => logger.warn({ err: error, step: name }, 'error while closing'));
   }
 }
 
@@ -65,10 +70,14 @@ export interface EnqueueFlags {
 }
 
 /** Opens the file (or standard input for `-`) and picks its format. */
-export async function openRewardFile(file: string, format?: string): Promise<{ stream: AsyncIterable<Uint8Array>; format: RewardFileFormat }> {
+export async function openRewardFile(
+  file: string,
+  format?: string,
+): Promise<{ stream: AsyncIterable<Uint8Array>; format: RewardFileFormat }> {
   let chosen: RewardFileFormat | null;
   if (format !== undefined) {
-    if (format !== 'jsonl' && format !== 'csv') throw new UsageError(`--format must be jsonl or csv, got ${JSON.stringify(format)}`);
+    if (format !== 'jsonl' && format !== 'csv')
+      throw new UsageError(`--format must be jsonl or csv, got ${JSON.stringify(format)}`);
     chosen = format;
   } else {
     chosen = file === '-' ? null : formatFromFileName(file);
@@ -86,7 +95,9 @@ export async function openRewardFile(file: string, format?: string): Promise<{ s
     if (!info.isFile()) throw new UsageError(`${file} is not a file`);
   } catch (error) {
     if (error instanceof UsageError) throw error;
-    throw new UsageError(`cannot read ${file}: ${(error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (error as Error).message}`);
+    throw new UsageError(
+      `cannot read ${file}: ${(error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (error as Error).message}`,
+    );
   }
   return { stream: createReadStream(file, { highWaterMark: 1 << 16 }), format: chosen };
 }

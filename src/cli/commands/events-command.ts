@@ -37,18 +37,22 @@ export function registerEventsCommand(program: Command, registry: CommandRegistr
     .addOption(new Option('--state <state>', 'only events in this state').choices(BATCH_EVENT_STATES))
     .option('--limit <n>', 'at most this many events', limitOf, 1000)
     .option('--json', 'print a JSON document')
-    .action(async (options: { batch?: string; state?: BatchEventState; limit: number; json?: boolean }, command: Command) => {
-      await withWindfall(registry.globals(command), async (windfall) => {
-        const events = await listEvents(windfall.database.pool, {
-          ...(options.batch !== undefined ? { batchId: options.batch } : {}),
-          ...(options.state !== undefined ? { state: options.state } : {}),
-          limit: options.limit,
+    .action(
+      async (options: { batch?: string; state?: BatchEventState; limit: number; json?: boolean }, command: Command) => {
+        await withWindfall(registry.globals(command), async (windfall) => {
+          const events = await listEvents(windfall.database.pool, {
+            ...(options.batch !== undefined ? { batchId: options.batch } : {}),
+            ...(options.state !== undefined ? { state: options.state } : {}),
+            limit: options.limit,
+          });
+          if (options.json) printJson(events);
+          else printLine(describeEvents(events));
+          if (windfall.config.webhookUrl === undefined && !options.json) {
+            printNote(
+              'windfall: WINDFALL_WEBHOOK_URL is not set in this shell; processes without it record and send no events',
+            );
+          }
         });
-        if (options.json) printJson(events);
-        else printLine(describeEvents(events));
-        if (windfall.config.webhookUrl === undefined && !options.json) {
-          printNote('windfall: WINDFALL_WEBHOOK_URL is not set in this shell; processes without it record and send no events');
-        }
-      });
-    });
+      },
+    );
 }

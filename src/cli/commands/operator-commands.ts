@@ -60,7 +60,18 @@ export function describeDeadLetters(entries: readonly DeadLetterEntry[]): string
   if (entries.length === 0) return 'no dead-letter entries match';
   return formatTable(
     ['id', 'batchId', 'uid', 'rewards', 'amount', 'reason', 'attempts', 'failedAt', 'state', 'error'],
-    entries.map((e) => [e.id, e.batchId, e.uid, e.rewards.length, entryAmount(e), e.reason, e.attempts, e.failedAt, e.state, shorten(e.error, 60)]),
+    entries.map((e) => [
+      e.id,
+      e.batchId,
+      e.uid,
+      e.rewards.length,
+      entryAmount(e),
+      e.reason,
+      e.attempts,
+      e.failedAt,
+      e.state,
+      shorten(e.error, 60),
+    ]),
   );
 }
 
@@ -112,7 +123,6 @@ export function describeLock(status: LockStatus): string {
   );
 }
 
-
 /** The lock tools over this Windfall's Redis connection and prefix. */
 export function lockTools(windfall: Windfall): UserLocks {
   return new UserLocks(windfall.redis, { prefix: windfall.config.prefix, logger: windfall.logger });
@@ -127,7 +137,10 @@ export async function forceReleaseLock(windfall: Windfall, uid: string, actor: s
   return { uid, released: previous.locked, previous };
 }
 
-function selectionOf(ids: readonly string[], options: { all?: boolean; reason?: string; batch?: string }): DeadLetterSelection {
+function selectionOf(
+  ids: readonly string[],
+  options: { all?: boolean; reason?: string; batch?: string },
+): DeadLetterSelection {
   return {
     ids,
     ...(options.all ? { all: true } : {}),
@@ -174,7 +187,9 @@ export function registerOperatorCommands(program: Command, registry: CommandRegi
         printLine(describeQueues(stats));
         const entries = Object.values(open).reduce((sum, count) => sum + count.entries, 0);
         const rewards = Object.values(open).reduce((sum, count) => sum + count.rewards, 0);
-        printLine(`\nopen dead-letter entries (PostgreSQL): ${entries} (${rewards} rewards)${entries > 0 ? ' — see `windfall dlq list`' : ''}`);
+        printLine(
+          `\nopen dead-letter entries (PostgreSQL): ${entries} (${rewards} rewards)${entries > 0 ? ' — see `windfall dlq list`' : ''}`,
+        );
       });
     });
 
@@ -185,17 +200,32 @@ export function registerOperatorCommands(program: Command, registry: CommandRegi
     .description('dead-lettered entries (open ones by default), oldest first')
     .addOption(reasonOption())
     .option('--batch <batchId>', 'only entries of this batch')
-    .addOption(new Option('--state <state>', 'entries in this state').choices(['open', 'replayed', 'purged', 'any']).default('open'))
+    .addOption(
+      new Option('--state <state>', 'entries in this state')
+        .choices(['open', 'replayed', 'purged', 'any'])
+        .default('open'),
+    )
     .option('--limit <n>', 'at most this many entries', wholeNumber('--limit'), 1000)
     .option('--json', 'print a JSON document')
-    .action(async (options: { reason?: string; batch?: string; state: 'open' | 'replayed' | 'purged' | 'any'; limit: number; json?: boolean }, command: Command) => {
-      await withWindfall(globals(command), async (windfall) => {
-        const filter = filterOrUsage(selectionOf([], options), false);
-        const entries = await windfall.deadLetters.list({ ...filter, state: options.state, limit: options.limit });
-        if (options.json) printJson(entries);
-        else printLine(describeDeadLetters(entries));
-      });
-    });
+    .action(
+      async (
+        options: {
+          reason?: string;
+          batch?: string;
+          state: 'open' | 'replayed' | 'purged' | 'any';
+          limit: number;
+          json?: boolean;
+        },
+        command: Command,
+      ) => {
+        await withWindfall(globals(command), async (windfall) => {
+          const filter = filterOrUsage(selectionOf([], options), false);
+          const entries = await windfall.deadLetters.list({ ...filter, state: options.state, limit: options.limit });
+          if (options.json) printJson(entries);
+          else printLine(describeDeadLetters(entries));
+        });
+      },
+    );
 
   dlq
     .command('show')
@@ -214,24 +244,35 @@ export function registerOperatorCommands(program: Command, registry: CommandRegi
 
   dlq
     .command('replay')
-    .description('re-enqueue entries into their shard queue; an entry leaves the queue only once its replay is enqueued')
+    .description(
+      're-enqueue entries into their shard queue; an entry leaves the queue only once its replay is enqueued',
+    )
     .argument('[ids...]', 'entry ids')
     .option('--all', 'every open entry')
     .addOption(reasonOption())
     .option('--batch <batchId>', 'open entries of this batch')
     .option('--dry-run', 'show what would be replayed; change nothing')
     .option('--json', 'print a JSON document')
-    .action(async (ids: string[], options: { all?: boolean; reason?: string; batch?: string; dryRun?: boolean; json?: boolean }, command: Command) => {
-      const filter = filterOrUsage(selectionOf(ids, options), true);
-      await withWindfall(globals(command), async (windfall) => {
-        const report = await windfall.deadLetters.replay(filter, { dryRun: options.dryRun ?? false, actor: cliActor(globals(command).actor) });
-        if (options.json) printJson(report);
-        else printLine(describeReplay(report));
-        for (const skipped of report.skipped) printNote(`windfall: entry ${skipped.id} not replayed: ${skipped.why}`);
-        // an entry replayed already is no failure (a replay is idempotent); a missing or purged one is
-        if (report.skipped.some((skipped) => skipped.state !== 'replayed')) setExit(EXIT.FAILED);
-      });
-    });
+    .action(
+      async (
+        ids: string[],
+        options: { all?: boolean; reason?: string; batch?: string; dryRun?: boolean; json?: boolean },
+        command: Command,
+      ) => {
+        const filter = filterOrUsage(selectionOf(ids, options), true);
+        await withWindfall(globals(command), async (windfall) => {
+          const report = await windfall.deadLetters.replay(filter, {
+            dryRun: options.dryRun ?? false,
+            actor: cliActor(globals(command).actor),
+          });
+          if (options.json) printJson(report);
+          else printLine(describeReplay(report));
+          for (const skipped of report.skipped) printNote(`windfall: entry ${skipped.id} not replayed: ${skipped.why}`);
+          // an entry replayed already is no failure (a replay is idempotent); a missing or purged one is
+          if (report.skipped.some((skipped) => skipped.state !== 'replayed')) setExit(EXIT.FAILED);
+        });
+      },
+    );
 
   dlq
     .command('purge')
@@ -242,24 +283,35 @@ export function registerOperatorCommands(program: Command, registry: CommandRegi
     .option('--dry-run', 'show what would be purged; change nothing')
     .option('--yes', 'really purge')
     .option('--json', 'print a JSON document')
-    .action(async (ids: string[], options: { reason?: string; batch?: string; dryRun?: boolean; yes?: boolean; json?: boolean }, command: Command) => {
-      const filter = filterOrUsage(selectionOf(ids, options), false);
-      if (!options.yes && !options.dryRun) {
-        throw new UsageError('refusing to purge without --yes: purged entries are never replayed (their rewards stay uncredited). Try --dry-run first.');
-      }
-      await withWindfall(globals(command), async (windfall) => {
-        let purged: string[];
-        if (options.dryRun) {
-          const entries = await windfall.deadLetters.list({ ...filter, state: 'open', limit: 1_000_000 });
-          purged = entries.map((entry) => entry.id);
-        } else {
-          purged = await windfall.deadLetters.purge(filter, { actor: cliActor(globals(command).actor) });
+    .action(
+      async (
+        ids: string[],
+        options: { reason?: string; batch?: string; dryRun?: boolean; yes?: boolean; json?: boolean },
+        command: Command,
+      ) => {
+        const filter = filterOrUsage(selectionOf(ids, options), false);
+        if (!options.yes && !options.dryRun) {
+          throw new UsageError(
+            'refusing to purge without --yes: purged entries are never replayed (their rewards stay uncredited). Try --dry-run first.',
+          );
         }
-        if (options.json) printJson({ dryRun: options.dryRun ?? false, purged, count: purged.length });
-        else if (purged.length === 0) printLine('nothing to purge: no open entry matches');
-        else printLine(`${options.dryRun ? 'would purge' : 'purged'} ${purged.length} entr${purged.length === 1 ? 'y' : 'ies'}: ${purged.join(', ')}`);
-      });
-    });
+        await withWindfall(globals(command), async (windfall) => {
+          let purged: string[];
+          if (options.dryRun) {
+            const entries = await windfall.deadLetters.list({ ...filter, state: 'open', limit: 1_000_000 });
+            purged = entries.map((entry) => entry.id);
+          } else {
+            purged = await windfall.deadLetters.purge(filter, { actor: cliActor(globals(command).actor) });
+          }
+          if (options.json) printJson({ dryRun: options.dryRun ?? false, purged, count: purged.length });
+          else if (purged.length === 0) printLine('nothing to purge: no open entry matches');
+          else
+            printLine(
+              `${options.dryRun ? 'would purge' : 'purged'} ${purged.length} entr${purged.length === 1 ? 'y' : 'ies'}: ${purged.join(', ')}`,
+            );
+        });
+      },
+    );
 
   const lock = program.command('lock').description("a user's Redis lock: status, emergency release");
 
@@ -292,7 +344,9 @@ export function registerOperatorCommands(program: Command, registry: CommandRegi
         const report = await forceReleaseLock(windfall, uid, cliActor(globals(command).actor));
         if (options.json) printJson(report);
         else if (report.released) {
-          printLine(`released the lock of ${uid} (held by ${report.previous.owner} since ${report.previous.acquiredAt ?? 'unknown'}, ${report.previous.ttlMs ?? '?'} ms left)`);
+          printLine(
+            `released the lock of ${uid} (held by ${report.previous.owner} since ${report.previous.acquiredAt ?? 'unknown'}, ${report.previous.ttlMs ?? '?'} ms left)`,
+          );
         } else printLine(`${uid} was not locked: nothing to release`);
       });
     });
@@ -322,6 +376,13 @@ export function registerOperatorCommands(program: Command, registry: CommandRegi
 function describeAudit(records: readonly AuditRecord[]): string {
   return formatTable(
     ['id', 'at', 'actor', 'action', 'target', 'result'],
-    records.map((record) => [record.id, record.at, record.actor, record.action, record.target, JSON.stringify(record.result).slice(0, 80)]),
+    records.map((record) => [
+      record.id,
+      record.at,
+      record.actor,
+      record.action,
+      record.target,
+      JSON.stringify(record.result).slice(0, 80),
+    ]),
   );
 }

@@ -7,15 +7,42 @@ import { formatCount, formatTable } from '../output.js';
 /** `windfall batch <id>`. */
 export async function readBatch(windfall: Windfall, batchId: string): Promise<BatchReport> {
   const report = await getBatchReport(windfall.database.pool, batchId);
-  if (!report) throw new CommandFailedError(`no batch has id ${JSON.stringify(batchId)} (was it enqueued against this DATABASE_URL?)`);
+  if (!report)
+    throw new CommandFailedError(
+      `no batch has id ${JSON.stringify(batchId)} (was it enqueued against this DATABASE_URL?)`,
+    );
   return report;
 }
 
 /** Human form of a batch report. */
 export function describeBatch(report: BatchReport): string {
   return formatTable(
-    ['batchId', 'status', 'total', 'applied', 'duplicate', 'deadLettered', 'pending', 'reverted', 'campaign', 'priority'],
-    [[report.batchId, report.status, report.total, report.applied, report.duplicate, report.deadLettered, report.pending, report.reverted, report.campaignId ?? '-', report.priority]],
+    [
+      'batchId',
+      'status',
+      'total',
+      'applied',
+      'duplicate',
+      'deadLettered',
+      'pending',
+      'reverted',
+      'campaign',
+      'priority',
+    ],
+    [
+      [
+        report.batchId,
+        report.status,
+        report.total,
+        report.applied,
+        report.duplicate,
+        report.deadLettered,
+        report.pending,
+        report.reverted,
+        report.campaignId ?? '-',
+        report.priority,
+      ],
+    ],
   );
 }
 
@@ -28,7 +55,10 @@ export interface WalletView {
 
 /** `windfall wallet <uid>…`: balance (0 for an unknown user) and the latest entries of each. */
 export async function readWallets(windfall: Windfall, uids: readonly string[], limit: number): Promise<WalletView[]> {
-  const { rows } = await windfall.database.pool.query<{ uid: string; balance: bigint }>('select uid, balance from wallets where uid = any($1::text[])', [uids]);
+  const { rows } = await windfall.database.pool.query<{ uid: string; balance: bigint }>(
+    'select uid, balance from wallets where uid = any($1::text[])',
+    [uids],
+  );
   const balances = new Map(rows.map((row) => [row.uid, row.balance]));
   return Promise.all(
     uids.map(async (uid) => ({
@@ -47,7 +77,14 @@ export function describeWallets(wallets: readonly WalletView[]): string {
       if (wallet.entries.length === 0) return head;
       const table = formatTable(
         ['createdAt', 'operationId', 'kind', 'amount', 'batchId', 'description'],
-        wallet.entries.map((entry) => [entry.createdAt, entry.operationId, entry.kind, entry.amount, entry.batchId, entry.description]),
+        wallet.entries.map((entry) => [
+          entry.createdAt,
+          entry.operationId,
+          entry.kind,
+          entry.amount,
+          entry.batchId,
+          entry.description,
+        ]),
       );
       return `${head}\n${table}`;
     })

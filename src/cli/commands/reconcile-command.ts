@@ -35,19 +35,34 @@ export function describeReconcile(report: ReconcileReport): string {
       `${formatCount(r.deadLettered)} dead-lettered, ${formatCount(r.inFlight)} in flight) in ${report.seconds} s`,
   );
   if (report.pendingBatches.length > 0) {
-    lines.push('', `batches still processing${report.strict ? ' (strict: counted as mismatches)' : ' (not mismatches)'}:`);
+    lines.push(
+      '',
+      `batches still processing${report.strict ? ' (strict: counted as mismatches)' : ' (not mismatches)'}:`,
+    );
     lines.push(
       formatTable(
         ['batchId', 'pending', 'openChunks', 'replaying', 'createdAt'],
-        report.pendingBatches.map((batch) => [batch.batchId, batch.pending, batch.openChunks, batch.replaying, batch.createdAt]),
+        report.pendingBatches.map((batch) => [
+          batch.batchId,
+          batch.pending,
+          batch.openChunks,
+          batch.replaying,
+          batch.createdAt,
+        ]),
       ),
     );
   }
   if (report.mismatchCount === 0) {
-    lines.push('', 'reconcile: OK — every balance equals its ledger, every reward is accounted for, no operation id twice');
+    lines.push(
+      '',
+      'reconcile: OK — every balance equals its ledger, every reward is accounted for, no operation id twice',
+    );
     return lines.join('\n');
   }
-  lines.push('', `reconcile: ${formatCount(report.mismatchCount)} mismatch${report.mismatchCount === 1 ? '' : 'es'}${report.truncated ? ` (${report.mismatches.length} listed)` : ''}`);
+  lines.push(
+    '',
+    `reconcile: ${formatCount(report.mismatchCount)} mismatch${report.mismatchCount === 1 ? '' : 'es'}${report.truncated ? ` (${report.mismatches.length} listed)` : ''}`,
+  );
   lines.push(
     formatTable(
       ['kind', 'uid', 'expected', 'actual', 'batchId', 'rewardId'],
@@ -63,8 +78,10 @@ function describeResume(report: ResumeReport, shards: number): string {
     `resume: ${verb} ${report.chunks.length} chunk job${report.chunks.length === 1 ? '' : 's'} and ${report.replays.length} replay job${report.replays.length === 1 ? '' : 's'} ` +
       `(${report.checkedChunks} open chunks and ${report.checkedReplays} unfinished replays checked)`,
   ];
-  for (const job of [...report.chunks, ...report.replays]) lines.push(`  ${job.jobId} (batch ${job.batchId}, shard ${job.shard}): job was ${job.was}`);
-  if (report.stranded.length > 0) lines.push(`resume: not re-added (exit 1): ${describeStranded(report.stranded, shards)}`);
+  for (const job of [...report.chunks, ...report.replays])
+    lines.push(`  ${job.jobId} (batch ${job.batchId}, shard ${job.shard}): job was ${job.was}`);
+  if (report.stranded.length > 0)
+    lines.push(`resume: not re-added (exit 1): ${describeStranded(report.stranded, shards)}`);
   return lines.join('\n');
 }
 
@@ -80,9 +97,15 @@ export function registerReconcileCommand(program: Command, registry: CommandRegi
         'and no operation id is in the ledger twice; exit 1 listing each mismatch',
     )
     .option('--json', 'print a JSON document')
-    .option('--strict', 'also count rewards still in flight (batches with open chunks, unfinished replays) as mismatches')
+    .option(
+      '--strict',
+      'also count rewards still in flight (batches with open chunks, unfinished replays) as mismatches',
+    )
     .option('--limit <n>', 'mismatches listed per kind (all are counted)', positive('--limit'), 1000)
-    .option('--resume', 're-add the lost or failed jobs of open chunks and unfinished replays (needs Redis), then check')
+    .option(
+      '--resume',
+      're-add the lost or failed jobs of open chunks and unfinished replays (needs Redis), then check',
+    )
     .option('--dry-run', 'with --resume: only say which jobs would be re-added')
     .action(async (flags: ReconcileFlags, command: Command) => {
       const globals = registry.globals(command);
@@ -90,14 +113,22 @@ export function registerReconcileCommand(program: Command, registry: CommandRegi
       let resumed: ResumeReport | undefined;
       if (flags.resume) {
         resumed = await withWindfall(globals, (windfall) =>
-          resumeOpenWork(windfall.database.pool, windfall.queues, { minAgeMs: 0, dryRun: flags.dryRun ?? false, logger: windfall.logger }),
+          resumeOpenWork(windfall.database.pool, windfall.queues, {
+            minAgeMs: 0,
+            dryRun: flags.dryRun ?? false,
+            logger: windfall.logger,
+          }),
         );
         if (!flags.json) printNote(describeResume(resumed, config.shards));
         // chunks on shards beyond WINDFALL_SHARDS: no worker of this setting would ever run them
         if (resumed.stranded.length > 0) registry.setExit(EXIT.FAILED);
       }
       // The check itself needs PostgreSQL only: it works while Redis is down.
-      const database = connectDatabase(config.databaseUrl, { poolSize: 2, logger, applicationName: 'windfall-reconcile' });
+      const database = connectDatabase(config.databaseUrl, {
+        poolSize: 2,
+        logger,
+        applicationName: 'windfall-reconcile',
+      });
       try {
         await checkPostgres(database.pool, config.databaseUrl);
         const report = await reconcile(database.pool, { strict: flags.strict ?? false, limit: flags.limit });

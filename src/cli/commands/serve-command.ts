@@ -5,7 +5,8 @@ import { UsageError } from '../exit-codes.js';
 import { printJson } from '../output.js';
 
 function portNumber(value: string): number {
-  if (!/^\d+$/.test(value) || Number(value) > 65535) throw new InvalidArgumentError('--port must be a whole number from 0 to 65535 (0 = any free port)');
+  if (!/^\d+$/.test(value) || Number(value) > 65535)
+    throw new InvalidArgumentError('--port must be a whole number from 0 to 65535 (0 = any free port)');
   return Number(value);
 }
 
@@ -30,7 +31,9 @@ function stopSignal(onSecond: (signal: string) => void): Promise<string> {
 export function registerServeCommand(program: Command, registry: CommandRegistry): void {
   program
     .command('serve')
-    .description('the HTTP API (producer and operator routes), /metrics, /healthz, /readyz, the operator console at /console and the dashboard at /admin/queues')
+    .description(
+      'the HTTP API (producer and operator routes), /metrics, /healthz, /readyz, the operator console at /console and the dashboard at /admin/queues',
+    )
     .option('--port <port>', 'TCP port (0 = any free port)', portNumber, 3000)
     .option('--host <host>', 'interface to listen on', '0.0.0.0')
     .option('--openapi', 'print the OpenAPI document of the routes and exit')
@@ -42,14 +45,26 @@ export function registerServeCommand(program: Command, registry: CommandRegistry
       }
       const { config, logger } = resolveConfig(registry.globals(command), {}, false);
       if (!config.apiToken) {
-        throw new UsageError('WINDFALL_API_TOKEN is not set: the HTTP API refuses to start without a token for producers (set WINDFALL_API_TOKEN, and WINDFALL_ADMIN_TOKEN for operator routes)');
+        throw new UsageError(
+          'WINDFALL_API_TOKEN is not set: the HTTP API refuses to start without a token for producers (set WINDFALL_API_TOKEN, and WINDFALL_ADMIN_TOKEN for operator routes)',
+        );
       }
       if (config.adminToken === config.apiToken) {
-        throw new UsageError('WINDFALL_ADMIN_TOKEN equals WINDFALL_API_TOKEN: the API token would open operator routes; use two different tokens');
+        throw new UsageError(
+          'WINDFALL_ADMIN_TOKEN equals WINDFALL_API_TOKEN: the API token would open operator routes; use two different tokens',
+        );
       }
-      if (!config.adminToken) logger.warn('WINDFALL_ADMIN_TOKEN is not set: operator routes and the dashboard answer 401');
-      for (const [name, token] of [['WINDFALL_API_TOKEN', config.apiToken], ['WINDFALL_ADMIN_TOKEN', config.adminToken]] as const) {
-        if (token !== undefined && token.length < 16) logger.warn({ variable: name }, `${name} is shorter than 16 characters: use a long random token (for example \`openssl rand -hex 32\`)`);
+      if (!config.adminToken)
+        logger.warn('WINDFALL_ADMIN_TOKEN is not set: operator routes and the dashboard answer 401');
+      for (const [name, token] of [
+        ['WINDFALL_API_TOKEN', config.apiToken],
+        ['WINDFALL_ADMIN_TOKEN', config.adminToken],
+      ] as const) {
+        if (token !== undefined && token.length < 16)
+          logger.warn(
+            { variable: name },
+            `${name} is shorter than 16 characters: use a long random token (for example \`openssl rand -hex 32\`)`,
+          );
       }
 
       // loaded here so that other commands do not pay for Windfall's services, fastify and Bull Board at start-up
@@ -60,12 +75,21 @@ export function registerServeCommand(program: Command, registry: CommandRegistry
       ]);
       const windfall = await openWindfall(config, logger, { metrics: new WindfallMetrics({ defaultMetrics: true }) });
       try {
-        const app = await buildHttpServer(windfall, { apiToken: config.apiToken, adminToken: config.adminToken, bodyLimit: config.httpBodyLimit });
-        const stopped = stopSignal((signal) => logger.error({ signal }, 'second signal: exiting without waiting for requests'));
+        const app = await buildHttpServer(windfall, {
+          apiToken: config.apiToken,
+          adminToken: config.adminToken,
+          bodyLimit: config.httpBodyLimit,
+        });
+        const stopped = stopSignal((signal) =>
+          logger.error({ signal }, 'second signal: exiting without waiting for requests'),
+        );
         await app.listen({ port: options.port, host: options.host });
         const address = app.server.address();
         const port = typeof address === 'object' && address ? address.port : options.port;
-        logger.info({ host: options.host, port, bodyLimit: config.httpBodyLimit, operatorRoutes: Boolean(config.adminToken) }, `HTTP server listening on port ${port}`);
+        logger.info(
+          { host: options.host, port, bodyLimit: config.httpBodyLimit, operatorRoutes: Boolean(config.adminToken) },
+          `HTTP server listening on port ${port}`,
+        );
         const signal = await stopped;
         logger.info({ signal }, 'stopping: finishing in-flight requests');
         await app.close();

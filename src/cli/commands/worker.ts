@@ -18,7 +18,8 @@ export interface WorkerFlags {
  * and resolves. A second signal exits at once (code 1).
  */
 export async function runWorker(windfall: Windfall, flags: WorkerFlags): Promise<void> {
-  const shards = flags.shards === undefined ? undefined : parseShardList('--shards', flags.shards, windfall.config.shards);
+  const shards =
+    flags.shards === undefined ? undefined : parseShardList('--shards', flags.shards, windfall.config.shards);
   // a lowered WINDFALL_SHARDS would leave open chunks in queues no worker reads: refuse (exit 2) and say what to do
   // (a backend terminated or restarting right then is tried again, as the worker's own steps are)
   await retryConflicts(() => assertNoStrandedChunks(windfall.database.pool, windfall.config.shards), {
@@ -28,7 +29,9 @@ export async function runWorker(windfall: Windfall, flags: WorkerFlags): Promise
   const worker = windfall.createWorker(shards ? { shards } : {});
   let metricsServer: Server | undefined;
   if (flags.metricsPort !== undefined) {
-    metricsServer = await startMetricsServer(windfall.metrics.registry, flags.metricsPort, () => sampleQueueDepths(windfall.queues, windfall.metrics));
+    metricsServer = await startMetricsServer(windfall.metrics.registry, flags.metricsPort, () =>
+      sampleQueueDepths(windfall.queues, windfall.metrics),
+    );
     windfall.logger.info({ port: flags.metricsPort }, 'metrics on /metrics');
   }
   const stopped = new Promise<string>((resolve) => {
