@@ -1,27 +1,88 @@
 /**
- * Windfall as a library: configuration, money, per-user locks, the wallet service, the producer, the worker,
- * dead letters and batch status. The CLI (`windfall`) and the process entry points in workers/ are built on it.
+ * Windfall as a library: what an application that credits, enqueues, inspects or receives needs, and nothing of
+ * the machinery behind it (SQL, queues, the worker's stages). `openWindfall` wires everything from a configuration;
+ * the CLI (`windfall`) and the process entry points in workers/ are built on the same objects.
+ *
+ * Kept deliberately small: `test/public-api.test.ts` lists every name, so that a new export is a decision.
  */
-export * from './config/index.js';
-export * from './money/index.js';
-export * from './lock/index.js';
-export * from './db/index.js';
-export * from './wallet/index.js';
-export * from './batch/index.js';
-export * from './metrics/index.js';
-export * from './log/index.js';
-export * from './concurrency/index.js';
-export * from './runtime/index.js';
-export * from './rewards/reward.js';
-export * from './rewards/field-rules.js';
-export * from './rewards/reward-sources.js';
-export { RewardProducer, type EnqueueResult, type ProducerOptions } from './queue/reward-producer.js';
-export { WindfallQueues, type QueueSettings } from './queue/windfall-queues.js';
-export { shardOf } from './queue/shard-routing.js';
-export { readQueueStats, type QueueStats } from './queue/queue-stats.js';
-export { RewardWorker, type RewardWorkerOptions } from './worker/reward-worker.js';
+
+// Opening Windfall: configuration, logging, the object that owns connections, queues and workers
+export { openWindfall, Windfall, type OpenOptions } from './runtime/windfall.js';
+export { ServiceUnavailableError } from './runtime/service-check.js';
+export { loadConfig, DEFAULT_CONFIG, LOG_LEVELS, type WindfallConfig, type LogLevel } from './config/config.js';
+export { ConfigError } from './config/config-error.js';
+export { createLogger, silentLogger, type Logger } from './log/logger.js';
+export { migrateToLatest } from './db/migrate.js';
+
+// Wallets: the seed's operations, each user's in one transaction under the user's lock
+export {
+  WalletService,
+  type WalletServiceOptions,
+  type CallOptions,
+  type SingleOperationOptions,
+  type SingleOperationResult,
+  type BalanceOperation,
+  type RewardInput,
+  type UserReport,
+  type BatchCallReport,
+  type LedgerEntryView,
+} from './wallet/wallet-service.js';
+export { InsufficientFundsError, OperationConflictError, InvalidOperationError } from './wallet/wallet-errors.js';
+export { LockBusyError, LockTimeoutError } from './lock/lock-errors.js';
+export { DEFAULT_POLICY, BATCH_POLICY, REWARD_POLICY, totalWaitMs, type LockPolicy } from './lock/lock-policy.js';
+export type { LockStatus } from './lock/user-locks.js';
+export { parseAmount, formatAmount, MAX_REWARD_AMOUNT } from './money/amount.js';
+
+// Batches: enqueueing, their status, reverting them
+export {
+  RewardProducer,
+  type EnqueueOptions,
+  type EnqueueResult,
+  type ProducerOptions,
+} from './queue/reward-producer.js';
+export {
+  readRewardFile,
+  recordsFromArray,
+  CsvHeaderError,
+  type RewardFileFormat,
+  type SourceRecord,
+} from './rewards/reward-sources.js';
+export type { Reward, RowError } from './rewards/reward.js';
+export { BatchValidationError, BatchConflictError } from './batch/batch-errors.js';
+export { getBatchReport, type BatchReport } from './batch/batch-status.js';
+export {
+  revertBatch,
+  BatchRevertRefusedError,
+  UnknownBatchError,
+  RevertRequestError,
+  type RevertReport,
+  type RevertOptions,
+} from './batch/batch-revert.js';
+export type { BatchStatus, BatchPriority, DeadLetterReason, DeadLetterState } from './db/schema.js';
+
+// Campaign budgets
+export {
+  setCampaignBudget,
+  getCampaignReport,
+  BudgetExceededError,
+  CampaignRequestError,
+  UnknownCampaignError,
+  type CampaignReport,
+} from './campaign/campaign-budget.js';
+
+// Operating: dead letters, the books, the audit trail, queues
 export { DeadLetterQueue, type ReplayReport } from './dead-letters/dead-letter-queue.js';
-export * from './dead-letters/dead-letter-store.js';
-export * from './reconcile/index.js';
-export { AUDIT_ACTIONS, listAudit, type AuditAction, type AuditFilter, type AuditRecord } from './audit/audit-trail.js';
-export * from './events/index.js';
+export { DEAD_LETTER_REASONS, type DeadLetterEntry, type DeadLetterFilter } from './dead-letters/dead-letter-store.js';
+export { reconcile, type ReconcileReport, type ReconcileOptions, type Mismatch } from './reconcile/reconcile.js';
+export { listAudit, AUDIT_ACTIONS, type AuditRecord, type AuditAction, type AuditFilter } from './audit/audit-trail.js';
+export { readQueueStats, type QueueStats } from './queue/queue-stats.js';
+
+// Batch events, for receivers
+export {
+  verifySignature,
+  SIGNATURE_HEADER,
+  DEFAULT_SIGNATURE_TOLERANCE_SECONDS,
+  type SignatureCheck,
+} from './events/event-signature.js';
+export { listEvents, type EventDelivery, type EventFilter } from './events/event-store.js';
+export type { BatchEventBody, BatchEventData, BatchEventType, BatchEventState } from './events/batch-event.js';
