@@ -333,12 +333,10 @@ ${reports
     const guardAction = async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> => {
       const crossSite = request.headers['sec-fetch-site'] === 'cross-site';
       if (request.headers[CONSOLE_MARKER] !== '1' || crossSite) {
-        return reply
-          .code(403)
-          .send({
-            error: 'forbidden',
-            message: `console actions need the console's request marker (${CONSOLE_MARKER}) and a same-site request`,
-          });
+        return reply.code(403).send({
+          error: 'forbidden',
+          message: `console actions need the console's request marker (${CONSOLE_MARKER}) and a same-site request`,
+        });
       }
       if (!String(request.headers['content-type'] ?? '').startsWith('application/json')) {
         return reply

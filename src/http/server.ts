@@ -345,14 +345,12 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
         if (error instanceof BatchValidationError) return refuseBatch(reply, error);
         if (error instanceof BatchConflictError) return fail(reply, 409, 'batch conflict', error.message);
         if (error instanceof BudgetExceededError) {
-          return reply
-            .code(409)
-            .send({
-              error: 'budget exceeded',
-              message: error.message,
-              campaignId: error.campaignId,
-              remaining: error.remaining.toString(),
-            });
+          return reply.code(409).send({
+            error: 'budget exceeded',
+            message: error.message,
+            campaignId: error.campaignId,
+            remaining: error.remaining.toString(),
+          });
         }
         // Redis did not take the recorded batch's jobs in time: posting the batch again finishes the hand-over
         if (error instanceof ServiceUnavailableError) return fail(reply, 503, 'unavailable', error.message);
