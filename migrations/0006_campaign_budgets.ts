@@ -6,7 +6,7 @@ import { sql, type Kysely } from 'kysely';
  * - `campaigns`: one row per campaign a batch or an operator named; `budget` null = unlimited.
  * - `reward_batches.campaign_id`: the campaign a batch pays out of (null: none).
  * - `reward_batches.amount_total`: the sum of the batch's amounts (minor units), what it reserves of its campaign's
- *   budget; null for batches recorded before this migration.
+ *   budget; null for batches without a campaign (and those recorded before this migration).
  * - `reward_batches.priority`: `high`, `normal` or `low`, the lane of its chunk jobs.
  */
 export async function up(db: Kysely<any>): Promise<void> {

@@ -1,41 +1,21 @@
-import { existsSync, mkdirSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type BrowserContext } from 'playwright-core';
+import type { Browser, BrowserContext } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getDeadLetter, listDeadLetters } from '../src/dead-letters/dead-letter-store.js';
 import { balances, waitForBatchDone } from './support/batches.js';
 import { eventually } from './support/cli.js';
+import { launchChromium, TEST_RESULTS } from './support/chromium.js';
 import { useTestEnvironment } from './support/environment.js';
 import { startServe, type ServeProcess } from './support/serve.js';
-
-/** Debian's Chromium (`apt-get install -y chromium`); no browser is downloaded at install time. */
-const CHROMIUM = '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
-const RESULTS = fileURLToPath(new URL('../test-results/', import.meta.url));
 
 const env = useTestEnvironment();
 let server: ServeProcess;
 let browser: Browser;
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM))
-    throw new Error(
-      `the console test drives Debian's Chromium at ${CHROMIUM}: install it with \`apt-get install -y chromium\``,
-    );
-  mkdirSync(RESULTS, { recursive: true });
+  browser = await launchChromium('console');
   server = await startServe(env.env({ WINDFALL_JOB_ATTEMPTS: '1', WINDFALL_RECOVERY_INTERVAL_MS: '0' }));
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true });
 });
 afterAll(async () => {
   await browser?.close();
@@ -99,7 +79,7 @@ describe('operator console (/console)', () => {
     // the preview changed nothing
     const [entry] = await listDeadLetters(env.pool, { batchId: 'cm-batch', state: 'any' });
     expect((await getDeadLetter(env.pool, entry!.id))?.state).toBe('open');
-    await page.screenshot({ path: `${RESULTS}console-batch.png`, fullPage: true });
+    await page.screenshot({ path: `${TEST_RESULTS}console-batch.png`, fullPage: true });
     await replay.locator('button[data-mode=confirm]').click();
     await eventually(
       async () => (await replay.locator('output').textContent())?.includes('Done') === true,
@@ -116,7 +96,7 @@ describe('operator console (/console)', () => {
     const audit = await page.locator('main table').textContent();
     expect(audit).toContain('http:console@127.0.0.1 as alice');
     expect(audit).toContain(`dead-letters:${entry!.id}`);
-    await page.screenshot({ path: `${RESULTS}console-audit.png`, fullPage: true });
+    await page.screenshot({ path: `${TEST_RESULTS}console-audit.png`, fullPage: true });
     await context.close();
   });
 

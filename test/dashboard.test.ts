@@ -1,36 +1,18 @@
-import { existsSync, mkdirSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import { chromium, type Browser } from 'playwright-core';
+import { existsSync } from 'node:fs';
+import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { launchChromium, TEST_RESULTS } from './support/chromium.js';
 import { useTestEnvironment } from './support/environment.js';
 import { eventually } from './support/cli.js';
 import { startServe, type ServeProcess } from './support/serve.js';
-
-/** Debian's Chromium (`apt-get install -y chromium`); no browser is downloaded at install time. */
-const CHROMIUM = '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
-const RESULTS = fileURLToPath(new URL('../test-results/', import.meta.url));
 
 const env = useTestEnvironment();
 let server: ServeProcess;
 let browser: Browser;
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM))
-    throw new Error(
-      `the dashboard test drives Debian's Chromium at ${CHROMIUM}: install it with \`apt-get install -y chromium\``,
-    );
+  browser = await launchChromium('dashboard');
   server = await startServe(env.env({ WINDFALL_JOB_ATTEMPTS: '1' }));
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true });
 });
 afterAll(async () => {
   await browser?.close();
@@ -95,8 +77,7 @@ describe('dashboard (Bull Board at /admin/queues)', () => {
       expect(text).toContain('dash-busy');
       expect(text).toContain('dash-batch');
 
-      mkdirSync(RESULTS, { recursive: true });
-      const path = `${RESULTS}dashboard.png`;
+      const path = `${TEST_RESULTS}dashboard.png`;
       await page.screenshot({ path, fullPage: true });
       expect(existsSync(path)).toBe(true);
     } finally {

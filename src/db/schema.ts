@@ -39,7 +39,7 @@ export interface RewardBatchesTable {
   enqueued_at: Timestamp | null;
   updated_at: Generated<Date>;
   campaign_id: string | null;
-  /** Sum of the batch's amounts (minor units, numeric); null for batches recorded before migration 0006. */
+  /** Sum of the batch's amounts (minor units, numeric), kept for batches of a campaign; null for the others. */
   amount_total: string | null;
   priority: Generated<BatchPriority>;
 }

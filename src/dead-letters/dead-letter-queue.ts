@@ -198,17 +198,17 @@ export class DeadLetterQueue {
       uid: entry.uid,
       shard,
     };
-    // the batch is processing again before its job can run (the job brings the status up to date when it ends)
-    await this.pool.query(
-      `update reward_batches set status = 'processing', updated_at = now()
-       where batch_id = $1 and status not in ('processing', 'reverted', 'partially_reverted')`,
+    // the batch is processing again before its job can run (the job brings the status up to date when it ends); its
+    // lane, read in the same round trip, is the replay's
+    const { rows } = await this.pool.query<{ priority: BatchPriority }>(
+      `with processing as (
+         update reward_batches set status = 'processing', updated_at = now()
+         where batch_id = $1 and status not in ('processing', 'reverted', 'partially_reverted')
+       )
+       select priority from reward_batches where batch_id = $1`,
       [entry.batchId],
     );
-    const lane = (
-      await this.pool.query<{ priority: BatchPriority }>('select priority from reward_batches where batch_id = $1', [
-        entry.batchId,
-      ])
-    ).rows[0]?.priority;
+    const lane = rows[0]?.priority;
     try {
       await this.queues.shard(shard).add('replay', data, { jobId, priority: replayJobPriority(lane) });
     } catch (error) {
