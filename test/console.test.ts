@@ -140,6 +140,13 @@ describe('operator console (/console)', () => {
     expect((await balances(env.pool)).get('cr-u')).toBe(40n);
     await revert.locator('button[data-mode=confirm]').click();
     await eventually(async () => (await balances(env.pool)).get('cr-u') === 0n, 'the revert');
+    // the revert writes its audit record once its debits are in: wait for the run to finish, not only for the money
+    await eventually(
+      async () =>
+        (await env.pool.query(`select 1 from audit_log where action = 'batch.revert' and target = 'batch:cr-batch'`))
+          .rowCount === 1,
+      "the revert's audit record",
+    );
     await page.goto(`${server.baseUrl}/console/audit`);
     const audit = await page.locator('main table').textContent();
     expect(audit).toContain('lock.force_release');
