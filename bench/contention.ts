@@ -1,6 +1,6 @@
 import { loadConfig } from '../src/config/config.js';
 import { createLogger } from '../src/log/logger.js';
-import { getBatchReport } from '../src/batch/batch-status.js';
+import { getBatchReport } from '../src/status/batch-status.js';
 import { LockBusyError, LockTimeoutError } from '../src/lock/lock-errors.js';
 import { openWindfall } from '../src/runtime/windfall.js';
 import { DESCRIPTION } from './dataset.js';

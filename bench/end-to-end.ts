@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { getBatchReport } from '../src/batch/batch-status.js';
+import { getBatchReport } from '../src/status/batch-status.js';
 import { writeRewardFile } from './dataset.js';
 import type { ServerProcesses } from './cpu-accounting.js';
 import { cpuBetween, cpuSnapshot } from './cpu-accounting.js';

@@ -3,10 +3,10 @@ import { join } from 'node:path';
 import { loadConfig } from '../src/config/config.js';
 import { createLogger } from '../src/log/logger.js';
 import { queueSettingsOf } from '../src/queue/queue-settings.js';
-import { RewardProducer } from '../src/queue/reward-producer.js';
+import { RewardProducer } from '../src/producer/reward-producer.js';
 import { WindfallQueues } from '../src/queue/windfall-queues.js';
 import { readRewardFile } from '../src/rewards/reward-sources.js';
-import { openConnections, quitRedis } from '../src/runtime/connections.js';
+import { openConnections, quitRedis } from '../src/services/connections.js';
 import { writeRewardFile } from './dataset.js';
 import type { Cleanup, Servers } from './support.js';
 import {

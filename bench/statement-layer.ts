@@ -1,8 +1,8 @@
 import pg from 'pg';
 import { silentLogger } from '../src/log/logger.js';
-import { GroupSettlement } from '../src/worker/group-settlement.js';
-import { ServiceGate } from '../src/worker/service-gate.js';
-import type { UserTask } from '../src/worker/user-task.js';
+import { GroupSettlement } from '../src/settlement/group-settlement.js';
+import { ServiceGate } from '../src/services/service-gate.js';
+import type { UserTask } from '../src/settlement/user-task.js';
 import type { ServerProcesses } from './cpu-accounting.js';
 import { cpuBetween, cpuSnapshot } from './cpu-accounting.js';
 import { DESCRIPTION } from './dataset.js';

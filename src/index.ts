@@ -8,10 +8,10 @@
 
 // Opening Windfall: configuration, logging, the object that owns connections, queues and workers
 export { openWindfall, Windfall, type OpenOptions } from './runtime/windfall.js';
-export { ServiceUnavailableError } from './runtime/service-check.js';
-export { loadConfig, DEFAULT_CONFIG, LOG_LEVELS, type WindfallConfig, type LogLevel } from './config/config.js';
+export { ServiceUnavailableError } from './services/service-check.js';
+export { loadConfig, DEFAULT_CONFIG, type WindfallConfig } from './config/config.js';
 export { ConfigError } from './config/config-error.js';
-export { createLogger, silentLogger, type Logger } from './log/logger.js';
+export { createLogger, silentLogger, LOG_LEVELS, type Logger, type LogLevel } from './log/logger.js';
 export { migrateToLatest } from './db/migrate.js';
 
 // Wallets: the seed's operations, each user's in one transaction under the user's lock
@@ -39,7 +39,7 @@ export {
   type EnqueueOptions,
   type EnqueueResult,
   type ProducerOptions,
-} from './queue/reward-producer.js';
+} from './producer/reward-producer.js';
 export {
   readRewardFile,
   recordsFromArray,
@@ -48,8 +48,8 @@ export {
   type SourceRecord,
 } from './rewards/reward-sources.js';
 export type { Reward, RowError } from './rewards/reward.js';
-export { BatchValidationError, BatchConflictError } from './batch/batch-errors.js';
-export { getBatchReport, type BatchReport } from './batch/batch-status.js';
+export { BatchValidationError, BatchConflictError } from './rewards/batch-errors.js';
+export { getBatchReport, type BatchReport } from './status/batch-status.js';
 export {
   revertBatch,
   BatchRevertRefusedError,
@@ -57,7 +57,7 @@ export {
   RevertRequestError,
   type RevertReport,
   type RevertOptions,
-} from './batch/batch-revert.js';
+} from './revert/batch-revert.js';
 export type { BatchStatus, BatchPriority, DeadLetterReason, DeadLetterState } from './db/schema.js';
 
 // Campaign budgets
@@ -72,7 +72,8 @@ export {
 
 // Operating: dead letters, the books, the audit trail, queues
 export { DeadLetterQueue, type ReplayReport } from './dead-letters/dead-letter-queue.js';
-export { DEAD_LETTER_REASONS, type DeadLetterEntry, type DeadLetterFilter } from './dead-letters/dead-letter-store.js';
+export { DEAD_LETTER_REASONS } from './db/dead-letter-reasons.js';
+export type { DeadLetterEntry, DeadLetterFilter } from './dead-letters/dead-letter-store.js';
 export { reconcile, type ReconcileReport, type ReconcileOptions, type Mismatch } from './reconcile/reconcile.js';
 export { listAudit, AUDIT_ACTIONS, type AuditRecord, type AuditAction, type AuditFilter } from './audit/audit-trail.js';
 export { readQueueStats, type QueueStats } from './queue/queue-stats.js';

@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { WindfallConfig } from '../src/config/config.js';
 import { loadConfig } from '../src/config/config.js';
 import { ConfigError } from '../src/config/config-error.js';
-import { refreshStoredStatus } from '../src/batch/batch-status.js';
+import { refreshStoredStatus } from '../src/status/batch-status.js';
 import {
   DEFAULT_DELIVERY_BACKOFF,
   deliveryBackoffMs,

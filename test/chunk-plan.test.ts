@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { compareC, PLAN_CHUNKS_SQL } from '../src/batch/chunk-plan.js';
+import { compareC, PLAN_CHUNKS_SQL } from '../src/staging/chunk-plan.js';
 import { seededRandom } from '../src/runtime/seeded-random.js';
 import { loadChunkWork } from '../src/worker/job-work.js';
 import { useTestEnvironment } from './support/environment.js';

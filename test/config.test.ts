@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, DEFAULT_CONFIG, loadConfig, parseShardList, unknownSettings } from '../src/config/index.js';
+import { ConfigError } from '../src/config/config-error.js';
+import { DEFAULT_CONFIG, loadConfig, unknownSettings } from '../src/config/config.js';
+import { parseShardList } from '../src/config/env-values.js';
 import { REWARD_POLICY } from '../src/lock/lock-policy.js';
 
 describe('loadConfig', () => {

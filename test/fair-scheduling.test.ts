@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { chunkJobPriority } from '../src/queue/job-priority.js';
 import { readQueueStats } from '../src/queue/queue-stats.js';
-import { Admission } from '../src/worker/admission.js';
+import { Admission } from '../src/settlement/admission.js';
 import { rewardRows, waitForBatchDone } from './support/batches.js';
 import { eventually, runCli } from './support/cli.js';
 import { useTestEnvironment } from './support/environment.js';

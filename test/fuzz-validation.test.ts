@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { BatchValidationError } from '../src/batch/batch-errors.js';
+import { BatchValidationError } from '../src/rewards/batch-errors.js';
 import { forEachLimited } from '../src/concurrency/semaphore.js';
 import { JsonNumber, MAX_REWARD_AMOUNT } from '../src/money/amount.js';
 import { JsonSyntaxError, parseRawJson, type RawJsonValue } from '../src/rewards/raw-json.js';

@@ -1,15 +1,14 @@
 import { describe, expect, it } from 'vitest';
+import { LockBusyError, LockTimeoutError } from '../src/lock/lock-errors.js';
 import {
-  LockBusyError,
-  LockTimeoutError,
   REWARD_POLICY,
   BATCH_POLICY,
   DEFAULT_POLICY,
-  UserLocks,
   retryDelays,
   totalWaitMs,
   type LockPolicy,
-} from '../src/lock/index.js';
+} from '../src/lock/lock-policy.js';
+import { UserLocks } from '../src/lock/user-locks.js';
 import { WindfallMetrics } from '../src/metrics/metrics.js';
 import { useTestEnvironment } from './support/environment.js';
 

@@ -4,8 +4,8 @@ import { REWARD_POLICY, type LockPolicy } from '../src/lock/lock-policy.js';
 import { UserLocks } from '../src/lock/user-locks.js';
 import { silentLogger } from '../src/log/logger.js';
 import { loadChunkWork } from '../src/worker/job-work.js';
-import { openSettlement } from '../src/worker/settlement.js';
-import type { UserOutcome } from '../src/worker/user-task.js';
+import { openSettlement } from '../src/settlement/open-settlement.js';
+import type { UserOutcome } from '../src/settlement/user-task.js';
 import { rewardRows } from './support/batches.js';
 import { useTestEnvironment } from './support/environment.js';
 

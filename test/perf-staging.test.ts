@@ -1,9 +1,9 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { BatchValidationError } from '../src/batch/batch-errors.js';
-import { FingerprintSet } from '../src/batch/fingerprint-set.js';
-import { stageBatch } from '../src/batch/stage-batch.js';
-import { shardOf } from '../src/queue/shard-routing.js';
+import { BatchValidationError } from '../src/rewards/batch-errors.js';
+import { FingerprintSet } from '../src/staging/fingerprint-set.js';
+import { stageBatch } from '../src/staging/stage-batch.js';
+import { shardOf } from '../src/staging/shard-routing.js';
 import { readJsonLines, recordsFromArray } from '../src/rewards/reward-sources.js';
 import { useTestEnvironment } from './support/environment.js';
 

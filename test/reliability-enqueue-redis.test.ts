@@ -3,7 +3,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ServiceUnavailableError } from '../src/runtime/service-check.js';
+import { ServiceUnavailableError } from '../src/services/service-check.js';
 import { useTestEnvironment } from './support/environment.js';
 import { balances, rewardRows, waitForBatchDone } from './support/batches.js';
 import { runCli, startCli, WINDFALL_BIN } from './support/cli.js';

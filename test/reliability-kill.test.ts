@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { getBatchReport } from '../src/batch/batch-status.js';
+import { getBatchReport } from '../src/status/batch-status.js';
 import { reconcile } from '../src/reconcile/reconcile.js';
 import type { Windfall } from '../src/runtime/windfall.js';
 import { useTestEnvironment } from './support/environment.js';

@@ -2,7 +2,7 @@ import { createConnection, createServer, type Server, type Socket } from 'node:n
 import type pg from 'pg';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { getBatchReport } from '../src/batch/batch-status.js';
+import { getBatchReport } from '../src/status/batch-status.js';
 import { REWARD_POLICY } from '../src/lock/lock-policy.js';
 import { UserLocks } from '../src/lock/user-locks.js';
 import { reconcile } from '../src/reconcile/reconcile.js';

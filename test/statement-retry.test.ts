@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { applyUserStatement } from '../src/wallet/settle-user.js';
+import { applyUserStatement } from '../src/wallet/locked-user-transaction.js';
 import { silentLogger } from '../src/log/logger.js';
 
 const terminated = (): Error =>

@@ -1,11 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { BATCH_POLICY, type LockPolicy } from '../src/lock/index.js';
-import {
-  InsufficientFundsError,
-  InvalidOperationError,
-  OperationConflictError,
-  WalletService,
-} from '../src/wallet/index.js';
+import { BATCH_POLICY, type LockPolicy } from '../src/lock/lock-policy.js';
+import { InsufficientFundsError, InvalidOperationError, OperationConflictError } from '../src/wallet/wallet-errors.js';
+import { WalletService } from '../src/wallet/wallet-service.js';
 import { connectDatabase } from '../src/db/database.js';
 import { useTestEnvironment } from './support/environment.js';
 import { ledgerMismatches } from './support/batches.js';

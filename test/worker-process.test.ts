@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { getBatchReport } from '../src/batch/batch-status.js';
+import { getBatchReport } from '../src/status/batch-status.js';
 import { useTestEnvironment } from './support/environment.js';
 import { eventually, startCli } from './support/cli.js';
 import { balances, ledgerMismatches, rewardRows, waitForBatchDone } from './support/batches.js';

@@ -1,21 +1,21 @@
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
-import { BatchConflictError, BatchValidationError } from '../batch/batch-errors.js';
+import { BatchConflictError, BatchValidationError } from '../rewards/batch-errors.js';
 import { ConfigError } from '../config/config-error.js';
 import { createLogger, scrubSecrets } from '../log/logger.js';
 import { CsvHeaderError } from '../rewards/reward-sources.js';
 import { FileEncodingError } from '../rewards/line-reader.js';
-import { ServiceUnavailableError } from '../runtime/service-check.js';
+import { ServiceUnavailableError } from '../services/service-check.js';
 import { BudgetExceededError } from '../campaign/campaign-budget.js';
 import { registerCampaignCommands } from './commands/campaign-command.js';
 import { registerEventsCommand } from './commands/events-command.js';
 import { registerOperatorCommands } from './commands/operator-commands.js';
 import { registerServeCommand } from './commands/serve-command.js';
 import { registerReconcileCommand } from './commands/reconcile-command.js';
-import type { CommandRegistry, GlobalFlags } from './context.js';
-import { resolveConfig, withWindfall } from './context.js';
-import { CommandFailedError, EXIT, UsageError } from './exit-codes.js';
-export { installProcessGuards } from './process-guards.js';
-import { describeRefusedBatch, printJson, printLine, printNote } from './output.js';
+import type { CommandRegistry, GlobalFlags } from './support/context.js';
+import { resolveConfig, withWindfall } from './support/context.js';
+import { CommandFailedError, EXIT, UsageError } from './support/exit-codes.js';
+export { installProcessGuards } from './support/process-guards.js';
+import { describeRefusedBatch, printJson, printLine, printNote } from './support/output.js';
 
 function wholeNumber(name: string, min: number) {
   return (value: string): number => {

@@ -1,5 +1,6 @@
 import type { LockPolicy } from '../lock/lock-policy.js';
 import { REWARD_POLICY } from '../lock/lock-policy.js';
+import { LOG_LEVELS, type LogLevel } from '../log/logger.js';
 import { ConfigError } from './config-error.js';
 import { parseBoolean, parseDecimal, parseInteger, parseUrl } from './env-values.js';
 
@@ -18,10 +19,6 @@ function parseHostPortList(variable: string, raw: string | undefined): readonly 
   }
   return Object.freeze(nodes);
 }
-
-/** pino levels accepted by `LOG_LEVEL`. */
-export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
-export type LogLevel = (typeof LOG_LEVELS)[number];
 
 /** Windfall's resolved configuration: read once, validated, frozen. */
 export interface WindfallConfig {

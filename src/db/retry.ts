@@ -1,4 +1,4 @@
-import { abortableSleep } from '../lock/abortable-sleep.js';
+import { abortableSleep } from '../concurrency/abortable-sleep.js';
 import { classifyDatabaseError } from './pg-errors.js';
 
 /** Options of {@link retryConflicts}. */

@@ -1,16 +1,7 @@
 import type pg from 'pg';
 import type { DeadLetterReason, DeadLetterState, StoredReward } from '../db/schema.js';
+import { DEAD_LETTER_REASONS } from '../db/dead-letter-reasons.js';
 import type { Reward } from '../rewards/reward.js';
-
-/** The dead-letter reasons of the contract. */
-export const DEAD_LETTER_REASONS: readonly DeadLetterReason[] = [
-  'LOCK_BUSY',
-  'CONFLICT',
-  'INVALID',
-  'DB_ERROR',
-  'INSUFFICIENT_FUNDS',
-  'UNKNOWN',
-];
 
 /** A dead-letter entry: one user's rewards that one job (or replay) could not apply, and why. */
 export interface DeadLetterEntry {

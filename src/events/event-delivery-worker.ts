@@ -4,7 +4,7 @@ import { withTimeout } from '../concurrency/with-timeout.js';
 import type { Logger } from '../log/logger.js';
 import type { WindfallMetrics } from '../metrics/metrics.js';
 import { eventsQueueName } from '../queue/queue-names.js';
-import type { RedisClient } from '../queue/redis-connection.js';
+import type { RedisClient } from '../services/redis-connection.js';
 import { renderEventBody } from './batch-event.js';
 import {
   DEFAULT_DELIVERY_BACKOFF,

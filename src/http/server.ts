@@ -6,8 +6,8 @@ import Fastify, {
   type FastifyReply,
   type FastifyRequest,
 } from 'fastify';
-import { BatchConflictError, BatchValidationError } from '../batch/batch-errors.js';
-import { getBatchReport } from '../batch/batch-status.js';
+import { BatchConflictError, BatchValidationError } from '../rewards/batch-errors.js';
+import { getBatchReport } from '../status/batch-status.js';
 import type { DeadLetterReason } from '../db/schema.js';
 import { DeadLetterSelectionError, selectionFilter } from '../dead-letters/dead-letter-selection.js';
 import type { Logger } from '../log/logger.js';
@@ -16,7 +16,7 @@ import { JsonNumber } from '../money/amount.js';
 import { sampleQueueDepths } from '../queue/queue-stats.js';
 import { JsonSyntaxError, parseRawJson, type RawJsonValue } from '../rewards/raw-json.js';
 import type { RowError } from '../rewards/reward.js';
-import { ServiceUnavailableError } from '../runtime/service-check.js';
+import { ServiceUnavailableError } from '../services/service-check.js';
 import type { Windfall } from '../runtime/windfall.js';
 import { readLedger } from '../wallet/wallet-service.js';
 import { httpActor, listAudit } from '../audit/audit-trail.js';
@@ -26,10 +26,10 @@ import {
   getCampaignReport,
   setCampaignBudget,
 } from '../campaign/campaign-budget.js';
-import type { EnqueueOptions } from '../queue/reward-producer.js';
+import type { EnqueueOptions } from '../producer/reward-producer.js';
 import type { BatchEventState } from '../events/batch-event.js';
 import { listEvents } from '../events/event-store.js';
-import { BatchRevertRefusedError, revertBatch, RevertRequestError, UnknownBatchError } from '../batch/batch-revert.js';
+import { BatchRevertRefusedError, revertBatch, RevertRequestError, UnknownBatchError } from '../revert/batch-revert.js';
 import type { Principal } from './auth.js';
 import { TokenGuard } from './auth.js';
 import { registerDashboard } from './dashboard.js';

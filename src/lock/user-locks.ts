@@ -4,7 +4,7 @@ import type { Redis, Cluster } from 'ioredis';
 import type { Logger } from '../log/logger.js';
 import { silentLogger } from '../log/logger.js';
 import type { WindfallMetrics } from '../metrics/metrics.js';
-import { abortableSleep } from './abortable-sleep.js';
+import { abortableSleep } from '../concurrency/abortable-sleep.js';
 import { LockBusyError, LockTimeoutError } from './lock-errors.js';
 import type { LockPolicy } from './lock-policy.js';
 import { retryDelays } from './lock-policy.js';

@@ -1,9 +1,12 @@
 import { pino, type Logger } from 'pino';
-import type { LogLevel } from '../config/config.js';
 import { renderError, renderLogFields, scrubRedisArguments } from './error-rendering.js';
 import { dropRepeatedFields, REDACTED } from './repeated-fields.js';
 
 export type { Logger } from 'pino';
+
+/** pino levels accepted by `LOG_LEVEL`. */
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
 
 /** Field names whose values are secrets (or connection strings that may carry one), at any of the first four levels. */
 const SECRET_FIELDS = [

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import type { EventPublisher } from '../events/event-publisher.js';
 import type { Logger } from '../log/logger.js';
-import type { RedisClient } from '../queue/redis-connection.js';
+import type { RedisClient } from '../services/redis-connection.js';
 import type { WindfallQueues } from '../queue/windfall-queues.js';
 import { resumeOpenWork, type ResumeReport } from './resume-work.js';
 

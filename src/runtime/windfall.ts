@@ -5,14 +5,14 @@ import { EventDeliveryWorker, type EventDeliveryOptions } from '../events/event-
 import { EventPublisher } from '../events/event-publisher.js';
 import type { Logger } from '../log/logger.js';
 import { WindfallMetrics } from '../metrics/metrics.js';
-import type { RedisClient } from '../queue/redis-connection.js';
+import type { RedisClient } from '../services/redis-connection.js';
 import { RecoveryWatchdog } from '../reconcile/recovery-watchdog.js';
-import { RewardProducer } from '../queue/reward-producer.js';
+import { RewardProducer } from '../producer/reward-producer.js';
 import { WindfallQueues } from '../queue/windfall-queues.js';
 import { queueSettingsOf } from '../queue/queue-settings.js';
 import { WalletService } from '../wallet/wallet-service.js';
 import { RewardWorker } from '../worker/reward-worker.js';
-import { openConnections, quitRedis, type ConnectionOptions } from './connections.js';
+import { openConnections, quitRedis, type ConnectionOptions } from '../services/connections.js';
 
 /** Options of {@link openWindfall}. */
 export interface OpenOptions extends ConnectionOptions {

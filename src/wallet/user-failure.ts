@@ -1,7 +1,7 @@
 import { classifyDatabaseError } from '../db/pg-errors.js';
 import type { DeadLetterReason } from '../db/schema.js';
 import { LockBusyError, LockTimeoutError } from '../lock/lock-errors.js';
-import { isRedisUnavailable } from '../queue/redis-errors.js';
+import { isRedisUnavailable } from '../services/redis-errors.js';
 import { InsufficientFundsError, InvalidOperationError } from './wallet-errors.js';
 
 /** Why a user's operations could not be applied, and whether trying again later may help. */

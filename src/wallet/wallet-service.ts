@@ -15,7 +15,7 @@ import { recordAudit } from '../audit/audit-trail.js';
 import type { UserApplyResult } from './apply-user-operations.js';
 import type { LedgerOperation, OperationOutcome } from './ledger-operation.js';
 import { describeConflict } from './ledger-operation.js';
-import { settleUser, type SettleContext } from './settle-user.js';
+import { applyUnderUserLock, type LockedApplyContext } from './locked-user-transaction.js';
 import { classifyUserFailure } from './user-failure.js';
 import { InvalidOperationError, OperationConflictError } from './wallet-errors.js';
 
@@ -115,7 +115,7 @@ interface PreparedOperation extends LedgerOperation {
  */
 export class WalletService {
   readonly locks: UserLocks;
-  private readonly settle: SettleContext;
+  private readonly lockedApply: LockedApplyContext;
   private readonly policies: { default: LockPolicy; batch: LockPolicy; reward: LockPolicy };
   private readonly concurrency: number;
 
@@ -126,7 +126,7 @@ export class WalletService {
       logger,
       ...(options.metrics ? { metrics: options.metrics } : {}),
     });
-    this.settle = { db: options.pool, locks: this.locks, logger, metrics: options.metrics };
+    this.lockedApply = { db: options.pool, locks: this.locks, logger, metrics: options.metrics };
     this.policies = {
       default: options.policies?.default ?? DEFAULT_POLICY,
       batch: options.policies?.batch ?? BATCH_POLICY,
@@ -252,7 +252,7 @@ export class WalletService {
     options: SingleOperationOptions,
   ): Promise<SingleOperationResult> {
     const operation = this.prepare(uid, options.operationId, amount, kind, options.description, 0);
-    const result: UserApplyResult = await settleUser(this.settle, uid, [operation], {
+    const result: UserApplyResult = await applyUnderUserLock(this.lockedApply, uid, [operation], {
       policy: this.policies.default,
       batchId: null,
       signal: options.signal,
@@ -328,7 +328,7 @@ export class WalletService {
     let failed = 0;
     await forEachLimited(groups, this.concurrency, async ([uid, group]) => {
       try {
-        const result = await settleUser(this.settle, uid, group, {
+        const result = await applyUnderUserLock(this.lockedApply, uid, group, {
           policy,
           batchId,
           signal: options.signal,

@@ -1,6 +1,6 @@
 import { DelayedError, type Job } from 'bullmq';
 import type pg from 'pg';
-import { refreshStoredStatus } from '../batch/batch-status.js';
+import { refreshStoredStatus } from '../status/batch-status.js';
 import type { EventSink } from '../events/event-publisher.js';
 import type { DeadLetterEntry } from '../dead-letters/dead-letter-store.js';
 import { claimReplay } from '../dead-letters/dead-letter-store.js';
@@ -10,13 +10,13 @@ import type { Logger } from '../log/logger.js';
 import type { WindfallMetrics } from '../metrics/metrics.js';
 import type { RewardJobData } from '../queue/job-data.js';
 import { describeConflict } from '../wallet/ledger-operation.js';
-import type { Admission } from './admission.js';
+import type { Admission } from '../settlement/admission.js';
 import type { JobWork } from './job-work.js';
 import { loadChunkWork, loadReplayWork } from './job-work.js';
-import type { ServiceGate } from './service-gate.js';
-import { databaseStep } from './service-gate.js';
-import type { SettlementPipeline } from './settlement-pipeline.js';
-import type { UserFailure, UserOutcome, UserTask } from './user-task.js';
+import type { ServiceGate } from '../services/service-gate.js';
+import { databaseStep } from '../services/service-gate.js';
+import type { SettlementPipeline } from '../settlement/settlement-pipeline.js';
+import type { UserFailure, UserOutcome, UserTask } from '../settlement/user-task.js';
 
 /** A job attempt left users that may succeed later: BullMQ retries the job (only those users remain to do). */
 export class UsersRetryLaterError extends Error {

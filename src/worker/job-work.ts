@@ -1,6 +1,6 @@
 import type pg from 'pg';
-import { CHUNK_DEAD_LETTERED_SQL, CHUNK_PLAN_SQL, CHUNK_USERS_SQL } from './settlement-sql.js';
-import type { UserTask } from './user-task.js';
+import { CHUNK_DEAD_LETTERED_SQL, CHUNK_PLAN_SQL, CHUNK_USERS_SQL } from '../settlement/settlement-sql.js';
+import type { UserTask } from '../settlement/user-task.js';
 
 /** The users of one job (their rewards stay in PostgreSQL). */
 export interface JobWork {

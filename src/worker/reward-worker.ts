@@ -9,11 +9,11 @@ import type { Logger } from '../log/logger.js';
 import type { WindfallMetrics } from '../metrics/metrics.js';
 import type { RewardJobData } from '../queue/job-data.js';
 import { shardQueueName } from '../queue/queue-names.js';
-import type { RedisClient } from '../queue/redis-connection.js';
-import { isRedisUnavailable } from '../queue/redis-errors.js';
+import type { RedisClient } from '../services/redis-connection.js';
+import { isRedisUnavailable } from '../services/redis-errors.js';
 import type { JobResult, ProcessorContext } from './job-processor.js';
 import { processRewardJob } from './job-processor.js';
-import { openSettlement, type Settlement } from './settlement.js';
+import { openSettlement, type Settlement } from '../settlement/open-settlement.js';
 
 /** How long past the shutdown deadline a stopping worker still waits for its jobs before leaving them. */
 const ABANDON_AFTER_DEADLINE_MS = 15_000;

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { getBatchReport, type BatchReport } from '../../src/batch/batch-status.js';
+import { getBatchReport, type BatchReport } from '../../src/status/batch-status.js';
 import { queryRetrying } from '../../bench/soak/fault-kit.js';
 
 /** Polls until nothing of the batch is pending, or fails after `timeoutMs` with the last report. */

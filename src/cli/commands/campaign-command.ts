@@ -7,10 +7,10 @@ import {
   UnknownCampaignError,
   type CampaignReport,
 } from '../../campaign/campaign-budget.js';
-import type { CommandRegistry } from '../context.js';
-import { withWindfall } from '../context.js';
-import { CommandFailedError, UsageError } from '../exit-codes.js';
-import { formatTable, printJson, printLine } from '../output.js';
+import type { CommandRegistry } from '../support/context.js';
+import { withWindfall } from '../support/context.js';
+import { CommandFailedError, UsageError } from '../support/exit-codes.js';
+import { formatTable, printJson, printLine } from '../support/output.js';
 
 /** Human form of a campaign. */
 export function describeCampaign(report: CampaignReport): string {

@@ -1,12 +1,12 @@
-import { getBatchReport, type BatchReport } from '../../batch/batch-status.js';
+import { getBatchReport, type BatchReport } from '../../status/batch-status.js';
 import { assertNoStrandedChunks } from '../../queue/stranded-chunks.js';
 import type { SourceRecord } from '../../rewards/reward-sources.js';
 import { openWindfall, type Windfall } from '../../runtime/windfall.js';
 import { InsufficientFundsError } from '../../wallet/wallet-errors.js';
-import type { GlobalFlags } from '../context.js';
-import { resolveConfig } from '../context.js';
-import { printJson, printLine, printNote, formatCount, formatTable } from '../output.js';
-import { watchBatch } from '../progress.js';
+import type { GlobalFlags } from '../support/context.js';
+import { resolveConfig } from '../support/context.js';
+import { printJson, printLine, printNote, formatCount, formatTable } from '../support/output.js';
+import { watchBatch } from '../support/progress.js';
 import { migrateDatabase } from './migrate.js';
 import { seededRandom } from '../../runtime/seeded-random.js';
 

@@ -1,18 +1,18 @@
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import type pg from 'pg';
-import { getBatchReport } from '../../batch/batch-status.js';
-import type { BatchReport } from '../../batch/batch-status.js';
+import { getBatchReport } from '../../status/batch-status.js';
+import type { BatchReport } from '../../status/batch-status.js';
 import type { WindfallConfig } from '../../config/config.js';
 import type { Logger } from '../../log/logger.js';
 import { queueSettingsOf } from '../../queue/queue-settings.js';
-import { RewardProducer, type EnqueueResult } from '../../queue/reward-producer.js';
+import { RewardProducer, type EnqueueResult } from '../../producer/reward-producer.js';
 import type { WindfallQueues } from '../../queue/windfall-queues.js';
 import type { RewardFileFormat } from '../../rewards/reward-sources.js';
 import { formatFromFileName, readRewardFile } from '../../rewards/reward-sources.js';
-import { openConnections, quitRedis } from '../../runtime/connections.js';
-import { UsageError } from '../exit-codes.js';
-import { watchBatch } from '../progress.js';
+import { openConnections, quitRedis } from '../../services/connections.js';
+import { UsageError } from '../support/exit-codes.js';
+import { watchBatch } from '../support/progress.js';
 
 /** What `windfall enqueue` works with: the PostgreSQL pool and a producer. */
 export interface EnqueueSession {

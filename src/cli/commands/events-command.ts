@@ -1,9 +1,9 @@
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { BATCH_EVENT_STATES, type BatchEventState } from '../../events/batch-event.js';
 import { listEvents, type EventDelivery } from '../../events/event-store.js';
-import type { CommandRegistry } from '../context.js';
-import { withWindfall } from '../context.js';
-import { formatTable, printJson, printLine, printNote } from '../output.js';
+import type { CommandRegistry } from '../support/context.js';
+import { withWindfall } from '../support/context.js';
+import { formatTable, printJson, printLine, printNote } from '../support/output.js';
 
 function limitOf(value: string): number {
   if (!/^\d+$/.test(value) || Number(value) < 1) throw new InvalidArgumentError('--limit must be a whole number ≥ 1');

@@ -2,7 +2,7 @@ import type { WindfallConfig } from '../../config/config.js';
 import { connectDatabase } from '../../db/database.js';
 import { databaseNameOf, ensureDatabaseExists } from '../../db/create-database.js';
 import type { Logger } from '../../log/logger.js';
-import { ServiceUnavailableError } from '../../runtime/service-check.js';
+import { ServiceUnavailableError } from '../../services/service-check.js';
 
 /** The outcome of `windfall migrate`. */
 export interface MigrateReport {

@@ -1,8 +1,8 @@
-import { getBatchReport, type BatchReport } from '../../batch/batch-status.js';
+import { getBatchReport, type BatchReport } from '../../status/batch-status.js';
 import type { Windfall } from '../../runtime/windfall.js';
 import { readLedger, type LedgerEntryView } from '../../wallet/wallet-service.js';
-import { CommandFailedError } from '../exit-codes.js';
-import { formatCount, formatTable } from '../output.js';
+import { CommandFailedError } from '../support/exit-codes.js';
+import { formatCount, formatTable } from '../support/output.js';
 
 /** `windfall batch <id>`. */
 export async function readBatch(windfall: Windfall, batchId: string): Promise<BatchReport> {

@@ -3,11 +3,11 @@ import { InvalidArgumentError } from 'commander';
 import { connectDatabase } from '../../db/database.js';
 import { reconcile, type ReconcileReport } from '../../reconcile/reconcile.js';
 import { describeStranded, resumeOpenWork, type ResumeReport } from '../../reconcile/resume-work.js';
-import { checkPostgres } from '../../runtime/service-check.js';
-import type { CommandRegistry } from '../context.js';
-import { resolveConfig, withWindfall } from '../context.js';
-import { EXIT } from '../exit-codes.js';
-import { formatCount, formatTable, printJson, printLine, printNote } from '../output.js';
+import { checkPostgres } from '../../services/service-check.js';
+import type { CommandRegistry } from '../support/context.js';
+import { resolveConfig, withWindfall } from '../support/context.js';
+import { EXIT } from '../support/exit-codes.js';
+import { formatCount, formatTable, printJson, printLine, printNote } from '../support/output.js';
 
 /** Flags of `windfall reconcile`. */
 interface ReconcileFlags {

@@ -4,11 +4,11 @@ import {
   RevertRequestError,
   UnknownBatchError,
   type RevertReport,
-} from '../../batch/batch-revert.js';
+} from '../../revert/batch-revert.js';
 import { cliActor } from '../../audit/audit-trail.js';
 import type { Windfall } from '../../runtime/windfall.js';
-import { CommandFailedError, UsageError } from '../exit-codes.js';
-import { formatTable } from '../output.js';
+import { CommandFailedError, UsageError } from '../support/exit-codes.js';
+import { formatTable } from '../support/output.js';
 
 /** `windfall batch revert`: exit 2 while the batch is processing, 1 for an unknown batch. */
 export async function runRevert(

@@ -1,8 +1,8 @@
 import { InvalidArgumentError, type Command } from 'commander';
-import type { CommandRegistry } from '../context.js';
-import { resolveConfig } from '../context.js';
-import { UsageError } from '../exit-codes.js';
-import { printJson } from '../output.js';
+import type { CommandRegistry } from '../support/context.js';
+import { resolveConfig } from '../support/context.js';
+import { UsageError } from '../support/exit-codes.js';
+import { printJson } from '../support/output.js';
 
 function portNumber(value: string): number {
   if (!/^\d+$/.test(value) || Number(value) > 65535)

@@ -1,5 +1,5 @@
-import type { RowError } from '../rewards/reward.js';
-import { formatRowError } from '../rewards/reward.js';
+import type { RowError } from './reward.js';
+import { formatRowError } from './reward.js';
 import { RowErrorReport, type ErrorCount, type RowErrorSummary } from './row-error-report.js';
 
 /** Most row errors quoted in an error message (the report lists more, see {@link BatchValidationError.errors}). */

@@ -1,5 +1,5 @@
-import { isErrorLike, renderError } from '../log/error-rendering.js';
-import { createLogger, scrubSecrets } from '../log/logger.js';
+import { isErrorLike, renderError } from '../../log/error-rendering.js';
+import { createLogger, scrubSecrets } from '../../log/logger.js';
 import { EXIT } from './exit-codes.js';
 
 /**

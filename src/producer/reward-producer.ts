@@ -2,16 +2,16 @@ import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import type { Logger } from '../log/logger.js';
 import { silentLogger } from '../log/logger.js';
-import { BatchConflictError, BatchValidationError } from '../batch/batch-errors.js';
-import { confirmSameContent } from '../batch/compare-batch.js';
-import { findBatch, stageBatch, type StagedBatch } from '../batch/stage-batch.js';
+import { BatchConflictError, BatchValidationError } from '../rewards/batch-errors.js';
+import { confirmSameContent } from './compare-batch.js';
+import { findBatch, stageBatch, type StagedBatch } from '../staging/stage-batch.js';
 import { identifierProblem } from '../rewards/field-rules.js';
 import type { SourceRecord } from '../rewards/reward-sources.js';
 import { recordsFromArray } from '../rewards/reward-sources.js';
-import { ServiceUnavailableError } from '../runtime/service-check.js';
-import { chunkJobId, type ChunkJobData } from './job-data.js';
-import { chunkJobPriority, isBatchPriority } from './job-priority.js';
-import type { WindfallQueues } from './windfall-queues.js';
+import { ServiceUnavailableError } from '../services/service-check.js';
+import { chunkJobId, type ChunkJobData } from '../queue/job-data.js';
+import { chunkJobPriority, isBatchPriority } from '../queue/job-priority.js';
+import type { WindfallQueues } from '../queue/windfall-queues.js';
 
 /** Chunk jobs handed to BullMQ per call. */
 const JOBS_PER_ADD = 500;

@@ -6,11 +6,11 @@ import type { LockPolicy } from '../lock/lock-policy.js';
 import { UserLocks } from '../lock/user-locks.js';
 import type { Logger } from '../log/logger.js';
 import type { WindfallMetrics } from '../metrics/metrics.js';
-import type { RedisClient } from '../queue/redis-connection.js';
-import { describeRedisError, isRedisUnavailable } from '../queue/redis-errors.js';
+import type { RedisClient } from '../services/redis-connection.js';
+import { describeRedisError, isRedisUnavailable } from '../services/redis-errors.js';
 import { Admission } from './admission.js';
 import { GroupSettlement } from './group-settlement.js';
-import { ServiceGate } from './service-gate.js';
+import { ServiceGate } from '../services/service-gate.js';
 import { SettlementPipeline } from './settlement-pipeline.js';
 
 /** A group transaction waiting longer than this for a wallet row held by another transaction is split, ms. */

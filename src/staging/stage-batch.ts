@@ -1,16 +1,16 @@
 import type pg from 'pg';
 import { BudgetExceededError, reserveBudget } from '../campaign/campaign-budget.js';
 import type { BatchPriority } from '../db/schema.js';
-import { shardOf } from '../queue/shard-routing.js';
+import { shardOf } from './shard-routing.js';
 import type { SourceRecord } from '../rewards/reward-sources.js';
-import { BatchValidationError } from './batch-errors.js';
+import { BatchValidationError } from '../rewards/batch-errors.js';
 import { SetDigest } from './content-digest.js';
 import { copyIn } from './copy-in.js';
 import { CopyBuffer, copyText, rowsOfCopyText } from './copy-text.js';
 import { FingerprintSet } from './fingerprint-set.js';
-import { BatchReader } from './batch-reader.js';
+import { BatchReader } from '../rewards/batch-reader.js';
 import { ChunkPlanner, INSERT_PLANNED_CHUNKS_SQL, PLAN_CHUNKS_SQL, plannedChunkParameters } from './chunk-plan.js';
-import { LISTED_ERRORS } from './row-error-report.js';
+import { LISTED_ERRORS } from '../rewards/row-error-report.js';
 
 /** Rows sent to PostgreSQL per insert when a chunk has to be inserted row-checked (it repeats a user's rewardId). */
 const STAGE_ROWS_PER_INSERT = 5000;

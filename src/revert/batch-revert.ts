@@ -7,7 +7,7 @@ import { writeStatusWithEvent, type RecordedEvent } from '../events/event-store.
 import { descriptionProblem } from '../rewards/field-rules.js';
 import type { Logger } from '../log/logger.js';
 import type { WalletService } from '../wallet/wallet-service.js';
-import { getBatchReport } from './batch-status.js';
+import { getBatchReport } from '../status/batch-status.js';
 
 /** Users taken back per wallet call (their rewards are read a page at a time). */
 const USERS_PER_PAGE = 500;

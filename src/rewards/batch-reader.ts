@@ -1,6 +1,6 @@
-import type { Reward } from '../rewards/reward.js';
-import { validateReward } from '../rewards/reward.js';
-import type { SourceRecord } from '../rewards/reward-sources.js';
+import type { Reward } from './reward.js';
+import { validateReward } from './reward.js';
+import type { SourceRecord } from './reward-sources.js';
 import { BatchValidationError } from './batch-errors.js';
 import { RowErrorReport } from './row-error-report.js';
 

@@ -2,7 +2,7 @@ import type { WindfallConfig } from '../config/config.js';
 import type { WindfallDatabase } from '../db/database.js';
 import { connectDatabase } from '../db/database.js';
 import type { Logger } from '../log/logger.js';
-import { connectRedis, type RedisClient } from '../queue/redis-connection.js';
+import { connectRedis, type RedisClient } from './redis-connection.js';
 import { checkPostgres, checkRedis } from './service-check.js';
 
 /** Options of {@link openConnections}. */

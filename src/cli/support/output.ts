@@ -1,5 +1,5 @@
-import type { BatchValidationError } from '../batch/batch-errors.js';
-import { formatRowError } from '../rewards/reward.js';
+import type { BatchValidationError } from '../../rewards/batch-errors.js';
+import { formatRowError } from '../../rewards/reward.js';
 
 /** Serializes a document for `--json`: bigint money becomes a string of digits. */
 export function toJson(document: unknown): string {

@@ -1,4 +1,4 @@
-import type { BatchReport } from '../batch/batch-status.js';
+import type { BatchReport } from '../../status/batch-status.js';
 import { formatCount } from './output.js';
 
 /** Options of {@link watchBatch}. */

@@ -2,9 +2,9 @@ import { LockBusyError, LockTimeoutError } from '../lock/lock-errors.js';
 import type { LockPolicy } from '../lock/lock-policy.js';
 import type { BusyLock, LockHandle, UserLocks } from '../lock/user-locks.js';
 import type { Logger } from '../log/logger.js';
-import { describeRedisError, isRedisUnavailable } from '../queue/redis-errors.js';
+import { describeRedisError, isRedisUnavailable } from '../services/redis-errors.js';
 import type { GroupSettlement } from './group-settlement.js';
-import type { ServiceGate } from './service-gate.js';
+import type { ServiceGate } from '../services/service-gate.js';
 import type { UserOutcome, UserTask } from './user-task.js';
 import { INTERRUPTED } from './user-task.js';
 

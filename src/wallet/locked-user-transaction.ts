@@ -9,8 +9,8 @@ import { InsufficientFundsError, InvalidOperationError } from './wallet-errors.j
 import { classifyDatabaseError, isTransientDatabaseError } from '../db/pg-errors.js';
 import { retryConflicts } from '../db/retry.js';
 
-/** What {@link settleUser} needs. */
-export interface SettleContext {
+/** What {@link applyUnderUserLock} needs. */
+export interface LockedApplyContext {
   readonly db: Queryable;
   readonly locks: UserLocks;
   readonly logger: Logger;
@@ -18,7 +18,7 @@ export interface SettleContext {
 }
 
 /** Options of one user's settlement. */
-export interface SettleOptions {
+export interface LockedApplyOptions {
   readonly policy: LockPolicy;
   /** Recorded on every ledger entry; also decides `already_applied` versus `duplicate`. */
   readonly batchId: string | null;
@@ -39,7 +39,7 @@ export interface StatementOptions {
   /** Recorded on every ledger entry; also decides `already_applied` versus `duplicate`. */
   readonly batchId: string | null;
   readonly signal?: AbortSignal | undefined;
-  /** See {@link SettleOptions.statementRetryDelaysMs}. */
+  /** See {@link LockedApplyOptions.statementRetryDelaysMs}. */
   readonly statementRetryDelaysMs?: readonly number[];
 }
 
@@ -49,7 +49,7 @@ export interface StatementOptions {
  * overflow; other PostgreSQL errors as is. Observes `windfall_user_tx_seconds`.
  */
 export async function applyUserStatement(
-  context: Pick<SettleContext, 'db' | 'logger' | 'metrics'>,
+  context: Pick<LockedApplyContext, 'db' | 'logger' | 'metrics'>,
   uid: string,
   operations: readonly LedgerOperation[],
   options: StatementOptions,
@@ -87,11 +87,11 @@ export async function applyUserStatement(
  * {@link InsufficientFundsError}; {@link InvalidOperationError} for a balance overflow; PostgreSQL errors as is.
  * A failed release is logged, never thrown: the statement has committed by then, and the lock expires by itself.
  */
-export async function settleUser(
-  context: SettleContext,
+export async function applyUnderUserLock(
+  context: LockedApplyContext,
   uid: string,
   operations: readonly LedgerOperation[],
-  options: SettleOptions,
+  options: LockedApplyOptions,
 ): Promise<UserApplyResult> {
   const handle = await context.locks.acquire(uid, options.policy, {
     ...(options.signal ? { signal: options.signal } : {}),

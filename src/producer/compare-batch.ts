@@ -1,8 +1,8 @@
 import type { SourceRecord } from '../rewards/reward-sources.js';
-import { BatchConflictError } from './batch-errors.js';
-import { BatchReader } from './batch-reader.js';
-import { digestComparableWith } from './content-digest.js';
-import type { StagedBatch } from './stage-batch.js';
+import { BatchConflictError } from '../rewards/batch-errors.js';
+import { BatchReader } from '../rewards/batch-reader.js';
+import { digestComparableWith } from '../staging/content-digest.js';
+import type { StagedBatch } from '../staging/stage-batch.js';
 
 /**
  * Checks that `records` are the rewards of the recorded `batch` (the same set, ADR 0005), reading and validating

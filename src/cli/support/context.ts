@@ -1,9 +1,9 @@
 import type { Command } from 'commander';
-import type { WindfallConfig } from '../config/config.js';
-import { loadConfig, unknownSettings } from '../config/config.js';
-import type { Logger } from '../log/logger.js';
-import { createLogger } from '../log/logger.js';
-import type { OpenOptions, Windfall } from '../runtime/windfall.js';
+import type { WindfallConfig } from '../../config/config.js';
+import { loadConfig, unknownSettings } from '../../config/config.js';
+import type { Logger } from '../../log/logger.js';
+import { createLogger } from '../../log/logger.js';
+import type { OpenOptions, Windfall } from '../../runtime/windfall.js';
 
 /** Options every command accepts (they win over the environment). */
 export interface GlobalFlags {
@@ -45,7 +45,7 @@ export async function withWindfall<T>(
 ): Promise<T> {
   const { config, logger } = resolveConfig(flags, options.overrides, options.quiet ?? true);
   // loaded here, not at start-up: commands that do not open all of Windfall start faster
-  const { openWindfall } = await import('../runtime/windfall.js');
+  const { openWindfall } = await import('../../runtime/windfall.js');
   const windfall = await openWindfall(config, logger, options.open);
   try {
     return await run(windfall);

@@ -1,5 +1,5 @@
-import type { RowError } from '../rewards/reward.js';
-import { ROW_PROBLEMS, type RowProblemCode } from '../rewards/row-problems.js';
+import type { RowError } from './reward.js';
+import { ROW_PROBLEMS, type RowProblemCode } from './row-problems.js';
 
 /** Row errors a refused batch lists one by one (the first ones by row); all of them are counted. */
 export const LISTED_ERRORS = 1000;

@@ -2,11 +2,11 @@ import type pg from 'pg';
 import type { DatabaseErrorKind } from '../db/pg-errors.js';
 import { classifyDatabaseError } from '../db/pg-errors.js';
 import { withJitter } from '../db/retry.js';
-import { abortableSleep } from '../lock/abortable-sleep.js';
+import { abortableSleep } from '../concurrency/abortable-sleep.js';
 import type { Logger } from '../log/logger.js';
 import type { WindfallMetrics } from '../metrics/metrics.js';
-import type { ServiceGate } from './service-gate.js';
-import { databaseStep } from './service-gate.js';
+import type { ServiceGate } from '../services/service-gate.js';
+import { databaseStep } from '../services/service-gate.js';
 import type { JudgedRow, SettlementRow } from './settlement-sql.js';
 import {
   JUDGE_CHUNK_USERS_SQL,

@@ -1,2 +1,0 @@
-export * from './service-check.js';
-export * from './windfall.js';
