@@ -64,11 +64,11 @@ export type { BatchStatus, BatchPriority, DeadLetterReason, DeadLetterState } fr
 export {
   setCampaignBudget,
   getCampaignReport,
-  BudgetExceededError,
   CampaignRequestError,
   UnknownCampaignError,
   type CampaignReport,
 } from './campaign/campaign-budget.js';
+export { BudgetExceededError } from './staging/budget-reservation.js';
 
 // Operating: dead letters, the books, the audit trail, queues
 export { DeadLetterQueue, type ReplayReport } from './dead-letters/dead-letter-queue.js';

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { getBatchReport } from '../src/status/batch-status.js';
-import { shardOf } from '../src/staging/shard-routing.js';
+import { shardOf } from '../src/queue/shard-routing.js';
 import { useTestEnvironment } from './support/environment.js';
 import { eventually, runCli, startCli, type CliProcess } from './support/cli.js';
 import { balances, ledgerMismatches, waitForBatchDone } from './support/batches.js';

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { BatchValidationError } from '../src/rewards/batch-errors.js';
 import { FingerprintSet } from '../src/staging/fingerprint-set.js';
 import { stageBatch } from '../src/staging/stage-batch.js';
-import { shardOf } from '../src/staging/shard-routing.js';
+import { shardOf } from '../src/queue/shard-routing.js';
 import { readJsonLines, recordsFromArray } from '../src/rewards/reward-sources.js';
 import { useTestEnvironment } from './support/environment.js';
 

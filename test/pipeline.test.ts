@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { BatchValidationError } from '../src/rewards/batch-errors.js';
 import { getBatchReport } from '../src/status/batch-status.js';
 import { listDeadLetters } from '../src/dead-letters/dead-letter-store.js';
-import { shardOf } from '../src/staging/shard-routing.js';
+import { shardOf } from '../src/queue/shard-routing.js';
 import { useTestEnvironment } from './support/environment.js';
 import { balances, ledgerMismatches, rewardRows, waitForBatchDone } from './support/batches.js';
 

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { markReplayed, recordDeadLetters } from '../src/dead-letters/dead-letter-store.js';
 import { silentLogger } from '../src/log/logger.js';
 import { chunkJobId, replayJobId } from '../src/queue/job-data.js';
-import { shardOf } from '../src/staging/shard-routing.js';
+import { shardOf } from '../src/queue/shard-routing.js';
 import type { Windfall } from '../src/runtime/windfall.js';
 import { reconcile } from '../src/reconcile/reconcile.js';
 import { RecoveryWatchdog, type WatchdogTick } from '../src/reconcile/recovery-watchdog.js';

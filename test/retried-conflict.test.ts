@@ -6,7 +6,7 @@ import { eventually } from './support/cli.js';
 import { useTestEnvironment } from './support/environment.js';
 import { reconcile } from '../src/reconcile/reconcile.js';
 import { chunkJobId } from '../src/queue/job-data.js';
-import { shardOf } from '../src/staging/shard-routing.js';
+import { shardOf } from '../src/queue/shard-routing.js';
 
 const env = useTestEnvironment();
 

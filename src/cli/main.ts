@@ -5,7 +5,7 @@ import { createLogger, scrubSecrets } from '../log/logger.js';
 import { CsvHeaderError } from '../rewards/reward-sources.js';
 import { FileEncodingError } from '../rewards/line-reader.js';
 import { ServiceUnavailableError } from '../services/service-check.js';
-import { BudgetExceededError } from '../campaign/campaign-budget.js';
+import { BudgetExceededError } from '../staging/budget-reservation.js';
 import { registerCampaignCommands } from './commands/campaign-command.js';
 import { registerEventsCommand } from './commands/events-command.js';
 import { registerOperatorCommands } from './commands/operator-commands.js';

@@ -2,7 +2,7 @@ import type pg from 'pg';
 import type { Logger } from '../log/logger.js';
 import { silentLogger } from '../log/logger.js';
 import { deadLetterJobId, replayJobId, type ReplayJobData } from '../queue/job-data.js';
-import { shardOf } from '../staging/shard-routing.js';
+import { shardOf } from '../queue/shard-routing.js';
 import type { WindfallQueues } from '../queue/windfall-queues.js';
 import { refreshStoredStatus } from '../status/batch-status.js';
 import { replayJobPriority, type BatchPriority } from '../queue/job-priority.js';

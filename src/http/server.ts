@@ -20,12 +20,8 @@ import { ServiceUnavailableError } from '../services/service-check.js';
 import type { Windfall } from '../runtime/windfall.js';
 import { readLedger } from '../wallet/wallet-service.js';
 import { httpActor, listAudit } from '../audit/audit-trail.js';
-import {
-  BudgetExceededError,
-  CampaignRequestError,
-  getCampaignReport,
-  setCampaignBudget,
-} from '../campaign/campaign-budget.js';
+import { CampaignRequestError, getCampaignReport, setCampaignBudget } from '../campaign/campaign-budget.js';
+import { BudgetExceededError } from '../staging/budget-reservation.js';
 import type { EnqueueOptions } from '../producer/reward-producer.js';
 import type { BatchEventState } from '../events/batch-event.js';
 import { listEvents } from '../events/event-store.js';

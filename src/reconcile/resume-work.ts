@@ -3,7 +3,7 @@ import type { Logger } from '../log/logger.js';
 import { silentLogger } from '../log/logger.js';
 import { chunkJobId, replayJobId, type ChunkJobData, type ReplayJobData } from '../queue/job-data.js';
 import { chunkJobPriority, replayJobPriority, type BatchPriority } from '../queue/job-priority.js';
-import { shardOf } from '../staging/shard-routing.js';
+import { shardOf } from '../queue/shard-routing.js';
 import type { WindfallQueues } from '../queue/windfall-queues.js';
 import { describeStrandedBatches, type StrandedBatch } from '../queue/stranded-chunks.js';
 import { UNFINISHED_REPLAY_REWARDS_CTE } from './replay-progress.js';

@@ -1,5 +1,5 @@
 import type { DeadLetterReason } from '../db/schema.js';
-import type { ExistingEntry } from '../wallet/ledger-operation.js';
+import type { ExistingEntry } from '../ledger/ledger-operation.js';
 
 /** Where a user's rewards wait in PostgreSQL: the staged rows of a batch chunk, or a dead-letter entry being replayed. */
 export type RewardSource =

@@ -1,7 +1,7 @@
 import type pg from 'pg';
-import { BudgetExceededError, reserveBudget } from '../campaign/campaign-budget.js';
+import { BudgetExceededError, reserveBudget } from './budget-reservation.js';
 import type { BatchPriority } from '../db/schema.js';
-import { shardOf } from './shard-routing.js';
+import { shardOf } from '../queue/shard-routing.js';
 import type { SourceRecord } from '../rewards/reward-sources.js';
 import { BatchValidationError } from '../rewards/batch-errors.js';
 import { SetDigest } from './content-digest.js';

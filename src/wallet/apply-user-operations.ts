@@ -1,6 +1,6 @@
 import type pg from 'pg';
-import type { ExistingEntry, LedgerOperation, OperationResult } from './ledger-operation.js';
-import { classifyExisting } from './ledger-operation.js';
+import type { ExistingEntry, LedgerOperation, OperationResult } from '../ledger/ledger-operation.js';
+import { classifyExisting } from '../ledger/ledger-operation.js';
 
 /*
  * All of one user's operations go to PostgreSQL as ONE statement (so one round trip and one implicit transaction):

@@ -4,7 +4,7 @@ import type { UserLocks } from '../lock/user-locks.js';
 import type { WindfallMetrics } from '../metrics/metrics.js';
 import type { Queryable, UserApplyResult } from './apply-user-operations.js';
 import { applyUserOperations } from './apply-user-operations.js';
-import type { LedgerOperation } from './ledger-operation.js';
+import type { LedgerOperation } from '../ledger/ledger-operation.js';
 import { InsufficientFundsError, InvalidOperationError } from './wallet-errors.js';
 import { classifyDatabaseError, isTransientDatabaseError } from '../db/pg-errors.js';
 import { retryConflicts } from '../db/retry.js';

@@ -9,7 +9,7 @@ import { recordChunkDeadLetters, recordReplayDeadLetters } from '../dead-letters
 import type { Logger } from '../log/logger.js';
 import type { WindfallMetrics } from '../metrics/metrics.js';
 import type { RewardJobData } from '../queue/job-data.js';
-import { describeConflict } from '../wallet/ledger-operation.js';
+import { describeConflict } from '../ledger/ledger-operation.js';
 import type { Admission } from '../settlement/admission.js';
 import type { JobWork } from './job-work.js';
 import { loadChunkWork, loadReplayWork } from './job-work.js';
