@@ -1,4 +1,4 @@
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
 import { REWARD_POLICY, type LockPolicy } from '../src/lock/lock-policy.js';
 import { UserLocks } from '../src/lock/user-locks.js';
@@ -7,69 +7,10 @@ import { loadChunkWork } from '../src/worker/job-work.js';
 import { openSettlement } from '../src/settlement/open-settlement.js';
 import type { UserOutcome } from '../src/settlement/user-task.js';
 import { rewardRows } from './support/batches.js';
+import { countingRedis } from './support/counting-redis.js';
 import { useTestEnvironment } from './support/environment.js';
 
 const env = useTestEnvironment();
-
-/** Splits RESP request text into commands (arrays of bulk strings). */
-function parseCommands(text: string): string[][] {
-  const commands: string[][] = [];
-  let at = 0;
-  const line = (): string => {
-    const end = text.indexOf('\r\n', at);
-    const value = text.slice(at, end);
-    at = end + 2;
-    return value;
-  };
-  while (at < text.length) {
-    const header = line();
-    if (!header.startsWith('*')) break;
-    const args: string[] = [];
-    for (let n = Number(header.slice(1)); n > 0; n -= 1) {
-      const length = Number(line().slice(1));
-      args.push(text.slice(at, at + length));
-      at += length + 2;
-    }
-    commands.push(args);
-  }
-  return commands;
-}
-
-/**
- * A Redis connection used for nothing but the lock manager, counting what goes over its socket: every write is one
- * request the client then waits for (a single command, a pipeline, or a script call) — one round trip. Every lock
- * key a command touches is counted too (a script's keys, or a SET's key). Counted after the connection is ready,
- * so handshake commands are left out.
- */
-async function countingRedis(prefix: string) {
-  const redis = new Redis(env.redisUrl, { maxRetriesPerRequest: null });
-  await redis.ping();
-  const counts = {
-    roundTrips: 0,
-    commands: 0,
-    /** Lock keys set or released, one per key per command. */
-    lockKeyOperations: 0,
-    reset() {
-      this.roundTrips = 0;
-      this.commands = 0;
-      this.lockKeyOperations = 0;
-    },
-  };
-  const stream = (redis as unknown as { stream: { write: (chunk: unknown, ...rest: unknown[]) => boolean } }).stream;
-  const write = stream.write.bind(stream);
-  stream.write = (chunk: unknown, ...rest: unknown[]) => {
-    counts.roundTrips += 1;
-    const text = typeof chunk === 'string' ? chunk : Buffer.isBuffer(chunk) ? chunk.toString('latin1') : '';
-    for (const args of parseCommands(text)) {
-      counts.commands += 1;
-      const name = args[0]!.toLowerCase();
-      const keys = name === 'evalsha' || name === 'eval' ? args.slice(3, 3 + Number(args[2])) : args.slice(1, 2);
-      counts.lockKeyOperations += keys.filter((key) => key.startsWith(`${prefix}:lock:`)).length;
-    }
-    return write(chunk, ...rest);
-  };
-  return { redis, counts };
-}
 
 const opened: Redis[] = [];
 afterEach(() => {
@@ -120,7 +61,7 @@ const applied = (outcomes: readonly UserOutcome[]): number =>
 
 describe('lock traffic of the worker (performance guard)', () => {
   it('takes and releases the locks of a batch in at most 2 Redis round trips per user on average (far fewer in fact)', async () => {
-    const { redis, counts } = await countingRedis(env.prefix);
+    const { redis, counts } = await countingRedis(env.redisUrl, env.prefix);
     opened.push(redis);
     const locks = new UserLocks(redis, { prefix: env.prefix });
     counts.reset();
@@ -143,7 +84,7 @@ describe('lock traffic of the worker (performance guard)', () => {
   });
 
   it('stays within 2 round trips per user when some locks are held elsewhere, and waits for them under the policy', async () => {
-    const { redis, counts } = await countingRedis(env.prefix);
+    const { redis, counts } = await countingRedis(env.redisUrl, env.prefix);
     opened.push(redis);
     const locks = new UserLocks(redis, { prefix: env.prefix });
     // ten users' locks are held by another service for 300 ms
