@@ -18,7 +18,7 @@ import { JsonSyntaxError, parseRawJson, type RawJsonValue } from '../rewards/raw
 import type { RowError } from '../rewards/reward.js';
 import { ServiceUnavailableError } from '../runtime/service-check.js';
 import type { Windfall } from '../runtime/windfall.js';
-import { readLedger } from '../wallet/wallet-service.js';
+import { readBalance, readLedger } from '../wallet/wallet-service.js';
 import { httpActor, listAudit } from '../audit/audit-trail.js';
 import {
   BudgetExceededError,
@@ -373,13 +373,9 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
     operator.get('/v1/wallets/:uid', { schema: { params: uidParams, querystring: walletQuery } }, async (request) => {
       const { uid } = request.params as { uid: string };
       const { limit } = request.query as { limit: number };
-      const { rows } = await windfall.database.pool.query<{ balance: bigint }>(
-        'select balance from wallets where uid = $1',
-        [uid],
-      );
       return {
         uid,
-        balance: (rows[0]?.balance ?? 0n).toString(),
+        balance: (await readBalance(windfall.database.pool, uid)).toString(),
         entries: await readLedger(windfall.database.pool, uid, limit),
       };
     });
