@@ -324,10 +324,15 @@ describe('limits', () => {
 });
 
 describe('SQL is parameterized', () => {
-  /** Interpolations allowed inside SQL text: quoted identifiers, Kysely identifiers, constant fragments, placeholder numbers. */
+  /**
+   * Interpolations allowed inside SQL text: quoted identifiers, Kysely identifiers, constant fragments, placeholder
+   * numbers, Kysely's bound values (`sql.val`).
+   */
   const SAFE = [
     /^quoteIdentifier\(/,
     /^sql\.(table|ref|id)\(/,
+    // Kysely's bound value: sent as a parameter, never as text
+    /^sql\.val\(/,
     /^[A-Z][A-Z0-9_]*$/,
     // a constant fragment builder called with literals only
     /^[A-Z][A-Z0-9_]*\((\s*'[^']*'\s*,?)*\)$/,

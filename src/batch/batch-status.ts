@@ -92,9 +92,9 @@ export async function getBatchReport(db: Pick<pg.Pool, 'query'>, batchId: string
         // the distinct rewards inside the batch's entries, as SQL: a lateral jsonb expansion and two anti-joins
         sql<number>`(select count(distinct e.reward->>'rewardId')
            from dead_letters d cross join lateral jsonb_array_elements(d.rewards) as e(reward)
-          where d.batch_id = ${batchId} and d.state in ('open', 'purged')
-            and not exists (select 1 from ledger_entries l where l.operation_id = e.reward->>'rewardId' and l.batch_id = ${batchId})
-            and not exists (select 1 from reward_duplicates r where r.batch_id = ${batchId} and r.reward_id = e.reward->>'rewardId')
+          where d.batch_id = ${sql.val(batchId)} and d.state in ('open', 'purged')
+            and not exists (select 1 from ledger_entries l where l.operation_id = e.reward->>'rewardId' and l.batch_id = ${sql.val(batchId)})
+            and not exists (select 1 from reward_duplicates r where r.batch_id = ${sql.val(batchId)} and r.reward_id = e.reward->>'rewardId')
         )::int`.as('dead_lettered'),
       ]),
   );

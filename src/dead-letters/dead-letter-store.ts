@@ -146,7 +146,7 @@ export async function listDeadLetters(db: Db, filter: DeadLetterFilter = {}): Pr
   const { db: qb, sql } = await queryBuilder();
   let query = qb.selectFrom('dead_letters').selectAll();
   if (filter.ids) {
-    const ids = sql<bigint[]>`${filter.ids}::bigint[]`;
+    const ids = sql<bigint[]>`${sql.val(filter.ids)}::bigint[]`;
     query = query.where((eb) => eb('id', '=', eb.fn.any(ids)));
   }
   if (filter.reason) query = query.where('reason', '=', filter.reason);

@@ -386,7 +386,7 @@ export async function readBalances(db: Pick<pg.Pool, 'query'>, uids: readonly st
     qb
       .selectFrom('wallets')
       .select(['uid', 'balance'])
-      .where((eb) => eb('uid', '=', eb.fn.any(sql<string[]>`${uids}::text[]`))),
+      .where((eb) => eb('uid', '=', eb.fn.any(sql<string[]>`${sql.val(uids)}::text[]`))),
   );
   return new Map(rows.map((row) => [row.uid, row.balance]));
 }
