@@ -72,10 +72,11 @@ export { BudgetExceededError } from './staging/budget-reservation.js';
 
 // Operating: dead letters, the books, the audit trail, queues
 export { DeadLetterQueue, type ReplayReport } from './dead-letters/dead-letter-queue.js';
-export { DEAD_LETTER_REASONS } from './db/dead-letter-reasons.js';
+export { DEAD_LETTER_REASONS } from './db/stored-values.js';
 export type { DeadLetterEntry, DeadLetterFilter } from './dead-letters/dead-letter-store.js';
 export { reconcile, type ReconcileReport, type ReconcileOptions, type Mismatch } from './reconcile/reconcile.js';
-export { listAudit, AUDIT_ACTIONS, type AuditRecord, type AuditAction, type AuditFilter } from './audit/audit-trail.js';
+export { listAudit, type AuditRecord, type AuditFilter } from './audit/audit-trail.js';
+export { AUDIT_ACTIONS, type AuditAction } from './db/stored-values.js';
 export { readQueueStats, type QueueStats } from './queue/queue-stats.js';
 
 // Batch events, for receivers
@@ -86,4 +87,5 @@ export {
   type SignatureCheck,
 } from './events/event-signature.js';
 export { listEvents, type EventDelivery, type EventFilter } from './events/event-store.js';
-export type { BatchEventBody, BatchEventData, BatchEventType, BatchEventState } from './events/batch-event.js';
+export type { BatchEventBody, BatchEventData } from './events/batch-event.js';
+export type { BatchEventType, BatchEventState } from './db/stored-values.js';

@@ -1,15 +1,7 @@
 import { hostname, userInfo } from 'node:os';
 import type pg from 'pg';
-
-/** The operator actions the trail records (CONTRACT: `windfall audit`). */
-export const AUDIT_ACTIONS = [
-  'lock.force_release',
-  'dlq.replay',
-  'dlq.purge',
-  'batch.revert',
-  'campaign.budget',
-] as const;
-export type AuditAction = (typeof AUDIT_ACTIONS)[number];
+import { queryBuilder, runQuery } from '../db/query-builder.js';
+import type { AuditAction } from '../db/stored-values.js';
 
 /** One record of the audit trail (append-only: never updated or deleted). */
 export interface AuditRecord {
@@ -52,20 +44,13 @@ export interface AuditFilter {
 
 /** Records, newest first. */
 export async function listAudit(db: Db, filter: AuditFilter = {}): Promise<AuditRecord[]> {
-  const { rows } = await db.query<{
-    id: bigint;
-    at: Date;
-    actor: string;
-    action: AuditAction;
-    target: string;
-    details: Record<string, unknown>;
-    result: Record<string, unknown>;
-  }>(
-    `select id, at, actor, action, target, details, result from audit_log
-     where ($1::text is null or action = $1) and ($2::text is null or target = $2)
-     order by id desc limit $3`,
-    [filter.action ?? null, filter.target ?? null, filter.limit ?? 100],
-  );
+  const { db: qb } = await queryBuilder();
+  let query = qb.selectFrom('audit_log').select(['id', 'at', 'actor', 'action', 'target', 'details', 'result']);
+  const action = filter.action ?? null;
+  if (action !== null) query = query.where('action', '=', action as AuditAction);
+  const target = filter.target ?? null;
+  if (target !== null) query = query.where('target', '=', target);
+  const rows = await runQuery(db, query.orderBy('id', 'desc').limit(filter.limit ?? 100));
   return rows.map((row) => ({
     id: row.id.toString(),
     at: row.at.toISOString(),

@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { recordAudit } from '../audit/audit-trail.js';
+import { queryBuilder, runQuery } from '../db/query-builder.js';
 import { inTransaction } from '../db/transaction.js';
 import { identifierProblem } from '../rewards/field-rules.js';
 import { reservedOf } from '../staging/budget-reservation.js';
@@ -59,33 +60,37 @@ export function parseBudget(input: unknown): bigint | null {
 
 type Db = Pick<pg.Pool, 'query'>;
 
-/** Credits of the campaign's batches less their revert debits. */
-const APPLIED_SQL = `
-select coalesce(sum(l.amount), 0)::text as applied
-from reward_batches b join ledger_entries l on l.batch_id = b.batch_id
-where b.campaign_id = $1 and (l.kind = 'reward' or (l.kind = 'debit' and l.operation_id like 'revert:%'))`;
-
 /**
  * The campaign's budget and what its batches reserve and applied; null when no batch or budget names it.
  * @throws {@link CampaignRequestError} for an invalid campaign id.
  */
 export async function getCampaignReport(db: Db, campaignId: string): Promise<CampaignReport | null> {
   assertCampaignId(campaignId);
-  const { rows } = await db.query<{ budget: string | null }>(
-    'select budget::text as budget from campaigns where campaign_id = $1',
-    [campaignId],
+  const { db: qb, sql } = await queryBuilder();
+  const [campaign] = await runQuery(
+    db,
+    qb.selectFrom('campaigns').select('budget').where('campaign_id', '=', campaignId),
   );
-  if (rows.length === 0) return null;
-  const budget = rows[0]!.budget;
-  const [reserved, applied] = await Promise.all([
-    reservedOf(db, campaignId),
-    db.query<{ applied: string }>(APPLIED_SQL, [campaignId]).then((result) => result.rows[0]!.applied),
-  ]);
+  if (!campaign) return null;
+  const budget = campaign.budget;
+  // credits of the campaign's batches less their revert debits
+  const applied = qb
+    .selectFrom('reward_batches as b')
+    .innerJoin('ledger_entries as l', 'l.batch_id', 'b.batch_id')
+    .where('b.campaign_id', '=', campaignId)
+    .where((eb) =>
+      eb.or([
+        eb('l.kind', '=', 'reward'),
+        eb.and([eb('l.kind', '=', 'debit'), eb('l.operation_id', 'like', 'revert:%')]),
+      ]),
+    )
+    .select((eb) => eb.cast<string>(eb.fn.coalesce(eb.fn.sum('l.amount'), sql.lit(0)), 'text').as('applied'));
+  const [reserved, appliedRows] = await Promise.all([reservedOf(db, campaignId), runQuery(db, applied)]);
   return {
     campaignId,
     budget,
     reserved: reserved.toString(),
-    applied,
+    applied: appliedRows[0]!.applied,
     remaining: budget === null ? null : (BigInt(budget) - reserved).toString(),
   };
 }

@@ -25,8 +25,9 @@ export interface DatabaseOptions {
 }
 
 /**
- * A connection pool to the ledger database. Close it once. (Migrations build their Kysely instance over it on demand:
- * the commands that never migrate do not load Kysely.)
+ * A connection pool to the ledger database. Close it once. (Migrations build their Kysely instance over it on demand,
+ * and the operator's reads compile their queries with Kysely loaded on first use, `query-builder.ts`: the commands
+ * that do neither do not load Kysely.)
  */
 export interface WindfallDatabase {
   readonly pool: pg.Pool;

@@ -1,8 +1,18 @@
 import type { ColumnType, Generated } from 'kysely';
+import type { AuditAction, BatchEventState, BatchEventType } from './stored-values.js';
+
+/*
+ * The tables of migrations/ as node-pg reads them with the pool's parsers (database.ts): int8 → bigint, integer →
+ * number, numeric → digit string, timestamptz → Date, jsonb → parsed, text[] / integer[] → arrays. `ColumnType<S, I, U>`
+ * is what a select reads (S), an insert writes (I) and an update writes (U); `never` = not written. Kept in step with
+ * the migrations by test/schema-types.test.ts.
+ */
 
 /** int8 columns arrive as `bigint` (the pool's type parser); they are written as bigint or digit strings. */
 type Int8 = ColumnType<bigint, bigint | string, bigint | string>;
 type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
+/** An identity column (`generated always as identity`): read as bigint, never written. */
+type Identity = ColumnType<bigint, never, never>;
 
 export interface WalletsTable {
   uid: string;
@@ -14,7 +24,7 @@ export interface WalletsTable {
 export type LedgerKind = 'reward' | 'credit' | 'debit';
 
 export interface LedgerEntriesTable {
-  id: ColumnType<bigint, never, never>;
+  id: Identity;
   uid: string;
   operation_id: string;
   amount: Int8;
@@ -98,7 +108,7 @@ export interface StoredReward {
 }
 
 export interface DeadLettersTable {
-  id: ColumnType<bigint, never, never>;
+  id: Identity;
   source: string;
   batch_id: string;
   chunk_no: number | null;
@@ -116,7 +126,38 @@ export interface DeadLettersTable {
   purged_at: Timestamp | null;
 }
 
-/** The tables Windfall owns, for Kysely. */
+/**
+ * The audit trail (append-only: triggers refuse updates and deletes, so no column is updatable here either).
+ * `action` has no check constraint: {@link AuditAction} is what `recordAudit` writes.
+ */
+export interface AuditLogTable {
+  id: Identity;
+  at: ColumnType<Date, Date | string | undefined, never>;
+  actor: ColumnType<string, string, never>;
+  action: ColumnType<AuditAction, AuditAction, never>;
+  target: ColumnType<string, string, never>;
+  /** jsonb, written as JSON text. */
+  details: ColumnType<Record<string, unknown>, string | undefined, never>;
+  result: ColumnType<Record<string, unknown>, string, never>;
+}
+
+/** The events owed to the webhook receiver (ADR 0008). */
+export interface BatchEventsTable {
+  /** uuid, `gen_random_uuid()`. */
+  id: Generated<string>;
+  batch_id: string;
+  type: BatchEventType;
+  /** The event's `data` object as recorded (jsonb). */
+  data: ColumnType<Record<string, unknown>, string, string>;
+  created_at: Generated<Date>;
+  state: Generated<BatchEventState>;
+  attempts: Generated<number>;
+  last_error: string | null;
+  last_attempt_at: Timestamp | null;
+  delivered_at: Timestamp | null;
+}
+
+/** The tables Windfall owns (every table of migrations/; Kysely's own migration tables aside), for Kysely. */
 export interface Database {
   wallets: WalletsTable;
   ledger_entries: LedgerEntriesTable;
@@ -126,4 +167,6 @@ export interface Database {
   reward_chunks: RewardChunksTable;
   reward_duplicates: RewardDuplicatesTable;
   dead_letters: DeadLettersTable;
+  audit_log: AuditLogTable;
+  batch_events: BatchEventsTable;
 }

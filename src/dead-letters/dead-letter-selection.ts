@@ -1,6 +1,6 @@
 import type { DeadLetterReason } from '../db/schema.js';
 import type { DeadLetterFilter } from './dead-letter-store.js';
-import { DEAD_LETTER_REASONS } from '../db/dead-letter-reasons.js';
+import { DEAD_LETTER_REASONS } from '../db/stored-values.js';
 
 /** How an operator names the dead-letter entries to replay or purge (CLI flags, HTTP body). */
 export interface DeadLetterSelection {

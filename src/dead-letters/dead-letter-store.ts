@@ -1,6 +1,8 @@
+import type { Selectable } from 'kysely';
 import type pg from 'pg';
-import type { DeadLetterReason, DeadLetterState, StoredReward } from '../db/schema.js';
-import { DEAD_LETTER_REASONS } from '../db/dead-letter-reasons.js';
+import { DEAD_LETTER_REASONS } from '../db/stored-values.js';
+import { queryBuilder, runQuery } from '../db/query-builder.js';
+import type { DeadLetterReason, DeadLettersTable, DeadLetterState, StoredReward } from '../db/schema.js';
 import type { Reward } from '../rewards/reward.js';
 
 /** A dead-letter entry: one user's rewards that one job (or replay) could not apply, and why. */
@@ -60,22 +62,23 @@ export function storeReward(reward: Reward): StoredReward {
   };
 }
 
-/** A `dead_letters` row as node-pg reads it. */
-export interface DeadLetterRow {
-  id: bigint;
-  batch_id: string;
-  uid: string;
-  shard: number;
-  rewards: StoredReward[];
-  reason: DeadLetterReason;
-  error: string;
-  attempts: number;
-  failed_at: Date;
-  state: DeadLetterState;
-  chunk_no: number | null;
-  replay_of: bigint | null;
-  replayed_at: Date | null;
-}
+/** The columns of a `dead_letters` row an entry is made of, as node-pg reads them. */
+export type DeadLetterRow = Pick<
+  Selectable<DeadLettersTable>,
+  | 'id'
+  | 'batch_id'
+  | 'uid'
+  | 'shard'
+  | 'rewards'
+  | 'reason'
+  | 'error'
+  | 'attempts'
+  | 'failed_at'
+  | 'state'
+  | 'chunk_no'
+  | 'replay_of'
+  | 'replayed_at'
+>;
 
 /** A row as the entry Windfall answers with. */
 export function toEntry(row: DeadLetterRow): DeadLetterEntry {
@@ -131,31 +134,26 @@ export async function recordDeadLetters(db: Db, entries: readonly NewDeadLetter[
 
 /** Entries matching the filter, oldest first. */
 export async function listDeadLetters(db: Db, filter: DeadLetterFilter = {}): Promise<DeadLetterEntry[]> {
-  const conditions: string[] = [];
-  const values: unknown[] = [];
-  const add = (condition: string, value: unknown): void => {
-    values.push(value);
-    conditions.push(condition.replace('?', `$${values.length}`));
-  };
-  if (filter.ids) add('id = any(?::bigint[])', filter.ids);
-  if (filter.reason) add('reason = ?', filter.reason);
-  if (filter.batchId) add('batch_id = ?', filter.batchId);
+  const { db: qb, sql } = await queryBuilder();
+  let query = qb.selectFrom('dead_letters').selectAll();
+  if (filter.ids) {
+    const ids = sql<bigint[]>`${sql.val(filter.ids)}::bigint[]`;
+    query = query.where((eb) => eb('id', '=', eb.fn.any(ids)));
+  }
+  if (filter.reason) query = query.where('reason', '=', filter.reason);
+  if (filter.batchId) query = query.where('batch_id', '=', filter.batchId);
   const state = filter.state ?? (filter.ids ? 'any' : 'open');
-  if (state !== 'any') add('state = ?', state);
-  values.push(filter.limit ?? 1000);
-  const where = conditions.length > 0 ? `where ${conditions.join(' and ')}` : '';
-  const { rows } = await db.query<DeadLetterRow>(
-    `select * from dead_letters ${where} order by id limit $${values.length}`,
-    values,
-  );
+  if (state !== 'any') query = query.where('state', '=', state);
+  const rows = await runQuery(db, query.orderBy('id').limit(filter.limit ?? 1000));
   return rows.map(toEntry);
 }
 
 /** One entry by id (any state), or null. */
 export async function getDeadLetter(db: Db, id: string): Promise<DeadLetterEntry | null> {
   if (!/^\d{1,18}$/.test(id)) return null;
-  const { rows } = await db.query<DeadLetterRow>('select * from dead_letters where id = $1', [id]);
-  return rows[0] ? toEntry(rows[0]) : null;
+  const { db: qb } = await queryBuilder();
+  const [row] = await runQuery(db, qb.selectFrom('dead_letters').selectAll().where('id', '=', BigInt(id)));
+  return row ? toEntry(row) : null;
 }
 
 /** Where an entry ended after {@link markReplayed}: replayed (now or earlier), purged, or no such entry. */
@@ -195,8 +193,18 @@ export async function claimReplay(db: Db, deadLetterId: string): Promise<'replay
 export async function countOpenDeadLetters(
   db: Db,
 ): Promise<Record<DeadLetterReason, { entries: number; rewards: number }>> {
-  const { rows } = await db.query<{ reason: DeadLetterReason; entries: number; rewards: number }>(
-    `select reason, count(*)::int as entries, coalesce(sum(reward_count), 0)::int as rewards from dead_letters where state = 'open' group by reason`,
+  const { db: qb, sql } = await queryBuilder();
+  const rows = await runQuery(
+    db,
+    qb
+      .selectFrom('dead_letters')
+      .where('state', '=', 'open')
+      .groupBy('reason')
+      .select((eb) => [
+        'reason',
+        eb.cast<number>(eb.fn.countAll(), 'integer').as('entries'),
+        eb.cast<number>(eb.fn.coalesce(eb.fn.sum('reward_count'), sql.lit(0)), 'integer').as('rewards'),
+      ]),
   );
   const counts = Object.fromEntries(
     DEAD_LETTER_REASONS.map((reason) => [reason, { entries: 0, rewards: 0 }]),

@@ -1,12 +1,5 @@
 import type { BatchStatus } from '../db/schema.js';
-
-/** The event types (CONTRACT, Events): a batch settled (`completed` or `completed_with_failures`), a batch reverted. */
-export const BATCH_EVENT_TYPES = ['batch.completed', 'batch.reverted'] as const;
-export type BatchEventType = (typeof BATCH_EVENT_TYPES)[number];
-
-/** Delivery states of an event: waiting for a 2xx, answered with one, given up on (24 h after it was created). */
-export const BATCH_EVENT_STATES = ['pending', 'delivered', 'failed'] as const;
-export type BatchEventState = (typeof BATCH_EVENT_STATES)[number];
+import type { BatchEventType } from '../db/stored-values.js';
 
 /** The `data` of an event: the batch as it was when the event was recorded. */
 export interface BatchEventData {

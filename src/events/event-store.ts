@@ -1,6 +1,7 @@
 import type pg from 'pg';
+import { queryBuilder, runQuery } from '../db/query-builder.js';
 import type { BatchStatus } from '../db/schema.js';
-import type { BatchEventState, BatchEventType } from './batch-event.js';
+import type { BatchEventState, BatchEventType } from '../db/stored-values.js';
 
 type Db = Pick<pg.Pool, 'query'>;
 
@@ -92,21 +93,30 @@ export interface EventFilter {
 
 /** Events, newest first. */
 export async function listEvents(db: Db, filter: EventFilter = {}): Promise<EventDelivery[]> {
-  const { rows } = await db.query<{
-    id: string;
-    type: BatchEventType;
-    batch_id: string;
-    state: BatchEventState;
-    attempts: number;
-    last_error: string | null;
-    last_attempt_at: Date | null;
-    created_at: Date;
-    delivered_at: Date | null;
-  }>(
-    `select id, type, batch_id, state, attempts, last_error, last_attempt_at, created_at, delivered_at from batch_events
-     where ($1::text is null or batch_id = $1) and ($2::text is null or state = $2)
-     order by created_at desc, id limit $3`,
-    [filter.batchId ?? null, filter.state ?? null, filter.limit ?? 1000],
+  const { db: qb } = await queryBuilder();
+  let query = qb
+    .selectFrom('batch_events')
+    .select([
+      'id',
+      'type',
+      'batch_id',
+      'state',
+      'attempts',
+      'last_error',
+      'last_attempt_at',
+      'created_at',
+      'delivered_at',
+    ]);
+  const batchId = filter.batchId ?? null;
+  if (batchId !== null) query = query.where('batch_id', '=', batchId);
+  const state = filter.state ?? null;
+  if (state !== null) query = query.where('state', '=', state);
+  const rows = await runQuery(
+    db,
+    query
+      .orderBy('created_at', 'desc')
+      .orderBy('id')
+      .limit(filter.limit ?? 1000),
   );
   return rows.map((row) => ({
     id: row.id,

@@ -1,8 +1,9 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { httpActor, listAudit, AUDIT_ACTIONS } from '../audit/audit-trail.js';
+import { httpActor, listAudit } from '../audit/audit-trail.js';
+import { AUDIT_ACTIONS } from '../db/stored-values.js';
 import { BatchRevertRefusedError, revertBatch, RevertRequestError, UnknownBatchError } from '../revert/batch-revert.js';
 import { getBatchReport, type BatchReport } from '../status/batch-status.js';
-import { DEAD_LETTER_REASONS } from '../db/dead-letter-reasons.js';
+import { DEAD_LETTER_REASONS } from '../db/stored-values.js';
 import { listDeadLetters, type DeadLetterEntry } from '../dead-letters/dead-letter-store.js';
 import { UserLocks } from '../lock/user-locks.js';
 import type { Logger } from '../log/logger.js';

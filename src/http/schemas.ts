@@ -1,6 +1,5 @@
-import { AUDIT_ACTIONS } from '../audit/audit-trail.js';
-import { BATCH_EVENT_STATES, BATCH_EVENT_TYPES } from '../events/batch-event.js';
-import { DEAD_LETTER_REASONS } from '../db/dead-letter-reasons.js';
+import { AUDIT_ACTIONS, BATCH_EVENT_STATES, BATCH_EVENT_TYPES } from '../db/stored-values.js';
+import { DEAD_LETTER_REASONS } from '../db/stored-values.js';
 import { ROW_PROBLEMS } from '../rewards/row-problems.js';
 
 /**

@@ -18,12 +18,12 @@ import { JsonSyntaxError, parseRawJson, type RawJsonValue } from '../rewards/raw
 import type { RowError } from '../rewards/reward.js';
 import { ServiceUnavailableError } from '../services/service-check.js';
 import type { Windfall } from '../runtime/windfall.js';
-import { readLedger } from '../wallet/wallet-service.js';
+import { readBalance, readLedger } from '../wallet/wallet-service.js';
 import { httpActor, listAudit } from '../audit/audit-trail.js';
 import { CampaignRequestError, getCampaignReport, setCampaignBudget } from '../campaign/campaign-budget.js';
 import { BudgetExceededError } from '../staging/budget-reservation.js';
 import type { EnqueueOptions } from '../producer/reward-producer.js';
-import type { BatchEventState } from '../events/batch-event.js';
+import type { BatchEventState } from '../db/stored-values.js';
 import { listEvents } from '../events/event-store.js';
 import { BatchRevertRefusedError, revertBatch, RevertRequestError, UnknownBatchError } from '../revert/batch-revert.js';
 import type { Principal } from './auth.js';
@@ -369,13 +369,9 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
     operator.get('/v1/wallets/:uid', { schema: { params: uidParams, querystring: walletQuery } }, async (request) => {
       const { uid } = request.params as { uid: string };
       const { limit } = request.query as { limit: number };
-      const { rows } = await windfall.database.pool.query<{ balance: bigint }>(
-        'select balance from wallets where uid = $1',
-        [uid],
-      );
       return {
         uid,
-        balance: (rows[0]?.balance ?? 0n).toString(),
+        balance: (await readBalance(windfall.database.pool, uid)).toString(),
         entries: await readLedger(windfall.database.pool, uid, limit),
       };
     });

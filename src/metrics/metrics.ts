@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { DEAD_LETTER_REASONS } from '../db/dead-letter-reasons.js';
+import { DEAD_LETTER_REASONS } from '../db/stored-values.js';
 
 /** Outcomes of a lock acquisition, the `outcome` label of `windfall_lock_acquire_total`. */
 export type LockOutcome = 'acquired' | 'busy' | 'timeout' | 'error';

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { queryBuilder, runQuery } from '../db/query-builder.js';
 import type { BatchPriority, BatchStatus } from '../db/schema.js';
 import type { EventSink } from '../events/event-publisher.js';
 import { writeStatusWithEvent } from '../events/event-store.js';
@@ -26,25 +27,6 @@ export interface BatchReport {
 }
 
 /**
- * Counts derived from the ledger itself, so they cannot drift: applied = ledger entries written for this batch;
- * duplicate = rewards found already applied elsewhere; dead-lettered = rewards of open or purged dead-letter
- * entries that are neither.
- */
-const BATCH_COUNTS_SQL = `
-select b.batch_id, b.total, b.created_at, b.campaign_id, b.priority,
-  (select count(*) from ledger_entries where batch_id = $1 and kind = 'reward')::int as applied,
-  (select count(*) from ledger_entries where batch_id = $1 and kind = 'debit' and operation_id like 'revert:%')::int as reverted,
-  b.status as stored_status,
-  (select count(*) from reward_duplicates where batch_id = $1)::int as duplicate,
-  (select count(distinct e.reward->>'rewardId')
-     from dead_letters d cross join lateral jsonb_array_elements(d.rewards) as e(reward)
-    where d.batch_id = $1 and d.state in ('open', 'purged')
-      and not exists (select 1 from ledger_entries l where l.operation_id = e.reward->>'rewardId' and l.batch_id = $1)
-      and not exists (select 1 from reward_duplicates r where r.batch_id = $1 and r.reward_id = e.reward->>'rewardId')
-  )::int as dead_lettered
-from reward_batches b where b.batch_id = $1`;
-
-/**
  * Derives the status from the counts: nothing settled → pending; some → processing; all → completed (with failures
  * when any is dead-lettered); once reverted (`reverted` > 0, or a revert recorded on the batch): reverted when every
  * applied reward was debited back, partially_reverted otherwise.
@@ -63,20 +45,59 @@ export function deriveStatus(
   return settled === 0 ? 'pending' : 'processing';
 }
 
-/** The batch's counts and status, or null when no batch has that id. */
+/**
+ * The batch's counts and status, or null when no batch has that id. The counts are derived from the ledger itself,
+ * so they cannot drift: applied = ledger entries written for this batch; duplicate = rewards found already applied
+ * elsewhere; dead-lettered = rewards of open or purged dead-letter entries that are neither.
+ */
 export async function getBatchReport(db: Pick<pg.Pool, 'query'>, batchId: string): Promise<BatchReport | null> {
-  const { rows } = await db.query<{
-    batch_id: string;
-    total: number;
-    created_at: Date;
-    campaign_id: string | null;
-    priority: BatchPriority;
-    applied: number;
-    reverted: number;
-    stored_status: BatchStatus;
-    duplicate: number;
-    dead_lettered: number;
-  }>(BATCH_COUNTS_SQL, [batchId]);
+  const { db: qb, sql } = await queryBuilder();
+  const rows = await runQuery(
+    db,
+    qb
+      .selectFrom('reward_batches as b')
+      .where('b.batch_id', '=', batchId)
+      .select(['b.batch_id', 'b.total', 'b.created_at', 'b.campaign_id', 'b.priority', 'b.status as stored_status'])
+      .select((eb) => [
+        eb
+          .cast<number>(
+            eb
+              .selectFrom('ledger_entries')
+              .where('batch_id', '=', batchId)
+              .where('kind', '=', 'reward')
+              .select((count) => count.fn.countAll().as('n')),
+            'integer',
+          )
+          .as('applied'),
+        eb
+          .cast<number>(
+            eb
+              .selectFrom('ledger_entries')
+              .where('batch_id', '=', batchId)
+              .where('kind', '=', 'debit')
+              .where('operation_id', 'like', 'revert:%')
+              .select((count) => count.fn.countAll().as('n')),
+            'integer',
+          )
+          .as('reverted'),
+        eb
+          .cast<number>(
+            eb
+              .selectFrom('reward_duplicates')
+              .where('batch_id', '=', batchId)
+              .select((count) => count.fn.countAll().as('n')),
+            'integer',
+          )
+          .as('duplicate'),
+        // the distinct rewards inside the batch's entries, as SQL: a lateral jsonb expansion and two anti-joins
+        sql<number>`(select count(distinct e.reward->>'rewardId')
+           from dead_letters d cross join lateral jsonb_array_elements(d.rewards) as e(reward)
+          where d.batch_id = ${sql.val(batchId)} and d.state in ('open', 'purged')
+            and not exists (select 1 from ledger_entries l where l.operation_id = e.reward->>'rewardId' and l.batch_id = ${sql.val(batchId)})
+            and not exists (select 1 from reward_duplicates r where r.batch_id = ${sql.val(batchId)} and r.reward_id = e.reward->>'rewardId')
+        )::int`.as('dead_lettered'),
+      ]),
+  );
   const row = rows[0];
   if (!row) return null;
   const pending = Math.max(0, row.total - row.applied - row.duplicate - row.dead_lettered);

@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import type { Redis, Cluster } from 'ioredis';
 import { forEachLimited } from '../concurrency/semaphore.js';
+import { queryBuilder, runQuery } from '../db/query-builder.js';
 import type { DeadLetterReason } from '../db/schema.js';
 import type { LockPolicy } from '../lock/lock-policy.js';
 import { BATCH_POLICY, DEFAULT_POLICY, REWARD_POLICY } from '../lock/lock-policy.js';
@@ -212,10 +213,7 @@ export class WalletService {
 
   /** The balance of `uid` (0 when the wallet does not exist). */
   async getBalance(uid: string): Promise<bigint> {
-    const { rows } = await this.options.pool.query<{ balance: bigint }>('select balance from wallets where uid = $1', [
-      uid,
-    ]);
-    return rows[0]?.balance ?? 0n;
+    return readBalance(this.options.pool, uid);
   }
 
   /** The latest ledger entries of `uid`, newest first. Default limit 20. */
@@ -373,18 +371,37 @@ export interface LedgerEntryView {
   readonly createdAt: string;
 }
 
+/** The balance of `uid` (0 when the wallet does not exist). */
+export async function readBalance(db: Pick<pg.Pool, 'query'>, uid: string): Promise<bigint> {
+  const { db: qb } = await queryBuilder();
+  const [row] = await runQuery(db, qb.selectFrom('wallets').select('balance').where('uid', '=', uid));
+  return row?.balance ?? 0n;
+}
+
+/** The balances of those of `uids` that have a wallet (a user without one has none: show 0). */
+export async function readBalances(db: Pick<pg.Pool, 'query'>, uids: readonly string[]): Promise<Map<string, bigint>> {
+  const { db: qb, sql } = await queryBuilder();
+  const rows = await runQuery(
+    db,
+    qb
+      .selectFrom('wallets')
+      .select(['uid', 'balance'])
+      .where((eb) => eb('uid', '=', eb.fn.any(sql<string[]>`${sql.val(uids)}::text[]`))),
+  );
+  return new Map(rows.map((row) => [row.uid, row.balance]));
+}
+
 /** The latest `limit` ledger entries of `uid`, newest first. */
 export async function readLedger(db: Pick<pg.Pool, 'query'>, uid: string, limit: number): Promise<LedgerEntryView[]> {
-  const { rows } = await db.query<{
-    operation_id: string;
-    amount: bigint;
-    kind: string;
-    batch_id: string | null;
-    description: string | null;
-    created_at: Date;
-  }>(
-    'select operation_id, amount, kind, batch_id, description, created_at from ledger_entries where uid = $1 order by id desc limit $2',
-    [uid, limit],
+  const { db: qb } = await queryBuilder();
+  const rows = await runQuery(
+    db,
+    qb
+      .selectFrom('ledger_entries')
+      .select(['operation_id', 'amount', 'kind', 'batch_id', 'description', 'created_at'])
+      .where('uid', '=', uid)
+      .orderBy('id', 'desc')
+      .limit(limit),
   );
   return rows.map((row) => ({
     operationId: row.operation_id,

@@ -1,5 +1,5 @@
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { BATCH_EVENT_STATES, type BatchEventState } from '../../events/batch-event.js';
+import { BATCH_EVENT_STATES, type BatchEventState } from '../../db/stored-values.js';
 import { listEvents, type EventDelivery } from '../../events/event-store.js';
 import type { CommandRegistry } from '../support/context.js';
 import { withWindfall } from '../support/context.js';

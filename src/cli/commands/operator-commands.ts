@@ -1,6 +1,6 @@
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import type { DeadLetterEntry, DeadLetterFilter } from '../../dead-letters/dead-letter-store.js';
-import { DEAD_LETTER_REASONS } from '../../db/dead-letter-reasons.js';
+import { AUDIT_ACTIONS, DEAD_LETTER_REASONS } from '../../db/stored-values.js';
 import type { DeadLetterSelection } from '../../dead-letters/dead-letter-selection.js';
 import { DeadLetterSelectionError, selectionFilter } from '../../dead-letters/dead-letter-selection.js';
 import type { ReplayReport } from '../../dead-letters/dead-letter-queue.js';
@@ -9,7 +9,7 @@ import { UserLocks } from '../../lock/user-locks.js';
 import type { QueueStats } from '../../queue/queue-stats.js';
 import { readQueueStats } from '../../queue/queue-stats.js';
 import type { Windfall } from '../../runtime/windfall.js';
-import { AUDIT_ACTIONS, cliActor, listAudit, type AuditRecord } from '../../audit/audit-trail.js';
+import { cliActor, listAudit, type AuditRecord } from '../../audit/audit-trail.js';
 import type { CommandRegistry } from '../support/context.js';
 import { withWindfall } from '../support/context.js';
 import { CommandFailedError, EXIT, UsageError } from '../support/exit-codes.js';

@@ -1,6 +1,6 @@
 import { getBatchReport, type BatchReport } from '../../status/batch-status.js';
 import type { Windfall } from '../../runtime/windfall.js';
-import { readLedger, type LedgerEntryView } from '../../wallet/wallet-service.js';
+import { readBalances, readLedger, type LedgerEntryView } from '../../wallet/wallet-service.js';
 import { CommandFailedError } from '../support/exit-codes.js';
 import { formatCount, formatTable } from '../support/output.js';
 
@@ -55,11 +55,7 @@ export interface WalletView {
 
 /** `windfall wallet <uid>…`: balance (0 for an unknown user) and the latest entries of each. */
 export async function readWallets(windfall: Windfall, uids: readonly string[], limit: number): Promise<WalletView[]> {
-  const { rows } = await windfall.database.pool.query<{ uid: string; balance: bigint }>(
-    'select uid, balance from wallets where uid = any($1::text[])',
-    [uids],
-  );
-  const balances = new Map(rows.map((row) => [row.uid, row.balance]));
+  const balances = await readBalances(windfall.database.pool, uids);
   return Promise.all(
     uids.map(async (uid) => ({
       uid,
