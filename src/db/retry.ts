@@ -19,7 +19,8 @@ export interface RetryOptions {
   readonly retryable?: (error: unknown) => boolean;
 }
 
-const DEFAULT_DELAYS_MS = [50, 200, 800];
+/** Waits before running a step again after a clash with concurrent work, ms (each jittered): four tries in all. */
+export const CLASH_RETRY_DELAYS_MS: readonly number[] = [50, 200, 800];
 
 /** A wait of about `ms` (between half and one and a half times it). */
 export function withJitter(ms: number): number {
@@ -31,7 +32,7 @@ export function withJitter(ms: number): number {
  * {@link RetryOptions.retryable}), with jittered waits. Other errors, and the last one, are thrown.
  */
 export async function retryConflicts<T>(step: () => Promise<T>, options: RetryOptions = {}): Promise<T> {
-  const delays = options.delaysMs ?? DEFAULT_DELAYS_MS;
+  const delays = options.delaysMs ?? CLASH_RETRY_DELAYS_MS;
   const retryable = options.retryable ?? ((error: unknown) => classifyDatabaseError(error) === 'retry');
   for (let retry = 0; ; retry += 1) {
     try {

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import type { DatabaseErrorKind } from '../db/pg-errors.js';
 import { classifyDatabaseError } from '../db/pg-errors.js';
-import { withJitter } from '../db/retry.js';
+import { CLASH_RETRY_DELAYS_MS, withJitter } from '../db/retry.js';
 import { abortableSleep } from '../concurrency/abortable-sleep.js';
 import type { Logger } from '../log/logger.js';
 import type { WindfallMetrics } from '../metrics/metrics.js';
@@ -17,8 +17,6 @@ import {
 import type { ConflictingReward, UserFailure, UserOutcome, UserTask } from './user-task.js';
 import { INTERRUPTED } from './user-task.js';
 
-/** Waits before running a group again after a deadlock or serialization failure, ms (jittered). */
-const CLASH_RETRY_DELAYS_MS = [50, 200, 800];
 /**
  * Times a group is run again, at once, after a rewardId it inserts was committed meanwhile by another transaction
  * (see settlement-sql.ts); the next run's snapshot sees that row and skips it, so one is nearly always enough.
