@@ -106,7 +106,7 @@ describe('forming a transaction group', () => {
 describe('transaction groups', () => {
   it('puts users whose lock was waited for first, and hands every waiting user back when the worker stops', () => {
     const groups = new TransactionGroups({
-      groups: recordingSettlement(),
+      settlement: recordingSettlement(),
       transactions: 1,
       usersPerTransaction: 10,
       rewardsPerTransaction: 100,
@@ -146,7 +146,7 @@ describe('transaction groups', () => {
     let allFinished: () => void = () => undefined;
     const done = new Promise<void>((resolve) => (allFinished = resolve));
     const groups: TransactionGroups = new TransactionGroups({
-      groups: settlement,
+      settlement,
       transactions: 2,
       usersPerTransaction: 3,
       rewardsPerTransaction: 4,

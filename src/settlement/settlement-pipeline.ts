@@ -72,7 +72,7 @@ export class SettlementPipeline {
       onRoundEnd: () => this.pump(),
     });
     this.transactions = new TransactionGroups({
-      groups: options.groups,
+      settlement: options.groups,
       transactions: options.transactions,
       usersPerTransaction: options.usersPerTransaction,
       rewardsPerTransaction: options.rewardsPerTransaction,

@@ -134,34 +134,3 @@ export interface JudgedRow {
   readonly l_amount: string | null;
   readonly l_batch: string | null;
 }
-
-/**
- * Chunk `$2` of batch `$1` with the users the enqueue command counted for it (`uids`, `user_rewards`; null when
- * PostgreSQL planned the batch: then {@link CHUNK_USERS_SQL}), and marks the batch processing.
- */
-export const CHUNK_PLAN_SQL = `
-with started as (
-  update reward_batches set status = 'processing', updated_at = now() where batch_id = $1 and status = 'pending'
-)
-select shard, uids, user_rewards from reward_chunks where batch_id = $1 and chunk_no = $2`;
-
-/**
- * The users of chunk `$2` of batch `$1` with the number of their rewards, from the staged rows (and marks the batch
- * processing). Rewards already in the chunk's dead-letter entries are counted too: see {@link CHUNK_DEAD_LETTERED_SQL}.
- */
-export const CHUNK_USERS_SQL = `
-with started as (
-  update reward_batches set status = 'processing', updated_at = now() where batch_id = $1 and status = 'pending'
-)
-select c.shard, i.uid, count(*)::int as rewards
-from reward_chunks c
-join reward_batch_items i on i.batch_id = c.batch_id and i.shard = c.shard and i.uid between c.first_uid and c.last_uid
-where c.batch_id = $1 and c.chunk_no = $2
-group by c.shard, i.uid
-order by i.uid`;
-
-/** The rewards of chunk `$2` of batch `$1` that its dead-letter entries hold (the queue owns them now). */
-export const CHUNK_DEAD_LETTERED_SQL = `
-select d.uid, r.value->>'rewardId' as reward_id
-from dead_letters d cross join jsonb_array_elements(d.rewards) as r(value)
-where d.batch_id = $1 and d.chunk_no = $2`;

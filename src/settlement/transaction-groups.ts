@@ -41,7 +41,8 @@ export function takeGroup(
 
 /** Options of {@link TransactionGroups}. */
 export interface TransactionGroupsOptions extends GroupLimits {
-  readonly groups: GroupSettlement;
+  /** Runs each group (its statement, halving, one user per statement) and reports each user's outcome. */
+  readonly settlement: GroupSettlement;
   /** Transactions in flight at once (WINDFALL_CONCURRENCY). */
   readonly transactions: number;
   /** A user's outcome is known (set on it): its lock is to be given back. */
@@ -103,7 +104,7 @@ export class TransactionGroups {
     this.running += 1;
     const userOf = new Map(group.map((user) => [user.task, user]));
     // each user is finished (its lock given back, its outcome delivered) as soon as its own outcome is known
-    void this.options.groups
+    void this.options.settlement
       .settle(
         group.map((user) => user.task),
         (task, outcome) => {

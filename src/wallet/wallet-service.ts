@@ -17,7 +17,7 @@ import type { UserApplyResult } from './apply-user-operations.js';
 import type { LedgerOperation, OperationOutcome } from '../ledger/ledger-operation.js';
 import { describeConflict } from '../ledger/ledger-operation.js';
 import { applyUnderUserLock, type LockedApplyContext } from './locked-user-transaction.js';
-import { classifyUserFailure } from './user-failure.js';
+import { classifyWalletFailure } from './wallet-failure.js';
 import { InvalidOperationError, OperationConflictError } from './wallet-errors.js';
 
 /** Options of {@link WalletService}. */
@@ -346,7 +346,7 @@ export class WalletService {
         });
         reports.set(uid, { uid, status: 'settled', balance: result.balance, operations: outcomes });
       } catch (error) {
-        const failure = classifyUserFailure(error);
+        const failure = classifyWalletFailure(error);
         failed += group.length;
         reports.set(uid, {
           uid,

@@ -1,5 +1,4 @@
 import type pg from 'pg';
-import { CHUNK_DEAD_LETTERED_SQL, CHUNK_PLAN_SQL, CHUNK_USERS_SQL } from '../settlement/settlement-sql.js';
 import type { UserTask } from '../settlement/user-task.js';
 
 /** The users of one job (their rewards stay in PostgreSQL). */
@@ -14,6 +13,37 @@ export interface JobWork {
 type Db = Pick<pg.Pool, 'query'>;
 
 /**
+ * Chunk `$2` of batch `$1` with the users the enqueue command counted for it (`uids`, `user_rewards`; null when
+ * PostgreSQL planned the batch: then {@link LOAD_CHUNK_USERS_SQL}), and marks the batch processing.
+ */
+const LOAD_CHUNK_SQL = `
+with started as (
+  update reward_batches set status = 'processing', updated_at = now() where batch_id = $1 and status = 'pending'
+)
+select shard, uids, user_rewards from reward_chunks where batch_id = $1 and chunk_no = $2`;
+
+/**
+ * The users of chunk `$2` of batch `$1` with the number of their rewards, from the staged rows (and marks the batch
+ * processing). Rewards already in the chunk's dead-letter entries are counted too: see {@link CHUNK_DEAD_LETTERED_SQL}.
+ */
+const LOAD_CHUNK_USERS_SQL = `
+with started as (
+  update reward_batches set status = 'processing', updated_at = now() where batch_id = $1 and status = 'pending'
+)
+select c.shard, i.uid, count(*)::int as rewards
+from reward_chunks c
+join reward_batch_items i on i.batch_id = c.batch_id and i.shard = c.shard and i.uid between c.first_uid and c.last_uid
+where c.batch_id = $1 and c.chunk_no = $2
+group by c.shard, i.uid
+order by i.uid`;
+
+/** The rewards of chunk `$2` of batch `$1` that its dead-letter entries hold (the queue owns them now). */
+const CHUNK_DEAD_LETTERED_SQL = `
+select d.uid, r.value->>'rewardId' as reward_id
+from dead_letters d cross join jsonb_array_elements(d.rewards) as r(value)
+where d.batch_id = $1 and d.chunk_no = $2`;
+
+/**
  * The users of chunk `chunkNo` of a batch, each with the number of its rewards still to settle; marks the batch
  * processing. Rewards the chunk already handed to the dead-letter queue are left out (the queue owns them), and a user
  * with nothing else left is not listed; the same user's other rewards are. Returns null when the chunk is not
@@ -21,7 +51,7 @@ type Db = Pick<pg.Pool, 'query'>;
  */
 export async function loadChunkWork(db: Db, batchId: string, chunkNo: number): Promise<JobWork | null> {
   const [plan, deadLettered] = await Promise.all([
-    db.query<{ shard: number; uids: string[] | null; user_rewards: number[] | null }>(CHUNK_PLAN_SQL, [
+    db.query<{ shard: number; uids: string[] | null; user_rewards: number[] | null }>(LOAD_CHUNK_SQL, [
       batchId,
       chunkNo,
     ]),
@@ -32,7 +62,7 @@ export async function loadChunkWork(db: Db, batchId: string, chunkNo: number): P
   const users =
     chunk.uids !== null && chunk.user_rewards !== null
       ? chunk.uids.map((uid, i) => ({ uid, rewards: chunk.user_rewards![i]! }))
-      : (await db.query<{ uid: string; rewards: number }>(CHUNK_USERS_SQL, [batchId, chunkNo])).rows;
+      : (await db.query<{ uid: string; rewards: number }>(LOAD_CHUNK_USERS_SQL, [batchId, chunkNo])).rows;
   const excluded = new Map<string, Set<string>>();
   for (const row of deadLettered.rows) {
     // (an entry's rewards always carry their id; a null would make `not in` exclude every reward of the batch)

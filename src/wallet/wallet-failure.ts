@@ -5,7 +5,7 @@ import { isRedisUnavailable } from '../services/redis-errors.js';
 import { InsufficientFundsError, InvalidOperationError } from './wallet-errors.js';
 
 /** Why a user's operations could not be applied, and whether trying again later may help. */
-export interface UserFailure {
+export interface WalletFailure {
   readonly reason: DeadLetterReason;
   /** True when a later attempt may succeed (busy lock, dropped connection, deadlock). */
   readonly transient: boolean;
@@ -15,10 +15,10 @@ export interface UserFailure {
   readonly error: unknown;
 }
 
-/** Sorts an error thrown while settling one user into a dead-letter reason and transient/permanent. */
-export function classifyUserFailure(error: unknown): UserFailure {
+/** Sorts an error thrown by one user's wallet call into a dead-letter reason and transient/permanent. */
+export function classifyWalletFailure(error: unknown): WalletFailure {
   const message = error instanceof Error ? error.message : String(error);
-  const of = (reason: DeadLetterReason, transient: boolean, interrupted = false): UserFailure => ({
+  const of = (reason: DeadLetterReason, transient: boolean, interrupted = false): WalletFailure => ({
     reason,
     transient,
     interrupted,
