@@ -200,12 +200,7 @@ describe('batch revert', () => {
   });
 
   it('waits for a late replay: refused while the replayed entry is still pending (exit 2), then takes back the replayed reward too', async () => {
-    await env.redis.set(
-      `${env.prefix}:lock:rl-busy`,
-      JSON.stringify({ owner: 'elsewhere:1', acquiredAt: new Date().toISOString(), token: 't' }),
-      'PX',
-      60_000,
-    );
+    await env.holdLock('rl-busy', 'elsewhere:1');
     const failing = await env.open({
       rewardLockPolicy: { name: 'reward', retries: 0, initialDelayMs: 10, factor: 1, ttlMs: 5000 },
       jobAttempts: 1,

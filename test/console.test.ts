@@ -31,12 +31,7 @@ function operator(): Promise<BrowserContext> {
 
 /** A batch with one user dead-lettered (its lock held elsewhere, no lock retries, one job attempt) and one applied. */
 async function batchWithFailures(tag: string): Promise<void> {
-  await env.redis.set(
-    `${env.prefix}:lock:${tag}-busy`,
-    JSON.stringify({ owner: 'elsewhere:9', acquiredAt: new Date().toISOString(), token: 't' }),
-    'PX',
-    60_000,
-  );
+  await env.holdLock(`${tag}-busy`, 'elsewhere:9');
   const windfall = await env.open({
     rewardLockPolicy: { name: 'reward', retries: 0, initialDelayMs: 10, factor: 1, ttlMs: 5000 },
     jobAttempts: 1,
@@ -101,12 +96,7 @@ describe('operator console (/console)', () => {
   });
 
   it('force-releases a lock with a reason and reverts a batch from the console (each previewed first)', async () => {
-    await env.redis.set(
-      `${env.prefix}:lock:cl-held`,
-      JSON.stringify({ owner: 'hung-host:4', acquiredAt: new Date().toISOString(), token: 't' }),
-      'PX',
-      60_000,
-    );
+    await env.holdLock('cl-held', 'hung-host:4');
     const windfall = await env.open();
     await windfall.createWorker().start();
     await windfall.producer.enqueueRewards([{ rewardId: 'cr-1', uid: 'cr-u', amount: 40 }], { batchId: 'cr-batch' });

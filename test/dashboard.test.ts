@@ -22,12 +22,7 @@ afterAll(async () => {
 describe('dashboard (Bull Board at /admin/queues)', () => {
   it('logs in with basic auth, shows every queue and the dead-letter entry, and saves a screenshot', async () => {
     // a user whose lock is held elsewhere, with no lock retries and one job attempt: dead-lettered at once
-    await env.redis.set(
-      `${env.prefix}:lock:dash-busy`,
-      JSON.stringify({ owner: 'elsewhere:9', acquiredAt: new Date().toISOString(), token: 't' }),
-      'PX',
-      60_000,
-    );
+    await env.holdLock('dash-busy', 'elsewhere:9');
     const windfall = await env.open({
       rewardLockPolicy: { name: 'reward', retries: 0, initialDelayMs: 10, factor: 1, ttlMs: 5000 },
     });

@@ -41,18 +41,6 @@ function rewardsFile(name: string, rows: { rewardId: string; uid: string; amount
   return path;
 }
 
-/** Holds a user's lock "elsewhere", as another Windfall process would (JSON value naming the holder). */
-async function holdLock(uid: string, owner: string, ttlMs: number): Promise<string> {
-  const acquiredAt = new Date().toISOString();
-  await env.redis.set(
-    `${env.prefix}:lock:${uid}`,
-    JSON.stringify({ owner, acquiredAt, token: 'held-elsewhere' }),
-    'PX',
-    ttlMs,
-  );
-  return acquiredAt;
-}
-
 interface Entry {
   id: string;
   batchId: string;
@@ -76,7 +64,7 @@ describe('operator CLI: dead letters, locks, queues', () => {
   it(
     'dead-letters a busy user with LOCK_BUSY while the rest is applied; lock status/release; replay credits exactly once; the DLQ ends empty',
     async () => {
-      const acquiredAt = await holdLock('op-busy', 'elsewhere-host:4242', 120_000);
+      const acquiredAt = await env.holdLock('op-busy', 'elsewhere-host:4242', 120_000);
       const rows = [
         { rewardId: 'op-b1', uid: 'op-busy', amount: 100 },
         { rewardId: 'op-b2', uid: 'op-busy', amount: '250' },
@@ -248,7 +236,7 @@ describe('operator CLI: dead letters, locks, queues', () => {
   it(
     'purge refuses without --yes, previews with --dry-run, and takes filtered entries out (still counted as dead-lettered)',
     async () => {
-      await holdLock('op-purge', 'elsewhere-host:1', 60_000);
+      await env.holdLock('op-purge', 'elsewhere-host:1', 60_000);
       const enqueued = await cli([
         'enqueue',
         '--file',
@@ -298,7 +286,7 @@ describe('operator CLI: dead letters, locks, queues', () => {
   it(
     'keeps an entry in the dead-letter queue when its replay cannot be enqueued',
     async () => {
-      await holdLock('op-stuck', 'elsewhere-host:2', 60_000);
+      await env.holdLock('op-stuck', 'elsewhere-host:2', 60_000);
       expect(
         (
           await cli([

@@ -24,6 +24,11 @@ export interface TestEnvironment {
   env(extra?: Record<string, string>): NodeJS.ProcessEnv;
   /** Opens a Windfall (with its workers) that is closed after the current test. */
   open(overrides?: Partial<WindfallConfig>): Promise<Windfall>;
+  /**
+   * Holds a user's lock "elsewhere", as another Windfall process would (a JSON value naming the holder), for `ttlMs`
+   * (default 60 s). Resolves with the `acquiredAt` it wrote.
+   */
+  holdLock(uid: string, owner: string, ttlMs?: number): Promise<string>;
 }
 
 function withDatabase(url: string, name: string): string {
@@ -137,6 +142,16 @@ export function useTestEnvironment(): TestEnvironment {
       const windfall = await openWindfall(config(overrides), createLogger(config(overrides).logLevel));
       opened.push(windfall);
       return windfall;
+    },
+    async holdLock(uid, owner, ttlMs = 60_000) {
+      const acquiredAt = new Date().toISOString();
+      await this.redis.set(
+        `${prefix}:lock:${uid}`,
+        JSON.stringify({ owner, acquiredAt, token: 'held-elsewhere' }),
+        'PX',
+        ttlMs,
+      );
+      return acquiredAt;
     },
   };
 }
