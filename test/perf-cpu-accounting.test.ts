@@ -19,10 +19,14 @@ async function serverProcesses(): Promise<ServerProcesses> {
   return { postmaster: postmasterOf(rows[0]!.pid), redis: redisProcessOf(await env.redis.info('server')) };
 }
 
-/** Runs a process that spins for `ms` and waits until it is reaped. */
+/**
+ * Runs a process that spins until it has used `ms` of CPU (its own, not the clock's: on a busy machine a clock-timed
+ * spin gets less CPU than it lasts) and waits until it is reaped.
+ */
 function spin(ms: number): Promise<void> {
+  const script = `const cpu = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1000; }; while (cpu() < ${ms});`;
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['-e', `const end = Date.now() + ${ms}; while (Date.now() < end);`], {
+    const child = spawn(process.execPath, ['-e', script], {
       stdio: 'ignore',
     });
     child.on('error', reject);
