@@ -149,7 +149,8 @@ export function cpuBetween(before: CpuSnapshot, after: CpuSnapshot): CpuUsage {
     postgres: delta(before.postgres, after.postgres),
     redis: delta(before.redis, after.redis),
     children: delta(before.children, after.children),
-    machineBusyShare: busy === null || !total ? null : busy / total,
-    machineStealShare: steal === null || !total ? null : steal / total,
+    // (the tick counts are in seconds already: a fully busy machine's quotient may round to just over 1)
+    machineBusyShare: busy === null || !total ? null : Math.min(1, busy / total),
+    machineStealShare: steal === null || !total ? null : Math.min(1, steal / total),
   };
 }
