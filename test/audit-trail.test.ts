@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { recordDeadLetters, getDeadLetter } from '../src/dead-letters/dead-letter-store.js';
+import { getDeadLetter } from '../src/dead-letters/dead-letter-store.js';
+import { recordDeadLetters } from './support/dead-letter-fixtures.js';
 import { runCli } from './support/cli.js';
 import { useTestEnvironment } from './support/environment.js';
 import { startServe, type ServeProcess } from './support/serve.js';

@@ -62,6 +62,12 @@ describe('operator console (/console)', () => {
     await page.dispatchEvent('#actor', 'change');
     const row = page.locator('tr', { hasText: 'cm-batch' });
     await expect(row.textContent()).resolves.toContain('completed_with_failures');
+    // the status filter lists the batch under its own status only
+    await page.goto(`${server.baseUrl}/console/batches?status=completed_with_failures`);
+    expect(await page.locator('main').textContent()).toContain('cm-batch');
+    await page.goto(`${server.baseUrl}/console/batches?status=completed`);
+    expect(await page.locator('main').textContent()).not.toContain('cm-batch');
+    await page.goto(`${server.baseUrl}/console/batches`);
     await page.click('a:text("cm-batch")');
     await page.locator('input[name=entry]').first().check();
     const replay = page.locator('form[data-action$="/actions/replay"]');

@@ -4,9 +4,9 @@ import {
   claimReplay,
   markReplayed,
   purgeDeadLetters,
-  recordDeadLetters,
   type DeadLetterEntry,
 } from '../src/dead-letters/dead-letter-store.js';
+import { recordDeadLetters } from './support/dead-letter-fixtures.js';
 import { replayJobId } from '../src/queue/job-data.js';
 import { eventually, runCli } from './support/cli.js';
 import { useTestEnvironment } from './support/environment.js';

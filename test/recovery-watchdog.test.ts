@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { markReplayed, recordDeadLetters } from '../src/dead-letters/dead-letter-store.js';
+import { markReplayed } from '../src/dead-letters/dead-letter-store.js';
+import { recordDeadLetters } from './support/dead-letter-fixtures.js';
 import { silentLogger } from '../src/log/logger.js';
 import { chunkJobId, replayJobId } from '../src/queue/job-data.js';
 import { shardOf } from '../src/queue/shard-routing.js';

@@ -1,6 +1,7 @@
 import type { SelectType } from 'kysely';
 import { describe, expect, it } from 'vitest';
 import type { Database } from '../src/db/schema.js';
+import { BATCH_EVENT_STATES, BATCH_EVENT_TYPES, BATCH_STATUSES, DEAD_LETTER_REASONS } from '../src/db/stored-values.js';
 import { useTestEnvironment } from './support/environment.js';
 
 const env = useTestEnvironment();
@@ -159,5 +160,24 @@ describe('src/db/schema.ts', () => {
     }
     expect(Object.keys(database).length).toBeGreaterThanOrEqual(10);
     expect(database).toEqual(SCHEMA);
+  });
+
+  it("holds the closed sets of src/db/stored-values.ts to the database's check constraints", async () => {
+    /** The values a column's `check (column in (...))` constraint allows, sorted. */
+    const allowed = async (table: string, column: string): Promise<string[]> => {
+      const { rows } = await env.pool.query<{ definition: string }>(
+        `select pg_get_constraintdef(c.oid) as definition
+         from pg_constraint c join pg_attribute a on a.attrelid = c.conrelid and a.attnum = any (c.conkey)
+         where c.contype = 'c' and c.conrelid = to_regclass($1) and a.attname = $2`,
+        [table, column],
+      );
+      expect(rows, `${table}.${column} has one check constraint`).toHaveLength(1);
+      return [...rows[0]!.definition.matchAll(/'([^']+)'::text/g)].map((match) => match[1]!).sort();
+    };
+    const sorted = (values: readonly string[]): string[] => [...values].sort();
+    expect(await allowed('reward_batches', 'status')).toEqual(sorted(BATCH_STATUSES));
+    expect(await allowed('dead_letters', 'reason')).toEqual(sorted(DEAD_LETTER_REASONS));
+    expect(await allowed('batch_events', 'type')).toEqual(sorted(BATCH_EVENT_TYPES));
+    expect(await allowed('batch_events', 'state')).toEqual(sorted(BATCH_EVENT_STATES));
   });
 });

@@ -1,4 +1,4 @@
-import type { DeadLetterReason } from './schema.js';
+import type { BatchStatus, DeadLetterReason } from './schema.js';
 
 /**
  * The closed sets of values that columns hold, named by the contract (the types in schema.ts use them).
@@ -12,6 +12,16 @@ export const DEAD_LETTER_REASONS: readonly DeadLetterReason[] = [
   'DB_ERROR',
   'INSUFFICIENT_FUNDS',
   'UNKNOWN',
+];
+
+/** The batch statuses of the contract (the values `reward_batches.status` holds), in the order a batch passes them. */
+export const BATCH_STATUSES: readonly BatchStatus[] = [
+  'pending',
+  'processing',
+  'completed',
+  'completed_with_failures',
+  'reverted',
+  'partially_reverted',
 ];
 
 /** The operator actions the trail records (CONTRACT: `windfall audit`; `audit_log.action`). */

@@ -3,7 +3,6 @@ import type pg from 'pg';
 import { DEAD_LETTER_REASONS } from '../db/stored-values.js';
 import { queryBuilder, runQuery } from '../db/query-builder.js';
 import type { DeadLetterReason, DeadLettersTable, DeadLetterState, StoredReward } from '../db/schema.js';
-import type { Reward } from '../rewards/reward.js';
 
 /** A dead-letter entry: one user's rewards that one job (or replay) could not apply, and why. */
 export interface DeadLetterEntry {
@@ -24,23 +23,6 @@ export interface DeadLetterEntry {
   readonly replayedAt: string | null;
 }
 
-/**
- * An entry with its rewards given (the worker writes its own from PostgreSQL: see dead-letter-writer.ts). `source` makes
- * recording idempotent: an entry whose source is recorded already is not written again.
- */
-export interface NewDeadLetter {
-  readonly source: string;
-  readonly batchId: string;
-  readonly chunkNo: number | null;
-  readonly replayOf: string | null;
-  readonly uid: string;
-  readonly shard: number;
-  readonly rewards: readonly Reward[];
-  readonly reason: DeadLetterReason;
-  readonly error: string;
-  readonly attempts: number;
-}
-
 /** Selects entries: by ids, or by filter (all open ones when empty). */
 export interface DeadLetterFilter {
   readonly ids?: readonly string[];
@@ -50,16 +32,6 @@ export interface DeadLetterFilter {
   readonly state?: DeadLetterState | 'any';
   /** Default 1000. */
   readonly limit?: number;
-}
-
-/** A reward as stored in an entry: money as a digit string. */
-export function storeReward(reward: Reward): StoredReward {
-  return {
-    rewardId: reward.rewardId,
-    uid: reward.uid,
-    amount: reward.amount.toString(),
-    ...(reward.description !== null ? { description: reward.description } : {}),
-  };
 }
 
 /** The columns of a `dead_letters` row an entry is made of, as node-pg reads them. */
@@ -100,37 +72,6 @@ export function toEntry(row: DeadLetterRow): DeadLetterEntry {
 }
 
 type Db = Pick<pg.Pool, 'query'>;
-
-/**
- * Records entries in one statement; an entry whose `source` is already recorded is skipped.
- * Returns the entries written now.
- */
-export async function recordDeadLetters(db: Db, entries: readonly NewDeadLetter[]): Promise<DeadLetterEntry[]> {
-  if (entries.length === 0) return [];
-  const payload = entries.map((entry) => ({
-    source: entry.source,
-    batch_id: entry.batchId,
-    chunk_no: entry.chunkNo,
-    replay_of: entry.replayOf,
-    uid: entry.uid,
-    shard: entry.shard,
-    rewards: entry.rewards.map(storeReward),
-    reward_count: entry.rewards.length,
-    reason: entry.reason,
-    error: entry.error.slice(0, 2000),
-    attempts: entry.attempts,
-  }));
-  const { rows } = await db.query<DeadLetterRow>(
-    `insert into dead_letters (source, batch_id, chunk_no, replay_of, uid, shard, rewards, reward_count, reason, error, attempts)
-     select source, batch_id, chunk_no, replay_of, uid, shard, rewards, reward_count, reason, error, attempts
-     from jsonb_to_recordset($1::jsonb) as x(source text, batch_id text, chunk_no int, replay_of bigint, uid text, shard int,
-                                             rewards jsonb, reward_count int, reason text, error text, attempts int)
-     on conflict (source) do nothing
-     returning *`,
-    [JSON.stringify(payload)],
-  );
-  return rows.map(toEntry);
-}
 
 /** Entries matching the filter, oldest first. */
 export async function listDeadLetters(db: Db, filter: DeadLetterFilter = {}): Promise<DeadLetterEntry[]> {

@@ -1,9 +1,8 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { httpActor, listAudit } from '../audit/audit-trail.js';
-import { AUDIT_ACTIONS } from '../db/stored-values.js';
+import { AUDIT_ACTIONS, BATCH_STATUSES, DEAD_LETTER_REASONS } from '../db/stored-values.js';
 import { BatchRevertRefusedError, revertBatch, RevertRequestError, UnknownBatchError } from '../revert/batch-revert.js';
-import { getBatchReport, type BatchReport } from '../status/batch-status.js';
-import { DEAD_LETTER_REASONS } from '../db/stored-values.js';
+import { getBatchReport, listRecentBatchIds, type BatchReport } from '../status/batch-status.js';
 import { listDeadLetters, type DeadLetterEntry } from '../dead-letters/dead-letter-store.js';
 import { UserLocks } from '../lock/user-locks.js';
 import type { Logger } from '../log/logger.js';
@@ -19,15 +18,6 @@ export const CONSOLE_PATH = '/console';
  * origin), so another site cannot make a logged-in browser replay, purge, release or revert.
  */
 export const CONSOLE_MARKER = 'x-windfall-console';
-
-const STATUSES = [
-  'pending',
-  'processing',
-  'completed',
-  'completed_with_failures',
-  'reverted',
-  'partially_reverted',
-] as const;
 
 /** HTML-escapes text. */
 function h(value: unknown): string {
@@ -169,16 +159,13 @@ export async function registerConsole(app: FastifyInstance, options: ConsoleOpti
 
     scope.get(`${CONSOLE_PATH}/batches`, async (request, reply) => {
       const { status } = request.query as { status?: string };
-      const wanted = STATUSES.find((s) => s === status);
-      const { rows } = await pool.query<{ batch_id: string }>(
-        `select batch_id from reward_batches where ($1::text is null or status = $1) order by created_at desc, batch_id limit 100`,
-        [wanted ?? null],
-      );
-      const reports = (await Promise.all(rows.map((row) => getBatchReport(pool, row.batch_id)))).filter(
+      const wanted = BATCH_STATUSES.find((s) => s === status);
+      const batchIds = await listRecentBatchIds(pool, wanted === undefined ? {} : { status: wanted });
+      const reports = (await Promise.all(batchIds.map((batchId) => getBatchReport(pool, batchId)))).filter(
         (r): r is BatchReport => r !== null,
       );
       const inFlight = reports.some((report) => report.pending > 0);
-      const filter = `<form class="filters" method="get"><label>Status<select name="status"><option value="">any</option>${STATUSES.map(
+      const filter = `<form class="filters" method="get"><label>Status<select name="status"><option value="">any</option>${BATCH_STATUSES.map(
         (s) => `<option${s === wanted ? ' selected' : ''}>${s}</option>`,
       ).join('')}</select></label><button>Filter</button></form>`;
       const table =

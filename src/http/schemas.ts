@@ -1,5 +1,10 @@
-import { AUDIT_ACTIONS, BATCH_EVENT_STATES, BATCH_EVENT_TYPES } from '../db/stored-values.js';
-import { DEAD_LETTER_REASONS } from '../db/stored-values.js';
+import {
+  AUDIT_ACTIONS,
+  BATCH_EVENT_STATES,
+  BATCH_EVENT_TYPES,
+  BATCH_STATUSES,
+  DEAD_LETTER_REASONS,
+} from '../db/stored-values.js';
 import { ROW_PROBLEMS } from '../rewards/row-problems.js';
 
 /**
@@ -149,7 +154,7 @@ export const batchReportSchema = {
     batchId: { type: 'string' },
     status: {
       type: 'string',
-      enum: ['pending', 'processing', 'completed', 'completed_with_failures', 'reverted', 'partially_reverted'],
+      enum: [...BATCH_STATUSES],
     },
     total: { type: 'integer' },
     applied: { type: 'integer' },

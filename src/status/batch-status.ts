@@ -123,6 +123,32 @@ export async function getBatchReport(db: Pick<pg.Pool, 'query'>, batchId: string
   };
 }
 
+/** Which batches the console's list shows: the newest first, optionally only those with one stored status. */
+export interface RecentBatchFilter {
+  /** Default: any status. */
+  readonly status?: BatchStatus;
+  /** Default 100. */
+  readonly limit?: number;
+}
+
+/** The ids of the newest batches (by creation time, then id), as stored status filters them. */
+export async function listRecentBatchIds(
+  db: Pick<pg.Pool, 'query'>,
+  filter: RecentBatchFilter = {},
+): Promise<string[]> {
+  const { db: qb } = await queryBuilder();
+  let query = qb.selectFrom('reward_batches').select('batch_id');
+  if (filter.status !== undefined) query = query.where('status', '=', filter.status);
+  const rows = await runQuery(
+    db,
+    query
+      .orderBy('created_at', 'desc')
+      .orderBy('batch_id')
+      .limit(filter.limit ?? 100),
+  );
+  return rows.map((row) => row.batch_id);
+}
+
 /**
  * Brings `reward_batches.status` up to date once no chunk of the batch is still open. Called after a chunk or
  * a replay completes; cheap while chunks remain (one indexed probe), exact when it writes.
