@@ -53,7 +53,8 @@ return 0`;
  * AOF) or BullMQ failed for good (stalled too often, a long database outage) are re-added without an operator.
  *
  * One process per prefix scans: the one holding the guard key `<prefix>:recovery-guard`. It renews the guard at
- * each tick (TTL two intervals) and so scans at every tick; the others skip, and one of them takes the guard over
+ * each tick (TTL two intervals), also at the ticks that find its previous scan still running, and so scans at every
+ * tick; the others skip, and one of them takes the guard over
  * within two intervals once the holder is gone (at its next tick when the holder stopped cleanly and released it).
  * Errors are logged and the next tick tries again. Lost work comes back within one interval of being found lost:
  * only batches still being handed over are left alone until they are one interval old.
@@ -78,6 +79,10 @@ export class RecoveryWatchdog {
 
   private tick(): void {
     if (this.running) {
+      // a scan longer than the guard's two intervals must not let another process start a second one
+      this.holdGuard().catch((error: unknown) =>
+        this.options.logger.debug({ err: error }, 'could not renew the recovery guard during a long scan'),
+      );
       this.options.onTick?.({ outcome: 'still-scanning' });
       return;
     }
@@ -97,6 +102,17 @@ export class RecoveryWatchdog {
    * another process holds it.
    */
   async scanOnce(): Promise<ResumeReport | null> {
+    if (!(await this.holdGuard())) return null;
+    const report = await resumeOpenWork(this.options.pool, this.options.queues, {
+      minAgeMs: this.options.intervalMs,
+      logger: this.options.logger,
+    });
+    await this.options.events?.resumePending();
+    return report;
+  }
+
+  /** Takes or renews the guard for two intervals; false when another process holds it. */
+  private async holdGuard(): Promise<boolean> {
     const held = await this.options.redis.eval(
       HOLD_GUARD_SCRIPT,
       1,
@@ -104,13 +120,7 @@ export class RecoveryWatchdog {
       this.token,
       String(2 * this.options.intervalMs),
     );
-    if (Number(held) !== 1) return null;
-    const report = await resumeOpenWork(this.options.pool, this.options.queues, {
-      minAgeMs: this.options.intervalMs,
-      logger: this.options.logger,
-    });
-    await this.options.events?.resumePending();
-    return report;
+    return Number(held) === 1;
   }
 
   /**
