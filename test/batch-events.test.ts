@@ -367,8 +367,9 @@ describe('webhook delivery attempts', () => {
 
     const silent = await receiver();
     silent.answer = () => 'hold';
-    const timedOut = await postEvent(silent.url, SECRET, '{"a":1}', { eventId: 'e2', timeoutMs: 200 });
-    expect(timedOut).toEqual({ ok: false, error: 'no answer within 200 ms (timeout)' });
+    const timedOut = await postEvent(silent.url, SECRET, '{"a":1}', { eventId: 'e2', timeoutMs: 2000 });
+    expect(timedOut).toEqual({ ok: false, error: 'no answer within 2000 ms (timeout)' });
+    await eventually(() => silent.requests.length === 1, 'the receiver to have read the request');
     expect(silent.requests[0]!.verified).toBe(true);
   });
 

@@ -31,7 +31,7 @@ describe('npm test with DATABASE_URL naming a missing database', () => {
       const run = spawnSync(process.execPath, ['node_modules/vitest/vitest.mjs', 'run', 'test/amount.test.ts'], {
         cwd: root,
         encoding: 'utf8',
-        timeout: 120_000,
+        timeout: 150_000,
         env: { ...env, DATABASE_URL: withDatabase(server, missing), REDIS_URL: inject('redisUrl') },
       });
       expect(run.status, `${run.stdout}\n${run.stderr}`).toBe(0);
@@ -42,5 +42,5 @@ describe('npm test with DATABASE_URL naming a missing database', () => {
       await admin.query(`drop database if exists ${quoteIdentifier(missing)}`);
       await admin.end();
     }
-  });
+  }, 180_000);
 });

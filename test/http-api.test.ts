@@ -527,7 +527,10 @@ describe('windfall serve: dashboard, health, metrics, OpenAPI', () => {
         const log = captureLogger();
         const windfall = await openWindfall(env.config(broken), log.logger, { checkServices: false });
         try {
-          const app = await buildHttpServer(windfall, { apiToken: randomToken('api'), readyTimeoutMs: 500 });
+          // the healthy service is connected before the probes, so its first probe does not race a new connection
+          if (which === 'redis') await windfall.database.pool.query('select 1');
+          else await windfall.redis.ping();
+          const app = await buildHttpServer(windfall, { apiToken: randomToken('api'), readyTimeoutMs: 1000 });
           for (let probe = 0; probe < 3; probe += 1) {
             const response = await app.inject({ method: 'GET', url: '/readyz' });
             expect(response.statusCode, which).toBe(503);

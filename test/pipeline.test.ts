@@ -87,7 +87,7 @@ describe('reward pipeline (producer → shard queues → worker → ledger)', ()
       const uid = `o-u${(n * 37) % users}`;
       await new Promise((resolve) => setTimeout(resolve, 10));
       let outcome = 'LockBusyError';
-      for (let attempt = 0; outcome === 'LockBusyError' && attempt < 50; attempt += 1) {
+      for (let attempt = 0; outcome === 'LockBusyError' && attempt < 200; attempt += 1) {
         outcome = await b.wallet.withdrawBalance(uid, 1n, { operationId: `o-w${n}` }).then(
           () => 'applied',
           (error: Error) => error.name,
@@ -116,7 +116,7 @@ describe('reward pipeline (producer → shard queues → worker → ledger)', ()
       `select count(*)::int as n from ledger_entries where batch_id in ('o1','o2','o3')`,
     );
     expect(rows[0].n).toBe(3200);
-  });
+  }, 180_000);
 
   it('refuses a batch with bad rows as a whole, naming every row, and records nothing', async () => {
     const windfall = await env.open();

@@ -9,6 +9,7 @@ import {
   redisCli,
   startRedisCluster,
   startWindfall,
+  waitForStarted,
   type RedisClusterServers,
   type WindfallProcess,
 } from './support/redis-servers.js';
@@ -68,7 +69,12 @@ describe('scale-out on a 3-master Redis Cluster', () => {
       WINDFALL_CONCURRENCY: '4',
       LOG_LEVEL: 'debug',
     });
+    // both processes are up before any job can be taken, so each takes some (a slow start cannot leave one idle)
+    const shardQueues = Array.from({ length: 8 }, (_, shard) => producer.queues.shard(shard));
+    await Promise.all(shardQueues.map((queue) => queue.pause()));
     workers.push(startWindfall(['worker'], workerEnv), startWindfall(['worker'], workerEnv));
+    await waitForStarted(workers);
+    await Promise.all(shardQueues.map((queue) => queue.resume()));
     const report = await waitForBatchDone(env.pool, 'cluster-batch', 120_000).catch((error: Error) => {
       throw new Error(`${error.message}\n${workers.map((w) => w.output().slice(-2000)).join('\n---\n')}`);
     });

@@ -111,8 +111,11 @@ describe('lock faults: the Redis lock is an efficiency lock, PostgreSQL keeps th
       waitForBatchDone(env.pool, 'ov-b', 30_000),
     ]);
     await firstWorker.close();
-    expect(a).toMatchObject({ applied: 3, duplicate: 0, deadLettered: 0 });
-    expect(b).toMatchObject({ applied: 2, duplicate: 2, deadLettered: 0 });
+    // whichever statement gets the row first applies the shared rewards (A's usually; a statement waiting on a held
+    // row is cancelled and sent again, so on a slow machine B's may come first): each reward once, none lost
+    expect([a.deadLettered, b.deadLettered]).toEqual([0, 0]);
+    expect([a.applied + a.duplicate, b.applied + b.duplicate]).toEqual([3, 4]);
+    expect(a.applied + b.applied).toBe(5);
     expect((await balances(env.pool)).get('ov-user')).toBe(1n + sum([...batchA, { amount: 40 }, { amount: 50 }]));
     expect((await reconcile(env.pool, { strict: true })).mismatches).toEqual([]);
   });
@@ -145,8 +148,10 @@ describe('lock faults: the Redis lock is an efficiency lock, PostgreSQL keeps th
       waitForBatchDone(env.pool, 'fr-b', 30_000),
     ]);
     await firstWorker.close();
-    expect(a).toMatchObject({ applied: 5, deadLettered: 0 });
-    expect(b).toMatchObject({ applied: 1, duplicate: 5, deadLettered: 0 });
+    // as above: whichever statement gets the row first applies the shared rewards, each once
+    expect([a.deadLettered, b.deadLettered]).toEqual([0, 0]);
+    expect([a.applied + a.duplicate, b.applied + b.duplicate]).toEqual([5, 6]);
+    expect(a.applied + b.applied).toBe(6);
     expect((await balances(env.pool)).get('fr-user')).toBe(1n + sum(rows) + 7n);
     // the first holder's late release did not free the second holder's lock: nothing is left behind either way
     expect(await env.redis.exists(`${env.prefix}:lock:fr-user`)).toBe(0);

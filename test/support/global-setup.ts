@@ -23,7 +23,7 @@ async function redisAnswers(url: string): Promise<boolean> {
     lazyConnect: true,
     maxRetriesPerRequest: 0,
     retryStrategy: () => null,
-    connectTimeout: 2000,
+    connectTimeout: 10_000,
   });
   redis.on('error', () => undefined);
   try {
@@ -40,7 +40,7 @@ async function redisAnswers(url: string): Promise<boolean> {
 async function postgresAnswers(
   url: string,
 ): Promise<{ ok: true } | { ok: false; code: string | undefined; reason: string }> {
-  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 2000 });
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 10_000 });
   client.on('error', () => undefined);
   try {
     await client.connect();
