@@ -1,17 +1,16 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { listDeadLetters } from '../src/dead-letters/dead-letter-store.js';
-import { silentLogger } from '../src/log/logger.js';
 import { WindfallMetrics } from '../src/metrics/metrics.js';
 import { reconcile } from '../src/reconcile/reconcile.js';
 import { GroupSettlement } from '../src/settlement/group-settlement.js';
 import { SETTLE_CHUNK_USERS_SQL, SETTLE_REPLAYS_SQL } from '../src/settlement/settlement-sql.js';
 import { loadChunkWork } from '../src/worker/job-work.js';
-import { ServiceGate } from '../src/services/service-gate.js';
 import type { UserOutcome, UserTask } from '../src/settlement/user-task.js';
 import { balances, ledgerMismatches, rewardRows, waitForBatchDone } from './support/batches.js';
 import { eventually } from './support/cli.js';
 import { useTestEnvironment } from './support/environment.js';
+import { groupSettlementOptions } from './support/settling-users.js';
 
 const env = useTestEnvironment();
 /** The settlement statements' own connections (as the worker opens them), counting the statements sent. */
@@ -37,22 +36,7 @@ afterAll(async () => {
 function settlement(
   options: { lockWaitMs?: number; heldRowWaitMs?: number; metrics?: WindfallMetrics } = {},
 ): GroupSettlement {
-  const gate = new ServiceGate({
-    service: 'PostgreSQL',
-    probe: () => env.pool.query('select 1'),
-    isFault: () => false,
-    logger: silentLogger(),
-  });
-  return new GroupSettlement({
-    pool: statements,
-    control: env.pool,
-    gate,
-    signal: new AbortController().signal,
-    logger: silentLogger(),
-    metrics: options.metrics,
-    lockWaitMs: options.lockWaitMs ?? 5000,
-    heldRowWaitMs: options.heldRowWaitMs ?? 60_000,
-  });
+  return new GroupSettlement(groupSettlementOptions(statements, env.pool, options));
 }
 
 /** Stages a batch (no worker) and answers its chunk's tasks. */

@@ -1,7 +1,14 @@
 import type { SelectType } from 'kysely';
 import { describe, expect, it } from 'vitest';
 import type { Database } from '../src/db/schema.js';
-import { BATCH_EVENT_STATES, BATCH_EVENT_TYPES, BATCH_STATUSES, DEAD_LETTER_REASONS } from '../src/db/stored-values.js';
+import {
+  BATCH_EVENT_STATES,
+  BATCH_EVENT_TYPES,
+  BATCH_PRIORITIES,
+  BATCH_STATUSES,
+  DEAD_LETTER_REASONS,
+  DEAD_LETTER_STATES,
+} from '../src/db/stored-values.js';
 import { useTestEnvironment } from './support/environment.js';
 
 const env = useTestEnvironment();
@@ -176,7 +183,9 @@ describe('src/db/schema.ts', () => {
     };
     const sorted = (values: readonly string[]): string[] => [...values].sort();
     expect(await allowed('reward_batches', 'status')).toEqual(sorted(BATCH_STATUSES));
+    expect(await allowed('reward_batches', 'priority')).toEqual(sorted(BATCH_PRIORITIES));
     expect(await allowed('dead_letters', 'reason')).toEqual(sorted(DEAD_LETTER_REASONS));
+    expect(await allowed('dead_letters', 'state')).toEqual(sorted(DEAD_LETTER_STATES));
     expect(await allowed('batch_events', 'type')).toEqual(sorted(BATCH_EVENT_TYPES));
     expect(await allowed('batch_events', 'state')).toEqual(sorted(BATCH_EVENT_STATES));
   });

@@ -1,14 +1,12 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { silentLogger } from '../src/log/logger.js';
-import { ServiceGate } from '../src/services/service-gate.js';
 import { GroupSettlement, type DeliverOutcome } from '../src/settlement/group-settlement.js';
 import type { SettlingUser } from '../src/settlement/settling-user.js';
 import { TransactionGroups, takeGroup } from '../src/settlement/transaction-groups.js';
 import type { UserTask } from '../src/settlement/user-task.js';
 import { loadChunkWork } from '../src/worker/job-work.js';
 import { useTestEnvironment } from './support/environment.js';
-import { trackedUser, type TrackedUser } from './support/settling-users.js';
+import { groupSettlementOptions, trackedUser, type TrackedUser } from './support/settling-users.js';
 
 const env = useTestEnvironment();
 /** The settlement statements' own connections, as the worker opens them. */
@@ -39,21 +37,7 @@ class RecordingSettlement extends GroupSettlement {
 }
 
 function recordingSettlement(): RecordingSettlement {
-  const gate = new ServiceGate({
-    service: 'PostgreSQL',
-    probe: () => env.pool.query('select 1'),
-    isFault: () => false,
-    logger: silentLogger(),
-  });
-  return new RecordingSettlement({
-    pool: statements,
-    control: env.pool,
-    gate,
-    signal: new AbortController().signal,
-    logger: silentLogger(),
-    lockWaitMs: 5000,
-    heldRowWaitMs: 60_000,
-  });
+  return new RecordingSettlement(groupSettlementOptions(statements, env.pool));
 }
 
 /** Stages a batch (no worker) and answers its users' tasks by uid. */
@@ -116,9 +100,9 @@ describe('transaction groups', () => {
     groups.add(trackedUser('a'));
     groups.add(trackedUser('b'));
     groups.add(trackedUser('waited'), true);
-    expect(groups.waiting).toBe(3);
-    expect(groups.takeWaiting().map(uid)).toEqual(['waited', 'a', 'b']);
-    expect(groups.waiting).toBe(0);
+    expect(groups.lockedWaiting).toBe(3);
+    expect(groups.takeLockedWaiting().map(uid)).toEqual(['waited', 'a', 'b']);
+    expect(groups.lockedWaiting).toBe(0);
     groups.start(); // nobody to settle: no transaction
     expect(groups.inFlight).toBe(0);
   });
@@ -159,7 +143,7 @@ describe('transaction groups', () => {
     for (const entry of ready) groups.add(entry);
     groups.start();
     expect(groups.inFlight).toBe(2);
-    expect(groups.waiting).toBe(2); // tg-big and tg-u5 wait for a transaction to end
+    expect(groups.lockedWaiting).toBe(2); // tg-big and tg-u5 wait for a transaction to end
     await done;
     expect(settlement.mostRunning).toBe(2);
     expect(settlement.groups).toEqual([

@@ -46,10 +46,8 @@ export interface AuditFilter {
 export async function listAudit(db: Db, filter: AuditFilter = {}): Promise<AuditRecord[]> {
   const { db: qb } = await queryBuilder();
   let query = qb.selectFrom('audit_log').select(['id', 'at', 'actor', 'action', 'target', 'details', 'result']);
-  const action = filter.action ?? null;
-  if (action !== null) query = query.where('action', '=', action as AuditAction);
-  const target = filter.target ?? null;
-  if (target !== null) query = query.where('target', '=', target);
+  if (filter.action !== undefined) query = query.where('action', '=', filter.action as AuditAction);
+  if (filter.target !== undefined) query = query.where('target', '=', filter.target);
   const rows = await runQuery(db, query.orderBy('id', 'desc').limit(filter.limit ?? 100));
   return rows.map((row) => ({
     id: row.id.toString(),

@@ -2,7 +2,7 @@ import type pg from 'pg';
 import { recordAudit } from '../audit/audit-trail.js';
 import { queryBuilder, runQuery } from '../db/query-builder.js';
 import { inTransaction } from '../db/transaction.js';
-import { identifierProblem } from '../rewards/field-rules.js';
+import { identifierProblem, REVERT_ID_PREFIX } from '../rewards/field-rules.js';
 import { reservedOf } from '../staging/budget-reservation.js';
 
 /** Largest budget accepted, in minor units (40 digits fit the column). */
@@ -81,7 +81,7 @@ export async function getCampaignReport(db: Db, campaignId: string): Promise<Cam
     .where((eb) =>
       eb.or([
         eb('l.kind', '=', 'reward'),
-        eb.and([eb('l.kind', '=', 'debit'), eb('l.operation_id', 'like', 'revert:%')]),
+        eb.and([eb('l.kind', '=', 'debit'), eb('l.operation_id', 'like', `${REVERT_ID_PREFIX}%`)]),
       ]),
     )
     .select((eb) => eb.cast<string>(eb.fn.coalesce(eb.fn.sum('l.amount'), sql.lit(0)), 'text').as('applied'));

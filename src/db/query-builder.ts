@@ -18,7 +18,8 @@ let loaded: Promise<QueryBuilder> | undefined;
 
 /**
  * The query builder, Kysely loaded on first use: importing Kysely costs a command ≈ 180 ms on Node 20 (ADR 0010),
- * which the commands that never read through it (enqueue, worker, migrate aside, `--help`) do not pay.
+ * which the commands that never read through it (`enqueue` without `--wait`, `migrate`, `--help`) do not pay. A
+ * worker loads it as it starts (it reads a batch's report when the batch finishes), not during a job.
  */
 export function queryBuilder(): Promise<QueryBuilder> {
   loaded ??= import('kysely').then(

@@ -5,7 +5,7 @@ import { classifyDatabaseError } from './pg-errors.js';
 export interface RetryOptions {
   /**
    * Waits before each further try, ms (each with ±50 % jitter, so that two clashing transactions do not clash
-   * again in step). Default [50, 200, 800]: four tries in all.
+   * again in step). Default {@link CLASH_RETRY_DELAYS_MS}.
    */
   readonly delaysMs?: readonly number[];
   /** Ends the waits early; the last error is thrown. */
@@ -20,11 +20,26 @@ export interface RetryOptions {
 }
 
 /** Waits before running a step again after a clash with concurrent work, ms (each jittered): four tries in all. */
-export const CLASH_RETRY_DELAYS_MS: readonly number[] = [50, 200, 800];
+const CLASH_RETRY_DELAYS_MS: readonly number[] = [50, 200, 800];
 
 /** A wait of about `ms` (between half and one and a half times it). */
-export function withJitter(ms: number): number {
+function withJitter(ms: number): number {
   return Math.round(ms * (0.5 + Math.random()));
+}
+
+/**
+ * After clash number `clashes` (0 for the first), waits the jittered delay before the next try and answers true;
+ * answers false at once when `delays` (default {@link CLASH_RETRY_DELAYS_MS}) are used up. An abort ends the wait.
+ */
+export async function waitAfterClash(
+  clashes: number,
+  signal?: AbortSignal,
+  delays: readonly number[] = CLASH_RETRY_DELAYS_MS,
+): Promise<boolean> {
+  const delay = delays[clashes];
+  if (delay === undefined) return false;
+  await abortableSleep(withJitter(delay), signal).catch(() => undefined);
+  return true;
 }
 
 /**
@@ -38,10 +53,9 @@ export async function retryConflicts<T>(step: () => Promise<T>, options: RetryOp
     try {
       return await step();
     } catch (error) {
-      const delay = delays[retry];
-      if (delay === undefined || !retryable(error) || options.signal?.aborted) throw error;
+      if (retry >= delays.length || !retryable(error) || options.signal?.aborted) throw error;
       options.onRetry?.(error, retry + 1);
-      await abortableSleep(withJitter(delay), options.signal).catch(() => undefined);
+      await waitAfterClash(retry, options.signal, delays);
       if (options.signal?.aborted) throw error;
     }
   }

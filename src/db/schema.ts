@@ -1,5 +1,15 @@
 import type { ColumnType, Generated } from 'kysely';
-import type { AuditAction, BatchEventState, BatchEventType } from './stored-values.js';
+import type {
+  AuditAction,
+  BatchEventState,
+  BatchEventType,
+  BatchPriority,
+  BatchStatus,
+  DeadLetterReason,
+  DeadLetterState,
+} from './stored-values.js';
+
+export type { BatchPriority, BatchStatus, DeadLetterReason, DeadLetterState } from './stored-values.js';
 
 /*
  * The tables of migrations/ as node-pg reads them with the pool's parsers (database.ts): int8 → bigint, integer →
@@ -34,9 +44,6 @@ export interface LedgerEntriesTable {
   created_at: Generated<Date>;
 }
 
-export type BatchStatus =
-  'pending' | 'processing' | 'completed' | 'completed_with_failures' | 'reverted' | 'partially_reverted';
-
 export interface RewardBatchesTable {
   batch_id: string;
   status: Generated<BatchStatus>;
@@ -55,7 +62,6 @@ export interface RewardBatchesTable {
 }
 
 /** Lane of a batch's chunk jobs. */
-export type BatchPriority = 'high' | 'normal' | 'low';
 
 export interface CampaignsTable {
   campaign_id: string;
@@ -95,9 +101,6 @@ export interface RewardDuplicatesTable {
   reward_id: string;
   recorded_at: Generated<Date>;
 }
-
-export type DeadLetterReason = 'LOCK_BUSY' | 'CONFLICT' | 'INVALID' | 'DB_ERROR' | 'INSUFFICIENT_FUNDS' | 'UNKNOWN';
-export type DeadLetterState = 'open' | 'replayed' | 'purged';
 
 /** A reward as stored in a dead-letter entry (amount as a digit string). */
 export interface StoredReward {

@@ -1,28 +1,36 @@
-import type { BatchStatus, DeadLetterReason } from './schema.js';
-
 /**
  * The closed sets of values that columns hold, named by the contract (the types in schema.ts use them).
  */
 
 /** The dead-letter reasons of the contract (the values `dead_letters.reason` holds). */
-export const DEAD_LETTER_REASONS: readonly DeadLetterReason[] = [
+export const DEAD_LETTER_REASONS = [
   'LOCK_BUSY',
   'CONFLICT',
   'INVALID',
   'DB_ERROR',
   'INSUFFICIENT_FUNDS',
   'UNKNOWN',
-];
+] as const;
+export type DeadLetterReason = (typeof DEAD_LETTER_REASONS)[number];
+
+/** Where a dead-letter entry stands (`dead_letters.state`): waiting, replayed, or taken out of the queue. */
+export const DEAD_LETTER_STATES = ['open', 'replayed', 'purged'] as const;
+export type DeadLetterState = (typeof DEAD_LETTER_STATES)[number];
 
 /** The batch statuses of the contract (the values `reward_batches.status` holds), in the order a batch passes them. */
-export const BATCH_STATUSES: readonly BatchStatus[] = [
+export const BATCH_STATUSES = [
   'pending',
   'processing',
   'completed',
   'completed_with_failures',
   'reverted',
   'partially_reverted',
-];
+] as const;
+export type BatchStatus = (typeof BATCH_STATUSES)[number];
+
+/** The lanes a batch may ask for (CONTRACT: `enqueue --priority`, `priority` in `POST /v1/batches`). */
+export const BATCH_PRIORITIES = ['high', 'normal', 'low'] as const;
+export type BatchPriority = (typeof BATCH_PRIORITIES)[number];
 
 /** The operator actions the trail records (CONTRACT: `windfall audit`; `audit_log.action`). */
 export const AUDIT_ACTIONS = [

@@ -25,13 +25,6 @@ export interface BatchEventBody {
   readonly data: BatchEventData;
 }
 
-/** The type of the event a stored batch status calls for, if any. */
-export function eventTypeOf(status: BatchStatus): BatchEventType | null {
-  if (status === 'completed' || status === 'completed_with_failures') return 'batch.completed';
-  if (status === 'reverted' || status === 'partially_reverted') return 'batch.reverted';
-  return null;
-}
-
 /**
  * The raw body of an event, rendered from its stored row with a fixed key order, so that every attempt sends the
  * same bytes (the signature covers them). `data` as stored is read key by key: a key a later version adds to the

@@ -107,10 +107,8 @@ export async function listEvents(db: Db, filter: EventFilter = {}): Promise<Even
       'created_at',
       'delivered_at',
     ]);
-  const batchId = filter.batchId ?? null;
-  if (batchId !== null) query = query.where('batch_id', '=', batchId);
-  const state = filter.state ?? null;
-  if (state !== null) query = query.where('state', '=', state);
+  if (filter.batchId !== undefined) query = query.where('batch_id', '=', filter.batchId);
+  if (filter.state !== undefined) query = query.where('state', '=', filter.state);
   const rows = await runQuery(
     db,
     query

@@ -1,8 +1,8 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { httpActor, listAudit } from '../audit/audit-trail.js';
-import { AUDIT_ACTIONS, BATCH_STATUSES, DEAD_LETTER_REASONS } from '../db/stored-values.js';
+import { AUDIT_ACTIONS, BATCH_STATUSES, DEAD_LETTER_REASONS, DEAD_LETTER_STATES } from '../db/stored-values.js';
 import { BatchRevertRefusedError, revertBatch, RevertRequestError, UnknownBatchError } from '../revert/batch-revert.js';
-import { getBatchReport, listRecentBatchIds, type BatchReport } from '../status/batch-status.js';
+import { getBatchReport, listRecentBatchReports, type BatchReport } from '../status/batch-status.js';
 import { listDeadLetters, type DeadLetterEntry } from '../dead-letters/dead-letter-store.js';
 import { UserLocks } from '../lock/user-locks.js';
 import type { Logger } from '../log/logger.js';
@@ -160,10 +160,7 @@ export async function registerConsole(app: FastifyInstance, options: ConsoleOpti
     scope.get(`${CONSOLE_PATH}/batches`, async (request, reply) => {
       const { status } = request.query as { status?: string };
       const wanted = BATCH_STATUSES.find((s) => s === status);
-      const batchIds = await listRecentBatchIds(pool, wanted === undefined ? {} : { status: wanted });
-      const reports = (await Promise.all(batchIds.map((batchId) => getBatchReport(pool, batchId)))).filter(
-        (r): r is BatchReport => r !== null,
-      );
+      const reports = await listRecentBatchReports(pool, wanted === undefined ? {} : { status: wanted });
       const inFlight = reports.some((report) => report.pending > 0);
       const filter = `<form class="filters" method="get"><label>Status<select name="status"><option value="">any</option>${BATCH_STATUSES.map(
         (s) => `<option${s === wanted ? ' selected' : ''}>${s}</option>`,
@@ -231,7 +228,7 @@ ${reports
     scope.get(`${CONSOLE_PATH}/dead-letters`, async (request, reply) => {
       const q = request.query as { reason?: string; batchId?: string; state?: string };
       const reason = DEAD_LETTER_REASONS.find((r) => r === q.reason);
-      const state = (['open', 'replayed', 'purged', 'any'] as const).find((s) => s === q.state) ?? 'open';
+      const state = ([...DEAD_LETTER_STATES, 'any'] as const).find((s) => s === q.state) ?? 'open';
       const entries = await listDeadLetters(pool, {
         ...(reason ? { reason } : {}),
         ...(q.batchId ? { batchId: q.batchId } : {}),

@@ -2,8 +2,10 @@ import {
   AUDIT_ACTIONS,
   BATCH_EVENT_STATES,
   BATCH_EVENT_TYPES,
+  BATCH_PRIORITIES,
   BATCH_STATUSES,
   DEAD_LETTER_REASONS,
+  DEAD_LETTER_STATES,
 } from '../db/stored-values.js';
 import { ROW_PROBLEMS } from '../rewards/row-problems.js';
 
@@ -113,7 +115,7 @@ export const batchRequestSchema = {
     },
     priority: {
       type: 'string',
-      enum: ['high', 'normal', 'low'],
+      enum: [...BATCH_PRIORITIES],
       default: 'normal',
       description:
         'the lane of the batch: `high` goes ahead of work already queued; within a lane batches take turns, so a small batch never waits for a big one',
@@ -164,7 +166,7 @@ export const batchReportSchema = {
     reverted: { type: 'integer', description: 'applied rewards debited back by a batch revert' },
     createdAt: timestamp,
     campaignId: { type: ['string', 'null'], description: 'the campaign whose budget pays for the batch' },
-    priority: { type: 'string', enum: ['high', 'normal', 'low'] },
+    priority: { type: 'string', enum: [...BATCH_PRIORITIES] },
   },
 } as const;
 
@@ -240,7 +242,7 @@ export const deadLetterSchema = {
     error: { type: 'string' },
     attempts: { type: 'integer' },
     failedAt: timestamp,
-    state: { type: 'string', enum: ['open', 'replayed', 'purged'] },
+    state: { type: 'string', enum: [...DEAD_LETTER_STATES] },
     chunkNo: { type: ['integer', 'null'] },
     replayOf: { type: ['string', 'null'] },
     replayedAt: { type: ['string', 'null'], format: 'date-time' },
@@ -344,7 +346,7 @@ export const deadLetterQuery = {
   properties: {
     reason: { type: 'string', enum: [...DEAD_LETTER_REASONS] },
     batchId: identifier,
-    state: { type: 'string', enum: ['open', 'replayed', 'purged', 'any'], default: 'open' },
+    state: { type: 'string', enum: [...DEAD_LETTER_STATES, 'any'], default: 'open' },
     limit: { type: 'integer', minimum: 1, maximum: 10000, default: 1000 },
   },
 } as const;

@@ -1,9 +1,6 @@
-import type { BatchPriority } from '../db/schema.js';
+import { BATCH_PRIORITIES, type BatchPriority } from '../db/stored-values.js';
 
-export type { BatchPriority } from '../db/schema.js';
-
-/** The lanes a batch may ask for (CONTRACT: `enqueue --priority`, `priority` in `POST /v1/batches`). */
-export const BATCH_PRIORITIES: readonly BatchPriority[] = ['high', 'normal', 'low'];
+export { BATCH_PRIORITIES, type BatchPriority } from '../db/stored-values.js';
 
 /** Priority values per lane: BullMQ takes 1 … 2,097,152 (lower first), three lanes of 600,000 fit. */
 const LANE_WIDTH = 600_000;

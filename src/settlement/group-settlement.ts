@@ -1,8 +1,7 @@
 import type pg from 'pg';
 import type { DatabaseErrorKind } from '../db/pg-errors.js';
 import { classifyDatabaseError } from '../db/pg-errors.js';
-import { CLASH_RETRY_DELAYS_MS, withJitter } from '../db/retry.js';
-import { abortableSleep } from '../concurrency/abortable-sleep.js';
+import { waitAfterClash } from '../db/retry.js';
 import type { Logger } from '../log/logger.js';
 import type { WindfallMetrics } from '../metrics/metrics.js';
 import type { ServiceGate } from '../services/service-gate.js';
@@ -14,8 +13,8 @@ import {
   SETTLE_CHUNK_USERS_SQL,
   SETTLE_REPLAYS_SQL,
 } from './settlement-sql.js';
-import type { ConflictingReward, UserFailure, UserOutcome, UserTask } from './user-task.js';
-import { INTERRUPTED } from './user-task.js';
+import type { ConflictingReward, UserOutcome, UserTask } from './user-task.js';
+import { failedOutcome, INTERRUPTED } from './user-task.js';
 
 /**
  * Times a group is run again, at once, after a rewardId it inserts was committed meanwhile by another transaction
@@ -76,10 +75,6 @@ export interface GroupSettlementOptions {
 /** Receives a user's outcome as soon as it is known (the users of one group may end at different times). */
 export type DeliverOutcome = (task: UserTask, outcome: UserOutcome) => void;
 
-function failed(reason: UserFailure['reason'], transient: boolean, message: string): UserOutcome {
-  return { kind: 'failed', failure: { reason, transient, message } };
-}
-
 function describeError(error: unknown): string {
   const code = (error as { code?: unknown }).code;
   return `${error instanceof Error ? error.message : String(error)}${typeof code === 'string' ? ` (SQLSTATE ${code})` : ''}`;
@@ -91,19 +86,19 @@ function userFailure(task: UserTask, error: unknown, kind: DatabaseErrorKind): U
   const who = `the rewards of user ${JSON.stringify(task.uid)}`;
   switch (kind) {
     case 'invalid':
-      return failed(
+      return failedOutcome(
         'INVALID',
         false,
         `${who} cannot be applied: ${detail}; the balance would leave the range of a bigint, or a value is out of range`,
       );
     case 'insufficient_funds':
-      return failed(
+      return failedOutcome(
         'INSUFFICIENT_FUNDS',
         false,
         `${who} cannot be applied: the wallet's balance check refused them (${detail})`,
       );
     default:
-      return failed('DB_ERROR', true, `${who} were not applied: ${detail}`);
+      return failedOutcome('DB_ERROR', true, `${who} were not applied: ${detail}`);
   }
 }
 
@@ -138,7 +133,7 @@ export class GroupSettlement {
       // not expected: every error is sorted below; never leave a job waiting for ever
       this.options.logger.error({ err: error, users: tasks.length }, 'internal error while settling a group of users');
       const message = `internal error while settling: ${error instanceof Error ? error.message : String(error)}`;
-      for (const task of [...pending]) once(task, failed('UNKNOWN', true, message));
+      for (const task of [...pending]) once(task, failedOutcome('UNKNOWN', true, message));
     }
   }
 
@@ -185,7 +180,7 @@ export class GroupSettlement {
             const [task] = tasks;
             return deliver(
               task!,
-              failed(
+              failedOutcome(
                 'DB_ERROR',
                 true,
                 `the rewards of user ${JSON.stringify(task!.uid)} were not applied: its wallet row stayed locked by another transaction for more than ${this.options.heldRowWaitMs} ms`,
@@ -221,13 +216,12 @@ export class GroupSettlement {
           this.options.gate.fault(error);
           continue;
         }
-        if (kind === 'retry' && clashes < CLASH_RETRY_DELAYS_MS.length) {
+        if (kind === 'retry' && (await waitAfterClash(clashes, this.options.signal))) {
+          clashes += 1;
           this.options.logger.debug(
-            { err: error, users: tasks.length, retry: clashes + 1 },
+            { err: error, users: tasks.length, retry: clashes },
             'settlement statement clashed with concurrent work; running it again',
           );
-          await abortableSleep(withJitter(CLASH_RETRY_DELAYS_MS[clashes]!), this.options.signal).catch(() => undefined);
-          clashes += 1;
           continue;
         }
         if (tasks.length === 1) {
@@ -396,7 +390,7 @@ export class GroupSettlement {
         );
         deliver(
           task,
-          failed(
+          failedOutcome(
             'UNKNOWN',
             true,
             `read ${row.read} rewards of user ${JSON.stringify(task.uid)} where ${task.rewards} were expected; the job will try again`,
@@ -415,7 +409,7 @@ export class GroupSettlement {
       // their statement committed: what is left is to judge and record duplicates, which a later run does
       const outcome = this.options.signal.aborted
         ? INTERRUPTED
-        : failed(
+        : failedOutcome(
             'UNKNOWN',
             true,
             `could not read back rewards skipped by the settlement: ${error instanceof Error ? error.message : String(error)}`,
@@ -432,7 +426,7 @@ export class GroupSettlement {
       ) {
         deliver(
           task,
-          failed(
+          failedOutcome(
             'UNKNOWN',
             true,
             `${row.read - row.inserted} reward(s) of user ${JSON.stringify(task.uid)} were neither inserted nor found in the ledger as expected; the job will try again`,

@@ -4,7 +4,7 @@ import { describeRedisError, isRedisUnavailable } from '../services/redis-errors
 import type { ServiceGate } from '../services/service-gate.js';
 import { MAX_LOCKS_PER_ROUND } from './lock-rounds.js';
 import type { SettlingUser } from './settling-user.js';
-import { deliverOutcomes } from './settling-user.js';
+import { deliverAfterRelease } from './settling-user.js';
 
 /** Longest a finished user's lock waits to be released with others (or with the next locks taken), ms. */
 const RELEASE_DELAY_MS = 5;
@@ -38,7 +38,7 @@ export class LockRelease {
   /** Queues a finished user's lock for release (a user without a lock has its outcome delivered at once). */
   release(user: SettlingUser): void {
     if (!user.handle) {
-      deliverOutcomes([user]);
+      deliverAfterRelease([user]);
       return;
     }
     this.queued.push(user);
@@ -63,7 +63,7 @@ export class LockRelease {
     const users = this.take();
     if (users.length === 0) return;
     const releasing = this.options.locks.releaseMany(users.map((user) => user.handle!)).then(
-      () => deliverOutcomes(users),
+      () => deliverAfterRelease(users),
       (error: unknown) => {
         if (isRedisUnavailable(error)) this.options.redisGate.fault(error);
         else
@@ -71,7 +71,7 @@ export class LockRelease {
             { err: { message: describeRedisError(error) }, users: users.length },
             'could not release user locks; they expire by their TTL',
           );
-        deliverOutcomes(users);
+        deliverAfterRelease(users);
       },
     );
     this.inFlight.add(releasing);

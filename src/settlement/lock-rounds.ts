@@ -4,9 +4,9 @@ import type { BusyLock, UserLocks } from '../lock/user-locks.js';
 import { describeRedisError, isRedisUnavailable } from '../services/redis-errors.js';
 import type { ServiceGate } from '../services/service-gate.js';
 import type { SettlingUser } from './settling-user.js';
-import { deliverOutcomes } from './settling-user.js';
+import { deliverAfterRelease } from './settling-user.js';
 import type { UserOutcome } from './user-task.js';
-import { INTERRUPTED } from './user-task.js';
+import { failedOutcome, INTERRUPTED } from './user-task.js';
 
 /** Most lock keys taken or released in one Redis round trip. */
 export const MAX_LOCKS_PER_ROUND = 512;
@@ -57,12 +57,8 @@ export interface LockRoundsOptions {
   readonly onRoundEnd: () => void;
 }
 
-function failed(message: string, reason: 'LOCK_BUSY' | 'UNKNOWN' = 'UNKNOWN'): UserOutcome {
-  return { kind: 'failed', failure: { reason, transient: true, message } };
-}
-
 const lockError = (error: unknown): UserOutcome =>
-  failed(`could not take the user's lock: ${describeRedisError(error)}`);
+  failedOutcome('UNKNOWN', true, `could not take the user's lock: ${describeRedisError(error)}`);
 
 /**
  * Takes users' locks many per Redis round trip (one script doing `SET NX PX` per key), giving back the finished
@@ -98,7 +94,7 @@ export class LockRounds {
       )
       .then(
         ({ acquired }) => {
-          deliverOutcomes(releasing);
+          deliverAfterRelease(releasing);
           this.lockingUsers -= users.length;
           acquired.forEach((outcome, i) => {
             const user = users[i]!;
@@ -113,7 +109,7 @@ export class LockRounds {
         (error: unknown) => {
           this.lockingUsers -= users.length;
           // the script ran whole or not at all: the locks to release expire by their TTL
-          deliverOutcomes(releasing);
+          deliverAfterRelease(releasing);
           if (error instanceof LockTimeoutError || signal.aborted) {
             for (const user of users) user.done(INTERRUPTED);
           } else if (isRedisUnavailable(error)) {
@@ -141,7 +137,7 @@ export class LockRounds {
           // the lock may have stayed held only because its holder here waited for PostgreSQL: no attempt is spent on
           // an outage, so the user goes back in line for a fresh wait under the policy
           this.options.onRequeue([user]);
-        } else if (error instanceof LockBusyError) user.done(failed(error.message, 'LOCK_BUSY'));
+        } else if (error instanceof LockBusyError) user.done(failedOutcome('LOCK_BUSY', true, error.message));
         else if (error instanceof LockTimeoutError || signal.aborted) user.done(INTERRUPTED);
         else if (isRedisUnavailable(error)) {
           this.options.redisGate.fault(error);

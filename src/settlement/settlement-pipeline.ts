@@ -56,7 +56,7 @@ export class SettlementPipeline {
   private readonly line = new SettlementLine();
   private readonly releases: LockRelease;
   private readonly rounds: LockRounds;
-  private readonly transactions: TransactionGroups;
+  private readonly groups: TransactionGroups;
 
   constructor(private readonly options: SettlementPipelineOptions) {
     const { locks, redisGate, signal } = options;
@@ -67,11 +67,11 @@ export class SettlementPipeline {
       redisGate,
       postgresGate: options.postgresGate,
       signal,
-      onLocked: (user, waited) => this.transactions.add(user, waited),
+      onLocked: (user, waited) => this.groups.add(user, waited),
       onRequeue: (users) => this.line.putBack(users),
       onRoundEnd: () => this.pump(),
     });
-    this.transactions = new TransactionGroups({
+    this.groups = new TransactionGroups({
       settlement: options.groups,
       transactions: options.transactions,
       usersPerTransaction: options.usersPerTransaction,
@@ -104,9 +104,9 @@ export class SettlementPipeline {
   private pump(): void {
     const { signal, transactions, usersPerTransaction } = this.options;
     if (signal.aborted) this.interruptUnstarted();
-    this.transactions.start();
+    this.groups.start();
     if (signal.aborted || !this.options.redisGate.isOpen) return;
-    const locked = this.transactions.waiting + this.rounds.locking;
+    const locked = this.groups.lockedWaiting + this.rounds.locking;
     const count = locksToTake({ queued: this.line.length, locked, transactions, usersPerTransaction });
     if (count === 0) return;
     const users = this.line.take(count);
@@ -116,13 +116,13 @@ export class SettlementPipeline {
 
   /** The worker is stopping: users in line are interrupted; locked users not in a transaction give their lock back. */
   private interruptUnstarted(): void {
-    const waiting = this.line.takeAll();
-    for (const user of waiting) user.done(INTERRUPTED);
-    for (const user of this.transactions.takeWaiting()) {
+    const inLine = this.line.takeAll();
+    for (const user of inLine) user.done(INTERRUPTED);
+    for (const user of this.groups.takeLockedWaiting()) {
       user.outcome = INTERRUPTED;
       this.releases.release(user);
     }
-    if (waiting.length > 0) this.options.onLineShortened?.();
+    if (inLine.length > 0) this.options.onLineShortened?.();
   }
 
   /** Gives back the locks waiting for release and waits for releases on their way (the worker is stopping). */

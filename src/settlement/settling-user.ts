@@ -15,7 +15,7 @@ export interface SettlingUser {
   readonly done: (outcome: UserOutcome) => void;
 }
 
-/** Delivers each user's outcome (interrupted when none is known): their locks are given back or left to expire. */
-export function deliverOutcomes(users: readonly SettlingUser[]): void {
+/** Delivers each user's outcome (interrupted when none is known); called once their locks are given back or left to expire. */
+export function deliverAfterRelease(users: readonly SettlingUser[]): void {
   for (const user of users) user.done(user.outcome ?? INTERRUPTED);
 }

@@ -1,6 +1,7 @@
 import type { GroupSettlement } from './group-settlement.js';
 import type { SettlingUser } from './settling-user.js';
 import type { UserOutcome } from './user-task.js';
+import { failedOutcome } from './user-task.js';
 
 /** How big one transaction's group may be. */
 export interface GroupLimits {
@@ -52,10 +53,8 @@ export interface TransactionGroupsOptions extends GroupLimits {
 }
 
 /** The outcome of a user the settlement ended without an outcome for (not expected). */
-const noOutcome = (): UserOutcome => ({
-  kind: 'failed',
-  failure: { reason: 'UNKNOWN', transient: true, message: 'internal: the settlement gave no outcome for this user' },
-});
+const noOutcome = (): UserOutcome =>
+  failedOutcome('UNKNOWN', true, 'internal: the settlement gave no outcome for this user');
 
 /**
  * Locked users waiting for their transaction, and the transactions: at most `transactions` at once, each settling a
@@ -69,7 +68,7 @@ export class TransactionGroups {
   constructor(private readonly options: TransactionGroupsOptions) {}
 
   /** Locked users waiting for a transaction. */
-  get waiting(): number {
+  get lockedWaiting(): number {
     return this.ready.length;
   }
 
@@ -85,7 +84,7 @@ export class TransactionGroups {
   }
 
   /** Takes every locked user not in a transaction yet (the worker is stopping). */
-  takeWaiting(): SettlingUser[] {
+  takeLockedWaiting(): SettlingUser[] {
     const ready = this.ready;
     this.ready = [];
     return ready;

@@ -54,3 +54,8 @@ export type UserOutcome =
   | { readonly kind: 'interrupted' };
 
 export const INTERRUPTED: UserOutcome = Object.freeze({ kind: 'interrupted' });
+
+/** The outcome of a user whose rewards were not applied in this attempt. */
+export function failedOutcome(reason: UserFailure['reason'], transient: boolean, message: string): UserOutcome {
+  return { kind: 'failed', failure: { reason, transient, message } };
+}

@@ -3,6 +3,7 @@ import { queryBuilder, runQuery } from '../db/query-builder.js';
 import type { BatchPriority, BatchStatus } from '../db/schema.js';
 import type { EventSink } from '../events/event-publisher.js';
 import { writeStatusWithEvent } from '../events/event-store.js';
+import { REVERT_ID_PREFIX } from '../rewards/field-rules.js';
 
 /** The answer of `windfall batch <id>`: every reward of the batch is in exactly one of the four counts. */
 export interface BatchReport {
@@ -51,57 +52,78 @@ export function deriveStatus(
  * elsewhere; dead-lettered = rewards of open or purged dead-letter entries that are neither.
  */
 export async function getBatchReport(db: Pick<pg.Pool, 'query'>, batchId: string): Promise<BatchReport | null> {
+  return (await readBatchReports(db, { batchId }))[0] ?? null;
+}
+
+/** Which batches the console's list shows: the newest 100, optionally only those with one stored status. */
+export interface RecentBatchFilter {
+  /** Default: any status. */
+  readonly status?: BatchStatus;
+}
+
+/** The reports of the newest 100 batches (by creation time, then id), as stored status filters them: one statement. */
+export async function listRecentBatchReports(
+  db: Pick<pg.Pool, 'query'>,
+  filter: RecentBatchFilter = {},
+): Promise<BatchReport[]> {
+  return readBatchReports(db, { status: filter.status, limit: 100 });
+}
+
+/** The reports of one batch, or of the newest batches (with `status`: only those with that stored status). */
+async function readBatchReports(
+  db: Pick<pg.Pool, 'query'>,
+  which: { readonly batchId: string } | { readonly status: BatchStatus | undefined; readonly limit: number },
+): Promise<BatchReport[]> {
   const { db: qb, sql } = await queryBuilder();
-  const rows = await runQuery(
-    db,
-    qb
-      .selectFrom('reward_batches as b')
-      .where('b.batch_id', '=', batchId)
-      .select(['b.batch_id', 'b.total', 'b.created_at', 'b.campaign_id', 'b.priority', 'b.status as stored_status'])
-      .select((eb) => [
-        eb
-          .cast<number>(
-            eb
-              .selectFrom('ledger_entries')
-              .where('batch_id', '=', batchId)
-              .where('kind', '=', 'reward')
-              .select((count) => count.fn.countAll().as('n')),
-            'integer',
-          )
-          .as('applied'),
-        eb
-          .cast<number>(
-            eb
-              .selectFrom('ledger_entries')
-              .where('batch_id', '=', batchId)
-              .where('kind', '=', 'debit')
-              .where('operation_id', 'like', 'revert:%')
-              .select((count) => count.fn.countAll().as('n')),
-            'integer',
-          )
-          .as('reverted'),
-        eb
-          .cast<number>(
-            eb
-              .selectFrom('reward_duplicates')
-              .where('batch_id', '=', batchId)
-              .select((count) => count.fn.countAll().as('n')),
-            'integer',
-          )
-          .as('duplicate'),
-        // the distinct rewards inside the batch's entries, as SQL: a lateral jsonb expansion and two anti-joins
-        sql<number>`(select count(distinct e.reward->>'rewardId')
-           from dead_letters d cross join lateral jsonb_array_elements(d.rewards) as e(reward)
-          where d.batch_id = ${sql.val(batchId)} and d.state in ('open', 'purged')
-            and not exists (select 1 from ledger_entries l where l.operation_id = e.reward->>'rewardId' and l.batch_id = ${sql.val(batchId)})
-            and not exists (select 1 from reward_duplicates r where r.batch_id = ${sql.val(batchId)} and r.reward_id = e.reward->>'rewardId')
-        )::int`.as('dead_lettered'),
-      ]),
-  );
-  const row = rows[0];
-  if (!row) return null;
-  const pending = Math.max(0, row.total - row.applied - row.duplicate - row.dead_lettered);
-  return {
+  let query = qb
+    .selectFrom('reward_batches as b')
+    .select(['b.batch_id', 'b.total', 'b.created_at', 'b.campaign_id', 'b.priority', 'b.status as stored_status'])
+    .select((eb) => [
+      eb
+        .cast<number>(
+          eb
+            .selectFrom('ledger_entries as l')
+            .whereRef('l.batch_id', '=', 'b.batch_id')
+            .where('l.kind', '=', 'reward')
+            .select((count) => count.fn.countAll().as('n')),
+          'integer',
+        )
+        .as('applied'),
+      eb
+        .cast<number>(
+          eb
+            .selectFrom('ledger_entries as l')
+            .whereRef('l.batch_id', '=', 'b.batch_id')
+            .where('l.kind', '=', 'debit')
+            .where('l.operation_id', 'like', `${REVERT_ID_PREFIX}%`)
+            .select((count) => count.fn.countAll().as('n')),
+          'integer',
+        )
+        .as('reverted'),
+      eb
+        .cast<number>(
+          eb
+            .selectFrom('reward_duplicates as r')
+            .whereRef('r.batch_id', '=', 'b.batch_id')
+            .select((count) => count.fn.countAll().as('n')),
+          'integer',
+        )
+        .as('duplicate'),
+      // the distinct rewards inside the batch's entries, as SQL: a lateral jsonb expansion and two anti-joins
+      sql<number>`(select count(distinct e.reward->>'rewardId')
+         from dead_letters d cross join lateral jsonb_array_elements(d.rewards) as e(reward)
+        where d.batch_id = b.batch_id and d.state in ('open', 'purged')
+          and not exists (select 1 from ledger_entries l where l.operation_id = e.reward->>'rewardId' and l.batch_id = b.batch_id)
+          and not exists (select 1 from reward_duplicates r where r.batch_id = b.batch_id and r.reward_id = e.reward->>'rewardId')
+      )::int`.as('dead_lettered'),
+    ]);
+  if ('batchId' in which) query = query.where('b.batch_id', '=', which.batchId);
+  else {
+    if (which.status !== undefined) query = query.where('b.status', '=', which.status);
+    query = query.orderBy('b.created_at', 'desc').orderBy('b.batch_id').limit(which.limit);
+  }
+  const rows = await runQuery(db, query);
+  return rows.map((row) => ({
     batchId: row.batch_id,
     status: deriveStatus(
       row.total,
@@ -115,38 +137,12 @@ export async function getBatchReport(db: Pick<pg.Pool, 'query'>, batchId: string
     applied: row.applied,
     duplicate: row.duplicate,
     deadLettered: row.dead_lettered,
-    pending,
+    pending: Math.max(0, row.total - row.applied - row.duplicate - row.dead_lettered),
     reverted: row.reverted,
     createdAt: row.created_at.toISOString(),
     campaignId: row.campaign_id,
     priority: row.priority,
-  };
-}
-
-/** Which batches the console's list shows: the newest first, optionally only those with one stored status. */
-export interface RecentBatchFilter {
-  /** Default: any status. */
-  readonly status?: BatchStatus;
-  /** Default 100. */
-  readonly limit?: number;
-}
-
-/** The ids of the newest batches (by creation time, then id), as stored status filters them. */
-export async function listRecentBatchIds(
-  db: Pick<pg.Pool, 'query'>,
-  filter: RecentBatchFilter = {},
-): Promise<string[]> {
-  const { db: qb } = await queryBuilder();
-  let query = qb.selectFrom('reward_batches').select('batch_id');
-  if (filter.status !== undefined) query = query.where('status', '=', filter.status);
-  const rows = await runQuery(
-    db,
-    query
-      .orderBy('created_at', 'desc')
-      .orderBy('batch_id')
-      .limit(filter.limit ?? 100),
-  );
-  return rows.map((row) => row.batch_id);
+  }));
 }
 
 /**

@@ -1,4 +1,8 @@
+import type pg from 'pg';
 import type { LockHandle } from '../../src/lock/user-locks.js';
+import { silentLogger } from '../../src/log/logger.js';
+import { ServiceGate } from '../../src/services/service-gate.js';
+import type { GroupSettlementOptions } from '../../src/settlement/group-settlement.js';
 import type { SettlingUser } from '../../src/settlement/settling-user.js';
 import type { RewardSource, UserOutcome, UserTask } from '../../src/settlement/user-task.js';
 
@@ -44,4 +48,31 @@ export function trackedUser(uid: string, options: TrackedUserOptions = {}): Trac
   if (options.handle) user.handle = options.handle;
   if (options.outcome) user.outcome = options.outcome;
   return user;
+}
+
+/**
+ * Options of a group settlement as a test runs it: statements on `statements`, looked at from `control`, a gate that
+ * probes `control`, never aborted, silent; waits of 5 s (a held row in a group) and 60 s (a user alone) unless given.
+ */
+export function groupSettlementOptions(
+  statements: pg.Pool,
+  control: pg.Pool,
+  options: Partial<Pick<GroupSettlementOptions, 'lockWaitMs' | 'heldRowWaitMs' | 'metrics'>> = {},
+): GroupSettlementOptions {
+  const gate = new ServiceGate({
+    service: 'PostgreSQL',
+    probe: () => control.query('select 1'),
+    isFault: () => false,
+    logger: silentLogger(),
+  });
+  return {
+    pool: statements,
+    control,
+    gate,
+    signal: new AbortController().signal,
+    logger: silentLogger(),
+    metrics: options.metrics,
+    lockWaitMs: options.lockWaitMs ?? 5000,
+    heldRowWaitMs: options.heldRowWaitMs ?? 60_000,
+  };
 }

@@ -1,6 +1,6 @@
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import type { DeadLetterEntry, DeadLetterFilter } from '../../dead-letters/dead-letter-store.js';
-import { AUDIT_ACTIONS, DEAD_LETTER_REASONS } from '../../db/stored-values.js';
+import { AUDIT_ACTIONS, DEAD_LETTER_REASONS, DEAD_LETTER_STATES } from '../../db/stored-values.js';
 import type { DeadLetterSelection } from '../../dead-letters/dead-letter-selection.js';
 import { DeadLetterSelectionError, selectionFilter } from '../../dead-letters/dead-letter-selection.js';
 import type { ReplayReport } from '../../dead-letters/dead-letter-queue.js';
@@ -201,9 +201,7 @@ export function registerOperatorCommands(program: Command, registry: CommandRegi
     .addOption(reasonOption())
     .option('--batch <batchId>', 'only entries of this batch')
     .addOption(
-      new Option('--state <state>', 'entries in this state')
-        .choices(['open', 'replayed', 'purged', 'any'])
-        .default('open'),
+      new Option('--state <state>', 'entries in this state').choices([...DEAD_LETTER_STATES, 'any']).default('open'),
     )
     .option('--limit <n>', 'at most this many entries', wholeNumber('--limit'), 1000)
     .option('--json', 'print a JSON document')
