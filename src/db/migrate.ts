@@ -14,6 +14,7 @@ import * as auditTrail0004 from '../../migrations/0004_audit_trail.js';
 import * as batchRevert0005 from '../../migrations/0005_batch_revert.js';
 import * as campaignBudgets0006 from '../../migrations/0006_campaign_budgets.js';
 import * as batchEvents0007 from '../../migrations/0007_batch_events.js';
+import * as fences0008 from '../../migrations/0008_fences.js';
 import { LATEST_MIGRATION } from './schema-version.js';
 
 /** Every migration, in order. Add new files here; never edit one that has shipped. */
@@ -25,6 +26,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0005_batch_revert': batchRevert0005,
   '0006_campaign_budgets': campaignBudgets0006,
   '0007_batch_events': batchEvents0007,
+  '0008_fences': fences0008,
 };
 
 if (Object.keys(MIGRATIONS).at(-1) !== LATEST_MIGRATION) {
