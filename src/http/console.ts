@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { httpActor, listAudit } from '../audit/audit-trail.js';
 import { AUDIT_ACTIONS, BATCH_STATUSES, DEAD_LETTER_REASONS, DEAD_LETTER_STATES } from '../db/stored-values.js';
@@ -27,6 +28,15 @@ function h(value: unknown): string {
   );
 }
 
+/** `text` cut to at most `length` characters (an ellipsis marks the cut); cut before escaping, never inside an entity. */
+function shortened(text: string, length: number): string {
+  if (text.length <= length) return text;
+  let end = length - 1;
+  // nor inside a surrogate pair
+  if (/[\uD800-\uDBFF]/.test(text.charAt(end - 1))) end -= 1;
+  return `${text.slice(0, end)}…`;
+}
+
 function age(iso: string): string {
   const seconds = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
   if (seconds < 120) return `${seconds} s`;
@@ -50,8 +60,8 @@ input,select,button,textarea{font:inherit;padding:4px 8px}button{cursor:pointer}
 button:focus,input:focus,select:focus,a:focus{outline:2px solid #1f5fbf;outline-offset:1px}
 .actions{background:#fff;border:1px solid #e3e6ea;padding:10px;margin:10px 0}
 pre{background:#0f1720;color:#d6e2f0;padding:10px;overflow:auto;max-height:320px}
-.muted{color:#666}.progress{background:#e3e6ea;height:8px;width:120px;display:inline-block;vertical-align:middle}
-.progress span{display:block;height:8px;background:#16794a}`;
+.muted{color:#666}progress{width:120px;height:8px;vertical-align:middle;accent-color:#16794a}
+header label.actor{color:#cfe3ff;margin-left:auto}`;
 
 const SCRIPT = `
 const marker = { 'content-type': 'application/json', '${CONSOLE_MARKER}': '1' };
@@ -87,12 +97,32 @@ for (const form of document.querySelectorAll('form[data-action]')) {
   });
 }`;
 
+/** `'sha256-…'`: a CSP source allowing exactly this inline script or style. */
+function inlineHash(text: string): string {
+  return `'sha256-${createHash('sha256').update(text, 'utf8').digest('base64')}'`;
+}
+
+/**
+ * The console pages' Content-Security-Policy: nothing loads from anywhere but this server, and only the console's own
+ * script and style run (by hash: an injected `<script>` or `style` attribute would not), fetches go back to this
+ * origin only, forms submit only here, and no other site may frame a page.
+ */
+export const CONSOLE_CONTENT_SECURITY_POLICY = [
+  "default-src 'none'",
+  `script-src ${inlineHash(SCRIPT)}`,
+  `style-src ${inlineHash(STYLE)}`,
+  "connect-src 'self'",
+  "form-action 'self'",
+  "base-uri 'none'",
+  "frame-ancestors 'none'",
+].join('; ');
+
 function page(title: string, body: string, options: { refresh?: boolean } = {}): string {
   return `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 ${options.refresh ? '<meta http-equiv="refresh" content="3">' : ''}<title>${h(title)} · Windfall console</title><style>${STYLE}</style></head>
 <body><header><strong>Windfall console</strong>
 <a href="${CONSOLE_PATH}/batches">Batches</a><a href="${CONSOLE_PATH}/dead-letters">Dead letters</a><a href="${CONSOLE_PATH}/locks">Locks</a><a href="${CONSOLE_PATH}/audit">Audit trail</a><a href="${DASHBOARD_PATH}">Queues (Bull Board)</a>
-<label style="color:#cfe3ff;margin-left:auto">Your name (audit trail)<input id="actor" autocomplete="name" placeholder="operator"></label></header>
+<label class="actor">Your name (audit trail)<input id="actor" autocomplete="name" placeholder="operator"></label></header>
 <main><h1>${h(title)}</h1>${body}</main><script>${SCRIPT}</script></body></html>`;
 }
 
@@ -110,7 +140,7 @@ function statusCell(status: string): string {
 function progress(report: BatchReport): string {
   const settled = report.total - report.pending;
   const share = report.total === 0 ? 100 : Math.round((settled / report.total) * 100);
-  return `<span class="progress" aria-hidden="true"><span style="width:${share}%"></span></span> ${settled}/${report.total}`;
+  return `<progress max="100" value="${share}" aria-hidden="true"></progress> ${settled}/${report.total}`;
 }
 
 function deadLetterRows(entries: readonly DeadLetterEntry[], selectable: boolean): string {
@@ -153,6 +183,8 @@ export async function registerConsole(app: FastifyInstance, options: ConsoleOpti
         .type('text/html; charset=utf-8')
         .header('cache-control', 'no-store')
         .header('x-frame-options', 'DENY')
+        .header('content-security-policy', CONSOLE_CONTENT_SECURITY_POLICY)
+        .header('x-content-type-options', 'nosniff')
         .send(body);
 
     scope.get(CONSOLE_PATH, async (_request, reply) => reply.redirect(`${CONSOLE_PATH}/batches`));
@@ -309,7 +341,7 @@ ${reports
           : `<table><thead><tr><th>id</th><th>at</th><th>actor</th><th>action</th><th>target</th><th>details</th><th>result</th></tr></thead><tbody>${records
               .map(
                 (record) =>
-                  `<tr><td>${h(record.id)}</td><td>${h(record.at)}</td><td>${h(record.actor)}</td><td>${h(record.action)}</td><td>${h(record.target)}</td><td><code>${h(JSON.stringify(record.details))}</code></td><td><code>${h(JSON.stringify(record.result)).slice(0, 400)}</code></td></tr>`,
+                  `<tr><td>${h(record.id)}</td><td>${h(record.at)}</td><td>${h(record.actor)}</td><td>${h(record.action)}</td><td>${h(record.target)}</td><td><code>${h(shortened(JSON.stringify(record.details), 400))}</code></td><td><code>${h(shortened(JSON.stringify(record.result), 400))}</code></td></tr>`,
               )
               .join('')}</tbody></table>`;
       return html(reply, page('Audit trail', `${filter}${table}`));

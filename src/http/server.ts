@@ -11,6 +11,7 @@ import { getBatchReport } from '../status/batch-status.js';
 import type { DeadLetterReason } from '../db/schema.js';
 import { DeadLetterSelectionError, selectionFilter } from '../dead-letters/dead-letter-selection.js';
 import type { Logger } from '../log/logger.js';
+import type { TrustProxy } from '../config/env-values.js';
 import { UserLocks } from '../lock/user-locks.js';
 import { JsonNumber } from '../money/amount.js';
 import { sampleQueueDepths } from '../queue/queue-stats.js';
@@ -59,6 +60,11 @@ export interface HttpServerOptions {
   readonly readyTimeoutMs?: number;
   /** Default: the Windfall's logger. */
   readonly logger?: Logger;
+  /**
+   * Proxies whose `X-Forwarded-For` gives the client address (`request.ip`, the audit actor's `@<address>`).
+   * Default: the configuration's `trustProxy` (`WINDFALL_TRUST_PROXY`; none).
+   */
+  readonly trustProxy?: TrustProxy;
 }
 
 /** The server refuses to be built without an API token, or with an admin token equal to it. */
@@ -182,6 +188,8 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
     // fastify's per-request lines are off; an access log line per response is written below, without headers
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: options.bodyLimit ?? windfall.config.httpBodyLimit,
+    // off by default: the socket's peer is the client, and an X-Forwarded-For header anyone can send is ignored
+    trustProxy: fastifyTrustProxy(options.trustProxy ?? windfall.config.trustProxy),
     // unknown fields are refused, not silently dropped; every problem is reported
     ajv: { customOptions: { removeAdditional: false, allErrors: true, coerceTypes: 'array', useDefaults: true } },
   });
@@ -534,7 +542,15 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
   return app;
 }
 
-/** The audit trail's actor of an operator request (admin token): its address and `X-Windfall-Actor`. */
+/** The setting as fastify takes it (a list of addresses is a mutable array there). */
+function fastifyTrustProxy(trustProxy: TrustProxy): boolean | string[] {
+  return typeof trustProxy === 'boolean' ? trustProxy : [...trustProxy];
+}
+
+/**
+ * The audit trail's actor of an operator request (admin token): its address and `X-Windfall-Actor`. The address is
+ * the socket's peer, or the client a trusted proxy forwarded for (`WINDFALL_TRUST_PROXY`).
+ */
 function actorOf(request: FastifyRequest): string {
   return httpActor('admin', request.ip, request.headers['x-windfall-actor']);
 }
