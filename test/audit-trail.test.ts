@@ -95,8 +95,14 @@ describe('the audit trail', () => {
       ['dlq.purge', 'alice', `dead-letters:${purgeId}`],
     ]);
     expect(records[0]!.result).toMatchObject({ released: true, previous: { owner: 'other-host:1' } });
-    expect(records[1]!.result).toEqual({ replayed: [replayId], skipped: [] });
-    expect(records[2]!.result).toEqual({ purged: [purgeId] });
+    expect(records[1]!.result).toEqual({
+      replayedCount: 1,
+      rewardCount: 1,
+      replayed: [replayId],
+      skippedCount: 0,
+      skipped: [],
+    });
+    expect(records[2]!.result).toEqual({ count: 1, purged: [purgeId] });
     expect(records[2]!.details).toEqual({ filter: { ids: [purgeId] } });
     expect(Number(records[0]!.id)).toBeGreaterThan(Number(records[2]!.id));
 

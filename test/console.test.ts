@@ -115,6 +115,41 @@ describe('operator console (/console)', () => {
     await context.close();
   });
 
+  it('pages through dead letters 50 at a time, with the rewards counted but not loaded', async () => {
+    await env.pool.query(
+      `insert into dead_letters (source, batch_id, chunk_no, uid, shard, rewards, reward_count, reason, error, attempts)
+       select 'cpg:' || g, 'cpg-batch', 0, 'cpg-u' || g, 0,
+              (select jsonb_agg(jsonb_build_object('rewardId', 'cpg-r' || g || '-' || k, 'uid', 'cpg-u' || g, 'amount', '4'))
+               from generate_series(1, 150) k),
+              150, 'UNKNOWN', 'unknown (test)', 1
+       from generate_series(1, 120) g`,
+    );
+    const context = await operator();
+    const page = await context.newPage();
+    const seen: string[] = [];
+    await page.goto(`${server.baseUrl}/console/dead-letters?batchId=cpg-batch&reason=UNKNOWN`);
+    for (const expected of [50, 50, 20]) {
+      const rows = page.locator('main table tbody tr');
+      expect(await rows.count()).toBe(expected);
+      seen.push(...(await rows.locator('td:nth-child(4)').allTextContents()));
+      expect(await rows.first().textContent()).toMatch(/cpg-u\d+\s*150\s*600\s*UNKNOWN/);
+      const next = page.locator('nav.pager a', { hasText: 'Next page' });
+      if (expected < 50) {
+        expect(await next.count()).toBe(0);
+        break;
+      }
+      await next.click();
+      expect(await page.locator('nav.pager a', { hasText: 'First page' }).count()).toBe(1);
+    }
+    expect(new Set(seen).size).toBe(120);
+    // an entry's page lists its first 100 rewards and links to the rest
+    await page.locator('main table tbody tr a').first().click();
+    expect(await page.locator('main table').nth(1).locator('tbody tr').count()).toBe(100);
+    await page.click('a:text("Show all")');
+    expect(await page.locator('main table').nth(1).locator('tbody tr').count()).toBe(150);
+    await context.close();
+  });
+
   it('cuts long audit results before escaping them: never inside an entity', async () => {
     // a foreign lock whose value is markup: the force release records it as the previous holder
     await env.redis.set(`${env.prefix}:lock:ce-held`, '<&>"\''.repeat(200), 'PX', 60_000);

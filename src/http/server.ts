@@ -43,6 +43,7 @@ import {
   batchIdParams,
   deadLetterIdParams,
   deadLetterQuery,
+  deadLetterShowQuery,
   replayRequestSchema,
   uidParams,
   walletQuery,
@@ -493,21 +494,30 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
         batchId?: string;
         state: 'open' | 'replayed' | 'purged' | 'any';
         limit: number;
+        after?: string;
+        rewards: number;
       };
       return windfall.deadLetters.list({
         ...(query.reason ? { reason: query.reason } : {}),
         ...(query.batchId ? { batchId: query.batchId } : {}),
+        ...(query.after !== undefined ? { after: query.after } : {}),
         state: query.state,
         limit: query.limit,
+        rewards: query.rewards,
       });
     });
 
-    operator.get('/v1/dead-letters/:id', { schema: { params: deadLetterIdParams } }, async (request, reply) => {
-      const { id } = request.params as { id: string };
-      const entry = await windfall.deadLetters.get(id);
-      if (!entry) return fail(reply, 404, 'not found', `no dead-letter entry has id ${id}`);
-      return entry;
-    });
+    operator.get(
+      '/v1/dead-letters/:id',
+      { schema: { params: deadLetterIdParams, querystring: deadLetterShowQuery } },
+      async (request, reply) => {
+        const { id } = request.params as { id: string };
+        const { rewards } = request.query as { rewards: number };
+        const entry = await windfall.deadLetters.get(id, { rewards });
+        if (!entry) return fail(reply, 404, 'not found', `no dead-letter entry has id ${id}`);
+        return entry;
+      },
+    );
 
     operator.post('/v1/dead-letters/replay', { schema: { body: replayRequestSchema } }, async (request, reply) => {
       const body = (request.body ?? {}) as {
@@ -530,7 +540,7 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
       const actor = actorOf(request);
       const report = await windfall.deadLetters.replay(filter, { dryRun: body.dryRun ?? false, actor });
       logger.info(
-        { replayed: report.replayed.length, skipped: report.skipped.length, dryRun: report.dryRun, by: actor },
+        { replayed: report.replayedCount, skipped: report.skippedCount, dryRun: report.dryRun, by: actor },
         'dead-letter replay requested',
       );
       return report;
