@@ -671,7 +671,7 @@ describe('windfall serve: dashboard, health, metrics, OpenAPI', () => {
     }
   });
 
-  it('exposes every contract metric on /metrics without auth, with queue depths sampled at scrape time', async () => {
+  it('exposes every contract metric on /metrics without auth, with queue depths read from Redis', async () => {
     expect((await call('GET', '/healthz', 'none')).status).toBe(200);
     const metrics = await call('GET', '/metrics', 'none');
     expect(metrics.status).toBe(200);

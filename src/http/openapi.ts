@@ -336,6 +336,8 @@ export function buildOpenApiDocument(version: string): Record<string, unknown> {
       '/metrics': {
         get: {
           summary: 'Prometheus metrics (no auth)',
+          description:
+            'The figures read from Redis (queue depths) and PostgreSQL (open dead letters) are refreshed at most every 5 s, at a cost that does not grow with the queues; scrapes in between answer the last figures.',
           responses: { '200': { description: 'Prometheus text format', content: { 'text/plain': {} } } },
         },
       },

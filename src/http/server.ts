@@ -33,6 +33,7 @@ import { registerDashboard } from './dashboard.js';
 import { registerConsole } from './console.js';
 import { openApiDocument } from './openapi.js';
 import { withTimeout } from '../concurrency/with-timeout.js';
+import { ThrottledRefresh } from '../metrics/throttled-refresh.js';
 import { ReadinessChecks } from './readiness.js';
 import {
   auditQuery,
@@ -66,6 +67,11 @@ export interface HttpServerOptions {
    * Default: the configuration's `trustProxy` (`WINDFALL_TRUST_PROXY`; none).
    */
   readonly trustProxy?: TrustProxy;
+  /**
+   * Shortest time between two reads of the figures `/metrics` takes from Redis (queue depths) and PostgreSQL (open
+   * dead letters); scrapes in between answer the last figures. Default `METRICS_REFRESH_MS` (5000).
+   */
+  readonly metricsRefreshMs?: number;
 }
 
 /** The server refuses to be built without an API token, or with an admin token equal to it. */
@@ -282,12 +288,18 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
     return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not ready', checks });
   });
 
-  app.get('/metrics', async (_request, reply) => {
-    await Promise.all([
-      withTimeout(sampleQueueDepths(windfall.queues, metrics), readyTimeoutMs).catch((error: unknown) =>
+  // /metrics needs no token: what it reads from Redis and PostgreSQL is refreshed at most every metricsRefreshMs
+  // (default 5 s) at a cost that does not grow with the queues, however often and by whom it is scraped
+  const queueFigures = new ThrottledRefresh(
+    () =>
+      sampleQueueDepths(windfall.queues, metrics).catch((error: unknown) =>
         logger.debug({ err: error }, 'could not sample queue depths'),
       ),
-      withTimeout(windfall.deadLetters.openCounts(), readyTimeoutMs).then(
+    options.metricsRefreshMs,
+  );
+  const deadLetterFigures = new ThrottledRefresh(
+    () =>
+      windfall.deadLetters.openCounts().then(
         (counts) => {
           for (const [reason, count] of Object.entries(counts)) {
             metrics.deadLettersOpen.set({ reason }, count.entries);
@@ -296,6 +308,13 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
         },
         (error: unknown) => logger.debug({ err: error }, 'could not count open dead letters'),
       ),
+    options.metricsRefreshMs,
+  );
+  app.get('/metrics', async (_request, reply) => {
+    // a refresh that outlasts the timeout goes on, and the next scrape waits for it rather than starting another
+    await Promise.all([
+      withTimeout(queueFigures.run(), readyTimeoutMs).catch(() => undefined),
+      withTimeout(deadLetterFigures.run(), readyTimeoutMs).catch(() => undefined),
     ]);
     return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());
   });
