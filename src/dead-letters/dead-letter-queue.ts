@@ -286,7 +286,11 @@ export class DeadLetterQueue {
     if (heads.length === 0) return;
     const jobs = this.replayJobs(heads);
     const byShard = new Map<number, typeof jobs>();
-    for (const job of jobs) byShard.set(job.shard, [...(byShard.get(job.shard) ?? []), job]);
+    for (const job of jobs) {
+      const shardJobs = byShard.get(job.shard);
+      if (shardJobs) shardJobs.push(job);
+      else byShard.set(job.shard, [job]);
+    }
     const added: typeof jobs = [];
     const refused: typeof jobs = [];
     let refusal: unknown;
