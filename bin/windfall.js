@@ -17,3 +17,5 @@ const { main, installProcessGuards } = await import(entry.href);
 // errors printed by Node (uncaught) or by libraries (console) are rendered without their fields' secrets
 installProcessGuards();
 process.exitCode = await main(process.argv);
+// the command is done: a socket whose peer went silent (it never answers the goodbye) must not keep the process up
+setTimeout(() => process.exit(), 5000).unref();

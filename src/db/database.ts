@@ -1,7 +1,7 @@
 import pg from 'pg';
 import type { Logger } from '../log/logger.js';
 import { silentLogger } from '../log/logger.js';
-import { retireOnSilence } from './silent-connections.js';
+import { endPool, isRetired, retireOnSilence, trackClients } from './silent-connections.js';
 
 const INT8_OID = 20;
 
@@ -63,7 +63,7 @@ export function connectDatabase(url: string, options: DatabaseOptions = {}): Win
     async close() {
       if (closed) return;
       closed = true;
-      if (!pool.ended) await pool.end();
+      await endPool(pool);
     },
   };
 }
@@ -93,6 +93,7 @@ export function openSettlementPool(
  * statement in flight, if any, still fails and is retried by its caller; the pool discards the client.
  */
 function watchConnections(pool: pg.Pool, logger: Logger): void {
+  trackClients(pool);
   pool.on('error', (error) => {
     logger.warn(
       { err: describeConnectionError(error) },
@@ -101,6 +102,8 @@ function watchConnections(pool: pg.Pool, logger: Logger): void {
   });
   pool.on('connect', (client) => {
     client.on('error', (error) => {
+      // a socket closed on purpose (retired after a silence): the pool's own warning covers it
+      if (isRetired(client)) return;
       logger.warn(
         { err: describeConnectionError(error) },
         'a PostgreSQL connection in use failed; the pool will discard it',

@@ -30,6 +30,9 @@ export class GateClosedError extends Error {
   override readonly name = 'GateClosedError';
 }
 
+/** A pause that starts this soon after the gate resumed is logged at debug level (the same outage), ms. */
+const RELAPSE_WINDOW_MS = 30_000;
+
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }
@@ -51,6 +54,8 @@ export class ServiceGate {
   private readonly listeners: (() => void)[] = [];
   private ended = false;
   private resumedAt = 0;
+  /** The current pause started soon after the last one ended (logged at debug level). */
+  private relapsed = false;
 
   constructor(private readonly options: ServiceGateOptions) {
     options.metrics?.workerPaused.set({ service: options.service }, 0);
@@ -84,7 +89,10 @@ export class ServiceGate {
     this.pausedSince = Date.now();
     this.faultsWhilePaused = 1;
     this.options.metrics?.workerPaused.set({ service: this.options.service }, 1);
-    this.options.logger.warn(
+    // a fault soon after resuming is the same outage's tail (the other statements sent before it ended): the first
+    // warning told it already
+    this.relapsed = this.resumedAt > 0 && performance.now() - this.resumedAt < RELAPSE_WINDOW_MS;
+    this.options.logger[this.relapsed ? 'debug' : 'warn'](
       { service: this.options.service, fault: this.lastFault },
       `${this.options.service} cannot work now: pausing its use and retrying until it can (no reward is failed for this)`,
     );
@@ -130,7 +138,7 @@ export class ServiceGate {
     this.pausedSince = null;
     this.resumedAt = performance.now();
     this.options.metrics?.workerPaused.set({ service: this.options.service }, 0);
-    this.options.logger.info(
+    this.options.logger[this.relapsed ? 'debug' : 'info'](
       { service: this.options.service, pausedForMs, faults: this.faultsWhilePaused },
       `${this.options.service} works again: resuming`,
     );

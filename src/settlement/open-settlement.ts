@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { openSettlementPool } from '../db/database.js';
 import { isDatabaseUnavailable } from '../db/pg-errors.js';
-import { describeSilence, isSilentConnection, withDeadline } from '../db/silent-connections.js';
+import { describeSilence, endPool, followsSilence, withDeadline } from '../db/silent-connections.js';
 import type { LockPolicy } from '../lock/lock-policy.js';
 import { UserLocks } from '../lock/user-locks.js';
 import type { Logger } from '../log/logger.js';
@@ -96,7 +96,7 @@ export function openSettlement(options: SettlementOptions): Settlement {
     },
     isFault: isDatabaseUnavailable,
     describe: (error) =>
-      isSilentConnection(error)
+      followsSilence(error)
         ? describeSilence(options.pgSilenceMs)
         : error instanceof Error
           ? error.message
@@ -147,9 +147,9 @@ export function openSettlement(options: SettlementOptions): Settlement {
         await pipeline
           .close()
           .catch((error: unknown) => logger.warn({ err: error }, 'error while giving back user locks'));
-        await statements
-          .end()
-          .catch((error: unknown) => logger.warn({ err: error }, 'error while closing the settlement connections'));
+        await endPool(statements).catch((error: unknown) =>
+          logger.warn({ err: error }, 'error while closing the settlement connections'),
+        );
       })();
       return closing;
     },
