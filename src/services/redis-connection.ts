@@ -41,6 +41,17 @@ function seedNode(hostPort: string): ClusterNode & { host: string; port: number 
  */
 const DEMOTED_REPLY = /^(READONLY|UNBLOCKED)\b|-READONLY\b/;
 
+/**
+ * What a connection through Sentinel does with an error reply (ioredis's `reconnectOnError`): `2` for `READONLY`
+ * (also inside a script's error) — reconnect through the sentinels and send the command again, which is safe because
+ * a refused write did not run; `1` for `UNBLOCKED` (a blocking command cut short by the demotion) — reconnect and let
+ * the caller see the error; `false` for anything else.
+ */
+export function reactionToDemotion(error: Error): false | 1 | 2 {
+  if (!DEMOTED_REPLY.test(error.message)) return false;
+  return error.message.startsWith('UNBLOCKED') ? 1 : 2;
+}
+
 /** Where a client connects, for logs and messages (never with a password). */
 export function describeRedisTarget(url: string, options: RedisConnectOptions = {}): string {
   if (options.sentinels && options.sentinels.length > 0) {
@@ -78,7 +89,7 @@ export function connectRedis(
   const redis: RedisClient = options.cluster
     ? connectCluster(url, name, options.clusterNodes ?? [])
     : sentinels.length > 0
-      ? connectThroughSentinels(url, name, sentinels, options)
+      ? connectThroughSentinels(url, name, sentinels, options, logger)
       : new Redis(url, {
           maxRetriesPerRequest: null,
           enableReadyCheck: true,
@@ -127,7 +138,10 @@ function connectThroughSentinels(
   name: string,
   sentinels: readonly string[],
   options: RedisConnectOptions,
+  logger: Logger,
 ): Redis {
+  // shared by BullMQ's duplicates of this connection: one line per process and 5 s, not per connection and command
+  let lastDemotionLog = 0;
   const parsed = new URL(url);
   const db = /^\/(\d+)$/.exec(parsed.pathname)?.[1];
   const node = nodeOptions(url);
@@ -146,9 +160,19 @@ function connectThroughSentinels(
     // a whole round of sentinels failed: start again soon, at most every 2 s
     sentinelRetryStrategy: (times) => Math.min(times * 200, 2000),
     reconnectOnError: (error) => {
-      if (!DEMOTED_REPLY.test(error.message)) return false;
-      return error.message.startsWith('UNBLOCKED') ? 1 : 2;
+      const reaction = reactionToDemotion(error);
+      if (reaction === false) return false;
+      if (Date.now() - lastDemotionLog > 5000) {
+        lastDemotionLog = Date.now();
+        logger.warn(
+          { redis: describeRedisTarget(url, options), reply: error.message.split('\n')[0]!.slice(0, 120) },
+          'the Redis node answered as a demoted primary: reconnecting through the sentinels',
+        );
+      }
+      return reaction;
     },
+    // leave a primary as soon as the sentinels announce another (+switch-master), not when the old one is demoted
+    failoverDetector: true,
   });
 }
 
