@@ -72,6 +72,23 @@ let pool: pg.Pool | undefined;
 let set: RedisSentinelSet | undefined;
 let workers: WindfallProcess[] = [];
 let exitCode = 1;
+let cleaning: Promise<void> | undefined;
+const cleanUp = (): Promise<void> =>
+  (cleaning ??= (async () => {
+    await Promise.all(workers.map((worker) => worker.kill9()));
+    await pool?.end();
+    await set?.destroy();
+    if (!keep) await admin.query(`drop database if exists "${database}" with (force)`).catch(() => undefined);
+    await admin.end();
+    rmSync(dir, { recursive: true, force: true });
+  })());
+// an interrupted run leaves no server, worker, database or folder behind
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    log(`${signal}: cleaning up`);
+    void cleanUp().finally(() => process.exit(130));
+  });
+}
 
 try {
   set = await startRedisSentinelSet({ downAfterMs: 2000 });
@@ -223,11 +240,6 @@ try {
   log(`could not run: ${(error as Error).stack ?? String(error)}`);
   for (const worker of workers) process.stderr.write(worker.output().slice(-3000));
 } finally {
-  await Promise.all(workers.map((worker) => worker.kill9()));
-  await pool?.end();
-  await set?.destroy();
-  if (!keep) await admin.query(`drop database if exists "${database}" with (force)`).catch(() => undefined);
-  await admin.end();
-  rmSync(dir, { recursive: true, force: true });
+  await cleanUp();
 }
 process.exit(exitCode);
