@@ -74,6 +74,12 @@ describe('loadConfig', () => {
     ['WINDFALL_REWARD_LOCK_FACTOR', '0.5'],
     ['WINDFALL_REWARD_LOCK_TTL_MS', '10'],
     ['REDIS_URL', 'localhost:6379'],
+    ['REDIS_SENTINELS', 'sentinel-1'],
+    ['REDIS_SENTINELS', 'sentinel-1:26379,sentinel-2'],
+    ['REDIS_SENTINELS', 'redis://sentinel-1:26379'],
+    ['REDIS_SENTINELS', 'sentinel-1:0'],
+    ['REDIS_SENTINELS', ' , '],
+    ['REDIS_SENTINEL_NAME', 'my master'],
     ['DATABASE_URL', 'mysql://db/x'],
     ['WINDFALL_PREFIX', 'has:colon'],
     ['LOG_LEVEL', 'verbose'],
@@ -126,6 +132,39 @@ describe('loadConfig', () => {
       'fd00::/8',
       'loopback',
     ]);
+  });
+
+  it('reads the Sentinel settings; REDIS_URL then keeps its credentials and db for the data nodes', () => {
+    expect(loadConfig({})).toMatchObject({
+      redisSentinels: [],
+      redisSentinelName: 'mymaster',
+      redisSentinelPassword: undefined,
+    });
+    const config = loadConfig({
+      REDIS_URL: 'rediss://app:node-secret@ignored-host:1/3',
+      REDIS_SENTINELS: ' sentinel-1:26379, 10.0.0.7:26380 ,[::1]:26381,redis_sentinel_2:5000',
+      REDIS_SENTINEL_NAME: 'rewards-primary',
+      REDIS_SENTINEL_PASSWORD: 'sentinel-secret',
+    });
+    expect(config).toMatchObject({
+      redisUrl: 'rediss://app:node-secret@ignored-host:1/3',
+      redisSentinels: ['sentinel-1:26379', '10.0.0.7:26380', '[::1]:26381', 'redis_sentinel_2:5000'],
+      redisSentinelName: 'rewards-primary',
+      redisSentinelPassword: 'sentinel-secret',
+    });
+  });
+
+  it('refuses REDIS_SENTINELS with WINDFALL_REDIS_CLUSTER=true, and never echoes the sentinel password', () => {
+    expect(() => loadConfig({ REDIS_SENTINELS: 's:26379', WINDFALL_REDIS_CLUSTER: 'true' })).toThrow(
+      /^REDIS_SENTINELS: cannot be used with WINDFALL_REDIS_CLUSTER=true/,
+    );
+    try {
+      loadConfig({ REDIS_SENTINELS: 'hunter2', REDIS_SENTINEL_PASSWORD: 'hunter2-secret' });
+      expect.unreachable();
+    } catch (error) {
+      expect((error as Error).message).toMatch(/^REDIS_SENTINELS: expected host:port pairs/);
+      expect((error as Error).message).not.toContain('hunter2-secret');
+    }
   });
 
   it('reports unknown WINDFALL_ variables (likely typos)', () => {

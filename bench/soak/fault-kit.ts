@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+import { trackProcess } from './tracked-processes.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 /** The checkout's root, whether this runs from bench/soak (vitest) or dist/bench/soak (compiled). */
@@ -69,6 +70,8 @@ export interface RedisServer {
   /** Shuts down (if running) and removes the directory if it was created here. */
   destroy(): Promise<void>;
   running(): boolean;
+  /** Sends `signal` (default SIGKILL: a crash, nothing saved) and waits for the exit. */
+  kill(signal?: NodeJS.Signals): Promise<void>;
 }
 
 function runCommand(
@@ -137,6 +140,7 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
   const launch = async (): Promise<void> => {
     const started = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
     child = started;
+    trackProcess(started, `redis-server on 127.0.0.1:${port}`);
     started.stdout.on('data', (data: Buffer) => (log = (log + data.toString()).slice(-4000)));
     started.stderr.on('data', (data: Buffer) => (log = (log + data.toString()).slice(-4000)));
     exited = new Promise((resolve) => started.once('exit', () => resolve()));
@@ -173,6 +177,11 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
     shutdown,
     restart: launch,
     running: () => child !== undefined,
+    async kill(signal: NodeJS.Signals = 'SIGKILL') {
+      if (!child) return;
+      child.kill(signal);
+      await exited;
+    },
     async destroy() {
       await shutdown();
       if (ownDir) rmSync(dir, { recursive: true, force: true });

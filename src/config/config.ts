@@ -15,7 +15,7 @@ function parseHostPortList(variable: string, raw: string | undefined): readonly 
     .map((part) => part.trim())
     .filter((part) => part !== '');
   for (const node of nodes) {
-    const match = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(node);
+    const match = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})$/.exec(node);
     if (!match || Number(match[2]) < 1 || Number(match[2]) > 65535) {
       throw new ConfigError(variable, `expected host:port pairs separated by commas, got ${JSON.stringify(node)}`);
     }
@@ -72,6 +72,16 @@ export interface WindfallConfig {
    * `redisCluster` is on. Env `WINDFALL_REDIS_CLUSTER_NODES`; default none.
    */
   readonly redisClusterNodes: readonly string[];
+  /**
+   * Redis Sentinel addresses (`host:port,host:port`): when set, Windfall asks them for the primary of
+   * `redisSentinelName` and follows its failovers; `redisUrl`'s user, password, db and `rediss:` then apply to the data
+   * nodes, its host and port are ignored. Env `REDIS_SENTINELS`; default none (connect to `redisUrl`).
+   */
+  readonly redisSentinels: readonly string[];
+  /** The master name the sentinels watch. Env `REDIS_SENTINEL_NAME`; default `mymaster`. */
+  readonly redisSentinelName: string;
+  /** The sentinels' own password (their `requirepass`). Env `REDIS_SENTINEL_PASSWORD`; default none. */
+  readonly redisSentinelPassword: string | undefined;
   /**
    * How often a worker process looks for open work whose job Redis lost or BullMQ failed for good, and re-adds it
    * (one process per prefix per interval). 0 turns it off. Env `WINDFALL_RECOVERY_INTERVAL_MS`; default 60000.
@@ -131,6 +141,9 @@ export const DEFAULT_CONFIG = {
   jobLockMs: 30_000,
   redisCluster: false,
   redisClusterNodes: [],
+  redisSentinels: [],
+  redisSentinelName: 'mymaster',
+  redisSentinelPassword: undefined,
   recoveryIntervalMs: 60_000,
   apiToken: undefined,
   adminToken: undefined,
@@ -220,6 +233,25 @@ export function loadConfig(env: Env = process.env, overrides: Partial<WindfallCo
   const trustProxyRaw = read('WINDFALL_TRUST_PROXY');
   const lockFactorRaw = read('WINDFALL_REWARD_LOCK_FACTOR');
   const clusterRaw = read('WINDFALL_REDIS_CLUSTER');
+  const redisCluster = clusterRaw === undefined ? false : parseBoolean('WINDFALL_REDIS_CLUSTER', clusterRaw);
+  const sentinelsRaw = read('REDIS_SENTINELS');
+  const redisSentinels = parseHostPortList('REDIS_SENTINELS', sentinelsRaw);
+  if (sentinelsRaw !== undefined && redisSentinels.length === 0) {
+    throw new ConfigError('REDIS_SENTINELS', 'expected host:port pairs separated by commas, got none');
+  }
+  if (redisSentinels.length > 0 && redisCluster) {
+    throw new ConfigError(
+      'REDIS_SENTINELS',
+      'cannot be used with WINDFALL_REDIS_CLUSTER=true: a Redis Cluster fails over by itself, Sentinel watches a primary and its replicas. Set one of them',
+    );
+  }
+  const redisSentinelName = read('REDIS_SENTINEL_NAME') ?? DEFAULT_CONFIG.redisSentinelName;
+  if (!/^[\x21-\x7e]{1,128}$/.test(redisSentinelName)) {
+    throw new ConfigError(
+      'REDIS_SENTINEL_NAME',
+      'expected the master name the sentinels monitor (1-128 printable characters, no spaces)',
+    );
+  }
 
   const config: WindfallConfig = {
     redisUrl: parseUrl('REDIS_URL', read('REDIS_URL') ?? DEFAULT_CONFIG.redisUrl, ['redis:', 'rediss:']),
@@ -249,8 +281,11 @@ export function loadConfig(env: Env = process.env, overrides: Partial<WindfallCo
     shutdownTimeoutMs: integer('WINDFALL_SHUTDOWN_TIMEOUT_MS', DEFAULT_CONFIG.shutdownTimeoutMs, 0, 3_600_000),
     maxStalledCount: integer('WINDFALL_MAX_STALLED', DEFAULT_CONFIG.maxStalledCount, 1),
     jobLockMs: integer('WINDFALL_JOB_LOCK_MS', DEFAULT_CONFIG.jobLockMs, 1000, 600_000),
-    redisCluster: clusterRaw === undefined ? false : parseBoolean('WINDFALL_REDIS_CLUSTER', clusterRaw),
+    redisCluster,
     redisClusterNodes: parseHostPortList('WINDFALL_REDIS_CLUSTER_NODES', read('WINDFALL_REDIS_CLUSTER_NODES')),
+    redisSentinels,
+    redisSentinelName,
+    redisSentinelPassword: read('REDIS_SENTINEL_PASSWORD'),
     recoveryIntervalMs: integer('WINDFALL_RECOVERY_INTERVAL_MS', DEFAULT_CONFIG.recoveryIntervalMs, 0, 86_400_000),
     apiToken: read('WINDFALL_API_TOKEN'),
     adminToken: read('WINDFALL_ADMIN_TOKEN'),

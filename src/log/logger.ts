@@ -19,6 +19,8 @@ const SECRET_FIELDS = [
   'cookie',
   'databaseUrl',
   'redisUrl',
+  'redisSentinelPassword',
+  'sentinelPassword',
   'connectionString',
 ];
 

@@ -3,7 +3,7 @@ import type { WindfallDatabase } from '../db/database.js';
 import { connectDatabase } from '../db/database.js';
 import { FENCE_WAIT_MS } from '../db/fences.js';
 import type { Logger } from '../log/logger.js';
-import { connectRedis, type RedisClient } from './redis-connection.js';
+import { connectRedis, type RedisClient, type RedisConnectOptions } from './redis-connection.js';
 import { checkPostgres, checkRedis } from './service-check.js';
 
 /** Options of {@link openConnections}. */
@@ -28,6 +28,17 @@ export interface Connections {
   readonly redis: RedisClient;
 }
 
+/** How `config` says to reach Redis besides its URL: a cluster, sentinels, or neither. */
+export function redisConnectOptions(config: WindfallConfig): RedisConnectOptions {
+  return {
+    cluster: config.redisCluster,
+    clusterNodes: config.redisClusterNodes,
+    sentinels: config.redisSentinels,
+    sentinelName: config.redisSentinelName,
+    sentinelPassword: config.redisSentinelPassword,
+  };
+}
+
 /**
  * Opens the PostgreSQL pool and the Redis connection as `config` says and (by default) checks that both answer:
  * on a failed check both are closed again and the error (a {@link ServiceUnavailableError}) is thrown.
@@ -43,13 +54,14 @@ export async function openConnections(
     ...(options.schema ? { schema: options.schema } : {}),
     ...(options.statementDeadlines ? { statementDeadlineMs: FENCE_WAIT_MS + config.pgSilenceMs } : {}),
   });
-  const redis = connectRedis(config.redisUrl, logger, 'windfall', {
-    cluster: config.redisCluster,
-    clusterNodes: config.redisClusterNodes,
-  });
+  const target = redisConnectOptions(config);
+  const redis = connectRedis(config.redisUrl, logger, 'windfall', target);
   if (options.checkServices ?? true) {
     try {
-      await Promise.all([checkRedis(redis, config.redisUrl), checkPostgres(database.pool, config.databaseUrl)]);
+      await Promise.all([
+        checkRedis(redis, config.redisUrl, undefined, target),
+        checkPostgres(database.pool, config.databaseUrl),
+      ]);
     } catch (error) {
       redis.disconnect();
       await database.close().catch(() => undefined);

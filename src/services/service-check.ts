@@ -3,6 +3,7 @@ import type { Cluster, Redis } from 'ioredis';
 import { redactUrl } from '../log/logger.js';
 import { retryConflicts } from '../db/retry.js';
 import { LATEST_MIGRATION } from '../db/schema-version.js';
+import type { RedisConnectOptions } from './redis-connection.js';
 
 /** Redis or PostgreSQL does not answer; the message says which, where, and how to start it. */
 export class ServiceUnavailableError extends Error {
@@ -25,10 +26,25 @@ function describeTarget(url: string): string {
   }
 }
 
-/** Fails with a helpful message when Redis does not answer PING within `timeoutMs`. */
-export async function checkRedis(redis: Redis | Cluster, url: string, timeoutMs = 5000): Promise<void> {
+/**
+ * Fails with a helpful message when Redis does not answer PING within `timeoutMs`. With sentinels (`connect`), the
+ * message names the sentinels tried and what each said (unreachable, no such master, a refused password).
+ */
+export async function checkRedis(
+  redis: Redis | Cluster,
+  url: string,
+  timeoutMs = 5000,
+  connect: RedisConnectOptions = {},
+): Promise<void> {
+  const sentinels = connect.sentinels ?? [];
+  const sentinelErrors = new Map<string, string>();
+  const onSentinelError = (error: Error): void => {
+    const found = /sentinel (\S+?)(?: because |\s+successfully)/.exec(error.message);
+    sentinelErrors.set(found?.[1] ?? '?', error.message);
+  };
   let timer: NodeJS.Timeout | undefined;
   let onError: ((error: Error) => void) | undefined;
+  if (sentinels.length > 0) redis.on('sentinelError', onSentinelError);
   try {
     await Promise.race([
       redis.ping(),
@@ -40,15 +56,53 @@ export async function checkRedis(redis: Redis | Cluster, url: string, timeoutMs 
       }),
     ]);
   } catch (error) {
+    const reason = (error as Error).message;
     throw new ServiceUnavailableError(
       'Redis',
-      `Redis at ${describeTarget(url)} does not answer (${(error as Error).message}). Start it (for example \`docker compose up -d redis\`) or set REDIS_URL.`,
+      sentinels.length > 0
+        ? sentinelFailure(sentinels, connect.sentinelName ?? 'mymaster', reason, sentinelErrors)
+        : `Redis at ${describeTarget(url)} does not answer (${reason}). Start it (for example \`docker compose up -d redis\`) or set REDIS_URL.`,
       { cause: error },
     );
   } finally {
     clearTimeout(timer);
     if (onError) redis.off('error', onError);
+    redis.off('sentinelError', onSentinelError);
   }
+}
+
+/** What went wrong reaching Redis through Sentinel, in words: which sentinels were tried and what they said. */
+function sentinelFailure(
+  sentinels: readonly string[],
+  masterName: string,
+  reason: string,
+  sentinelErrors: ReadonlyMap<string, string>,
+): string {
+  const tried = sentinels.join(', ');
+  const said = [...sentinelErrors.values()];
+  const subject = `Redis through Sentinel (master "${masterName}"; sentinels tried: ${tried})`;
+  // Redis 7 says `ERR No such master with that name`; older sentinels answer null
+  if (said.length > 0 && said.every((text) => /No such master|got an invalid reply: null/i.test(text))) {
+    return `${subject} does not answer: the sentinels know no master named "${masterName}". Set REDIS_SENTINEL_NAME to the name in their \`sentinel monitor\` line.`;
+  }
+  if (said.some((text) => /NOAUTH|WRONGPASS|invalid password|Authentication required/i.test(text))) {
+    return `${subject} does not answer: a sentinel refused the credentials (${firstLine(said.find((text) => /NOAUTH|WRONGPASS|invalid password|Authentication required/i.test(text))!)}). Set REDIS_SENTINEL_PASSWORD to the sentinels' requirepass.`;
+  }
+  if (/All sentinels are unreachable/.test(reason)) {
+    const detail =
+      said.length > 0
+        ? [...sentinelErrors]
+            .map(([address, text]) => `${address}: ${firstLine(text.replace(/^.*? because /, ''))}`)
+            .join('; ')
+        : firstLine(reason);
+    return `${subject} does not answer: no sentinel gave the primary's address (${detail}). Start the sentinels or set REDIS_SENTINELS.`;
+  }
+  // the sentinels answered; the primary they named did not (or refused the data nodes' credentials of REDIS_URL)
+  return `${subject} does not answer (${firstLine(reason)}). The sentinels answered, the primary they named did not: check it, and the user and password of REDIS_URL.`;
+}
+
+function firstLine(text: string): string {
+  return text.split('\n')[0]!.slice(0, 300);
 }
 
 /** Fails with a helpful message when PostgreSQL does not answer, or when the schema has not been migrated. */

@@ -1,5 +1,6 @@
 import type { ChildProcess } from 'node:child_process';
 import { runWindfall, startWindfall, waitFor } from '../../bench/soak/fault-kit.js';
+import { killTrackedProcesses } from '../../bench/soak/tracked-processes.js';
 
 export { WINDFALL_BIN } from '../../bench/soak/fault-kit.js';
 
@@ -49,10 +50,15 @@ process.on('exit', () => {
 });
 
 /**
- * Kills background `windfall` processes still running and returns their command lines. The test environment calls
- * it after each file and fails the file when a test left one running (a leaked worker would steal later jobs).
+ * Kills background `windfall` processes and the fault kit's servers (redis-server, sentinels, pgbouncer, postgres)
+ * still running and returns what they were. The test environment calls it after each file and fails the file when
+ * a test left one running (a leaked worker would steal later jobs; a leaked server holds a port and memory).
  */
 export async function stopStrayProcesses(): Promise<string[]> {
+  return [...(await stopStrayWindfalls()), ...(await killTrackedProcesses())];
+}
+
+async function stopStrayWindfalls(): Promise<string[]> {
   const strays = [...live.entries()];
   for (const [child] of strays) child.kill('SIGKILL');
   await Promise.all(
