@@ -102,4 +102,51 @@ describe('silent connections: detected, logged once, survived', () => {
     expect(warnings.length, warnings.join('\n')).toBeLessThanOrEqual(4);
     expect((await reconcile(env.pool, { strict: true })).mismatches).toEqual([]);
   }, 300_000);
+
+  it("Redis: the worker's connections go silent mid-batch (new ones fine); the batch completes exact", async () => {
+    const batchId = 'sil-redis';
+    const expected = await stagedBatch(batchId);
+    const proxy = await startFaultProxy({
+      target: { host: '127.0.0.1', port: Number(new URL(env.redisUrl).port || 6379) },
+    });
+    cleanups.push(() => proxy.close());
+    const process = worker({ REDIS_URL: proxied(env.redisUrl, proxy) });
+    await waitForStarted([process]);
+    await waitFor(async () => (await settledRewards(env.pool, batchId)) >= TOTAL / 10, '10 % settled', 120_000, 50);
+
+    expect(proxy.silence()).toBeGreaterThan(0);
+    const faultAt = Date.now();
+    await waitFor(
+      async () => (await settledRewards(env.pool, batchId)) >= TOTAL,
+      'every reward settled',
+      120_000,
+      200,
+    ).catch(async (error: Error) => {
+      throw new Error(
+        `${error.message} (settled ${await settledRewards(env.pool, batchId)})\nworker: ${process.output().slice(-6000)}`,
+      );
+    });
+    const tookMs = Date.now() - faultAt;
+    const stopped = await Promise.race([
+      process.stop(),
+      new Promise((resolve) => setTimeout(() => resolve('still running 60 s after SIGTERM'), 60_000)),
+    ]);
+    const output = process.output();
+    expect(stopped, output.slice(-4000)).toBe(0);
+    expect(tookMs, output.slice(-3000)).toBeLessThan(120_000);
+    const { rows } = await env.pool.query<{ n: number }>(
+      'select count(*)::int as n from dead_letters where batch_id = $1',
+      [batchId],
+    );
+    expect(rows[0]!.n).toBe(0);
+    const after = await balances(env.pool);
+    for (const [uid, amount] of expected) expect(after.get(uid), uid).toBe(amount);
+    const warnings = warningsAbout(output, 'Redis');
+    expect(
+      warnings.some((line) => line.includes('Socket timeout')),
+      output.slice(-3000),
+    ).toBe(true);
+    expect(warnings.length, warnings.join('\n')).toBeLessThanOrEqual(4);
+    expect((await reconcile(env.pool, { strict: true })).mismatches).toEqual([]);
+  }, 300_000);
 });

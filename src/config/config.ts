@@ -116,6 +116,12 @@ export interface WindfallConfig {
    * `WINDFALL_PG_SILENCE_MS`; default 20000.
    */
   readonly pgSilenceMs: number;
+  /**
+   * A Redis connection that receives nothing for this long while a command waits for its reply is closed and opened
+   * again, and the command sent again (a peer gone silent). At least 12000 (longer than BullMQ's 10 s blocking
+   * waits). Env `WINDFALL_REDIS_SILENCE_MS`; default 20000.
+   */
+  readonly redisSilenceMs: number;
   /** Largest HTTP request body `windfall serve` accepts, in bytes (larger → 413). Env `WINDFALL_HTTP_BODY_LIMIT`; default 10485760 (10 MiB). */
   readonly httpBodyLimit: number;
   /** pino level. Env `LOG_LEVEL`; default `info`. */
@@ -151,6 +157,7 @@ export const DEFAULT_CONFIG = {
   webhookSecret: undefined,
   trustProxy: false,
   pgSilenceMs: 20_000,
+  redisSilenceMs: 20_000,
   httpBodyLimit: 10 * 1024 * 1024,
   logLevel: 'info',
 } as const satisfies WindfallConfig;
@@ -185,6 +192,7 @@ const KNOWN_VARIABLES = new Set([
   'WINDFALL_WEBHOOK_SECRET',
   'WINDFALL_TRUST_PROXY',
   'WINDFALL_PG_SILENCE_MS',
+  'WINDFALL_REDIS_SILENCE_MS',
 ]);
 
 /** Names of `WINDFALL_*` variables in `env` that Windfall does not read: worth a warning, as they are likely typos. */
@@ -293,6 +301,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<WindfallCo
     webhookSecret,
     trustProxy: trustProxyRaw === undefined ? false : parseTrustProxy('WINDFALL_TRUST_PROXY', trustProxyRaw),
     pgSilenceMs: integer('WINDFALL_PG_SILENCE_MS', DEFAULT_CONFIG.pgSilenceMs, 1000, 3_600_000),
+    redisSilenceMs: integer('WINDFALL_REDIS_SILENCE_MS', DEFAULT_CONFIG.redisSilenceMs, 12_000, 3_600_000),
     httpBodyLimit: integer('WINDFALL_HTTP_BODY_LIMIT', DEFAULT_CONFIG.httpBodyLimit, 1024, 1024 * 1024 * 1024),
     logLevel: logLevel as LogLevel,
     ...overrides,

@@ -36,6 +36,7 @@ export function redisConnectOptions(config: WindfallConfig): RedisConnectOptions
     sentinels: config.redisSentinels,
     sentinelName: config.redisSentinelName,
     sentinelPassword: config.redisSentinelPassword,
+    silenceMs: config.redisSilenceMs,
   };
 }
 

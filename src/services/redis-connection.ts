@@ -26,6 +26,12 @@ export interface RedisConnectOptions {
   readonly sentinelName?: string;
   /** The sentinels' own password. Default none. */
   readonly sentinelPassword?: string | undefined;
+  /**
+   * A connection that receives nothing for this long while a command waits for its reply is closed and opened again
+   * (ioredis `socketTimeout`; commands waiting are sent again): a peer gone silent without closing the connection is
+   * noticed in that time. Longer than BullMQ's longest blocking wait (10 s). Default none.
+   */
+  readonly silenceMs?: number;
 }
 
 /** `host:port` → a cluster seed node or a sentinel. */
@@ -75,6 +81,11 @@ function nodeOptions(url: string): Pick<RedisOptions, 'username' | 'password' | 
   };
 }
 
+/** ioredis options that notice a silent peer (see {@link RedisConnectOptions.silenceMs}). */
+function silence(options: RedisConnectOptions): { socketTimeout?: number } {
+  return options.silenceMs !== undefined ? { socketTimeout: options.silenceMs } : {};
+}
+
 /**
  * Opens an ioredis connection as BullMQ needs it (`maxRetriesPerRequest: null`: commands wait across reconnects
  * instead of failing). Connection errors are logged (without the password) rather than crashing the process.
@@ -87,13 +98,14 @@ export function connectRedis(
 ): RedisClient {
   const sentinels = options.sentinels ?? [];
   const redis: RedisClient = options.cluster
-    ? connectCluster(url, name, options.clusterNodes ?? [])
+    ? connectCluster(url, name, options.clusterNodes ?? [], options)
     : sentinels.length > 0
       ? connectThroughSentinels(url, name, sentinels, options, logger)
       : new Redis(url, {
           maxRetriesPerRequest: null,
           enableReadyCheck: true,
           connectionName: name,
+          ...silence(options),
           retryStrategy: (times) => Math.min(times * 200, 2000),
         });
   const where = sentinels.length > 0 ? describeRedisTarget(url, options) : redactUrl(url);
@@ -162,6 +174,7 @@ function connectThroughSentinels(
     maxRetriesPerRequest: null,
     enableReadyCheck: true,
     connectionName: name,
+    ...silence(options),
     retryStrategy: (times) => Math.min(times * 200, 2000),
     // a whole round of sentinels failed: start again soon, at most every 2 s
     sentinelRetryStrategy: (times) => Math.min(times * 200, 2000),
@@ -184,7 +197,12 @@ function connectThroughSentinels(
  * A Redis Cluster client seeded from the URL's node and `extraNodes`. Commands wait across reconnects and slot
  * moves (`maxRetriesPerRequest: null` on every node, as BullMQ needs); the password never appears in errors.
  */
-function connectCluster(url: string, name: string, extraNodes: readonly string[]): Cluster {
+function connectCluster(
+  url: string,
+  name: string,
+  extraNodes: readonly string[],
+  options: RedisConnectOptions,
+): Cluster {
   const parsed = new URL(url);
   const seeds: ClusterNode[] = [
     { host: parsed.hostname.replace(/^\[|\]$/g, ''), port: Number(parsed.port || 6379) },
@@ -200,6 +218,7 @@ function connectCluster(url: string, name: string, extraNodes: readonly string[]
       ...nodeOptions(url),
       maxRetriesPerRequest: null,
       connectionName: name,
+      ...silence(options),
     },
   });
 }

@@ -9,9 +9,12 @@
 const UNAVAILABLE_REPLY =
   /(?:^|[\s-])(OOM|READONLY|LOADING|MASTERDOWN|CLUSTERDOWN|TRYAGAIN|BUSY|MISCONF|NOAUTH|WRONGPASS|UNBLOCKED)\b/;
 
-/** The client lost or cannot open its connection (to a node, or to every sentinel). */
+/**
+ * The client lost or cannot open its connection (to a node, or to every sentinel), or closed a connection that went
+ * silent (`Socket timeout`, WINDFALL_REDIS_SILENCE_MS).
+ */
 const CONNECTION_FAILURE =
-  /Connection is closed|Stream isn't writeable|ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|MaxRetriesPerRequest|connect ETIMEDOUT|Failed to refresh slots cache|None of startup nodes is available|All sentinels are unreachable|failed to connect to sentinel/i;
+  /Socket timeout|Connection is closed|Stream isn't writeable|ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|MaxRetriesPerRequest|connect ETIMEDOUT|Failed to refresh slots cache|None of startup nodes is available|All sentinels are unreachable|failed to connect to sentinel/i;
 
 /**
  * True when a Redis error says the server cannot take commands now (see {@link UNAVAILABLE_REPLY}) or the connection
