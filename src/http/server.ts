@@ -8,6 +8,7 @@ import Fastify, {
 } from 'fastify';
 import { BatchConflictError, BatchValidationError } from '../rewards/batch-errors.js';
 import { getBatchReport } from '../status/batch-status.js';
+import { getRewardReport, unknownRewardMessage } from '../status/reward-status.js';
 import type { DeadLetterReason } from '../db/schema.js';
 import { DeadLetterSelectionError, selectionFilter } from '../dead-letters/dead-letter-selection.js';
 import type { Logger } from '../log/logger.js';
@@ -42,6 +43,7 @@ import {
   campaignBudgetSchema,
   campaignIdParams,
   batchIdParams,
+  rewardIdParams,
   deadLetterIdParams,
   deadLetterQuery,
   deadLetterShowQuery,
@@ -386,6 +388,14 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
       const { id } = request.params as { id: string };
       const report = await getBatchReport(windfall.database.pool, id);
       if (!report) return fail(reply, 404, 'not found', `no batch has id ${JSON.stringify(id)}`);
+      return report;
+    });
+
+    // as `windfall reward --json`
+    producer.get('/v1/rewards/:rewardId', { schema: { params: rewardIdParams } }, async (request, reply) => {
+      const { rewardId } = request.params as { rewardId: string };
+      const report = await getRewardReport(windfall.database.pool, rewardId);
+      if (!report) return fail(reply, 404, 'not found', await unknownRewardMessage(windfall.database.pool, rewardId));
       return report;
     });
   });
