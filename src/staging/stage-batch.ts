@@ -53,6 +53,11 @@ export interface StageOptions {
   readonly campaignId?: string;
   /** Lane of the batch's chunk jobs. Default `normal`. */
   readonly priority?: BatchPriority;
+  /**
+   * Most memory (estimated) the chunk plan may take while the rows are read; a batch with more users is planned by
+   * PostgreSQL from the staged rows. Default `DEFAULT_PLANNED_BYTES` (32 MiB).
+   */
+  readonly plannedBytes?: number;
 }
 
 /** A batch as recorded in `reward_batches`. */
@@ -167,7 +172,7 @@ export async function stageBatch(
     // rewardIds seen so far, as fingerprints: when no two match, the batch repeats no rewardId and the SQL check
     // over the whole batch can be skipped
     const seen = new FingerprintSet();
-    const planner = new ChunkPlanner(options.shards);
+    const planner = new ChunkPlanner(options.shards, options.plannedBytes);
     // summed only for a campaign's budget: a bigint addition per row is 1–2 % of staging a file
     const countAmounts = options.campaignId !== undefined;
     let amountTotal = 0n;
@@ -217,6 +222,8 @@ export async function stageBatch(
       try {
         await copyIn(client, COPY_ITEMS_SQL, data);
         await client.query('release savepoint windfall_stage');
+        // sent whole (after a failed COPY a buffer may still wait for the socket: those are left to the collector)
+        copy.recycle(data);
       } catch (error) {
         if ((error as { code?: unknown }).code !== '23505') throw error;
         await client.query('rollback to savepoint windfall_stage');
