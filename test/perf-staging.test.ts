@@ -101,6 +101,33 @@ describe('staging a batch fast (COPY, fingerprints, allocation-free routing) kee
     expect(stored[0]).toEqual({ digest: expected, n: rows.length });
   });
 
+  it('leaves nothing behind when a batch is refused while one of its chunks is being copied (over maxRows)', async () => {
+    // rows arrive in pieces with pauses between them; row 5,001, past the limit, comes in the piece that completes the
+    // first chunk (5,000 rows), while that chunk is being staged
+    async function* arriving(): AsyncGenerator<string> {
+      for (let at = 0; at < 6000; at += 300) {
+        await new Promise((resolve) => setImmediate(resolve));
+        let piece = '';
+        for (let n = at; n < at + 300; n += 1) piece += `{"rewardId":"over-${n}","uid":"over-u${n % 50}","amount":1}\n`;
+        yield piece;
+      }
+    }
+    for (let round = 0; round < 3; round += 1) {
+      const error = await stageBatch(env.pool, readJsonLines(arriving()), {
+        batchId: `over-${round}`,
+        shards: 8,
+        chunkSize: 500,
+        maxRows: 5000,
+      }).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(BatchValidationError);
+      expect((error as Error).message).toContain('more than 5000 rewards');
+    }
+    const { rows } = await env.pool.query(
+      `select batch_id, count(*)::int as n from reward_batch_items where batch_id like 'over-%' group by batch_id`,
+    );
+    expect(rows).toEqual([]);
+  });
+
   it('hands out the same bytes from recycled COPY buffers as from new ones', () => {
     const copy = new CopyBuffer();
     const lines = Array.from(

@@ -138,6 +138,8 @@ export async function stageBatch(
   options: StageOptions,
 ): Promise<StagedBatch> {
   const client = await pool.connect();
+  // the chunk being staged while the next one is read: a refusal waits for it before rolling back (see the catch)
+  let staging: Promise<void> = Promise.resolve();
   let released = false;
   const release = (error?: Error): void => {
     if (!released) {
@@ -235,7 +237,6 @@ export async function stageBatch(
     };
 
     // One chunk is staged while the next one is read and validated.
-    let staging: Promise<void> = Promise.resolve();
     const flush = async (): Promise<void> => {
       if (chunkCount === 0) return;
       await staging;
@@ -312,6 +313,10 @@ export async function stageBatch(
     await client.query('commit');
     return batchRow(updated.rows[0] as Record<string, unknown>, true);
   } catch (error) {
+    // A row can be refused (over maxRows, an unreadable body) while the chunk before it is being staged, between
+    // its statements: a rollback sent then would run before the chunk's COPY, which would then commit on its own,
+    // on a connection already back in the pool. Let it finish first.
+    await staging.catch(() => undefined);
     await client.query('rollback').catch(() => undefined);
     // a refusal leaves the connection sound; anything else may have broken it
     release(
