@@ -13,6 +13,9 @@ import { sql, type Kysely } from 'kysely';
  *     create index concurrently if not exists reward_batch_items_reward_id on reward_batch_items (reward_id);
  *
  * and this migration keeps it. An invalid index of that name (a concurrent build that failed) is built again.
+ *
+ * Also `dead_letters (uid)`: the console finds a user's entries, and the batches that hold one, by uid (entries are
+ * few beside staged rewards: a small index, written only when a reward is dead-lettered).
  */
 export async function up(db: Kysely<any>): Promise<void> {
   await sql`
@@ -22,8 +25,10 @@ export async function up(db: Kysely<any>): Promise<void> {
       end if;
     end $$`.execute(db);
   await sql`create index if not exists reward_batch_items_reward_id on reward_batch_items (reward_id)`.execute(db);
+  await sql`create index dead_letters_uid on dead_letters (uid)`.execute(db);
 }
 
 export async function down(db: Kysely<any>): Promise<void> {
+  await sql`drop index if exists dead_letters_uid`.execute(db);
   await sql`drop index if exists reward_batch_items_reward_id`.execute(db);
 }

@@ -276,6 +276,7 @@ describe('a database behind this version', () => {
         await client.query(`drop table batch_events`);
         await client.query(`drop table campaigns`);
         await client.query(`drop index reward_batch_items_reward_id`);
+        await client.query(`drop index dead_letters_uid`);
         await client.query(
           `alter table reward_batches drop column campaign_id, drop column amount_total, drop column priority`,
         );

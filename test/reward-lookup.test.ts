@@ -254,6 +254,7 @@ describe('windfall reward / GET /v1/rewards/:rewardId', () => {
       ).rows[0];
     const unapply = async () => {
       await env.pool.query(`delete from kysely_migration where name = '0009_reward_lookup'`);
+      await env.pool.query('drop index dead_letters_uid');
     };
 
     // built beforehand, concurrently: kept as it is
