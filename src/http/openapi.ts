@@ -366,9 +366,9 @@ export function buildOpenApiDocument(version: string): Record<string, unknown> {
       '/console': {
         get: {
           summary:
-            'The operator console (HTML): batches, dead letters with replay and purge, locks, revert, the audit trail',
+            'The operator console (HTML): batches (paged, searchable by batch id, uid, rewardId), reward lookup, dead letters with replay and purge, locks, revert, the audit trail',
           description:
-            "Pages under /console/… behind the admin token (bearer, or basic auth with the token as password). Its actions (POST /console/actions/replay, purge, lock-release, revert; JSON) need the header `x-windfall-console: 1`: a cross-site form or fetch cannot send it, so another site cannot act through a logged-in browser. Each action previews (dryRun) before it is confirmed, and is recorded in the audit trail. Replay and purge take at most 1,000 ids (400 beyond). Pages are sent with a Content-Security-Policy (only the console's own script and style run) and `X-Content-Type-Options: nosniff`; lists of dead letters and audit records are paginated.",
+            "Pages under /console/… behind the admin token (bearer, or basic auth with the token as password). Its actions (POST /console/actions/replay, purge, lock-release, revert; JSON) need the header `x-windfall-console: 1`: a cross-site form or fetch cannot send it, so another site cannot act through a logged-in browser. Each action previews (dryRun) before it is confirmed, answers in words (`message`, besides the CLI's document), and is recorded in the audit trail; the page then refreshes its figures in place. Replay and purge take at most 1,000 ids (400 beyond). Pages are sent with a Content-Security-Policy (only the console's own script and style run) and `X-Content-Type-Options: nosniff`; lists of dead letters and audit records are paginated.",
           security: adminAuth,
           responses: {
             '302': { description: 'to /console/batches' },
