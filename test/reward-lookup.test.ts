@@ -219,6 +219,14 @@ describe('windfall reward / GET /v1/rewards/:rewardId', () => {
     expect(human.code).toBe(0);
     expect(human.stdout).toMatch(/^state +pending$/m);
     expect(human.stdout).toMatch(/^batchId +rl-odd-batch$/m);
+    // the longest ids: 128 code points, 216 characters once percent-encoded in the path
+    const longest = `${'x'.repeat(120)}${'😀'.repeat(8)}`;
+    await windfall.producer.enqueueRewards([{ rewardId: longest, uid: 'rl-long', amount: 3 }], { batchId: longest });
+    expect(await lookUp(longest)).toMatchObject({ batchId: longest, uid: 'rl-long', state: 'pending' });
+    const batch = await fetch(`${server.baseUrl}/v1/batches/${encodeURIComponent(longest)}`, {
+      headers: { authorization: `Bearer ${server.apiToken}` },
+    });
+    expect(batch.status).toBe(200);
     // the API token opens the route; none gets 401
     expect((await fetch(`${server.baseUrl}/v1/rewards/x`)).status).toBe(401);
   });

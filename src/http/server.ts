@@ -235,6 +235,9 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
     // fastify's per-request lines are off; an access log line per response is written below, without headers
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: options.bodyLimit ?? windfall.config.httpBodyLimit,
+    // an id (batchId, rewardId, uid) is up to 128 code points: percent-encoded, up to 1,536 characters of a path
+    // (the router's default, 100, answered a valid 101-character id with 414 in fastify's own error format)
+    routerOptions: { maxParamLength: 2048 },
     // off by default: the socket's peer is the client, and an X-Forwarded-For header anyone can send is ignored
     trustProxy: fastifyTrustProxy(options.trustProxy ?? windfall.config.trustProxy),
     // unknown fields are refused, not silently dropped; every problem is reported
