@@ -162,9 +162,9 @@ export async function listDeadLetters(db: Db, filter: DeadLetterListFilter = {})
     const rewardId = filter.rewardId;
     query = query
       .where(
-        sql<boolean>`(d.batch_id, d.uid) in (select i.batch_id, i.uid from reward_batch_items i where i.reward_id = ${rewardId})`,
+        sql<boolean>`(d.batch_id, d.uid) in (select i.batch_id, i.uid from reward_batch_items i where i.reward_id = ${sql.val(rewardId)})`,
       )
-      .where(sql<boolean>`d.rewards @> jsonb_build_array(jsonb_build_object('rewardId', ${rewardId}::text))`);
+      .where(sql<boolean>`d.rewards @> jsonb_build_array(jsonb_build_object('rewardId', ${sql.val(rewardId)}::text))`);
   }
   if (filter.after !== undefined) query = query.where('d.id', '>', BigInt(filter.after));
   const state = filter.state ?? (filter.ids ? 'any' : 'open');

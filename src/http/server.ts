@@ -66,8 +66,9 @@ import {
 /**
  * Streamed batches share `serve`'s process with every other request. Their chunk plan is kept in memory only up to
  * this many bytes (estimated; about 80,000 users of 20-character uids); a batch with more users is planned by
- * PostgreSQL from its staged rows. The CLI's 32 MiB made the process peak 245–262 MB for 2,000,000 rewards of 500,000
- * users (the plan given up half-way, the heap grown for it) and 323 MB for 250,000 users; with 8 MiB, see the README.
+ * PostgreSQL from its staged rows. With the CLI's 32 MiB, 2,000,000 rewards of 250,000 users made the process peak at
+ * 323 MB (the plan held to the end, the heap grown for it); with 8 MiB, 242 MB (both before the COPY buffers were
+ * reused; since, 188–195 MB for 500,000 users).
  */
 const STREAM_PLANNED_BYTES = 8 * 1024 * 1024;
 

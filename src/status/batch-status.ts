@@ -161,7 +161,7 @@ async function readBatchReports(
     const list = which.list;
     if (list.status !== undefined) query = query.where('b.status', '=', list.status);
     if (list.batchIdPrefix !== undefined)
-      query = query.where(sql<boolean>`b.batch_id like ${`${likeLiteral(list.batchIdPrefix)}%`} escape '\\'`);
+      query = query.where(sql<boolean>`b.batch_id like ${sql.val(`${likeLiteral(list.batchIdPrefix)}%`)} escape '\\'`);
     if (list.uid !== undefined) {
       const uid = list.uid;
       query = query.where((eb) =>
@@ -187,9 +187,10 @@ async function readBatchReports(
     }
     if (list.after !== undefined) {
       const { createdAtUs, batchId } = list.after;
-      const us = sql`(extract(epoch from b.created_at) * 1000000)::bigint`;
       query = query.where(
-        sql<boolean>`(${us} < ${createdAtUs}::bigint or (${us} = ${createdAtUs}::bigint and b.batch_id > ${batchId}))`,
+        sql<boolean>`((extract(epoch from b.created_at) * 1000000)::bigint < ${sql.val(createdAtUs)}::bigint
+          or ((extract(epoch from b.created_at) * 1000000)::bigint = ${sql.val(createdAtUs)}::bigint
+              and b.batch_id > ${sql.val(batchId)}))`,
       );
     }
     query = query.orderBy('b.created_at', 'desc').orderBy('b.batch_id').limit(list.limit);
