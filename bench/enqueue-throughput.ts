@@ -70,7 +70,8 @@ async function main(): Promise<void> {
   const pool = new pg.Pool({ connectionString: databaseUrl, max: 2 });
   const redis = new Redis(redisUrl);
   const clean = async (): Promise<void> => {
-    await pool.query('truncate reward_chunks, reward_batch_items, reward_batches');
+    // batch_events refers to reward_batches (migration 0007): truncated with it
+    await pool.query('truncate reward_chunks, reward_batch_items, reward_batches, batch_events');
     let cursor = '0';
     do {
       const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);

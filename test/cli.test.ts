@@ -217,6 +217,7 @@ describe('windfall CLI', () => {
         '0006_campaign_budgets',
         '0007_batch_events',
         '0008_fences',
+        '0009_reward_lookup',
       ]);
       const again = await runCli(['migrate', '--json'], env.env({ DATABASE_URL: fresh }));
       expect(JSON.parse(again.stdout)).toMatchObject({ created: false, applied: [] });
@@ -274,11 +275,13 @@ describe('a database behind this version', () => {
         await client.query(`alter table reward_duplicates drop column amount`);
         await client.query(`drop table batch_events`);
         await client.query(`drop table campaigns`);
+        await client.query(`drop index reward_batch_items_reward_id`);
+        await client.query(`drop index dead_letters_uid`);
         await client.query(
           `alter table reward_batches drop column campaign_id, drop column amount_total, drop column priority`,
         );
         await client.query(
-          `delete from kysely_migration where name in ('0003_chunk_users', '0004_audit_trail', '0005_batch_revert', '0006_campaign_budgets', '0007_batch_events', '0008_fences')`,
+          `delete from kysely_migration where name in ('0003_chunk_users', '0004_audit_trail', '0005_batch_revert', '0006_campaign_budgets', '0007_batch_events', '0008_fences', '0009_reward_lookup')`,
         );
       } finally {
         await client.end();
@@ -286,7 +289,7 @@ describe('a database behind this version', () => {
       for (const args of [['enqueue', '--file', file, '--batch-id', 'bh'], ['worker']]) {
         const refused = await runCli(args, env.env({ DATABASE_URL: behind }));
         expect(refused.code, refused.stderr).toBe(1);
-        expect(refused.stderr).toContain('lacks migration 0008_fences');
+        expect(refused.stderr).toContain('lacks migration 0009_reward_lookup');
         expect(refused.stderr).toContain('run `windfall migrate`');
       }
       const migrated = await runCli(['migrate', '--json'], env.env({ DATABASE_URL: behind }));
@@ -298,6 +301,7 @@ describe('a database behind this version', () => {
           '0006_campaign_budgets',
           '0007_batch_events',
           '0008_fences',
+          '0009_reward_lookup',
         ],
       });
       const enqueued = await runCli(

@@ -1,6 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Browser, BrowserContext } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getDeadLetter, listDeadLetters } from '../src/dead-letters/dead-letter-store.js';
 import { balances, waitForBatchDone } from './support/batches.js';
@@ -52,6 +52,16 @@ async function batchWithFailures(tag: string): Promise<void> {
   await env.redis.del(`${env.prefix}:lock:${tag}-busy`);
 }
 
+/** Collects what the browser reports about the Content-Security-Policy: the console's own script and style must run. */
+function watchCsp(page: Page): string[] {
+  const violations: string[] = [];
+  page.on('console', (message) => {
+    if (/content security policy/i.test(message.text())) violations.push(message.text());
+  });
+  page.on('pageerror', (error) => violations.push(`page error: ${error.message}`));
+  return violations;
+}
+
 describe('operator console (/console)', () => {
   it("an operator's morning: a batch completed with failures, its dead letter previewed then replayed, the batch completes, the replay is in the audit trail", async () => {
     await batchWithFailures('cm');
@@ -59,10 +69,7 @@ describe('operator console (/console)', () => {
     const page = await context.newPage();
     // the Content-Security-Policy lets the console's own script and style run, and nothing else: a violation would be
     // reported on the browser's console
-    const violations: string[] = [];
-    page.on('console', (message) => {
-      if (/content security policy/i.test(message.text())) violations.push(message.text());
-    });
+    const violations = watchCsp(page);
     const first = await page.goto(`${server.baseUrl}/console`);
     expect(first?.headers()['content-security-policy']).toMatch(/default-src 'none'; script-src 'sha256-[^']+'/);
     expect(first?.headers()['x-content-type-options']).toBe('nosniff');
@@ -93,12 +100,30 @@ describe('operator console (/console)', () => {
     // the preview changed nothing
     const [entry] = await listDeadLetters(env.pool, { batchId: 'cm-batch', state: 'any' });
     expect((await getDeadLetter(env.pool, entry!.id))?.state).toBe('open');
-    await page.screenshot({ path: `${TEST_RESULTS}console-batch.png`, fullPage: true });
-    await replay.locator('button[data-mode=confirm]').click();
-    await eventually(
-      async () => (await replay.locator('output').textContent())?.includes('Done') === true,
-      'the replay',
+    expect(await replay.locator('output p').textContent()).toBe(
+      'Preview, nothing changed yet: Would replay 1 entry, 1 reward.',
     );
+    await page.screenshot({ path: `${TEST_RESULTS}console-batch.png`, fullPage: true });
+    // the page is not reloaded: what the script keeps on it stays, and the figures change in place
+    await page.evaluate('window.kept = 42');
+    expect(await page.locator('[data-live=batch]').textContent()).toMatch(/statuscompleted_with_failures/);
+    await replay.locator('button[data-mode=confirm]').click();
+    // the answer in words, then the batch's status once the worker has applied the replayed reward
+    await eventually(
+      async () =>
+        (await replay.locator('output p').textContent()) === 'Replayed 1 entry, 1 reward; the batch is completed.',
+      'the replay, in words',
+    );
+    expect(await page.locator('[data-live=batch]').getAttribute('data-batch-status')).toBe('completed');
+    const figures = await page.locator('[data-live=batch]').textContent();
+    expect(figures).toMatch(/statuscompleted(?!_)/);
+    expect(figures).toMatch(/applied2/);
+    expect(figures).toMatch(/dead-lettered0/);
+    expect(await page.locator('[data-live=dead-letters] tbody tr').first().textContent()).toContain('replayed');
+    expect(await page.evaluate('window.kept')).toBe(42);
+    // the raw answer is one click away
+    expect(await replay.locator('output details pre').textContent()).toContain('"replayedCount": 1');
+    await page.screenshot({ path: `${TEST_RESULTS}console-batch-replayed.png`, fullPage: true });
     expect(await waitForBatchDone(env.pool, 'cm-batch')).toMatchObject({ status: 'completed', applied: 2 });
     expect((await balances(env.pool)).get('cm-busy')).toBe(77n);
     await page.goto(`${server.baseUrl}/console/batches`);
@@ -126,6 +151,7 @@ describe('operator console (/console)', () => {
     );
     const context = await operator();
     const page = await context.newPage();
+    const violations = watchCsp(page);
     const seen: string[] = [];
     await page.goto(`${server.baseUrl}/console/dead-letters?batchId=cpg-batch&reason=UNKNOWN`);
     for (const expected of [50, 50, 20]) {
@@ -147,6 +173,7 @@ describe('operator console (/console)', () => {
     expect(await page.locator('main table').nth(1).locator('tbody tr').count()).toBe(100);
     await page.click('a:text("Show all")');
     expect(await page.locator('main table').nth(1).locator('tbody tr').count()).toBe(150);
+    expect(violations).toEqual([]);
     await context.close();
   });
 
@@ -180,6 +207,7 @@ describe('operator console (/console)', () => {
     await waitForBatchDone(env.pool, 'cr-batch');
     const context = await operator();
     const page = await context.newPage();
+    const violations = watchCsp(page);
     await page.goto(`${server.baseUrl}/console/locks?uid=cl-held`);
     expect(await page.locator('main table').textContent()).toContain('hung-host:4');
     const release = page.locator('form[data-action$="/actions/lock-release"]');
@@ -195,6 +223,12 @@ describe('operator console (/console)', () => {
       async () => (await env.redis.exists(`${env.prefix}:lock:cl-held`)) === 0,
       'the lock to be released',
     );
+    await eventually(
+      async () =>
+        (await release.locator('output p').textContent()) === 'Released the lock of cl-held (held by hung-host:4).',
+      'the release, in words',
+    );
+    expect(await page.locator('[data-live=lock]').textContent()).toMatch(/lockedno/);
 
     await page.goto(`${server.baseUrl}/console/batches/cr-batch`);
     const revert = page.locator('form[data-action$="/actions/revert"]');
@@ -205,8 +239,16 @@ describe('operator console (/console)', () => {
       'the revert preview',
     );
     expect((await balances(env.pool)).get('cr-u')).toBe(40n);
+    expect(await revert.locator('output p').textContent()).toBe(
+      'Preview, nothing changed yet: Would revert 1 reward; the batch would be reverted.',
+    );
     await revert.locator('button[data-mode=confirm]').click();
     await eventually(async () => (await balances(env.pool)).get('cr-u') === 0n, 'the revert');
+    await eventually(
+      async () => (await revert.locator('output p').textContent()) === 'Reverted 1 reward; the batch is reverted.',
+      'the revert, in words',
+    );
+    expect(await page.locator('[data-live=batch]').textContent()).toMatch(/reverted1/);
     // the revert writes its audit record once its debits are in: wait for the run to finish, not only for the money
     await eventually(
       async () =>
@@ -220,6 +262,7 @@ describe('operator console (/console)', () => {
     expect(audit).toContain('holder hung since 03:00');
     expect(audit).toContain('batch.revert');
     expect(audit).toContain('batch:cr-batch');
+    expect(violations).toEqual([]);
     await context.close();
   });
 
@@ -228,6 +271,7 @@ describe('operator console (/console)', () => {
     const [entry] = await listDeadLetters(env.pool, { batchId: 'cp-batch' });
     const context = await operator();
     const page = await context.newPage();
+    const violations = watchCsp(page);
     await page.goto(`${server.baseUrl}/console/dead-letters?batchId=cp-batch&reason=LOCK_BUSY`);
     await page.check(`input[name=entry][value="${entry!.id}"]`);
     const purge = page.locator('form[data-action$="/actions/purge"]');
@@ -252,6 +296,145 @@ describe('operator console (/console)', () => {
     expect(text).toContain('This entry is purged.');
     expect(await page.locator('form[data-action]').count()).toBe(0);
     expect((await waitForBatchDone(env.pool, 'cp-batch')).status).toBe('completed_with_failures');
+    expect(violations).toEqual([]);
+    await context.close();
+  });
+
+  it('pages batches 50 at a time and finds one by id, by the start of its id, by rewardId and by uid', async () => {
+    await batchWithFailures('cs');
+    // 120 more batches, one a second apart, newest last
+    await env.pool.query(
+      `insert into reward_batches (batch_id, status, total, users, chunks, shards, content_digest, created_at)
+       select 'pg-' || lpad(g::text, 3, '0'), 'completed', 0, 0, 0, 8, 'x', now() - interval '1 day' + g * interval '1 second'
+       from generate_series(1, 120) g`,
+    );
+    const context = await operator();
+    const page = await context.newPage();
+    const violations = watchCsp(page);
+    // the search and the status filter stay on every page
+    await page.goto(`${server.baseUrl}/console/batches?by=batch&q=pg-&status=completed`);
+    const seen: string[] = [];
+    for (const expected of [50, 50, 20]) {
+      const rows = page.locator('[data-live=batches] tbody tr');
+      expect(await rows.count()).toBe(expected);
+      seen.push(...(await rows.locator('td:first-child').allTextContents()));
+      const next = page.locator('nav.pager a', { hasText: 'Next page' });
+      if (expected < 50) {
+        expect(await next.count()).toBe(0);
+        break;
+      }
+      await next.click();
+    }
+    expect(seen).toEqual(Array.from({ length: 120 }, (_, n) => `pg-${String(120 - n).padStart(3, '0')}`));
+
+    const searchFor = async (by: string, text: string): Promise<string[]> => {
+      await page.goto(`${server.baseUrl}/console/batches`);
+      await page.selectOption('select[name=by]', by);
+      await page.fill('input[name=q]', text);
+      await page.click('form[role=search] button');
+      return page.locator('[data-live=batches] tbody tr td:first-child').allTextContents();
+    };
+    expect(await searchFor('batch', 'cs-batch')).toEqual(['cs-batch']);
+    expect(await searchFor('batch', 'pg-11')).toEqual([
+      'pg-119',
+      'pg-118',
+      'pg-117',
+      'pg-116',
+      'pg-115',
+      'pg-114',
+      'pg-113',
+      'pg-112',
+      'pg-111',
+      'pg-110',
+    ]);
+    expect(await searchFor('batch', 'pg_')).toEqual([]); // a LIKE wildcard is a character like any other
+    expect(await searchFor('reward', 'cs-2')).toEqual(['cs-batch']);
+    // the user applied (ledger) and the user dead-lettered (entry) both find it
+    expect(await searchFor('uid', 'cs-ok')).toEqual(['cs-batch']);
+    expect(await searchFor('uid', 'cs-busy')).toEqual(['cs-batch']);
+    expect(await page.locator('main').textContent()).toContain('search by its rewardId');
+    expect(await searchFor('uid', 'nobody')).toEqual([]);
+    expect(await page.locator('main').textContent()).toContain('No batch found by uid "nobody"');
+    await page.screenshot({ path: `${TEST_RESULTS}console-batches-search.png`, fullPage: true });
+    expect(violations).toEqual([]);
+    await context.close();
+  });
+
+  it('finds dead-letter entries by uid and by rewardId, and audit records by a word of their target or actor', async () => {
+    await batchWithFailures('cd');
+    const [entry] = await listDeadLetters(env.pool, { batchId: 'cd-batch' });
+    const windfall = await env.open();
+    await windfall.deadLetters.purge({ ids: [entry!.id] }, { actor: 'http:console@127.0.0.1 as Dora' });
+    const context = await operator();
+    const page = await context.newPage();
+    const violations = watchCsp(page);
+    await page.goto(`${server.baseUrl}/console/dead-letters`);
+    await page.fill('input[name=uid]', 'cd-busy');
+    await page.selectOption('select[name=state]', 'any');
+    await page.click('form[role=search] button');
+    const rows = page.locator('[data-live=dead-letters] tbody tr');
+    expect(await rows.count()).toBe(1);
+    expect(await rows.first().textContent()).toMatch(/cd-batch\s*cd-busy\s*1\s*77\s*LOCK_BUSY\s*purged/);
+    await page.goto(`${server.baseUrl}/console/dead-letters?state=any&rewardId=cd-1`);
+    expect(await rows.locator('td:nth-child(2)').allTextContents()).toEqual([entry!.id]);
+    await page.goto(`${server.baseUrl}/console/dead-letters?state=any&rewardId=cd-2`);
+    expect(await rows.count()).toBe(0);
+    await page.goto(`${server.baseUrl}/console/dead-letters?state=any&uid=cd-ok`);
+    expect(await rows.count()).toBe(0);
+
+    await page.goto(`${server.baseUrl}/console/audit`);
+    await page.fill('input[name=q]', 'dora');
+    await page.click('form[role=search] button');
+    const records = page.locator('main table tbody tr');
+    expect(await records.count()).toBe(1);
+    expect(await records.first().textContent()).toContain(`dead-letters:${entry!.id}`);
+    await page.fill('input[name=q]', `dead-letters:${entry!.id}`);
+    await page.click('form[role=search] button');
+    expect(await records.count()).toBe(1);
+    await page.fill('input[name=q]', '%');
+    await page.click('form[role=search] button');
+    expect(await page.locator('main').textContent()).toContain('No records.');
+    expect(violations).toEqual([]);
+    await context.close();
+  });
+
+  it('looks up a reward: its state, batch, user, amount, ledger or dead-letter entry, and every batch holding it', async () => {
+    await batchWithFailures('cw');
+    const windfall = await env.open();
+    await windfall.createWorker().start();
+    await windfall.producer.enqueueRewards([{ rewardId: 'cw-2', uid: 'cw-ok', amount: 5 }], { batchId: 'cw-again' });
+    await waitForBatchDone(env.pool, 'cw-again');
+    const [entry] = await listDeadLetters(env.pool, { batchId: 'cw-batch' });
+    const context = await operator();
+    const page = await context.newPage();
+    const violations = watchCsp(page);
+    await page.goto(`${server.baseUrl}/console/batches`);
+    await page.click('header a:text("Rewards")');
+    await page.fill('input[name=rewardId]', 'cw-1');
+    await page.click('form[role=search] button');
+    const fields = page.locator('[data-live=reward]');
+    expect(await fields.locator('[data-reward-state]').getAttribute('data-reward-state')).toBe('dead_lettered');
+    expect(await fields.textContent()).toMatch(/batchcw-batch/);
+    expect(await fields.textContent()).toMatch(/uidcw-busy/);
+    expect(await fields.textContent()).toMatch(/amount77/);
+    expect(await fields.textContent()).toContain(`${entry!.id} (LOCK_BUSY)`);
+    // its entry's page links back to it
+    await page.click(`[data-live=reward] a:text("${entry!.id}")`);
+    await page.click('main table a:text("cw-1")');
+    expect(await page.locator('h1').textContent()).toBe('Reward cw-1');
+
+    await page.goto(`${server.baseUrl}/console/rewards?rewardId=cw-2`);
+    expect(await page.locator('[data-reward-state]').getAttribute('data-reward-state')).toBe('applied');
+    expect(await page.locator('main table tbody tr').allTextContents()).toEqual([
+      'cw-batchapplied',
+      'cw-againduplicate',
+    ]);
+    await page.screenshot({ path: `${TEST_RESULTS}console-reward.png`, fullPage: true });
+
+    const unknown = await page.goto(`${server.baseUrl}/console/rewards?rewardId=cw-none`);
+    expect(unknown?.status()).toBe(404);
+    expect(await page.locator('main').textContent()).toContain('no batch holds rewardId "cw-none"');
+    expect(violations).toEqual([]);
     await context.close();
   });
 

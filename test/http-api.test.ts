@@ -709,6 +709,7 @@ describe('windfall serve: dashboard, health, metrics, OpenAPI', () => {
     for (const path of [
       '/v1/batches',
       '/v1/batches/{id}',
+      '/v1/rewards/{rewardId}',
       '/v1/wallets/{uid}',
       '/v1/locks/{uid}',
       '/v1/dead-letters',

@@ -1,7 +1,9 @@
+import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { BatchValidationError } from '../src/rewards/batch-errors.js';
 import { FingerprintSet } from '../src/staging/fingerprint-set.js';
+import { CopyBuffer } from '../src/staging/copy-text.js';
 import { stageBatch } from '../src/staging/stage-batch.js';
 import { shardOf } from '../src/queue/shard-routing.js';
 import { readJsonLines, recordsFromArray } from '../src/rewards/reward-sources.js';
@@ -63,6 +65,84 @@ describe('staging a batch fast (COPY, fingerprints, allocation-free routing) kee
         row_no: index + 1,
       })),
     );
+  });
+
+  it('stages every row exactly when the COPY buffers of earlier chunks are used again (multi-byte text, many chunks)', async () => {
+    const rows = Array.from({ length: 40_000 }, (_, n) => ({
+      rewardId: `reuse-${n}`,
+      uid: `用户-${n % 977}`,
+      amount: 1 + (n % 9973),
+      ...(n % 3 === 0 ? { description: `奖励 ${'x'.repeat(n % 400)} 😀 \\ \t ${n}` } : {}),
+    }));
+    // read as a socket delivers it: pieces between which PostgreSQL's answers are handled
+    async function* arriving(): AsyncGenerator<string> {
+      for (let at = 0; at < rows.length; at += 200) {
+        await new Promise((resolve) => setImmediate(resolve));
+        yield rows
+          .slice(at, at + 200)
+          .map((row) => `${JSON.stringify(row)}\n`)
+          .join('');
+      }
+    }
+    await stageBatch(env.pool, readJsonLines(arriving()), {
+      batchId: 'reuse',
+      shards: 8,
+      chunkSize: 500,
+      maxRows: 1e6,
+    });
+    const expected = createHash('md5')
+      .update(rows.map((row) => `${row.rewardId}|${row.uid}|${row.amount}|${row.description ?? '-'}`).join('\n'))
+      .digest('hex');
+    const { rows: stored } = await env.pool.query<{ digest: string; n: number }>(
+      `select md5(string_agg(reward_id || '|' || uid || '|' || amount || '|' || coalesce(description, '-'), E'\\n' order by row_no)) as digest,
+              count(*)::int as n
+       from reward_batch_items where batch_id = 'reuse'`,
+    );
+    expect(stored[0]).toEqual({ digest: expected, n: rows.length });
+  });
+
+  it('leaves nothing behind when a batch is refused while one of its chunks is being copied (over maxRows)', async () => {
+    // rows arrive in pieces with pauses between them; row 5,001, past the limit, comes in the piece that completes the
+    // first chunk (5,000 rows), while that chunk is being staged
+    async function* arriving(): AsyncGenerator<string> {
+      for (let at = 0; at < 6000; at += 300) {
+        await new Promise((resolve) => setImmediate(resolve));
+        let piece = '';
+        for (let n = at; n < at + 300; n += 1) piece += `{"rewardId":"over-${n}","uid":"over-u${n % 50}","amount":1}\n`;
+        yield piece;
+      }
+    }
+    for (let round = 0; round < 3; round += 1) {
+      const error = await stageBatch(env.pool, readJsonLines(arriving()), {
+        batchId: `over-${round}`,
+        shards: 8,
+        chunkSize: 500,
+        maxRows: 5000,
+      }).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(BatchValidationError);
+      expect((error as Error).message).toContain('more than 5000 rewards');
+    }
+    const { rows } = await env.pool.query(
+      `select batch_id, count(*)::int as n from reward_batch_items where batch_id like 'over-%' group by batch_id`,
+    );
+    expect(rows).toEqual([]);
+  });
+
+  it('hands out the same bytes from recycled COPY buffers as from new ones', () => {
+    const copy = new CopyBuffer();
+    const lines = Array.from(
+      { length: 30_000 },
+      (_, n) => `b\t${n % 8}\t用户${n}\tr-${n}\t${n}\t${n + 1}\t${'😀'.repeat(n % 50)}`,
+    );
+    const pieces: Buffer[][] = [];
+    for (let at = 0; at < lines.length; at += 7_000) {
+      for (const line of lines.slice(at, at + 7_000)) copy.row(line);
+      const taken = copy.take();
+      // what was sent is copied out before its buffers are used again
+      pieces.push(taken.map((piece) => Buffer.from(piece)));
+      copy.recycle(taken);
+    }
+    expect(Buffer.concat(pieces.flat()).toString('utf8')).toBe(`${lines.join('\n')}\n`);
   });
 
   it('names every repeated rewardId, within a COPY chunk and across chunks, for the same user or another', async () => {

@@ -42,6 +42,8 @@ export interface AuditFilter {
   readonly limit?: number;
   /** Only records older than this one (by id): the last id of the previous page. Default: from the newest. */
   readonly before?: string;
+  /** Only records whose target or actor contains this text (any case): a batch id, a uid, an entry id, a name. */
+  readonly search?: string;
 }
 
 /** Records, newest first. */
@@ -51,6 +53,10 @@ export async function listAudit(db: Db, filter: AuditFilter = {}): Promise<Audit
   if (filter.action !== undefined) query = query.where('action', '=', filter.action as AuditAction);
   if (filter.target !== undefined) query = query.where('target', '=', filter.target);
   if (filter.before !== undefined) query = query.where('id', '<', BigInt(filter.before));
+  if (filter.search !== undefined && filter.search !== '') {
+    const pattern = `%${filter.search.replace(/[\\%_]/g, (char) => `\\${char}`)}%`;
+    query = query.where((eb) => eb.or([eb('target', 'ilike', pattern), eb('actor', 'ilike', pattern)]));
+  }
   const rows = await runQuery(db, query.orderBy('id', 'desc').limit(filter.limit ?? 100));
   return rows.map((row) => ({
     id: row.id.toString(),

@@ -201,6 +201,22 @@ export function buildProgram(setExit: (code: number) => void): Command {
     );
 
   program
+    .command('reward')
+    .description(
+      'where one reward stands: its batch, uid, amount, state (pending, applied, duplicate, dead_lettered, purged, reverted), ledger or dead-letter entry; exit 1 for an unknown id',
+    )
+    .argument('<rewardId>')
+    .option('--json', 'print a JSON document')
+    .action(async (rewardId: string, options: { json?: boolean }, command: Command) => {
+      const { describeReward, readReward } = await import('./commands/read-commands.js');
+      await withWindfall(globals(command), async (windfall) => {
+        const report = await readReward(windfall, rewardId);
+        if (options.json) printJson(report);
+        else printLine(describeReward(report));
+      });
+    });
+
+  program
     .command('wallet')
     .description('balance and latest ledger entries of users')
     .argument('<uid...>')

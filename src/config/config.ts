@@ -124,6 +124,12 @@ export interface WindfallConfig {
   readonly redisSilenceMs: number;
   /** Largest HTTP request body `windfall serve` accepts, in bytes (larger → 413). Env `WINDFALL_HTTP_BODY_LIMIT`; default 10485760 (10 MiB). */
   readonly httpBodyLimit: number;
+  /**
+   * Largest streamed batch body (`POST /v1/batches` as `application/x-ndjson`) `windfall serve` reads, in bytes
+   * (larger → 413); such a body is staged as it arrives, so this bounds the time and disk it may take, not memory.
+   * Env `WINDFALL_HTTP_STREAM_LIMIT`; default 4294967296 (4 GiB).
+   */
+  readonly httpStreamLimit: number;
   /** pino level. Env `LOG_LEVEL`; default `info`. */
   readonly logLevel: LogLevel;
 }
@@ -159,6 +165,7 @@ export const DEFAULT_CONFIG = {
   pgSilenceMs: 20_000,
   redisSilenceMs: 20_000,
   httpBodyLimit: 10 * 1024 * 1024,
+  httpStreamLimit: 4 * 1024 * 1024 * 1024,
   logLevel: 'info',
 } as const satisfies WindfallConfig;
 
@@ -188,6 +195,7 @@ const KNOWN_VARIABLES = new Set([
   'WINDFALL_API_TOKEN',
   'WINDFALL_ADMIN_TOKEN',
   'WINDFALL_HTTP_BODY_LIMIT',
+  'WINDFALL_HTTP_STREAM_LIMIT',
   'WINDFALL_WEBHOOK_URL',
   'WINDFALL_WEBHOOK_SECRET',
   'WINDFALL_TRUST_PROXY',
@@ -303,6 +311,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<WindfallCo
     pgSilenceMs: integer('WINDFALL_PG_SILENCE_MS', DEFAULT_CONFIG.pgSilenceMs, 1000, 3_600_000),
     redisSilenceMs: integer('WINDFALL_REDIS_SILENCE_MS', DEFAULT_CONFIG.redisSilenceMs, 12_000, 3_600_000),
     httpBodyLimit: integer('WINDFALL_HTTP_BODY_LIMIT', DEFAULT_CONFIG.httpBodyLimit, 1024, 1024 * 1024 * 1024),
+    httpStreamLimit: integer('WINDFALL_HTTP_STREAM_LIMIT', DEFAULT_CONFIG.httpStreamLimit, 1024, 2 ** 40),
     logLevel: logLevel as LogLevel,
     ...overrides,
   };

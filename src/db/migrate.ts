@@ -17,6 +17,7 @@ import * as batchRevert0005 from '../../migrations/0005_batch_revert.js';
 import * as campaignBudgets0006 from '../../migrations/0006_campaign_budgets.js';
 import * as batchEvents0007 from '../../migrations/0007_batch_events.js';
 import * as fences0008 from '../../migrations/0008_fences.js';
+import * as rewardLookup0009 from '../../migrations/0009_reward_lookup.js';
 import { LATEST_MIGRATION } from './schema-version.js';
 
 /** Every migration, in order. Add new files here; never edit one that has shipped. */
@@ -29,6 +30,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0006_campaign_budgets': campaignBudgets0006,
   '0007_batch_events': batchEvents0007,
   '0008_fences': fences0008,
+  '0009_reward_lookup': rewardLookup0009,
 };
 
 if (Object.keys(MIGRATIONS).at(-1) !== LATEST_MIGRATION) {

@@ -57,6 +57,14 @@ export interface DeadLetterFilter {
   readonly rewards?: number;
 }
 
+/** What a listing may select besides {@link DeadLetterFilter} (listings only: never a replay's or a purge's filter). */
+export interface DeadLetterListFilter extends DeadLetterFilter {
+  /** Only entries of this user (index `dead_letters_uid`, migration 0009). */
+  readonly uid?: string;
+  /** Only entries holding this rewardId (found through the staged rewards' index, then the entry's batch and user). */
+  readonly rewardId?: string;
+}
+
 /** The columns of a `dead_letters` row an entry is made of, as node-pg reads them. */
 export type DeadLetterRow = Pick<
   Selectable<DeadLettersTable>,
@@ -128,7 +136,7 @@ function rewardsShown(asked: number | undefined): number {
  * amount of all of them: the cut is made in PostgreSQL, so an entry of 100,000 rewards costs Node no more than the
  * rewards it lists.
  */
-export async function listDeadLetters(db: Db, filter: DeadLetterFilter = {}): Promise<ListedDeadLetter[]> {
+export async function listDeadLetters(db: Db, filter: DeadLetterListFilter = {}): Promise<ListedDeadLetter[]> {
   const { db: qb, sql } = await queryBuilder();
   const shown = rewardsShown(filter.rewards);
   let query = qb
@@ -149,6 +157,15 @@ export async function listDeadLetters(db: Db, filter: DeadLetterFilter = {}): Pr
   }
   if (filter.reason) query = query.where('d.reason', '=', filter.reason);
   if (filter.batchId) query = query.where('d.batch_id', '=', filter.batchId);
+  if (filter.uid !== undefined) query = query.where('d.uid', '=', filter.uid);
+  if (filter.rewardId !== undefined) {
+    const rewardId = filter.rewardId;
+    query = query
+      .where(
+        sql<boolean>`(d.batch_id, d.uid) in (select i.batch_id, i.uid from reward_batch_items i where i.reward_id = ${sql.val(rewardId)})`,
+      )
+      .where(sql<boolean>`d.rewards @> jsonb_build_array(jsonb_build_object('rewardId', ${sql.val(rewardId)}::text))`);
+  }
   if (filter.after !== undefined) query = query.where('d.id', '>', BigInt(filter.after));
   const state = filter.state ?? (filter.ids ? 'any' : 'open');
   if (state !== 'any') query = query.where('d.state', '=', state);

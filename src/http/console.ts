@@ -3,10 +3,12 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { httpActor, listAudit } from '../audit/audit-trail.js';
 import { AUDIT_ACTIONS, BATCH_STATUSES, DEAD_LETTER_REASONS, DEAD_LETTER_STATES } from '../db/stored-values.js';
 import { BatchRevertRefusedError, revertBatch, RevertRequestError, UnknownBatchError } from '../revert/batch-revert.js';
-import { getBatchReport, listRecentBatchReports, type BatchReport } from '../status/batch-status.js';
+import { getBatchReport, listBatchReports, type BatchReport } from '../status/batch-status.js';
 import { listDeadLetters, type ListedDeadLetter } from '../dead-letters/dead-letter-store.js';
 import { MAX_IDS_PER_REQUEST } from '../dead-letters/dead-letter-selection.js';
 import { UserLocks } from '../lock/user-locks.js';
+import { getRewardReport, unknownRewardMessage, type RewardReport } from '../status/reward-status.js';
+import { lockReleaseWords, purgeWords, replayWords, revertWords } from './console-words.js';
 import type { Logger } from '../log/logger.js';
 import type { Windfall } from '../runtime/windfall.js';
 import type { TokenGuard } from './auth.js';
@@ -54,14 +56,16 @@ header strong{margin-right:12px}main{padding:16px 20px;max-width:1200px}
 table{border-collapse:collapse;width:100%;background:#fff;margin:8px 0 16px}
 th,td{border-bottom:1px solid #e3e6ea;padding:6px 8px;text-align:left;vertical-align:top}
 th{background:#eef1f5;font-weight:600}
-.s-completed{color:#16794a}.s-completed_with_failures,.s-partially_reverted{color:#a15c00}.s-reverted{color:#6b3fa0}.s-processing,.s-pending{color:#1f5fbf}
+.s-completed,.s-applied{color:#16794a}.s-dead_lettered,.s-purged,.s-duplicate{color:#a15c00}.s-completed_with_failures,.s-partially_reverted{color:#a15c00}.s-reverted{color:#6b3fa0}.s-processing,.s-pending{color:#1f5fbf}
 form.filters{display:flex;gap:8px;flex-wrap:wrap;align-items:end;margin:8px 0}
 label{display:flex;flex-direction:column;font-size:12px;color:#555}
 input,select,button,textarea{font:inherit;padding:4px 8px}button{cursor:pointer}
 button:focus,input:focus,select:focus,a:focus{outline:2px solid #1f5fbf;outline-offset:1px}
 .actions{background:#fff;border:1px solid #e3e6ea;padding:10px;margin:10px 0}
 pre{background:#0f1720;color:#d6e2f0;padding:10px;overflow:auto;max-height:320px}
-.muted{color:#666}progress{width:120px;height:8px;vertical-align:middle;accent-color:#16794a}
+.muted{color:#666}output{display:block;margin-top:8px}output p{margin:4px 0;font-weight:600}output.muted p{font-weight:400}
+details summary{cursor:pointer;color:#555}dl.fields{display:grid;grid-template-columns:max-content 1fr;gap:4px 16px;background:#fff;padding:10px;border:1px solid #e3e6ea}
+dl.fields dt{font-weight:600}dl.fields dd{margin:0}progress{width:120px;height:8px;vertical-align:middle;accent-color:#16794a}
 header label.actor{color:#cfe3ff;margin-left:auto}nav.pager{display:flex;gap:16px;margin:4px 0 16px}`;
 
 const SCRIPT = `
@@ -73,8 +77,48 @@ async function act(path, body) {
   let json; try { json = await response.json(); } catch { json = { error: 'no answer' }; }
   return { ok: response.ok, status: response.status, json };
 }
+// the page again, from the server: its live parts (figures, states, lists) replace the ones shown; the batch's status
+async function refresh() {
+  let response;
+  try { response = await fetch(location.href, { headers: { accept: 'text/html' }, cache: 'no-store' }); } catch { return undefined; }
+  if (!response.ok) return undefined;
+  const fresh = new DOMParser().parseFromString(await response.text(), 'text/html');
+  for (const part of document.querySelectorAll('[data-live]')) {
+    const next = fresh.querySelector('[data-live="' + part.dataset.live + '"]');
+    if (next) part.replaceWith(document.importNode(next, true));
+  }
+  const batch = fresh.querySelector('[data-batch-status]');
+  document.body.dataset.inFlight = fresh.body.dataset.inFlight || '';
+  return batch ? batch.dataset.batchStatus : null;
+}
+const settled = (status) => status !== 'pending' && status !== 'processing';
+function show(output, words, json) {
+  output.replaceChildren();
+  const line = document.createElement('p');
+  line.textContent = words;
+  output.append(line);
+  if (json) {
+    const details = document.createElement('details');
+    const summary = document.createElement('summary');
+    summary.textContent = 'Details';
+    const pre = document.createElement('pre');
+    pre.textContent = JSON.stringify(json, null, 2);
+    details.append(summary, pre);
+    output.append(details);
+  }
+}
+// after an action: the page's figures refreshed until its batch settles (two minutes at most), its status in the words
+async function follow(output, words, json) {
+  for (let round = 0; round < 120; round += 1) {
+    const status = await refresh();
+    if (status === undefined || status === null) { show(output, words + '.', json); return; }
+    show(output, words + '; the batch is ' + status + (settled(status) ? '.' : ' …'), json);
+    if (settled(status)) return;
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
+}
 for (const form of document.querySelectorAll('form[data-action]')) {
-  const output = form.querySelector('output pre');
+  const output = form.querySelector('output');
   const confirmButton = form.querySelector('button[data-mode=confirm]');
   const body = () => {
     const data = {};
@@ -83,20 +127,25 @@ for (const form of document.querySelectorAll('form[data-action]')) {
     if (form.dataset.ids !== undefined) data.ids = form.dataset.ids ? form.dataset.ids.split(',') : [...boxes].map((box) => box.value);
     return data;
   };
+  const refused = (json) => 'Refused: ' + (json.message || json.error || 'no answer');
   form.addEventListener('submit', (event) => event.preventDefault());
   form.querySelector('button[data-mode=preview]')?.addEventListener('click', async () => {
     const { ok, json } = await act(form.dataset.action, { ...body(), dryRun: true });
-    output.classList.remove('muted'); output.textContent = (ok ? 'Preview — nothing changed yet:\\n' : 'Refused:\\n') + JSON.stringify(json, null, 2);
+    output.classList.remove('muted');
+    show(output, ok ? 'Preview, nothing changed yet: ' + json.message + '.' : refused(json), ok ? json : null);
     if (confirmButton) confirmButton.disabled = !ok;
     if (ok && confirmButton) confirmButton.focus();
   });
   confirmButton?.addEventListener('click', async () => {
     confirmButton.disabled = true;
     const { ok, json } = await act(form.dataset.action, { ...body(), dryRun: false });
-    output.textContent = (ok ? 'Done:\\n' : 'Refused:\\n') + JSON.stringify(json, null, 2);
-    if (ok) setTimeout(() => location.reload(), 1500);
+    if (!ok) { show(output, refused(json), null); return; }
+    show(output, json.message + ' …', json);
+    await follow(output, json.message, json);
   });
-}`;
+}
+// while batches are in flight, their figures follow without reloading the page
+setInterval(() => { if (document.body.dataset.inFlight === '1') refresh(); }, 3000);`;
 
 /** `'sha256-…'`: a CSP source allowing exactly this inline script or style. */
 function inlineHash(text: string): string {
@@ -118,11 +167,15 @@ export const CONSOLE_CONTENT_SECURITY_POLICY = [
   "frame-ancestors 'none'",
 ].join('; ');
 
-function page(title: string, body: string, options: { refresh?: boolean } = {}): string {
+/**
+ * A console page. `inFlight`: batches shown are still settling, and the page's script refreshes its live parts
+ * (`data-live`) every 3 s — in place, so that a selection or an action's answer stays on the page.
+ */
+function page(title: string, body: string, options: { inFlight?: boolean } = {}): string {
   return `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
-${options.refresh ? '<meta http-equiv="refresh" content="3">' : ''}<title>${h(title)} · Windfall console</title><style>${STYLE}</style></head>
-<body><header><strong>Windfall console</strong>
-<a href="${CONSOLE_PATH}/batches">Batches</a><a href="${CONSOLE_PATH}/dead-letters">Dead letters</a><a href="${CONSOLE_PATH}/locks">Locks</a><a href="${CONSOLE_PATH}/audit">Audit trail</a><a href="${DASHBOARD_PATH}">Queues (Bull Board)</a>
+<title>${h(title)} · Windfall console</title><style>${STYLE}</style></head>
+<body data-in-flight="${options.inFlight ? '1' : ''}"><header><strong>Windfall console</strong>
+<a href="${CONSOLE_PATH}/batches">Batches</a><a href="${CONSOLE_PATH}/rewards">Rewards</a><a href="${CONSOLE_PATH}/dead-letters">Dead letters</a><a href="${CONSOLE_PATH}/locks">Locks</a><a href="${CONSOLE_PATH}/audit">Audit trail</a><a href="${DASHBOARD_PATH}">Queues (Bull Board)</a>
 <label class="actor">Your name (audit trail)<input id="actor" autocomplete="name" placeholder="operator"></label></header>
 <main><h1>${h(title)}</h1>${body}</main><script>${SCRIPT}</script></body></html>`;
 }
@@ -131,7 +184,7 @@ ${options.refresh ? '<meta http-equiv="refresh" content="3">' : ''}<title>${h(ti
 function actionForm(action: string, label: string, fields: string, options: { ids?: string } = {}): string {
   return `<form class="actions" data-action="${CONSOLE_PATH}/actions/${action}"${options.ids !== undefined ? ` data-ids="${h(options.ids)}"` : ''}>
 ${fields}<button type="button" data-mode="preview">Preview ${h(label)}</button> <button type="button" data-mode="confirm" disabled>Confirm ${h(label)}</button>
-<output><pre class="muted">Preview first: nothing changes until you confirm.</pre></output></form>`;
+<output class="muted" aria-live="polite"><p>Preview first: nothing changes until you confirm.</p></output></form>`;
 }
 
 function statusCell(status: string): string {
@@ -143,6 +196,19 @@ function progress(report: BatchReport): string {
   const share = report.total === 0 ? 100 : Math.round((settled / report.total) * 100);
   return `<progress max="100" value="${share}" aria-hidden="true"></progress> ${settled}/${report.total}`;
 }
+
+/** How the batches page searches: by the start of a batch id, by a user, by a rewardId. */
+const BATCH_SEARCHES = [
+  { key: 'batch', label: 'batch id', filter: 'batchIdPrefix', placeholder: 'the id, or how it starts', note: '' },
+  {
+    key: 'uid',
+    label: 'uid',
+    filter: 'uid',
+    placeholder: 'a user id',
+    note: 'Batches that credited or debited the user, or hold a dead-letter entry of theirs (a reward not settled yet: search by its rewardId).',
+  },
+  { key: 'reward', label: 'rewardId', filter: 'rewardId', placeholder: 'a rewardId', note: '' },
+] as const;
 
 /** Entries (or audit records) per console page. */
 const CONSOLE_PAGE_SIZE = 50;
@@ -197,6 +263,50 @@ ${entries
   .join('\n')}</tbody></table>`;
 }
 
+/** What a state means, for the reward page. */
+const REWARD_STATE_WORDS: Record<RewardReport['state'], string> = {
+  pending: 'not settled yet',
+  applied: 'credited by this batch',
+  duplicate: 'already credited before, by another batch or a wallet call: not credited again',
+  dead_lettered: 'in an open dead-letter entry: replay or purge it',
+  purged: 'its dead-letter entry was purged (or closed by a revert): it will not be paid',
+  reverted: 'credited by this batch, then debited back by its revert',
+};
+
+/** The reward page's body: the reward in the answered batch, then every batch holding its id. */
+function rewardView(report: RewardReport): string {
+  const batchLink = (batchId: string): string =>
+    `<a href="${CONSOLE_PATH}/batches/${encodeURIComponent(batchId)}">${h(batchId)}</a>`;
+  const fields: [string, string][] = [
+    [
+      'state',
+      `<span class="s-${h(report.state)}" data-reward-state="${h(report.state)}">${h(report.state)}</span> — ${h(REWARD_STATE_WORDS[report.state])}`,
+    ],
+    ['batch', batchLink(report.batchId)],
+    ['uid', h(report.uid)],
+    ['amount', h(report.amount)],
+    [
+      'ledger entry',
+      report.ledgerEntryId === null ? '—' : `${h(report.ledgerEntryId)} at ${h(report.appliedAt ?? '')}`,
+    ],
+    [
+      'dead-letter entry',
+      report.deadLetterId === null
+        ? '—'
+        : `<a href="${CONSOLE_PATH}/dead-letters/${h(report.deadLetterId)}">${h(report.deadLetterId)}</a> (${h(report.reason ?? '')})`,
+    ],
+  ];
+  if (report.revertedAt !== null) fields.push(['reverted at', h(report.revertedAt)]);
+  const list = `<dl class="fields" data-live="reward">${fields.map(([name, value]) => `<dt>${name}</dt><dd>${value}</dd>`).join('')}</dl>`;
+  const batches =
+    report.batches.length > 1
+      ? `<h2>Every batch holding it (${report.batches.length})</h2><table><thead><tr><th>batch</th><th>state</th></tr></thead><tbody>${report.batches
+          .map((batch) => `<tr><td>${batchLink(batch.batchId)}</td><td>${h(batch.state)}</td></tr>`)
+          .join('')}</tbody></table>`
+      : '';
+  return `${list}${batches}`;
+}
+
 /** Options of {@link registerConsole}. */
 export interface ConsoleOptions {
   readonly windfall: Windfall;
@@ -205,7 +315,8 @@ export interface ConsoleOptions {
 }
 
 /**
- * The operator console at {@link CONSOLE_PATH}: server-rendered pages (batches, dead letters, locks, the audit trail)
+ * The operator console at {@link CONSOLE_PATH}: server-rendered pages (batches, rewards, dead letters, locks, the audit
+ * trail; lists paged and searchable)
  * behind the admin token (bearer, or basic auth with the token as password), and JSON actions that need the
  * console's request marker ({@link CONSOLE_MARKER}). Served entirely by the package: no CDN, no network fetch.
  */
@@ -230,16 +341,32 @@ export async function registerConsole(app: FastifyInstance, options: ConsoleOpti
     scope.get(CONSOLE_PATH, async (_request, reply) => reply.redirect(`${CONSOLE_PATH}/batches`));
 
     scope.get(`${CONSOLE_PATH}/batches`, async (request, reply) => {
-      const { status } = request.query as { status?: string };
-      const wanted = BATCH_STATUSES.find((s) => s === status);
-      const reports = await listRecentBatchReports(pool, wanted === undefined ? {} : { status: wanted });
+      const q = request.query as { status?: string; by?: string; q?: string; at?: string; id?: string };
+      const wanted = BATCH_STATUSES.find((s) => s === q.status);
+      const by = BATCH_SEARCHES.find((search) => search.key === q.by) ?? BATCH_SEARCHES[0];
+      const text = typeof q.q === 'string' ? q.q.trim() : '';
+      const after =
+        typeof q.at === 'string' && /^-?[0-9]{1,20}$/.test(q.at) && typeof q.id === 'string' && q.id !== ''
+          ? { createdAtUs: q.at, batchId: q.id }
+          : undefined;
+      const { reports, next } = await listBatchReports(pool, {
+        ...(wanted !== undefined ? { status: wanted } : {}),
+        ...(text !== '' ? { [by.filter]: text } : {}),
+        ...(after !== undefined ? { after } : {}),
+        limit: CONSOLE_PAGE_SIZE,
+      });
       const inFlight = reports.some((report) => report.pending > 0);
-      const filter = `<form class="filters" method="get"><label>Status<select name="status"><option value="">any</option>${BATCH_STATUSES.map(
+      const filters = { status: wanted, by: text !== '' ? by.key : undefined, q: text || undefined };
+      const search = `<form class="filters" method="get" role="search"><label>Search by<select name="by">${BATCH_SEARCHES.map(
+        (search) => `<option value="${search.key}"${search === by ? ' selected' : ''}>${search.label}</option>`,
+      ).join('')}</select></label><label>Batch id, uid or rewardId<input name="q" value="${h(text)}" placeholder="${h(
+        by.placeholder,
+      )}"></label><label>Status<select name="status"><option value="">any</option>${BATCH_STATUSES.map(
         (s) => `<option${s === wanted ? ' selected' : ''}>${s}</option>`,
-      ).join('')}</select></label><button>Filter</button></form>`;
+      ).join('')}</select></label><button>Search</button></form>`;
       const table =
         reports.length === 0
-          ? '<p class="muted">No batches.</p>'
+          ? `<p class="muted">${text !== '' ? `No batch found by ${h(by.label)} ${h(JSON.stringify(text))}.` : 'No batches.'}</p>`
           : `<table><thead><tr><th>batch</th><th>status</th><th>progress</th><th>applied</th><th>duplicate</th><th>dead-lettered</th><th>reverted</th><th>age</th></tr></thead><tbody>
 ${reports
   .map(
@@ -249,13 +376,14 @@ ${reports
 <td>${report.applied}</td><td>${report.duplicate}</td><td>${report.deadLettered}</td><td>${report.reverted}</td><td>${h(age(report.createdAt))}</td></tr>`,
   )
   .join('\n')}</tbody></table>`;
+      const pages = pager(`${CONSOLE_PATH}/batches`, filters, {
+        first: after === undefined,
+        next: next === null ? null : { at: next.createdAtUs, id: next.batchId },
+      });
+      const note = by.note && text !== '' ? `<p class="muted">${by.note}</p>` : '';
       return html(
         reply,
-        page(
-          'Batches',
-          `${filter}${inFlight ? '<p class="muted">Refreshing every 3 s while batches are in flight.</p>' : ''}${table}`,
-          { refresh: inFlight },
-        ),
+        page('Batches', `${search}${note}<div data-live="batches">${table}</div>${pages}`, { inFlight }),
       );
     });
 
@@ -273,7 +401,7 @@ ${reports
           ...(after !== undefined ? { after } : {}),
         }),
       );
-      const counts = `<table><tbody>${(
+      const counts = `<table data-live="batch" data-batch-status="${h(report.status)}"><tbody>${(
         [
           ['status', statusCell(report.status)],
           ['progress', progress(report)],
@@ -294,7 +422,7 @@ ${reports
         {},
         { first: after === undefined, next: more ? { after: entries.at(-1)!.id } : null },
       );
-      const deadLetters = `<h2>Dead letters</h2>${deadLetterRows(entries, true)}${pages}${
+      const deadLetters = `<h2>Dead letters</h2><div data-live="dead-letters">${deadLetterRows(entries, true)}</div>${pages}${
         open.length > 0
           ? actionForm('replay', 'replay of the selected entries', '', { ids: '' }) +
             actionForm('purge', 'purge of the selected entries', '', { ids: '' })
@@ -308,18 +436,30 @@ ${reports
               `<input type="hidden" data-field="batchId" value="${h(id)}"><label>Reason<input data-field="reason" maxlength="500" placeholder="why"></label>`,
             )}`
           : '';
-      return html(reply, page(`Batch ${id}`, `${counts}${deadLetters}${revert}`, { refresh: report.pending > 0 }));
+      return html(reply, page(`Batch ${id}`, `${counts}${deadLetters}${revert}`, { inFlight: report.pending > 0 }));
     });
 
     scope.get(`${CONSOLE_PATH}/dead-letters`, async (request, reply) => {
-      const q = request.query as { reason?: string; batchId?: string; state?: string; after?: string };
+      const q = request.query as {
+        reason?: string;
+        batchId?: string;
+        uid?: string;
+        rewardId?: string;
+        state?: string;
+        after?: string;
+      };
       const reason = DEAD_LETTER_REASONS.find((r) => r === q.reason);
       const state = ([...DEAD_LETTER_STATES, 'any'] as const).find((s) => s === q.state) ?? 'open';
+      const text = (value: unknown): string | undefined =>
+        typeof value === 'string' && value.trim() !== '' ? value.trim() : undefined;
+      const [batchId, uid, rewardId] = [text(q.batchId), text(q.uid), text(q.rewardId)];
       const after = cursor(q.after);
       const { rows: entries, more } = pageOf(
         await listDeadLetters(pool, {
           ...(reason ? { reason } : {}),
-          ...(q.batchId ? { batchId: q.batchId } : {}),
+          ...(batchId !== undefined ? { batchId } : {}),
+          ...(uid !== undefined ? { uid } : {}),
+          ...(rewardId !== undefined ? { rewardId } : {}),
           ...(after !== undefined ? { after } : {}),
           state,
           limit: CONSOLE_PAGE_SIZE + 1,
@@ -328,26 +468,34 @@ ${reports
       );
       const pages = pager(
         `${CONSOLE_PATH}/dead-letters`,
-        { reason, batchId: q.batchId, state },
+        { reason, batchId, uid, rewardId, state },
         { first: after === undefined, next: more ? { after: entries.at(-1)!.id } : null },
       );
-      const filter = `<form class="filters" method="get"><label>Reason<select name="reason"><option value="">any</option>${DEAD_LETTER_REASONS.map(
+      const filter = `<form class="filters" method="get" role="search"><label>Reason<select name="reason"><option value="">any</option>${DEAD_LETTER_REASONS.map(
         (r) => `<option${r === reason ? ' selected' : ''}>${r}</option>`,
       ).join(
         '',
-      )}</select></label><label>Batch<input name="batchId" value="${h(q.batchId ?? '')}"></label><label>State<select name="state">${[
+      )}</select></label><label>Batch<input name="batchId" value="${h(batchId ?? '')}"></label><label>uid<input name="uid" value="${h(
+        uid ?? '',
+      )}"></label><label>rewardId<input name="rewardId" value="${h(rewardId ?? '')}"></label><label>State<select name="state">${[
         'open',
         'replayed',
         'purged',
         'any',
       ]
         .map((s) => `<option${s === state ? ' selected' : ''}>${s}</option>`)
-        .join('')}</select></label><button>Filter</button></form>`;
+        .join('')}</select></label><button>Search</button></form>`;
       const actions = entries.some((entry) => entry.state === 'open')
         ? actionForm('replay', 'replay of the selected entries', '', { ids: '' }) +
           actionForm('purge', 'purge of the selected entries', '', { ids: '' })
         : '';
-      return html(reply, page('Dead letters', `${filter}${deadLetterRows(entries, true)}${pages}${actions}`));
+      return html(
+        reply,
+        page(
+          'Dead letters',
+          `${filter}<div data-live="dead-letters">${deadLetterRows(entries, true)}</div>${pages}${actions}`,
+        ),
+      );
     });
 
     scope.get(`${CONSOLE_PATH}/dead-letters/:id`, async (request, reply) => {
@@ -368,7 +516,7 @@ ${reports
       const rewards = `<table><thead><tr><th>rewardId</th><th>uid</th><th>amount</th><th>description</th></tr></thead><tbody>${entry.rewards
         .map(
           (reward) =>
-            `<tr><td>${h(reward.rewardId)}</td><td>${h(reward.uid)}</td><td>${h(reward.amount)}</td><td>${h(reward.description ?? '')}</td></tr>`,
+            `<tr><td><a href="${h(withQuery(`${CONSOLE_PATH}/rewards`, { rewardId: reward.rewardId }))}">${h(reward.rewardId)}</a></td><td>${h(reward.uid)}</td><td>${h(reward.amount)}</td><td>${h(reward.description ?? '')}</td></tr>`,
         )
         .join('')}</tbody></table>`;
       const actions =
@@ -379,8 +527,35 @@ ${reports
         reply,
         page(
           `Dead-letter entry ${entry.id}`,
-          `${deadLetterRows([entry], false)}<h2>Rewards (${entry.rewardCount})</h2>${rewards}${more}${actions}`,
+          `<div data-live="entry">${deadLetterRows([entry], false)}</div><h2>Rewards (${entry.rewardCount})</h2>${rewards}${more}${actions}`,
         ),
+      );
+    });
+
+    scope.get(`${CONSOLE_PATH}/rewards`, async (request, reply) => {
+      const asked = (request.query as { rewardId?: unknown }).rewardId;
+      const rewardId = typeof asked === 'string' ? asked.trim() : '';
+      const lookup = `<form class="filters" method="get" role="search"><label>rewardId<input name="rewardId" value="${h(
+        rewardId,
+      )}" required maxlength="128"></label><button>Look up</button></form>`;
+      if (rewardId === '')
+        return html(
+          reply,
+          page(
+            'Rewards',
+            `${lookup}<p class="muted">Where one reward stands: its batch, user, amount and state, as \`windfall reward\` answers.</p>`,
+          ),
+        );
+      const report = await getRewardReport(pool, rewardId);
+      if (!report)
+        return html(
+          reply.code(404),
+          page('Reward not found', `${lookup}<p>${h(await unknownRewardMessage(pool, rewardId))}.</p>`),
+        );
+      // a reward not settled yet is followed on the page until it is
+      return html(
+        reply,
+        page(`Reward ${rewardId}`, `${lookup}${rewardView(report)}`, { inFlight: report.state === 'pending' }),
       );
     });
 
@@ -389,7 +564,7 @@ ${reports
       const lookup = `<form class="filters" method="get"><label>User id<input name="uid" value="${h(uid ?? '')}" required></label><button>Look up</button></form>`;
       if (!uid) return html(reply, page('Locks', lookup));
       const status = await locks.status(uid);
-      const table = `<table><tbody><tr><th>uid</th><td>${h(status.uid)}</td></tr><tr><th>locked</th><td>${status.locked ? 'yes' : 'no'}</td></tr><tr><th>holder</th><td>${h(status.owner ?? '')}</td></tr><tr><th>since</th><td>${h(status.acquiredAt ?? '')}</td></tr><tr><th>TTL</th><td>${status.ttlMs === null ? '' : `${status.ttlMs} ms`}</td></tr></tbody></table>`;
+      const table = `<table data-live="lock"><tbody><tr><th>uid</th><td>${h(status.uid)}</td></tr><tr><th>locked</th><td>${status.locked ? 'yes' : 'no'}</td></tr><tr><th>holder</th><td>${h(status.owner ?? '')}</td></tr><tr><th>since</th><td>${h(status.acquiredAt ?? '')}</td></tr><tr><th>TTL</th><td>${status.ttlMs === null ? '' : `${status.ttlMs} ms`}</td></tr></tbody></table>`;
       const release = status.locked
         ? actionForm(
             'lock-release',
@@ -401,27 +576,31 @@ ${reports
     });
 
     scope.get(`${CONSOLE_PATH}/audit`, async (request, reply) => {
-      const q = request.query as { action?: string; target?: string; before?: string };
+      const q = request.query as { action?: string; target?: string; q?: string; before?: string };
       const action = AUDIT_ACTIONS.find((a) => a === q.action);
       const before = cursor(q.before);
+      const search = typeof q.q === 'string' && q.q.trim() !== '' ? q.q.trim() : undefined;
       const { rows: records, more } = pageOf(
         await listAudit(pool, {
           ...(action ? { action } : {}),
           ...(q.target ? { target: q.target } : {}),
+          ...(search !== undefined ? { search } : {}),
           ...(before !== undefined ? { before } : {}),
           limit: CONSOLE_PAGE_SIZE + 1,
         }),
       );
       const pages = pager(
         `${CONSOLE_PATH}/audit`,
-        { action, target: q.target },
+        { action, target: q.target, q: search },
         { first: before === undefined, next: more ? { before: records.at(-1)!.id } : null },
       );
-      const filter = `<form class="filters" method="get"><label>Action<select name="action"><option value="">any</option>${AUDIT_ACTIONS.map(
+      const filter = `<form class="filters" method="get" role="search"><label>Action<select name="action"><option value="">any</option>${AUDIT_ACTIONS.map(
         (a) => `<option${a === action ? ' selected' : ''}>${a}</option>`,
       ).join(
         '',
-      )}</select></label><label>Target<input name="target" value="${h(q.target ?? '')}" placeholder="batch:… uid:…"></label><button>Filter</button></form>`;
+      )}</select></label><label>Target (exact)<input name="target" value="${h(q.target ?? '')}" placeholder="batch:… uid:…"></label><label>Search target or actor<input name="q" value="${h(
+        search ?? '',
+      )}" placeholder="a batch id, a uid, an entry id, a name"></label><button>Search</button></form>`;
       const table =
         records.length === 0
           ? '<p class="muted">No records.</p>'
@@ -464,14 +643,22 @@ ${reports
       const body = (request.body ?? {}) as { ids?: unknown; dryRun?: unknown };
       const ids = idsOf(body);
       if (typeof ids === 'string') return reply.code(400).send({ error: 'invalid request', message: ids });
-      return windfall.deadLetters.replay({ ids }, { dryRun: body.dryRun !== false, actor: actorOf(request) });
+      const report = await windfall.deadLetters.replay(
+        { ids },
+        { dryRun: body.dryRun !== false, actor: actorOf(request) },
+      );
+      return { ...report, message: replayWords(report) };
     });
 
     scope.post(`${CONSOLE_PATH}/actions/purge`, { preHandler: guardAction }, async (request, reply) => {
       const body = (request.body ?? {}) as { ids?: unknown; dryRun?: unknown };
       const ids = idsOf(body);
       if (typeof ids === 'string') return reply.code(400).send({ error: 'invalid request', message: ids });
-      return windfall.deadLetters.purge({ ids }, { dryRun: body.dryRun !== false, actor: actorOf(request) });
+      const report = await windfall.deadLetters.purge(
+        { ids },
+        { dryRun: body.dryRun !== false, actor: actorOf(request) },
+      );
+      return { ...report, message: purgeWords(report) };
     });
 
     scope.post(`${CONSOLE_PATH}/actions/lock-release`, { preHandler: guardAction }, async (request, reply) => {
@@ -480,13 +667,17 @@ ${reports
         return reply.code(400).send({ error: 'invalid request', message: 'uid is required' });
       const reason =
         typeof body.reason === 'string' && body.reason.trim() !== '' ? body.reason.trim().slice(0, 500) : null;
-      if (body.dryRun !== false) return { dryRun: true, uid: body.uid, wouldRelease: await locks.status(body.uid) };
+      if (body.dryRun !== false) {
+        const preview = { dryRun: true as const, uid: body.uid, wouldRelease: await locks.status(body.uid) };
+        return { ...preview, message: lockReleaseWords(preview) };
+      }
       if (!reason)
         return reply
           .code(400)
           .send({ error: 'invalid request', message: 'say why the lock is force-released (reason)' });
       const previous = await windfall.wallet.forceReleaseLock(body.uid, { actor: actorOf(request), reason });
-      return { uid: body.uid, released: previous.locked, previous };
+      const result = { uid: body.uid, released: previous.locked, previous };
+      return { ...result, message: lockReleaseWords(result) };
     });
 
     scope.post(`${CONSOLE_PATH}/actions/revert`, { preHandler: guardAction }, async (request, reply) => {
@@ -496,7 +687,7 @@ ${reports
       const reason =
         typeof body.reason === 'string' && body.reason.trim() !== '' ? body.reason.trim().slice(0, 500) : undefined;
       try {
-        return await revertBatch(
+        const report = await revertBatch(
           {
             pool,
             wallet: windfall.wallet,
@@ -511,6 +702,7 @@ ${reports
             ...(reason !== undefined ? { reason } : {}),
           },
         );
+        return { ...report, message: revertWords(report) };
       } catch (error) {
         if (error instanceof UnknownBatchError)
           return reply.code(404).send({ error: 'not found', message: error.message });

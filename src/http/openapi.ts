@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import {
   revertReportSchema,
   revertRequestSchema,
+  rewardReportSchema,
   campaignBudgetSchema,
   campaignReportSchema,
   auditQuery,
@@ -34,6 +35,14 @@ const pathParam = (name: string, description: string, pattern?: string) => ({
   required: true,
   description,
   schema: { type: 'string', minLength: 1, maxLength: 128, ...(pattern ? { pattern } : {}) },
+});
+/** A query parameter of a streamed batch (`POST /v1/batches` with a JSON Lines body). */
+const streamParam = (name: string, description: string) => ({
+  name,
+  in: 'query',
+  required: false,
+  description: `JSON Lines body only: ${description}`,
+  schema: { type: 'string', minLength: 1, maxLength: 128 },
 });
 const apiAuth = [{ apiToken: [] }, { adminToken: [] }];
 const adminAuth = [{ adminToken: [] }, { adminBasic: [] }];
@@ -83,6 +92,7 @@ export function buildOpenApiDocument(version: string): Record<string, unknown> {
         },
         BatchAccepted: batchAcceptedSchema,
         BatchReport: batchReportSchema,
+        RewardReport: rewardReportSchema,
         Wallet: walletSchema,
         LockStatus: lockStatusSchema,
         LockRelease: lockReleaseSchema,
@@ -101,14 +111,40 @@ export function buildOpenApiDocument(version: string): Record<string, unknown> {
     paths: {
       '/v1/batches': {
         post: {
-          summary: 'Enqueue a batch of rewards',
+          summary: 'Enqueue a batch of rewards (a JSON document, or JSON Lines streamed)',
           description:
-            'The whole batch is validated before anything is enqueued: one bad row refuses it; the answer lists the first 1,000 errors by row (row = 1-based position in `rewards`), counts every error per field and code, and gives the totals. ' +
+            'Two forms: `application/json` `{batchId?, campaignId?, priority?, rewards}` read whole (up to WINDFALL_HTTP_BODY_LIMIT, 10 MiB), or `application/x-ndjson` (JSON Lines, the other fields in the query string) staged as it arrives, for batches of any size up to WINDFALL_MAX_BATCH_ROWS. ' +
+            'The whole batch is validated before anything is enqueued: one bad row refuses it; the answer lists the first 1,000 errors by row (row = 1-based position in `rewards`, or the line of a JSON Lines body), counts every error per field and code, and gives the totals. ' +
             'JSON numbers keep their text, so an amount written `100.0` or `1e2` is refused. Bodies over WINDFALL_HTTP_BODY_LIMIT bytes (default 10 MiB) get 413. ' +
             'A batchId names one set of rewards: posting a known batchId with the same rewards (in any order) is a no-op (202, `created: false`, and it finishes handing over the batch if an earlier call stopped half-way); with other rewards, 409. ' +
             "When Redis does not take the recorded batch's jobs within WINDFALL_HANDOVER_TIMEOUT_MS (30 s), 503: the batch is recorded, and posting it again finishes the hand-over.",
           security: apiAuth,
-          requestBody: { required: true, content: json(ref('BatchRequest')) },
+          parameters: [
+            streamParam('batchId', 'generated when absent (as `batchId` of the JSON form)'),
+            streamParam(
+              'campaignId',
+              'the campaign whose budget pays for the batch (as `campaignId` of the JSON form)',
+            ),
+            {
+              ...streamParam('priority', 'high, normal (default) or low'),
+              schema: { type: 'string', enum: ['high', 'normal', 'low'] },
+            },
+          ],
+          requestBody: {
+            required: true,
+            content: {
+              ...json(ref('BatchRequest')),
+              'application/x-ndjson': {
+                schema: {
+                  type: 'string',
+                  description:
+                    "A streamed batch: JSON Lines, one reward object a line (as a `.jsonl` file for `windfall enqueue --file`; blank lines skipped, CRLF and a UTF-8 byte-order mark accepted); its batchId, campaignId and priority in the query string. Staged as it arrives, in bounded memory; validated, limited (WINDFALL_MAX_BATCH_ROWS) and reported exactly as the file (row = line number). Accepted only when every row is valid: one bad row refuses the whole body and nothing is recorded. WINDFALL_HTTP_BODY_LIMIT does not apply; WINDFALL_HTTP_STREAM_LIMIT (default 4 GiB) does. An answer given before the body's end (a refusal) is followed by up to 5 s of reading and dropping the rest, then the connection is closed.",
+                },
+                example:
+                  '{"rewardId":"spring-2026-000001","uid":"user1","amount":100}\n{"rewardId":"spring-2026-000002","uid":"user2","amount":"250"}\n',
+              },
+            },
+          },
           responses: {
             '202': {
               description: 'accepted (or already known with the same rewards: `created` is false)',
@@ -121,8 +157,10 @@ export function buildOpenApiDocument(version: string): Record<string, unknown> {
             '409': error(
               "`batch conflict`: the batchId is known with other rewards (or another campaign); `budget exceeded`: the batch's total does not fit in what remains of its campaign's budget (`remaining` says what does). Nothing of this body was recorded",
             ),
-            '413': error('the body is larger than WINDFALL_HTTP_BODY_LIMIT'),
-            '415': error('the body is not application/json'),
+            '413': error(
+              'the body is larger than WINDFALL_HTTP_BODY_LIMIT (JSON) or WINDFALL_HTTP_STREAM_LIMIT (JSON Lines, by Content-Length or while it is read); nothing was recorded',
+            ),
+            '415': error('the body is neither application/json nor application/x-ndjson'),
             '503': error(
               "`unavailable`: Redis did not take the recorded batch's jobs in time; post the same batch again once it answers",
             ),
@@ -138,6 +176,22 @@ export function buildOpenApiDocument(version: string): Record<string, unknown> {
             '200': { description: 'the batch', content: json(ref('BatchReport')) },
             '401': unauthorized,
             '404': error('no batch has this id'),
+          },
+        },
+      },
+      '/v1/rewards/{rewardId}': {
+        get: {
+          summary: 'Where one reward stands (as `windfall reward --json`)',
+          description:
+            'Its batch, uid, amount and state: `pending`, `applied`, `duplicate`, `dead_lettered` (with the entry and its reason), `purged` or `reverted`; a reward replayed then applied is `applied`. ' +
+            'A rewardId enqueued in several batches is answered for the batch that applied it, else the newest batch holding it; `batches` lists them all (at most 100) with the state in each. ' +
+            'Found by an index on the staged rewards: about a millisecond at 10 million staged rewards. Encode the id as a path segment (`/` as `%2F`).',
+          security: apiAuth,
+          parameters: [pathParam('rewardId', 'the rewardId')],
+          responses: {
+            '200': { description: 'the reward', content: json(ref('RewardReport')) },
+            '401': unauthorized,
+            '404': error('no batch holds this rewardId'),
           },
         },
       },
@@ -312,9 +366,9 @@ export function buildOpenApiDocument(version: string): Record<string, unknown> {
       '/console': {
         get: {
           summary:
-            'The operator console (HTML): batches, dead letters with replay and purge, locks, revert, the audit trail',
+            'The operator console (HTML): batches (paged, searchable by batch id, uid, rewardId), reward lookup, dead letters with replay and purge, locks, revert, the audit trail',
           description:
-            "Pages under /console/… behind the admin token (bearer, or basic auth with the token as password). Its actions (POST /console/actions/replay, purge, lock-release, revert; JSON) need the header `x-windfall-console: 1`: a cross-site form or fetch cannot send it, so another site cannot act through a logged-in browser. Each action previews (dryRun) before it is confirmed, and is recorded in the audit trail. Replay and purge take at most 1,000 ids (400 beyond). Pages are sent with a Content-Security-Policy (only the console's own script and style run) and `X-Content-Type-Options: nosniff`; lists of dead letters and audit records are paginated.",
+            "Pages under /console/… behind the admin token (bearer, or basic auth with the token as password). Its actions (POST /console/actions/replay, purge, lock-release, revert; JSON) need the header `x-windfall-console: 1`: a cross-site form or fetch cannot send it, so another site cannot act through a logged-in browser. Each action previews (dryRun) before it is confirmed, answers in words (`message`, besides the CLI's document), and is recorded in the audit trail; the page then refreshes its figures in place. Replay and purge take at most 1,000 ids (400 beyond). Pages are sent with a Content-Security-Policy (only the console's own script and style run) and `X-Content-Type-Options: nosniff`; lists of dead letters and audit records are paginated.",
           security: adminAuth,
           responses: {
             '302': { description: 'to /console/batches' },

@@ -11,6 +11,7 @@ import { ROW_PROBLEMS } from '../rewards/row-problems.js';
 import { DEFAULT_REWARDS_PER_ENTRY } from '../dead-letters/dead-letter-store.js';
 import { MAX_IDS_PER_REQUEST } from '../dead-letters/dead-letter-selection.js';
 import { REPORT_LIST_LIMIT } from '../dead-letters/dead-letter-queue.js';
+import { MAX_BATCHES_LISTED, REWARD_STATES } from '../status/reward-status.js';
 
 /**
  * JSON schemas of the HTTP API: the route validation of `windfall serve` and the OpenAPI document are built from
@@ -170,6 +171,64 @@ export const batchReportSchema = {
     createdAt: timestamp,
     campaignId: { type: ['string', 'null'], description: 'the campaign whose budget pays for the batch' },
     priority: { type: 'string', enum: [...BATCH_PRIORITIES] },
+  },
+} as const;
+
+const rewardState = {
+  type: 'string',
+  enum: [...REWARD_STATES],
+  description:
+    '`pending` (not settled yet, or replayed and not settled again), `applied` (credited by this batch; also once a replay applied it), `duplicate` (already credited by another batch or operation), `dead_lettered` (in an open dead-letter entry), `purged` (its entry was purged, or closed by a revert), `reverted` (credited, then debited back by a batch revert)',
+} as const;
+
+export const rewardReportSchema = {
+  type: 'object',
+  required: [
+    'rewardId',
+    'batchId',
+    'uid',
+    'amount',
+    'state',
+    'ledgerEntryId',
+    'appliedAt',
+    'deadLetterId',
+    'reason',
+    'revertedAt',
+    'batches',
+  ],
+  properties: {
+    rewardId: { type: 'string' },
+    batchId: {
+      type: 'string',
+      description:
+        'the batch answered for: the one that applied the reward when a batch did, else the newest batch holding it (see `batches`)',
+    },
+    uid: { type: 'string' },
+    amount: digits,
+    state: rewardState,
+    ledgerEntryId: {
+      type: ['string', 'null'],
+      description:
+        "the ledger entry that credited the rewardId: this batch's (`applied`, `reverted`), or the earlier credit elsewhere (`duplicate`); else null",
+    },
+    appliedAt: { ...timestamp, type: ['string', 'null'], description: 'when that entry was written' },
+    deadLetterId: {
+      type: ['string', 'null'],
+      description:
+        'the newest dead-letter entry of the batch holding the reward, whatever its state (for a reward replayed then applied, the entry it was replayed from); null when it was never dead-lettered',
+    },
+    reason: { type: ['string', 'null'], enum: [...DEAD_LETTER_REASONS, null], description: "that entry's reason" },
+    revertedAt: { ...timestamp, type: ['string', 'null'], description: 'when a revert debited it back (`reverted`)' },
+    batches: {
+      type: 'array',
+      maxItems: MAX_BATCHES_LISTED,
+      description: `every batch holding the rewardId (it may be enqueued again under other batchIds), the answered one first, then newest first; at most ${MAX_BATCHES_LISTED}`,
+      items: {
+        type: 'object',
+        required: ['batchId', 'state'],
+        properties: { batchId: { type: 'string' }, state: rewardState },
+      },
+    },
   },
 } as const;
 
@@ -348,6 +407,11 @@ export const readinessSchema = {
 /** Route parameter and query schemas (validated by fastify). */
 export const uidParams = { type: 'object', required: ['uid'], properties: { uid: identifier } } as const;
 export const batchIdParams = { type: 'object', required: ['id'], properties: { id: identifier } } as const;
+export const rewardIdParams = {
+  type: 'object',
+  required: ['rewardId'],
+  properties: { rewardId: identifier },
+} as const;
 export const deadLetterIdParams = {
   type: 'object',
   required: ['id'],

@@ -1,3 +1,4 @@
+import { Stream, type Readable } from 'node:stream';
 import Fastify, {
   LogController,
   type FastifyBaseLogger,
@@ -8,6 +9,7 @@ import Fastify, {
 } from 'fastify';
 import { BatchConflictError, BatchValidationError } from '../rewards/batch-errors.js';
 import { getBatchReport } from '../status/batch-status.js';
+import { getRewardReport, unknownRewardMessage } from '../status/reward-status.js';
 import type { DeadLetterReason } from '../db/schema.js';
 import { DeadLetterSelectionError, selectionFilter } from '../dead-letters/dead-letter-selection.js';
 import type { Logger } from '../log/logger.js';
@@ -16,6 +18,15 @@ import { UserLocks } from '../lock/user-locks.js';
 import { JsonNumber } from '../money/amount.js';
 import { sampleQueueDepths } from '../queue/queue-stats.js';
 import { JsonSyntaxError, parseRawJson, type RawJsonValue } from '../rewards/raw-json.js';
+import { FileEncodingError } from '../rewards/line-reader.js';
+import { readJsonLines } from '../rewards/reward-sources.js';
+import {
+  dropRestAfterAnswer,
+  NDJSON_MEDIA_TYPE,
+  StreamLimitError,
+  streamedBatchOptions,
+  withinByteLimit,
+} from './streamed-batch.js';
 import type { RowError } from '../rewards/reward.js';
 import { ServiceUnavailableError } from '../services/service-check.js';
 import type { Windfall } from '../runtime/windfall.js';
@@ -23,7 +34,8 @@ import { readBalance, readLedger } from '../wallet/wallet-service.js';
 import { httpActor, listAudit } from '../audit/audit-trail.js';
 import { CampaignRequestError, getCampaignReport, setCampaignBudget } from '../campaign/campaign-budget.js';
 import { BudgetExceededError } from '../staging/budget-reservation.js';
-import type { EnqueueOptions } from '../producer/reward-producer.js';
+import { RewardProducer, type EnqueueOptions, type EnqueueResult } from '../producer/reward-producer.js';
+import { Semaphore } from '../concurrency/semaphore.js';
 import type { BatchEventState } from '../db/stored-values.js';
 import { listEvents } from '../events/event-store.js';
 import { BatchRevertRefusedError, revertBatch, RevertRequestError, UnknownBatchError } from '../revert/batch-revert.js';
@@ -42,6 +54,7 @@ import {
   campaignBudgetSchema,
   campaignIdParams,
   batchIdParams,
+  rewardIdParams,
   deadLetterIdParams,
   deadLetterQuery,
   deadLetterShowQuery,
@@ -49,6 +62,18 @@ import {
   uidParams,
   walletQuery,
 } from './schemas.js';
+
+/**
+ * Streamed batches share `serve`'s process with every other request. Their chunk plan is kept in memory only up to
+ * this many bytes (estimated; about 80,000 users of 20-character uids); a batch with more users is planned by
+ * PostgreSQL from its staged rows. With the CLI's 32 MiB, 2,000,000 rewards of 250,000 users made the process peak at
+ * 323 MB (the plan held to the end, the heap grown for it); with 8 MiB, 242 MB (both before the COPY buffers were
+ * reused; since, 188–195 MB for 500,000 users).
+ */
+const STREAM_PLANNED_BYTES = 8 * 1024 * 1024;
+
+/** Streamed batches staged at once by one `serve` process; later ones wait for a turn, their bodies not read yet. */
+const STREAMED_BATCHES_AT_ONCE = 2;
 
 /** Options of {@link buildHttpServer}. */
 export interface HttpServerOptions {
@@ -58,6 +83,11 @@ export interface HttpServerOptions {
   readonly adminToken?: string | undefined;
   /** Largest request body in bytes (413 above). Default: the configuration's `httpBodyLimit` (10 MiB). */
   readonly bodyLimit?: number;
+  /**
+   * Largest streamed batch body (`application/x-ndjson`) in bytes (413 above). Default: the configuration's
+   * `httpStreamLimit` (4 GiB).
+   */
+  readonly streamLimit?: number;
   /** Longest wait of a readiness check per service. Default 2000 ms. */
   readonly readyTimeoutMs?: number;
   /** Default: the Windfall's logger. */
@@ -186,6 +216,17 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
   const locks = new UserLocks(windfall.redis, { prefix: windfall.config.prefix, logger });
   const metrics = windfall.metrics;
   const openApi = openApiDocument();
+  const streamLimit = options.streamLimit ?? windfall.config.httpStreamLimit;
+  const streamProducer = new RewardProducer({
+    pool: windfall.database.pool,
+    queues: windfall.queues,
+    chunkSize: windfall.config.chunkSize,
+    maxBatchRows: windfall.config.maxBatchRows,
+    handOverTimeoutMs: windfall.config.handOverTimeoutMs,
+    plannedBytes: STREAM_PLANNED_BYTES,
+    logger,
+  });
+  const streamTurns = new Semaphore(STREAMED_BATCHES_AT_ONCE);
 
   const app = Fastify({
     // (the assertion picks fastify's logger type for the instance: without it the instance's type does not fit
@@ -195,6 +236,9 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
     // fastify's per-request lines are off; an access log line per response is written below, without headers
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: options.bodyLimit ?? windfall.config.httpBodyLimit,
+    // an id (batchId, rewardId, uid) is up to 128 code points: percent-encoded, up to 1,536 characters of a path
+    // (the router's default, 100, answered a valid 101-character id with 414 in fastify's own error format)
+    routerOptions: { maxParamLength: 2048 },
     // off by default: the socket's peer is the client, and an X-Forwarded-For header anyone can send is ignored
     trustProxy: fastifyTrustProxy(options.trustProxy ?? windfall.config.trustProxy),
     // unknown fields are refused, not silently dropped; every problem is reported
@@ -342,7 +386,76 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
     });
     producer.addHook('onRequest', needs('api'));
 
+    // a streamed batch (JSON Lines) is not read here: its route stages it as it arrives, with a byte limit of its own
+    // (the JSON body limit does not apply to it)
+    producer.addContentTypeParser(NDJSON_MEDIA_TYPE, (_request, payload, done) => done(null, payload));
+
+    /** The answer to an enqueue, as both forms give it: 202, or why not (400, 409, 503). */
+    const answerEnqueue = async (reply: FastifyReply, enqueue: () => Promise<EnqueueResult>): Promise<FastifyReply> => {
+      try {
+        const result = await enqueue();
+        return reply.code(202).send({ batchId: result.batchId, total: result.total, created: result.created });
+      } catch (error) {
+        if (error instanceof BatchValidationError) return refuseBatch(reply, error);
+        if (error instanceof BatchConflictError) return fail(reply, 409, 'batch conflict', error.message);
+        if (error instanceof BudgetExceededError) {
+          return reply.code(409).send({
+            error: 'budget exceeded',
+            message: error.message,
+            campaignId: error.campaignId,
+            remaining: error.remaining.toString(),
+          });
+        }
+        // Redis did not take the recorded batch's jobs in time: posting the batch again finishes the hand-over
+        if (error instanceof ServiceUnavailableError) return fail(reply, 503, 'unavailable', error.message);
+        throw error;
+      }
+    };
+
+    /**
+     * `POST /v1/batches` with a JSON Lines body: staged as `windfall enqueue` stages a `.jsonl` file (the same reader,
+     * validation, limits and bounded error report), one chunk of the body at a time, in the one transaction that
+     * records the batch only when every row is valid. An answer given before the body's end (the batch over
+     * WINDFALL_MAX_BATCH_ROWS or the byte limit, a bad query) is followed by {@link dropRestAfterAnswer}.
+     */
+    const enqueueStreamed = async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => {
+      const body = request.body as Readable;
+      dropRestAfterAnswer(request.raw, reply.raw);
+      const limit = streamLimit;
+      const tooLarge = (): FastifyReply => fail(reply, 413, 'payload too large', new StreamLimitError(limit).message);
+      if (Number(request.headers['content-length']) > limit) return tooLarge();
+      const { options: enqueueOptions, errors } = streamedBatchOptions(request.query as Record<string, unknown>);
+      if (errors.length > 0) {
+        return refuseBatch(
+          reply,
+          new BatchValidationError(
+            errors,
+            0,
+            `batch refused: ${errors.map((e) => `${e.field} ${e.reason}`).join('; ')}`,
+          ),
+        );
+      }
+      try {
+        return await answerEnqueue(reply, () =>
+          streamTurns.run(() => streamProducer.enqueue(readJsonLines(withinByteLimit(body, limit)), enqueueOptions)),
+        );
+      } catch (error) {
+        if (error instanceof StreamLimitError) return tooLarge();
+        if (error instanceof FileEncodingError) {
+          const problem: RowError = { row: 0, field: 'body', code: 'invalid_utf8', reason: error.message };
+          return refuseBatch(reply, new BatchValidationError([problem], 0, `batch refused: ${error.message}`));
+        }
+        if (!request.raw.complete && request.raw.destroyed) {
+          // the client went away mid-body: the staging transaction was rolled back; nobody is left to answer
+          logger.info({ reqId: request.id }, 'a streamed batch was cut off before its end: nothing was recorded');
+          return fail(reply, 400, 'bad request', 'the body was cut off before its end: nothing was recorded');
+        }
+        throw error;
+      }
+    };
+
     producer.post('/v1/batches', async (request, reply) => {
+      if (request.body !== null && request.body instanceof Stream) return enqueueStreamed(request, reply);
       const body = request.body as RawJsonValue;
       const envelope = batchEnvelopeErrors(body);
       if (envelope.length > 0) {
@@ -362,30 +475,21 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
         const value = record[field];
         if (typeof value === 'string') (options as Record<string, string>)[field] = value;
       }
-      try {
-        const result = await windfall.producer.enqueueRewards(rewards, options);
-        return reply.code(202).send({ batchId: result.batchId, total: result.total, created: result.created });
-      } catch (error) {
-        if (error instanceof BatchValidationError) return refuseBatch(reply, error);
-        if (error instanceof BatchConflictError) return fail(reply, 409, 'batch conflict', error.message);
-        if (error instanceof BudgetExceededError) {
-          return reply.code(409).send({
-            error: 'budget exceeded',
-            message: error.message,
-            campaignId: error.campaignId,
-            remaining: error.remaining.toString(),
-          });
-        }
-        // Redis did not take the recorded batch's jobs in time: posting the batch again finishes the hand-over
-        if (error instanceof ServiceUnavailableError) return fail(reply, 503, 'unavailable', error.message);
-        throw error;
-      }
+      return answerEnqueue(reply, () => windfall.producer.enqueueRewards(rewards, options));
     });
 
     producer.get('/v1/batches/:id', { schema: { params: batchIdParams } }, async (request, reply) => {
       const { id } = request.params as { id: string };
       const report = await getBatchReport(windfall.database.pool, id);
       if (!report) return fail(reply, 404, 'not found', `no batch has id ${JSON.stringify(id)}`);
+      return report;
+    });
+
+    // as `windfall reward --json`
+    producer.get('/v1/rewards/:rewardId', { schema: { params: rewardIdParams } }, async (request, reply) => {
+      const { rewardId } = request.params as { rewardId: string };
+      const report = await getRewardReport(windfall.database.pool, rewardId);
+      if (!report) return fail(reply, 404, 'not found', await unknownRewardMessage(windfall.database.pool, rewardId));
       return report;
     });
   });

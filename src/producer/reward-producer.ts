@@ -56,6 +56,11 @@ export interface ProducerOptions {
    * Default true.
    */
   readonly fairScheduling?: boolean;
+  /**
+   * Most memory (estimated) a batch's chunk plan may take while it is read; a batch with more users is planned by
+   * PostgreSQL from its staged rows. Default 32 MiB (about 300,000 users of 20-character uids).
+   */
+  readonly plannedBytes?: number;
   readonly logger?: Logger;
 }
 
@@ -154,6 +159,7 @@ export class RewardProducer {
         maxRows,
         priority,
         ...(options.campaignId !== undefined ? { campaignId: options.campaignId } : {}),
+        ...(this.options.plannedBytes !== undefined ? { plannedBytes: this.options.plannedBytes } : {}),
         // deferred queues are made while PostgreSQL plans the chunks (a failure shows at the hand-over)
         onRowsRead: () => void this.queues().catch(() => undefined),
       }));

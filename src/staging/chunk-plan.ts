@@ -1,9 +1,9 @@
 /**
- * Most memory the planner's counts may take (an estimate: each user's uid, in UTF-16, plus its map entry); a batch
- * with more users is planned by PostgreSQL from the staged rows instead ({@link PLAN_CHUNKS_SQL}). About 300,000 users
- * of 20-character uids, 110,000 of 120 characters.
+ * Most memory the planner's counts may take by default (an estimate: each user's uid, in UTF-16, plus its map entry);
+ * a batch with more users is planned by PostgreSQL from the staged rows instead ({@link PLAN_CHUNKS_SQL}). About
+ * 300,000 users of 20-character uids, 110,000 of 120 characters.
  */
-const MAX_PLANNED_BYTES = 32 * 1024 * 1024;
+export const DEFAULT_PLANNED_BYTES = 32 * 1024 * 1024;
 /** Estimated bytes of one counted user besides its uid's characters. */
 const BYTES_PER_USER = 64;
 
@@ -98,14 +98,18 @@ export function compareC(a: string, b: string): number {
 /**
  * The chunk plan of a batch, counted while its rows are read, so that recording the batch needs no pass over the
  * staged rows: the same cut as {@link PLAN_CHUNKS_SQL}. Keeps one count per user and shard; past
- * {@link MAX_PLANNED_BYTES} it gives up (`planned` false) and the caller plans in SQL.
+ * its `maxBytes` it gives up (`planned` false) and the caller plans in SQL.
  */
 export class ChunkPlanner {
   private counts: Map<string, number>[];
   private bytes = 0;
   private gaveUp = false;
 
-  constructor(shards: number) {
+  /** @param maxBytes most memory the counts may take (estimated), default {@link DEFAULT_PLANNED_BYTES} */
+  constructor(
+    shards: number,
+    private readonly maxBytes: number = DEFAULT_PLANNED_BYTES,
+  ) {
     this.counts = Array.from({ length: shards }, () => new Map<string, number>());
   }
 
@@ -124,7 +128,7 @@ export class ChunkPlanner {
       return;
     }
     this.bytes += 2 * uid.length + BYTES_PER_USER;
-    if (this.bytes > MAX_PLANNED_BYTES) {
+    if (this.bytes > this.maxBytes) {
       this.gaveUp = true;
       this.counts = [];
       return;

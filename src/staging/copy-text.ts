@@ -6,10 +6,21 @@ export function copyText(value: string): string {
 }
 const COPY_ESCAPES: Record<string, string> = { '\\': '\\\\', '\t': '\\t', '\n': '\\n', '\r': '\\r' };
 
-/** Collects COPY text rows into buffers of about 64 KiB (one CopyData message each). */
+/** Bytes of one buffer of a {@link CopyBuffer}: a few pieces of text (each at most 60,000 UTF-16 units). */
+const POOLED_BYTES = 256 * 1024;
+
+/**
+ * Collects COPY text rows into buffers (one CopyData message each) that are used again once their chunk has been
+ * copied ({@link recycle}): staging a batch allocates the buffers of the two chunks in flight, not new ones for every
+ * chunk. (New buffers each time left tens of MB of copied chunks waiting, as external memory, for a full garbage
+ * collection while a big batch was read: `windfall serve` peaked 20–40 MB higher on a 2,000,000-reward upload.)
+ */
 export class CopyBuffer {
   private text = '';
   private readonly chunks: Buffer[] = [];
+  private readonly free: Buffer[] = [];
+  private current: Buffer | null = null;
+  private used = 0;
 
   /** Appends one row (its fields already escaped and joined by tabs). */
   row(line: string): void {
@@ -18,16 +29,37 @@ export class CopyBuffer {
     if (this.text.length > 60_000) this.cut();
   }
 
+  /** Moves the text so far into the current buffer (a fresh one when it does not fit). */
   private cut(): void {
     if (this.text.length === 0) return;
-    this.chunks.push(Buffer.from(this.text, 'utf8'));
+    const bytes = Buffer.byteLength(this.text, 'utf8');
+    if (this.current === null || this.used + bytes > this.current.length) {
+      this.seal();
+      const reused = this.free.pop();
+      this.current =
+        reused !== undefined && reused.length >= bytes ? reused : Buffer.allocUnsafeSlow(Math.max(POOLED_BYTES, bytes));
+    }
+    this.used += this.current.write(this.text, this.used, 'utf8');
     this.text = '';
+  }
+
+  /** Hands the current buffer's bytes on as a chunk piece. */
+  private seal(): void {
+    if (this.current !== null && this.used > 0) this.chunks.push(this.current.subarray(0, this.used));
+    this.current = null;
+    this.used = 0;
   }
 
   /** The data so far, and a fresh start. */
   take(): Buffer[] {
     this.cut();
+    this.seal();
     return this.chunks.splice(0);
+  }
+
+  /** Gives back the buffers of data {@link take} returned, once nothing reads or sends them any more. */
+  recycle(data: readonly Buffer[]): void {
+    for (const piece of data) this.free.push(Buffer.from(piece.buffer, piece.byteOffset, piece.buffer.byteLength));
   }
 }
 

@@ -53,6 +53,11 @@ export interface StageOptions {
   readonly campaignId?: string;
   /** Lane of the batch's chunk jobs. Default `normal`. */
   readonly priority?: BatchPriority;
+  /**
+   * Most memory (estimated) the chunk plan may take while the rows are read; a batch with more users is planned by
+   * PostgreSQL from the staged rows. Default `DEFAULT_PLANNED_BYTES` (32 MiB).
+   */
+  readonly plannedBytes?: number;
 }
 
 /** A batch as recorded in `reward_batches`. */
@@ -133,6 +138,8 @@ export async function stageBatch(
   options: StageOptions,
 ): Promise<StagedBatch> {
   const client = await pool.connect();
+  // the chunk being staged while the next one is read: a refusal waits for it before rolling back (see the catch)
+  let staging: Promise<void> = Promise.resolve();
   let released = false;
   const release = (error?: Error): void => {
     if (!released) {
@@ -167,7 +174,7 @@ export async function stageBatch(
     // rewardIds seen so far, as fingerprints: when no two match, the batch repeats no rewardId and the SQL check
     // over the whole batch can be skipped
     const seen = new FingerprintSet();
-    const planner = new ChunkPlanner(options.shards);
+    const planner = new ChunkPlanner(options.shards, options.plannedBytes);
     // summed only for a campaign's budget: a bigint addition per row is 1–2 % of staging a file
     const countAmounts = options.campaignId !== undefined;
     let amountTotal = 0n;
@@ -217,6 +224,8 @@ export async function stageBatch(
       try {
         await copyIn(client, COPY_ITEMS_SQL, data);
         await client.query('release savepoint windfall_stage');
+        // sent whole (after a failed COPY a buffer may still wait for the socket: those are left to the collector)
+        copy.recycle(data);
       } catch (error) {
         if ((error as { code?: unknown }).code !== '23505') throw error;
         await client.query('rollback to savepoint windfall_stage');
@@ -228,7 +237,6 @@ export async function stageBatch(
     };
 
     // One chunk is staged while the next one is read and validated.
-    let staging: Promise<void> = Promise.resolve();
     const flush = async (): Promise<void> => {
       if (chunkCount === 0) return;
       await staging;
@@ -305,6 +313,10 @@ export async function stageBatch(
     await client.query('commit');
     return batchRow(updated.rows[0] as Record<string, unknown>, true);
   } catch (error) {
+    // A row can be refused (over maxRows, an unreadable body) while the chunk before it is being staged, between
+    // its statements: a rollback sent then would run before the chunk's COPY, which would then commit on its own,
+    // on a connection already back in the pool. Let it finish first.
+    await staging.catch(() => undefined);
     await client.query('rollback').catch(() => undefined);
     // a refusal leaves the connection sound; anything else may have broken it
     release(

@@ -52,32 +52,71 @@ export function deriveStatus(
  * elsewhere; dead-lettered = rewards of open or purged dead-letter entries that are neither.
  */
 export async function getBatchReport(db: Pick<pg.Pool, 'query'>, batchId: string): Promise<BatchReport | null> {
-  return (await readBatchReports(db, { batchId }))[0] ?? null;
+  return (await readBatchReports(db, { batchId }))[0]?.report ?? null;
 }
 
-/** Which batches the console's list shows: the newest 100, optionally only those with one stored status. */
-export interface RecentBatchFilter {
-  /** Default: any status. */
+/** A place in the console's list of batches (newest first): the batch a page ends with. */
+export interface BatchCursor {
+  /** Its creation time in microseconds since 1970, as digits (exact, unlike a JavaScript date). */
+  readonly createdAtUs: string;
+  readonly batchId: string;
+}
+
+/** Which batches the console's list shows, newest first (by creation time, then id). */
+export interface BatchListFilter {
+  /** Only batches with this stored status. Default: any. */
   readonly status?: BatchStatus;
+  /** Only batches whose id starts with this. */
+  readonly batchIdPrefix?: string;
+  /**
+   * Only batches that credited or debited this user (the ledger, by uid) or hold a dead-letter entry of theirs; a
+   * reward of theirs not settled yet is found by its rewardId instead.
+   */
+  readonly uid?: string;
+  /** Only batches holding this rewardId (migration 0009's index). */
+  readonly rewardId?: string;
+  /** Only batches after this one (the last of the previous page). Default: from the newest. */
+  readonly after?: BatchCursor;
+  /** Most batches. Default 100. */
+  readonly limit?: number;
 }
 
-/** The reports of the newest 100 batches (by creation time, then id), as stored status filters them: one statement. */
-export async function listRecentBatchReports(
+/** A page of the console's list: its reports, and where the next page starts (null when none follows). */
+export interface BatchListPage {
+  readonly reports: BatchReport[];
+  readonly next: BatchCursor | null;
+}
+
+/** `text` for a LIKE pattern that matches it literally (backslash is the escape). */
+function likeLiteral(text: string): string {
+  return text.replace(/[\\%_]/g, (char) => `\\${char}`);
+}
+
+/** A page of batch reports, newest first, as the filter selects them: one statement. */
+export async function listBatchReports(
   db: Pick<pg.Pool, 'query'>,
-  filter: RecentBatchFilter = {},
-): Promise<BatchReport[]> {
-  return readBatchReports(db, { status: filter.status, limit: 100 });
+  filter: BatchListFilter = {},
+): Promise<BatchListPage> {
+  const limit = filter.limit ?? 100;
+  const rows = await readBatchReports(db, { list: { ...filter, limit: limit + 1 } });
+  const page = rows.slice(0, limit);
+  const last = page.at(-1);
+  return {
+    reports: page.map((row) => row.report),
+    next: rows.length > limit && last ? { createdAtUs: last.createdAtUs, batchId: last.report.batchId } : null,
+  };
 }
 
-/** The reports of one batch, or of the newest batches (with `status`: only those with that stored status). */
+/** The reports of one batch, or of a list of batches (each with its place in the list). */
 async function readBatchReports(
   db: Pick<pg.Pool, 'query'>,
-  which: { readonly batchId: string } | { readonly status: BatchStatus | undefined; readonly limit: number },
-): Promise<BatchReport[]> {
+  which: { readonly batchId: string } | { readonly list: BatchListFilter & { readonly limit: number } },
+): Promise<{ report: BatchReport; createdAtUs: string }[]> {
   const { db: qb, sql } = await queryBuilder();
   let query = qb
     .selectFrom('reward_batches as b')
     .select(['b.batch_id', 'b.total', 'b.created_at', 'b.campaign_id', 'b.priority', 'b.status as stored_status'])
+    .select(sql<string>`(extract(epoch from b.created_at) * 1000000)::bigint::text`.as('created_us'))
     .select((eb) => [
       eb
         .cast<number>(
@@ -119,29 +158,66 @@ async function readBatchReports(
     ]);
   if ('batchId' in which) query = query.where('b.batch_id', '=', which.batchId);
   else {
-    if (which.status !== undefined) query = query.where('b.status', '=', which.status);
-    query = query.orderBy('b.created_at', 'desc').orderBy('b.batch_id').limit(which.limit);
+    const list = which.list;
+    if (list.status !== undefined) query = query.where('b.status', '=', list.status);
+    if (list.batchIdPrefix !== undefined)
+      query = query.where(sql<boolean>`b.batch_id like ${sql.val(`${likeLiteral(list.batchIdPrefix)}%`)} escape '\\'`);
+    if (list.uid !== undefined) {
+      const uid = list.uid;
+      query = query.where((eb) =>
+        eb.or([
+          eb(
+            'b.batch_id',
+            'in',
+            eb
+              .selectFrom('ledger_entries as lu')
+              .select('lu.batch_id')
+              .where('lu.uid', '=', uid)
+              .where('lu.batch_id', 'is not', null),
+          ),
+          eb('b.batch_id', 'in', eb.selectFrom('dead_letters as du').select('du.batch_id').where('du.uid', '=', uid)),
+        ]),
+      );
+    }
+    if (list.rewardId !== undefined) {
+      const rewardId = list.rewardId;
+      query = query.where('b.batch_id', 'in', (eb) =>
+        eb.selectFrom('reward_batch_items as ri').select('ri.batch_id').where('ri.reward_id', '=', rewardId),
+      );
+    }
+    if (list.after !== undefined) {
+      const { createdAtUs, batchId } = list.after;
+      query = query.where(
+        sql<boolean>`((extract(epoch from b.created_at) * 1000000)::bigint < ${sql.val(createdAtUs)}::bigint
+          or ((extract(epoch from b.created_at) * 1000000)::bigint = ${sql.val(createdAtUs)}::bigint
+              and b.batch_id > ${sql.val(batchId)}))`,
+      );
+    }
+    query = query.orderBy('b.created_at', 'desc').orderBy('b.batch_id').limit(list.limit);
   }
   const rows = await runQuery(db, query);
   return rows.map((row) => ({
-    batchId: row.batch_id,
-    status: deriveStatus(
-      row.total,
-      row.applied,
-      row.duplicate,
-      row.dead_lettered,
-      row.reverted,
-      row.stored_status === 'reverted' || row.stored_status === 'partially_reverted',
-    ),
-    total: row.total,
-    applied: row.applied,
-    duplicate: row.duplicate,
-    deadLettered: row.dead_lettered,
-    pending: Math.max(0, row.total - row.applied - row.duplicate - row.dead_lettered),
-    reverted: row.reverted,
-    createdAt: row.created_at.toISOString(),
-    campaignId: row.campaign_id,
-    priority: row.priority,
+    createdAtUs: row.created_us,
+    report: {
+      batchId: row.batch_id,
+      status: deriveStatus(
+        row.total,
+        row.applied,
+        row.duplicate,
+        row.dead_lettered,
+        row.reverted,
+        row.stored_status === 'reverted' || row.stored_status === 'partially_reverted',
+      ),
+      total: row.total,
+      applied: row.applied,
+      duplicate: row.duplicate,
+      deadLettered: row.dead_lettered,
+      pending: Math.max(0, row.total - row.applied - row.duplicate - row.dead_lettered),
+      reverted: row.reverted,
+      createdAt: row.created_at.toISOString(),
+      campaignId: row.campaign_id,
+      priority: row.priority,
+    },
   }));
 }
 

@@ -1,4 +1,5 @@
 import { getBatchReport, type BatchReport } from '../../status/batch-status.js';
+import { getRewardReport, unknownRewardMessage, type RewardReport } from '../../status/reward-status.js';
 import type { Windfall } from '../../runtime/windfall.js';
 import { readBalances, readLedger, type LedgerEntryView } from '../../wallet/wallet-service.js';
 import { CommandFailedError } from '../support/exit-codes.js';
@@ -44,6 +45,42 @@ export function describeBatch(report: BatchReport): string {
       ],
     ],
   );
+}
+
+/** `windfall reward <rewardId>`: where the reward stands; exit 1 when no batch holds it. */
+export async function readReward(windfall: Windfall, rewardId: string): Promise<RewardReport> {
+  const report = await getRewardReport(windfall.database.pool, rewardId);
+  if (!report) throw new CommandFailedError(await unknownRewardMessage(windfall.database.pool, rewardId));
+  return report;
+}
+
+/** Human form of a reward report: one field a line, then the other batches holding the rewardId, if any. */
+export function describeReward(report: RewardReport): string {
+  const fields: [string, string | null][] = [
+    ['rewardId', report.rewardId],
+    ['batchId', report.batchId],
+    ['uid', report.uid],
+    ['amount', report.amount],
+    ['state', report.state],
+    ['ledgerEntryId', report.ledgerEntryId],
+    ['appliedAt', report.appliedAt],
+    ['deadLetterId', report.deadLetterId],
+    ['reason', report.reason],
+  ];
+  if (report.revertedAt !== null) fields.push(['revertedAt', report.revertedAt]);
+  const width = Math.max(...fields.map(([name]) => name.length));
+  const lines = fields.map(([name, value]) => `${name.padEnd(width)}  ${value ?? '-'}`);
+  const others = report.batches.filter((batch) => batch.batchId !== report.batchId);
+  if (others.length > 0) {
+    lines.push('', `also in ${formatCount(others.length)} other batch${others.length === 1 ? '' : 'es'}:`);
+    lines.push(
+      formatTable(
+        ['batchId', 'state'],
+        others.map((batch) => [batch.batchId, batch.state]),
+      ),
+    );
+  }
+  return lines.join('\n');
 }
 
 /** A wallet as `windfall wallet` shows it. */
