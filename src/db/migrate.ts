@@ -1,11 +1,5 @@
-import {
-  Kysely,
-  Migrator,
-  PostgresDialect,
-  type Migration,
-  type MigrationProvider,
-  type MigrationResultSet,
-} from 'kysely';
+import { Kysely, PostgresDialect } from 'kysely';
+import { Migrator, type Migration, type MigrationProvider, type MigrationResultSet } from 'kysely/migration';
 import type pg from 'pg';
 import * as ledger0001 from '../../migrations/0001_ledger.js';
 import * as replayLookup0002 from '../../migrations/0002_replay_lookup.js';

@@ -19,19 +19,19 @@ export interface QueueStats {
 const MAX_PRIORITIZED_AGES = 20_000;
 
 /**
- * When the oldest waiting job was added (ms since the epoch), or null. The wait lists are first in first out (their
+ * When the oldest waiting job was added (ms since the epoch), or null. The wait list is first in first out (its
  * oldest is at one end); prioritized jobs are ordered by priority, not age (a big batch's last chunks wait longest),
  * so the timestamps of all of them (up to {@link MAX_PRIORITIZED_AGES}) are read.
  */
 async function oldestWaitingTimestamp(queue: Queue): Promise<number | null> {
   const [fifo, prioritized] = await Promise.all([
-    queue.getJobs(['wait', 'paused'], 0, 0, true),
+    queue.getJobs(['wait'], 0, 0, true),
     queue.getRanges(['prioritized'], 0, MAX_PRIORITIZED_AGES - 1, true),
   ]);
   const times = fifo.filter(Boolean).map((job) => job.timestamp);
   if (prioritized.length > 0) {
     // every key of a queue shares its hash tag on Redis Cluster: one pipeline serves
-    const client = (await queue.client) as unknown as Redis;
+    const client = (await queue.getBackend().client) as unknown as Redis;
     const pipeline = client.pipeline();
     for (const id of prioritized) pipeline.hget(queue.toKey(id), 'timestamp');
     for (const [error, value] of (await pipeline.exec()) ?? []) if (!error && value !== null) times.push(Number(value));
@@ -44,19 +44,11 @@ export async function readQueueStats(queues: WindfallQueues): Promise<QueueStats
   const now = Date.now();
   return Promise.all(
     queues.all().map(async ({ name, queue }) => {
-      const counts = await queue.getJobCounts(
-        'waiting',
-        'paused',
-        'prioritized',
-        'active',
-        'delayed',
-        'failed',
-        'completed',
-      );
+      const counts = await queue.getJobCounts('waiting', 'prioritized', 'active', 'delayed', 'failed', 'completed');
       const oldest = await oldestWaitingTimestamp(queue);
       return {
         queue: name,
-        waiting: (counts['waiting'] ?? 0) + (counts['paused'] ?? 0) + (counts['prioritized'] ?? 0),
+        waiting: (counts['waiting'] ?? 0) + (counts['prioritized'] ?? 0),
         active: counts['active'] ?? 0,
         delayed: counts['delayed'] ?? 0,
         failed: counts['failed'] ?? 0,
