@@ -4,12 +4,11 @@ import { existsSync } from 'node:fs';
 import module from 'node:module';
 import { fileURLToPath } from 'node:url';
 
-// The oldest Node the dependencies accept (package.json engines; commander 15 needs 22.12): say so rather than fail
-// somewhere inside them.
+// The oldest Node supported (package.json engines, the oldest CI runs): say so rather than fail inside a dependency.
 const [major, minor] = process.versions.node.split('.').map(Number);
-if (major < 22 || (major === 22 && minor < 12)) {
+if (major < 22 || (major === 22 && minor < 22)) {
   process.stderr.write(
-    `windfall: needs Node.js 22.12 or newer; this is ${process.version}. In a checkout, \`npm install\` links a supported ` +
+    `windfall: needs Node.js 22.22 or newer; this is ${process.version}. In a checkout, \`npm install\` links a supported ` +
       'Node for npm scripts and npx (docs/adr/0012-node-toolchain.md).\n',
   );
   process.exit(1);
