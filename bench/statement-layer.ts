@@ -62,7 +62,6 @@ export async function runStatementLayer(options: StatementLayerOptions): Promise
   });
   const groups = new GroupSettlement({
     pool: statements,
-    control,
     gate,
     signal,
     logger: silentLogger(),
@@ -76,6 +75,12 @@ export async function runStatementLayer(options: StatementLayerOptions): Promise
        from generate_series(0, $2 - 1) as u, generate_series(0, $3 - 1) as i`,
       [batchId, total, options.rewardsPerUser, DESCRIPTION],
     );
+    // the chunk row whose fence the statements lock (ADR 0013)
+    await control.query(
+      `insert into reward_chunks (batch_id, chunk_no, shard, first_uid, last_uid, users, rewards)
+       values ($1, 0, 0, '', $1 || '-v', $2, $2 * $3)`,
+      [batchId, total, options.rewardsPerUser],
+    );
     await control.query('vacuum analyze reward_batch_items');
     note(
       `statement layer alone: ${options.users} users × ${options.rewardsPerUser} rewards, ${options.transactions} transactions × ` +
@@ -84,7 +89,7 @@ export async function runStatementLayer(options: StatementLayerOptions): Promise
     const task = (user: number): UserTask => ({
       uid: `${batchId}-u${user}`,
       rewards: options.rewardsPerUser,
-      source: { kind: 'chunk', batchId, chunkNo: 0, shard: 0, excluded: [] },
+      source: { kind: 'chunk', batchId, chunkNo: 0, shard: 0, excluded: [], fence: '0' },
     });
     let next = 0;
     const drive = async (until: number): Promise<void> => {

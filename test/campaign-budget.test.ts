@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { setCampaignBudget } from '../src/campaign/campaign-budget.js';
+import { REWARD_POLICY } from '../src/lock/lock-policy.js';
 import { BudgetExceededError } from '../src/staging/budget-reservation.js';
 import { rewardRows, waitForBatchDone } from './support/batches.js';
 import { runCli, runCliJson } from './support/cli.js';
@@ -67,7 +68,7 @@ describe('campaign budgets', () => {
     const set = await cli(['campaign', 'set', 'spring', '--budget', '1000', '--actor', 'ops']);
     expect(set).toMatchObject({
       code: 0,
-      json: { campaignId: 'spring', budget: '1000', reserved: '0', applied: '0', remaining: '1000' },
+      json: { campaignId: 'spring', budget: '1000', reserved: '0', applied: '0', released: '0', remaining: '1000' },
     });
 
     const first = await cli([
@@ -85,6 +86,7 @@ describe('campaign budgets', () => {
       budget: '1000',
       reserved: '600',
       applied: expect.any(String),
+      released: '0',
       remaining: '400',
     });
 
@@ -136,6 +138,7 @@ describe('campaign budgets', () => {
       budget: '1000',
       reserved: '1000',
       applied: '1000',
+      released: '0',
       remaining: '0',
     });
 
@@ -146,6 +149,7 @@ describe('campaign budgets', () => {
       budget: '1000',
       reserved: '400',
       applied: '400',
+      released: '600',
       remaining: '600',
     });
 
@@ -240,6 +244,63 @@ describe('campaign budgets', () => {
       status: 400,
       body: { error: 'invalid batch', errors: [{ field: 'priority' }] },
     });
+  });
+
+  it('gives back what can never be paid: duplicates, open conflicts and purged entries; reserved + released = totals', async () => {
+    const windfall = await env.open({ jobAttempts: 1, rewardLockPolicy: { ...REWARD_POLICY, retries: 0 } });
+    await windfall.createWorker().start();
+    await setCampaignBudget(windfall.database.pool, 'give', '1000');
+    // applied before, outside the campaign: the same reward again is a duplicate; another amount is a conflict
+    await windfall.producer.enqueueRewards(
+      [
+        { rewardId: 'give-dup', uid: 'give-u3', amount: 50 },
+        { rewardId: 'give-conf', uid: 'give-u4', amount: 10 },
+      ],
+      { batchId: 'give-earlier' },
+    );
+    await waitForBatchDone(env.pool, 'give-earlier');
+    // a user whose lock another service holds: dead-lettered (LOCK_BUSY) on the only attempt
+    await env.holdLock('give-u2', 'other-service');
+    await windfall.producer.enqueueRewards(
+      [
+        { rewardId: 'give-1', uid: 'give-u1', amount: 100 },
+        { rewardId: 'give-2', uid: 'give-u2', amount: 200 },
+        { rewardId: 'give-dup', uid: 'give-u3', amount: 50 },
+        { rewardId: 'give-conf', uid: 'give-u4', amount: 99 },
+      ],
+      { batchId: 'give-a', campaignId: 'give' },
+    );
+    expect(await waitForBatchDone(env.pool, 'give-a')).toMatchObject({ applied: 1, duplicate: 1, deadLettered: 2 });
+    // 449 accepted: 50 (duplicate) and 99 (conflict) can never be paid; 200 (LOCK_BUSY) may still be replayed
+    expect((await cli(['campaign', 'show', 'give'])).json).toEqual({
+      campaignId: 'give',
+      budget: '1000',
+      reserved: '300',
+      applied: '100',
+      released: '149',
+      remaining: '700',
+    });
+    const [busy] = await windfall.deadLetters.list({ batchId: 'give-a', reason: 'LOCK_BUSY' });
+    expect((await cli(['dlq', 'purge', busy!.id, '--yes'])).code).toBe(0);
+    expect((await http('GET', '/v1/campaigns/give')).body).toEqual({
+      campaignId: 'give',
+      budget: '1000',
+      reserved: '100',
+      applied: '100',
+      released: '349',
+      remaining: '900',
+    });
+    // and a batch that fits only thanks to what was given back is accepted
+    const fits = await cli([
+      'enqueue',
+      '--file',
+      rewardFile('give-b', 9, 100),
+      '--batch-id',
+      'give-b',
+      '--campaign',
+      'give',
+    ]);
+    expect(fits.code, JSON.stringify(fits.json)).toBe(0);
   });
 
   it('a known batchId under another campaign is a batch conflict; the same batch again is a no-op that reserves nothing more', async () => {

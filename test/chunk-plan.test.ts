@@ -111,10 +111,16 @@ describe('chunk loads', () => {
       amount: 1 + (n % 3),
     }));
     const batch = await windfall.producer.enqueueRewards(rewards, { batchId: 'cl-batch' });
+    // each load claims the chunks anew (their fences move on): compare the users and their rewards
     const load = async (): Promise<unknown[]> => {
       const works = [];
-      for (let chunkNo = 0; chunkNo < batch.chunks; chunkNo += 1)
-        works.push(await loadChunkWork(env.pool, 'cl-batch', chunkNo));
+      for (let chunkNo = 0; chunkNo < batch.chunks; chunkNo += 1) {
+        const work = await loadChunkWork(env.pool, 'cl-batch', chunkNo);
+        works.push({
+          ...work,
+          tasks: work?.tasks.map((task) => ({ ...task, source: { ...task.source, fence: 'any' } })),
+        });
+      }
       return works;
     };
     const recorded = await load();

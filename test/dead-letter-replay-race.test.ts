@@ -1,11 +1,7 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  claimReplay,
-  markReplayed,
-  purgeDeadLetters,
-  type DeadLetterEntry,
-} from '../src/dead-letters/dead-letter-store.js';
+import { markReplayed, purgeDeadLetters, type DeadLetterEntry } from '../src/dead-letters/dead-letter-store.js';
+import { claimEntry } from '../src/db/fences.js';
 import { recordDeadLetters } from './support/dead-letter-fixtures.js';
 import { replayJobId } from '../src/queue/job-data.js';
 import { eventually, runCli } from './support/cli.js';
@@ -69,27 +65,27 @@ async function someoneWaitsForALock(): Promise<void> {
 }
 
 describe('a purge and a replay of the same entry: exactly one takes effect', () => {
-  it('claimReplay after a purge answers skip; a purge after a claim purges nothing', async () => {
+  it('claimEntry after a purge answers null; a purge after a claim purges nothing', async () => {
     const [first, second] = await openEntries('race-order', 2);
     expect(await purgeDeadLetters(purger, { ids: [first!.id] })).toEqual([first!.id]);
-    expect(await claimReplay(claimer, first!.id)).toBe('skip');
+    expect(await claimEntry(claimer, first!.id)).toBeNull();
     expect(await stateOf(first!.id)).toBe('purged');
 
-    expect(await claimReplay(claimer, second!.id)).toBe('replay');
+    expect(await claimEntry(claimer, second!.id)).toMatch(/^\d+$/);
     expect(await purgeDeadLetters(purger, { ids: [second!.id] })).toEqual([]);
     expect(await stateOf(second!.id)).toBe('replayed');
     // claiming again (a re-run job) still replays; the first replayed_at stays
     const before = await env.pool.query<{ replayed_at: Date }>('select replayed_at from dead_letters where id = $1', [
       second!.id,
     ]);
-    expect(await claimReplay(claimer, second!.id)).toBe('replay');
+    expect(await claimEntry(claimer, second!.id)).toMatch(/^\d+$/);
     const after = await env.pool.query<{ replayed_at: Date }>('select replayed_at from dead_letters where id = $1', [
       second!.id,
     ]);
     expect(after.rows[0]!.replayed_at).toEqual(before.rows[0]!.replayed_at);
     // an entry that is not recorded (or an id that is not one) is skipped
-    expect(await claimReplay(claimer, '987654321')).toBe('skip');
-    expect(await claimReplay(claimer, 'not-an-id')).toBe('skip');
+    expect(await claimEntry(claimer, '987654321')).toBeNull();
+    expect(await claimEntry(claimer, 'not-an-id')).toBeNull();
   });
 
   it('a claim that waits behind an uncommitted purge answers skip once the purge commits (and the reverse)', async () => {
@@ -98,10 +94,10 @@ describe('a purge and a replay of the same entry: exactly one takes effect', () 
     try {
       await purge.query('begin');
       expect(await purgeDeadLetters(purge, { ids: [purgedFirst!.id] })).toEqual([purgedFirst!.id]);
-      const claim = claimReplay(claimer, purgedFirst!.id);
+      const claim = claimEntry(claimer, purgedFirst!.id);
       await someoneWaitsForALock();
       await purge.query('commit');
-      expect(await claim).toBe('skip');
+      expect(await claim).toBeNull();
     } finally {
       purge.release();
     }
@@ -110,7 +106,7 @@ describe('a purge and a replay of the same entry: exactly one takes effect', () 
     const claim = await claimer.connect();
     try {
       await claim.query('begin');
-      expect(await claimReplay(claim, claimedFirst!.id)).toBe('replay');
+      expect(await claimEntry(claim, claimedFirst!.id)).toMatch(/^\d+$/);
       const purge = purgeDeadLetters(purger, { ids: [claimedFirst!.id] });
       await someoneWaitsForALock();
       await claim.query('commit');
@@ -126,14 +122,14 @@ describe('a purge and a replay of the same entry: exactly one takes effect', () 
     const outcomes = await Promise.all(
       entries.map(async (entry, index) => {
         // both sides in flight at once on different connections, alternating which one is sent first
-        let claimed: Promise<'replay' | 'skip'>;
+        let claimed: Promise<string | null>;
         let purged: Promise<string[]>;
         if (index % 2 === 0) {
-          claimed = claimReplay(claimer, entry.id);
+          claimed = claimEntry(claimer, entry.id);
           purged = purgeDeadLetters(purger, { ids: [entry.id] });
         } else {
           purged = purgeDeadLetters(purger, { ids: [entry.id] });
-          claimed = claimReplay(claimer, entry.id);
+          claimed = claimEntry(claimer, entry.id);
         }
         const [claim, purge] = await Promise.all([claimed, purged]);
         return { id: entry.id, claimed: claim, purged: purge.includes(entry.id) };
@@ -144,7 +140,7 @@ describe('a purge and a replay of the same entry: exactly one takes effect', () 
     );
     const states = new Map(rows.map((row) => [row.id, row.state]));
     for (const outcome of outcomes) {
-      expect(outcome.claimed === 'replay', `entry ${outcome.id}: exactly one of claim and purge wins`).toBe(
+      expect(outcome.claimed !== null, `entry ${outcome.id}: exactly one of claim and purge wins`).toBe(
         !outcome.purged,
       );
       expect(states.get(outcome.id)).toBe(outcome.purged ? 'purged' : 'replayed');
@@ -154,7 +150,7 @@ describe('a purge and a replay of the same entry: exactly one takes effect', () 
   it('markReplayed answers the state the entry ends in: replayed (now or by its job), purged, missing', async () => {
     const [a, b, c] = await openEntries('race-mark', 3);
     expect(await markReplayed(env.pool, a!.id)).toBe('replayed');
-    expect(await claimReplay(claimer, b!.id)).toBe('replay');
+    expect(await claimEntry(claimer, b!.id)).toMatch(/^\d+$/);
     expect(await markReplayed(env.pool, b!.id)).toBe('replayed');
     await purgeDeadLetters(purger, { ids: [c!.id] });
     expect(await markReplayed(env.pool, c!.id)).toBe('purged');
@@ -203,13 +199,13 @@ describe('windfall dlq replay when a purge lands between the enqueue and the mar
     expect(await stateOf(entry!.id)).toBe('purged');
     expect(job).toBeUndefined();
     // the job would not have applied anything anyway
-    expect(await claimReplay(claimer, entry!.id)).toBe('skip');
+    expect(await claimEntry(claimer, entry!.id)).toBeNull();
   });
 
   it('counts an entry its job claimed first as replayed (exit 0)', async () => {
     const [entry] = await openEntries('race-cli-claim', 1);
     const { result, job } = await replayWhileHeld(entry!.id, async (client) => {
-      expect(await claimReplay(client, entry!.id)).toBe('replay');
+      expect(await claimEntry(client, entry!.id)).toMatch(/^\d+$/);
     });
     expect(result.code, result.stderr).toBe(0);
     const report = JSON.parse(result.stdout) as { replayed: { id: string }[]; skipped: unknown[] };

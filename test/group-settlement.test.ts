@@ -4,7 +4,7 @@ import { listDeadLetters } from '../src/dead-letters/dead-letter-store.js';
 import { WindfallMetrics } from '../src/metrics/metrics.js';
 import { reconcile } from '../src/reconcile/reconcile.js';
 import { GroupSettlement } from '../src/settlement/group-settlement.js';
-import { SETTLE_CHUNK_USERS_SQL, SETTLE_REPLAYS_SQL } from '../src/settlement/settlement-sql.js';
+import { SETTLE_CHUNK_USERS_SQL, SETTLE_REPLAYS_SQL, SETTLEMENT_MARKER } from '../src/settlement/settlement-sql.js';
 import { loadChunkWork } from '../src/worker/job-work.js';
 import type { UserOutcome, UserTask } from '../src/settlement/user-task.js';
 import { balances, ledgerMismatches, rewardRows, waitForBatchDone } from './support/batches.js';
@@ -23,8 +23,8 @@ beforeAll(() => {
   statements.on('connect', (client) => {
     const query = client.query.bind(client) as (...args: unknown[]) => unknown;
     (client as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
-      const first = args[0] as { name?: string } | string;
-      if (typeof first === 'object' && first.name?.startsWith('windfall_settle')) sent += 1;
+      const first = args[0] as { text?: string } | string;
+      if (typeof first === 'object' && first.text?.startsWith(`/* ${SETTLEMENT_MARKER}`)) sent += 1;
       return query(...args);
     };
   });
@@ -338,11 +338,21 @@ describe('the settlement statement never reads the whole ledger', () => {
       await client.query('analyze ledger_entries');
       const ids = Array.from({ length: 400 }, (_, n) => String(n + 1));
       for (const [name, sql, values] of [
-        ['replays', SETTLE_REPLAYS_SQL, [ids]],
+        ['replays', SETTLE_REPLAYS_SQL, [ids, ids.map(() => '1'), '5000', '30000']],
         [
           'chunk users',
           SETTLE_CHUNK_USERS_SQL,
-          [ids.map(() => 'pl-b'), ids.map(() => 0), ids.map((id) => `pl-u${id}`), [], []],
+          [
+            ids.map(() => 'pl-b'),
+            ids.map(() => 0),
+            ids.map(() => 0),
+            ids.map((id) => `pl-u${id}`),
+            ids.map(() => '1'),
+            [],
+            [],
+            '5000',
+            '30000',
+          ],
         ],
       ] as const) {
         const { rows } = await client.query<{ 'QUERY PLAN': { Plan: PlanNode }[] }>(`explain (format json) ${sql}`, [

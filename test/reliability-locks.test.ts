@@ -2,7 +2,6 @@ import { createConnection, createServer, type Server, type Socket } from 'node:n
 import type pg from 'pg';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { getBatchReport } from '../src/status/batch-status.js';
 import { REWARD_POLICY } from '../src/lock/lock-policy.js';
 import { UserLocks } from '../src/lock/user-locks.js';
 import { reconcile } from '../src/reconcile/reconcile.js';
@@ -11,13 +10,7 @@ import { RewardWorker } from '../src/worker/reward-worker.js';
 import { useTestEnvironment } from './support/environment.js';
 import { runCli } from './support/cli.js';
 import { balances, rewardRows, waitForBatchDone } from './support/batches.js';
-import {
-  resilientPool,
-  startRedisServer,
-  startWindfall,
-  waitFor,
-  type WindfallProcess,
-} from './support/redis-servers.js';
+import { resilientPool, startRedisServer, waitFor } from './support/redis-servers.js';
 
 const env = useTestEnvironment();
 let probe: pg.Pool;
@@ -157,83 +150,6 @@ describe('lock faults: the Redis lock is an efficiency lock, PostgreSQL keeps th
     expect(await env.redis.exists(`${env.prefix}:lock:fr-user`)).toBe(0);
     expect((await reconcile(env.pool, { strict: true })).mismatches).toEqual([]);
   });
-
-  it('a replay racing with a late original job: the original (frozen mid-statement) and the replay both run, credited once', async () => {
-    const setup = await env.open({ jobAttempts: 1 });
-    await setup.wallet.addBalance('rp-user', 1, { operationId: 'rp-opening' });
-    const mine = rewardRows(3, (n) => ({ rewardId: `rp-${n}`, uid: 'rp-user', amount: 1000 + n }));
-    const row = await holdWalletRow('rp-user');
-    const workers: WindfallProcess[] = [];
-    try {
-      // the original worker: its statement for rp-user blocks on the wallet row, then the process is frozen
-      const original = startWindfall(
-        ['worker'],
-        env.env({ WINDFALL_JOB_LOCK_MS: '1000', WINDFALL_RECOVERY_INTERVAL_MS: '0' }),
-      );
-      workers.push(original);
-      // one user, so the frozen process holds no other lock
-      await setup.producer.enqueueRewards(mine, { batchId: 'rp-batch' });
-      await waitFor(async () => (await blockedStatements()) === 1, "the original's statement for rp-user to block");
-      original.child.kill('SIGSTOP');
-      // workers of the earlier tests (30 s job locks) left BullMQ's once-per-interval stalled-check guards behind
-      for (const key of await env.redis.keys(`${env.prefix}:*:stalled-check`)) await env.redis.del(key);
-
-      // a second worker takes the stalled job over; rp-user's lock is still held by the frozen process, so on this
-      // last attempt rp-user is dead-lettered (LOCK_BUSY) and the chunk completes
-      const rescuer = startWindfall(
-        ['worker'],
-        env.env({
-          WINDFALL_JOB_LOCK_MS: '1000',
-          WINDFALL_REWARD_LOCK_RETRIES: '2',
-          WINDFALL_REWARD_LOCK_DELAY_MS: '50',
-          WINDFALL_RECOVERY_INTERVAL_MS: '0',
-        }),
-      );
-      workers.push(rescuer);
-      await waitFor(
-        async () => (await setup.deadLetters.list({ batchId: 'rp-batch' })).length === 1,
-        'rp-user to be dead-lettered',
-        30_000,
-      ).catch((error: Error) => {
-        throw new Error(`${error.message}\nrescuer: ${rescuer.output().slice(-4000)}`);
-      });
-      const [entry] = await setup.deadLetters.list({ batchId: 'rp-batch' });
-      expect(entry).toMatchObject({ uid: 'rp-user', reason: 'LOCK_BUSY' });
-
-      // the operator frees the lock of the "hung" holder and replays the entry while the original is still in flight
-      await setup.wallet.forceReleaseLock('rp-user');
-      const replay = await runCli(['dlq', 'replay', entry!.id, '--json'], env.env());
-      expect(replay.code, replay.stderr).toBe(0);
-      await waitFor(
-        async () => (await blockedStatements()) === 2,
-        'the replay statement and the late original both in flight',
-      );
-
-      // the row is freed: the late original commits first, then the replay finds every reward already applied
-      await row.release();
-      await waitFor(
-        async () => (await getBatchReport(env.pool, 'rp-batch'))?.pending === 0,
-        'the replay to settle',
-        30_000,
-      );
-      original.child.kill('SIGCONT');
-      expect(await original.stop()).toBe(0);
-      expect(await rescuer.stop()).toBe(0);
-    } finally {
-      for (const worker of workers) {
-        worker.child.kill('SIGCONT');
-        await worker.kill9();
-      }
-    }
-    const report = await getBatchReport(env.pool, 'rp-batch');
-    expect(report).toMatchObject({ total: 3, applied: 3, duplicate: 0, deadLettered: 0, status: 'completed' });
-    expect((await balances(env.pool)).get('rp-user')).toBe(1n + sum(mine));
-    const { rows: entries } = await env.pool.query<{ n: number }>(
-      `select count(*)::int as n from ledger_entries where operation_id like 'rp-%'`,
-    );
-    expect(entries[0]!.n).toBe(4);
-    expect((await reconcile(env.pool, { strict: true })).mismatches).toEqual([]);
-  }, 90_000);
 
   it('a lock whose SET reply was lost to a dropped connection is ours after ioredis resends it, not a busy lock', async () => {
     const server = await startRedisServer({ aof: false });

@@ -102,11 +102,13 @@ const SCHEMA: { readonly [T in keyof Database]: { readonly [K in keyof Database[
       completed_at: ['timestamptz', true],
       uids: ['_text', true],
       user_rewards: ['_int4', true],
+      fence: ['int8', false],
     },
     reward_duplicates: {
       batch_id: ['text', false],
       reward_id: ['text', false],
       recorded_at: ['timestamptz', false],
+      amount: ['int8', false],
     },
     dead_letters: {
       id: ['int8', false],
@@ -125,6 +127,8 @@ const SCHEMA: { readonly [T in keyof Database]: { readonly [K in keyof Database[
       state: ['text', false],
       replayed_at: ['timestamptz', true],
       purged_at: ['timestamptz', true],
+      fence: ['int8', false],
+      amount: ['numeric', false],
     },
     audit_log: {
       id: ['int8', false],

@@ -52,7 +52,7 @@ async function stage(batchId: string, rows: { uid: string; rewards: number }[]):
 }
 
 const uid = (user: SettlingUser): string => user.task.uid;
-const replay = { kind: 'replay', batchId: 'b', deadLetterId: '1' } as const;
+const replay = { kind: 'replay', batchId: 'b', deadLetterId: '1', fence: '0' } as const;
 
 describe('forming a transaction group', () => {
   const limits = { usersPerTransaction: 4, rewardsPerTransaction: 8 };

@@ -63,7 +63,7 @@ try {
       [entries, users],
     );
     await pool.query(
-      `insert into reward_duplicates (batch_id, reward_id) select 'scale-dup', 'r' || i from generate_series(0, $1 / 20 - 1) i`,
+      `insert into reward_duplicates (batch_id, reward_id, amount) select 'scale-dup', 'r' || i, 1 + i % 1000 from generate_series(0, $1 / 20 - 1) i`,
       [entries],
     );
     // a third batch whose rewards are all dead-lettered (one entry per user)
@@ -73,9 +73,9 @@ try {
       [entries],
     );
     await pool.query(
-      `insert into dead_letters (source, batch_id, chunk_no, uid, shard, rewards, reward_count, reason, error, attempts)
+      `insert into dead_letters (source, batch_id, chunk_no, uid, shard, rewards, reward_count, amount, reason, error, attempts)
                       select 'scale-' || i, 'scale-dead', 0, 'dead-u' || i, 0,
-                             jsonb_build_array(jsonb_build_object('rewardId', 'dead-r' || i, 'uid', 'dead-u' || i, 'amount', '5')), 1, 'LOCK_BUSY', 'busy', 3
+                             jsonb_build_array(jsonb_build_object('rewardId', 'dead-r' || i, 'uid', 'dead-u' || i, 'amount', '5')), 1, 5, 'LOCK_BUSY', 'busy', 3
                       from generate_series(0, $1 / 100 - 1) i`,
       [entries],
     );

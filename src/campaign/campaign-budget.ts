@@ -3,7 +3,7 @@ import { recordAudit } from '../audit/audit-trail.js';
 import { queryBuilder, runQuery } from '../db/query-builder.js';
 import { inTransaction } from '../db/transaction.js';
 import { identifierProblem, REVERT_ID_PREFIX } from '../rewards/field-rules.js';
-import { reservedOf } from '../staging/budget-reservation.js';
+import { reservationOf } from '../staging/budget-reservation.js';
 
 /** Largest budget accepted, in minor units (40 digits fit the column). */
 const MAX_BUDGET_DIGITS = 30;
@@ -13,10 +13,18 @@ export interface CampaignReport {
   readonly campaignId: string;
   /** Minor units; null = no budget (unlimited). */
   readonly budget: string | null;
-  /** What the campaign's accepted batches may pay out or have paid: their totals, less what was reverted. */
+  /**
+   * What the campaign's accepted batches may pay out or have paid: their totals, less what they gave back
+   * (`released`).
+   */
   readonly reserved: string;
   /** Credited by the campaign's batches, less what was reverted. */
   readonly applied: string;
+  /**
+   * Given back by the campaign's batches: rewards that can never be paid (duplicates, purged dead-letter entries,
+   * open conflicts) and what reverts took back. `reserved + released` is the batches' totals.
+   */
+  readonly released: string;
   /** budget − reserved (negative once the budget was lowered below what is reserved); null when unlimited. */
   readonly remaining: string | null;
 }
@@ -85,12 +93,16 @@ export async function getCampaignReport(db: Db, campaignId: string): Promise<Cam
       ]),
     )
     .select((eb) => eb.cast<string>(eb.fn.coalesce(eb.fn.sum('l.amount'), sql.lit(0)), 'text').as('applied'));
-  const [reserved, appliedRows] = await Promise.all([reservedOf(db, campaignId), runQuery(db, applied)]);
+  const [{ reserved, released }, appliedRows] = await Promise.all([
+    reservationOf(db, campaignId),
+    runQuery(db, applied),
+  ]);
   return {
     campaignId,
     budget,
     reserved: reserved.toString(),
     applied: appliedRows[0]!.applied,
+    released: released.toString(),
     remaining: budget === null ? null : (BigInt(budget) - reserved).toString(),
   };
 }

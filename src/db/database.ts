@@ -62,16 +62,12 @@ export function connectDatabase(url: string, options: DatabaseOptions = {}): Win
 
 /**
  * A second pool to the same database as `pool` (same settings) with `size` connections, for the worker's settlement
- * transactions: their own connections, so that job bookkeeping never waits behind them.
+ * transactions: their own connections, so that job bookkeeping never waits behind them. No session setting of its
+ * own: its statements set what they need transaction-locally (a pooler in transaction mode, ADR 0014).
  */
 export function openSettlementPool(pool: pg.Pool, size: number, logger: Logger = silentLogger()): pg.Pool {
-  // room to hash the sets a settlement statement leaves out (PostgreSQL hashes an uncorrelated `not in (subquery)`
-  // only when it expects the table to fit in work_mem): a plan per reward would grow with the square of a user's
-  const startup = [typeof pool.options.options === 'string' ? pool.options.options : '', '-c work_mem=64MB']
-    .filter((part) => part !== '')
-    .join(' ');
   // pg-pool keeps the password out of enumerable options: copy it by name
-  const settlement = new pg.Pool({ ...pool.options, password: pool.options.password, max: size, options: startup });
+  const settlement = new pg.Pool({ ...pool.options, password: pool.options.password, max: size });
   watchConnections(settlement, logger);
   return settlement;
 }

@@ -4,4 +4,4 @@
  * migrations (`migrate.ts`, which checks that this is its last entry) and free of Kysely, so that every command can
  * check it.
  */
-export const LATEST_MIGRATION = '0007_batch_events';
+export const LATEST_MIGRATION = '0008_fences';

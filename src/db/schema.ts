@@ -20,6 +20,8 @@ export type { BatchPriority, BatchStatus, DeadLetterReason, DeadLetterState } fr
 
 /** int8 columns arrive as `bigint` (the pool's type parser); they are written as bigint or digit strings. */
 type Int8 = ColumnType<bigint, bigint | string, bigint | string>;
+/** An int8 column with a default. */
+type GeneratedInt8 = ColumnType<bigint, bigint | string | undefined, bigint | string>;
 type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
 /** An identity column (`generated always as identity`): read as bigint, never written. */
 type Identity = ColumnType<bigint, never, never>;
@@ -94,12 +96,16 @@ export interface RewardChunksTable {
   uids: string[] | null;
   /** Rewards of each of `uids`. */
   user_rewards: number[] | null;
+  /** The claim of the job attempt that may settle the chunk (see ADR 0013). */
+  fence: GeneratedInt8;
 }
 
 export interface RewardDuplicatesTable {
   batch_id: string;
   reward_id: string;
   recorded_at: Generated<Date>;
+  /** The duplicate reward's amount (minor units). */
+  amount: Int8;
 }
 
 /** A reward as stored in a dead-letter entry (amount as a digit string). */
@@ -127,6 +133,10 @@ export interface DeadLettersTable {
   state: Generated<DeadLetterState>;
   replayed_at: Timestamp | null;
   purged_at: Timestamp | null;
+  /** The claim of the replay attempt that may settle the entry's rewards (see ADR 0013). */
+  fence: GeneratedInt8;
+  /** The sum of the entry's rewards (minor units, numeric). */
+  amount: string;
 }
 
 /**

@@ -91,7 +91,7 @@ export class DeadLetterQueue {
    * Re-enqueues open entries into their shard queue. An entry leaves the dead-letter queue only after its replay
    * job is safely in Redis; a crash in between may replay it twice, which the idempotent ledger absorbs.
    * Rewards applied meanwhile end as duplicates. An entry purged between the two steps is reported in `skipped`
-   * (state `purged`) and its replay does nothing (the job claims the entry first: `claimReplay`).
+   * (state `purged`) and its replay does nothing (the job claims the entry first: `claimEntry`).
    *
    * A replay that is not a dry run is recorded in the audit trail (`dlq.replay`) once it has run: its entries change
    * one by one (each after its job is in Redis), so the record follows them rather than sharing a transaction.

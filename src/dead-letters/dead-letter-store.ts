@@ -102,7 +102,8 @@ export type ReplayMarkOutcome = 'replayed' | 'purged' | 'missing';
 
 /**
  * Marks an open entry replayed (it leaves the dead-letter queue) and answers the state the entry ends in. Purge
- * moves only `open` → `purged` and this only `open` → `replayed`, both atomically, so exactly one of them wins:
+ * moves only `open` → `purged` and this only `open` → `replayed`, both atomically, so exactly one of them wins
+ * (a replay job's claim, `claimEntry` in db/fences.ts, moves `open` or `replayed` on, never `purged`):
  * `purged` means a purge came first and the replay must not take effect. Two statements, not one: the update
  * re-reads a row changed by a concurrent purge, but a select in the same statement would still see the old row.
  */
@@ -117,17 +118,6 @@ export async function markReplayed(db: Db, id: string): Promise<ReplayMarkOutcom
   const state = rows[0]?.state;
   if (state === 'replayed' || state === 'purged') return state;
   return 'missing';
-}
-
-/**
- * What a replay job calls before it applies anything: claims dead-letter entry `deadLetterId` for its replay.
- * Atomically marks the entry replayed if it is still open (the job may run before the replay command marks it)
- * and answers `replay` when the entry is (now or already) replayed, `skip` when it was purged (or is not
- * recorded): then the job must apply nothing. Exactly one of a purge and a replay of the same entry takes effect.
- */
-export async function claimReplay(db: Db, deadLetterId: string): Promise<'replay' | 'skip'> {
-  if (!/^\d{1,18}$/.test(deadLetterId)) return 'skip';
-  return (await markReplayed(db, deadLetterId)) === 'replayed' ? 'replay' : 'skip';
 }
 
 /** Open entries and the rewards inside them, per reason (every reason present, 0 when none). */

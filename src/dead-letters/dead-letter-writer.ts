@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { beginDeciding, passChunkFence, passEntryFence } from '../db/fences.js';
 import type { DeadLetterReason } from '../db/schema.js';
 import type { DeadLetterEntry, DeadLetterRow } from './dead-letter-store.js';
 import { toEntry } from './dead-letter-store.js';
@@ -41,11 +42,11 @@ picked as (
       where (d.batch_id, d.chunk_no, d.uid) in (select batch_id, chunk_no, uid from e)
     )
 )
-insert into dead_letters (source, batch_id, chunk_no, uid, shard, rewards, reward_count, reason, error, attempts)
+insert into dead_letters (source, batch_id, chunk_no, uid, shard, rewards, reward_count, amount, reason, error, attempts)
 select jsonb_build_array('chunk', batch_id, chunk_no, uid, reason, md5(string_agg(reward_id, E'\\n' order by reward_id collate "C")))::text,
        batch_id, chunk_no, uid, shard,
        jsonb_agg(${STORED_REWARD} order by reward_id collate "C"),
-       count(*)::int, reason, left(error, 2000), attempts
+       count(*)::int, sum(amount::numeric), reason, left(error, 2000), attempts
 from picked
 group by batch_id, chunk_no, uid, shard, reason, error, attempts
 on conflict (source) do nothing${RETURNING_ENTRY}`;
@@ -74,11 +75,11 @@ picked as (
       where c.replay_of in (select replay_of from e)
     )
 )
-insert into dead_letters (source, batch_id, chunk_no, replay_of, uid, shard, rewards, reward_count, reason, error, attempts)
+insert into dead_letters (source, batch_id, chunk_no, replay_of, uid, shard, rewards, reward_count, amount, reason, error, attempts)
 select jsonb_build_array('replay', replay_of::text, reason, md5(string_agg(reward_id, E'\\n' order by reward_id collate "C")))::text,
        batch_id, null, replay_of, uid, shard,
        jsonb_agg(${STORED_REWARD} order by reward_id collate "C"),
-       count(*)::int, reason, left(error, 2000), attempts
+       count(*)::int, sum(amount::numeric), reason, left(error, 2000), attempts
 from picked
 group by replay_of, batch_id, uid, shard, reason, error, attempts
 on conflict (source) do nothing${RETURNING_ENTRY}`;
@@ -118,23 +119,36 @@ function written(row: WrittenRow): WrittenDeadLetter {
 
 type Db = Pick<pg.Pool, 'connect'>;
 
+/** The fence the writing attempt claimed: of its chunk, or of the entry it replays (ADR 0013). */
+export type WriterFence =
+  | { readonly kind: 'chunk'; readonly batchId: string; readonly chunkNo: number; readonly fence: string }
+  | { readonly kind: 'replay'; readonly deadLetterId: string; readonly fence: string };
+
 /**
- * Runs one writing statement in a transaction of its own with `work_mem` room for hashing its sets of rewards
- * (PostgreSQL hashes an uncorrelated `in (subquery)` only when it expects the table to fit).
+ * Runs one writing statement behind the attempt's fence, in a transaction of its own: first the fence is moved on
+ * (waiting for the chunk's or entry's statements still in flight, which then commit first and are seen by the
+ * writing statement; statements sent later pay nothing), then the statement runs with `work_mem` room for hashing
+ * its sets of rewards (PostgreSQL hashes an uncorrelated `in (subquery)` only when it expects the table to fit).
+ * @throws {@link FencedOutError} when the fence had moved on already: nothing is written.
  */
-async function withHashingRoom<T extends pg.QueryResultRow>(
+async function writeBehindFence<T extends pg.QueryResultRow>(
   db: Db,
+  fence: WriterFence,
   text: string,
   values: unknown[],
-): Promise<pg.QueryResult<T>> {
+): Promise<{ rows: T[]; fence: string }> {
   const client = await db.connect();
   let broken: Error | undefined;
   try {
-    await client.query('begin');
+    await beginDeciding(client);
+    const next =
+      fence.kind === 'chunk'
+        ? await passChunkFence(client, fence.batchId, fence.chunkNo, fence.fence)
+        : await passEntryFence(client, fence.deadLetterId, fence.fence);
     await client.query(`set local work_mem = '64MB'`);
-    const result = await client.query<T>(text, values);
+    const { rows } = await client.query<T>(text, values);
     await client.query('commit');
-    return result;
+    return { rows, fence: next };
   } catch (error) {
     await client.query('rollback').catch((rollbackError: unknown) => {
       broken = rollbackError as Error;
@@ -145,16 +159,25 @@ async function withHashingRoom<T extends pg.QueryResultRow>(
   }
 }
 
+/** What a writer did: the entries written now, and the fence the attempt holds after it. */
+export interface DeadLettersWritten {
+  readonly entries: WrittenDeadLetter[];
+  /** The attempt's fence from now on (moved on by the writer, unchanged when nothing was to be written). */
+  readonly fence: string;
+}
+
 /**
- * Writes the dead-letter entries of chunk users in one statement, each entry's rewards read from the staged batch
- * (no reward passes through Node). Idempotent: an entry already written for the same chunk, user, reason and rewards
- * is not written again. Returns the entries written now.
+ * Writes the dead-letter entries of chunk users in one statement behind the chunk's fence, each entry's rewards
+ * read from the staged batch (no reward passes through Node). Idempotent: an entry already written for the same
+ * chunk, user, reason and rewards is not written again.
+ * @throws {@link FencedOutError} when another attempt claimed the chunk: nothing is written.
  */
 export async function recordChunkDeadLetters(
   db: Db,
+  fence: Extract<WriterFence, { kind: 'chunk' }>,
   entries: readonly ChunkDeadLetter[],
-): Promise<WrittenDeadLetter[]> {
-  if (entries.length === 0) return [];
+): Promise<DeadLettersWritten> {
+  if (entries.length === 0) return { entries: [], fence: fence.fence };
   const payload = entries.map((entry) => ({
     batch_id: entry.batchId,
     chunk_no: entry.chunkNo,
@@ -165,16 +188,22 @@ export async function recordChunkDeadLetters(
     attempts: entry.attempts,
     reward_ids: entry.rewardIds,
   }));
-  const { rows } = await withHashingRoom<WrittenRow>(db, RECORD_CHUNK_DEAD_LETTERS_SQL, [JSON.stringify(payload)]);
-  return rows.map(written);
+  const result = await writeBehindFence<WrittenRow>(db, fence, RECORD_CHUNK_DEAD_LETTERS_SQL, [
+    JSON.stringify(payload),
+  ]);
+  return { entries: result.rows.map(written), fence: result.fence };
 }
 
-/** Writes the dead-letter entries of replays (see {@link recordChunkDeadLetters}); `replay_of` names the replayed entry. */
+/**
+ * Writes the dead-letter entries of replays (see {@link recordChunkDeadLetters}) behind the replayed entry's fence;
+ * `replay_of` names the replayed entry.
+ */
 export async function recordReplayDeadLetters(
   db: Db,
+  fence: Extract<WriterFence, { kind: 'replay' }>,
   entries: readonly ReplayDeadLetter[],
-): Promise<WrittenDeadLetter[]> {
-  if (entries.length === 0) return [];
+): Promise<DeadLettersWritten> {
+  if (entries.length === 0) return { entries: [], fence: fence.fence };
   const payload = entries.map((entry) => ({
     replay_of: entry.replayOf,
     reason: entry.reason,
@@ -182,6 +211,8 @@ export async function recordReplayDeadLetters(
     attempts: entry.attempts,
     reward_ids: entry.rewardIds,
   }));
-  const { rows } = await withHashingRoom<WrittenRow>(db, RECORD_REPLAY_DEAD_LETTERS_SQL, [JSON.stringify(payload)]);
-  return rows.map(written);
+  const result = await writeBehindFence<WrittenRow>(db, fence, RECORD_REPLAY_DEAD_LETTERS_SQL, [
+    JSON.stringify(payload),
+  ]);
+  return { entries: result.rows.map(written), fence: result.fence };
 }

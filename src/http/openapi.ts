@@ -156,7 +156,7 @@ export function buildOpenApiDocument(version: string): Record<string, unknown> {
           },
         },
         get: {
-          summary: 'A campaign: budget, reserved, applied, remaining (as `windfall campaign show --json`)',
+          summary: 'A campaign: budget, reserved, applied, released, remaining (as `windfall campaign show --json`)',
           security: adminAuth,
           parameters: [pathParam('id', 'the campaignId')],
           responses: {

@@ -432,12 +432,20 @@ export const campaignBudgetSchema = {
 /** A campaign (as `windfall campaign show --json`). */
 export const campaignReportSchema = {
   type: 'object',
-  required: ['campaignId', 'budget', 'reserved', 'applied', 'remaining'],
+  required: ['campaignId', 'budget', 'reserved', 'applied', 'released', 'remaining'],
   properties: {
     campaignId: { type: 'string' },
     budget: { type: ['string', 'null'], description: 'minor units; null = unlimited' },
-    reserved: { type: 'string', description: "the totals of the campaign's accepted batches, less what was reverted" },
+    reserved: {
+      type: 'string',
+      description: "the totals of the campaign's accepted batches, less what they gave back (`released`)",
+    },
     applied: { type: 'string', description: "credited by the campaign's batches, less what was reverted" },
+    released: {
+      type: 'string',
+      description:
+        'given back to the budget: rewards that can never be paid (duplicates, purged dead-letter entries, open conflicts) and what reverts took back',
+    },
     remaining: {
       type: ['string', 'null'],
       description: 'budget − reserved (negative after a budget was lowered below it); null = unlimited',

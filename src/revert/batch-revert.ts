@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { recordAudit } from '../audit/audit-trail.js';
+import { fenceBatch } from '../db/fences.js';
 import { inTransaction } from '../db/transaction.js';
 import type { DeadLetterQueue } from '../dead-letters/dead-letter-queue.js';
 import type { EventSink } from '../events/event-publisher.js';
@@ -243,12 +244,15 @@ async function storeRevertStatus(
 }
 
 /**
- * Closes the batch's open dead-letter entries (`purged`: a replay that claims one afterwards finds it purged and does
- * nothing) and checks in the same transaction that no replay claimed before is still running; if one is, nothing is
- * closed and the revert is refused.
+ * Fences the batch (ADR 0013: every chunk's and entry's fence moved on, after the statements in flight for them
+ * commit; none sent later pays), closes its open dead-letter entries (`purged`: a replay that claims one afterwards
+ * finds it purged and does nothing) and checks in the same transaction, after the fence, that no replay claimed
+ * before is still running; if one is, nothing is closed and the revert is refused. The debits read the ledger after
+ * this commits: a statement of a frozen worker has either committed by then (and is taken back) or pays nothing.
  */
 async function closeDeadLetters(pool: pg.Pool, batchId: string): Promise<string[]> {
   return inTransaction(pool, async (client) => {
+    await fenceBatch(client, batchId);
     const { rows } = await client.query<{ id: bigint }>(
       `update dead_letters set state = 'purged', purged_at = now() where batch_id = $1 and state = 'open' returning id`,
       [batchId],

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { cancelQuery } from '../db/cancel-query.js';
 import type { DatabaseErrorKind } from '../db/pg-errors.js';
 import { classifyDatabaseError } from '../db/pg-errors.js';
 import { waitAfterClash } from '../db/retry.js';
@@ -14,7 +15,7 @@ import {
   SETTLE_REPLAYS_SQL,
 } from './settlement-sql.js';
 import type { ConflictingReward, UserOutcome, UserTask } from './user-task.js';
-import { failedOutcome, INTERRUPTED } from './user-task.js';
+import { failedOutcome, FENCED, INTERRUPTED } from './user-task.js';
 
 /**
  * Times a group is run again, at once, after a rewardId it inserts was committed meanwhile by another transaction
@@ -35,10 +36,13 @@ function isLedgerRace(error: unknown): boolean {
 const RESOURCE_FAULTS_PER_GROUP = 3;
 const STATEMENT_RESOURCE_CODES = new Set(['53100', '53200', '53400']);
 
-/** Cancels backend `$1`'s statement if it is waiting for a lock held by another transaction. */
-const CANCEL_IF_WAITING_SQL = `select pg_cancel_backend(pid) from pg_stat_activity where pid = $1 and wait_event_type = 'Lock'`;
+/**
+ * How long a session may sit idle inside a settlement statement's transaction (its client stopped between the
+ * statement and its Sync) before the server ends it and lets go of its locks, ms.
+ */
+const IDLE_IN_STATEMENT_MS = 30_000;
 
-/** A statement the worker cancelled because it waited too long for a row held by another transaction. */
+/** A statement the server ended (`lock_timeout`, SQLSTATE 55P03) because it waited too long for a row held by another transaction. */
 class LockWaitCancelled extends Error {
   override readonly name = 'LockWaitCancelled';
 }
@@ -52,8 +56,6 @@ class ConnectFailed extends Error {
 export interface GroupSettlementOptions {
   /** Connections the settlement statements run on (one statement at a time each). */
   readonly pool: pg.Pool;
-  /** Another pool, to look at (and cancel) a statement that waits for a row held by another transaction. */
-  readonly control: Pick<pg.Pool, 'query'>;
   /** Paused while PostgreSQL cannot work; statements wait for it. */
   readonly gate: ServiceGate;
   /** Aborted when the worker stops: a group not yet run is interrupted, a statement waiting for a row is cancelled. */
@@ -61,8 +63,8 @@ export interface GroupSettlementOptions {
   readonly logger: Logger;
   readonly metrics?: WindfallMetrics | undefined;
   /**
-   * A group statement still waiting for a row held by another transaction after this long (checked again as long as
-   * it runs) is cancelled, and its users are settled one per statement.
+   * A group statement waiting this long for a row held by another transaction is ended by the server (its
+   * `lock_timeout`, so even when this process froze), and its users are settled one per statement.
    */
   readonly lockWaitMs: number;
   /**
@@ -268,11 +270,11 @@ export class GroupSettlement {
   }
 
   /**
-   * Runs the group's statement. A statement found waiting for a row held by another transaction after `waitLimitMs`
-   * (checked again each `lockWaitMs`, and at once when the worker stops) is cancelled: {@link LockWaitCancelled}.
+   * Runs the group's statement. The server ends it when it waits more than `waitLimitMs` for a row held by another
+   * transaction ({@link LockWaitCancelled}); a worker that stops cancels it (protocol cancel request).
    */
   private async runStatement(tasks: readonly UserTask[], waitLimitMs: number): Promise<SettlementRow[]> {
-    const query = this.statementOf(tasks);
+    const query = this.statementOf(tasks, waitLimitMs);
     let client: pg.PoolClient;
     try {
       client = await this.options.pool.connect();
@@ -280,37 +282,18 @@ export class GroupSettlement {
       throw new ConnectFailed(`could not open a settlement connection: ${describeError(error)}`, { cause: error });
     }
     const started = performance.now();
-    let cancelRequested = false;
-    let cancelling: Promise<unknown> | undefined;
-    const cancelIfWaiting = (): void => {
-      if (cancelling) return;
-      const pid = (client as unknown as { processID: number | null }).processID;
-      cancelRequested = true;
-      cancelling = this.options.control.query(CANCEL_IF_WAITING_SQL, [pid]).then(
-        (result) => {
-          if (result.rowCount === 0) cancelRequested = false;
-          cancelling = undefined;
-        },
-        () => {
-          cancelRequested = false;
-          cancelling = undefined;
-        },
-      );
+    let cancelled = false;
+    const onAbort = (): void => {
+      cancelled = true;
+      cancelQuery(client);
     };
-    const watch = setInterval(
-      () => {
-        if (performance.now() - started >= waitLimitMs) cancelIfWaiting();
-      },
-      Math.min(this.options.lockWaitMs, waitLimitMs),
-    );
-    const onAbort = (): void => cancelIfWaiting();
     this.options.signal.addEventListener('abort', onAbort, { once: true });
     let broken: Error | undefined;
     try {
       const { rows } = await client.query<SettlementRow>(query);
       return rows;
     } catch (error) {
-      if (cancelRequested && (error as { code?: unknown }).code === '57014') {
+      if ((error as { code?: unknown }).code === '55P03') {
         throw new LockWaitCancelled(`waited more than ${waitLimitMs} ms for a row held by another transaction`, {
           cause: error,
         });
@@ -318,48 +301,60 @@ export class GroupSettlement {
       if (classifyDatabaseError(error) === 'unavailable') broken = error as Error;
       throw error;
     } finally {
-      clearInterval(watch);
       this.options.signal.removeEventListener('abort', onAbort);
-      // the connection goes back to the pool only once no cancel can reach a later statement on it
-      await cancelling;
-      client.release(broken);
+      // a cancel sent for this statement could reach the connection's next one: it is not used again
+      client.release(broken ?? (cancelled ? new Error('statement cancelled: the worker is stopping') : undefined));
       this.options.metrics?.userTransaction.observe((performance.now() - started) / 1000);
       this.options.metrics?.usersPerTransaction.observe(tasks.length);
     }
   }
 
-  /** The settling (or, with `judge`, the judging) statement of `tasks`. */
-  private statementOf(tasks: readonly UserTask[], judge = false): pg.QueryConfig {
+  /**
+   * The settling statement of `tasks` (rows held by other transactions waited for up to `waitLimitMs`), or with
+   * `waitLimitMs` null their judging statement. Sent unnamed: a pooler in transaction mode may run each on another
+   * server connection (ADR 0014).
+   */
+  private statementOf(tasks: readonly UserTask[], waitLimitMs: number | null): pg.QueryConfig {
     const first = tasks[0]!.source;
+    const limits = [String(waitLimitMs), String(IDLE_IN_STATEMENT_MS)];
     if (first.kind === 'chunk') {
       const batchIds: string[] = [];
+      const chunkNos: number[] = [];
       const shards: number[] = [];
       const uids: string[] = [];
+      const fences: string[] = [];
       const excludedBatches: string[] = [];
       const excludedRewards: string[] = [];
       for (const task of tasks) {
         const source = task.source;
         if (source.kind !== 'chunk') throw new Error('internal: a settlement group mixes chunk users and replays');
         batchIds.push(source.batchId);
+        chunkNos.push(source.chunkNo);
         shards.push(source.shard);
         uids.push(task.uid);
+        fences.push(source.fence);
         for (const rewardId of source.excluded) {
           excludedBatches.push(source.batchId);
           excludedRewards.push(rewardId);
         }
       }
-      const values = [batchIds, shards, uids, excludedBatches, excludedRewards];
-      return judge
-        ? { name: 'windfall_judge_chunk_users', text: JUDGE_CHUNK_USERS_SQL, values }
-        : { name: 'windfall_settle_chunk_users', text: SETTLE_CHUNK_USERS_SQL, values };
+      return waitLimitMs === null
+        ? { text: JUDGE_CHUNK_USERS_SQL, values: [batchIds, shards, uids, excludedBatches, excludedRewards] }
+        : {
+            text: SETTLE_CHUNK_USERS_SQL,
+            values: [batchIds, chunkNos, shards, uids, fences, excludedBatches, excludedRewards, ...limits],
+          };
     }
-    const ids = tasks.map((task) => {
+    const ids: string[] = [];
+    const fences: string[] = [];
+    for (const task of tasks) {
       if (task.source.kind !== 'replay') throw new Error('internal: a settlement group mixes chunk users and replays');
-      return task.source.deadLetterId;
-    });
-    return judge
-      ? { name: 'windfall_judge_replays', text: JUDGE_REPLAYS_SQL, values: [ids] }
-      : { name: 'windfall_settle_replays', text: SETTLE_REPLAYS_SQL, values: [ids] };
+      ids.push(task.source.deadLetterId);
+      fences.push(task.source.fence);
+    }
+    return waitLimitMs === null
+      ? { text: JUDGE_REPLAYS_SQL, values: [ids] }
+      : { text: SETTLE_REPLAYS_SQL, values: [ids, fences, ...limits] };
   }
 
   /**
@@ -373,11 +368,14 @@ export class GroupSettlement {
     deliver: DeliverOutcome,
   ): Promise<void> {
     const byUid = new Map(rows.map((row) => [row.uid, row]));
-    const rowOf = (task: UserTask): SettlementRow => byUid.get(task.uid) ?? { uid: task.uid, read: 0, inserted: 0 };
+    const rowOf = (task: UserTask): SettlementRow =>
+      byUid.get(task.uid) ?? { uid: task.uid, read: 0, inserted: 0, fenced: false };
     const toJudge: UserTask[] = [];
     for (const task of tasks) {
       const row = rowOf(task);
-      if (row.read !== task.rewards) {
+      if (row.fenced) {
+        deliver(task, FENCED);
+      } else if (row.read !== task.rewards) {
         this.options.logger.error(
           {
             uid: task.uid,
@@ -449,7 +447,7 @@ export class GroupSettlement {
    * their duplicates; waits out PostgreSQL outages and runs again after clashes.
    */
   private async judge(tasks: readonly UserTask[]): Promise<Map<string, Judgement>> {
-    const query = this.statementOf(tasks, true);
+    const query = this.statementOf(tasks, null);
     const { rows } = await databaseStep(
       this.options.gate,
       () => this.options.pool.query<JudgedRow>(query),

@@ -91,7 +91,6 @@ export function openSettlement(options: SettlementOptions): Settlement {
   });
   const groups = new GroupSettlement({
     pool: statements,
-    control: options.pool,
     gate: postgresGate,
     signal: options.signal,
     logger,

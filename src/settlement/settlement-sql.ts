@@ -1,6 +1,8 @@
 /*
- * The worker's SQL. Sets of rewards to leave out are written as uncorrelated `not in (subquery)`, which PostgreSQL
- * runs as one hashed lookup table: a correlated test per reward would grow with the square of a user's rewards.
+ * The worker's SQL. Sets of rewards to leave out are written as `not exists`, which PostgreSQL runs as an anti-join
+ * (hashed for a large set, spilling to disk rather than falling back to a test per reward): the statements are sent
+ * unnamed (each planned with its own arrays' sizes) and run with the server's `work_mem`, so that they work through a
+ * pooler in transaction mode (ADR 0014: no prepared statement, no session setting).
  *
  * A group of locked users is settled by ONE statement (one implicit transaction): it reads the
  * users' rewards where they already are (the staged batch rows of a chunk, or a dead-letter entry being replayed), so
@@ -26,34 +28,122 @@
  */
 
 /**
- * The input of a chunk group: `$1` batch ids, `$2` shards, `$3` uids (one element per user), and the rewards
- * already handed to the dead-letter queue by their chunks, left out: `$4` their batch ids, `$5` their rewardIds.
+ * Sets the statement's own limits, transaction-local (`set_config(…, true)`: nothing outlives the statement's implicit
+ * transaction, so nothing leaks to the next user of a pooled connection): `lock_timeout` bounds each wait for a row
+ * another transaction holds (the server ends the statement even when the process that sent it froze), and
+ * `idle_in_transaction_session_timeout` ends a session whose client stopped mid-protocol while the statement's locks
+ * are held. Written as an uncorrelated sub-select: PostgreSQL runs it once, before the fence rows are read and locked.
+ */
+function statementLimits(lockTimeout: string, idleTimeout: string): string {
+  return `(select set_config('lock_timeout', ${lockTimeout}, true) || set_config('idle_in_transaction_session_timeout', ${idleTimeout}, true)) is not null`;
+}
+
+/**
+ * The fence of a chunk group (ADR 0013): the chunk rows of its users that still carry the fence their job attempt
+ * claimed, locked `for share` until the statement commits. A fence moved on meanwhile (a later attempt's claim, the
+ * dead-letter writer, a revert) either waits for this statement to commit, or — when it came first — is seen here
+ * (PostgreSQL re-reads a row changed after the statement's snapshot before locking it) and leaves the chunk out: its
+ * users read no reward and are answered `fenced`.
+ * `$1` batch ids, `$2` chunk numbers, `$5` fences, one element per user; `$8` lock timeout, `$9` idle timeout (ms).
+ */
+const CHUNK_FENCE = `
+  select c.batch_id, c.chunk_no
+  from reward_chunks c
+  where (c.batch_id, c.chunk_no, c.fence) in (select * from unnest($1::text[], $2::int[], $5::bigint[]))
+    and ${statementLimits('$8', '$9')}
+  for share of c`;
+
+/**
+ * The input of a chunk group, within its fence: `$1` batch ids, `$2` chunk numbers, `$3` shards, `$4` uids (one
+ * element per user), and the rewards already handed to the dead-letter queue by their chunks, left out: `$6` their
+ * batch ids, `$7` their rewardIds.
+ */
+const FENCED_CHUNK_INPUT = `
+  select i.batch_id, i.uid, i.reward_id, i.amount, i.description
+  from unnest($1::text[], $2::int[], $3::int[], $4::text[]) as g(batch_id, chunk_no, shard, uid)
+  join fenced f on f.batch_id = g.batch_id and f.chunk_no = g.chunk_no
+  join reward_batch_items i on i.batch_id = g.batch_id and i.shard = g.shard and i.uid = g.uid
+  where not exists (
+    select from unnest($6::text[], $7::text[]) as x(batch_id, reward_id)
+    where x.batch_id = i.batch_id and x.reward_id = i.reward_id
+  )`;
+
+/** Each user of a chunk group, and whether its chunk's fence let it in. */
+const CHUNK_USERS = `
+  select g.uid, f.chunk_no is null as fenced
+  from unnest($1::text[], $2::int[], $4::text[]) as g(batch_id, chunk_no, uid)
+  left join fenced f on f.batch_id = g.batch_id and f.chunk_no = g.chunk_no`;
+
+/**
+ * The rewards that earlier runs of the replays of entries `$1` handed on to entries of their own (a conflict found by
+ * a run): read once per statement (not once per reward), then left out by an anti-join.
+ */
+const HANDED_ON = `
+    select c.replay_of, c_reward.value->>'rewardId' as reward_id
+    from dead_letters c cross join lateral jsonb_array_elements(c.rewards) as c_reward(value)
+    where c.replay_of = any($1::bigint[])`;
+
+/**
+ * The fence of a replay group: the entries still claimed (`replayed`) with the fence their replay attempt took,
+ * locked `for share` (see {@link CHUNK_FENCE}). `$1` entry ids, `$2` fences; `$3` lock timeout, `$4` idle timeout.
+ */
+const REPLAY_FENCE = `
+  select d.id
+  from dead_letters d
+  where (d.id, d.fence) in (select * from unnest($1::bigint[], $2::bigint[]))
+    and d.state = 'replayed'
+    and ${statementLimits('$3', '$4')}
+  for share of d`;
+
+/**
+ * The input of a replay group, within its fence: the rewards of the entries, less those a replay of the same entry
+ * has already handed to a new entry (a conflict found by an earlier run of the replay).
+ */
+const FENCED_REPLAY_INPUT = `
+  with handed as materialized (${HANDED_ON})
+  select d.batch_id, r.uid, r."rewardId" as reward_id, r.amount::int8 as amount, r.description
+  from dead_letters d
+  join fenced f on f.id = d.id
+  cross join lateral jsonb_to_recordset(d.rewards) as r("rewardId" text, uid text, amount text, description text)
+  where not exists (select from handed h where h.replay_of = d.id and h.reward_id = r."rewardId")`;
+
+/** Each entry's user of a replay group, and whether its fence let it in. */
+const REPLAY_USERS = `
+  select d.uid, f.id is null as fenced
+  from dead_letters d left join fenced f on f.id = d.id
+  where d.id = any($1::bigint[])`;
+
+/**
+ * The input of a chunk group for judging (no fence: judging only reads the ledger and records duplicates): `$1` batch
+ * ids, `$2` shards, `$3` uids, `$4`/`$5` the rewards left out (see {@link FENCED_CHUNK_INPUT}).
  */
 const CHUNK_INPUT = `
   select i.batch_id, i.uid, i.reward_id, i.amount, i.description
   from unnest($1::text[], $2::int[], $3::text[]) as g(batch_id, shard, uid)
   join reward_batch_items i on i.batch_id = g.batch_id and i.shard = g.shard and i.uid = g.uid
-  where (i.batch_id, i.reward_id) not in (select * from unnest($4::text[], $5::text[]))`;
+  where not exists (
+    select from unnest($4::text[], $5::text[]) as x(batch_id, reward_id)
+    where x.batch_id = i.batch_id and x.reward_id = i.reward_id
+  )`;
 
-/**
- * The input of a replay group: the rewards of dead-letter entries `$1` (ids), less those a replay of the same entry
- * has already handed to a new entry (a conflict found by an earlier run of the replay).
- */
+/** The input of a replay group for judging: the rewards of entries `$1` (see {@link FENCED_REPLAY_INPUT}). */
 const REPLAY_INPUT = `
+  with handed as materialized (${HANDED_ON})
   select d.batch_id, r.uid, r."rewardId" as reward_id, r.amount::int8 as amount, r.description
   from dead_letters d
   cross join lateral jsonb_to_recordset(d.rewards) as r("rewardId" text, uid text, amount text, description text)
   where d.id = any($1::bigint[])
-    and (d.id, r."rewardId") not in (
-      select c.replay_of, c_reward.value->>'rewardId'
-      from dead_letters c cross join lateral jsonb_array_elements(c.rewards) as c_reward(value)
-      where c.replay_of = any($1::bigint[])
-    )`;
+    and not exists (select from handed h where h.replay_of = d.id and h.reward_id = r."rewardId")`;
 
-/** The statement that settles a group, given its input (see the module comment). Answers {@link SettlementRow}s. */
-function settleStatement(input: string): string {
-  return `
-with input as materialized (${input}
+/**
+ * The statement that settles a group, given its fence, its input and its users (see the module comment). Answers
+ * {@link SettlementRow}s. `marker` names the statement in `pg_stat_activity` (and for tests that count statements).
+ */
+function settleStatement(marker: string, fence: string, input: string, users: string): string {
+  return `/* ${marker} */
+with fenced as materialized (${fence}
+),
+input as materialized (${input}
 ),
 inserted as (
   insert into ledger_entries (uid, operation_id, amount, kind, batch_id, description)
@@ -71,19 +161,40 @@ credited as (
 ),
 read as (select uid, count(*)::int as n from input group by uid),
 written as (select uid, count(*)::int as n from inserted group by uid)
-select r.uid, r.n as read, coalesce(w.n, 0) as inserted from read r left join written w on w.uid = r.uid`;
+select u.uid, coalesce(r.n, 0) as read, coalesce(w.n, 0) as inserted, u.fenced
+from (${users}
+) u
+left join read r on r.uid = u.uid
+left join written w on w.uid = u.uid`;
 }
 
-/** Settles a group of chunk users. Parameters: see {@link CHUNK_INPUT}. */
-export const SETTLE_CHUNK_USERS_SQL = settleStatement(CHUNK_INPUT);
-/** Settles a group of replayed dead-letter entries. Parameters: see {@link REPLAY_INPUT}. */
-export const SETTLE_REPLAYS_SQL = settleStatement(REPLAY_INPUT);
+/** Marks the settlement statements: `pg_stat_activity.query` starts with it. */
+export const SETTLEMENT_MARKER = 'windfall:settle';
 
-/** One row of a settlement statement's answer: a user, the rewards read for it and those inserted now. */
+/** Settles a group of chunk users. Parameters: see {@link CHUNK_FENCE} and {@link FENCED_CHUNK_INPUT}. */
+export const SETTLE_CHUNK_USERS_SQL = settleStatement(
+  `${SETTLEMENT_MARKER} chunk users`,
+  CHUNK_FENCE,
+  FENCED_CHUNK_INPUT,
+  CHUNK_USERS,
+);
+/** Settles a group of replayed dead-letter entries. Parameters: see {@link REPLAY_FENCE}. */
+export const SETTLE_REPLAYS_SQL = settleStatement(
+  `${SETTLEMENT_MARKER} replays`,
+  REPLAY_FENCE,
+  FENCED_REPLAY_INPUT,
+  REPLAY_USERS,
+);
+
+/**
+ * One row of a settlement statement's answer: a user, the rewards read for it and those inserted now; `fenced` when
+ * its chunk's (or entry's) fence had moved on: nothing of it was read or inserted.
+ */
 export interface SettlementRow {
   readonly uid: string;
   readonly read: number;
   readonly inserted: number;
+  readonly fenced: boolean;
 }
 
 /**
@@ -103,8 +214,8 @@ found as (
   from input x join ledger_entries l on l.operation_id = x.reward_id
 ),
 recorded as (
-  insert into reward_duplicates (batch_id, reward_id)
-  select batch_id, reward_id from found where outcome = 'duplicate'
+  insert into reward_duplicates (batch_id, reward_id, amount)
+  select batch_id, reward_id, amount from found where outcome = 'duplicate'
   on conflict do nothing
 )
 select outcome, uid, count(*)::int as n, null::text as reward_id, null::text as amount,

@@ -10,8 +10,16 @@ export type RewardSource =
       readonly shard: number;
       /** The user's rewards of the chunk already in its dead-letter entries: left out. */
       readonly excluded: readonly string[];
+      /** The chunk's fence as the job attempt claimed it (ADR 0013): the statement settles nothing once it moved on. */
+      readonly fence: string;
     }
-  | { readonly kind: 'replay'; readonly batchId: string; readonly deadLetterId: string };
+  | {
+      readonly kind: 'replay';
+      readonly batchId: string;
+      readonly deadLetterId: string;
+      /** The entry's fence as the replay attempt claimed it (ADR 0013). */
+      readonly fence: string;
+    };
 
 /** One user's part of a job, handed to the settlement pipeline. */
 export interface UserTask {
@@ -51,9 +59,16 @@ export type UserOutcome =
     }
   | { readonly kind: 'failed'; readonly failure: UserFailure }
   /** The worker is stopping: not attempted, or cut short before its transaction; run it again later. */
-  | { readonly kind: 'interrupted' };
+  | { readonly kind: 'interrupted' }
+  /**
+   * Nothing applied: the fence of the user's chunk (or replayed entry) had moved on — a later attempt of its job
+   * claimed it, or the rewards were given up (dead-lettered, reverted). This attempt must stop without deciding
+   * anything more about the job's rewards.
+   */
+  | { readonly kind: 'fenced' };
 
 export const INTERRUPTED: UserOutcome = Object.freeze({ kind: 'interrupted' });
+export const FENCED: UserOutcome = Object.freeze({ kind: 'fenced' });
 
 /** The outcome of a user whose rewards were not applied in this attempt. */
 export function failedOutcome(reason: UserFailure['reason'], transient: boolean, message: string): UserOutcome {

@@ -22,17 +22,38 @@ export class BudgetExceededError extends Error {
 }
 
 /**
- * What a campaign's batches hold of its budget, other than batch `exceptBatchId`: a batch's total while it may still
- * pay; once reverted, what it paid and kept (credits less the revert's debits).
+ * What a campaign's batches other than batch `$2` hold of its budget, and what they gave back, per batch then summed:
+ *
+ * - a batch that may still pay holds its total less what can never be paid — its duplicates (the reward was paid
+ *   under another operation), its purged dead-letter entries and its open `CONFLICT` entries (the rewardId is taken);
+ *   each is recorded with its amount by the statement that decides it, behind the batch's fence (ADR 0013), so no
+ *   amount given back is paid later;
+ * - a reverted batch holds what it paid and kept (credits less the revert's debits), and gives back the rest.
+ *
+ * `reserved + released` is always the batches' totals.
  */
-const RESERVED_SQL = `
-select coalesce(sum(
-  case when b.status in ('reverted', 'partially_reverted') then
-    (select coalesce(sum(l.amount), 0) from ledger_entries l
-      where l.batch_id = b.batch_id and (l.kind = 'reward' or (l.kind = 'debit' and l.operation_id like 'revert:%')))
-  else coalesce(b.amount_total, 0) end), 0)::text as reserved
-from reward_batches b
-where b.campaign_id = $1 and b.batch_id <> $2`;
+const RESERVATION_SQL = `
+with per_batch as (
+  select coalesce(b.amount_total, 0) as total,
+    case when b.status in ('reverted', 'partially_reverted') then
+      coalesce(b.amount_total, 0) - (select coalesce(sum(l.amount), 0) from ledger_entries l
+        where l.batch_id = b.batch_id and (l.kind = 'reward' or (l.kind = 'debit' and l.operation_id like 'revert:%')))
+    else
+      (select coalesce(sum(d.amount), 0) from reward_duplicates d where d.batch_id = b.batch_id)
+      + (select coalesce(sum(e.amount), 0) from dead_letters e
+          where e.batch_id = b.batch_id and (e.state = 'purged' or (e.reason = 'CONFLICT' and e.state = 'open')))
+    end as released
+  from reward_batches b
+  where b.campaign_id = $1 and b.batch_id <> $2
+)
+select coalesce(sum(total - released), 0)::text as reserved, coalesce(sum(released), 0)::text as released
+from per_batch`;
+
+/** What a campaign's batches hold of its budget and what they gave back (minor units). */
+export interface CampaignReservation {
+  readonly reserved: bigint;
+  readonly released: bigint;
+}
 
 /**
  * Reserves `amount` of campaign `campaignId`'s budget for batch `batchId`, inside the transaction that records the
@@ -57,13 +78,20 @@ export async function reserveBudget(
   );
   const budget = rows[0]?.budget ?? null;
   if (budget === null) return;
-  const reserved = await reservedOf(client, campaignId, batchId);
+  const { reserved } = await reservationOf(client, campaignId, batchId);
   const remaining = BigInt(budget) - reserved;
   if (amount > remaining) throw new BudgetExceededError(campaignId, batchId, amount, remaining, BigInt(budget));
 }
 
-/** What campaign `campaignId`'s batches other than `exceptBatchId` hold of its budget (see {@link RESERVED_SQL}). */
-export async function reservedOf(db: Pick<pg.Pool, 'query'>, campaignId: string, exceptBatchId = ''): Promise<bigint> {
-  const { rows } = await db.query<{ reserved: string }>(RESERVED_SQL, [campaignId, exceptBatchId]);
-  return BigInt(rows[0]!.reserved);
+/**
+ * What campaign `campaignId`'s batches other than `exceptBatchId` hold of its budget and gave back (see
+ * {@link RESERVATION_SQL}).
+ */
+export async function reservationOf(
+  db: Pick<pg.Pool, 'query'>,
+  campaignId: string,
+  exceptBatchId = '',
+): Promise<CampaignReservation> {
+  const { rows } = await db.query<{ reserved: string; released: string }>(RESERVATION_SQL, [campaignId, exceptBatchId]);
+  return { reserved: BigInt(rows[0]!.reserved), released: BigInt(rows[0]!.released) };
 }

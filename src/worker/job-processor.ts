@@ -3,7 +3,7 @@ import type pg from 'pg';
 import { refreshStoredStatus } from '../status/batch-status.js';
 import type { EventSink } from '../events/event-publisher.js';
 import type { DeadLetterEntry } from '../dead-letters/dead-letter-store.js';
-import { claimReplay } from '../dead-letters/dead-letter-store.js';
+import { claimChunk, claimEntry, FencedOutError } from '../db/fences.js';
 import type { ChunkDeadLetter, ReplayDeadLetter, WrittenDeadLetter } from '../dead-letters/dead-letter-writer.js';
 import { recordChunkDeadLetters, recordReplayDeadLetters } from '../dead-letters/dead-letter-writer.js';
 import type { Logger } from '../log/logger.js';
@@ -12,7 +12,7 @@ import type { RewardJobData } from '../queue/job-data.js';
 import { describeConflict } from '../ledger/ledger-operation.js';
 import type { Admission } from '../settlement/admission.js';
 import type { JobWork } from './job-work.js';
-import { loadChunkWork, loadReplayWork } from './job-work.js';
+import { loadClaimedChunk, loadReplayWork } from './job-work.js';
 import type { ServiceGate } from '../services/service-gate.js';
 import { databaseStep } from '../services/service-gate.js';
 import type { SettlementPipeline } from '../settlement/settlement-pipeline.js';
@@ -72,6 +72,8 @@ interface AttemptSummary {
   /** Users to retry on the next attempt, with why. */
   readonly retry: { uid: string; failure: UserFailure }[];
   interrupted: number;
+  /** Users whose statement found the job's fence moved on (another attempt owns the job now). */
+  fenced: number;
   /** Users (or some of their rewards) to hand to the dead-letter queue now. */
   readonly deadLetters: {
     task: UserTask;
@@ -93,11 +95,13 @@ function summarize(
     duplicates: 0,
     retry: [],
     interrupted: 0,
+    fenced: 0,
     deadLetters: [],
   };
   outcomes.forEach((outcome, i) => {
     const task = tasks[i]!;
     if (outcome.kind === 'interrupted') summary.interrupted += 1;
+    else if (outcome.kind === 'fenced') summary.fenced += 1;
     else if (outcome.kind === 'settled') {
       summary.applied += outcome.applied;
       summary.alreadyApplied += outcome.alreadyApplied;
@@ -157,41 +161,75 @@ export async function processRewardJob(
       throw signal.aborted ? new StoppingError('worker stopping', { cause: error }) : error;
     });
 
+  /**
+   * Claims the job's chunk or entry for this attempt (ADR 0013), waiting for statements of an earlier attempt still
+   * running in PostgreSQL (their own lock timeout bounds them); the worker may stop between the waits.
+   */
+  const claim = async <T>(run: () => Promise<T>): Promise<T> => {
+    for (let waited = false; ; waited = true) {
+      try {
+        return await step(run);
+      } catch (error) {
+        if ((error as { code?: unknown }).code !== '55P03') throw error;
+        if (signal.aborted) throw new StoppingError('worker stopping', { cause: error });
+        if (!waited) log.warn('waiting for a statement of an earlier attempt of this job, still running in PostgreSQL');
+      }
+    }
+  };
+
   try {
+    let fence: string;
+    let work: JobWork | null;
+    let settling: Promise<UserOutcome[]>;
     if (data.kind === 'replay') {
-      const claim = await step(() => claimReplay(context.pool, data.deadLetterId));
-      if (claim === 'skip') {
+      const claimed = await claim(() => claimEntry(context.pool, data.deadLetterId));
+      if (claimed === null) {
         log.info('dead-letter entry was purged (or removed) before its replay ran; replay skipped');
         return NOTHING;
       }
-    }
-
-    // load only when the process's line of users is short, one job at a time: memory stays bounded whatever the
-    // jobs in flight
-    const admitted = await context.admission.enter(signal, job.opts.priority ?? 0);
-    let work: JobWork | null;
-    let settling: Promise<UserOutcome[]>;
-    try {
-      work = await step(() =>
-        data.kind === 'chunk'
-          ? loadChunkWork(context.pool, data.batchId, data.chunkNo)
-          : loadReplayWork(context.pool, data.deadLetterId),
-      );
-      if (!work) {
-        log.warn('job points at a chunk or dead-letter entry that is not recorded; nothing to do');
+      fence = claimed;
+      // load only when the process's line of users is short, one job at a time: memory stays bounded whatever the
+      // jobs in flight
+      const admitted = await context.admission.enter(signal, job.opts.priority ?? 0);
+      try {
+        work = await step(() => loadReplayWork(context.pool, data.deadLetterId, claimed));
+        if (!work) {
+          log.warn('job points at a dead-letter entry that is not recorded; nothing to do');
+          return NOTHING;
+        }
+        settling = context.pipeline.settle(work.tasks, job.opts.priority ?? 0);
+      } finally {
+        admitted(); // the job's users are in line now (or its load failed)
+      }
+    } else {
+      const claimed = await claim(() => claimChunk(context.pool, data.batchId, data.chunkNo));
+      if (claimed.kind !== 'claimed') {
+        if (claimed.kind === 'missing') log.warn('job points at a chunk that is not recorded; nothing to do');
+        else log.debug('chunk already complete; nothing to do');
         return NOTHING;
       }
-      settling = context.pipeline.settle(work.tasks, job.opts.priority ?? 0);
-    } finally {
-      admitted(); // the job's users are in line now (or its load failed)
+      fence = claimed.fence;
+      const admitted = await context.admission.enter(signal, job.opts.priority ?? 0);
+      try {
+        work = await step(() => loadClaimedChunk(context.pool, data.batchId, data.chunkNo, claimed));
+        settling = context.pipeline.settle(work.tasks, job.opts.priority ?? 0);
+      } finally {
+        admitted();
+      }
     }
     const outcomes = await settling;
     const summary = summarize(work.tasks, outcomes, attempt, finalAttempt);
+    if (summary.fenced > 0) {
+      throw new FencedOutError(
+        `${summary.fenced} user(s) of this attempt found the job's fence moved on: another attempt claimed the job, or its rewards were given up`,
+      );
+    }
 
-    const written: WrittenDeadLetter[] = await step(() =>
+    const recorded = await step(() =>
       data.kind === 'chunk'
         ? recordChunkDeadLetters(
             context.pool,
+            { kind: 'chunk', batchId: data.batchId, chunkNo: data.chunkNo, fence },
             summary.deadLetters.map((entry): ChunkDeadLetter => ({
               batchId: data.batchId,
               chunkNo: data.chunkNo,
@@ -205,6 +243,7 @@ export async function processRewardJob(
           )
         : recordReplayDeadLetters(
             context.pool,
+            { kind: 'replay', deadLetterId: data.deadLetterId, fence },
             summary.deadLetters.map((entry): ReplayDeadLetter => ({
               replayOf: data.deadLetterId,
               reason: entry.reason,
@@ -214,6 +253,8 @@ export async function processRewardJob(
             })),
           ),
     );
+    const written: readonly WrittenDeadLetter[] = recorded.entries;
+    fence = recorded.fence;
 
     const deadLettered = written.reduce((sum, entry) => sum + entry.rewardCount, 0);
     context.metrics?.rewards.inc({ outcome: 'applied' }, summary.applied);
@@ -246,9 +287,10 @@ export async function processRewardJob(
 
     await step(async () => {
       if (data.kind === 'chunk') {
+        // only while this attempt still owns the chunk: a later attempt completes it itself
         await context.pool.query(
-          'update reward_chunks set completed_at = now() where batch_id = $1 and chunk_no = $2 and completed_at is null',
-          [data.batchId, data.chunkNo],
+          'update reward_chunks set completed_at = now() where batch_id = $1 and chunk_no = $2 and fence = $3 and completed_at is null',
+          [data.batchId, data.chunkNo, fence],
         );
       }
       await refreshStoredStatus(context.pool, work.batchId, context.events);
@@ -264,6 +306,14 @@ export async function processRewardJob(
     log.debug({ ...result, ms: Math.round(performance.now() - started) }, 'job done');
     return result;
   } catch (error) {
+    if (error instanceof FencedOutError) {
+      // Another attempt owns the job (this one was taken over while frozen or cut off), or its rewards were given up
+      // (a revert, a cancel): decide nothing more. If the job is still this worker's, it runs again later without
+      // counting an attempt, and its next claim finds what is left to do; if not, BullMQ refuses the move.
+      log.warn({ why: error.message }, 'job attempt fenced out: it applies and dead-letters nothing more');
+      await job.moveToDelayed(Date.now() + 1000, token);
+      throw new DelayedError();
+    }
     if (!(error instanceof StoppingError)) throw error;
     // The worker is stopping: put the job back without counting an attempt; settled users are found settled next time.
     log.info({ why: error.message }, 'worker stopping: job put back for its remaining users');

@@ -52,8 +52,10 @@ export async function recordDeadLetters(
     attempts: entry.attempts,
   }));
   const { rows } = await db.query<DeadLetterRow>(
-    `insert into dead_letters (source, batch_id, chunk_no, replay_of, uid, shard, rewards, reward_count, reason, error, attempts)
-     select source, batch_id, chunk_no, replay_of, uid, shard, rewards, reward_count, reason, error, attempts
+    `insert into dead_letters (source, batch_id, chunk_no, replay_of, uid, shard, rewards, reward_count, amount, reason, error, attempts)
+     select source, batch_id, chunk_no, replay_of, uid, shard, rewards, reward_count,
+            (select coalesce(sum((r.value->>'amount')::numeric), 0) from jsonb_array_elements(rewards) as r(value)),
+            reason, error, attempts
      from jsonb_to_recordset($1::jsonb) as x(source text, batch_id text, chunk_no int, replay_of bigint, uid text, shard int,
                                              rewards jsonb, reward_count int, reason text, error text, attempts int)
      on conflict (source) do nothing

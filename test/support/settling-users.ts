@@ -34,7 +34,7 @@ export function trackedUser(uid: string, options: TrackedUserOptions = {}): Trac
   const user: TrackedUser = {
     task: options.task ?? {
       uid,
-      source: options.source ?? { kind: 'chunk', batchId: 'b', chunkNo: 0, shard: 0, excluded: [] },
+      source: options.source ?? { kind: 'chunk', batchId: 'b', chunkNo: 0, shard: 0, excluded: [], fence: '0' },
       rewards: options.rewards ?? 1,
     },
     rank: options.rank ?? 0,
@@ -51,8 +51,8 @@ export function trackedUser(uid: string, options: TrackedUserOptions = {}): Trac
 }
 
 /**
- * Options of a group settlement as a test runs it: statements on `statements`, looked at from `control`, a gate that
- * probes `control`, never aborted, silent; waits of 5 s (a held row in a group) and 60 s (a user alone) unless given.
+ * Options of a group settlement as a test runs it: statements on `statements`, a gate that probes `control`, never
+ * aborted, silent; waits of 5 s (a held row in a group) and 60 s (a user alone) unless given.
  */
 export function groupSettlementOptions(
   statements: pg.Pool,
@@ -67,7 +67,6 @@ export function groupSettlementOptions(
   });
   return {
     pool: statements,
-    control,
     gate,
     signal: new AbortController().signal,
     logger: silentLogger(),

@@ -8,7 +8,7 @@ const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve)
 
 function users(count: number): SettlingUser[] {
   return Array.from({ length: count }, (_, n) => ({
-    task: { uid: `u${n}`, source: { kind: 'replay', batchId: 'b', deadLetterId: '1' }, rewards: 1 },
+    task: { uid: `u${n}`, source: { kind: 'replay', batchId: 'b', deadLetterId: '1', fence: '0' }, rewards: 1 },
     rank: 0,
     done: () => undefined,
   }));

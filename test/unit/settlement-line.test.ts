@@ -5,7 +5,11 @@ import type { SettlingUser } from '../../src/settlement/settling-user.js';
 /** A job's users `<job>-0`, `<job>-1`, … of one rank (the line holds no I/O: nothing to connect to). */
 function job(name: string, users: number, rank: number): SettlingUser[] {
   return Array.from({ length: users }, (_, n) => ({
-    task: { uid: `${name}-${n}`, source: { kind: 'replay', batchId: name, deadLetterId: name }, rewards: 1 },
+    task: {
+      uid: `${name}-${n}`,
+      source: { kind: 'replay', batchId: name, deadLetterId: name, fence: '0' },
+      rewards: 1,
+    },
     rank,
     done: () => undefined,
   }));

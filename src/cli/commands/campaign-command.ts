@@ -15,13 +15,14 @@ import { formatTable, printJson, printLine } from '../support/output.js';
 /** Human form of a campaign. */
 export function describeCampaign(report: CampaignReport): string {
   return formatTable(
-    ['campaign', 'budget', 'reserved', 'applied', 'remaining'],
+    ['campaign', 'budget', 'reserved', 'applied', 'released', 'remaining'],
     [
       [
         report.campaignId,
         report.budget ?? 'unlimited',
         report.reserved,
         report.applied,
+        report.released,
         report.remaining ?? 'unlimited',
       ],
     ],
@@ -87,7 +88,7 @@ export function registerCampaignCommands(program: Command, registry: CommandRegi
   campaign
     .command('show')
     .description(
-      'a campaign: {campaignId, budget, reserved, applied, remaining} (money as digit strings; null budget = unlimited)',
+      'a campaign: {campaignId, budget, reserved, applied, released, remaining} (money as digit strings; null budget = unlimited)',
     )
     .argument('<campaignId>')
     .option('--json', 'print a JSON document')
