@@ -71,9 +71,15 @@ export {
 export { BudgetExceededError } from './staging/budget-reservation.js';
 
 // Operating: dead letters, the books, the audit trail, queues
-export { DeadLetterQueue, type ReplayReport } from './dead-letters/dead-letter-queue.js';
+export {
+  DeadLetterQueue,
+  type ReplayReport,
+  type PurgeReport,
+  type ReplayedEntry,
+  type SkippedEntry,
+} from './dead-letters/dead-letter-queue.js';
 export { DEAD_LETTER_REASONS } from './db/stored-values.js';
-export type { DeadLetterEntry, DeadLetterFilter } from './dead-letters/dead-letter-store.js';
+export type { DeadLetterEntry, DeadLetterFilter, ListedDeadLetter } from './dead-letters/dead-letter-store.js';
 export { reconcile, type ReconcileReport, type ReconcileOptions, type Mismatch } from './reconcile/reconcile.js';
 export { listAudit, type AuditRecord, type AuditFilter } from './audit/audit-trail.js';
 export { AUDIT_ACTIONS, type AuditAction } from './db/stored-values.js';

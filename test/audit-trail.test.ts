@@ -3,7 +3,8 @@ import { getDeadLetter } from '../src/dead-letters/dead-letter-store.js';
 import { recordDeadLetters } from './support/dead-letter-fixtures.js';
 import { runCli } from './support/cli.js';
 import { useTestEnvironment } from './support/environment.js';
-import { startServe, type ServeProcess } from './support/serve.js';
+import { buildHttpServer } from '../src/http/server.js';
+import { randomToken, startServe, type ServeProcess } from './support/serve.js';
 
 const env = useTestEnvironment();
 let server: ServeProcess;
@@ -94,8 +95,14 @@ describe('the audit trail', () => {
       ['dlq.purge', 'alice', `dead-letters:${purgeId}`],
     ]);
     expect(records[0]!.result).toMatchObject({ released: true, previous: { owner: 'other-host:1' } });
-    expect(records[1]!.result).toEqual({ replayed: [replayId], skipped: [] });
-    expect(records[2]!.result).toEqual({ purged: [purgeId] });
+    expect(records[1]!.result).toEqual({
+      replayedCount: 1,
+      rewardCount: 1,
+      replayed: [replayId],
+      skippedCount: 0,
+      skipped: [],
+    });
+    expect(records[2]!.result).toEqual({ count: 1, purged: [purgeId] });
     expect(records[2]!.details).toEqual({ filter: { ids: [purgeId] } });
     expect(Number(records[0]!.id)).toBeGreaterThan(Number(records[2]!.id));
 
@@ -132,6 +139,33 @@ describe('the audit trail', () => {
     );
     expect((await http('GET', '/v1/audit', server.apiToken)).status).toBe(403);
     expect((await http('GET', '/v1/audit?action=nope', server.adminToken)).status).toBe(400);
+  });
+
+  it('takes the client address a trusted proxy forwards (WINDFALL_TRUST_PROXY), and ignores the header otherwise', async () => {
+    const forceRelease = async (trustProxy: boolean | readonly string[], remoteAddress: string, uid: string) => {
+      const windfall = await env.open({ trustProxy });
+      const adminToken = randomToken('admin');
+      const app = await buildHttpServer(windfall, { apiToken: randomToken('api'), adminToken });
+      try {
+        const response = await app.inject({
+          method: 'DELETE',
+          url: `/v1/locks/${uid}`,
+          remoteAddress,
+          headers: { authorization: `Bearer ${adminToken}`, 'x-forwarded-for': '198.51.100.9, 203.0.113.7' },
+        });
+        expect(response.statusCode, response.body).toBe(200);
+      } finally {
+        await app.close();
+      }
+      const [record] = await audit(['--target', `uid:${uid}`]);
+      return record!.actor;
+    };
+    // off by default: anyone can send X-Forwarded-For, so the socket's peer is the client
+    expect(await forceRelease(false, '127.0.0.1', 'tp-off')).toBe('http:admin@127.0.0.1');
+    // behind a trusted proxy: the address the proxy saw (the last one it appended)
+    expect(await forceRelease(['127.0.0.1'], '127.0.0.1', 'tp-on')).toBe('http:admin@203.0.113.7');
+    // a peer that is not one of the trusted proxies is the client itself, whatever it claims
+    expect(await forceRelease(['10.0.0.0/8'], '192.0.2.44', 'tp-other')).toBe('http:admin@192.0.2.44');
   });
 
   it('is append-only: an update, a delete or a truncate of a record is refused by the database itself', async () => {

@@ -21,7 +21,7 @@ import { startReceiver, verifyAsReceiver, type WebhookReceiver } from './support
 import { startServe } from './support/serve.js';
 
 const env = useTestEnvironment();
-const SECRET = 'whsec-test-0123456789abcdef';
+const SECRET = 'whsec-test-0123456789abcdef-0123456789';
 /** Fast retries for tests; the production schedule is tested on its own below. */
 const FAST_BACKOFF = { firstMs: 50, capMs: 200, maxAgeMs: DEFAULT_DELIVERY_BACKOFF.maxAgeMs };
 
@@ -384,6 +384,22 @@ describe('webhook delivery attempts', () => {
     expect(verifySignature('other-secret', header, body, { nowSeconds: 1_700_000_000 })).toBe('mismatch');
     expect(verifySignature(SECRET, 'v1=abc', body)).toBe('malformed');
   });
+
+  it('decodes the hex strictly: a valid signature with anything after it, or a short one, does not verify', () => {
+    const body = '{"id":"x"}';
+    const now = 1_700_000_000;
+    const header = signatureHeader(SECRET, body, now);
+    const hex = header.split('v1=')[1]!;
+    // Buffer.from(…, 'hex') stops at the first non-hex character: leniently decoded, each of these would verify
+    for (const v1 of [`${hex}zz`, `${hex}0`, `${hex}00`, `${hex} x`, `${hex.slice(0, 62)}zz`, `${hex}\u00e9`]) {
+      const forged = `t=${now},v1=${v1}`;
+      expect(verifySignature(SECRET, forged, body, { nowSeconds: now }), v1).toBe('mismatch');
+      expect(verifyAsReceiver(SECRET, forged, body, now), v1).toBe(false);
+    }
+    // the case of the digits does not matter, and a second v1 (a secret being rotated) may be the good one
+    expect(verifySignature(SECRET, `t=${now},v1=${hex.toUpperCase()}`, body, { nowSeconds: now })).toBe('ok');
+    expect(verifySignature(SECRET, `t=${now},v1=${hex}zz,v1=${hex}`, body, { nowSeconds: now })).toBe('ok');
+  });
 });
 
 describe('the production retry schedule', () => {
@@ -413,17 +429,17 @@ describe('webhook configuration', () => {
   it('needs a secret with a URL, and an http(s) URL', () => {
     expect(loadConfig(base)).toMatchObject({ webhookUrl: undefined, webhookSecret: undefined });
     expect(
-      loadConfig({ ...base, WINDFALL_WEBHOOK_URL: 'https://hooks.example/w', WINDFALL_WEBHOOK_SECRET: 's' }),
+      loadConfig({ ...base, WINDFALL_WEBHOOK_URL: 'https://hooks.example/w', WINDFALL_WEBHOOK_SECRET: SECRET }),
     ).toMatchObject({
       webhookUrl: 'https://hooks.example/w',
-      webhookSecret: 's',
+      webhookSecret: SECRET,
     });
     expect(() => loadConfig({ ...base, WINDFALL_WEBHOOK_URL: 'https://hooks.example/w' })).toThrow(ConfigError);
     expect(() => loadConfig({ ...base, WINDFALL_WEBHOOK_URL: 'https://hooks.example/w' })).toThrow(
       /^WINDFALL_WEBHOOK_SECRET: is required when WINDFALL_WEBHOOK_URL is set/,
     );
     expect(() =>
-      loadConfig({ ...base, WINDFALL_WEBHOOK_URL: 'ftp://hooks.example/w', WINDFALL_WEBHOOK_SECRET: 's' }),
+      loadConfig({ ...base, WINDFALL_WEBHOOK_URL: 'ftp://hooks.example/w', WINDFALL_WEBHOOK_SECRET: SECRET }),
     ).toThrow(/^WINDFALL_WEBHOOK_URL: has scheme ftp:/);
   });
 

@@ -24,8 +24,8 @@ describe('a user with very many rewards in one batch', () => {
     await windfall.producer.enqueueRewards(rows, { batchId: 'bu' });
     const first = await waitForBatchDone(env.pool, 'bu');
     expect(first).toMatchObject({ applied: 400, deadLettered: REWARDS, status: 'completed_with_failures' });
-    const [entry] = await listDeadLetters(env.pool, { batchId: 'bu' });
-    expect(entry).toMatchObject({ uid: 'bu-big', reason: 'LOCK_BUSY' });
+    const [entry] = await listDeadLetters(env.pool, { batchId: 'bu', rewards: REWARDS });
+    expect(entry).toMatchObject({ uid: 'bu-big', reason: 'LOCK_BUSY', rewardCount: REWARDS, amount: String(expected) });
     expect(entry!.rewards).toHaveLength(REWARDS);
 
     await env.redis.del(`${env.prefix}:lock:bu-big`);

@@ -57,7 +57,20 @@ describe('operator console (/console)', () => {
     await batchWithFailures('cm');
     const context = await operator();
     const page = await context.newPage();
-    await page.goto(`${server.baseUrl}/console`);
+    // the Content-Security-Policy lets the console's own script and style run, and nothing else: a violation would be
+    // reported on the browser's console
+    const violations: string[] = [];
+    page.on('console', (message) => {
+      if (/content security policy/i.test(message.text())) violations.push(message.text());
+    });
+    const first = await page.goto(`${server.baseUrl}/console`);
+    expect(first?.headers()['content-security-policy']).toMatch(/default-src 'none'; script-src 'sha256-[^']+'/);
+    expect(first?.headers()['x-content-type-options']).toBe('nosniff');
+    // the stylesheet applies (allowed by its hash)
+    // (the browser's own function, as text: the tests are type-checked without the DOM's types)
+    expect(await page.evaluate("getComputedStyle(document.querySelector('header')).backgroundColor")).toBe(
+      'rgb(29, 36, 48)',
+    );
     await page.fill('#actor', 'alice');
     await page.dispatchEvent('#actor', 'change');
     const row = page.locator('tr', { hasText: 'cm-batch' });
@@ -98,6 +111,64 @@ describe('operator console (/console)', () => {
     expect(audit).toContain('http:console@127.0.0.1 as alice');
     expect(audit).toContain(`dead-letters:${entry!.id}`);
     await page.screenshot({ path: `${TEST_RESULTS}console-audit.png`, fullPage: true });
+    expect(violations).toEqual([]);
+    await context.close();
+  });
+
+  it('pages through dead letters 50 at a time, with the rewards counted but not loaded', async () => {
+    await env.pool.query(
+      `insert into dead_letters (source, batch_id, chunk_no, uid, shard, rewards, reward_count, amount, reason, error, attempts)
+       select 'cpg:' || g, 'cpg-batch', 0, 'cpg-u' || g, 0,
+              (select jsonb_agg(jsonb_build_object('rewardId', 'cpg-r' || g || '-' || k, 'uid', 'cpg-u' || g, 'amount', '4'))
+               from generate_series(1, 150) k),
+              150, 600, 'UNKNOWN', 'unknown (test)', 1
+       from generate_series(1, 120) g`,
+    );
+    const context = await operator();
+    const page = await context.newPage();
+    const seen: string[] = [];
+    await page.goto(`${server.baseUrl}/console/dead-letters?batchId=cpg-batch&reason=UNKNOWN`);
+    for (const expected of [50, 50, 20]) {
+      const rows = page.locator('main table tbody tr');
+      expect(await rows.count()).toBe(expected);
+      seen.push(...(await rows.locator('td:nth-child(4)').allTextContents()));
+      expect(await rows.first().textContent()).toMatch(/cpg-u\d+\s*150\s*600\s*UNKNOWN/);
+      const next = page.locator('nav.pager a', { hasText: 'Next page' });
+      if (expected < 50) {
+        expect(await next.count()).toBe(0);
+        break;
+      }
+      await next.click();
+      expect(await page.locator('nav.pager a', { hasText: 'First page' }).count()).toBe(1);
+    }
+    expect(new Set(seen).size).toBe(120);
+    // an entry's page lists its first 100 rewards and links to the rest
+    await page.locator('main table tbody tr a').first().click();
+    expect(await page.locator('main table').nth(1).locator('tbody tr').count()).toBe(100);
+    await page.click('a:text("Show all")');
+    expect(await page.locator('main table').nth(1).locator('tbody tr').count()).toBe(150);
+    await context.close();
+  });
+
+  it('cuts long audit results before escaping them: never inside an entity', async () => {
+    // a foreign lock whose value is markup: the force release records it as the previous holder
+    await env.redis.set(`${env.prefix}:lock:ce-held`, '<&>"\''.repeat(200), 'PX', 60_000);
+    const windfall = await env.open();
+    await windfall.wallet.forceReleaseLock('ce-held', { actor: 'test', reason: '&<'.repeat(300) });
+    const context = await operator();
+    const response = await context.request.get(`${server.baseUrl}/console/audit?action=lock.force_release`);
+    expect(response.headers()['content-security-policy']).toContain("default-src 'none'");
+    const html = await response.text();
+    const row = /<tr>(?:(?!<\/tr>).)*uid:ce-held(?:(?!<\/tr>).)*<\/tr>/s.exec(html)?.[0] ?? '';
+    expect(row).toContain('&lt;&amp;&gt;\\&quot;&#39;');
+    // every & starts a whole entity, and no markup of the value got through
+    expect(row.match(/&(?!(?:amp|lt|gt|quot|#39);)/g)).toBeNull();
+    const cells = [...row.matchAll(/<code>(.*?)<\/code>/gs)].map((match) => match[1]!);
+    expect(cells.length).toBe(2);
+    for (const cell of cells) {
+      expect(cell).not.toMatch(/[<>"']/);
+      expect(cell.endsWith('…')).toBe(true);
+    }
     await context.close();
   });
 

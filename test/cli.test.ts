@@ -216,6 +216,7 @@ describe('windfall CLI', () => {
         '0005_batch_revert',
         '0006_campaign_budgets',
         '0007_batch_events',
+        '0008_fences',
       ]);
       const again = await runCli(['migrate', '--json'], env.env({ DATABASE_URL: fresh }));
       expect(JSON.parse(again.stdout)).toMatchObject({ created: false, applied: [] });
@@ -268,14 +269,16 @@ describe('a database behind this version', () => {
         );
         await client.query(`drop table audit_log`);
         await client.query(`drop function audit_log_append_only()`);
-        await client.query(`alter table reward_chunks drop column uids, drop column user_rewards`);
+        await client.query(`alter table reward_chunks drop column uids, drop column user_rewards, drop column fence`);
+        await client.query(`alter table dead_letters drop column fence, drop column amount`);
+        await client.query(`alter table reward_duplicates drop column amount`);
         await client.query(`drop table batch_events`);
         await client.query(`drop table campaigns`);
         await client.query(
           `alter table reward_batches drop column campaign_id, drop column amount_total, drop column priority`,
         );
         await client.query(
-          `delete from kysely_migration where name in ('0003_chunk_users', '0004_audit_trail', '0005_batch_revert', '0006_campaign_budgets', '0007_batch_events')`,
+          `delete from kysely_migration where name in ('0003_chunk_users', '0004_audit_trail', '0005_batch_revert', '0006_campaign_budgets', '0007_batch_events', '0008_fences')`,
         );
       } finally {
         await client.end();
@@ -283,7 +286,7 @@ describe('a database behind this version', () => {
       for (const args of [['enqueue', '--file', file, '--batch-id', 'bh'], ['worker']]) {
         const refused = await runCli(args, env.env({ DATABASE_URL: behind }));
         expect(refused.code, refused.stderr).toBe(1);
-        expect(refused.stderr).toContain('lacks migration 0007_batch_events');
+        expect(refused.stderr).toContain('lacks migration 0008_fences');
         expect(refused.stderr).toContain('run `windfall migrate`');
       }
       const migrated = await runCli(['migrate', '--json'], env.env({ DATABASE_URL: behind }));
@@ -294,6 +297,7 @@ describe('a database behind this version', () => {
           '0005_batch_revert',
           '0006_campaign_budgets',
           '0007_batch_events',
+          '0008_fences',
         ],
       });
       const enqueued = await runCli(

@@ -9,6 +9,7 @@ import { openWindfall } from '../src/runtime/windfall.js';
 import { useTestEnvironment } from './support/environment.js';
 import { eventually, runCli, startCli } from './support/cli.js';
 import { balances, ledgerMismatches } from './support/batches.js';
+import { recordDeadLetters } from './support/dead-letter-fixtures.js';
 import { randomPort, redisCli, startRedisServer } from './support/redis-servers.js';
 import { randomToken, startServe, type ServeProcess } from './support/serve.js';
 
@@ -470,6 +471,64 @@ describe('windfall serve: operator routes', () => {
     expect((await call('GET', '/v1/dead-letters', 'admin')).body).toEqual([]);
     expect(await windfall.queues.deadLetters().getWaitingCount()).toBe(0);
   });
+
+  it('bounds dead-letter answers: at most 100 rewards per entry unless asked, pages by id, at most 1,000 ids in a replay (400 beyond)', async () => {
+    const [big, small] = await recordDeadLetters(
+      env.pool,
+      [300, 1].map((count, n) => ({
+        source: `h-bound-${n}`,
+        batchId: 'h-bound',
+        chunkNo: 0,
+        replayOf: null,
+        uid: `h-bound-u${n}`,
+        shard: 0,
+        rewards: Array.from({ length: count }, (_, k) => ({
+          rewardId: `h-bound-${n}-${k}`,
+          uid: `h-bound-u${n}`,
+          amount: 3n,
+          description: null,
+        })),
+        // (not LOCK_BUSY: the metrics test below expects no open LOCK_BUSY entry)
+        reason: 'INVALID' as const,
+        error: 'invalid (test)',
+        attempts: 1,
+      })),
+    );
+    const listed = await call('GET', '/v1/dead-letters?batchId=h-bound', 'admin');
+    expect(listed.status).toBe(200);
+    expect(listed.body.map((entry: { rewards: unknown[] }) => entry.rewards.length)).toEqual([100, 1]);
+    expect(listed.body[0]).toMatchObject({ id: big!.id, rewardCount: 300, amount: '900' });
+    const few = await call('GET', '/v1/dead-letters?batchId=h-bound&rewards=2&limit=1', 'admin');
+    expect(few.body.map((entry: { id: string; rewards: unknown[] }) => [entry.id, entry.rewards.length])).toEqual([
+      [big!.id, 2],
+    ]);
+    const next = await call('GET', `/v1/dead-letters?batchId=h-bound&limit=1&after=${big!.id}`, 'admin');
+    expect(next.body.map((entry: { id: string }) => entry.id)).toEqual([small!.id]);
+    expect((await call('GET', '/v1/dead-letters?rewards=1001', 'admin')).status).toBe(400);
+    const shown = await call('GET', `/v1/dead-letters/${big!.id}?rewards=100000`, 'admin');
+    expect(shown.body.rewards).toHaveLength(300);
+    expect((await call('GET', `/v1/dead-letters/${big!.id}`, 'admin')).body.rewards).toHaveLength(100);
+
+    const ids = Array.from({ length: 1001 }, (_, n) => String(n + 1));
+    const refused = await call('POST', '/v1/dead-letters/replay', 'admin', { ids, dryRun: true });
+    expect(refused.status).toBe(400);
+    expect(refused.body.message).toContain('1000');
+    const console = await fetch(`${server.baseUrl}/console/actions/purge`, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${server.adminToken}`,
+        'content-type': 'application/json',
+        'x-windfall-console': '1',
+      },
+      body: JSON.stringify({ ids, dryRun: true }),
+    });
+    expect(console.status).toBe(400);
+    expect(((await console.json()) as { message: string }).message).toContain('at most 1000 entries in one action');
+    const named = [big!.id, small!.id, ...Array.from({ length: 998 }, (_, n) => String(900_000 + n))];
+    const accepted = await call('POST', '/v1/dead-letters/replay', 'admin', { ids: named, dryRun: true });
+    expect(accepted.status).toBe(200);
+    expect(accepted.body).toMatchObject({ replayedCount: 2, skippedCount: 998, truncated: false });
+  });
 });
 
 describe('windfall serve: dashboard, health, metrics, OpenAPI', () => {
@@ -612,7 +671,7 @@ describe('windfall serve: dashboard, health, metrics, OpenAPI', () => {
     }
   });
 
-  it('exposes every contract metric on /metrics without auth, with queue depths sampled at scrape time', async () => {
+  it('exposes every contract metric on /metrics without auth, with queue depths read from Redis', async () => {
     expect((await call('GET', '/healthz', 'none')).status).toBe(200);
     const metrics = await call('GET', '/metrics', 'none');
     expect(metrics.status).toBe(200);

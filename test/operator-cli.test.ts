@@ -109,6 +109,7 @@ describe('operator CLI: dead letters, locks, queues', () => {
         ['op-b1', '100'],
         ['op-b2', '250'],
       ]);
+      expect(entry).toMatchObject({ rewardCount: 2, amount: '350' });
       expect(json<Entry[]>((await cli(['dlq', 'list', '--reason', 'CONFLICT', '--json'])).stdout)).toEqual([]);
       expect(
         json<Entry[]>((await cli(['dlq', 'list', '--batch', 'op-batch', '--reason', 'LOCK_BUSY', '--json'])).stdout),
@@ -186,6 +187,8 @@ describe('operator CLI: dead letters, locks, queues', () => {
         dryRun: false,
         replayed: [{ id: entry.id, batchId: 'op-batch', uid: 'op-busy', rewards: 2 }],
         skipped: [],
+        replayedCount: 1,
+        rewardCount: 2,
       });
       await eventually(
         async () => (await getBatchReport(env.pool, 'op-batch'))?.status === 'completed',
@@ -202,7 +205,15 @@ describe('operator CLI: dead letters, locks, queues', () => {
       // a second replay changes nothing
       const again = await cli(['dlq', 'replay', '--all', '--json']);
       expect(again.code).toBe(0);
-      expect(json(again.stdout)).toEqual({ dryRun: false, replayed: [], skipped: [] });
+      expect(json(again.stdout)).toEqual({
+        dryRun: false,
+        replayed: [],
+        skipped: [],
+        replayedCount: 0,
+        rewardCount: 0,
+        skippedCount: 0,
+        truncated: false,
+      });
       // naming the replayed entry again is no failure either (a replay is idempotent); an unknown id is
       const byId = await cli(['dlq', 'replay', entry.id]);
       expect(byId.code, byId.stderr).toBe(0);
@@ -255,17 +266,18 @@ describe('operator CLI: dead letters, locks, queues', () => {
       expect(refused.stderr).toContain('--yes');
       const preview = await cli(['dlq', 'purge', '--batch', 'op-purge-batch', '--dry-run', '--json']);
       expect(preview.code).toBe(0);
-      expect(json(preview.stdout)).toEqual({ dryRun: true, purged: [entry!.id], count: 1 });
+      expect(json(preview.stdout)).toEqual({ dryRun: true, purged: [entry!.id], count: 1, truncated: false });
       expect(json<Entry[]>((await cli(['dlq', 'list', '--json'])).stdout)).toHaveLength(1);
 
       expect(json((await cli(['dlq', 'purge', '--yes', '--batch', 'no-such-batch', '--json'])).stdout)).toEqual({
         dryRun: false,
         purged: [],
         count: 0,
+        truncated: false,
       });
       const purged = await cli(['dlq', 'purge', '--yes', '--batch', 'op-purge-batch', '--json']);
       expect(purged.code, purged.stderr).toBe(0);
-      expect(json(purged.stdout)).toEqual({ dryRun: false, purged: [entry!.id], count: 1 });
+      expect(json(purged.stdout)).toEqual({ dryRun: false, purged: [entry!.id], count: 1, truncated: false });
       expect(json<Entry[]>((await cli(['dlq', 'list', '--json'])).stdout)).toEqual([]);
       expect(
         json<Queue[]>((await cli(['queues', '--json'])).stdout).find((q) => q.queue === 'dead-letter')!.waiting,

@@ -40,6 +40,8 @@ export interface AuditFilter {
   readonly target?: string;
   /** Most records. Default 100. */
   readonly limit?: number;
+  /** Only records older than this one (by id): the last id of the previous page. Default: from the newest. */
+  readonly before?: string;
 }
 
 /** Records, newest first. */
@@ -48,6 +50,7 @@ export async function listAudit(db: Db, filter: AuditFilter = {}): Promise<Audit
   let query = qb.selectFrom('audit_log').select(['id', 'at', 'actor', 'action', 'target', 'details', 'result']);
   if (filter.action !== undefined) query = query.where('action', '=', filter.action as AuditAction);
   if (filter.target !== undefined) query = query.where('target', '=', filter.target);
+  if (filter.before !== undefined) query = query.where('id', '<', BigInt(filter.before));
   const rows = await runQuery(db, query.orderBy('id', 'desc').limit(filter.limit ?? 100));
   return rows.map((row) => ({
     id: row.id.toString(),
@@ -84,13 +87,21 @@ export function httpActor(principal: string, address: string, header: string | s
   return named && ACTOR_HEADER_VALUE.test(named) ? `${base} as ${named}` : base;
 }
 
-/** The target of a dead-letter action: its entry ids, or its filter. */
+/** Most entry ids a target names; the record's `details.filter` has them all. */
+const TARGET_IDS = 20;
+
+/**
+ * The target of a dead-letter action: its entry ids (the first 20, then `,…(<n> ids)`: the column is indexed, and an
+ * index entry has a size limit), or its filter.
+ */
 export function deadLetterTarget(filter: {
   ids?: readonly string[];
   all?: boolean;
   reason?: string;
   batchId?: string;
 }): string {
+  if (filter.ids && filter.ids.length > TARGET_IDS)
+    return `dead-letters:${filter.ids.slice(0, TARGET_IDS).join(',')},…(${filter.ids.length} ids)`;
   if (filter.ids && filter.ids.length > 0) return `dead-letters:${filter.ids.join(',')}`;
   const parts = [
     filter.batchId !== undefined ? `batch=${filter.batchId}` : '',

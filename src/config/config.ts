@@ -2,7 +2,10 @@ import type { LockPolicy } from '../lock/lock-policy.js';
 import { REWARD_POLICY } from '../lock/lock-policy.js';
 import { LOG_LEVELS, type LogLevel } from '../log/logger.js';
 import { ConfigError } from './config-error.js';
-import { parseBoolean, parseDecimal, parseInteger, parseUrl } from './env-values.js';
+import { parseBoolean, parseDecimal, parseInteger, parseTrustProxy, parseUrl, type TrustProxy } from './env-values.js';
+
+/** Shortest accepted `WINDFALL_WEBHOOK_SECRET`: 32 characters (`openssl rand -hex 32` gives 64). */
+export const MIN_WEBHOOK_SECRET_LENGTH = 32;
 
 /** Parses `host:port,host:port` (IPv6 hosts in brackets); empty or absent → none. */
 function parseHostPortList(variable: string, raw: string | undefined): readonly string[] {
@@ -84,8 +87,18 @@ export interface WindfallConfig {
    * running `batch revert`). Env `WINDFALL_WEBHOOK_URL`; no default.
    */
   readonly webhookUrl: string | undefined;
-  /** HMAC-SHA256 key of the `Windfall-Signature` header; required with `webhookUrl`. Env `WINDFALL_WEBHOOK_SECRET`; no default. */
+  /**
+   * HMAC-SHA256 key of the `Windfall-Signature` header; required with `webhookUrl`, at least
+   * {@link MIN_WEBHOOK_SECRET_LENGTH} (32) characters. Env `WINDFALL_WEBHOOK_SECRET`; no default.
+   */
   readonly webhookSecret: string | undefined;
+  /**
+   * Which reverse proxies `windfall serve` believes about the client's address (`X-Forwarded-For`), for the
+   * `http:…@<address>` audit actor: `false` none (the socket's peer is the client), `true` every one, or the
+   * proxies' addresses and CIDR ranges (and `loopback`, `linklocal`, `uniquelocal`). Env `WINDFALL_TRUST_PROXY`;
+   * default false.
+   */
+  readonly trustProxy: TrustProxy;
   /** Largest HTTP request body `windfall serve` accepts, in bytes (larger → 413). Env `WINDFALL_HTTP_BODY_LIMIT`; default 10485760 (10 MiB). */
   readonly httpBodyLimit: number;
   /** pino level. Env `LOG_LEVEL`; default `info`. */
@@ -116,6 +129,7 @@ export const DEFAULT_CONFIG = {
   adminToken: undefined,
   webhookUrl: undefined,
   webhookSecret: undefined,
+  trustProxy: false,
   httpBodyLimit: 10 * 1024 * 1024,
   logLevel: 'info',
 } as const satisfies WindfallConfig;
@@ -148,6 +162,7 @@ const KNOWN_VARIABLES = new Set([
   'WINDFALL_HTTP_BODY_LIMIT',
   'WINDFALL_WEBHOOK_URL',
   'WINDFALL_WEBHOOK_SECRET',
+  'WINDFALL_TRUST_PROXY',
 ]);
 
 /** Names of `WINDFALL_*` variables in `env` that Windfall does not read: worth a warning, as they are likely typos. */
@@ -187,6 +202,13 @@ export function loadConfig(env: Env = process.env, overrides: Partial<WindfallCo
       'is required when WINDFALL_WEBHOOK_URL is set: events are signed with it (Windfall-Signature). Set a long random secret shared with the receiver, or unset WINDFALL_WEBHOOK_URL to send no events',
     );
   }
+  if (webhookSecret !== undefined && webhookSecret.length < MIN_WEBHOOK_SECRET_LENGTH) {
+    throw new ConfigError(
+      'WINDFALL_WEBHOOK_SECRET',
+      `is ${webhookSecret.length} characters long; it needs at least ${MIN_WEBHOOK_SECRET_LENGTH} (a short key can be guessed offline from one signed event). Generate one with \`openssl rand -hex 32\` and give it to the receiver too`,
+    );
+  }
+  const trustProxyRaw = read('WINDFALL_TRUST_PROXY');
   const lockFactorRaw = read('WINDFALL_REWARD_LOCK_FACTOR');
   const clusterRaw = read('WINDFALL_REDIS_CLUSTER');
 
@@ -225,6 +247,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<WindfallCo
     adminToken: read('WINDFALL_ADMIN_TOKEN'),
     webhookUrl,
     webhookSecret,
+    trustProxy: trustProxyRaw === undefined ? false : parseTrustProxy('WINDFALL_TRUST_PROXY', trustProxyRaw),
     httpBodyLimit: integer('WINDFALL_HTTP_BODY_LIMIT', DEFAULT_CONFIG.httpBodyLimit, 1024, 1024 * 1024 * 1024),
     logLevel: logLevel as LogLevel,
     ...overrides,

@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { ConfigError } from './config-error.js';
 
 /** Parses a whole number in [min, max]; refuses fractions, signs where min ≥ 0, exponents and empty strings. */
@@ -68,4 +69,41 @@ export function parseShardList(variable: string, raw: string, shards: number): n
     for (let shard = from; shard <= to; shard += 1) result.add(shard);
   }
   return [...result].sort((a, b) => a - b);
+}
+
+/** Proxies whose `X-Forwarded-For` is believed: none (`false`), every one (`true`), or these addresses and CIDR ranges. */
+export type TrustProxy = boolean | readonly string[];
+
+/** Names proxy-addr (fastify's `trustProxy`) knows for address ranges. */
+const PROXY_RANGE_NAMES = ['loopback', 'linklocal', 'uniquelocal'];
+
+/** True for an IPv4 or IPv6 address, optionally with a CIDR prefix length, or a range name of proxy-addr. */
+function isProxyAddress(entry: string): boolean {
+  if (PROXY_RANGE_NAMES.includes(entry)) return true;
+  const [address = '', bits, extra] = entry.split('/');
+  const family = isIP(address);
+  if (family === 0 || extra !== undefined) return false;
+  return bits === undefined || (/^\d{1,3}$/.test(bits) && Number(bits) <= (family === 6 ? 128 : 32));
+}
+
+/**
+ * Parses a trusted-proxy setting: true/false (as {@link parseBoolean}), or proxy addresses and CIDR ranges separated
+ * by commas (`127.0.0.1,10.0.0.0/8,::1`; also `loopback`, `linklocal`, `uniquelocal`). No hop counts: fastify
+ * ignores them (it cannot check the peer then).
+ */
+export function parseTrustProxy(variable: string, raw: string): TrustProxy {
+  const text = raw.trim().toLowerCase();
+  if (/^(true|false|yes|no|on|off|1|0)$/.test(text)) return parseBoolean(variable, text);
+  const entries = text
+    .split(',')
+    .map((part) => part.trim())
+    .filter((part) => part !== '');
+  const bad = entries.find((entry) => !isProxyAddress(entry));
+  if (bad !== undefined || entries.length === 0) {
+    throw new ConfigError(
+      variable,
+      `expected false, true, or the proxies' addresses and CIDR ranges separated by commas (e.g. 127.0.0.1,10.0.0.0/8, or loopback); got ${JSON.stringify(bad ?? raw)}`,
+    );
+  }
+  return Object.freeze(entries);
 }

@@ -136,13 +136,13 @@ export async function fenceBatch(client: pg.PoolClient, batchId: string): Promis
   await client.query('update dead_letters set fence = fence + 1 where batch_id = $1', [batchId]);
 }
 
+const BEGIN_DECIDING_SQL = `begin isolation level read committed; select set_config('idle_in_transaction_session_timeout', '30000', true)`;
+
 /**
  * Begins a transaction for deciding about rewards: read committed (each statement sees what committed before it
- * started — after a fence's wait), and ended by the server if this process stops between its statements for
- * `idleMs` (a frozen process would otherwise hold the fence for ever).
+ * started — after a fence's wait), and ended by the server if this process stops between its statements for 30 s
+ * (a frozen process would otherwise hold the fence for ever). One round trip.
  */
-export async function beginDeciding(client: pg.PoolClient, idleMs = 30_000): Promise<void> {
-  await client.query(
-    `begin isolation level read committed; select set_config('idle_in_transaction_session_timeout', '${Math.trunc(idleMs)}', true)`,
-  );
+export async function beginDeciding(client: pg.PoolClient): Promise<void> {
+  await client.query(BEGIN_DECIDING_SQL);
 }

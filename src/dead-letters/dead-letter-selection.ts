@@ -2,9 +2,15 @@ import type { DeadLetterReason } from '../db/schema.js';
 import type { DeadLetterFilter } from './dead-letter-store.js';
 import { DEAD_LETTER_REASONS } from '../db/stored-values.js';
 
+/**
+ * Most entry ids one request may name (CLI arguments, an HTTP body, a console action): a bigger list is refused
+ * (exit 2, HTTP 400), never cut. A filter (`--reason`, `--batch`, `--all`) selects any number of entries.
+ */
+export const MAX_IDS_PER_REQUEST = 1000;
+
 /** How an operator names the dead-letter entries to replay or purge (CLI flags, HTTP body). */
 export interface DeadLetterSelection {
-  /** Entry ids (digit strings). Excludes the other selectors. */
+  /** Entry ids (digit strings), at most {@link MAX_IDS_PER_REQUEST}. Excludes the other selectors. */
   readonly ids?: readonly string[];
   /** Every open entry. Excludes the other selectors. */
   readonly all?: boolean;
@@ -32,7 +38,7 @@ export function isDeadLetterReason(value: unknown): value is DeadLetterReason {
 }
 
 /**
- * Turns a selection into a filter. Exactly one of: ids; all; reason and/or batchId. `required` = false allows an
+ * Turns a selection into a filter. Exactly one of: ids (at most {@link MAX_IDS_PER_REQUEST}); all; reason and/or batchId. `required` = false allows an
  * empty selection, which then means every open entry (purge's default).
  * @throws {@link DeadLetterSelectionError}
  */
@@ -52,6 +58,12 @@ export function selectionFilter(
   if (ways === 0 && (options.required ?? true)) {
     throw new DeadLetterSelectionError('say which entries: ids, all, a reason or a batch', 'ids');
   }
+  if (ids.length > MAX_IDS_PER_REQUEST) {
+    throw new DeadLetterSelectionError(
+      `at most ${MAX_IDS_PER_REQUEST} entry ids in one request, got ${ids.length}: split the list, or select by reason or batch`,
+      'ids',
+    );
+  }
   for (const id of ids) {
     if (!/^\d{1,18}$/.test(id))
       throw new DeadLetterSelectionError(`dead-letter ids are whole numbers, got ${JSON.stringify(id)}`, 'ids');
@@ -68,6 +80,5 @@ export function selectionFilter(
   return {
     ...(selection.reason !== undefined ? { reason: selection.reason } : {}),
     ...(selection.batchId !== undefined ? { batchId: selection.batchId } : {}),
-    limit: 1_000_000,
   };
 }

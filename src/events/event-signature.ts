@@ -16,13 +16,25 @@ export function signatureHeader(secret: string, body: string, timestamp = Math.f
   return `t=${timestamp},v1=${signatureOf(secret, timestamp, body)}`;
 }
 
+/** A `v1` value as Windfall writes it: the 32 bytes of an HMAC-SHA256 as 64 hex digits (either case accepted). */
+const HEX_DIGEST = /^[0-9a-fA-F]{64}$/;
+
+/**
+ * The bytes of a hex HMAC-SHA256, or null unless `text` is exactly 64 hex digits. Strict on purpose: Node's
+ * `Buffer.from(text, 'hex')` stops at the first non-hex character, so `<valid>zz` would decode to the valid digest.
+ */
+export function decodeHexDigest(text: string): Buffer | null {
+  return HEX_DIGEST.test(text) ? Buffer.from(text, 'hex') : null;
+}
+
 /** Why {@link verifySignature} refused a request, or `ok`. */
 export type SignatureCheck = 'ok' | 'malformed' | 'stale' | 'mismatch';
 
 /**
  * Checks a `Windfall-Signature` header against the raw body, as a receiver written in Node would (the README shows
  * the same steps without Windfall): `t` within `toleranceSeconds` (default 300) of `nowSeconds`, and one of the
- * `v1` values equal to the expected HMAC, compared in constant time.
+ * `v1` values equal to the expected HMAC, compared in constant time. A `v1` that is not exactly 64 hex digits never
+ * matches (see {@link decodeHexDigest}).
  */
 export function verifySignature(
   secret: string,
@@ -39,8 +51,8 @@ export function verifySignature(
   if (Math.abs(now - Number(t)) > (options.toleranceSeconds ?? DEFAULT_SIGNATURE_TOLERANCE_SECONDS)) return 'stale';
   const expected = Buffer.from(signatureOf(secret, Number(t), body), 'hex');
   const matches = signatures.some((signature) => {
-    const given = Buffer.from(signature, 'hex');
-    return given.length === expected.length && timingSafeEqual(given, expected);
+    const given = decodeHexDigest(signature);
+    return given !== null && given.length === expected.length && timingSafeEqual(given, expected);
   });
   return matches ? 'ok' : 'mismatch';
 }

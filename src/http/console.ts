@@ -1,9 +1,11 @@
+import { createHash } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { httpActor, listAudit } from '../audit/audit-trail.js';
 import { AUDIT_ACTIONS, BATCH_STATUSES, DEAD_LETTER_REASONS, DEAD_LETTER_STATES } from '../db/stored-values.js';
 import { BatchRevertRefusedError, revertBatch, RevertRequestError, UnknownBatchError } from '../revert/batch-revert.js';
 import { getBatchReport, listRecentBatchReports, type BatchReport } from '../status/batch-status.js';
-import { listDeadLetters, type DeadLetterEntry } from '../dead-letters/dead-letter-store.js';
+import { listDeadLetters, type ListedDeadLetter } from '../dead-letters/dead-letter-store.js';
+import { MAX_IDS_PER_REQUEST } from '../dead-letters/dead-letter-selection.js';
 import { UserLocks } from '../lock/user-locks.js';
 import type { Logger } from '../log/logger.js';
 import type { Windfall } from '../runtime/windfall.js';
@@ -25,6 +27,15 @@ function h(value: unknown): string {
     /[&<>"']/g,
     (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!,
   );
+}
+
+/** `text` cut to at most `length` characters (an ellipsis marks the cut); cut before escaping, never inside an entity. */
+function shortened(text: string, length: number): string {
+  if (text.length <= length) return text;
+  let end = length - 1;
+  // nor inside a surrogate pair
+  if (/[\uD800-\uDBFF]/.test(text.charAt(end - 1))) end -= 1;
+  return `${text.slice(0, end)}…`;
 }
 
 function age(iso: string): string {
@@ -50,8 +61,8 @@ input,select,button,textarea{font:inherit;padding:4px 8px}button{cursor:pointer}
 button:focus,input:focus,select:focus,a:focus{outline:2px solid #1f5fbf;outline-offset:1px}
 .actions{background:#fff;border:1px solid #e3e6ea;padding:10px;margin:10px 0}
 pre{background:#0f1720;color:#d6e2f0;padding:10px;overflow:auto;max-height:320px}
-.muted{color:#666}.progress{background:#e3e6ea;height:8px;width:120px;display:inline-block;vertical-align:middle}
-.progress span{display:block;height:8px;background:#16794a}`;
+.muted{color:#666}progress{width:120px;height:8px;vertical-align:middle;accent-color:#16794a}
+header label.actor{color:#cfe3ff;margin-left:auto}nav.pager{display:flex;gap:16px;margin:4px 0 16px}`;
 
 const SCRIPT = `
 const marker = { 'content-type': 'application/json', '${CONSOLE_MARKER}': '1' };
@@ -87,12 +98,32 @@ for (const form of document.querySelectorAll('form[data-action]')) {
   });
 }`;
 
+/** `'sha256-…'`: a CSP source allowing exactly this inline script or style. */
+function inlineHash(text: string): string {
+  return `'sha256-${createHash('sha256').update(text, 'utf8').digest('base64')}'`;
+}
+
+/**
+ * The console pages' Content-Security-Policy: nothing loads from anywhere but this server, and only the console's own
+ * script and style run (by hash: an injected `<script>` or `style` attribute would not), fetches go back to this
+ * origin only, forms submit only here, and no other site may frame a page.
+ */
+export const CONSOLE_CONTENT_SECURITY_POLICY = [
+  "default-src 'none'",
+  `script-src ${inlineHash(SCRIPT)}`,
+  `style-src ${inlineHash(STYLE)}`,
+  "connect-src 'self'",
+  "form-action 'self'",
+  "base-uri 'none'",
+  "frame-ancestors 'none'",
+].join('; ');
+
 function page(title: string, body: string, options: { refresh?: boolean } = {}): string {
   return `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 ${options.refresh ? '<meta http-equiv="refresh" content="3">' : ''}<title>${h(title)} · Windfall console</title><style>${STYLE}</style></head>
 <body><header><strong>Windfall console</strong>
 <a href="${CONSOLE_PATH}/batches">Batches</a><a href="${CONSOLE_PATH}/dead-letters">Dead letters</a><a href="${CONSOLE_PATH}/locks">Locks</a><a href="${CONSOLE_PATH}/audit">Audit trail</a><a href="${DASHBOARD_PATH}">Queues (Bull Board)</a>
-<label style="color:#cfe3ff;margin-left:auto">Your name (audit trail)<input id="actor" autocomplete="name" placeholder="operator"></label></header>
+<label class="actor">Your name (audit trail)<input id="actor" autocomplete="name" placeholder="operator"></label></header>
 <main><h1>${h(title)}</h1>${body}</main><script>${SCRIPT}</script></body></html>`;
 }
 
@@ -110,19 +141,58 @@ function statusCell(status: string): string {
 function progress(report: BatchReport): string {
   const settled = report.total - report.pending;
   const share = report.total === 0 ? 100 : Math.round((settled / report.total) * 100);
-  return `<span class="progress" aria-hidden="true"><span style="width:${share}%"></span></span> ${settled}/${report.total}`;
+  return `<progress max="100" value="${share}" aria-hidden="true"></progress> ${settled}/${report.total}`;
 }
 
-function deadLetterRows(entries: readonly DeadLetterEntry[], selectable: boolean): string {
+/** Entries (or audit records) per console page. */
+const CONSOLE_PAGE_SIZE = 50;
+/** Most rewards the console lists on an entry's page (`windfall dlq show --rewards all` lists every one). */
+const CONSOLE_MAX_REWARDS = 10_000;
+
+/** `path?query`, leaving out empty parameters. */
+function withQuery(path: string, query: Record<string, string | undefined>): string {
+  const search = new URLSearchParams();
+  for (const [key, value] of Object.entries(query)) if (value !== undefined && value !== '') search.set(key, value);
+  const text = search.toString();
+  return text ? `${path}?${text}` : path;
+}
+
+/**
+ * Links between the pages of a list: to its first page (when this is not it) and to the next (when `next` is given:
+ * the parameter that starts it, such as `{after: <last id>}`), keeping the list's filters.
+ */
+function pager(
+  path: string,
+  filters: Record<string, string | undefined>,
+  options: { readonly first: boolean; readonly next: Record<string, string> | null },
+): string {
+  const links = [
+    options.first ? '' : `<a href="${h(withQuery(path, filters))}">← First page</a>`,
+    options.next === null ? '' : `<a href="${h(withQuery(path, { ...filters, ...options.next }))}">Next page →</a>`,
+  ].filter(Boolean);
+  return links.length === 0 ? '' : `<nav class="pager">${links.join(' ')}</nav>`;
+}
+
+/** A page of a list read with one row more than it shows: the rows to show, and whether more follow. */
+function pageOf<T>(rows: readonly T[]): { rows: readonly T[]; more: boolean } {
+  return { rows: rows.slice(0, CONSOLE_PAGE_SIZE), more: rows.length > CONSOLE_PAGE_SIZE };
+}
+
+/** A page cursor from the query string: a whole id, or none. */
+function cursor(value: string | undefined): string | undefined {
+  return value !== undefined && /^[0-9]{1,18}$/.test(value) ? value : undefined;
+}
+
+function deadLetterRows(entries: readonly ListedDeadLetter[], selectable: boolean): string {
   if (entries.length === 0) return '<p class="muted">No entries.</p>';
-  return `<table><thead><tr>${selectable ? '<th>Select</th>' : ''}<th>id</th><th>batch</th><th>uid</th><th>rewards</th><th>reason</th><th>state</th><th>attempts</th><th>error</th><th>failed</th></tr></thead><tbody>
+  return `<table><thead><tr>${selectable ? '<th>Select</th>' : ''}<th>id</th><th>batch</th><th>uid</th><th>rewards</th><th>amount</th><th>reason</th><th>state</th><th>attempts</th><th>error</th><th>failed</th></tr></thead><tbody>
 ${entries
   .map(
     (
       entry,
     ) => `<tr>${selectable ? `<td>${entry.state === 'open' ? `<input type="checkbox" name="entry" value="${h(entry.id)}" aria-label="select entry ${h(entry.id)}">` : ''}</td>` : ''}
 <td><a href="${CONSOLE_PATH}/dead-letters/${h(entry.id)}">${h(entry.id)}</a></td><td><a href="${CONSOLE_PATH}/batches/${encodeURIComponent(entry.batchId)}">${h(entry.batchId)}</a></td>
-<td>${h(entry.uid)}</td><td>${entry.rewards.length}</td><td>${h(entry.reason)}</td><td>${h(entry.state)}</td><td>${entry.attempts}</td><td>${h(entry.error)}</td><td>${h(age(entry.failedAt))} ago</td></tr>`,
+<td>${h(entry.uid)}</td><td>${entry.rewardCount}</td><td>${h(entry.amount)}</td><td>${h(entry.reason)}</td><td>${h(entry.state)}</td><td>${entry.attempts}</td><td>${h(entry.error)}</td><td>${h(age(entry.failedAt))} ago</td></tr>`,
   )
   .join('\n')}</tbody></table>`;
 }
@@ -153,6 +223,8 @@ export async function registerConsole(app: FastifyInstance, options: ConsoleOpti
         .type('text/html; charset=utf-8')
         .header('cache-control', 'no-store')
         .header('x-frame-options', 'DENY')
+        .header('content-security-policy', CONSOLE_CONTENT_SECURITY_POLICY)
+        .header('x-content-type-options', 'nosniff')
         .send(body);
 
     scope.get(CONSOLE_PATH, async (_request, reply) => reply.redirect(`${CONSOLE_PATH}/batches`));
@@ -189,9 +261,18 @@ ${reports
 
     scope.get(`${CONSOLE_PATH}/batches/:id`, async (request, reply) => {
       const { id } = request.params as { id: string };
+      const after = cursor((request.query as { after?: string }).after);
       const report = await getBatchReport(pool, id);
       if (!report) return html(reply.code(404), page('Batch not found', `<p>No batch has id ${h(id)}.</p>`));
-      const entries = await listDeadLetters(pool, { batchId: id, state: 'any', limit: 1000 });
+      const { rows: entries, more } = pageOf(
+        await listDeadLetters(pool, {
+          batchId: id,
+          state: 'any',
+          limit: CONSOLE_PAGE_SIZE + 1,
+          rewards: 0,
+          ...(after !== undefined ? { after } : {}),
+        }),
+      );
       const counts = `<table><tbody>${(
         [
           ['status', statusCell(report.status)],
@@ -208,7 +289,12 @@ ${reports
         .map(([name, value]) => `<tr><th>${name}</th><td>${value}</td></tr>`)
         .join('')}</tbody></table>`;
       const open = entries.filter((entry) => entry.state === 'open');
-      const deadLetters = `<h2>Dead letters (${entries.length})</h2>${deadLetterRows(entries, true)}${
+      const pages = pager(
+        `${CONSOLE_PATH}/batches/${encodeURIComponent(id)}`,
+        {},
+        { first: after === undefined, next: more ? { after: entries.at(-1)!.id } : null },
+      );
+      const deadLetters = `<h2>Dead letters</h2>${deadLetterRows(entries, true)}${pages}${
         open.length > 0
           ? actionForm('replay', 'replay of the selected entries', '', { ids: '' }) +
             actionForm('purge', 'purge of the selected entries', '', { ids: '' })
@@ -226,15 +312,25 @@ ${reports
     });
 
     scope.get(`${CONSOLE_PATH}/dead-letters`, async (request, reply) => {
-      const q = request.query as { reason?: string; batchId?: string; state?: string };
+      const q = request.query as { reason?: string; batchId?: string; state?: string; after?: string };
       const reason = DEAD_LETTER_REASONS.find((r) => r === q.reason);
       const state = ([...DEAD_LETTER_STATES, 'any'] as const).find((s) => s === q.state) ?? 'open';
-      const entries = await listDeadLetters(pool, {
-        ...(reason ? { reason } : {}),
-        ...(q.batchId ? { batchId: q.batchId } : {}),
-        state,
-        limit: 1000,
-      });
+      const after = cursor(q.after);
+      const { rows: entries, more } = pageOf(
+        await listDeadLetters(pool, {
+          ...(reason ? { reason } : {}),
+          ...(q.batchId ? { batchId: q.batchId } : {}),
+          ...(after !== undefined ? { after } : {}),
+          state,
+          limit: CONSOLE_PAGE_SIZE + 1,
+          rewards: 0,
+        }),
+      );
+      const pages = pager(
+        `${CONSOLE_PATH}/dead-letters`,
+        { reason, batchId: q.batchId, state },
+        { first: after === undefined, next: more ? { after: entries.at(-1)!.id } : null },
+      );
       const filter = `<form class="filters" method="get"><label>Reason<select name="reason"><option value="">any</option>${DEAD_LETTER_REASONS.map(
         (r) => `<option${r === reason ? ' selected' : ''}>${r}</option>`,
       ).join(
@@ -251,13 +347,24 @@ ${reports
         ? actionForm('replay', 'replay of the selected entries', '', { ids: '' }) +
           actionForm('purge', 'purge of the selected entries', '', { ids: '' })
         : '';
-      return html(reply, page('Dead letters', `${filter}${deadLetterRows(entries, true)}${actions}`));
+      return html(reply, page('Dead letters', `${filter}${deadLetterRows(entries, true)}${pages}${actions}`));
     });
 
     scope.get(`${CONSOLE_PATH}/dead-letters/:id`, async (request, reply) => {
       const { id } = request.params as { id: string };
-      const entry = /^[0-9]{1,18}$/.test(id) ? await windfall.deadLetters.get(id) : null;
+      const asked = (request.query as { rewards?: string }).rewards;
+      const shown =
+        asked !== undefined && /^[0-9]{1,9}$/.test(asked) ? Math.min(Number(asked), CONSOLE_MAX_REWARDS) : 100;
+      const entry = /^[0-9]{1,18}$/.test(id) ? await windfall.deadLetters.get(id, { rewards: shown }) : null;
       if (!entry) return html(reply.code(404), page('Entry not found', `<p>No dead-letter entry has id ${h(id)}.</p>`));
+      const more =
+        entry.rewards.length < entry.rewardCount
+          ? `<p class="muted">The first ${entry.rewards.length} of ${entry.rewardCount} rewards.${
+              entry.rewards.length < CONSOLE_MAX_REWARDS
+                ? ` <a href="${h(withQuery(`${CONSOLE_PATH}/dead-letters/${entry.id}`, { rewards: String(Math.min(entry.rewardCount, CONSOLE_MAX_REWARDS)) }))}">Show ${entry.rewardCount <= CONSOLE_MAX_REWARDS ? 'all' : `the first ${CONSOLE_MAX_REWARDS}`}</a>`
+                : ''
+            } (\`windfall dlq show ${entry.id} --rewards all\` lists every one.)</p>`
+          : '';
       const rewards = `<table><thead><tr><th>rewardId</th><th>uid</th><th>amount</th><th>description</th></tr></thead><tbody>${entry.rewards
         .map(
           (reward) =>
@@ -270,7 +377,10 @@ ${reports
           : `<p class="muted">This entry is ${h(entry.state)}.</p>`;
       return html(
         reply,
-        page(`Dead-letter entry ${entry.id}`, `${deadLetterRows([entry], false)}<h2>Rewards</h2>${rewards}${actions}`),
+        page(
+          `Dead-letter entry ${entry.id}`,
+          `${deadLetterRows([entry], false)}<h2>Rewards (${entry.rewardCount})</h2>${rewards}${more}${actions}`,
+        ),
       );
     });
 
@@ -291,13 +401,22 @@ ${reports
     });
 
     scope.get(`${CONSOLE_PATH}/audit`, async (request, reply) => {
-      const q = request.query as { action?: string; target?: string };
+      const q = request.query as { action?: string; target?: string; before?: string };
       const action = AUDIT_ACTIONS.find((a) => a === q.action);
-      const records = await listAudit(pool, {
-        ...(action ? { action } : {}),
-        ...(q.target ? { target: q.target } : {}),
-        limit: 200,
-      });
+      const before = cursor(q.before);
+      const { rows: records, more } = pageOf(
+        await listAudit(pool, {
+          ...(action ? { action } : {}),
+          ...(q.target ? { target: q.target } : {}),
+          ...(before !== undefined ? { before } : {}),
+          limit: CONSOLE_PAGE_SIZE + 1,
+        }),
+      );
+      const pages = pager(
+        `${CONSOLE_PATH}/audit`,
+        { action, target: q.target },
+        { first: before === undefined, next: more ? { before: records.at(-1)!.id } : null },
+      );
       const filter = `<form class="filters" method="get"><label>Action<select name="action"><option value="">any</option>${AUDIT_ACTIONS.map(
         (a) => `<option${a === action ? ' selected' : ''}>${a}</option>`,
       ).join(
@@ -309,10 +428,10 @@ ${reports
           : `<table><thead><tr><th>id</th><th>at</th><th>actor</th><th>action</th><th>target</th><th>details</th><th>result</th></tr></thead><tbody>${records
               .map(
                 (record) =>
-                  `<tr><td>${h(record.id)}</td><td>${h(record.at)}</td><td>${h(record.actor)}</td><td>${h(record.action)}</td><td>${h(record.target)}</td><td><code>${h(JSON.stringify(record.details))}</code></td><td><code>${h(JSON.stringify(record.result)).slice(0, 400)}</code></td></tr>`,
+                  `<tr><td>${h(record.id)}</td><td>${h(record.at)}</td><td>${h(record.actor)}</td><td>${h(record.action)}</td><td>${h(record.target)}</td><td><code>${h(shortened(JSON.stringify(record.details), 400))}</code></td><td><code>${h(shortened(JSON.stringify(record.result), 400))}</code></td></tr>`,
               )
               .join('')}</tbody></table>`;
-      return html(reply, page('Audit trail', `${filter}${table}`));
+      return html(reply, page('Audit trail', `${filter}${table}${pages}`));
     });
 
     // ---- actions (JSON, with the console's request marker)
@@ -331,30 +450,28 @@ ${reports
       }
       return undefined;
     };
-    const idsOf = (body: { ids?: unknown }): string[] | null =>
-      Array.isArray(body.ids) &&
-      body.ids.length > 0 &&
-      body.ids.every((id) => typeof id === 'string' && /^[0-9]{1,18}$/.test(id))
-        ? (body.ids as string[])
-        : null;
+    /** The ids of a replay or purge: 1 to {@link MAX_IDS_PER_REQUEST} entry ids, or why not. */
+    const idsOf = (body: { ids?: unknown }): string[] | string => {
+      if (!Array.isArray(body.ids) || body.ids.length === 0) return 'select at least one entry';
+      if (body.ids.length > MAX_IDS_PER_REQUEST)
+        return `at most ${MAX_IDS_PER_REQUEST} entries in one action, got ${body.ids.length}: select fewer`;
+      if (!body.ids.every((id) => typeof id === 'string' && /^[0-9]{1,18}$/.test(id)))
+        return 'entry ids are whole numbers';
+      return body.ids as string[];
+    };
 
     scope.post(`${CONSOLE_PATH}/actions/replay`, { preHandler: guardAction }, async (request, reply) => {
       const body = (request.body ?? {}) as { ids?: unknown; dryRun?: unknown };
       const ids = idsOf(body);
-      if (!ids) return reply.code(400).send({ error: 'invalid request', message: 'select at least one entry' });
+      if (typeof ids === 'string') return reply.code(400).send({ error: 'invalid request', message: ids });
       return windfall.deadLetters.replay({ ids }, { dryRun: body.dryRun !== false, actor: actorOf(request) });
     });
 
     scope.post(`${CONSOLE_PATH}/actions/purge`, { preHandler: guardAction }, async (request, reply) => {
       const body = (request.body ?? {}) as { ids?: unknown; dryRun?: unknown };
       const ids = idsOf(body);
-      if (!ids) return reply.code(400).send({ error: 'invalid request', message: 'select at least one entry' });
-      if (body.dryRun !== false) {
-        const open = await listDeadLetters(pool, { ids, state: 'open' });
-        return { dryRun: true, purged: open.map((entry) => entry.id), count: open.length };
-      }
-      const purged = await windfall.deadLetters.purge({ ids }, { actor: actorOf(request) });
-      return { dryRun: false, purged, count: purged.length };
+      if (typeof ids === 'string') return reply.code(400).send({ error: 'invalid request', message: ids });
+      return windfall.deadLetters.purge({ ids }, { dryRun: body.dryRun !== false, actor: actorOf(request) });
     });
 
     scope.post(`${CONSOLE_PATH}/actions/lock-release`, { preHandler: guardAction }, async (request, reply) => {

@@ -15,6 +15,7 @@ import {
   batchRequestSchema,
   deadLetterQuery,
   deadLetterSchema,
+  deadLetterShowQuery,
   errorSchema,
   lockReleaseSchema,
   lockStatusSchema,
@@ -214,6 +215,8 @@ export function buildOpenApiDocument(version: string): Record<string, unknown> {
       '/v1/dead-letters': {
         get: {
           summary: 'Dead-letter entries (open ones by default), oldest first',
+          description:
+            'Each entry lists at most `rewards` of its rewards (default 100, at most 1,000 here), with `rewardCount` (how many it holds) and `amount` (the sum of all of them). Page through with `after` (the last id of the previous page).',
           security: adminAuth,
           parameters: queryParameters(deadLetterQuery),
           responses: {
@@ -227,8 +230,10 @@ export function buildOpenApiDocument(version: string): Record<string, unknown> {
       '/v1/dead-letters/{id}': {
         get: {
           summary: 'One dead-letter entry (any state)',
+          description:
+            'At most `rewards` of its rewards (default 100; up to 10,000,000); `rewardCount` says how many it holds, `amount` their sum.',
           security: adminAuth,
-          parameters: [pathParam('id', 'the entry id', '^[0-9]{1,18}$')],
+          parameters: [pathParam('id', 'the entry id', '^[0-9]{1,18}$'), ...queryParameters(deadLetterShowQuery)],
           responses: {
             '200': { description: 'the entry', content: json(ref('DeadLetter')) },
             '401': unauthorized,
@@ -241,7 +246,8 @@ export function buildOpenApiDocument(version: string): Record<string, unknown> {
         post: {
           summary: 'Replay entries by ids or by filter',
           description:
-            'Each entry is re-enqueued into its shard queue and leaves the dead-letter queue only once its replay job is in Redis. Rewards applied meanwhile end as duplicates; replaying twice credits nothing twice.',
+            'Each entry is re-enqueued into its shard queue and leaves the dead-letter queue only once its replay job is in Redis. Rewards applied meanwhile end as duplicates; replaying twice credits nothing twice. ' +
+            'Entries are handled 1,000 at a time (one addBulk per shard queue per page); the answer lists the first 1,000 replayed and skipped entries and counts all (`replayedCount`, `rewardCount`, `skippedCount`, `truncated`). At most 1,000 `ids` in one request.',
           security: adminAuth,
           requestBody: { required: true, content: json(ref('ReplayRequest')) },
           responses: {
@@ -249,7 +255,7 @@ export function buildOpenApiDocument(version: string): Record<string, unknown> {
               description: 'what was replayed (or would be, with dryRun) and which requested ids were skipped',
               content: json(ref('ReplayReport')),
             },
-            '400': error('no selection, two selections, or a bad field'),
+            '400': error('no selection, two selections, more than 1,000 ids, or a bad field'),
             '401': unauthorized,
             '403': forbidden,
           },
@@ -308,7 +314,7 @@ export function buildOpenApiDocument(version: string): Record<string, unknown> {
           summary:
             'The operator console (HTML): batches, dead letters with replay and purge, locks, revert, the audit trail',
           description:
-            'Pages under /console/… behind the admin token (bearer, or basic auth with the token as password). Its actions (POST /console/actions/replay, purge, lock-release, revert; JSON) need the header `x-windfall-console: 1`: a cross-site form or fetch cannot send it, so another site cannot act through a logged-in browser. Each action previews (dryRun) before it is confirmed, and is recorded in the audit trail.',
+            "Pages under /console/… behind the admin token (bearer, or basic auth with the token as password). Its actions (POST /console/actions/replay, purge, lock-release, revert; JSON) need the header `x-windfall-console: 1`: a cross-site form or fetch cannot send it, so another site cannot act through a logged-in browser. Each action previews (dryRun) before it is confirmed, and is recorded in the audit trail. Replay and purge take at most 1,000 ids (400 beyond). Pages are sent with a Content-Security-Policy (only the console's own script and style run) and `X-Content-Type-Options: nosniff`; lists of dead letters and audit records are paginated.",
           security: adminAuth,
           responses: {
             '302': { description: 'to /console/batches' },
@@ -330,6 +336,8 @@ export function buildOpenApiDocument(version: string): Record<string, unknown> {
       '/metrics': {
         get: {
           summary: 'Prometheus metrics (no auth)',
+          description:
+            'The figures read from Redis (queue depths) and PostgreSQL (open dead letters) are refreshed at most every 5 s, at a cost that does not grow with the queues; scrapes in between answer the last figures.',
           responses: { '200': { description: 'Prometheus text format', content: { 'text/plain': {} } } },
         },
       },

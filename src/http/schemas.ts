@@ -8,6 +8,9 @@ import {
   DEAD_LETTER_STATES,
 } from '../db/stored-values.js';
 import { ROW_PROBLEMS } from '../rewards/row-problems.js';
+import { DEFAULT_REWARDS_PER_ENTRY } from '../dead-letters/dead-letter-store.js';
+import { MAX_IDS_PER_REQUEST } from '../dead-letters/dead-letter-selection.js';
+import { REPORT_LIST_LIMIT } from '../dead-letters/dead-letter-queue.js';
 
 /**
  * JSON schemas of the HTTP API: the route validation of `windfall serve` and the OpenAPI document are built from
@@ -228,6 +231,8 @@ export const deadLetterSchema = {
     shard: { type: 'integer' },
     rewards: {
       type: 'array',
+      description:
+        'the first rewards of the entry: at most `rewards` of them (default 100); `rewardCount` says how many it holds',
       items: {
         type: 'object',
         properties: {
@@ -238,6 +243,8 @@ export const deadLetterSchema = {
         },
       },
     },
+    rewardCount: { type: 'integer', description: 'rewards in the entry (`rewards` may list fewer)' },
+    amount: { ...digits, description: 'the sum of every reward of the entry, listed or not (minor units)' },
     reason: { type: 'string', enum: [...DEAD_LETTER_REASONS] },
     error: { type: 'string' },
     attempts: { type: 'integer' },
@@ -254,7 +261,13 @@ export const replayRequestSchema = {
   additionalProperties: false,
   description: 'exactly one way of naming entries: `ids`; or `all: true`; or `reason` and/or `batchId`',
   properties: {
-    ids: { type: 'array', minItems: 1, maxItems: 10000, items: { type: 'string', pattern: '^[0-9]{1,18}$' } },
+    ids: {
+      type: 'array',
+      minItems: 1,
+      maxItems: MAX_IDS_PER_REQUEST,
+      description: `at most ${MAX_IDS_PER_REQUEST} ids (400 beyond); select more with a filter`,
+      items: { type: 'string', pattern: '^[0-9]{1,18}$' },
+    },
     all: { type: 'boolean' },
     reason: { type: 'string', enum: [...DEAD_LETTER_REASONS] },
     batchId: identifier,
@@ -264,9 +277,16 @@ export const replayRequestSchema = {
 
 export const replayReportSchema = {
   type: 'object',
-  required: ['dryRun', 'replayed', 'skipped'],
+  required: ['dryRun', 'replayed', 'skipped', 'replayedCount', 'rewardCount', 'skippedCount', 'truncated'],
   properties: {
     dryRun: { type: 'boolean' },
+    replayedCount: { type: 'integer', description: 'entries replayed (or that would be), listed or not' },
+    rewardCount: { type: 'integer', description: 'the rewards in them' },
+    skippedCount: { type: 'integer', description: 'entries not replayed, listed or not' },
+    truncated: {
+      type: 'boolean',
+      description: `true when \`replayed\` or \`skipped\` lists fewer entries than its count (each lists at most ${REPORT_LIST_LIMIT}, the first by id)`,
+    },
     replayed: {
       type: 'array',
       items: {
@@ -333,6 +353,20 @@ export const deadLetterIdParams = {
   required: ['id'],
   properties: { id: { type: 'string', pattern: '^[0-9]{1,18}$' } },
 } as const;
+/** Query of `GET /v1/dead-letters/:id`. */
+export const deadLetterShowQuery = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    rewards: {
+      type: 'integer',
+      minimum: 0,
+      maximum: 10_000_000,
+      default: DEFAULT_REWARDS_PER_ENTRY,
+      description: "at most this many of the entry's rewards (the first); `rewardCount` says how many it holds",
+    },
+  },
+} as const;
 export const walletQuery = {
   type: 'object',
   additionalProperties: false,
@@ -348,6 +382,18 @@ export const deadLetterQuery = {
     batchId: identifier,
     state: { type: 'string', enum: [...DEAD_LETTER_STATES, 'any'], default: 'open' },
     limit: { type: 'integer', minimum: 1, maximum: 10000, default: 1000 },
+    after: {
+      type: 'string',
+      pattern: '^[0-9]{1,18}$',
+      description: 'only entries with a greater id: the last id of the previous page',
+    },
+    rewards: {
+      type: 'integer',
+      minimum: 0,
+      maximum: 1000,
+      default: DEFAULT_REWARDS_PER_ENTRY,
+      description: 'at most this many rewards per entry (the first); `rewardCount` says how many each holds',
+    },
   },
 } as const;
 

@@ -11,6 +11,7 @@ import { getBatchReport } from '../status/batch-status.js';
 import type { DeadLetterReason } from '../db/schema.js';
 import { DeadLetterSelectionError, selectionFilter } from '../dead-letters/dead-letter-selection.js';
 import type { Logger } from '../log/logger.js';
+import type { TrustProxy } from '../config/env-values.js';
 import { UserLocks } from '../lock/user-locks.js';
 import { JsonNumber } from '../money/amount.js';
 import { sampleQueueDepths } from '../queue/queue-stats.js';
@@ -32,6 +33,7 @@ import { registerDashboard } from './dashboard.js';
 import { registerConsole } from './console.js';
 import { openApiDocument } from './openapi.js';
 import { withTimeout } from '../concurrency/with-timeout.js';
+import { ThrottledRefresh } from '../metrics/throttled-refresh.js';
 import { ReadinessChecks } from './readiness.js';
 import {
   auditQuery,
@@ -42,6 +44,7 @@ import {
   batchIdParams,
   deadLetterIdParams,
   deadLetterQuery,
+  deadLetterShowQuery,
   replayRequestSchema,
   uidParams,
   walletQuery,
@@ -59,6 +62,16 @@ export interface HttpServerOptions {
   readonly readyTimeoutMs?: number;
   /** Default: the Windfall's logger. */
   readonly logger?: Logger;
+  /**
+   * Proxies whose `X-Forwarded-For` gives the client address (`request.ip`, the audit actor's `@<address>`).
+   * Default: the configuration's `trustProxy` (`WINDFALL_TRUST_PROXY`; none).
+   */
+  readonly trustProxy?: TrustProxy;
+  /**
+   * Shortest time between two reads of the figures `/metrics` takes from Redis (queue depths) and PostgreSQL (open
+   * dead letters); scrapes in between answer the last figures. Default `METRICS_REFRESH_MS` (5000).
+   */
+  readonly metricsRefreshMs?: number;
 }
 
 /** The server refuses to be built without an API token, or with an admin token equal to it. */
@@ -182,6 +195,8 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
     // fastify's per-request lines are off; an access log line per response is written below, without headers
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: options.bodyLimit ?? windfall.config.httpBodyLimit,
+    // off by default: the socket's peer is the client, and an X-Forwarded-For header anyone can send is ignored
+    trustProxy: fastifyTrustProxy(options.trustProxy ?? windfall.config.trustProxy),
     // unknown fields are refused, not silently dropped; every problem is reported
     ajv: { customOptions: { removeAdditional: false, allErrors: true, coerceTypes: 'array', useDefaults: true } },
   });
@@ -273,12 +288,18 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
     return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not ready', checks });
   });
 
-  app.get('/metrics', async (_request, reply) => {
-    await Promise.all([
-      withTimeout(sampleQueueDepths(windfall.queues, metrics), readyTimeoutMs).catch((error: unknown) =>
+  // /metrics needs no token: what it reads from Redis and PostgreSQL is refreshed at most every metricsRefreshMs
+  // (default 5 s) at a cost that does not grow with the queues, however often and by whom it is scraped
+  const queueFigures = new ThrottledRefresh(
+    () =>
+      sampleQueueDepths(windfall.queues, metrics).catch((error: unknown) =>
         logger.debug({ err: error }, 'could not sample queue depths'),
       ),
-      withTimeout(windfall.deadLetters.openCounts(), readyTimeoutMs).then(
+    options.metricsRefreshMs,
+  );
+  const deadLetterFigures = new ThrottledRefresh(
+    () =>
+      windfall.deadLetters.openCounts().then(
         (counts) => {
           for (const [reason, count] of Object.entries(counts)) {
             metrics.deadLettersOpen.set({ reason }, count.entries);
@@ -287,6 +308,13 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
         },
         (error: unknown) => logger.debug({ err: error }, 'could not count open dead letters'),
       ),
+    options.metricsRefreshMs,
+  );
+  app.get('/metrics', async (_request, reply) => {
+    // a refresh that outlasts the timeout goes on, and the next scrape waits for it rather than starting another
+    await Promise.all([
+      withTimeout(queueFigures.run(), readyTimeoutMs).catch(() => undefined),
+      withTimeout(deadLetterFigures.run(), readyTimeoutMs).catch(() => undefined),
     ]);
     return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());
   });
@@ -485,21 +513,30 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
         batchId?: string;
         state: 'open' | 'replayed' | 'purged' | 'any';
         limit: number;
+        after?: string;
+        rewards: number;
       };
       return windfall.deadLetters.list({
         ...(query.reason ? { reason: query.reason } : {}),
         ...(query.batchId ? { batchId: query.batchId } : {}),
+        ...(query.after !== undefined ? { after: query.after } : {}),
         state: query.state,
         limit: query.limit,
+        rewards: query.rewards,
       });
     });
 
-    operator.get('/v1/dead-letters/:id', { schema: { params: deadLetterIdParams } }, async (request, reply) => {
-      const { id } = request.params as { id: string };
-      const entry = await windfall.deadLetters.get(id);
-      if (!entry) return fail(reply, 404, 'not found', `no dead-letter entry has id ${id}`);
-      return entry;
-    });
+    operator.get(
+      '/v1/dead-letters/:id',
+      { schema: { params: deadLetterIdParams, querystring: deadLetterShowQuery } },
+      async (request, reply) => {
+        const { id } = request.params as { id: string };
+        const { rewards } = request.query as { rewards: number };
+        const entry = await windfall.deadLetters.get(id, { rewards });
+        if (!entry) return fail(reply, 404, 'not found', `no dead-letter entry has id ${id}`);
+        return entry;
+      },
+    );
 
     operator.post('/v1/dead-letters/replay', { schema: { body: replayRequestSchema } }, async (request, reply) => {
       const body = (request.body ?? {}) as {
@@ -522,7 +559,7 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
       const actor = actorOf(request);
       const report = await windfall.deadLetters.replay(filter, { dryRun: body.dryRun ?? false, actor });
       logger.info(
-        { replayed: report.replayed.length, skipped: report.skipped.length, dryRun: report.dryRun, by: actor },
+        { replayed: report.replayedCount, skipped: report.skippedCount, dryRun: report.dryRun, by: actor },
         'dead-letter replay requested',
       );
       return report;
@@ -534,7 +571,15 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
   return app;
 }
 
-/** The audit trail's actor of an operator request (admin token): its address and `X-Windfall-Actor`. */
+/** The setting as fastify takes it (a list of addresses is a mutable array there). */
+function fastifyTrustProxy(trustProxy: TrustProxy): boolean | string[] {
+  return typeof trustProxy === 'boolean' ? trustProxy : [...trustProxy];
+}
+
+/**
+ * The audit trail's actor of an operator request (admin token): its address and `X-Windfall-Actor`. The address is
+ * the socket's peer, or the client a trusted proxy forwarded for (`WINDFALL_TRUST_PROXY`).
+ */
 function actorOf(request: FastifyRequest): string {
   return httpActor('admin', request.ip, request.headers['x-windfall-actor']);
 }

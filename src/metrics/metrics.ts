@@ -90,28 +90,28 @@ export class WindfallMetrics {
 
   readonly queueJobs = new Gauge({
     name: 'windfall_queue_jobs',
-    help: 'Jobs per queue (shard queues, dead-letter queue) and state, sampled at scrape time.',
+    help: 'Jobs per queue (shard queues, dead-letter queue, events) and state, read from Redis at most every 5 s.',
     labelNames: ['queue', 'state'] as const,
     registers: [this.registry],
   });
 
   readonly queueOldestWaiting = new Gauge({
     name: 'windfall_queue_oldest_waiting_seconds',
-    help: 'Age of the oldest waiting job per queue (0 when none waits), sampled at scrape time. The dead-letter queue has no worker: its jobs wait until replayed or purged.',
+    help: 'Age of the oldest waiting job per queue (0 when none waits), read from Redis at most every 5 s: exact for first-in-first-out jobs, sampled at both ends of each priority lane for prioritized ones (never older than the truth). The dead-letter queue has no worker: its jobs wait until replayed or purged.',
     labelNames: ['queue'] as const,
     registers: [this.registry],
   });
 
   readonly deadLettersOpen = new Gauge({
     name: 'windfall_dead_letters_open',
-    help: 'Open dead-letter entries in PostgreSQL (the durable record), by reason; sampled at scrape time by `windfall serve`.',
+    help: 'Open dead-letter entries in PostgreSQL (the durable record), by reason; read by `windfall serve` at most every 5 s.',
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });
 
   readonly deadLetterRewardsOpen = new Gauge({
     name: 'windfall_dead_letter_rewards_open',
-    help: 'Rewards inside open dead-letter entries, by reason; sampled at scrape time by `windfall serve`.',
+    help: 'Rewards inside open dead-letter entries, by reason; read by `windfall serve` at most every 5 s.',
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });

@@ -27,3 +27,8 @@ export function chunkJobPriority(lane: BatchPriority, turn: number): number {
 export function replayJobPriority(lane: BatchPriority = 'normal'): number {
   return chunkJobPriority(lane, 0);
 }
+
+/** The BullMQ priorities of a lane: its first and its last. */
+export function lanePriorities(lane: BatchPriority): { readonly first: number; readonly last: number } {
+  return { first: LANE_BASE[lane] + 1, last: LANE_BASE[lane] + LANE_WIDTH };
+}

@@ -33,6 +33,10 @@ export interface RedisTraffic {
   lockKeyOperations: number;
   /** The lock keys each round trip touched, in the order they were written. */
   readonly lockKeysByRoundTrip: string[][];
+  /** Commands per name (lower case: `evalsha`, `multi`, `hget`, …). */
+  readonly byCommand: Map<string, number>;
+  /** How many commands each round trip carried (more than one: a pipeline), in the order they were written. */
+  readonly commandsByRoundTrip: number[];
   reset(): void;
 }
 
@@ -49,11 +53,15 @@ export async function countingRedis(redisUrl: string, prefix: string): Promise<{
     commands: 0,
     lockKeyOperations: 0,
     lockKeysByRoundTrip: [],
+    byCommand: new Map(),
+    commandsByRoundTrip: [],
     reset() {
       this.roundTrips = 0;
       this.commands = 0;
       this.lockKeyOperations = 0;
       this.lockKeysByRoundTrip.length = 0;
+      this.byCommand.clear();
+      this.commandsByRoundTrip.length = 0;
     },
   };
   const stream = (redis as unknown as { stream: { write: (chunk: unknown, ...rest: unknown[]) => boolean } }).stream;
@@ -62,9 +70,12 @@ export async function countingRedis(redisUrl: string, prefix: string): Promise<{
     counts.roundTrips += 1;
     const text = typeof chunk === 'string' ? chunk : Buffer.isBuffer(chunk) ? chunk.toString('latin1') : '';
     const lockKeys: string[] = [];
-    for (const args of parseCommands(text)) {
+    const commands = parseCommands(text);
+    counts.commandsByRoundTrip.push(commands.length);
+    for (const args of commands) {
       counts.commands += 1;
       const name = args[0]!.toLowerCase();
+      counts.byCommand.set(name, (counts.byCommand.get(name) ?? 0) + 1);
       const keys = name === 'evalsha' || name === 'eval' ? args.slice(3, 3 + Number(args[2])) : args.slice(1, 2);
       lockKeys.push(...keys.filter((key) => key.startsWith(`${prefix}:lock:`)));
     }

@@ -39,9 +39,11 @@ export function verifyAsReceiver(
   if (!header) return false;
   const fields = Object.fromEntries(header.split(',').map((part) => part.split('=', 2) as [string, string]));
   const t = Number(fields['t']);
-  if (!Number.isInteger(t) || Math.abs(nowSeconds - t) > 300 || !fields['v1']) return false;
+  // exactly 64 hex digits: Buffer.from(…, 'hex') alone would stop at the first other character and accept `<hex>zz`
+  if (!Number.isInteger(t) || Math.abs(nowSeconds - t) > 300 || !/^[0-9a-f]{64}$/i.test(fields['v1'] ?? ''))
+    return false;
   const expected = createHmac('sha256', secret).update(`${t}.${body}`).digest();
-  const given = Buffer.from(fields['v1'], 'hex');
+  const given = Buffer.from(fields['v1']!, 'hex');
   return given.length === expected.length && timingSafeEqual(given, expected);
 }
 

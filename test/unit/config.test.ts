@@ -77,6 +77,11 @@ describe('loadConfig', () => {
     ['DATABASE_URL', 'mysql://db/x'],
     ['WINDFALL_PREFIX', 'has:colon'],
     ['LOG_LEVEL', 'verbose'],
+    ['WINDFALL_WEBHOOK_SECRET', 'shorter-than-32-characters'],
+    ['WINDFALL_TRUST_PROXY', 'sometimes'],
+    ['WINDFALL_TRUST_PROXY', '2'],
+    ['WINDFALL_TRUST_PROXY', '10.0.0.0/33'],
+    ['WINDFALL_TRUST_PROXY', '127.0.0.1,proxy.example'],
   ])('refuses %s=%j naming the variable', (variable, value) => {
     const env = { [variable]: value };
     if (value === '') {
@@ -95,6 +100,32 @@ describe('loadConfig', () => {
     } catch (error) {
       expect((error as Error).message).not.toContain('hunter2');
     }
+  });
+
+  it('needs a webhook secret of at least 32 characters, and never echoes it', () => {
+    const secret = 'x'.repeat(31);
+    expect(() => loadConfig({ WINDFALL_WEBHOOK_SECRET: secret })).toThrow(
+      /^WINDFALL_WEBHOOK_SECRET: is 31 characters long; it needs at least 32/,
+    );
+    try {
+      loadConfig({ WINDFALL_WEBHOOK_SECRET: secret });
+    } catch (error) {
+      expect((error as Error).message).not.toContain(secret);
+    }
+    expect(loadConfig({ WINDFALL_WEBHOOK_SECRET: 'y'.repeat(32) }).webhookSecret).toBe('y'.repeat(32));
+  });
+
+  it('trusts no proxy by default; WINDFALL_TRUST_PROXY names them, or trusts every one', () => {
+    expect(loadConfig({}).trustProxy).toBe(false);
+    expect(loadConfig({ WINDFALL_TRUST_PROXY: 'false' }).trustProxy).toBe(false);
+    expect(loadConfig({ WINDFALL_TRUST_PROXY: 'true' }).trustProxy).toBe(true);
+    expect(loadConfig({ WINDFALL_TRUST_PROXY: '127.0.0.1, 10.0.0.0/8,::1,fd00::/8,Loopback' }).trustProxy).toEqual([
+      '127.0.0.1',
+      '10.0.0.0/8',
+      '::1',
+      'fd00::/8',
+      'loopback',
+    ]);
   });
 
   it('reports unknown WINDFALL_ variables (likely typos)', () => {

@@ -1,9 +1,10 @@
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import type { DeadLetterEntry, DeadLetterFilter } from '../../dead-letters/dead-letter-store.js';
+import type { DeadLetterFilter, ListedDeadLetter } from '../../dead-letters/dead-letter-store.js';
+import { DEFAULT_REWARDS_PER_ENTRY } from '../../dead-letters/dead-letter-store.js';
 import { AUDIT_ACTIONS, DEAD_LETTER_REASONS, DEAD_LETTER_STATES } from '../../db/stored-values.js';
 import type { DeadLetterSelection } from '../../dead-letters/dead-letter-selection.js';
 import { DeadLetterSelectionError, selectionFilter } from '../../dead-letters/dead-letter-selection.js';
-import type { ReplayReport } from '../../dead-letters/dead-letter-queue.js';
+import type { PurgeReport, ReplayReport } from '../../dead-letters/dead-letter-queue.js';
 import type { LockStatus } from '../../lock/user-locks.js';
 import { UserLocks } from '../../lock/user-locks.js';
 import type { QueueStats } from '../../queue/queue-stats.js';
@@ -37,11 +38,6 @@ export function formatAge(ms: number | null): string | null {
   return `${Math.floor(hours / 24)} d ${hours % 24} h`;
 }
 
-/** Sum of an entry's rewards, as a digit string. */
-export function entryAmount(entry: DeadLetterEntry): string {
-  return entry.rewards.reduce((sum, reward) => sum + BigInt(reward.amount), 0n).toString();
-}
-
 function shorten(text: string, length: number): string {
   const line = text.replace(/\s+/g, ' ');
   return line.length <= length ? line : `${line.slice(0, length - 1)}…`;
@@ -56,7 +52,7 @@ export function describeQueues(stats: readonly QueueStats[]): string {
 }
 
 /** Human form of dead-letter entries. */
-export function describeDeadLetters(entries: readonly DeadLetterEntry[]): string {
+export function describeDeadLetters(entries: readonly ListedDeadLetter[]): string {
   if (entries.length === 0) return 'no dead-letter entries match';
   return formatTable(
     ['id', 'batchId', 'uid', 'rewards', 'amount', 'reason', 'attempts', 'failedAt', 'state', 'error'],
@@ -64,8 +60,8 @@ export function describeDeadLetters(entries: readonly DeadLetterEntry[]): string
       e.id,
       e.batchId,
       e.uid,
-      e.rewards.length,
-      entryAmount(e),
+      e.rewardCount,
+      e.amount,
       e.reason,
       e.attempts,
       e.failedAt,
@@ -75,8 +71,8 @@ export function describeDeadLetters(entries: readonly DeadLetterEntry[]): string
   );
 }
 
-/** Human form of one entry with its rewards. */
-export function describeDeadLetter(entry: DeadLetterEntry): string {
+/** Human form of one entry with its rewards (those listed: `--rewards`). */
+export function describeDeadLetter(entry: ListedDeadLetter): string {
   const head = formatTable(
     ['field', 'value'],
     [
@@ -92,27 +88,49 @@ export function describeDeadLetter(entry: DeadLetterEntry): string {
       ['chunkNo', entry.chunkNo === null ? null : String(entry.chunkNo)],
       ['replayOf', entry.replayOf],
       ['replayedAt', entry.replayedAt],
-      ['rewards', `${entry.rewards.length} (amount ${entryAmount(entry)})`],
+      ['rewards', `${entry.rewardCount} (amount ${entry.amount})`],
     ],
   );
   const rewards = formatTable(
     ['rewardId', 'uid', 'amount', 'description'],
     entry.rewards.map((r) => [r.rewardId, r.uid, r.amount, r.description ?? null]),
   );
-  return `${head}\n\n${rewards}`;
+  const more =
+    entry.rewards.length < entry.rewardCount
+      ? `\n(the first ${entry.rewards.length} of ${entry.rewardCount} rewards: \`--rewards ${entry.rewardCount}\` or \`--rewards all\` lists more)`
+      : '';
+  return `${head}\n\n${rewards}${more}`;
 }
 
-/** Human form of a replay. */
+/** Rows a human table of a bulk action shows (`--json` lists up to 1,000; the counts cover everything). */
+const HUMAN_ROWS = 20;
+
+/** `, … and 5 more` after the first items of a list of `count`. */
+function andMore(shown: number, count: number): string {
+  return count > shown ? ` … and ${count - shown} more` : '';
+}
+
+/** Human form of a replay: the first entries, and the counts of all. */
 export function describeReplay(report: ReplayReport): string {
   const verb = report.dryRun ? 'would replay' : 'replayed';
-  const rewards = report.replayed.reduce((sum, entry) => sum + entry.rewards, 0);
-  const summary = `${verb} ${report.replayed.length} entr${report.replayed.length === 1 ? 'y' : 'ies'} (${rewards} reward${rewards === 1 ? '' : 's'})`;
-  if (report.replayed.length === 0) return `nothing to replay: no open entry matches`;
+  const count = report.replayedCount;
+  const rewards = report.rewardCount;
+  const summary = `${verb} ${count} entr${count === 1 ? 'y' : 'ies'} (${rewards} reward${rewards === 1 ? '' : 's'})`;
+  if (count === 0) return `nothing to replay: no open entry matches`;
+  const shown = report.replayed.slice(0, HUMAN_ROWS);
   const table = formatTable(
     ['id', 'batchId', 'uid', 'rewards', 'jobId'],
-    report.replayed.map((e) => [e.id, e.batchId, e.uid, e.rewards, e.jobId]),
+    shown.map((e) => [e.id, e.batchId, e.uid, e.rewards, e.jobId]),
   );
-  return `${table}\n${summary}`;
+  const more = count > shown.length ? `\n… and ${count - shown.length} more (\`--json\` lists the first 1,000)` : '';
+  return `${table}${more}\n${summary}`;
+}
+
+/** Human form of a purge: the first ids, and the count of all. */
+export function describePurge(report: PurgeReport): string {
+  if (report.count === 0) return 'nothing to purge: no open entry matches';
+  const shown = report.purged.slice(0, HUMAN_ROWS);
+  return `${report.dryRun ? 'would purge' : 'purged'} ${report.count} entr${report.count === 1 ? 'y' : 'ies'}: ${shown.join(', ')}${andMore(shown.length, report.count)}`;
 }
 
 /** Human form of a lock status. */
@@ -162,6 +180,21 @@ function reasonOption(): Option {
   return new Option('--reason <reason>', 'only entries with this reason').choices(DEAD_LETTER_REASONS);
 }
 
+/** `--rewards N` (0 or more) or `all`: rewards listed per entry. */
+function rewardsOption(all: boolean): Option {
+  return new Option(
+    '--rewards <n>',
+    `at most this many rewards per entry (default ${DEFAULT_REWARDS_PER_ENTRY}; \`rewardCount\` says how many it holds)${all ? '; `all` for every one' : ''}`,
+  )
+    .default(DEFAULT_REWARDS_PER_ENTRY)
+    .argParser((value: string): number => {
+      if (all && value === 'all') return Number.MAX_SAFE_INTEGER;
+      if (!/^\d{1,9}$/.test(value))
+        throw new InvalidArgumentError(`--rewards must be a whole number ≥ 0${all ? ' or `all`' : ''}`);
+      return Number(value);
+    });
+}
+
 function wholeNumber(name: string) {
   return (value: string): number => {
     if (!/^\d+$/.test(value) || Number(value) < 1) throw new InvalidArgumentError(`${name} must be a whole number ≥ 1`);
@@ -204,6 +237,7 @@ export function registerOperatorCommands(program: Command, registry: CommandRegi
       new Option('--state <state>', 'entries in this state').choices([...DEAD_LETTER_STATES, 'any']).default('open'),
     )
     .option('--limit <n>', 'at most this many entries', wholeNumber('--limit'), 1000)
+    .addOption(rewardsOption(false))
     .option('--json', 'print a JSON document')
     .action(
       async (
@@ -212,13 +246,19 @@ export function registerOperatorCommands(program: Command, registry: CommandRegi
           batch?: string;
           state: 'open' | 'replayed' | 'purged' | 'any';
           limit: number;
+          rewards: number;
           json?: boolean;
         },
         command: Command,
       ) => {
         await withWindfall(globals(command), async (windfall) => {
           const filter = filterOrUsage(selectionOf([], options), false);
-          const entries = await windfall.deadLetters.list({ ...filter, state: options.state, limit: options.limit });
+          const entries = await windfall.deadLetters.list({
+            ...filter,
+            state: options.state,
+            limit: options.limit,
+            rewards: options.rewards,
+          });
           if (options.json) printJson(entries);
           else printLine(describeDeadLetters(entries));
         });
@@ -229,11 +269,12 @@ export function registerOperatorCommands(program: Command, registry: CommandRegi
     .command('show')
     .description('one dead-letter entry with its rewards')
     .argument('<id>')
+    .addOption(rewardsOption(true))
     .option('--json', 'print a JSON document')
-    .action(async (id: string, options: { json?: boolean }, command: Command) => {
+    .action(async (id: string, options: { rewards: number; json?: boolean }, command: Command) => {
       if (!/^\d{1,18}$/.test(id)) throw new UsageError(`dead-letter ids are whole numbers, got ${JSON.stringify(id)}`);
       await withWindfall(globals(command), async (windfall) => {
-        const entry = await windfall.deadLetters.get(id);
+        const entry = await windfall.deadLetters.get(id, { rewards: options.rewards });
         if (!entry) throw new CommandFailedError(`no dead-letter entry has id ${id} (see \`windfall dlq list\`)`);
         if (options.json) printJson(entry);
         else printLine(describeDeadLetter(entry));
@@ -266,8 +307,15 @@ export function registerOperatorCommands(program: Command, registry: CommandRegi
           if (options.json) printJson(report);
           else printLine(describeReplay(report));
           for (const skipped of report.skipped) printNote(`windfall: entry ${skipped.id} not replayed: ${skipped.why}`);
-          // an entry replayed already is no failure (a replay is idempotent); a missing or purged one is
-          if (report.skipped.some((skipped) => skipped.state !== 'replayed')) setExit(EXIT.FAILED);
+          if (report.skippedCount > report.skipped.length)
+            printNote(`windfall: … and ${report.skippedCount - report.skipped.length} more entries not replayed`);
+          // an entry replayed already is no failure (a replay is idempotent); a missing or purged one is (those not
+          // listed too: only an id selection, always listed whole, can name an entry replayed already)
+          if (
+            report.skipped.some((skipped) => skipped.state !== 'replayed') ||
+            report.skippedCount > report.skipped.length
+          )
+            setExit(EXIT.FAILED);
         });
       },
     );
@@ -294,19 +342,12 @@ export function registerOperatorCommands(program: Command, registry: CommandRegi
           );
         }
         await withWindfall(globals(command), async (windfall) => {
-          let purged: string[];
-          if (options.dryRun) {
-            const entries = await windfall.deadLetters.list({ ...filter, state: 'open', limit: 1_000_000 });
-            purged = entries.map((entry) => entry.id);
-          } else {
-            purged = await windfall.deadLetters.purge(filter, { actor: cliActor(globals(command).actor) });
-          }
-          if (options.json) printJson({ dryRun: options.dryRun ?? false, purged, count: purged.length });
-          else if (purged.length === 0) printLine('nothing to purge: no open entry matches');
-          else
-            printLine(
-              `${options.dryRun ? 'would purge' : 'purged'} ${purged.length} entr${purged.length === 1 ? 'y' : 'ies'}: ${purged.join(', ')}`,
-            );
+          const report = await windfall.deadLetters.purge(filter, {
+            dryRun: options.dryRun ?? false,
+            actor: cliActor(globals(command).actor),
+          });
+          if (options.json) printJson(report);
+          else printLine(describePurge(report));
         });
       },
     );

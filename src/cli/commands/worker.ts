@@ -1,6 +1,7 @@
 import type { Server } from 'node:http';
 import { parseShardList } from '../../config/env-values.js';
 import { startMetricsServer } from '../../metrics/metrics-server.js';
+import { ThrottledRefresh } from '../../metrics/throttled-refresh.js';
 import type { Windfall } from '../../runtime/windfall.js';
 import { sampleQueueDepths } from '../../queue/queue-stats.js';
 import { assertNoStrandedChunks } from '../../queue/stranded-chunks.js';
@@ -29,9 +30,9 @@ export async function runWorker(windfall: Windfall, flags: WorkerFlags): Promise
   const worker = windfall.createWorker(shards ? { shards } : {});
   let metricsServer: Server | undefined;
   if (flags.metricsPort !== undefined) {
-    metricsServer = await startMetricsServer(windfall.metrics.registry, flags.metricsPort, () =>
-      sampleQueueDepths(windfall.queues, windfall.metrics),
-    );
+    // queue depths are read from Redis at most every METRICS_REFRESH_MS, however often the port is scraped
+    const queueDepths = new ThrottledRefresh(() => sampleQueueDepths(windfall.queues, windfall.metrics));
+    metricsServer = await startMetricsServer(windfall.metrics.registry, flags.metricsPort, () => queueDepths.run());
     windfall.logger.info({ port: flags.metricsPort }, 'metrics on /metrics');
   }
   const stopped = new Promise<string>((resolve) => {
