@@ -40,6 +40,7 @@ async function settleBatch(
     policy,
     transactions: 8,
     usersPerTransaction: 32,
+    pgSilenceMs: 20_000,
     signal: new AbortController().signal,
     logger: silentLogger(),
   });

@@ -77,6 +77,8 @@ export function buildProgram(setExit: (code: number) => void): Command {
           }),
         {
           quiet: false,
+          // a worker's statements are short: one without an answer past its deadline means a silent connection
+          open: { statementDeadlines: true },
           ...(options.concurrency !== undefined ? { overrides: { concurrency: options.concurrency } } : {}),
         },
       );

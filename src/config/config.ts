@@ -99,6 +99,13 @@ export interface WindfallConfig {
    * default false.
    */
   readonly trustProxy: TrustProxy;
+  /**
+   * A worker's PostgreSQL statement still without an answer this long past its own server-side limits (its lock
+   * wait) counts its connection as silent: the connection is dropped with every one opened before it, the worker
+   * pauses its use of PostgreSQL (one warning), and the work runs again on a new connection. Env
+   * `WINDFALL_PG_SILENCE_MS`; default 20000.
+   */
+  readonly pgSilenceMs: number;
   /** Largest HTTP request body `windfall serve` accepts, in bytes (larger → 413). Env `WINDFALL_HTTP_BODY_LIMIT`; default 10485760 (10 MiB). */
   readonly httpBodyLimit: number;
   /** pino level. Env `LOG_LEVEL`; default `info`. */
@@ -130,6 +137,7 @@ export const DEFAULT_CONFIG = {
   webhookUrl: undefined,
   webhookSecret: undefined,
   trustProxy: false,
+  pgSilenceMs: 20_000,
   httpBodyLimit: 10 * 1024 * 1024,
   logLevel: 'info',
 } as const satisfies WindfallConfig;
@@ -163,6 +171,7 @@ const KNOWN_VARIABLES = new Set([
   'WINDFALL_WEBHOOK_URL',
   'WINDFALL_WEBHOOK_SECRET',
   'WINDFALL_TRUST_PROXY',
+  'WINDFALL_PG_SILENCE_MS',
 ]);
 
 /** Names of `WINDFALL_*` variables in `env` that Windfall does not read: worth a warning, as they are likely typos. */
@@ -248,6 +257,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<WindfallCo
     webhookUrl,
     webhookSecret,
     trustProxy: trustProxyRaw === undefined ? false : parseTrustProxy('WINDFALL_TRUST_PROXY', trustProxyRaw),
+    pgSilenceMs: integer('WINDFALL_PG_SILENCE_MS', DEFAULT_CONFIG.pgSilenceMs, 1000, 3_600_000),
     httpBodyLimit: integer('WINDFALL_HTTP_BODY_LIMIT', DEFAULT_CONFIG.httpBodyLimit, 1024, 1024 * 1024 * 1024),
     logLevel: logLevel as LogLevel,
     ...overrides,

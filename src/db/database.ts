@@ -1,6 +1,7 @@
 import pg from 'pg';
 import type { Logger } from '../log/logger.js';
 import { silentLogger } from '../log/logger.js';
+import { retireOnSilence } from './silent-connections.js';
 
 const INT8_OID = 20;
 
@@ -22,6 +23,12 @@ export interface DatabaseOptions {
   readonly schema?: string;
   /** Default: a silent logger. */
   readonly logger?: Logger;
+  /**
+   * Every statement without an answer after this long (unless it sets its own `query_timeout`) counts its connection
+   * as silent, and the pool drops it with every connection opened before it (see `silent-connections.ts`), ms.
+   * Default: none (statements wait as long as TCP lets them).
+   */
+  readonly statementDeadlineMs?: number;
 }
 
 /**
@@ -49,6 +56,7 @@ export function connectDatabase(url: string, options: DatabaseOptions = {}): Win
     ...(options.schema ? { options: `-c search_path=${options.schema}` } : {}),
   });
   watchConnections(pool, logger);
+  if (options.statementDeadlineMs !== undefined) retireOnSilence(pool, options.statementDeadlineMs);
   let closed = false;
   return {
     pool,
@@ -63,12 +71,19 @@ export function connectDatabase(url: string, options: DatabaseOptions = {}): Win
 /**
  * A second pool to the same database as `pool` (same settings) with `size` connections, for the worker's settlement
  * transactions: their own connections, so that job bookkeeping never waits behind them. No session setting of its
- * own: its statements set what they need transaction-locally (a pooler in transaction mode, ADR 0014).
+ * own: its statements set what they need transaction-locally (a pooler in transaction mode, ADR 0014). Statements
+ * without an answer after `deadlineMs` (unless they set their own) count their connection as silent.
  */
-export function openSettlementPool(pool: pg.Pool, size: number, logger: Logger = silentLogger()): pg.Pool {
+export function openSettlementPool(
+  pool: pg.Pool,
+  size: number,
+  deadlineMs: number,
+  logger: Logger = silentLogger(),
+): pg.Pool {
   // pg-pool keeps the password out of enumerable options: copy it by name
   const settlement = new pg.Pool({ ...pool.options, password: pool.options.password, max: size });
   watchConnections(settlement, logger);
+  retireOnSilence(settlement, deadlineMs);
   return settlement;
 }
 

@@ -19,7 +19,7 @@ export class FencedOutError extends Error {
  * How long one wait of a claim for the statements of an earlier attempt may last before the claim is sent again
  * (between tries the worker may stop), ms. Their own `lock_timeout` and idle limit bound how long they hold a fence.
  */
-export const CLAIM_WAIT_MS = 5000;
+export const FENCE_WAIT_MS = 5000;
 
 /** Where a job attempt's claim of its chunk left it. */
 export type ChunkClaim =
@@ -54,7 +54,7 @@ export async function claimChunk(
   db: Db,
   batchId: string,
   chunkNo: number,
-  waitMs = CLAIM_WAIT_MS,
+  waitMs = FENCE_WAIT_MS,
 ): Promise<ChunkClaim> {
   const { rows } = await db.query<{
     shard: number;
@@ -75,7 +75,7 @@ export async function claimChunk(
  * recorded: the replay must apply nothing. Exactly one of a purge and a replay of the same entry takes effect (both
  * update the row). A wait past `waitMs` throws a `lock_timeout` error (55P03): send it again.
  */
-export async function claimEntry(db: Db, deadLetterId: string, waitMs = CLAIM_WAIT_MS): Promise<string | null> {
+export async function claimEntry(db: Db, deadLetterId: string, waitMs = FENCE_WAIT_MS): Promise<string | null> {
   if (!/^\d{1,18}$/.test(deadLetterId)) return null;
   const { rows } = await db.query<{ fence: string }>(
     `update dead_letters set state = 'replayed', replayed_at = coalesce(replayed_at, now()), fence = fence + 1

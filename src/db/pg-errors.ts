@@ -42,9 +42,12 @@ const UNAVAILABLE_CODES = new Set(['25006', '3D000', '42501', '57P01', '57P02', 
 /** 40001 serialization failure, 40P01 deadlock, 55006 object in use, 57014 a statement cancelled (by an operator). */
 const RETRY_CODES = new Set(['40001', '40P01', '55006', '57014']);
 
-/** Messages of node-pg for a connection that failed or closed (no SQLSTATE). */
+/**
+ * Messages of node-pg for a connection that failed or closed (no SQLSTATE); `Query read timeout` is a statement past
+ * its deadline: its connection went silent (see silent-connections.ts).
+ */
 const CONNECTION_MESSAGES =
-  /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|connect ECONNREFUSED|Connection ended|Client was closed|terminating connection|the database system is (starting up|shutting down|in recovery)/i;
+  /Query read timeout|Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|connect ECONNREFUSED|Connection ended|Client was closed|terminating connection|the database system is (starting up|shutting down|in recovery)/i;
 
 /** Sorts an error thrown by a PostgreSQL call into a {@link DatabaseErrorKind}. */
 export function classifyDatabaseError(error: unknown): DatabaseErrorKind {

@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { beginDeciding } from './fences.js';
+import { isSilentConnection } from './silent-connections.js';
 
 /**
  * Runs `work` in one transaction on a client of `pool`: committed when it resolves, rolled back when it throws (the
@@ -9,15 +10,22 @@ import { beginDeciding } from './fences.js';
  */
 export async function inTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();
+  let result: T;
   try {
     await beginDeciding(client);
-    const result = await work(client);
+    result = await work(client);
     await client.query('commit');
-    return result;
   } catch (error) {
-    await client.query('rollback').catch(() => undefined);
+    // a connection that failed or went silent cannot roll back: it is dropped (the server ends the transaction)
+    let broken: Error | undefined;
+    if (isSilentConnection(error)) broken = error as Error;
+    else
+      await client.query('rollback').catch((rollbackError: unknown) => {
+        broken = rollbackError as Error;
+      });
+    client.release(broken);
     throw error;
-  } finally {
-    client.release();
   }
+  client.release();
+  return result;
 }

@@ -1,5 +1,6 @@
 import type pg from 'pg';
-import { beginDeciding, passChunkFence, passEntryFence } from '../db/fences.js';
+import { beginDeciding, FENCE_WAIT_MS, passChunkFence, passEntryFence } from '../db/fences.js';
+import { isSilentConnection } from '../db/silent-connections.js';
 import type { DeadLetterReason } from '../db/schema.js';
 import type { DeadLetterEntry, DeadLetterRow } from './dead-letter-store.js';
 import { toEntry } from './dead-letter-store.js';
@@ -127,7 +128,8 @@ export type WriterFence =
 /**
  * Runs one writing statement behind the attempt's fence, in a transaction of its own: first the fence is moved on
  * (waiting for the chunk's or entry's statements still in flight, which then commit first and are seen by the
- * writing statement; statements sent later pay nothing), then the statement runs with `work_mem` room for hashing
+ * writing statement; statements sent later pay nothing; a wait past 5 s fails with `lock_timeout`, 55P03, for the
+ * caller to send the writer again), then the statement runs with `work_mem` room for hashing
  * its sets of rewards (PostgreSQL hashes an uncorrelated `in (subquery)` only when it expects the table to fit).
  * @throws {@link FencedOutError} when the fence had moved on already: nothing is written.
  */
@@ -141,6 +143,8 @@ async function writeBehindFence<T extends pg.QueryResultRow>(
   let broken: Error | undefined;
   try {
     await beginDeciding(client);
+    // the fence waits for statements in flight: at most this long at a time (the job sends the writer again)
+    await client.query(`select set_config('lock_timeout', '${FENCE_WAIT_MS}', true)`);
     const next =
       fence.kind === 'chunk'
         ? await passChunkFence(client, fence.batchId, fence.chunkNo, fence.fence)
@@ -150,9 +154,12 @@ async function writeBehindFence<T extends pg.QueryResultRow>(
     await client.query('commit');
     return { rows, fence: next };
   } catch (error) {
-    await client.query('rollback').catch((rollbackError: unknown) => {
-      broken = rollbackError as Error;
-    });
+    // a silent connection cannot even roll back: it is dropped (the server ends the transaction)
+    if (isSilentConnection(error)) broken = error as Error;
+    else
+      await client.query('rollback').catch((rollbackError: unknown) => {
+        broken = rollbackError as Error;
+      });
     throw error;
   } finally {
     client.release(broken);

@@ -7,6 +7,13 @@ import { shardOf } from '../queue/shard-routing.js';
 import type { WindfallQueues } from '../queue/windfall-queues.js';
 import { describeStrandedBatches, type StrandedBatch } from '../queue/stranded-chunks.js';
 import { UNFINISHED_REPLAY_REWARDS_CTE } from './replay-progress.js';
+import { withDeadline } from '../db/silent-connections.js';
+
+/**
+ * The scans of open work read every open chunk and unfinished replay: on a large database they may run long, so they
+ * get a deadline of their own rather than a worker pool's (which takes a statement that long as a silent connection), ms.
+ */
+const SCAN_DEADLINE_MS = 10 * 60_000;
 
 /** What became of the job of an open chunk or unfinished replay: gone from Redis, failed for good, or completed. */
 export type LostJobState = 'missing' | 'failed' | 'completed';
@@ -166,11 +173,11 @@ export async function resumeOpenWork(
       not_handed_over: boolean;
       priority: BatchPriority;
       turn: number;
-    }>(OPEN_CHUNKS_SQL, [minAgeMs, options.maxChunks ?? 100_000])
+    }>(withDeadline({ text: OPEN_CHUNKS_SQL, values: [minAgeMs, options.maxChunks ?? 100_000] }, SCAN_DEADLINE_MS))
   ).rows;
   const replayRows = (
     await pool.query<{ id: string; batch_id: string; uid: string; shard: number; priority: BatchPriority }>(
-      UNFINISHED_REPLAYS_SQL(),
+      withDeadline({ text: UNFINISHED_REPLAYS_SQL() }, SCAN_DEADLINE_MS),
     )
   ).rows;
 
@@ -197,17 +204,25 @@ export async function resumeOpenWork(
   const lostChunks = chunkJobs.filter(({ jobId }) => lost.has(jobId));
   const stillOpen = new Set<string>();
   if (lostChunks.length > 0) {
-    const { rows } = await pool.query<{ batch_id: string; chunk_no: number }>(STILL_OPEN_CHUNKS_SQL, [
-      lostChunks.map(({ row }) => row.batch_id),
-      lostChunks.map(({ row }) => row.chunk_no),
-    ]);
+    const { rows } = await pool.query<{ batch_id: string; chunk_no: number }>(
+      withDeadline(
+        {
+          text: STILL_OPEN_CHUNKS_SQL,
+          values: [lostChunks.map(({ row }) => row.batch_id), lostChunks.map(({ row }) => row.chunk_no)],
+        },
+        SCAN_DEADLINE_MS,
+      ),
+    );
     for (const row of rows) stillOpen.add(chunkJobId(row.batch_id, row.chunk_no));
   }
   const lostReplays = replayJobs.filter(({ jobId }) => lost.has(jobId));
   if (lostReplays.length > 0) {
-    const { rows } = await pool.query<{ id: string }>(UNFINISHED_REPLAYS_SQL('d.id = any($1::bigint[])'), [
-      lostReplays.map(({ row }) => row.id),
-    ]);
+    const { rows } = await pool.query<{ id: string }>(
+      withDeadline(
+        { text: UNFINISHED_REPLAYS_SQL('d.id = any($1::bigint[])'), values: [lostReplays.map(({ row }) => row.id)] },
+        SCAN_DEADLINE_MS,
+      ),
+    );
     for (const row of rows) stillOpen.add(replayJobId(row.id));
   }
 

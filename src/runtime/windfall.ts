@@ -87,6 +87,7 @@ export class Windfall {
       cluster: this.config.redisCluster,
       maxStalledCount: this.config.maxStalledCount,
       jobLockMs: options.jobLockMs ?? this.config.jobLockMs,
+      pgSilenceMs: this.config.pgSilenceMs,
       ...(options.jobsPerShard !== undefined ? { jobsPerShard: options.jobsPerShard } : {}),
       logger: this.logger,
       metrics: this.metrics,

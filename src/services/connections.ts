@@ -1,6 +1,7 @@
 import type { WindfallConfig } from '../config/config.js';
 import type { WindfallDatabase } from '../db/database.js';
 import { connectDatabase } from '../db/database.js';
+import { FENCE_WAIT_MS } from '../db/fences.js';
 import type { Logger } from '../log/logger.js';
 import { connectRedis, type RedisClient } from './redis-connection.js';
 import { checkPostgres, checkRedis } from './service-check.js';
@@ -13,6 +14,12 @@ export interface ConnectionOptions {
   readonly checkServices?: boolean;
   /** PostgreSQL schema to use (tests). */
   readonly schema?: string;
+  /**
+   * Give every statement of the pool a deadline of 5 s (its lock waits) + `WINDFALL_PG_SILENCE_MS`, past which its
+   * connection counts as silent and is dropped with every one opened before it (a worker process's pool: its
+   * statements are short; the long scans set their own). Default false.
+   */
+  readonly statementDeadlines?: boolean;
 }
 
 /** One process's PostgreSQL pool and Redis connection. */
@@ -34,6 +41,7 @@ export async function openConnections(
     poolSize: options.poolSize ?? Math.ceil(config.concurrency / 2) + 4,
     logger,
     ...(options.schema ? { schema: options.schema } : {}),
+    ...(options.statementDeadlines ? { statementDeadlineMs: FENCE_WAIT_MS + config.pgSilenceMs } : {}),
   });
   const redis = connectRedis(config.redisUrl, logger, 'windfall', {
     cluster: config.redisCluster,

@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { cancelQuery } from '../db/cancel-query.js';
+import { withDeadline } from '../db/silent-connections.js';
 import type { DatabaseErrorKind } from '../db/pg-errors.js';
 import { classifyDatabaseError } from '../db/pg-errors.js';
 import { waitAfterClash } from '../db/retry.js';
@@ -42,6 +43,9 @@ const STATEMENT_RESOURCE_CODES = new Set(['53100', '53200', '53400']);
  */
 const IDLE_IN_STATEMENT_MS = 30_000;
 
+/** Time a statement may take per reward it settles, on top of its deadline (a 100,000-reward user: 20 s more), ms. */
+const DEADLINE_MS_PER_REWARD = 0.2;
+
 /** A statement the server ended (`lock_timeout`, SQLSTATE 55P03) because it waited too long for a row held by another transaction. */
 class LockWaitCancelled extends Error {
   override readonly name = 'LockWaitCancelled';
@@ -69,9 +73,15 @@ export interface GroupSettlementOptions {
   readonly lockWaitMs: number;
   /**
    * How long a user settled alone may wait for its held wallet row before it is given back to its job as a transient
-   * failure (retried by the job's attempts), so that no job waits for ever on another system's transaction.
+   * failure (retried by the job's attempts), so that no job waits for ever on another system's transaction. Waited in
+   * statements of `lockWaitMs` each, so that every statement stays within its deadline.
    */
   readonly heldRowWaitMs: number;
+  /**
+   * A statement without an answer this long past its lock-wait limit (and an allowance for its size) counts its
+   * connection as silent: it fails as PostgreSQL being unavailable, and runs again on a new connection. Default 20000.
+   */
+  readonly silenceMs?: number;
 }
 
 /** Receives a user's outcome as soon as it is known (the users of one group may end at different times). */
@@ -158,6 +168,7 @@ export class GroupSettlement {
     let clashes = 0;
     let races = 0;
     let resourceFaults = 0;
+    const heldSince = performance.now();
     const all = (outcome: UserOutcome): void => {
       for (const task of tasks) deliver(task, outcome);
     };
@@ -170,15 +181,14 @@ export class GroupSettlement {
       }
       let rows: SettlementRow[];
       try {
-        rows = await this.runStatement(
-          tasks,
-          rowWait === 'held' ? this.options.heldRowWaitMs : this.options.lockWaitMs,
-        );
+        rows = await this.runStatement(tasks, this.options.lockWaitMs);
       } catch (error) {
         if (this.options.signal.aborted) return all(INTERRUPTED);
         if (error instanceof LockWaitCancelled) {
           if (rowWait === 'alone') throw error;
           if (rowWait === 'held') {
+            // the row is still held: wait on, statement after statement, up to the limit
+            if (performance.now() - heldSince < this.options.heldRowWaitMs) continue;
             const [task] = tasks;
             return deliver(
               task!,
@@ -271,10 +281,14 @@ export class GroupSettlement {
 
   /**
    * Runs the group's statement. The server ends it when it waits more than `waitLimitMs` for a row held by another
-   * transaction ({@link LockWaitCancelled}); a worker that stops cancels it (protocol cancel request).
+   * transaction ({@link LockWaitCancelled}); a worker that stops cancels it (protocol cancel request). Without an
+   * answer past its deadline (`waitLimitMs` + the silence budget + an allowance per reward) it fails with node-pg's
+   * read timeout: PostgreSQL unavailable for now (its connection went silent), and the connection is dropped.
    */
   private async runStatement(tasks: readonly UserTask[], waitLimitMs: number): Promise<SettlementRow[]> {
-    const query = this.statementOf(tasks, waitLimitMs);
+    const rewards = tasks.reduce((sum, task) => sum + task.rewards, 0);
+    const deadlineMs = Math.ceil(waitLimitMs + (this.options.silenceMs ?? 20_000) + rewards * DEADLINE_MS_PER_REWARD);
+    const query = withDeadline(this.statementOf(tasks, waitLimitMs), deadlineMs);
     let client: pg.PoolClient;
     try {
       client = await this.options.pool.connect();

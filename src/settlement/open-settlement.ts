@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { openSettlementPool } from '../db/database.js';
 import { isDatabaseUnavailable } from '../db/pg-errors.js';
+import { describeSilence, isSilentConnection, withDeadline } from '../db/silent-connections.js';
 import type { LockPolicy } from '../lock/lock-policy.js';
 import { UserLocks } from '../lock/user-locks.js';
 import type { Logger } from '../log/logger.js';
@@ -17,6 +18,8 @@ import { SettlementPipeline } from './settlement-pipeline.js';
 const LOCK_WAIT_MS = 5000;
 /** A user settled alone waits this long for its wallet row held by another transaction; then its job retries it, ms. */
 const HELD_ROW_WAIT_MS = 60_000;
+/** A probe of PostgreSQL without an answer after this long has failed (its connection is taken as silent), ms. */
+const PROBE_DEADLINE_MS = 2000;
 /** Most rewards in one transaction (a user with more is settled alone). */
 const REWARDS_PER_TRANSACTION = 4000;
 
@@ -33,6 +36,11 @@ export interface SettlementOptions {
   readonly transactions: number;
   /** Most users in one transaction (WINDFALL_USERS_PER_TRANSACTION). */
   readonly usersPerTransaction: number;
+  /**
+   * A statement without an answer this long past its own lock-wait limit counts its connection as silent
+   * (WINDFALL_PG_SILENCE_MS).
+   */
+  readonly pgSilenceMs: number;
   /** Aborted when the worker stops. */
   readonly signal: AbortSignal;
   readonly logger: Logger;
@@ -63,7 +71,7 @@ export function openSettlement(options: SettlementOptions): Settlement {
   const { logger, metrics } = options;
   const locks =
     options.locks ?? new UserLocks(options.redis, { prefix: options.prefix, logger, ...(metrics ? { metrics } : {}) });
-  const statements = openSettlementPool(options.pool, options.transactions, logger);
+  const statements = openSettlementPool(options.pool, options.transactions, LOCK_WAIT_MS + options.pgSilenceMs, logger);
   const probeKey = `${options.prefix}:worker-probe:${randomUUID()}`;
   const redisGate = new ServiceGate({
     service: 'Redis',
@@ -80,12 +88,20 @@ export function openSettlement(options: SettlementOptions): Settlement {
     probe: async () => {
       // through the settlement connections: a server refusing them new connections (53300) is not back yet
       const { rows } = await statements.query<{ read_only: string }>(
-        `select current_setting('transaction_read_only') as read_only`,
+        // as long as the gate waits for a probe: a silent connection is found (and retired) at once
+        withDeadline({ text: `select current_setting('transaction_read_only') as read_only` }, PROBE_DEADLINE_MS),
       );
       if (rows[0]?.read_only !== 'off')
         throw new Error('PostgreSQL accepts only read-only transactions (a standby, or a failover in progress)');
     },
     isFault: isDatabaseUnavailable,
+    describe: (error) =>
+      isSilentConnection(error)
+        ? describeSilence(options.pgSilenceMs)
+        : error instanceof Error
+          ? error.message
+          : String(error),
+    probeTimeoutMs: PROBE_DEADLINE_MS,
     logger,
     metrics,
   });
@@ -97,6 +113,7 @@ export function openSettlement(options: SettlementOptions): Settlement {
     metrics,
     lockWaitMs: LOCK_WAIT_MS,
     heldRowWaitMs: HELD_ROW_WAIT_MS,
+    silenceMs: options.pgSilenceMs,
   });
   let admission: Admission | undefined;
   const pipeline = new SettlementPipeline({

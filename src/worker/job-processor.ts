@@ -162,17 +162,18 @@ export async function processRewardJob(
     });
 
   /**
-   * Claims the job's chunk or entry for this attempt (ADR 0013), waiting for statements of an earlier attempt still
-   * running in PostgreSQL (their own lock timeout bounds them); the worker may stop between the waits.
+   * A step that moves the job's fence on (ADR 0013: the claim of its chunk or entry, the dead-letter writer), sent
+   * again while it waits past its lock timeout for statements of the job still running in PostgreSQL (an earlier
+   * attempt's, or one this attempt gave up on; their own lock timeout bounds them); the worker may stop between tries.
    */
-  const claim = async <T>(run: () => Promise<T>): Promise<T> => {
+  const behindFence = async <T>(run: () => Promise<T>): Promise<T> => {
     for (let waited = false; ; waited = true) {
       try {
         return await step(run);
       } catch (error) {
         if ((error as { code?: unknown }).code !== '55P03') throw error;
         if (signal.aborted) throw new StoppingError('worker stopping', { cause: error });
-        if (!waited) log.warn('waiting for a statement of an earlier attempt of this job, still running in PostgreSQL');
+        if (!waited) log.warn('waiting for a statement of this job still running in PostgreSQL (an earlier attempt)');
       }
     }
   };
@@ -182,7 +183,7 @@ export async function processRewardJob(
     let work: JobWork | null;
     let settling: Promise<UserOutcome[]>;
     if (data.kind === 'replay') {
-      const claimed = await claim(() => claimEntry(context.pool, data.deadLetterId));
+      const claimed = await behindFence(() => claimEntry(context.pool, data.deadLetterId));
       if (claimed === null) {
         log.info('dead-letter entry was purged (or removed) before its replay ran; replay skipped');
         return NOTHING;
@@ -202,7 +203,7 @@ export async function processRewardJob(
         admitted(); // the job's users are in line now (or its load failed)
       }
     } else {
-      const claimed = await claim(() => claimChunk(context.pool, data.batchId, data.chunkNo));
+      const claimed = await behindFence(() => claimChunk(context.pool, data.batchId, data.chunkNo));
       if (claimed.kind !== 'claimed') {
         if (claimed.kind === 'missing') log.warn('job points at a chunk that is not recorded; nothing to do');
         else log.debug('chunk already complete; nothing to do');
@@ -225,7 +226,7 @@ export async function processRewardJob(
       );
     }
 
-    const recorded = await step(() =>
+    const recorded = await behindFence(() =>
       data.kind === 'chunk'
         ? recordChunkDeadLetters(
             context.pool,

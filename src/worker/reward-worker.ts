@@ -41,6 +41,11 @@ export interface RewardWorkerOptions {
   readonly maxStalledCount?: number;
   /** BullMQ job lock duration; a dead worker's job is taken over after about this long. Default 30000. */
   readonly jobLockMs?: number;
+  /**
+   * A settlement statement without an answer this long past its own lock-wait limit counts its connection as silent
+   * (WINDFALL_PG_SILENCE_MS). Default 20000.
+   */
+  readonly pgSilenceMs?: number;
   readonly logger: Logger;
   readonly metrics?: WindfallMetrics;
   /** Mirrors dead-letter entries into the dead-letter queue. */
@@ -83,6 +88,7 @@ export class RewardWorker {
       policy: options.policy,
       transactions: options.concurrency,
       usersPerTransaction: options.usersPerTransaction,
+      pgSilenceMs: options.pgSilenceMs ?? 20_000,
       signal: this.abort.signal,
       logger: options.logger,
       metrics: options.metrics,
