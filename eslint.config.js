@@ -1,5 +1,6 @@
 // Lint: typescript-eslint's type-aware rules (floating promises, misused promises, unsafe `any`, …) over the
 // library, its entry points, the bench and the tests. Run by `npm test` (`npm run lint`).
+import { defineConfig } from 'eslint/config';
 import tseslint from 'typescript-eslint';
 
 const UNSAFE_ANY = [
@@ -12,7 +13,7 @@ const UNSAFE_ANY = [
 ];
 const off = (rules) => Object.fromEntries(rules.map((rule) => [rule, 'off']));
 
-export default tseslint.config(
+export default defineConfig(
   { ignores: ['dist/**', 'node_modules/**', 'docs/**', 'ops/**', '.scratch/**', 'coverage/**', 'bin/**', '*.js'] },
   {
     files: ['**/*.ts'],

@@ -3,7 +3,7 @@
  * the machinery behind it (SQL, queues, the worker's stages). `openWindfall` wires everything from a configuration;
  * the CLI (`windfall`) and the process entry points in workers/ are built on the same objects.
  *
- * Kept deliberately small: `test/public-api.test.ts` lists every name, so that a new export is a decision.
+ * Kept deliberately small: `test/unit/public-api.test.ts` lists every name, so that a new export is a decision.
  */
 
 // Opening Windfall: configuration, logging, the object that owns connections, queues and workers

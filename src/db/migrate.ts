@@ -1,13 +1,5 @@
-import {
-  Kysely,
-  Migrator,
-  PostgresAdapter,
-  PostgresDialect,
-  type DialectAdapter,
-  type Migration,
-  type MigrationProvider,
-  type MigrationResultSet,
-} from 'kysely';
+import { Kysely, PostgresAdapter, PostgresDialect, type DialectAdapter } from 'kysely';
+import { Migrator, type Migration, type MigrationProvider, type MigrationResultSet } from 'kysely/migration';
 import type pg from 'pg';
 import * as ledger0001 from '../../migrations/0001_ledger.js';
 import * as replayLookup0002 from '../../migrations/0002_replay_lookup.js';

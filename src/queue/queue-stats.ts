@@ -44,7 +44,7 @@ type Client = Pick<Redis, 'pipeline' | 'eval'>;
 
 async function clientOf(queue: Queue): Promise<Client> {
   // every key of a queue shares its hash tag on Redis Cluster: one pipeline serves
-  return (await queue.client) as unknown as Redis;
+  return (await queue.getBackend().client) as unknown as Redis;
 }
 
 /** The oldest of the jobs' `timestamp`s (one pipeline of HGETs), or null. */
@@ -138,12 +138,12 @@ async function statsOf(
   oldest: (queue: Queue) => Promise<number | null>,
 ): Promise<QueueStats> {
   const [counts, oldestAt] = await Promise.all([
-    queue.getJobCounts('waiting', 'paused', 'prioritized', 'active', 'delayed', 'failed', 'completed'),
+    queue.getJobCounts('waiting', 'prioritized', 'active', 'delayed', 'failed', 'completed'),
     oldest(queue),
   ]);
   return {
     queue: name,
-    waiting: (counts['waiting'] ?? 0) + (counts['paused'] ?? 0) + (counts['prioritized'] ?? 0),
+    waiting: (counts['waiting'] ?? 0) + (counts['prioritized'] ?? 0),
     active: counts['active'] ?? 0,
     delayed: counts['delayed'] ?? 0,
     failed: counts['failed'] ?? 0,

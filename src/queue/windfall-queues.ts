@@ -17,6 +17,15 @@ export function shardJobOptions(settings: QueueSettings): JobsOptions {
 }
 
 /**
+ * BullMQ 6 re-emits the shared connection's errors on every queue, and prints them raw (console.error) from a queue
+ * without an error listener. The connection's own listener logs them already (src/services/redis-connection.ts), once.
+ */
+function ignoringRepeatedConnectionErrors<Q extends Queue>(queue: Q): Q {
+  queue.on('error', () => undefined);
+  return queue;
+}
+
+/**
  * The shard queues and the dead-letter queue of one prefix, opened lazily over one shared connection.
  */
 export class WindfallQueues {
@@ -35,11 +44,13 @@ export class WindfallQueues {
     if (!Number.isInteger(shard) || shard < 0) throw new RangeError(`no shard ${shard}`);
     let queue = this.shardQueues.get(shard);
     if (!queue) {
-      queue = new Queue<RewardJobData>(shardQueueName(shard, this.settings.cluster), {
-        connection: this.connection,
-        prefix: this.settings.prefix,
-        defaultJobOptions: shardJobOptions(this.settings),
-      });
+      queue = ignoringRepeatedConnectionErrors(
+        new Queue<RewardJobData>(shardQueueName(shard, this.settings.cluster), {
+          connection: this.connection,
+          prefix: this.settings.prefix,
+          defaultJobOptions: shardJobOptions(this.settings),
+        }),
+      );
       this.shardQueues.set(shard, queue);
     }
     return queue;
@@ -47,20 +58,21 @@ export class WindfallQueues {
 
   /** The dead-letter queue (a mirror of the `dead_letters` table for dashboards; it has no worker). */
   deadLetters(): Queue {
-    this.deadLetterQueue ??= new Queue(deadLetterQueueName(this.settings.cluster), {
-      connection: this.connection,
-      prefix: this.settings.prefix,
-      defaultJobOptions: { removeOnComplete: true, removeOnFail: true },
-    });
+    this.deadLetterQueue ??= ignoringRepeatedConnectionErrors(
+      new Queue(deadLetterQueueName(this.settings.cluster), {
+        connection: this.connection,
+        prefix: this.settings.prefix,
+        defaultJobOptions: { removeOnComplete: true, removeOnFail: true },
+      }),
+    );
     return this.deadLetterQueue;
   }
 
   /** The queue of webhook deliveries: one job per batch event, its id derived from the event's (see `src/events/`). */
   events(): Queue {
-    this.eventsQueue ??= new Queue(eventsQueueName(this.settings.cluster), {
-      connection: this.connection,
-      prefix: this.settings.prefix,
-    });
+    this.eventsQueue ??= ignoringRepeatedConnectionErrors(
+      new Queue(eventsQueueName(this.settings.cluster), { connection: this.connection, prefix: this.settings.prefix }),
+    );
     return this.eventsQueue;
   }
 

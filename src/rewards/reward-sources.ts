@@ -25,7 +25,7 @@ export function formatFromFileName(name: string): RewardFileFormat | null {
  * The shape nearly every producer writes (`JSON.stringify` of `{rewardId, uid, amount, description?}`): the four
  * keys in that order, no white space, strings without escapes or control characters, the amount a JSON integer
  * (no leading zero) or a string of digits. Such a line is read with one match; any other line goes through the full
- * parser ({@link parseRawJson}), which gives the same value for this shape (`test/fuzz-parsing.test.ts` checks it).
+ * parser ({@link parseRawJson}), which gives the same value for this shape (`test/unit/fuzz-parsing.test.ts` checks it).
  */
 const COMMON_REWARD_LINE =
   /^\{"rewardId":"([^"\\\u0000-\u001f]*)","uid":"([^"\\\u0000-\u001f]*)","amount":(?:(0|[1-9][0-9]{0,29})|"([0-9]{0,30})")(?:,"description":"([^"\\\u0000-\u001f]*)")?\}$/;

@@ -118,7 +118,8 @@ export default async function setup(project: TestProject): Promise<() => Promise
     }
   }
 
-  const template = `windfall_test_template_${process.pid}`;
+  // one per lane (vitest project): the lanes of one run set up and tear down their templates independently
+  const template = `windfall_test_template_${project.name}_${process.pid}`;
   const admin = new pg.Client({ connectionString: withDatabase(databaseUrl, 'postgres') });
   await admin.connect();
   await admin.query(`drop database if exists ${quoteIdentifier(template)}`);

@@ -1,16 +1,16 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { MAX_LINE_BYTES, FileEncodingError } from '../src/rewards/line-reader.js';
+import { MAX_LINE_BYTES, FileEncodingError } from '../../src/rewards/line-reader.js';
 import {
   CsvHeaderError,
   readCommonRewardLine,
   readCsv,
   readJsonLines,
   type SourceRecord,
-} from '../src/rewards/reward-sources.js';
-import { parseRawJson } from '../src/rewards/raw-json.js';
-import { JsonNumber } from '../src/money/amount.js';
-import { validateReward } from '../src/rewards/reward.js';
+} from '../../src/rewards/reward-sources.js';
+import { parseRawJson } from '../../src/rewards/raw-json.js';
+import { JsonNumber } from '../../src/money/amount.js';
+import { validateReward } from '../../src/rewards/reward.js';
 
 async function collect(source: AsyncIterable<SourceRecord>): Promise<SourceRecord[]> {
   const out: SourceRecord[] = [];

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError } from '../src/config/config-error.js';
-import { DEFAULT_CONFIG, loadConfig, unknownSettings } from '../src/config/config.js';
-import { parseShardList } from '../src/config/env-values.js';
-import { REWARD_POLICY } from '../src/lock/lock-policy.js';
+import { ConfigError } from '../../src/config/config-error.js';
+import { DEFAULT_CONFIG, loadConfig, unknownSettings } from '../../src/config/config.js';
+import { parseShardList } from '../../src/config/env-values.js';
+import { REWARD_POLICY } from '../../src/lock/lock-policy.js';
 
 describe('loadConfig', () => {
   it('uses the contract defaults when nothing is set', () => {

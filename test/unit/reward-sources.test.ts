@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { CsvHeaderError, readCsv, readJsonLines, type SourceRecord } from '../src/rewards/reward-sources.js';
-import { FileEncodingError, MAX_LINE_BYTES } from '../src/rewards/line-reader.js';
-import { validateReward } from '../src/rewards/reward.js';
-import { JsonNumber } from '../src/money/amount.js';
-import { LISTED_ERRORS, RowErrorReport } from '../src/rewards/row-error-report.js';
-import { ROW_PROBLEMS } from '../src/rewards/row-problems.js';
+import { CsvHeaderError, readCsv, readJsonLines, type SourceRecord } from '../../src/rewards/reward-sources.js';
+import { FileEncodingError, MAX_LINE_BYTES } from '../../src/rewards/line-reader.js';
+import { validateReward } from '../../src/rewards/reward.js';
+import { JsonNumber } from '../../src/money/amount.js';
+import { LISTED_ERRORS, RowErrorReport } from '../../src/rewards/row-error-report.js';
+import { ROW_PROBLEMS } from '../../src/rewards/row-problems.js';
 
 async function collect(source: AsyncIterable<SourceRecord>): Promise<SourceRecord[]> {
   const out: SourceRecord[] = [];

@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 
-const root = fileURLToPath(new URL('..', import.meta.url));
+const root = fileURLToPath(new URL('../..', import.meta.url));
 const composeFile = join(root, 'docker-compose.yml');
 const scratch = mkdtempSync(join(tmpdir(), 'windfall-compose-'));
 /** An empty env file, so that a developer's own .env does not change what is checked. */

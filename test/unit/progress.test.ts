@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import type { BatchReport } from '../src/status/batch-status.js';
-import { describeProgress, watchBatch } from '../src/cli/support/progress.js';
+import type { BatchReport } from '../../src/status/batch-status.js';
+import { describeProgress, watchBatch } from '../../src/cli/support/progress.js';
 
 const report = (settled: number, total = 100): BatchReport => ({
   batchId: 'b',

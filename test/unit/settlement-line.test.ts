@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { SettlementLine } from '../src/settlement/settlement-line.js';
-import type { SettlingUser } from '../src/settlement/settling-user.js';
+import { SettlementLine } from '../../src/settlement/settlement-line.js';
+import type { SettlingUser } from '../../src/settlement/settling-user.js';
 
 /** A job's users `<job>-0`, `<job>-1`, … of one rank (the line holds no I/O: nothing to connect to). */
 function job(name: string, users: number, rank: number): SettlingUser[] {

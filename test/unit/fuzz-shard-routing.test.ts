@@ -2,8 +2,8 @@ import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { deadLetterQueueName, shardQueueName } from '../src/queue/queue-names.js';
-import { shardOf } from '../src/queue/shard-routing.js';
+import { deadLetterQueueName, shardQueueName } from '../../src/queue/queue-names.js';
+import { shardOf } from '../../src/queue/shard-routing.js';
 
 /** FNV-1a, 32 bit, over UTF-8 bytes: an independent reference (Buffer, BigInt) for the routing function. */
 function referenceShard(uid: string, shards: number): number {
@@ -50,7 +50,7 @@ describe('shard routing (fuzz)', () => {
     const sample = fc.sample(uids, { numRuns: 500, seed: 42 });
     const here = sample.map((uid) => shardOf(uid, 8));
     expect(sample.map((uid) => shardOf(uid, 8))).toEqual(here);
-    const module = fileURLToPath(new URL('../dist/src/queue/shard-routing.js', import.meta.url));
+    const module = fileURLToPath(new URL('../../dist/src/queue/shard-routing.js', import.meta.url));
     const script = `import(${JSON.stringify(module)}).then((m) => { const uids = JSON.parse(require('fs').readFileSync(0, 'utf8')); process.stdout.write(JSON.stringify(uids.map((u) => m.shardOf(u, 8)))); })`;
     const there = JSON.parse(
       execFileSync(process.execPath, ['-e', script], { input: JSON.stringify(sample) }).toString(),

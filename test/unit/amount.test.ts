@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { JsonNumber, MAX_REWARD_AMOUNT, checkAmount } from '../src/money/amount.js';
-import { parseRawJson } from '../src/rewards/raw-json.js';
+import { JsonNumber, MAX_REWARD_AMOUNT, checkAmount } from '../../src/money/amount.js';
+import { parseRawJson } from '../../src/rewards/raw-json.js';
 
 const accepted = (input: unknown): bigint => {
   const check = checkAmount(input);

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import * as windfall from '../src/index.js';
+import * as windfall from '../../src/index.js';
 
 /**
  * The library's entry (`import … from 'windfall'`) exports these values and no others (types are not listed: they
@@ -64,7 +64,7 @@ describe('the public API', () => {
   });
 
   it("names in the README's library section and examples are exported", () => {
-    const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+    const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
     const imported = [...readme.matchAll(/import \{([^}]+)\} from 'windfall'/g)].flatMap((match) =>
       match[1]!
         .split(',')

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { applyUserStatement } from '../src/wallet/locked-user-transaction.js';
-import { silentLogger } from '../src/log/logger.js';
+import { applyUserStatement } from '../../src/wallet/locked-user-transaction.js';
+import { silentLogger } from '../../src/log/logger.js';
 
 const terminated = (): Error =>
   Object.assign(new Error('terminating connection due to administrator command'), { code: '57P01' });

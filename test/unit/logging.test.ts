@@ -3,9 +3,9 @@ import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { ReplyError } from 'ioredis';
 import { describe, expect, it } from 'vitest';
-import { MAX_THROWN_TEXT, renderError } from '../src/log/error-rendering.js';
-import { createLogger, scrubSecrets } from '../src/log/logger.js';
-import { repeatedJsonKeys } from './support/json-keys.js';
+import { MAX_THROWN_TEXT, renderError } from '../../src/log/error-rendering.js';
+import { createLogger, scrubSecrets } from '../../src/log/logger.js';
+import { repeatedJsonKeys } from '../support/json-keys.js';
 
 const PASSWORD = 'rotated-Pa55word-never-printed';
 
@@ -97,7 +97,7 @@ describe('Redis command arguments never reach a log line', () => {
 });
 
 describe('what Node and libraries print in a windfall process', () => {
-  const main = fileURLToPath(new URL('../dist/src/cli/main.js', import.meta.url));
+  const main = fileURLToPath(new URL('../../dist/src/cli/main.js', import.meta.url));
   const run = (body: string) => {
     const script = `
       const { installProcessGuards } = await import(${JSON.stringify(main)});

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { Admission } from '../src/settlement/admission.js';
-import { SettlementLine } from '../src/settlement/settlement-line.js';
-import type { SettlingUser } from '../src/settlement/settling-user.js';
+import { Admission } from '../../src/settlement/admission.js';
+import { SettlementLine } from '../../src/settlement/settlement-line.js';
+import type { SettlingUser } from '../../src/settlement/settling-user.js';
 
 /** Lets pending promise callbacks run (admission holds no I/O: nothing to connect to). */
 const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
