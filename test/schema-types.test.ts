@@ -75,6 +75,7 @@ const SCHEMA: { readonly [T in keyof Database]: { readonly [K in keyof Database[
       campaign_id: ['text', true],
       amount_total: ['numeric', true],
       priority: ['text', false],
+      cancelled_at: ['timestamptz', true],
     },
     campaigns: {
       campaign_id: ['text', false],

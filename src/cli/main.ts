@@ -152,7 +152,9 @@ export function buildProgram(setExit: (code: number) => void): Command {
 
   const batch = program
     .command('batch')
-    .description('status and counts of a batch (`batch revert <batchId>` takes it back)')
+    .description(
+      'status and counts of a batch (`batch cancel <batchId>` stops it, `batch revert <batchId>` takes it back)',
+    )
     .argument('<batchId>')
     .option('--json', 'print a JSON document')
     .action(async (batchId: string, options: { json?: boolean }, command: Command) => {
@@ -199,6 +201,30 @@ export function buildProgram(setExit: (code: number) => void): Command {
         });
       },
     );
+
+  batch
+    .command('cancel')
+    .description(
+      'stop a batch in flight: no new chunk starts, users in flight finish whole, what was applied stays (revert is separate), the rest is cancelled',
+    )
+    .argument('<batchId>')
+    .option('--yes', 'really cancel')
+    .option('--reason <text>', 'why (recorded in the audit trail)')
+    .option('--json', 'print a JSON document')
+    .action(async (batchId: string, options: { yes?: boolean; reason?: string; json?: boolean }, command: Command) => {
+      if (!options.yes) {
+        throw new UsageError(
+          `refusing to cancel batch ${JSON.stringify(batchId)} without --yes: its rewards not paid yet will never be paid by it.`,
+        );
+      }
+      const { runCancel, describeCancel } = await import('./commands/cancel-command.js');
+      await withWindfall(globals(command), async (windfall) => {
+        const report = await runCancel(windfall, batchId, { actor: globals(command).actor, reason: options.reason });
+        // (`batch` has a --json of its own, which takes the flag when it follows `cancel`)
+        if (options.json || command.optsWithGlobals<{ json?: boolean }>().json) printJson(report);
+        else printLine(describeCancel(report));
+      });
+    });
 
   program
     .command('reward')

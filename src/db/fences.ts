@@ -72,14 +72,18 @@ export async function claimChunk(
 /**
  * Claims dead-letter entry `deadLetterId` for a new replay attempt: marks it replayed if it is still open (the job
  * may run before the replay command marks it) and moves its fence on. Null when the entry was purged or is not
- * recorded: the replay must apply nothing. Exactly one of a purge and a replay of the same entry takes effect (both
+ * recorded, or its batch was cancelled (the batch row is locked `for share`: a cancel waits for the claim, or the
+ * claim re-reads the cancelled row): the replay must apply nothing. Exactly one of a purge and a replay of the same entry takes effect (both
  * update the row). A wait past `waitMs` throws a `lock_timeout` error (55P03): send it again.
  */
 export async function claimEntry(db: Db, deadLetterId: string, waitMs = FENCE_WAIT_MS): Promise<string | null> {
   if (!/^\d{1,18}$/.test(deadLetterId)) return null;
   const { rows } = await db.query<{ fence: string }>(
-    `update dead_letters set state = 'replayed', replayed_at = coalesce(replayed_at, now()), fence = fence + 1
+    `update dead_letters d set state = 'replayed', replayed_at = coalesce(replayed_at, now()), fence = fence + 1
      where id = $1 and state in ('open', 'replayed') and (select set_config('lock_timeout', $2, true)) is not null
+       and exists (
+         select from reward_batches b where b.batch_id = d.batch_id and b.cancelled_at is null for share
+       )
      returning fence::text as fence`,
     [deadLetterId, String(waitMs)],
   );

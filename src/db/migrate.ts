@@ -10,6 +10,7 @@ import * as campaignBudgets0006 from '../../migrations/0006_campaign_budgets.js'
 import * as batchEvents0007 from '../../migrations/0007_batch_events.js';
 import * as fences0008 from '../../migrations/0008_fences.js';
 import * as rewardLookup0009 from '../../migrations/0009_reward_lookup.js';
+import * as batchCancel0010 from '../../migrations/0010_batch_cancel.js';
 import { LATEST_MIGRATION } from './schema-version.js';
 
 /** Every migration, in order. Add new files here; never edit one that has shipped. */
@@ -23,6 +24,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0007_batch_events': batchEvents0007,
   '0008_fences': fences0008,
   '0009_reward_lookup': rewardLookup0009,
+  '0010_batch_cancel': batchCancel0010,
 };
 
 if (Object.keys(MIGRATIONS).at(-1) !== LATEST_MIGRATION) {

@@ -4,4 +4,4 @@
  * migrations (`migrate.ts`, which checks that this is its last entry) and free of Kysely, so that every command can
  * check it.
  */
-export const LATEST_MIGRATION = '0009_reward_lookup';
+export const LATEST_MIGRATION = '0010_batch_cancel';

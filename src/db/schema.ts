@@ -61,6 +61,8 @@ export interface RewardBatchesTable {
   /** Sum of the batch's amounts (minor units, numeric), kept for batches of a campaign; null for the others. */
   amount_total: string | null;
   priority: Generated<BatchPriority>;
+  /** When `windfall batch cancel` stopped the batch (its unsettled rewards count as cancelled); null: never. */
+  cancelled_at: Timestamp | null;
 }
 
 /** Lane of a batch's chunk jobs. */

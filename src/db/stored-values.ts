@@ -23,6 +23,7 @@ export const BATCH_STATUSES = [
   'processing',
   'completed',
   'completed_with_failures',
+  'cancelled',
   'reverted',
   'partially_reverted',
 ] as const;
@@ -38,12 +39,16 @@ export const AUDIT_ACTIONS = [
   'dlq.replay',
   'dlq.purge',
   'batch.revert',
+  'batch.cancel',
   'campaign.budget',
 ] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];
 
-/** The event types (CONTRACT, Events): a batch settled (`completed` or `completed_with_failures`), a batch reverted. */
-export const BATCH_EVENT_TYPES = ['batch.completed', 'batch.reverted'] as const;
+/**
+ * The event types (CONTRACT, Events): a batch settled (`completed` or `completed_with_failures`), reverted, or
+ * cancelled.
+ */
+export const BATCH_EVENT_TYPES = ['batch.completed', 'batch.reverted', 'batch.cancelled'] as const;
 export type BatchEventType = (typeof BATCH_EVENT_TYPES)[number];
 
 /** Delivery states of an event: waiting for a 2xx, answered with one, given up on (24 h after it was created). */

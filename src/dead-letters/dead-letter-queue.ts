@@ -44,13 +44,14 @@ export interface ReplayedEntry {
 }
 
 /**
- * An entry asked for by id that was not replayed, and why. `state` is the entry's state (`replayed`: it was already,
- * which is no failure; `purged`), or `missing` when no entry has that id.
+ * An entry that was not replayed, and why. `state` is the entry's state (`replayed`: it was already, which is no
+ * failure; `purged`), `missing` when no entry has that id, or `cancelled` when its batch was cancelled (its rewards
+ * are never paid).
  */
 export interface SkippedEntry {
   readonly id: string;
   readonly why: string;
-  readonly state: 'replayed' | 'purged' | 'missing';
+  readonly state: 'replayed' | 'purged' | 'missing' | 'cancelled';
 }
 
 /** The outcome of a replay. Its lists are bounded; its counts are not. */
@@ -212,7 +213,14 @@ export class DeadLetterQueue {
         });
         taken += heads.length;
         if (selection.ids) this.skipUnreplayable(selection.ids, heads, skipped);
-        const open = heads.filter((head) => head.state === 'open');
+        for (const head of heads)
+          if (head.state === 'open' && head.batchCancelled)
+            skipped.add({
+              id: head.id,
+              why: `batch ${head.batchId} was cancelled: its rewards are never paid (purge the entry)`,
+              state: 'cancelled',
+            });
+        const open = heads.filter((head) => head.state === 'open' && !head.batchCancelled);
         if (dryRun) for (const job of this.replayJobs(open)) this.tally(job, replayed, rewards);
         else await this.enqueueReplays(open, replayed, skipped, rewards);
         if (last || (!selection.ids && heads.length < size)) break;

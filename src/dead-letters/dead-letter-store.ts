@@ -200,6 +200,8 @@ export interface DeadLetterHead {
   readonly replayedAt: string | null;
   /** The lane of the entry's batch (a replay runs in it); null when the batch is not recorded. */
   readonly priority: BatchPriority | null;
+  /** The entry's batch was cancelled: its entries are never replayed. */
+  readonly batchCancelled: boolean;
 }
 
 /**
@@ -211,9 +213,10 @@ const HEADS_PAGE_REST = `
 processing as (
   update reward_batches set status = 'processing', updated_at = now()
   where $1::boolean and batch_id in (select batch_id from page where state = 'open')
-    and status not in ('processing', 'reverted', 'partially_reverted')
+    and status not in ('processing', 'cancelled', 'reverted', 'partially_reverted') and cancelled_at is null
 )
-select p.id::text as id, p.batch_id, p.uid, p.shard, p.state, p.reward_count, p.replayed_at, b.priority
+select p.id::text as id, p.batch_id, p.uid, p.shard, p.state, p.reward_count, p.replayed_at, b.priority,
+       b.cancelled_at is not null as batch_cancelled
 from page p left join reward_batches b on b.batch_id = p.batch_id
 order by p.id`;
 
@@ -265,6 +268,7 @@ export async function pageDeadLetterHeads(
     reward_count: number;
     replayed_at: Date | null;
     priority: BatchPriority | null;
+    batch_cancelled: boolean | null;
   }>(
     filter.ids ? HEADS_OF_IDS_SQL : HEADS_OF_FILTER_SQL,
     filter.ids
@@ -280,6 +284,7 @@ export async function pageDeadLetterHeads(
     rewardCount: row.reward_count,
     replayedAt: row.replayed_at ? row.replayed_at.toISOString() : null,
     priority: row.priority,
+    batchCancelled: row.batch_cancelled === true,
   }));
 }
 

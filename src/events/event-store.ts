@@ -15,6 +15,8 @@ export interface StatusWithEvent {
   readonly duplicate: number;
   readonly deadLettered: number;
   readonly reverted: number;
+  /** Rewards the cancel left unsettled (in a `batch.cancelled` event's data). Default 0. */
+  readonly cancelled?: number;
   /** True: write only when the stored status differs (a refresh after a job); false: always (a revert). */
   readonly onlyIfChanged: boolean;
 }
@@ -38,6 +40,7 @@ select c.batch_id, $4,
   jsonb_build_object('batchId', c.batch_id, 'campaignId', c.campaign_id, 'status', c.status, 'total', c.total,
                      'applied', $5::int, 'duplicate', $6::int, 'deadLettered', $7::int)
   || case when $4 = 'batch.reverted' then jsonb_build_object('reverted', $8::int) else '{}'::jsonb end
+  || case when $4 = 'batch.cancelled' then jsonb_build_object('cancelled', $9::int) else '{}'::jsonb end
 from changed c
 on conflict (batch_id, type) do nothing
 returning id, created_at`;
@@ -63,6 +66,7 @@ export async function writeStatusWithEvent(db: Db, write: StatusWithEvent): Prom
     write.duplicate,
     write.deadLettered,
     write.reverted,
+    write.cancelled ?? 0,
   ]);
   const row = rows[0];
   return row ? { id: row.id, createdAt: row.created_at } : null;

@@ -63,6 +63,18 @@ export function revertWords(report: RevertReport): string {
   return parts.join('; ');
 }
 
+/** "Cancelled 120 rewards; 40 applied stay" / "Would cancel …" / "Nothing to cancel …". */
+export function cancelWords(
+  report: { batchId: string; cancelled: number; applied: number; status: string; noop: boolean },
+  dryRun = false,
+): string {
+  if (report.noop)
+    return report.status === 'cancelled'
+      ? `Batch ${report.batchId} was cancelled already (${count(report.cancelled, 'reward', 'rewards')} cancelled)`
+      : `Nothing to cancel: every reward of batch ${report.batchId} is settled (status ${report.status})`;
+  return `${dryRun ? 'Would cancel' : 'Cancelled'} ${count(report.cancelled, 'reward', 'rewards')} not settled yet; ${count(report.applied, 'applied reward stays', 'applied rewards stay')}${dryRun ? '' : '; the batch is cancelled'}`;
+}
+
 /** "Released the lock of u1 (held by host:4)" / "Would release …" / "u1 was not locked". */
 export function lockReleaseWords(
   result:

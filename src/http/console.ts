@@ -8,7 +8,8 @@ import { listDeadLetters, type ListedDeadLetter } from '../dead-letters/dead-let
 import { MAX_IDS_PER_REQUEST } from '../dead-letters/dead-letter-selection.js';
 import { UserLocks } from '../lock/user-locks.js';
 import { getRewardReport, unknownRewardMessage, type RewardReport } from '../status/reward-status.js';
-import { lockReleaseWords, purgeWords, replayWords, revertWords } from './console-words.js';
+import { cancelWords, lockReleaseWords, purgeWords, replayWords, revertWords } from './console-words.js';
+import { cancelBatch, CancelRequestError } from '../cancel/batch-cancel.js';
 import type { Logger } from '../log/logger.js';
 import type { Windfall } from '../runtime/windfall.js';
 import type { TokenGuard } from './auth.js';
@@ -56,7 +57,7 @@ header strong{margin-right:12px}main{padding:16px 20px;max-width:1200px}
 table{border-collapse:collapse;width:100%;background:#fff;margin:8px 0 16px}
 th,td{border-bottom:1px solid #e3e6ea;padding:6px 8px;text-align:left;vertical-align:top}
 th{background:#eef1f5;font-weight:600}
-.s-completed,.s-applied{color:#16794a}.s-dead_lettered,.s-purged,.s-duplicate{color:#a15c00}.s-completed_with_failures,.s-partially_reverted{color:#a15c00}.s-reverted{color:#6b3fa0}.s-processing,.s-pending{color:#1f5fbf}
+.s-completed,.s-applied{color:#16794a}.s-dead_lettered,.s-purged,.s-duplicate{color:#a15c00}.s-completed_with_failures,.s-partially_reverted{color:#a15c00}.s-reverted,.s-cancelled{color:#6b3fa0}.s-processing,.s-pending{color:#1f5fbf}
 form.filters{display:flex;gap:8px;flex-wrap:wrap;align-items:end;margin:8px 0}
 label{display:flex;flex-direction:column;font-size:12px;color:#555}
 input,select,button,textarea{font:inherit;padding:4px 8px}button{cursor:pointer}
@@ -270,6 +271,7 @@ const REWARD_STATE_WORDS: Record<RewardReport['state'], string> = {
   duplicate: 'already credited before, by another batch or a wallet call: not credited again',
   dead_lettered: 'in an open dead-letter entry: replay or purge it',
   purged: 'its dead-letter entry was purged (or closed by a revert): it will not be paid',
+  cancelled: 'its batch was cancelled before it was settled: it will not be paid',
   reverted: 'credited by this batch, then debited back by its revert',
 };
 
@@ -410,6 +412,7 @@ ${reports
           ['duplicate', report.duplicate],
           ['dead-lettered', report.deadLettered],
           ['pending', report.pending],
+          ['cancelled', report.cancelled],
           ['reverted', report.reverted],
           ['created', `${h(report.createdAt)} (${h(age(report.createdAt))} ago)`],
         ] as const
@@ -436,7 +439,18 @@ ${reports
               `<input type="hidden" data-field="batchId" value="${h(id)}"><label>Reason<input data-field="reason" maxlength="500" placeholder="why"></label>`,
             )}`
           : '';
-      return html(reply, page(`Batch ${id}`, `${counts}${deadLetters}${revert}`, { inFlight: report.pending > 0 }));
+      const cancel =
+        report.pending > 0
+          ? `<h2>Cancel</h2><p class="muted">Stops the batch: no new chunk starts, users in flight finish whole, what was applied stays (revert is a separate choice); the rewards not settled yet are never paid by it.</p>${actionForm(
+              'cancel',
+              'cancel',
+              `<input type="hidden" data-field="batchId" value="${h(id)}"><label>Reason<input data-field="reason" maxlength="500" placeholder="why"></label>`,
+            )}`
+          : '';
+      return html(
+        reply,
+        page(`Batch ${id}`, `${counts}${deadLetters}${cancel}${revert}`, { inFlight: report.pending > 0 }),
+      );
     });
 
     scope.get(`${CONSOLE_PATH}/dead-letters`, async (request, reply) => {
@@ -678,6 +692,43 @@ ${reports
       const previous = await windfall.wallet.forceReleaseLock(body.uid, { actor: actorOf(request), reason });
       const result = { uid: body.uid, released: previous.locked, previous };
       return { ...result, message: lockReleaseWords(result) };
+    });
+
+    scope.post(`${CONSOLE_PATH}/actions/cancel`, { preHandler: guardAction }, async (request, reply) => {
+      const body = (request.body ?? {}) as { batchId?: unknown; reason?: unknown; dryRun?: unknown };
+      if (typeof body.batchId !== 'string' || body.batchId === '')
+        return reply.code(400).send({ error: 'invalid request', message: 'batchId is required' });
+      const reason =
+        typeof body.reason === 'string' && body.reason.trim() !== '' ? body.reason.trim().slice(0, 500) : undefined;
+      if (body.dryRun !== false) {
+        const report = await getBatchReport(pool, body.batchId);
+        if (!report)
+          return reply
+            .code(404)
+            .send({ error: 'not found', message: `no batch has id ${JSON.stringify(body.batchId)}` });
+        const preview = {
+          dryRun: true as const,
+          batchId: report.batchId,
+          cancelled: report.status === 'cancelled' ? report.cancelled : report.pending,
+          applied: report.applied,
+          status: report.status,
+          noop: report.pending === 0,
+        };
+        return { ...preview, message: cancelWords(preview, true) };
+      }
+      try {
+        const report = await cancelBatch({ pool, logger: options.logger, events: windfall.events }, body.batchId, {
+          actor: actorOf(request),
+          ...(reason !== undefined ? { reason } : {}),
+        });
+        return { ...report, message: cancelWords(report) };
+      } catch (error) {
+        if (error instanceof UnknownBatchError)
+          return reply.code(404).send({ error: 'not found', message: error.message });
+        if (error instanceof CancelRequestError)
+          return reply.code(400).send({ error: 'invalid request', message: error.message });
+        throw error;
+      }
     });
 
     scope.post(`${CONSOLE_PATH}/actions/revert`, { preHandler: guardAction }, async (request, reply) => {

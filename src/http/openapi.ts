@@ -4,6 +4,8 @@ import { fileURLToPath } from 'node:url';
 import {
   revertReportSchema,
   revertRequestSchema,
+  cancelReportSchema,
+  cancelRequestSchema,
   rewardReportSchema,
   campaignBudgetSchema,
   campaignReportSchema,
@@ -101,6 +103,8 @@ export function buildOpenApiDocument(version: string): Record<string, unknown> {
         ReplayReport: replayReportSchema,
         AuditRecord: auditRecordSchema,
         EventDelivery: eventDeliverySchema,
+        CancelRequest: cancelRequestSchema,
+        CancelReport: cancelReportSchema,
         RevertRequest: revertRequestSchema,
         RevertReport: revertReportSchema,
         CampaignBudget: campaignBudgetSchema,
@@ -183,7 +187,7 @@ export function buildOpenApiDocument(version: string): Record<string, unknown> {
         get: {
           summary: 'Where one reward stands (as `windfall reward --json`)',
           description:
-            'Its batch, uid, amount and state: `pending`, `applied`, `duplicate`, `dead_lettered` (with the entry and its reason), `purged` or `reverted`; a reward replayed then applied is `applied`. ' +
+            'Its batch, uid, amount and state: `pending`, `applied`, `duplicate`, `dead_lettered` (with the entry and its reason), `purged`, `cancelled` (its batch was cancelled before it was settled) or `reverted`; a reward replayed then applied is `applied`. ' +
             'A rewardId enqueued in several batches is answered for the batch that applied it, else the newest batch holding it; `batches` lists them all (at most 100) with the state in each. ' +
             'Found by an index on the staged rewards: about a millisecond at 10 million staged rewards. Encode the id as a path segment (`/` as `%2F`).',
           security: apiAuth,
@@ -330,6 +334,23 @@ export function buildOpenApiDocument(version: string): Record<string, unknown> {
             '403': forbidden,
             '404': error('no batch has this id'),
             '409': error('the batch (or a replay of its entries) is still processing: nothing was changed'),
+          },
+        },
+      },
+      '/v1/batches/{id}/cancel': {
+        post: {
+          summary: 'Cancel a batch in flight (as `windfall batch cancel`)',
+          description:
+            'No new chunk starts; users whose transaction is in flight finish whole (the cancel waits for them); what was applied stays (revert is a separate choice); the rest counts as `cancelled` and is never paid by this batch; its dead-letter entries cannot be replayed; its campaign keeps reserved only what it paid. Status `cancelled`; a `batch.cancelled` event with webhooks; recorded in the audit trail (`batch.cancel`). Idempotent: a batch cancelled already, or with nothing left to settle, is answered as it stands (`noop: true`).',
+          security: adminAuth,
+          parameters: [pathParam('id', 'the batch')],
+          requestBody: { required: false, content: json(ref('CancelRequest')) },
+          responses: {
+            '200': { description: 'what was cancelled', content: json(ref('CancelReport')) },
+            '400': error('a bad field'),
+            '401': unauthorized,
+            '403': forbidden,
+            '404': error('no batch has this id'),
           },
         },
       },

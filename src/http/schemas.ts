@@ -151,6 +151,7 @@ export const batchReportSchema = {
     'duplicate',
     'deadLettered',
     'pending',
+    'cancelled',
     'reverted',
     'createdAt',
     'campaignId',
@@ -167,6 +168,10 @@ export const batchReportSchema = {
     duplicate: { type: 'integer' },
     deadLettered: { type: 'integer' },
     pending: { type: 'integer' },
+    cancelled: {
+      type: 'integer',
+      description: 'rewards not settled when the batch was cancelled: never paid by it (0 unless cancelled)',
+    },
     reverted: { type: 'integer', description: 'applied rewards debited back by a batch revert' },
     createdAt: timestamp,
     campaignId: { type: ['string', 'null'], description: 'the campaign whose budget pays for the batch' },
@@ -366,7 +371,7 @@ export const replayReportSchema = {
         properties: {
           id: { type: 'string' },
           why: { type: 'string' },
-          state: { type: 'string', enum: ['replayed', 'purged', 'missing'] },
+          state: { type: 'string', enum: ['replayed', 'purged', 'missing', 'cancelled'] },
         },
       },
     },
@@ -559,6 +564,30 @@ export const campaignReportSchema = {
     remaining: {
       type: ['string', 'null'],
       description: 'budget − reserved (negative after a budget was lowered below it); null = unlimited',
+    },
+  },
+} as const;
+
+export const cancelRequestSchema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    reason: { type: 'string', minLength: 1, maxLength: 500 },
+  },
+} as const;
+
+/** The answer of a batch cancel (as `windfall batch cancel --json`). */
+export const cancelReportSchema = {
+  type: 'object',
+  required: ['batchId', 'cancelled', 'applied', 'status', 'noop'],
+  properties: {
+    batchId: { type: 'string' },
+    cancelled: { type: 'integer', description: 'rewards of the batch it will never pay (not settled when cancelled)' },
+    applied: { type: 'integer' },
+    status: { type: 'string', enum: [...BATCH_STATUSES] },
+    noop: {
+      type: 'boolean',
+      description: 'true when nothing changed: cancelled already, or nothing left to settle (status as it stands)',
     },
   },
 } as const;

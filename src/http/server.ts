@@ -39,6 +39,7 @@ import { Semaphore } from '../concurrency/semaphore.js';
 import type { BatchEventState } from '../db/stored-values.js';
 import { listEvents } from '../events/event-store.js';
 import { BatchRevertRefusedError, revertBatch, RevertRequestError, UnknownBatchError } from '../revert/batch-revert.js';
+import { cancelBatch, CancelRequestError } from '../cancel/batch-cancel.js';
 import type { Principal } from './auth.js';
 import { TokenGuard } from './auth.js';
 import { registerDashboard } from './dashboard.js';
@@ -51,6 +52,7 @@ import {
   auditQuery,
   eventsQuery,
   revertRequestSchema,
+  cancelRequestSchema,
   campaignBudgetSchema,
   campaignIdParams,
   batchIdParams,
@@ -545,6 +547,28 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
           if (error instanceof UnknownBatchError) return fail(reply, 404, 'not found', error.message);
           if (error instanceof BatchRevertRefusedError) return fail(reply, 409, 'batch processing', error.message);
           if (error instanceof RevertRequestError)
+            return fail(reply, 400, 'invalid request', error.message, [
+              { row: 0, field: 'reason', reason: error.message },
+            ]);
+          throw error;
+        }
+      },
+    );
+
+    operator.post(
+      '/v1/batches/:id/cancel',
+      { schema: { params: batchIdParams, body: cancelRequestSchema } },
+      async (request, reply) => {
+        const { id } = request.params as { id: string };
+        const body = (request.body ?? {}) as { reason?: string };
+        try {
+          return await cancelBatch({ pool: windfall.database.pool, logger, events: windfall.events }, id, {
+            actor: actorOf(request),
+            ...(body.reason !== undefined ? { reason: body.reason } : {}),
+          });
+        } catch (error) {
+          if (error instanceof UnknownBatchError) return fail(reply, 404, 'not found', error.message);
+          if (error instanceof CancelRequestError)
             return fail(reply, 400, 'invalid request', error.message, [
               { row: 0, field: 'reason', reason: error.message },
             ]);

@@ -57,6 +57,8 @@ export interface ReconcileReport {
     readonly applied: number;
     readonly duplicate: number;
     readonly deadLettered: number;
+    /** Not settled when their batch was cancelled: never paid by it (settled for good). */
+    readonly cancelled: number;
     /** Not settled yet, in batches that still have open work (or in a replay): not a mismatch unless `strict`. */
     readonly inFlight: number;
     /** Not settled, in batches with no open work: each is a `reward_unsettled` mismatch. */
@@ -120,7 +122,7 @@ select (select count(*) from wallets)::bigint as wallets,
  * Classifies every reward of every batch against the ledger, the recorded duplicates and the dead-letter table:
  * applied (an entry with that id, user and amount written by this batch), duplicate (such an entry written by
  * another batch or call, recorded in reward_duplicates), dead-lettered (in an open or purged entry of this batch),
- * or unsettled. An unsettled reward is in flight when its batch has an open chunk or its replay has not finished
+ * cancelled (none of these, in a batch that was cancelled: never paid by it), or unsettled. An unsettled reward is in flight when its batch has an open chunk or its replay has not finished
  * (replay-progress.ts: the watchdog re-adds exactly those replays whose job is lost); otherwise it is lost. A
  * recorded duplicate without its entry is always wrong.
  */
@@ -148,6 +150,7 @@ classified as (
            when l.uid = i.uid and l.amount = i.amount and dup.reward_id is not null then 'duplicate'
            when dl.reward_id is not null then 'dead_lettered'
            when dup.reward_id is not null then 'broken_duplicate'
+           when cb.batch_id is not null then 'cancelled'
            when oc.batch_id is not null or rp.reward_id is not null then 'in_flight'
            else 'unsettled'
          end as class
@@ -157,6 +160,7 @@ classified as (
   left join dead dl on dl.batch_id = i.batch_id and dl.reward_id = i.reward_id
   left join replaying rp on rp.batch_id = i.batch_id and rp.reward_id = i.reward_id
   left join open_chunks oc on oc.batch_id = i.batch_id
+  left join reward_batches cb on cb.batch_id = i.batch_id and cb.cancelled_at is not null
 )`;
 
 /** One row of counts per batch (summed for the totals). */
@@ -166,6 +170,7 @@ select c.batch_id,
        count(*) filter (where class = 'applied')::bigint as applied,
        count(*) filter (where class = 'duplicate')::bigint as duplicate,
        count(*) filter (where class = 'dead_lettered')::bigint as dead_lettered,
+       count(*) filter (where class = 'cancelled')::bigint as cancelled,
        count(*) filter (where class = 'in_flight')::bigint as in_flight,
        count(*) filter (where class = 'in_flight' and replaying)::bigint as replaying,
        count(*) filter (where class = 'unsettled')::bigint as unsettled,
@@ -434,6 +439,7 @@ export async function reconcile(pool: pg.Pool, options: ReconcileOptions = {}): 
         applied: sum('applied'),
         duplicate: sum('duplicate'),
         deadLettered: sum('dead_lettered'),
+        cancelled: sum('cancelled'),
         inFlight: sum('in_flight'),
         unsettled: sum('unsettled') + sum('broken_duplicate'),
       },

@@ -28,14 +28,15 @@ export class BudgetExceededError extends Error {
  *   under another operation), its purged dead-letter entries and its open `CONFLICT` entries (the rewardId is taken);
  *   each is recorded with its amount by the statement that decides it, behind the batch's fence (ADR 0013), so no
  *   amount given back is paid later;
- * - a reverted batch holds what it paid and kept (credits less the revert's debits), and gives back the rest.
+ * - a reverted or cancelled batch holds what it paid and kept (credits less a revert's debits), and gives back the
+ *   rest (a cancelled batch pays nothing more, ADR 0013).
  *
  * `reserved + released` is always the batches' totals.
  */
 const RESERVATION_SQL = `
 with per_batch as (
   select coalesce(b.amount_total, 0) as total,
-    case when b.status in ('reverted', 'partially_reverted') then
+    case when b.status in ('reverted', 'partially_reverted') or b.cancelled_at is not null then
       coalesce(b.amount_total, 0) - (select coalesce(sum(l.amount), 0) from ledger_entries l
         where l.batch_id = b.batch_id and (l.kind = 'reward' or (l.kind = 'debit' and l.operation_id like 'revert:%')))
     else

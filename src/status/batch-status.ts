@@ -5,7 +5,7 @@ import type { EventSink } from '../events/event-publisher.js';
 import { writeStatusWithEvent } from '../events/event-store.js';
 import { REVERT_ID_PREFIX } from '../rewards/field-rules.js';
 
-/** The answer of `windfall batch <id>`: every reward of the batch is in exactly one of the four counts. */
+/** The answer of `windfall batch <id>`: every reward of the batch is in exactly one of the five counts. */
 export interface BatchReport {
   readonly batchId: string;
   readonly status: BatchStatus;
@@ -18,6 +18,8 @@ export interface BatchReport {
   readonly deadLettered: number;
   /** Not settled yet. */
   readonly pending: number;
+  /** Not settled when the batch was cancelled (`windfall batch cancel`): never paid by it. 0 unless cancelled. */
+  readonly cancelled: number;
   /** Applied rewards debited back by `windfall batch revert` (0 unless the batch was reverted). */
   readonly reverted: number;
   readonly createdAt: string;
@@ -29,8 +31,8 @@ export interface BatchReport {
 
 /**
  * Derives the status from the counts: nothing settled → pending; some → processing; all → completed (with failures
- * when any is dead-lettered); once reverted (`reverted` > 0, or a revert recorded on the batch): reverted when every
- * applied reward was debited back, partially_reverted otherwise.
+ * when any is dead-lettered); once cancelled, cancelled; once reverted (`reverted` > 0, or a revert recorded on the
+ * batch): reverted when every applied reward was debited back, partially_reverted otherwise.
  */
 export function deriveStatus(
   total: number,
@@ -39,8 +41,10 @@ export function deriveStatus(
   deadLettered: number,
   reverted = 0,
   revertStarted = false,
+  cancelled = false,
 ): BatchStatus {
   if (reverted > 0 || revertStarted) return reverted >= applied ? 'reverted' : 'partially_reverted';
+  if (cancelled) return 'cancelled';
   const settled = applied + duplicate + deadLettered;
   if (settled >= total) return deadLettered > 0 ? 'completed_with_failures' : 'completed';
   return settled === 0 ? 'pending' : 'processing';
@@ -115,7 +119,15 @@ async function readBatchReports(
   const { db: qb, sql } = await queryBuilder();
   let query = qb
     .selectFrom('reward_batches as b')
-    .select(['b.batch_id', 'b.total', 'b.created_at', 'b.campaign_id', 'b.priority', 'b.status as stored_status'])
+    .select([
+      'b.batch_id',
+      'b.total',
+      'b.created_at',
+      'b.campaign_id',
+      'b.priority',
+      'b.status as stored_status',
+      'b.cancelled_at',
+    ])
     .select(sql<string>`(extract(epoch from b.created_at) * 1000000)::bigint::text`.as('created_us'))
     .select((eb) => [
       eb
@@ -196,29 +208,36 @@ async function readBatchReports(
     query = query.orderBy('b.created_at', 'desc').orderBy('b.batch_id').limit(list.limit);
   }
   const rows = await runQuery(db, query);
-  return rows.map((row) => ({
-    createdAtUs: row.created_us,
-    report: {
-      batchId: row.batch_id,
-      status: deriveStatus(
-        row.total,
-        row.applied,
-        row.duplicate,
-        row.dead_lettered,
-        row.reverted,
-        row.stored_status === 'reverted' || row.stored_status === 'partially_reverted',
-      ),
-      total: row.total,
-      applied: row.applied,
-      duplicate: row.duplicate,
-      deadLettered: row.dead_lettered,
-      pending: Math.max(0, row.total - row.applied - row.duplicate - row.dead_lettered),
-      reverted: row.reverted,
-      createdAt: row.created_at.toISOString(),
-      campaignId: row.campaign_id,
-      priority: row.priority,
-    },
-  }));
+  return rows.map((row) => {
+    const unsettled = Math.max(0, row.total - row.applied - row.duplicate - row.dead_lettered);
+    const cancelled = row.cancelled_at !== null;
+    return {
+      createdAtUs: row.created_us,
+      report: {
+        batchId: row.batch_id,
+        status: deriveStatus(
+          row.total,
+          row.applied,
+          row.duplicate,
+          row.dead_lettered,
+          row.reverted,
+          row.stored_status === 'reverted' || row.stored_status === 'partially_reverted',
+          cancelled,
+        ),
+        total: row.total,
+        applied: row.applied,
+        duplicate: row.duplicate,
+        deadLettered: row.dead_lettered,
+        // a cancelled batch's unsettled rewards are settled for good: cancelled, never paid (ADR 0013's fence)
+        pending: cancelled ? 0 : unsettled,
+        cancelled: cancelled ? unsettled : 0,
+        reverted: row.reverted,
+        createdAt: row.created_at.toISOString(),
+        campaignId: row.campaign_id,
+        priority: row.priority,
+      },
+    };
+  });
 }
 
 /**

@@ -6,15 +6,25 @@ import { REVERT_ID_PREFIX } from '../rewards/field-rules.js';
 /**
  * Where one reward of one batch stands (CONTRACT, `windfall reward`): not settled yet, credited by this batch,
  * already credited elsewhere, in an open dead-letter entry, in a purged one, or credited and then debited back by a
- * revert of the batch.
+ * revert of the batch, or never settled by a batch that was cancelled.
  */
-export const REWARD_STATES = ['pending', 'applied', 'duplicate', 'dead_lettered', 'purged', 'reverted'] as const;
+export const REWARD_STATES = [
+  'pending',
+  'applied',
+  'duplicate',
+  'dead_lettered',
+  'purged',
+  'cancelled',
+  'reverted',
+] as const;
 export type RewardState = (typeof REWARD_STATES)[number];
 
 /** What the database says about one reward of one batch, from which {@link deriveRewardState} names its state. */
 export interface RewardFacts {
   /** The batch's stored status (`reward_batches.status`). */
   readonly batchStatus: BatchStatus;
+  /** The batch was cancelled (`windfall batch cancel`). */
+  readonly batchCancelled: boolean;
   /** This batch wrote the reward's ledger entry (kind `reward`, `operation_id` = the rewardId). */
   readonly appliedHere: boolean;
   /** This batch debited it back (`revert:<rewardId>`). */
@@ -28,17 +38,16 @@ export interface RewardFacts {
 /**
  * The state of a reward from its facts, the first that holds: applied here (then `reverted` once debited back),
  * `duplicate`, the newest dead-letter entry holding it `open` (`dead_lettered`) or `purged` (a revert closes the
- * batch's open entries as purged too), else `pending` — never settled, or its entry replayed and the replay not
- * settled yet (a replayed reward that the replay applied is `applied`).
- *
- * A state for a stopped batch (`cancelled`) belongs just before `pending`: a reward none of the others holds for.
+ * batch's open entries as purged too), `cancelled` when none of these holds for a reward of a cancelled batch (it is
+ * never paid by it), else `pending` — never settled, or its entry replayed and the replay not settled yet (a replayed
+ * reward that the replay applied is `applied`).
  */
 export function deriveRewardState(facts: RewardFacts): RewardState {
   if (facts.appliedHere) return facts.reverted ? 'reverted' : 'applied';
   if (facts.duplicate) return 'duplicate';
   if (facts.deadLetterState === 'open') return 'dead_lettered';
   if (facts.deadLetterState === 'purged') return 'purged';
-  return 'pending';
+  return facts.batchCancelled ? 'cancelled' : 'pending';
 }
 
 /** One batch holding the rewardId, and the reward's state in it. */
@@ -96,6 +105,7 @@ export async function getRewardReport(db: Pick<pg.Pool, 'query'>, rewardId: stri
   const views = rows.map((row) => {
     const state = deriveRewardState({
       batchStatus: row.batch_status,
+      batchCancelled: row.batch_cancelled_at !== null,
       appliedHere: row.applied_here,
       reverted: row.reverted_at !== null,
       duplicate: row.duplicate,
@@ -159,6 +169,7 @@ export async function rewardLookupQuery(rewardId: string) {
         'i.uid',
         sql<string>`i.amount::text`.as('amount'),
         'b.status as batch_status',
+        'b.cancelled_at as batch_cancelled_at',
         sql<boolean>`coalesce(l.kind = 'reward' and l.batch_id = i.batch_id, false)`.as('applied_here'),
         'l.id as ledger_id',
         'l.created_at as ledger_at',

@@ -10,6 +10,7 @@ const report = (settled: number, total = 100): BatchReport => ({
   duplicate: 0,
   deadLettered: 0,
   pending: total - settled,
+  cancelled: 0,
   campaignId: null,
   priority: 'normal',
   reverted: 0,
