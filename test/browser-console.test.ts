@@ -266,6 +266,52 @@ describe('operator console (/console)', () => {
     await context.close();
   });
 
+  it('cancels a batch in flight from its page (previewed first): the page shows it cancelled without a reload', async () => {
+    // no worker: nothing of the batch settles, so both rewards are in flight when it is cancelled
+    const windfall = await env.open();
+    await windfall.producer.enqueueRewards(
+      [
+        { rewardId: 'cc-1', uid: 'cc-u1', amount: 3 },
+        { rewardId: 'cc-2', uid: 'cc-u2', amount: 4 },
+      ],
+      { batchId: 'cc-batch' },
+    );
+    const context = await operator();
+    const page = await context.newPage();
+    const violations = watchCsp(page);
+    await page.goto(`${server.baseUrl}/console/batches/cc-batch`);
+    let loads = 0;
+    page.on('load', () => (loads += 1));
+    const cancel = page.locator('form[data-action$="/actions/cancel"]');
+    await cancel.locator('input[data-field=reason]').fill('wrong audience');
+    await cancel.locator('button[data-mode=preview]').click();
+    await eventually(
+      async () => (await cancel.locator('output').textContent())?.includes('Would cancel 2 rewards') === true,
+      'the cancel preview',
+    );
+    expect(
+      (await env.pool.query(`select cancelled_at from reward_batches where batch_id = 'cc-batch'`)).rows[0],
+    ).toEqual({
+      cancelled_at: null,
+    });
+    await cancel.locator('button[data-mode=confirm]').click();
+    await eventually(
+      async () =>
+        (await cancel.locator('output p').textContent()) ===
+        'Cancelled 2 rewards not settled yet; 0 applied rewards stay; the batch is cancelled.',
+      'the cancel, in words',
+    );
+    await eventually(
+      async () => /statuscancelled/.test((await page.locator('[data-live=batch]').textContent()) ?? ''),
+      'the page to show the batch cancelled',
+    );
+    expect(await page.locator('[data-live=batch]').textContent()).toMatch(/cancelled2/);
+    expect(loads).toBe(0);
+    await page.screenshot({ path: `${TEST_RESULTS}/console-batch-cancelled.png`, fullPage: true });
+    expect(violations).toEqual([]);
+    await context.close();
+  });
+
   it('purges a selected entry from the dead-letters page, exactly once, and the purge is audited', async () => {
     await batchWithFailures('cp');
     const [entry] = await listDeadLetters(env.pool, { batchId: 'cp-batch' });

@@ -72,7 +72,7 @@ export function cancelWords(
     return report.status === 'cancelled'
       ? `Batch ${report.batchId} was cancelled already (${count(report.cancelled, 'reward', 'rewards')} cancelled)`
       : `Nothing to cancel: every reward of batch ${report.batchId} is settled (status ${report.status})`;
-  return `${dryRun ? 'Would cancel' : 'Cancelled'} ${count(report.cancelled, 'reward', 'rewards')} not settled yet; ${count(report.applied, 'applied reward stays', 'applied rewards stay')}${dryRun ? '' : '; the batch is cancelled'}`;
+  return `${dryRun ? 'Would cancel' : 'Cancelled'} ${count(report.cancelled, 'reward', 'rewards')} not settled yet; ${count(report.applied, 'applied reward stays', 'applied rewards stay')}`;
 }
 
 /** "Released the lock of u1 (held by host:4)" / "Would release …" / "u1 was not locked". */
