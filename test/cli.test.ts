@@ -218,6 +218,7 @@ describe('windfall CLI', () => {
         '0007_batch_events',
         '0008_fences',
         '0009_reward_lookup',
+        '0010_batch_cancel',
       ]);
       const again = await runCli(['migrate', '--json'], env.env({ DATABASE_URL: fresh }));
       expect(JSON.parse(again.stdout)).toMatchObject({ created: false, applied: [] });
@@ -278,10 +279,10 @@ describe('a database behind this version', () => {
         await client.query(`drop index reward_batch_items_reward_id`);
         await client.query(`drop index dead_letters_uid`);
         await client.query(
-          `alter table reward_batches drop column campaign_id, drop column amount_total, drop column priority`,
+          `alter table reward_batches drop column campaign_id, drop column amount_total, drop column priority, drop column cancelled_at`,
         );
         await client.query(
-          `delete from kysely_migration where name in ('0003_chunk_users', '0004_audit_trail', '0005_batch_revert', '0006_campaign_budgets', '0007_batch_events', '0008_fences', '0009_reward_lookup')`,
+          `delete from kysely_migration where name in ('0003_chunk_users', '0004_audit_trail', '0005_batch_revert', '0006_campaign_budgets', '0007_batch_events', '0008_fences', '0009_reward_lookup', '0010_batch_cancel')`,
         );
       } finally {
         await client.end();
@@ -289,7 +290,7 @@ describe('a database behind this version', () => {
       for (const args of [['enqueue', '--file', file, '--batch-id', 'bh'], ['worker']]) {
         const refused = await runCli(args, env.env({ DATABASE_URL: behind }));
         expect(refused.code, refused.stderr).toBe(1);
-        expect(refused.stderr).toContain('lacks migration 0009_reward_lookup');
+        expect(refused.stderr).toContain('lacks migration 0010_batch_cancel');
         expect(refused.stderr).toContain('run `windfall migrate`');
       }
       const migrated = await runCli(['migrate', '--json'], env.env({ DATABASE_URL: behind }));
@@ -302,6 +303,7 @@ describe('a database behind this version', () => {
           '0007_batch_events',
           '0008_fences',
           '0009_reward_lookup',
+          '0010_batch_cancel',
         ],
       });
       const enqueued = await runCli(

@@ -45,6 +45,7 @@ describe('windfall reconcile', () => {
       applied: 200,
       duplicate: 1,
       deadLettered: 3,
+      cancelled: 0,
       inFlight: 0,
       unsettled: 0,
     });

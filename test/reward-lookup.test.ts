@@ -261,8 +261,10 @@ describe('windfall reward / GET /v1/rewards/:rewardId', () => {
         )
       ).rows[0];
     const unapply = async () => {
-      await env.pool.query(`delete from kysely_migration where name = '0009_reward_lookup'`);
+      // (and the migration after it, which must run after it again)
+      await env.pool.query(`delete from kysely_migration where name in ('0009_reward_lookup', '0010_batch_cancel')`);
       await env.pool.query('drop index dead_letters_uid');
+      await env.pool.query('alter table reward_batches drop column cancelled_at');
     };
 
     // built beforehand, concurrently: kept as it is
@@ -271,7 +273,7 @@ describe('windfall reward / GET /v1/rewards/:rewardId', () => {
     const prebuilt = await indexState();
     await unapply();
     const kept = await runCliJson(['migrate'], env.env());
-    expect(kept.json).toMatchObject({ applied: ['0009_reward_lookup'] });
+    expect(kept.json).toMatchObject({ applied: ['0009_reward_lookup', '0010_batch_cancel'] });
     expect(await indexState()).toEqual(prebuilt);
 
     // a concurrent build that failed (here: unique over two rows of one user) leaves an invalid index: built again

@@ -81,8 +81,9 @@ export async function claimEntry(db: Db, deadLetterId: string, waitMs = FENCE_WA
   const { rows } = await db.query<{ fence: string }>(
     `update dead_letters d set state = 'replayed', replayed_at = coalesce(replayed_at, now()), fence = fence + 1
      where id = $1 and state in ('open', 'replayed') and (select set_config('lock_timeout', $2, true)) is not null
-       and exists (
-         select from reward_batches b where b.batch_id = d.batch_id and b.cancelled_at is null for share
+       and coalesce(
+         (select b.cancelled_at is null from reward_batches b where b.batch_id = d.batch_id for share),
+         true
        )
      returning fence::text as fence`,
     [deadLetterId, String(waitMs)],
