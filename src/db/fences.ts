@@ -38,7 +38,9 @@ export type ChunkClaim =
 
 /**
  * Claims chunk `$2` of batch `$1` for a new attempt (moves its fence on, waiting up to `$3` ms for the statements of
- * an earlier attempt to finish) and marks the batch processing. Answers the chunk's plan and the new fence.
+ * an earlier attempt to finish) and marks the batch processing. Answers the chunk's plan and the new fence. Nothing
+ * is claimed once the batch is cancelled: its row is read `for share` (a cancel's decision waits for the claim, or
+ * the claim re-reads the cancelled row), before the chunk's.
  */
 const CLAIM_CHUNK_SQL = `
 with started as (
@@ -47,6 +49,7 @@ with started as (
 update reward_chunks set fence = fence + 1
 where batch_id = $1 and chunk_no = $2 and completed_at is null
   and (select set_config('lock_timeout', $3, true)) is not null
+  and coalesce((select b.cancelled_at is null from reward_batches b where b.batch_id = $1 for share), true)
 returning shard, uids, user_rewards, fence::text as fence`;
 
 /** Claims a chunk for a new job attempt. A wait past `waitMs` throws a `lock_timeout` error (55P03): send it again. */
@@ -132,8 +135,8 @@ export async function passEntryFence(client: pg.PoolClient, deadLetterId: string
 }
 
 /**
- * Inside a transaction that gives up rewards of batch `batchId` (a revert, a cancel): moves the fence of every chunk
- * and dead-letter entry of the batch on, waiting for their statements in flight. Once the transaction commits, no
+ * Inside a transaction that gives up rewards of batch `batchId` (a revert): moves the fence of every chunk and
+ * dead-letter entry of the batch on, waiting for their statements in flight. Once the transaction commits, no
  * statement of any earlier attempt pays a reward of the batch.
  */
 export async function fenceBatch(client: pg.PoolClient, batchId: string): Promise<void> {
