@@ -1,7 +1,9 @@
 import { mix32 } from './hash-mix.js';
 
-/** Most fingerprints kept (32 MiB of tables); beyond that the set stops and answers "maybe". */
-const MAX_ENTRIES = 1 << 21;
+/** Bytes of table per fingerprint kept: two 32-bit halves, in tables kept at most half full. */
+const BYTES_PER_ENTRY = 16;
+/** Default most table memory: 32 MiB (2,097,152 fingerprints); beyond that the set stops and answers "maybe". */
+const DEFAULT_MAX_BYTES = 32 * 1024 * 1024;
 
 /**
  * A set of 64-bit fingerprints of strings (two independent 32-bit hashes), in typed arrays: a million entries cost
@@ -13,12 +15,18 @@ export class FingerprintSet {
   private first = new Uint32Array(1 << 16);
   private second = new Uint32Array(1 << 16);
   private size = 0;
+  private readonly maxEntries: number;
   /** True once two fingerprints matched, or once the set gave up keeping them. */
   maybeRepeats = false;
 
+  /** @param maxBytes most memory its tables take (default 32 MiB); past it the set answers "maybe". */
+  constructor(maxBytes = DEFAULT_MAX_BYTES) {
+    this.maxEntries = Math.max(1, Math.floor(maxBytes / BYTES_PER_ENTRY));
+  }
+
   add(text: string): void {
     if (this.maybeRepeats) return;
-    if (this.size >= MAX_ENTRIES) {
+    if (this.size >= this.maxEntries) {
       this.maybeRepeats = true;
       return;
     }

@@ -55,7 +55,8 @@ export interface StageOptions {
   readonly priority?: BatchPriority;
   /**
    * Most memory (estimated) the chunk plan may take while the rows are read; a batch with more users is planned by
-   * PostgreSQL from the staged rows. Default `DEFAULT_PLANNED_BYTES` (32 MiB).
+   * PostgreSQL from the staged rows. The set that spots repeated rewardIds keeps at most as much (past it, PostgreSQL
+   * names the repeats). Default `DEFAULT_PLANNED_BYTES` (32 MiB).
    */
   readonly plannedBytes?: number;
 }
@@ -173,7 +174,7 @@ export async function stageBatch(
     const batchText = copyText(options.batchId);
     // rewardIds seen so far, as fingerprints: when no two match, the batch repeats no rewardId and the SQL check
     // over the whole batch can be skipped
-    const seen = new FingerprintSet();
+    const seen = new FingerprintSet(options.plannedBytes);
     const planner = new ChunkPlanner(options.shards, options.plannedBytes);
     // summed only for a campaign's budget: a bigint addition per row is 1–2 % of staging a file
     const countAmounts = options.campaignId !== undefined;
