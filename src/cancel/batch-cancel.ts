@@ -51,7 +51,7 @@ const FENCES_AT_ONCE = 8;
  * Stops batch `batchId` in flight (ADR 0013's fence), in three steps, each safe to run again:
  *
  * 1. the decision, at once: `cancelled_at` is set on the batch row (locked `for update`: a chunk's claim reads it
- *    `for share`, so from then on no new chunk starts, and no replay of the batch's entries);
+ *    `for key share`, so from then on no new chunk starts, and no replay of the batch's entries);
  * 2. the fences: every chunk's fence moves on and every open chunk closes (several chunks at once, each waiting for
  *    its own statements in flight — their users are paid whole — none sent later pays), then every dead-letter
  *    entry's fence;

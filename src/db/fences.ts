@@ -39,8 +39,10 @@ export type ChunkClaim =
 /**
  * Claims chunk `$2` of batch `$1` for a new attempt (moves its fence on, waiting up to `$3` ms for the statements of
  * an earlier attempt to finish) and marks the batch processing. Answers the chunk's plan and the new fence. Nothing
- * is claimed once the batch is cancelled: its row is read `for share` (a cancel's decision waits for the claim, or
- * the claim re-reads the cancelled row), before the chunk's.
+ * is claimed once the batch is cancelled: its row is read `for key share` (a cancel's decision, which locks it
+ * `for update`, waits for the claim, or the claim re-reads the cancelled row), before the chunk's. Not `for share`:
+ * the status update of a concurrent claim of another chunk (`for no key update`) would then wait for this claim's
+ * share lock while this claim's own status update waits for that one's, a deadlock (40P01) of first claims.
  */
 const CLAIM_CHUNK_SQL = `
 with started as (
@@ -49,7 +51,7 @@ with started as (
 update reward_chunks set fence = fence + 1
 where batch_id = $1 and chunk_no = $2 and completed_at is null
   and (select set_config('lock_timeout', $3, true)) is not null
-  and coalesce((select b.cancelled_at is null from reward_batches b where b.batch_id = $1 for share), true)
+  and coalesce((select b.cancelled_at is null from reward_batches b where b.batch_id = $1 for key share), true)
 returning shard, uids, user_rewards, fence::text as fence`;
 
 /** Claims a chunk for a new job attempt. A wait past `waitMs` throws a `lock_timeout` error (55P03): send it again. */
@@ -75,9 +77,10 @@ export async function claimChunk(
 /**
  * Claims dead-letter entry `deadLetterId` for a new replay attempt: marks it replayed if it is still open (the job
  * may run before the replay command marks it) and moves its fence on. Null when the entry was purged or is not
- * recorded, or its batch was cancelled (the batch row is locked `for share`: a cancel waits for the claim, or the
- * claim re-reads the cancelled row): the replay must apply nothing. Exactly one of a purge and a replay of the same entry takes effect (both
- * update the row). A wait past `waitMs` throws a `lock_timeout` error (55P03): send it again.
+ * recorded, or its batch was cancelled (the batch row is locked `for key share`: a cancel, which locks it `for
+ * update`, waits for the claim, or the claim re-reads the cancelled row): the replay must apply nothing. Exactly one
+ * of a purge and a replay of the same entry takes effect (both update the row). A wait past `waitMs` throws a
+ * `lock_timeout` error (55P03): send it again.
  */
 export async function claimEntry(db: Db, deadLetterId: string, waitMs = FENCE_WAIT_MS): Promise<string | null> {
   if (!/^\d{1,18}$/.test(deadLetterId)) return null;
@@ -85,7 +88,7 @@ export async function claimEntry(db: Db, deadLetterId: string, waitMs = FENCE_WA
     `update dead_letters d set state = 'replayed', replayed_at = coalesce(replayed_at, now()), fence = fence + 1
      where id = $1 and state in ('open', 'replayed') and (select set_config('lock_timeout', $2, true)) is not null
        and coalesce(
-         (select b.cancelled_at is null from reward_batches b where b.batch_id = d.batch_id for share),
+         (select b.cancelled_at is null from reward_batches b where b.batch_id = d.batch_id for key share),
          true
        )
      returning fence::text as fence`,
