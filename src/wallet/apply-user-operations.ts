@@ -11,8 +11,7 @@ import { classifyExisting } from '../ledger/ledger-operation.js';
  * overdraw the wallet.
  *
  * Three shapes of that statement, the same transaction each time:
- *  - credits of up to 16 operations (batch rewards, single credits): a VALUES list of exactly that many rows, one
- *    prepared statement per row count, operations sorted by id here (code point order, which is the "C" collation's
+ *  - credits of up to 16 operations (batch rewards, single credits): a VALUES list of exactly that many rows, operations sorted by id here (code point order, which is the "C" collation's
  *    byte order). It costs PostgreSQL what a hand-written multi-row insert costs: no array to parse, no sort;
  *  - more credits: the same with the operations as arrays (`unnest`), sorted by PostgreSQL;
  *  - anything with a debit: arrays, and the debit paths — a net debit updates the wallet rather than upserting it
@@ -22,6 +21,8 @@ import { classifyExisting } from '../ledger/ledger-operation.js';
  *    costs no extra index probe.
  *
  * Every shape answers (inserted, balance, inserted_ids); the credit shapes answer no row when nothing was inserted.
+ * The statements are unnamed (ADR 0014): a named prepared statement lives on one server connection, and PgBouncer in
+ * transaction pooling gives the next transaction another one ("prepared statement … does not exist", 26000).
  */
 
 /** Credits up to this many operations go as a VALUES list. */
@@ -153,7 +154,7 @@ function statementFor(uid: string, operations: readonly LedgerOperation[], batch
     const values: (string | null)[] = [uid, batchId];
     for (const operation of sorted)
       values.push(operation.operationId, operation.amount.toString(), operation.kind, operation.description ?? null);
-    return { name: `windfall_credit_${operations.length}`, text: VALUES_SQL[operations.length]!, values };
+    return { text: VALUES_SQL[operations.length]!, values };
   }
   const ids: string[] = [];
   const amounts: string[] = [];
@@ -166,9 +167,7 @@ function statementFor(uid: string, operations: readonly LedgerOperation[], batch
     descriptions.push(operation.description ?? null);
   }
   const values: unknown[] = [uid, ids, amounts, kinds, descriptions, batchId];
-  return credits
-    ? { name: 'windfall_credit_n', text: APPLY_CREDITS_SQL, values }
-    : { name: 'windfall_apply_user_operations', text: APPLY_USER_OPERATIONS_SQL, values };
+  return { text: credits ? APPLY_CREDITS_SQL : APPLY_USER_OPERATIONS_SQL, values };
 }
 
 /**
