@@ -38,6 +38,10 @@ describe('batch cancel', () => {
     await setCampaignBudget(windfall.database.pool, 'cx-campaign', '10000000');
     const rows = rewardRows(TOTAL, (n) => ({ rewardId: `cx-${n}`, uid: `cx-u${n % 3000}`, amount: 1 + (n % 5) }));
     await windfall.producer.enqueueRewards(rows, { batchId: 'cx', campaignId: 'cx-campaign' });
+    // three users' locks are held elsewhere until the cancel is decided: the batch cannot complete before it, however
+    // fast the worker and however slow the CLI's start (their jobs wait for the locks under the reward policy)
+    const held = ['cx-u2997', 'cx-u2998', 'cx-u2999'];
+    for (const uid of held) await env.holdLock(uid, 'other-service', 120_000);
     await windfall.createWorker().start();
     await eventually(async () => ((await getBatchReport(env.pool, 'cx'))?.applied ?? 0) >= TOTAL / 10, '10 % applied');
 
@@ -47,6 +51,8 @@ describe('batch cancel', () => {
     const at = (await getBatchReport(env.pool, 'cx'))!;
     expect(at.applied).toBe(cancelled.json.applied);
     expect(at.applied).toBeLessThan(TOTAL);
+    // the held users' jobs now take their locks: their statements find the fence moved and pay nothing
+    await env.redis.del(...held.map((uid) => `${env.prefix}:lock:${uid}`));
 
     // the worker runs out its jobs (each finds its chunk closed, or its statements fenced): nothing more is paid
     const idle = async (): Promise<boolean> => {
@@ -62,7 +68,10 @@ describe('batch cancel', () => {
     expect(after.applied + after.cancelled + after.deadLettered + after.duplicate).toBe(TOTAL);
     expect(after.cancelled).toBe(cancelled.json.cancelled);
     // every user whole: all of its rewards of the batch applied, or none
-    for (const user of await rewardsOf('cx')) expect([0, user.staged], user.uid).toContain(user.applied);
+    for (const user of await rewardsOf('cx')) {
+      expect([0, user.staged], user.uid).toContain(user.applied);
+      if (held.includes(user.uid)) expect(user.applied, `${user.uid} was held until the cancel`).toBe(0);
+    }
 
     const again = await cli(['batch', 'cancel', 'cx', '--yes', '--json']);
     expect(again.json).toMatchObject({ status: 'cancelled', noop: true, cancelled: after.cancelled });

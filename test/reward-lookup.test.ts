@@ -58,7 +58,9 @@ function impatient() {
   });
 }
 
-describe('windfall reward / GET /v1/rewards/:rewardId', () => {
+// each look-up starts the CLI (a second or more on a loaded machine) beside the HTTP request: tests here make ten or
+// more of them
+describe('windfall reward / GET /v1/rewards/:rewardId', { timeout: 180_000 }, () => {
   it('answers every state: pending, applied then reverted, dead-lettered (naming its entry) then replayed and applied, purged, duplicate', async () => {
     // pending: staged, no worker yet
     const windfall = await impatient();
