@@ -7,8 +7,7 @@ import {
   UnknownCampaignError,
   type CampaignReport,
 } from '../../campaign/campaign-budget.js';
-import type { CommandRegistry } from '../support/context.js';
-import { withWindfall } from '../support/context.js';
+import { type CommandRegistry, withWindfall } from '../support/context.js';
 import { CommandFailedError, UsageError } from '../support/exit-codes.js';
 import { formatTable, printJson, printLine } from '../support/output.js';
 

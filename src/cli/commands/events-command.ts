@@ -1,8 +1,7 @@
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { BATCH_EVENT_STATES, type BatchEventState } from '../../db/stored-values.js';
 import { listEvents, type EventDelivery } from '../../events/event-store.js';
-import type { CommandRegistry } from '../support/context.js';
-import { withWindfall } from '../support/context.js';
+import { type CommandRegistry, withWindfall } from '../support/context.js';
 import { formatTable, printJson, printLine, printNote } from '../support/output.js';
 
 function limitOf(value: string): number {

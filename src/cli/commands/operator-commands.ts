@@ -11,8 +11,8 @@ import type { QueueStats } from '../../queue/queue-stats.js';
 import { readQueueStats } from '../../queue/queue-stats.js';
 import type { Windfall } from '../../runtime/windfall.js';
 import { cliActor, listAudit, type AuditRecord } from '../../audit/audit-trail.js';
-import type { CommandRegistry } from '../support/context.js';
-import { withWindfall } from '../support/context.js';
+import { type CommandRegistry, withWindfall } from '../support/context.js';
+import { wholeNumber } from '../support/option-parsers.js';
 import { CommandFailedError, EXIT, UsageError } from '../support/exit-codes.js';
 import { formatTable, printJson, printLine, printNote } from '../support/output.js';
 
@@ -195,17 +195,8 @@ function rewardsOption(all: boolean): Option {
     });
 }
 
-function wholeNumber(name: string) {
-  return (value: string): number => {
-    if (!/^\d+$/.test(value) || Number(value) < 1) throw new InvalidArgumentError(`${name} must be a whole number ≥ 1`);
-    return Number(value);
-  };
-}
-
-/** Registers queues, dlq list|show|replay|purge, lock status|release (operator issue). */
-export function registerOperatorCommands(program: Command, registry: CommandRegistry): void {
-  const { globals, setExit } = registry;
-
+/** `queues`: counts of every queue. */
+function registerQueuesCommand(program: Command, { globals }: CommandRegistry): void {
   program
     .command('queues')
     .description('jobs per queue (each shard, the dead-letter queue) and state, and the oldest waiting job age')
@@ -225,7 +216,10 @@ export function registerOperatorCommands(program: Command, registry: CommandRegi
         );
       });
     });
+}
 
+/** `dlq list|show|replay|purge`. */
+function registerDeadLetterCommands(program: Command, { globals, setExit }: CommandRegistry): void {
   const dlq = program.command('dlq').description('the dead-letter queue: list, show, replay, purge entries');
 
   dlq
@@ -351,7 +345,10 @@ export function registerOperatorCommands(program: Command, registry: CommandRegi
         });
       },
     );
+}
 
+/** `lock status|release`. */
+function registerLockCommands(program: Command, { globals }: CommandRegistry): void {
   const lock = program.command('lock').description("a user's Redis lock: status, emergency release");
 
   lock
@@ -389,7 +386,10 @@ export function registerOperatorCommands(program: Command, registry: CommandRegi
         } else printLine(`${uid} was not locked: nothing to release`);
       });
     });
+}
 
+/** `audit`: the audit trail. */
+function registerAuditCommand(program: Command, { globals }: CommandRegistry): void {
   program
     .command('audit')
     .description('the audit trail of operator actions, newest first')
@@ -424,4 +424,12 @@ function describeAudit(records: readonly AuditRecord[]): string {
       JSON.stringify(record.result).slice(0, 80),
     ]),
   );
+}
+
+/** Registers queues, dlq list|show|replay|purge, lock status|release and audit. */
+export function registerOperatorCommands(program: Command, registry: CommandRegistry): void {
+  registerQueuesCommand(program, registry);
+  registerDeadLetterCommands(program, registry);
+  registerLockCommands(program, registry);
+  registerAuditCommand(program, registry);
 }

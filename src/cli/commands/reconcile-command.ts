@@ -1,11 +1,10 @@
 import type { Command } from 'commander';
-import { InvalidArgumentError } from 'commander';
 import { connectDatabase } from '../../db/database.js';
 import { reconcile, type ReconcileReport } from '../../reconcile/reconcile.js';
 import { describeStranded, resumeOpenWork, type ResumeReport } from '../../reconcile/resume-work.js';
 import { checkPostgres } from '../../services/service-check.js';
-import type { CommandRegistry } from '../support/context.js';
-import { resolveConfig, withWindfall } from '../support/context.js';
+import { type CommandRegistry, resolveConfig, withWindfall } from '../support/context.js';
+import { wholeNumber } from '../support/option-parsers.js';
 import { EXIT } from '../support/exit-codes.js';
 import { formatCount, formatTable, printJson, printLine, printNote } from '../support/output.js';
 
@@ -16,13 +15,6 @@ interface ReconcileFlags {
   readonly limit: number;
   readonly resume?: boolean;
   readonly dryRun?: boolean;
-}
-
-function positive(name: string) {
-  return (value: string): number => {
-    if (!/^\d+$/.test(value) || Number(value) < 1) throw new InvalidArgumentError(`${name} must be a whole number ≥ 1`);
-    return Number(value);
-  };
 }
 
 /** Human form of a reconcile report. */
@@ -101,7 +93,7 @@ export function registerReconcileCommand(program: Command, registry: CommandRegi
       '--strict',
       'also count rewards still in flight (batches with open chunks, unfinished replays) as mismatches',
     )
-    .option('--limit <n>', 'mismatches listed per kind (all are counted)', positive('--limit'), 1000)
+    .option('--limit <n>', 'mismatches listed per kind (all are counted)', wholeNumber('--limit'), 1000)
     .option(
       '--resume',
       're-add the lost or failed jobs of open chunks and unfinished replays (needs Redis), then check',

@@ -1,6 +1,5 @@
 import { InvalidArgumentError, type Command } from 'commander';
-import type { CommandRegistry } from '../support/context.js';
-import { resolveConfig } from '../support/context.js';
+import { type CommandRegistry, resolveConfig } from '../support/context.js';
 import { UsageError } from '../support/exit-codes.js';
 import { printJson } from '../support/output.js';
 
