@@ -4,7 +4,7 @@ import { defineConfig } from 'vitest/config';
 const SERVICES = 'test/support/global-setup.ts';
 
 /**
- * The test lanes (vitest projects; README, Tests). `npm test` runs all but perf (`--project '!perf'`), `.ci/run` runs
+ * The test lanes (vitest projects; docs/development.md, Tests). `npm test` runs all but perf (`--project '!perf'`), `.ci/run` runs
  * each lane on its own. A file's name or folder puts it in its lane:
  * - unit: test/unit/ — no Redis, no PostgreSQL, no global set-up.
  * - fault: test/reliability-*.test.ts — fault injection (own redis-server processes, killed backends).

@@ -16,7 +16,7 @@ const env = useTestEnvironment();
 const fast: LockPolicy = { name: 'test', retries: 3, initialDelayMs: 40, factor: 1.5, ttlMs: 5000 };
 
 describe('lock policies', () => {
-  it('follow the seed: delay, delay × 1.5, … with the true totals the README states', () => {
+  it('follow the seed: delay, delay × 1.5, … with the true totals docs/operations.md states', () => {
     expect(retryDelays(DEFAULT_POLICY)).toEqual([100, 150, 225]);
     expect(totalWaitMs(DEFAULT_POLICY)).toBe(475);
     expect(totalWaitMs(BATCH_POLICY)).toBe(2638);

@@ -35,7 +35,7 @@ function spin(ms: number): Promise<void> {
 }
 
 /**
- * The bench's CPU accounting (bench/cpu-accounting.ts), on which the README's CPU-per-user figures rest: the CPU of a
+ * The bench's CPU accounting (bench/cpu-accounting.ts), on which the bench's CPU-per-user figures (docs/performance.md) rest: the CPU of a
  * PostgreSQL backend that has exited is still counted (through the postmaster), and so is a finished child process.
  */
 describe('bench CPU accounting', () => {

@@ -3,7 +3,7 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 /** The header carrying an event's signature. */
 export const SIGNATURE_HEADER = 'Windfall-Signature';
 
-/** How far a receiver should accept `t` from its own clock, in seconds (what the README's example uses). */
+/** How far a receiver should accept `t` from its own clock, in seconds (what the example in docs/events.md uses). */
 export const DEFAULT_SIGNATURE_TOLERANCE_SECONDS = 300;
 
 /** Hex HMAC-SHA256 of `"<t>.<body>"` under `secret`. */
@@ -31,7 +31,7 @@ export function decodeHexDigest(text: string): Buffer | null {
 export type SignatureCheck = 'ok' | 'malformed' | 'stale' | 'mismatch';
 
 /**
- * Checks a `Windfall-Signature` header against the raw body, as a receiver written in Node would (the README shows
+ * Checks a `Windfall-Signature` header against the raw body, as a receiver written in Node would (docs/events.md shows
  * the same steps without Windfall): `t` within `toleranceSeconds` (default 300) of `nowSeconds`, and one of the
  * `v1` values equal to the expected HMAC, compared in constant time. A `v1` that is not exactly 64 hex digits never
  * matches (see {@link decodeHexDigest}).

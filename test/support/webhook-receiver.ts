@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net';
 export interface ReceivedRequest {
   readonly body: string;
   readonly signature: string | undefined;
-  /** The signature checked as the README tells receivers to (HMAC of "<t>.<body>", t within 300 s). */
+  /** The signature checked as docs/events.md tells receivers to (HMAC of "<t>.<body>", t within 300 s). */
   readonly verified: boolean;
   readonly event: { id: string; type: string; createdAt: string; data: Record<string, unknown> } | undefined;
 }
@@ -27,7 +27,7 @@ export interface WebhookReceiver {
 }
 
 /**
- * The verification a receiver does (the same steps as the README's example, written without Windfall's code so
+ * The verification a receiver does (the same steps as the example in docs/events.md, written without Windfall's code so
  * the test checks the format, not the implementation against itself).
  */
 export function verifyAsReceiver(

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const src = join(root, 'src');
 
-/** The folders a reward passes through, in order (the README's data-flow diagram). */
+/** The folders a reward passes through, in order (the README's data-flow diagram, docs/architecture.md). */
 const STAGES = ['producer', 'staging', 'queue', 'worker', 'settlement', 'dead-letters', 'status', 'events'];
 /** Folders every stage may use; they use no stage and no operator folder. */
 const SHARED = [
@@ -113,9 +113,12 @@ describe('the source layout', () => {
   });
 });
 
-describe("the README's project layout", () => {
-  const readme = readFileSync(join(root, 'README.md'), 'utf8');
-  const section = readme.slice(readme.indexOf('## Project layout'), readme.indexOf('## Changelog'));
+describe('where the code lives (docs/architecture.md)', () => {
+  const architecture = readFileSync(join(root, 'docs/architecture.md'), 'utf8');
+  const section = architecture.slice(
+    architecture.indexOf('## Where the code lives'),
+    architecture.indexOf('## Decisions'),
+  );
   const table = section.slice(section.indexOf("**A reward's path"), section.indexOf('**Shared by the stages**'));
   const pathFiles = [...table.matchAll(/^\|[^|]*\| `(src\/[^`]+\.ts)`/gm)].map((match) => match[1]!);
 
