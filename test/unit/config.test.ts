@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/config/config-error.js';
 import { DEFAULT_CONFIG, loadConfig, unknownSettings } from '../../src/config/config.js';
 import { parseShardList } from '../../src/config/env-values.js';
+import { SETTINGS } from '../../src/config/settings.js';
 import { REWARD_POLICY } from '../../src/lock/lock-policy.js';
 
 describe('loadConfig', () => {
@@ -173,6 +174,19 @@ describe('loadConfig', () => {
 
   it('has defaults that satisfy its own type', () => {
     expect(DEFAULT_CONFIG.shards).toBe(8);
+  });
+
+  it('declares each variable once, with a default its own check accepts', () => {
+    const names = Object.values(SETTINGS).map((setting) => setting.env);
+    expect(new Set(names).size).toBe(names.length);
+    for (const [name, setting] of Object.entries(SETTINGS)) {
+      expect(setting.check(name, setting.default), name).toEqual(setting.default);
+    }
+    expect(unknownSettings(Object.fromEntries(names.map((name) => [name, '1'])))).toEqual([]);
+  });
+
+  it('reads the declared defaults when nothing is set', () => {
+    expect(loadConfig({})).toEqual(DEFAULT_CONFIG);
   });
 });
 
