@@ -69,6 +69,28 @@ export function unknownSettings(env: Env = process.env): string[] {
   return Object.keys(env).filter((name) => name.startsWith('WINDFALL_') && !KNOWN_VARIABLES.has(name));
 }
 
+/** `overrides` checked as their variables are; throws {@link ConfigError} naming the field at fault. */
+function checkedOverrides(overrides: Partial<WindfallConfig>): Partial<WindfallConfig> {
+  const checked: Record<string, unknown> = {};
+  for (const [field, value] of Object.entries(overrides)) {
+    if (field === 'rewardLockPolicy') {
+      const policy = value as LockPolicy;
+      if (policy === null || typeof policy !== 'object') {
+        throw new ConfigError(field, 'expected a lock policy {name, retries, initialDelayMs, factor, ttlMs}');
+      }
+      for (const [key, name] of Object.entries(LOCK_SETTINGS)) {
+        SETTINGS[name].check(`${field}.${key}`, policy[key as keyof typeof LOCK_SETTINGS]);
+      }
+      checked[field] = Object.freeze({ ...policy });
+    } else if (Object.hasOwn(SETTINGS, field) && !Object.hasOwn(LOCK_SETTINGS, field)) {
+      checked[field] = SETTINGS[field as SettingName].check(field, value);
+    } else {
+      throw new ConfigError(field, `is not a setting; the settings are ${NAMES.join(', ')}`);
+    }
+  }
+  return checked;
+}
+
 /** Checks what no single setting can: settings that need or exclude each other. */
 function checkCombinations(config: WindfallConfig): void {
   if (config.webhookUrl !== undefined && config.webhookSecret === undefined) {
@@ -86,9 +108,10 @@ function checkCombinations(config: WindfallConfig): void {
 }
 
 /**
- * Reads the configuration from `env` (default `process.env`); values in `overrides` (CLI flags) win. An unset or
- * empty variable takes its default. Throws {@link ConfigError} naming the variable, the value (never a URL or secret)
- * and what is allowed, on a malformed value: a non-number, a count out of range, a bad URL.
+ * Reads the configuration from `env` (default `process.env`); values in `overrides` (CLI flags, code) win, checked as
+ * the variables are. An unset or empty variable takes its default. Throws {@link ConfigError} naming the variable (or
+ * the overridden field), the value (never a URL or secret) and what is allowed, on a malformed value: a non-number,
+ * a count out of range, a bad URL.
  */
 export function loadConfig(env: Env = process.env, overrides: Partial<WindfallConfig> = {}): WindfallConfig {
   const read = (name: SettingName): unknown => {
@@ -96,7 +119,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<WindfallCo
     const raw = env[setting.env];
     return raw === undefined || raw === '' ? setting.default : setting.parse(raw);
   };
-  const fromEnv = assemble(eachSetting(read));
-  checkCombinations(fromEnv);
-  return Object.freeze({ ...fromEnv, ...overrides });
+  const config: WindfallConfig = Object.freeze({ ...assemble(eachSetting(read)), ...checkedOverrides(overrides) });
+  checkCombinations(config);
+  return config;
 }
