@@ -4,7 +4,7 @@
  */
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
-  /** The environment variable or CLI flag at fault, e.g. `WINDFALL_SHARDS`. */
+  /** The environment variable or CLI flag at fault, e.g. `WINDFALL_SHARDS`; for a value given in code, its field. */
   readonly variable: string;
 
   constructor(variable: string, message: string) {

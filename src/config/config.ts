@@ -1,319 +1,125 @@
 import type { LockPolicy } from '../lock/lock-policy.js';
 import { REWARD_POLICY } from '../lock/lock-policy.js';
-import { LOG_LEVELS, type LogLevel } from '../log/logger.js';
 import { ConfigError } from './config-error.js';
-import { parseBoolean, parseDecimal, parseInteger, parseTrustProxy, parseUrl, type TrustProxy } from './env-values.js';
+import type { Setting } from './setting.js';
+import { SETTINGS, type SettingName } from './settings.js';
 
-/** Shortest accepted `WINDFALL_WEBHOOK_SECRET`: 32 characters (`openssl rand -hex 32` gives 64). */
-export const MIN_WEBHOOK_SECRET_LENGTH = 32;
+export { MIN_WEBHOOK_SECRET_LENGTH } from './settings.js';
 
-/** Parses `host:port,host:port` (IPv6 hosts in brackets); empty or absent → none. */
-function parseHostPortList(variable: string, raw: string | undefined): readonly string[] {
-  if (raw === undefined) return Object.freeze([]);
-  const nodes = raw
-    .split(',')
-    .map((part) => part.trim())
-    .filter((part) => part !== '');
-  for (const node of nodes) {
-    const match = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})$/.exec(node);
-    if (!match || Number(match[2]) < 1 || Number(match[2]) > 65535) {
-      throw new ConfigError(variable, `expected host:port pairs separated by commas, got ${JSON.stringify(node)}`);
-    }
-  }
-  return Object.freeze(nodes);
-}
+/** The value type of a declared setting. */
+type ValueOf<S> = S extends Setting<infer T> ? T : never;
 
-/** Windfall's resolved configuration: read once, validated, frozen. */
-export interface WindfallConfig {
-  /** Redis for queues and locks. Env `REDIS_URL`; default `redis://127.0.0.1:6379`. */
-  readonly redisUrl: string;
-  /** PostgreSQL, the ledger. Env `DATABASE_URL`; default `postgres://postgres@127.0.0.1:5432/windfall`. */
-  readonly databaseUrl: string;
-  /** Prefix of every Redis key Windfall writes. Env `WINDFALL_PREFIX`; default `windfall`. */
-  readonly prefix: string;
-  /** Number of shard queues. Env `WINDFALL_SHARDS`; default 8. */
-  readonly shards: number;
+/** One value per declared setting. */
+type SettingValues = { readonly [K in SettingName]: ValueOf<(typeof SETTINGS)[K]> };
+
+/** The settings that make up {@link WindfallConfig.rewardLockPolicy}, by the policy's field. */
+const LOCK_SETTINGS = {
+  retries: 'rewardLockRetries',
+  initialDelayMs: 'rewardLockDelayMs',
+  factor: 'rewardLockFactor',
+  ttlMs: 'rewardLockTtlMs',
+} as const satisfies Record<Exclude<keyof LockPolicy, 'name'>, SettingName>;
+
+type LockSettingName = (typeof LOCK_SETTINGS)[keyof typeof LOCK_SETTINGS];
+
+/**
+ * Windfall's resolved configuration: read once, validated, frozen. One field per setting of {@link SETTINGS} (its
+ * variable, default, range and meaning are declared there, and listed in `docs/configuration.md`), except the four
+ * `WINDFALL_REWARD_LOCK_*` settings, which make up `rewardLockPolicy`.
+ */
+export interface WindfallConfig extends Omit<SettingValues, LockSettingName> {
   /**
-   * PostgreSQL transactions settling users at once per worker process, each up to `usersPerTransaction` users (with
-   * `usersPerTransaction` = 1: users processed at once). Env `WINDFALL_CONCURRENCY`; default 4.
+   * The reward lock policy. Env `WINDFALL_REWARD_LOCK_RETRIES` / `_DELAY_MS` / `_FACTOR` / `_TTL_MS`; default
+   * {@link REWARD_POLICY} (10 / 500 / 1.5 / 60000).
    */
-  readonly concurrency: number;
-  /**
-   * Most users settled by one PostgreSQL transaction of the worker (group commit); each user's rewards of a chunk are
-   * always all in the same transaction. 1 = one transaction per user. Env `WINDFALL_USERS_PER_TRANSACTION`; default 128.
-   */
-  readonly usersPerTransaction: number;
-  /** Attempts of a shard job before its unapplied rewards are dead-lettered. Env `WINDFALL_JOB_ATTEMPTS`; default 3. */
-  readonly jobAttempts: number;
-  /** Wait before a shard job's second attempt, doubled for each later one. Env `WINDFALL_JOB_BACKOFF_MS`; default 1000. */
-  readonly jobBackoffMs: number;
-  /** The reward lock policy. Env `WINDFALL_REWARD_LOCK_RETRIES` / `_DELAY_MS` / `_FACTOR` / `_TTL_MS`; default 10 / 500 / 1.5 / 60000. */
   readonly rewardLockPolicy: LockPolicy;
-  /** Rewards per shard job (a user is never split). Env `WINDFALL_CHUNK_SIZE`; default 2000. */
-  readonly chunkSize: number;
-  /** Longest accepted batch, in rewards. Env `WINDFALL_MAX_BATCH_ROWS`; default 10000000. */
-  readonly maxBatchRows: number;
-  /**
-   * How long `enqueue` and `POST /v1/batches` wait for Redis to take a recorded batch's jobs before giving up
-   * (exit 1 / HTTP 503; enqueueing the batch again finishes the hand-over). Env `WINDFALL_HANDOVER_TIMEOUT_MS`;
-   * default 30000.
-   */
-  readonly handOverTimeoutMs: number;
-  /** How long a stopping worker lets in-flight users finish. Env `WINDFALL_SHUTDOWN_TIMEOUT_MS`; default 30000. */
-  readonly shutdownTimeoutMs: number;
-  /** Times a shard job may be picked up again after its worker died before BullMQ fails it. Env `WINDFALL_MAX_STALLED`; default 1000. */
-  readonly maxStalledCount: number;
-  /** BullMQ job lock: a dead worker's jobs are taken over after about this long. Env `WINDFALL_JOB_LOCK_MS`; default 30000. */
-  readonly jobLockMs: number;
-  /** Wrap shard queue names in `{…}` so BullMQ works on Redis Cluster. Env `WINDFALL_REDIS_CLUSTER`; default false. */
-  readonly redisCluster: boolean;
-  /**
-   * More Redis Cluster seed nodes (`host:port,host:port`) besides the node of `REDIS_URL`, used when
-   * `redisCluster` is on. Env `WINDFALL_REDIS_CLUSTER_NODES`; default none.
-   */
-  readonly redisClusterNodes: readonly string[];
-  /**
-   * Redis Sentinel addresses (`host:port,host:port`): when set, Windfall asks them for the primary of
-   * `redisSentinelName` and follows its failovers; `redisUrl`'s user, password, db and `rediss:` then apply to the data
-   * nodes, its host and port are ignored. Env `REDIS_SENTINELS`; default none (connect to `redisUrl`).
-   */
-  readonly redisSentinels: readonly string[];
-  /** The master name the sentinels watch. Env `REDIS_SENTINEL_NAME`; default `mymaster`. */
-  readonly redisSentinelName: string;
-  /** The sentinels' own password (their `requirepass`). Env `REDIS_SENTINEL_PASSWORD`; default none. */
-  readonly redisSentinelPassword: string | undefined;
-  /**
-   * How often a worker process looks for open work whose job Redis lost or BullMQ failed for good, and re-adds it
-   * (one process per prefix per interval). 0 turns it off. Env `WINDFALL_RECOVERY_INTERVAL_MS`; default 60000.
-   */
-  readonly recoveryIntervalMs: number;
-  /** Bearer token of the producer HTTP API. Env `WINDFALL_API_TOKEN`; no default. */
-  readonly apiToken: string | undefined;
-  /** Bearer token (or basic-auth password) of operator routes and the dashboard. Env `WINDFALL_ADMIN_TOKEN`; no default. */
-  readonly adminToken: string | undefined;
-  /**
-   * Where signed batch events (`batch.completed`, `batch.reverted`) are POSTed; http or https. Unset: no event is
-   * recorded or sent. Every process that settles or reverts batches needs it (workers, `windfall serve`, the CLI
-   * running `batch revert`). Env `WINDFALL_WEBHOOK_URL`; no default.
-   */
-  readonly webhookUrl: string | undefined;
-  /**
-   * HMAC-SHA256 key of the `Windfall-Signature` header; required with `webhookUrl`, at least
-   * {@link MIN_WEBHOOK_SECRET_LENGTH} (32) characters. Env `WINDFALL_WEBHOOK_SECRET`; no default.
-   */
-  readonly webhookSecret: string | undefined;
-  /**
-   * Which reverse proxies `windfall serve` believes about the client's address (`X-Forwarded-For`), for the
-   * `http:…@<address>` audit actor: `false` none (the socket's peer is the client), `true` every one, or the
-   * proxies' addresses and CIDR ranges (and `loopback`, `linklocal`, `uniquelocal`). Env `WINDFALL_TRUST_PROXY`;
-   * default false.
-   */
-  readonly trustProxy: TrustProxy;
-  /**
-   * A worker's PostgreSQL statement still without an answer this long past its own server-side limits (its lock
-   * wait) counts its connection as silent: the connection is dropped with every one opened before it, the worker
-   * pauses its use of PostgreSQL (one warning), and the work runs again on a new connection. Env
-   * `WINDFALL_PG_SILENCE_MS`; default 20000.
-   */
-  readonly pgSilenceMs: number;
-  /**
-   * A Redis connection that receives nothing for this long while a command waits for its reply is closed and opened
-   * again, and the command sent again (a peer gone silent). At least 12000 (longer than BullMQ's 10 s blocking
-   * waits). Env `WINDFALL_REDIS_SILENCE_MS`; default 20000.
-   */
-  readonly redisSilenceMs: number;
-  /** Largest HTTP request body `windfall serve` accepts, in bytes (larger → 413). Env `WINDFALL_HTTP_BODY_LIMIT`; default 10485760 (10 MiB). */
-  readonly httpBodyLimit: number;
-  /**
-   * Largest streamed batch body (`POST /v1/batches` as `application/x-ndjson`) `windfall serve` reads, in bytes
-   * (larger → 413); such a body is staged as it arrives, so this bounds the time and disk it may take, not memory.
-   * Env `WINDFALL_HTTP_STREAM_LIMIT`; default 4294967296 (4 GiB).
-   */
-  readonly httpStreamLimit: number;
-  /** pino level. Env `LOG_LEVEL`; default `info`. */
-  readonly logLevel: LogLevel;
 }
-
-/** Defaults of every setting, as the contract fixes them. */
-export const DEFAULT_CONFIG = {
-  redisUrl: 'redis://127.0.0.1:6379',
-  databaseUrl: 'postgres://postgres@127.0.0.1:5432/windfall',
-  prefix: 'windfall',
-  shards: 8,
-  concurrency: 4,
-  usersPerTransaction: 128,
-  jobAttempts: 3,
-  jobBackoffMs: 1000,
-  rewardLockPolicy: REWARD_POLICY,
-  chunkSize: 2000,
-  maxBatchRows: 10_000_000,
-  handOverTimeoutMs: 30_000,
-  shutdownTimeoutMs: 30_000,
-  maxStalledCount: 1000,
-  jobLockMs: 30_000,
-  redisCluster: false,
-  redisClusterNodes: [],
-  redisSentinels: [],
-  redisSentinelName: 'mymaster',
-  redisSentinelPassword: undefined,
-  recoveryIntervalMs: 60_000,
-  apiToken: undefined,
-  adminToken: undefined,
-  webhookUrl: undefined,
-  webhookSecret: undefined,
-  trustProxy: false,
-  pgSilenceMs: 20_000,
-  redisSilenceMs: 20_000,
-  httpBodyLimit: 10 * 1024 * 1024,
-  httpStreamLimit: 4 * 1024 * 1024 * 1024,
-  logLevel: 'info',
-} as const satisfies WindfallConfig;
 
 type Env = Readonly<Record<string, string | undefined>>;
 
-/** Every `WINDFALL_*` variable Windfall reads; {@link unknownSettings} reports the others (likely typos). */
-const KNOWN_VARIABLES = new Set([
-  'WINDFALL_PREFIX',
-  'WINDFALL_SHARDS',
-  'WINDFALL_CONCURRENCY',
-  'WINDFALL_USERS_PER_TRANSACTION',
-  'WINDFALL_JOB_ATTEMPTS',
-  'WINDFALL_JOB_BACKOFF_MS',
-  'WINDFALL_REWARD_LOCK_RETRIES',
-  'WINDFALL_REWARD_LOCK_DELAY_MS',
-  'WINDFALL_REWARD_LOCK_FACTOR',
-  'WINDFALL_REWARD_LOCK_TTL_MS',
-  'WINDFALL_CHUNK_SIZE',
-  'WINDFALL_MAX_BATCH_ROWS',
-  'WINDFALL_HANDOVER_TIMEOUT_MS',
-  'WINDFALL_SHUTDOWN_TIMEOUT_MS',
-  'WINDFALL_MAX_STALLED',
-  'WINDFALL_JOB_LOCK_MS',
-  'WINDFALL_REDIS_CLUSTER',
-  'WINDFALL_REDIS_CLUSTER_NODES',
-  'WINDFALL_RECOVERY_INTERVAL_MS',
-  'WINDFALL_API_TOKEN',
-  'WINDFALL_ADMIN_TOKEN',
-  'WINDFALL_HTTP_BODY_LIMIT',
-  'WINDFALL_HTTP_STREAM_LIMIT',
-  'WINDFALL_WEBHOOK_URL',
-  'WINDFALL_WEBHOOK_SECRET',
-  'WINDFALL_TRUST_PROXY',
-  'WINDFALL_PG_SILENCE_MS',
-  'WINDFALL_REDIS_SILENCE_MS',
-]);
+const NAMES = Object.keys(SETTINGS) as SettingName[];
+
+/** One value per setting, computed by `value`. */
+function eachSetting(value: (name: SettingName) => unknown): SettingValues {
+  return Object.fromEntries(NAMES.map((name) => [name, value(name)])) as SettingValues;
+}
+
+/** The configuration of these values of the settings. */
+function assemble(values: SettingValues): WindfallConfig {
+  const config: Record<string, unknown> = { ...values };
+  for (const name of Object.values(LOCK_SETTINGS)) delete config[name];
+  const rewardLockPolicy: LockPolicy = Object.freeze({
+    name: REWARD_POLICY.name,
+    retries: values.rewardLockRetries,
+    initialDelayMs: values.rewardLockDelayMs,
+    factor: values.rewardLockFactor,
+    ttlMs: values.rewardLockTtlMs,
+  });
+  return { ...(config as Omit<SettingValues, LockSettingName>), rewardLockPolicy };
+}
+
+/** Defaults of every setting, as the contract fixes them (each declared in {@link SETTINGS}). */
+export const DEFAULT_CONFIG: WindfallConfig = Object.freeze(assemble(eachSetting((name) => SETTINGS[name].default)));
+
+/** Every variable Windfall reads; {@link unknownSettings} reports other `WINDFALL_*` ones (likely typos). */
+const KNOWN_VARIABLES: ReadonlySet<string> = new Set(NAMES.map((name) => SETTINGS[name].env));
 
 /** Names of `WINDFALL_*` variables in `env` that Windfall does not read: worth a warning, as they are likely typos. */
 export function unknownSettings(env: Env = process.env): string[] {
   return Object.keys(env).filter((name) => name.startsWith('WINDFALL_') && !KNOWN_VARIABLES.has(name));
 }
 
-/**
- * Reads the configuration from `env` (default `process.env`); values in `overrides` (CLI flags) win.
- * Throws {@link ConfigError} naming the variable on a malformed value (a non-number, a negative count, a bad URL).
- */
-export function loadConfig(env: Env = process.env, overrides: Partial<WindfallConfig> = {}): WindfallConfig {
-  const read = (name: string): string | undefined => {
-    const value = env[name];
-    return value === undefined || value === '' ? undefined : value;
-  };
-  const integer = (name: string, fallback: number, min: number, max?: number): number => {
-    const raw = read(name);
-    return raw === undefined ? fallback : parseInteger(name, raw, min, max);
-  };
+/** `overrides` checked as their variables are; throws {@link ConfigError} naming the field at fault. */
+function checkedOverrides(overrides: Partial<WindfallConfig>): Partial<WindfallConfig> {
+  const checked: Record<string, unknown> = {};
+  for (const [field, value] of Object.entries(overrides)) {
+    if (field === 'rewardLockPolicy') {
+      const policy = value as LockPolicy;
+      if (policy === null || typeof policy !== 'object') {
+        throw new ConfigError(field, 'expected a lock policy {name, retries, initialDelayMs, factor, ttlMs}');
+      }
+      for (const [key, name] of Object.entries(LOCK_SETTINGS)) {
+        SETTINGS[name].check(`${field}.${key}`, policy[key as keyof typeof LOCK_SETTINGS]);
+      }
+      checked[field] = Object.freeze({ ...policy });
+    } else if (Object.hasOwn(SETTINGS, field) && !Object.hasOwn(LOCK_SETTINGS, field)) {
+      checked[field] = SETTINGS[field as SettingName].check(field, value);
+    } else {
+      throw new ConfigError(field, `is not a setting; the settings are ${NAMES.join(', ')}`);
+    }
+  }
+  return checked;
+}
 
-  const prefix = read('WINDFALL_PREFIX') ?? DEFAULT_CONFIG.prefix;
-  if (!/^[A-Za-z0-9_.{}-]{1,64}$/.test(prefix)) {
-    throw new ConfigError('WINDFALL_PREFIX', 'expected 1-64 characters of letters, digits, _ . - { } (no colon)');
-  }
-  const logLevel = read('LOG_LEVEL') ?? DEFAULT_CONFIG.logLevel;
-  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
-    throw new ConfigError('LOG_LEVEL', `expected one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(logLevel)}`);
-  }
-  const webhookUrlRaw = read('WINDFALL_WEBHOOK_URL');
-  const webhookUrl =
-    webhookUrlRaw === undefined ? undefined : parseUrl('WINDFALL_WEBHOOK_URL', webhookUrlRaw, ['http:', 'https:']);
-  const webhookSecret = read('WINDFALL_WEBHOOK_SECRET');
-  if (webhookUrl !== undefined && webhookSecret === undefined) {
+/** Checks what no single setting can: settings that need or exclude each other. */
+function checkCombinations(config: WindfallConfig): void {
+  if (config.webhookUrl !== undefined && config.webhookSecret === undefined) {
     throw new ConfigError(
-      'WINDFALL_WEBHOOK_SECRET',
+      SETTINGS.webhookSecret.env,
       'is required when WINDFALL_WEBHOOK_URL is set: events are signed with it (Windfall-Signature). Set a long random secret shared with the receiver, or unset WINDFALL_WEBHOOK_URL to send no events',
     );
   }
-  if (webhookSecret !== undefined && webhookSecret.length < MIN_WEBHOOK_SECRET_LENGTH) {
+  if (config.redisSentinels.length > 0 && config.redisCluster) {
     throw new ConfigError(
-      'WINDFALL_WEBHOOK_SECRET',
-      `is ${webhookSecret.length} characters long; it needs at least ${MIN_WEBHOOK_SECRET_LENGTH} (a short key can be guessed offline from one signed event). Generate one with \`openssl rand -hex 32\` and give it to the receiver too`,
-    );
-  }
-  const trustProxyRaw = read('WINDFALL_TRUST_PROXY');
-  const lockFactorRaw = read('WINDFALL_REWARD_LOCK_FACTOR');
-  const clusterRaw = read('WINDFALL_REDIS_CLUSTER');
-  const redisCluster = clusterRaw === undefined ? false : parseBoolean('WINDFALL_REDIS_CLUSTER', clusterRaw);
-  const sentinelsRaw = read('REDIS_SENTINELS');
-  const redisSentinels = parseHostPortList('REDIS_SENTINELS', sentinelsRaw);
-  if (sentinelsRaw !== undefined && redisSentinels.length === 0) {
-    throw new ConfigError('REDIS_SENTINELS', 'expected host:port pairs separated by commas, got none');
-  }
-  if (redisSentinels.length > 0 && redisCluster) {
-    throw new ConfigError(
-      'REDIS_SENTINELS',
+      SETTINGS.redisSentinels.env,
       'cannot be used with WINDFALL_REDIS_CLUSTER=true: a Redis Cluster fails over by itself, Sentinel watches a primary and its replicas. Set one of them',
     );
   }
-  const redisSentinelName = read('REDIS_SENTINEL_NAME') ?? DEFAULT_CONFIG.redisSentinelName;
-  if (!/^[\x21-\x7e]{1,128}$/.test(redisSentinelName)) {
-    throw new ConfigError(
-      'REDIS_SENTINEL_NAME',
-      'expected the master name the sentinels monitor (1-128 printable characters, no spaces)',
-    );
-  }
+}
 
-  const config: WindfallConfig = {
-    redisUrl: parseUrl('REDIS_URL', read('REDIS_URL') ?? DEFAULT_CONFIG.redisUrl, ['redis:', 'rediss:']),
-    databaseUrl: parseUrl('DATABASE_URL', read('DATABASE_URL') ?? DEFAULT_CONFIG.databaseUrl, [
-      'postgres:',
-      'postgresql:',
-    ]),
-    prefix,
-    shards: integer('WINDFALL_SHARDS', DEFAULT_CONFIG.shards, 1, 1024),
-    concurrency: integer('WINDFALL_CONCURRENCY', DEFAULT_CONFIG.concurrency, 1, 1024),
-    usersPerTransaction: integer('WINDFALL_USERS_PER_TRANSACTION', DEFAULT_CONFIG.usersPerTransaction, 1, 1000),
-    jobAttempts: integer('WINDFALL_JOB_ATTEMPTS', DEFAULT_CONFIG.jobAttempts, 1, 100),
-    jobBackoffMs: integer('WINDFALL_JOB_BACKOFF_MS', DEFAULT_CONFIG.jobBackoffMs, 0, 3_600_000),
-    rewardLockPolicy: Object.freeze({
-      name: 'reward',
-      retries: integer('WINDFALL_REWARD_LOCK_RETRIES', REWARD_POLICY.retries, 0, 100),
-      initialDelayMs: integer('WINDFALL_REWARD_LOCK_DELAY_MS', REWARD_POLICY.initialDelayMs, 1, 3_600_000),
-      factor:
-        lockFactorRaw === undefined
-          ? REWARD_POLICY.factor
-          : parseDecimal('WINDFALL_REWARD_LOCK_FACTOR', lockFactorRaw, 1, 10),
-      ttlMs: integer('WINDFALL_REWARD_LOCK_TTL_MS', REWARD_POLICY.ttlMs, 100, 86_400_000),
-    }),
-    chunkSize: integer('WINDFALL_CHUNK_SIZE', DEFAULT_CONFIG.chunkSize, 1, 100_000),
-    maxBatchRows: integer('WINDFALL_MAX_BATCH_ROWS', DEFAULT_CONFIG.maxBatchRows, 1),
-    handOverTimeoutMs: integer('WINDFALL_HANDOVER_TIMEOUT_MS', DEFAULT_CONFIG.handOverTimeoutMs, 100, 3_600_000),
-    shutdownTimeoutMs: integer('WINDFALL_SHUTDOWN_TIMEOUT_MS', DEFAULT_CONFIG.shutdownTimeoutMs, 0, 3_600_000),
-    maxStalledCount: integer('WINDFALL_MAX_STALLED', DEFAULT_CONFIG.maxStalledCount, 1),
-    jobLockMs: integer('WINDFALL_JOB_LOCK_MS', DEFAULT_CONFIG.jobLockMs, 1000, 600_000),
-    redisCluster,
-    redisClusterNodes: parseHostPortList('WINDFALL_REDIS_CLUSTER_NODES', read('WINDFALL_REDIS_CLUSTER_NODES')),
-    redisSentinels,
-    redisSentinelName,
-    redisSentinelPassword: read('REDIS_SENTINEL_PASSWORD'),
-    recoveryIntervalMs: integer('WINDFALL_RECOVERY_INTERVAL_MS', DEFAULT_CONFIG.recoveryIntervalMs, 0, 86_400_000),
-    apiToken: read('WINDFALL_API_TOKEN'),
-    adminToken: read('WINDFALL_ADMIN_TOKEN'),
-    webhookUrl,
-    webhookSecret,
-    trustProxy: trustProxyRaw === undefined ? false : parseTrustProxy('WINDFALL_TRUST_PROXY', trustProxyRaw),
-    pgSilenceMs: integer('WINDFALL_PG_SILENCE_MS', DEFAULT_CONFIG.pgSilenceMs, 1000, 3_600_000),
-    redisSilenceMs: integer('WINDFALL_REDIS_SILENCE_MS', DEFAULT_CONFIG.redisSilenceMs, 12_000, 3_600_000),
-    httpBodyLimit: integer('WINDFALL_HTTP_BODY_LIMIT', DEFAULT_CONFIG.httpBodyLimit, 1024, 1024 * 1024 * 1024),
-    httpStreamLimit: integer('WINDFALL_HTTP_STREAM_LIMIT', DEFAULT_CONFIG.httpStreamLimit, 1024, 2 ** 40),
-    logLevel: logLevel as LogLevel,
-    ...overrides,
+/**
+ * Reads the configuration from `env` (default `process.env`); values in `overrides` (CLI flags, code) win, checked as
+ * the variables are. An unset or empty variable takes its default. Throws {@link ConfigError} naming the variable (or
+ * the overridden field), the value (never a URL or secret) and what is allowed, on a malformed value: a non-number,
+ * a count out of range, a bad URL.
+ */
+export function loadConfig(env: Env = process.env, overrides: Partial<WindfallConfig> = {}): WindfallConfig {
+  const read = (name: SettingName): unknown => {
+    const setting: Setting<unknown> = SETTINGS[name];
+    const raw = env[setting.env];
+    return raw === undefined || raw === '' ? setting.default : setting.parse(raw);
   };
-  return Object.freeze(config);
+  const config: WindfallConfig = Object.freeze({ ...assemble(eachSetting(read)), ...checkedOverrides(overrides) });
+  checkCombinations(config);
+  return config;
 }

@@ -1,32 +1,6 @@
 import { isIP } from 'node:net';
 import { ConfigError } from './config-error.js';
 
-/** Parses a whole number in [min, max]; refuses fractions, signs where min ≥ 0, exponents and empty strings. */
-export function parseInteger(variable: string, raw: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
-  const text = raw.trim();
-  if (!/^-?\d+$/.test(text)) {
-    throw new ConfigError(variable, `expected a whole number, got ${JSON.stringify(raw)}`);
-  }
-  const value = Number(text);
-  if (!Number.isSafeInteger(value) || value < min || value > max) {
-    throw new ConfigError(variable, `expected a whole number from ${min} to ${max}, got ${text}`);
-  }
-  return value;
-}
-
-/** Parses a finite decimal number in [min, max]. */
-export function parseDecimal(variable: string, raw: string, min: number, max: number): number {
-  const text = raw.trim();
-  if (!/^\d+(\.\d+)?$/.test(text)) {
-    throw new ConfigError(variable, `expected a number such as 1.5, got ${JSON.stringify(raw)}`);
-  }
-  const value = Number(text);
-  if (value < min || value > max) {
-    throw new ConfigError(variable, `expected a number from ${min} to ${max}, got ${text}`);
-  }
-  return value;
-}
-
 /** Parses a URL with one of the given schemes; the error never echoes the URL (it may hold a password). */
 export function parseUrl(variable: string, raw: string, schemes: readonly string[]): string {
   let url: URL;
@@ -78,7 +52,7 @@ export type TrustProxy = boolean | readonly string[];
 const PROXY_RANGE_NAMES = ['loopback', 'linklocal', 'uniquelocal'];
 
 /** True for an IPv4 or IPv6 address, optionally with a CIDR prefix length, or a range name of proxy-addr. */
-function isProxyAddress(entry: string): boolean {
+export function isProxyAddress(entry: string): boolean {
   if (PROXY_RANGE_NAMES.includes(entry)) return true;
   const [address = '', bits, extra] = entry.split('/');
   const family = isIP(address);
@@ -106,4 +80,31 @@ export function parseTrustProxy(variable: string, raw: string): TrustProxy {
     );
   }
   return Object.freeze(entries);
+}
+
+/** True for `host:port` (an IPv6 host in brackets) with a port from 1 to 65535. */
+function isHostPort(node: string): boolean {
+  const match = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})$/.exec(node);
+  return match !== null && Number(match[2]) >= 1 && Number(match[2]) <= 65535;
+}
+
+/**
+ * Checks `host:port` nodes (IPv6 hosts in brackets); throws {@link ConfigError} naming `variable` and the first bad
+ * node. Returns them frozen.
+ */
+export function checkHostPorts(variable: string, nodes: readonly string[]): readonly string[] {
+  const bad = nodes.find((node) => !isHostPort(node));
+  if (bad !== undefined) {
+    throw new ConfigError(variable, `expected host:port pairs separated by commas, got ${JSON.stringify(bad)}`);
+  }
+  return Object.freeze([...nodes]);
+}
+
+/** Parses `host:port,host:port` (IPv6 hosts in brackets); blank entries are skipped. */
+export function parseHostPortList(variable: string, raw: string): readonly string[] {
+  const nodes = raw
+    .split(',')
+    .map((part) => part.trim())
+    .filter((part) => part !== '');
+  return checkHostPorts(variable, nodes);
 }

@@ -1,6 +1,7 @@
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import type pg from 'pg';
 import { withTimeout } from '../concurrency/with-timeout.js';
+import { DEFAULT_CONFIG } from '../config/config.js';
 import type { Logger } from '../log/logger.js';
 import type { WindfallMetrics } from '../metrics/metrics.js';
 import { eventsQueueName } from '../queue/queue-names.js';
@@ -15,6 +16,9 @@ import {
 import type { EventJobData, EventPublisher } from './event-publisher.js';
 import { markDelivered, recordFailedAttempt, startAttempt } from './event-store.js';
 import { DEFAULT_DELIVERY_TIMEOUT_MS, postEvent } from './post-event.js';
+
+/** Deliveries in flight at once per process unless told otherwise (not a setting: deliveries are light). */
+const DEFAULT_DELIVERY_CONCURRENCY = 4;
 
 /** Options of {@link EventDeliveryWorker}. */
 export interface EventDeliveryOptions {
@@ -33,9 +37,9 @@ export interface EventDeliveryOptions {
   readonly timeoutMs?: number;
   /** Retry schedule and the 24 h limit. Default {@link DEFAULT_DELIVERY_BACKOFF}. */
   readonly backoff?: DeliveryBackoff;
-  /** BullMQ job lock: a dead worker's delivery is taken over after about this long. Default 30000 (WINDFALL_JOB_LOCK_MS). */
+  /** BullMQ job lock: a dead worker's delivery is taken over after about this long. Default 30000 (`WINDFALL_JOB_LOCK_MS`'s). */
   readonly jobLockMs?: number;
-  /** Times a delivery may be taken over from a dead worker before BullMQ fails it (the watchdog then re-adds it). Default 1000. */
+  /** Times a delivery may be taken over from a dead worker before BullMQ fails it (the watchdog then re-adds it). Default 1000 (`WINDFALL_MAX_STALLED`'s). */
   readonly maxStalledCount?: number;
   /** Re-adds the jobs of pending events when the worker starts. */
   readonly publisher?: Pick<EventPublisher, 'resumePending'>;
@@ -70,15 +74,15 @@ export class EventDeliveryWorker {
   /** Starts consuming, after re-adding the jobs of pending events that lost theirs. Resolves once connected. */
   async start(): Promise<void> {
     if (this.worker) return;
-    const lockMs = this.options.jobLockMs ?? 30_000;
+    const lockMs = this.options.jobLockMs ?? DEFAULT_CONFIG.jobLockMs;
     const worker = new Worker<EventJobData, DeliveryResult>(
-      eventsQueueName(this.options.cluster ?? false),
+      eventsQueueName(this.options.cluster ?? DEFAULT_CONFIG.redisCluster),
       (job) => this.track(this.deliver(job)),
       {
         connection: this.options.redis,
         prefix: this.options.prefix,
-        concurrency: this.options.concurrency ?? 4,
-        maxStalledCount: this.options.maxStalledCount ?? 1000,
+        concurrency: this.options.concurrency ?? DEFAULT_DELIVERY_CONCURRENCY,
+        maxStalledCount: this.options.maxStalledCount ?? DEFAULT_CONFIG.maxStalledCount,
         lockDuration: lockMs,
         stalledInterval: lockMs,
         autorun: false,
@@ -108,7 +112,10 @@ export class EventDeliveryWorker {
       );
     });
     this.options.logger.info(
-      { receiver: new URL(this.options.url).origin, concurrency: this.options.concurrency ?? 4 },
+      {
+        receiver: new URL(this.options.url).origin,
+        concurrency: this.options.concurrency ?? DEFAULT_DELIVERY_CONCURRENCY,
+      },
       'event delivery started',
     );
   }

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
+import { DEFAULT_CONFIG } from '../config/config.js';
 import type { Logger } from '../log/logger.js';
 import { silentLogger } from '../log/logger.js';
 import { BatchConflictError, BatchValidationError } from '../rewards/batch-errors.js';
@@ -146,7 +147,7 @@ export class RewardProducer {
         `batch refused: priority ${reason}`,
       );
     }
-    const maxRows = this.options.maxBatchRows ?? 10_000_000;
+    const maxRows = this.options.maxBatchRows ?? DEFAULT_CONFIG.maxBatchRows;
 
     // a batch recorded by an earlier call, or by a concurrent one that claimed the batchId first (stageBatch then
     // returns it without reading anything)
@@ -155,7 +156,7 @@ export class RewardProducer {
       (await stageBatch(this.options.pool, records, {
         batchId,
         shards: this.shards,
-        chunkSize: this.options.chunkSize ?? 2000,
+        chunkSize: this.options.chunkSize ?? DEFAULT_CONFIG.chunkSize,
         maxRows,
         priority,
         ...(options.campaignId !== undefined ? { campaignId: options.campaignId } : {}),
@@ -189,7 +190,7 @@ export class RewardProducer {
    * the batch stays recorded and not marked enqueued, so that the next enqueue of it hands over its jobs.
    */
   private async handOverWithinTimeout(batch: StagedBatch): Promise<void> {
-    const timeoutMs = this.options.handOverTimeoutMs ?? 30_000;
+    const timeoutMs = this.options.handOverTimeoutMs ?? DEFAULT_CONFIG.handOverTimeoutMs;
     const stop = new AbortController();
     let timer: NodeJS.Timeout | undefined;
     const expired = new Promise<never>((_, reject) => {

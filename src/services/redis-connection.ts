@@ -1,5 +1,6 @@
 import { Cluster, Redis, type ClusterNode, type RedisOptions } from 'ioredis';
 import type { Logger } from '../log/logger.js';
+import { DEFAULT_CONFIG } from '../config/config.js';
 import { redactUrl } from '../log/logger.js';
 
 /**
@@ -61,7 +62,7 @@ export function reactionToDemotion(error: Error): false | 1 | 2 {
 /** Where a client connects, for logs and messages (never with a password). */
 export function describeRedisTarget(url: string, options: RedisConnectOptions = {}): string {
   if (options.sentinels && options.sentinels.length > 0) {
-    return `master "${options.sentinelName ?? 'mymaster'}" of Redis Sentinel ${options.sentinels.join(',')}`;
+    return `master "${options.sentinelName ?? DEFAULT_CONFIG.redisSentinelName}" of Redis Sentinel ${options.sentinels.join(',')}`;
   }
   try {
     const parsed = new URL(url);
@@ -165,7 +166,7 @@ function connectThroughSentinels(
   const node = nodeOptions(url);
   return new Redis({
     sentinels: sentinels.map(seedNode),
-    name: options.sentinelName ?? 'mymaster',
+    name: options.sentinelName ?? DEFAULT_CONFIG.redisSentinelName,
     role: 'master',
     ...(options.sentinelPassword !== undefined ? { sentinelPassword: options.sentinelPassword } : {}),
     ...node,

@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import type { Cluster, Redis } from 'ioredis';
+import { DEFAULT_CONFIG } from '../config/config.js';
 import { redactUrl } from '../log/logger.js';
 import { retryConflicts } from '../db/retry.js';
 import { LATEST_MIGRATION } from '../db/schema-version.js';
@@ -60,7 +61,7 @@ export async function checkRedis(
     throw new ServiceUnavailableError(
       'Redis',
       sentinels.length > 0
-        ? sentinelFailure(sentinels, connect.sentinelName ?? 'mymaster', reason, sentinelErrors)
+        ? sentinelFailure(sentinels, connect.sentinelName ?? DEFAULT_CONFIG.redisSentinelName, reason, sentinelErrors)
         : `Redis at ${describeTarget(url)} does not answer (${reason}). Start it (for example \`docker compose up -d redis\`) or set REDIS_URL.`,
       { cause: error },
     );

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { DEFAULT_CONFIG } from '../config/config.js';
 import { cancelQuery } from '../db/cancel-query.js';
 import { withDeadline } from '../db/silent-connections.js';
 import type { DatabaseErrorKind } from '../db/pg-errors.js';
@@ -287,7 +288,9 @@ export class GroupSettlement {
    */
   private async runStatement(tasks: readonly UserTask[], waitLimitMs: number): Promise<SettlementRow[]> {
     const rewards = tasks.reduce((sum, task) => sum + task.rewards, 0);
-    const deadlineMs = Math.ceil(waitLimitMs + (this.options.silenceMs ?? 20_000) + rewards * DEADLINE_MS_PER_REWARD);
+    const deadlineMs = Math.ceil(
+      waitLimitMs + (this.options.silenceMs ?? DEFAULT_CONFIG.pgSilenceMs) + rewards * DEADLINE_MS_PER_REWARD,
+    );
     const query = withDeadline(this.statementOf(tasks, waitLimitMs), deadlineMs);
     let client: pg.PoolClient;
     try {

@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import type { Redis, Cluster } from 'ioredis';
+import { DEFAULT_CONFIG } from '../config/config.js';
 import { forEachLimited } from '../concurrency/semaphore.js';
 import { queryBuilder, runQuery } from '../db/query-builder.js';
 import type { DeadLetterReason } from '../db/schema.js';
@@ -28,7 +29,7 @@ export interface WalletServiceOptions {
   readonly prefix?: string;
   /** Lock policies by use. Defaults: the seed's default, batch and reward policies. */
   readonly policies?: { readonly default?: LockPolicy; readonly batch?: LockPolicy; readonly reward?: LockPolicy };
-  /** Users processed at once by the batch methods. Default 8. */
+  /** Users processed at once by the batch methods. Default 4 (`WINDFALL_CONCURRENCY`'s). */
   readonly concurrency?: number;
   readonly logger?: Logger;
   readonly metrics?: WindfallMetrics;
@@ -123,7 +124,7 @@ export class WalletService {
   constructor(private readonly options: WalletServiceOptions) {
     const logger = options.logger ?? silentLogger();
     this.locks = new UserLocks(options.redis, {
-      prefix: options.prefix ?? 'windfall',
+      prefix: options.prefix ?? DEFAULT_CONFIG.prefix,
       logger,
       ...(options.metrics ? { metrics: options.metrics } : {}),
     });
@@ -133,7 +134,7 @@ export class WalletService {
       batch: options.policies?.batch ?? BATCH_POLICY,
       reward: options.policies?.reward ?? REWARD_POLICY,
     };
-    this.concurrency = options.concurrency ?? 8;
+    this.concurrency = options.concurrency ?? DEFAULT_CONFIG.concurrency;
   }
 
   /** Credits `amount` minor units to `uid` (default lock policy). */

@@ -2,6 +2,7 @@ import { setMaxListeners } from 'node:events';
 import { Worker, type Job } from 'bullmq';
 import type pg from 'pg';
 import { withTimeout } from '../concurrency/with-timeout.js';
+import { DEFAULT_CONFIG } from '../config/config.js';
 import type { DeadLetterEntry } from '../dead-letters/dead-letter-store.js';
 import type { EventSink } from '../events/event-publisher.js';
 import type { LockPolicy } from '../lock/lock-policy.js';
@@ -37,9 +38,9 @@ export interface RewardWorkerOptions {
   readonly cluster?: boolean;
   /** Jobs one shard queue runs at once (the next starts while one tails off). Default 2. */
   readonly jobsPerShard?: number;
-  /** Times a job may be picked up again after its worker died. Default 1000. */
+  /** Times a job may be picked up again after its worker died. Default 1000 (`WINDFALL_MAX_STALLED`'s). */
   readonly maxStalledCount?: number;
-  /** BullMQ job lock duration; a dead worker's job is taken over after about this long. Default 30000. */
+  /** BullMQ job lock duration; a dead worker's job is taken over after about this long. Default 30000 (`WINDFALL_JOB_LOCK_MS`'s). */
   readonly jobLockMs?: number;
   /**
    * A settlement statement without an answer this long past its own lock-wait limit counts its connection as silent
@@ -88,7 +89,7 @@ export class RewardWorker {
       policy: options.policy,
       transactions: options.concurrency,
       usersPerTransaction: options.usersPerTransaction,
-      pgSilenceMs: options.pgSilenceMs ?? 20_000,
+      pgSilenceMs: options.pgSilenceMs ?? DEFAULT_CONFIG.pgSilenceMs,
       signal: this.abort.signal,
       logger: options.logger,
       metrics: options.metrics,
@@ -113,15 +114,15 @@ export class RewardWorker {
     };
     for (const shard of this.options.shards) {
       const worker = new Worker<RewardJobData, JobResult>(
-        shardQueueName(shard, this.options.cluster ?? false),
+        shardQueueName(shard, this.options.cluster ?? DEFAULT_CONFIG.redisCluster),
         (job: Job<RewardJobData>, token?: string) => this.track(processRewardJob(context, job, token)),
         {
           connection: this.options.redis,
           prefix: this.options.prefix,
           concurrency: this.options.jobsPerShard ?? 2,
-          maxStalledCount: this.options.maxStalledCount ?? 1000,
-          lockDuration: this.options.jobLockMs ?? 30_000,
-          stalledInterval: this.options.jobLockMs ?? 30_000,
+          maxStalledCount: this.options.maxStalledCount ?? DEFAULT_CONFIG.maxStalledCount,
+          lockDuration: this.options.jobLockMs ?? DEFAULT_CONFIG.jobLockMs,
+          stalledInterval: this.options.jobLockMs ?? DEFAULT_CONFIG.jobLockMs,
           autorun: false,
         },
       );
@@ -168,7 +169,7 @@ export class RewardWorker {
    * jobs are put back (delayed, no attempt counted) for another worker. Jobs still running 15 s after that (a
    * server not answering) are left for BullMQ to hand to another worker once their job lock expires. Idempotent.
    */
-  close(timeoutMs = 30_000): Promise<void> {
+  close(timeoutMs = DEFAULT_CONFIG.shutdownTimeoutMs): Promise<void> {
     this.closing ??= (async () => {
       const timer = setTimeout(() => {
         this.options.logger.warn(

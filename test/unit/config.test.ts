@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/config/config-error.js';
-import { DEFAULT_CONFIG, loadConfig, unknownSettings } from '../../src/config/config.js';
+import { DEFAULT_CONFIG, loadConfig, unknownSettings, type WindfallConfig } from '../../src/config/config.js';
 import { parseShardList } from '../../src/config/env-values.js';
+import { SETTINGS } from '../../src/config/settings.js';
 import { REWARD_POLICY } from '../../src/lock/lock-policy.js';
 
 describe('loadConfig', () => {
@@ -55,6 +56,54 @@ describe('loadConfig', () => {
 
   it('lets overrides (CLI flags) win over the environment', () => {
     expect(loadConfig({ WINDFALL_CONCURRENCY: '4' }, { concurrency: 2 }).concurrency).toBe(2);
+  });
+
+  it.each([
+    [{ concurrency: 5000 }, /^concurrency: expected a whole number from 1 to 1024, got 5000$/],
+    [{ shards: 0 }, /^shards: expected a whole number from 1 to 1024, got 0$/],
+    [{ chunkSize: 2.5 }, /^chunkSize: expected a whole number from 1 to 100000, got 2.5$/],
+    [{ redisSilenceMs: 1000 }, /^redisSilenceMs: expected a whole number from 12000 to 3600000, got 1000$/],
+    [{ prefix: 'has:colon' }, /^prefix: expected 1-64 characters .*, got "has:colon"$/],
+    [{ logLevel: 'verbose' }, /^logLevel: expected one of fatal, .*, got "verbose"$/],
+    [{ redisClusterNodes: ['node-2'] }, /^redisClusterNodes: expected host:port pairs/],
+    [
+      { rewardLockPolicy: { ...REWARD_POLICY, factor: 0.5 } },
+      /^rewardLockPolicy\.factor: expected a number from 1 to 10/,
+    ],
+    [
+      { rewardLockPolicy: { ...REWARD_POLICY, ttlMs: 10 } },
+      /^rewardLockPolicy\.ttlMs: expected a whole number from 100/,
+    ],
+    [{ webhookSecret: 'short' }, /^webhookSecret: is 5 characters long; it needs at least 32/],
+    [
+      { webhookUrl: 'https://hooks.example/w' },
+      /^WINDFALL_WEBHOOK_SECRET: is required when WINDFALL_WEBHOOK_URL is set/,
+    ],
+    [
+      { redisSentinels: ['s:26379'], redisCluster: true },
+      /^REDIS_SENTINELS: cannot be used with WINDFALL_REDIS_CLUSTER=true/,
+    ],
+    [{ shard: 3 }, /^shard: is not a setting; the settings are redisUrl, /],
+  ])('checks the override %j as its variable is', (overrides, message) => {
+    expect(() => loadConfig({}, overrides as Partial<WindfallConfig>)).toThrow(ConfigError);
+    expect(() => loadConfig({}, overrides as Partial<WindfallConfig>)).toThrow(message);
+  });
+
+  it('never echoes an overridden URL or secret in its errors', () => {
+    for (const overrides of [{ databaseUrl: 'mysql://u:hunter2@db/x' }, { webhookSecret: 'hunter2' }]) {
+      expect(() => loadConfig({}, overrides)).toThrow(ConfigError);
+      expect(() => loadConfig({}, overrides)).not.toThrow(/hunter2/);
+    }
+  });
+
+  it('accepts overrides within range and keeps their values', () => {
+    const policy = { name: 'reward', retries: 0, initialDelayMs: 10, factor: 1, ttlMs: 5000 };
+    const config = loadConfig(
+      {},
+      { concurrency: 1024, recoveryIntervalMs: 0, rewardLockPolicy: policy, trustProxy: ['10.0.0.0/8'] },
+    );
+    expect(config).toMatchObject({ concurrency: 1024, recoveryIntervalMs: 0, trustProxy: ['10.0.0.0/8'] });
+    expect(config.rewardLockPolicy).toEqual(policy);
   });
 
   it.each([
@@ -173,6 +222,19 @@ describe('loadConfig', () => {
 
   it('has defaults that satisfy its own type', () => {
     expect(DEFAULT_CONFIG.shards).toBe(8);
+  });
+
+  it('declares each variable once, with a default its own check accepts', () => {
+    const names = Object.values(SETTINGS).map((setting) => setting.env);
+    expect(new Set(names).size).toBe(names.length);
+    for (const [name, setting] of Object.entries(SETTINGS)) {
+      expect(setting.check(name, setting.default), name).toEqual(setting.default);
+    }
+    expect(unknownSettings(Object.fromEntries(names.map((name) => [name, '1'])))).toEqual([]);
+  });
+
+  it('reads the declared defaults when nothing is set', () => {
+    expect(loadConfig({})).toEqual(DEFAULT_CONFIG);
   });
 });
 

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import type { WindfallConfig } from '../../config/config.js';
 import { loadConfig, unknownSettings } from '../../config/config.js';
+import { SETTINGS } from '../../config/settings.js';
 import type { Logger } from '../../log/logger.js';
 import { createLogger } from '../../log/logger.js';
 import type { OpenOptions, Windfall } from '../../runtime/windfall.js';
@@ -25,11 +26,11 @@ export function resolveConfig(
   quiet = true,
 ): { config: WindfallConfig; logger: Logger } {
   const env: Record<string, string | undefined> = { ...process.env };
-  if (flags.redisUrl !== undefined) env['REDIS_URL'] = flags.redisUrl;
-  if (flags.databaseUrl !== undefined) env['DATABASE_URL'] = flags.databaseUrl;
-  if (flags.prefix !== undefined) env['WINDFALL_PREFIX'] = flags.prefix;
-  if (flags.logLevel !== undefined) env['LOG_LEVEL'] = flags.logLevel;
-  else if (quiet && !env['LOG_LEVEL']) env['LOG_LEVEL'] = 'warn';
+  // a flag is read as its variable would be: the same checks, and errors naming the variable
+  for (const name of ['redisUrl', 'databaseUrl', 'prefix', 'logLevel'] as const) {
+    if (flags[name] !== undefined) env[SETTINGS[name].env] = flags[name];
+  }
+  if (quiet && flags.logLevel === undefined && !env[SETTINGS.logLevel.env]) env[SETTINGS.logLevel.env] = 'warn';
   const config = loadConfig(env, overrides);
   const logger = createLogger(config.logLevel);
   const unknown = unknownSettings(env);
