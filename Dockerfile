@@ -18,5 +18,7 @@ COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY bin ./bin
 USER node
-ENTRYPOINT ["node", "bin/windfall.js"]
-CMD ["worker"]
+# the default command is a reward worker (workers/reward-worker.ts: `windfall worker` behind the CLI's process guards);
+# the API runs dist/workers/api-server.js, any other command bin/windfall.js (e.g. `bin/windfall.js migrate`)
+ENTRYPOINT ["node"]
+CMD ["dist/workers/reward-worker.js"]

@@ -18,14 +18,12 @@ if (major < 22 || (major === 22 && minor < 22)) {
 // command line on a machine the worker keeps busy waits for its own start-up).
 module.enableCompileCache();
 
-const entry = new URL('../dist/src/cli/main.js', import.meta.url);
+const entry = new URL('../dist/src/cli/process-entry.js', import.meta.url);
 if (!existsSync(fileURLToPath(entry))) {
   process.stderr.write('windfall: dist/ is missing; build it first with `npm install` or `npm run build`\n');
   process.exit(1);
 }
-const { main, installProcessGuards } = await import(entry.href);
-// errors printed by Node (uncaught) or by libraries (console) are rendered without their fields' secrets
-installProcessGuards();
-process.exitCode = await main(process.argv);
-// the command is done: a socket whose peer went silent (it never answers the goodbye) must not keep the process up
-setTimeout(() => process.exit(), 5000).unref();
+// as workers/ do: errors printed by Node (uncaught) or by libraries (console) are rendered without their fields'
+// secrets, the command's code is the exit code, and a socket whose peer went silent does not keep the process up
+const { runAsProcess } = await import(entry.href);
+await runAsProcess(process.argv.slice(2));

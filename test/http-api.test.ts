@@ -771,7 +771,7 @@ describe('ops: alert rules, Grafana dashboard, docker-compose', () => {
     const compose = read('docker-compose.yml');
     for (const service of ['redis', 'postgres', 'worker', 'api', 'prometheus', 'grafana'])
       expect(compose, service).toMatch(new RegExp(`^  ${service}:$`, 'm'));
-    expect(compose).toContain('command: ["serve", "--port", "3000"]');
+    expect(compose).toContain('command: ["dist/workers/api-server.js", "--port", "3000"]');
     for (const path of [
       './ops/prometheus/prometheus.yml',
       './ops/prometheus/alerts.yml',

@@ -1,6 +1,9 @@
 /**
- * Process entry point of the HTTP API (`windfall serve`): `node dist/workers/api-server.js [--port 3000]`.
+ * Process entry point of the HTTP API (the `api` service of docker-compose.yml):
+ * `node dist/workers/api-server.js [--port 3000] [--host 0.0.0.0]`. The same process as `windfall serve`, behind the
+ * same guards (`src/cli/process-entry.ts`): exit 0 after SIGINT/SIGTERM, 1 when Redis or PostgreSQL cannot be used
+ * (the message names the place, never the password), 2 without WINDFALL_API_TOKEN or for a bad setting.
  */
-import { main } from '../src/cli/main.js';
+import { runAsProcess } from '../src/cli/process-entry.js';
 
-process.exitCode = await main([process.argv[0] ?? 'node', 'windfall', 'serve', ...process.argv.slice(2)]);
+await runAsProcess(['serve', ...process.argv.slice(2)]);

@@ -1,8 +1,10 @@
 /**
- * Process entry point of a reward worker (the container's command): configuration from the environment,
- * every shard unless WINDFALL_WORKER_SHARDS-style selection is given on the command line (`--shards 0-3`).
- * Equivalent to `windfall worker`; it exists so deployments can run `node dist/workers/reward-worker.js`.
+ * Process entry point of a reward worker, the image's default command (Dockerfile; the `worker` service of
+ * docker-compose.yml): `node dist/workers/reward-worker.js [--shards 0-3] [--concurrency 4] [--metrics-port 9464]`.
+ * Configuration from the environment; every shard unless `--shards` names some. The same process as `windfall worker`,
+ * behind the same guards (`src/cli/process-entry.ts`): exit 0 after a drain on SIGINT/SIGTERM, 1 when Redis or
+ * PostgreSQL cannot be used (the message names the place, never the password), 2 for a bad setting.
  */
-import { main } from '../src/cli/main.js';
+import { runAsProcess } from '../src/cli/process-entry.js';
 
-process.exitCode = await main([process.argv[0] ?? 'node', 'windfall', 'worker', ...process.argv.slice(2)]);
+await runAsProcess(['worker', ...process.argv.slice(2)]);

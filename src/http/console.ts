@@ -246,6 +246,65 @@ function pageOf<T>(rows: readonly T[]): { rows: readonly T[]; more: boolean } {
 }
 
 /** A page cursor from the query string: a whole id, or none. */
+/*
+ * What the console's pages and actions read from a request. They have no JSON schema (a page shows what it
+ * understands of its query and ignores the rest; an action answers 400 with words for people), so these are the
+ * route's types as fastify's generics declare them: the fields a handler looks at.
+ */
+interface IdParams {
+  id: string;
+}
+interface PageQuery {
+  after?: string;
+}
+interface BatchesQuery {
+  status?: string;
+  by?: string;
+  q?: string;
+  at?: string;
+  id?: string;
+}
+interface DeadLettersQuery {
+  reason?: string;
+  batchId?: string;
+  uid?: string;
+  rewardId?: string;
+  state?: string;
+  after?: string;
+}
+interface EntryQuery {
+  rewards?: string;
+}
+interface RewardQuery {
+  rewardId?: unknown;
+}
+interface LockQuery {
+  uid?: string;
+}
+interface AuditQuery {
+  action?: string;
+  target?: string;
+  q?: string;
+  before?: string;
+}
+/** The body of a replay or purge action. */
+interface SelectionAction {
+  ids?: unknown;
+  dryRun?: unknown;
+}
+/** The body of a lock release action. */
+interface LockReleaseAction {
+  uid?: unknown;
+  reason?: unknown;
+  dryRun?: unknown;
+}
+/** The body of a cancel or revert action. */
+interface BatchAction {
+  batchId?: unknown;
+  reason?: unknown;
+  dryRun?: unknown;
+}
+
 function cursor(value: string | undefined): string | undefined {
   return value !== undefined && /^[0-9]{1,18}$/.test(value) ? value : undefined;
 }
@@ -342,8 +401,8 @@ export async function registerConsole(app: FastifyInstance, options: ConsoleOpti
 
     scope.get(CONSOLE_PATH, async (_request, reply) => reply.redirect(`${CONSOLE_PATH}/batches`));
 
-    scope.get(`${CONSOLE_PATH}/batches`, async (request, reply) => {
-      const q = request.query as { status?: string; by?: string; q?: string; at?: string; id?: string };
+    scope.get<{ Querystring: BatchesQuery }>(`${CONSOLE_PATH}/batches`, async (request, reply) => {
+      const q = request.query;
       const wanted = BATCH_STATUSES.find((s) => s === q.status);
       const by = BATCH_SEARCHES.find((search) => search.key === q.by) ?? BATCH_SEARCHES[0];
       const text = typeof q.q === 'string' ? q.q.trim() : '';
@@ -389,9 +448,9 @@ ${reports
       );
     });
 
-    scope.get(`${CONSOLE_PATH}/batches/:id`, async (request, reply) => {
-      const { id } = request.params as { id: string };
-      const after = cursor((request.query as { after?: string }).after);
+    scope.get<{ Params: IdParams; Querystring: PageQuery }>(`${CONSOLE_PATH}/batches/:id`, async (request, reply) => {
+      const { id } = request.params;
+      const after = cursor(request.query.after);
       const report = await getBatchReport(pool, id);
       if (!report) return html(reply.code(404), page('Batch not found', `<p>No batch has id ${h(id)}.</p>`));
       const { rows: entries, more } = pageOf(
@@ -453,15 +512,8 @@ ${reports
       );
     });
 
-    scope.get(`${CONSOLE_PATH}/dead-letters`, async (request, reply) => {
-      const q = request.query as {
-        reason?: string;
-        batchId?: string;
-        uid?: string;
-        rewardId?: string;
-        state?: string;
-        after?: string;
-      };
+    scope.get<{ Querystring: DeadLettersQuery }>(`${CONSOLE_PATH}/dead-letters`, async (request, reply) => {
+      const q = request.query;
       const reason = DEAD_LETTER_REASONS.find((r) => r === q.reason);
       const state = ([...DEAD_LETTER_STATES, 'any'] as const).find((s) => s === q.state) ?? 'open';
       const text = (value: unknown): string | undefined =>
@@ -512,42 +564,47 @@ ${reports
       );
     });
 
-    scope.get(`${CONSOLE_PATH}/dead-letters/:id`, async (request, reply) => {
-      const { id } = request.params as { id: string };
-      const asked = (request.query as { rewards?: string }).rewards;
-      const shown =
-        asked !== undefined && /^[0-9]{1,9}$/.test(asked) ? Math.min(Number(asked), CONSOLE_MAX_REWARDS) : 100;
-      const entry = /^[0-9]{1,18}$/.test(id) ? await windfall.deadLetters.get(id, { rewards: shown }) : null;
-      if (!entry) return html(reply.code(404), page('Entry not found', `<p>No dead-letter entry has id ${h(id)}.</p>`));
-      const more =
-        entry.rewards.length < entry.rewardCount
-          ? `<p class="muted">The first ${entry.rewards.length} of ${entry.rewardCount} rewards.${
-              entry.rewards.length < CONSOLE_MAX_REWARDS
-                ? ` <a href="${h(withQuery(`${CONSOLE_PATH}/dead-letters/${entry.id}`, { rewards: String(Math.min(entry.rewardCount, CONSOLE_MAX_REWARDS)) }))}">Show ${entry.rewardCount <= CONSOLE_MAX_REWARDS ? 'all' : `the first ${CONSOLE_MAX_REWARDS}`}</a>`
-                : ''
-            } (\`windfall dlq show ${entry.id} --rewards all\` lists every one.)</p>`
-          : '';
-      const rewards = `<table><thead><tr><th>rewardId</th><th>uid</th><th>amount</th><th>description</th></tr></thead><tbody>${entry.rewards
-        .map(
-          (reward) =>
-            `<tr><td><a href="${h(withQuery(`${CONSOLE_PATH}/rewards`, { rewardId: reward.rewardId }))}">${h(reward.rewardId)}</a></td><td>${h(reward.uid)}</td><td>${h(reward.amount)}</td><td>${h(reward.description ?? '')}</td></tr>`,
-        )
-        .join('')}</tbody></table>`;
-      const actions =
-        entry.state === 'open'
-          ? actionForm('replay', 'replay', '', { ids: entry.id }) + actionForm('purge', 'purge', '', { ids: entry.id })
-          : `<p class="muted">This entry is ${h(entry.state)}.</p>`;
-      return html(
-        reply,
-        page(
-          `Dead-letter entry ${entry.id}`,
-          `<div data-live="entry">${deadLetterRows([entry], false)}</div><h2>Rewards (${entry.rewardCount})</h2>${rewards}${more}${actions}`,
-        ),
-      );
-    });
+    scope.get<{ Params: IdParams; Querystring: EntryQuery }>(
+      `${CONSOLE_PATH}/dead-letters/:id`,
+      async (request, reply) => {
+        const { id } = request.params;
+        const asked = request.query.rewards;
+        const shown =
+          asked !== undefined && /^[0-9]{1,9}$/.test(asked) ? Math.min(Number(asked), CONSOLE_MAX_REWARDS) : 100;
+        const entry = /^[0-9]{1,18}$/.test(id) ? await windfall.deadLetters.get(id, { rewards: shown }) : null;
+        if (!entry)
+          return html(reply.code(404), page('Entry not found', `<p>No dead-letter entry has id ${h(id)}.</p>`));
+        const more =
+          entry.rewards.length < entry.rewardCount
+            ? `<p class="muted">The first ${entry.rewards.length} of ${entry.rewardCount} rewards.${
+                entry.rewards.length < CONSOLE_MAX_REWARDS
+                  ? ` <a href="${h(withQuery(`${CONSOLE_PATH}/dead-letters/${entry.id}`, { rewards: String(Math.min(entry.rewardCount, CONSOLE_MAX_REWARDS)) }))}">Show ${entry.rewardCount <= CONSOLE_MAX_REWARDS ? 'all' : `the first ${CONSOLE_MAX_REWARDS}`}</a>`
+                  : ''
+              } (\`windfall dlq show ${entry.id} --rewards all\` lists every one.)</p>`
+            : '';
+        const rewards = `<table><thead><tr><th>rewardId</th><th>uid</th><th>amount</th><th>description</th></tr></thead><tbody>${entry.rewards
+          .map(
+            (reward) =>
+              `<tr><td><a href="${h(withQuery(`${CONSOLE_PATH}/rewards`, { rewardId: reward.rewardId }))}">${h(reward.rewardId)}</a></td><td>${h(reward.uid)}</td><td>${h(reward.amount)}</td><td>${h(reward.description ?? '')}</td></tr>`,
+          )
+          .join('')}</tbody></table>`;
+        const actions =
+          entry.state === 'open'
+            ? actionForm('replay', 'replay', '', { ids: entry.id }) +
+              actionForm('purge', 'purge', '', { ids: entry.id })
+            : `<p class="muted">This entry is ${h(entry.state)}.</p>`;
+        return html(
+          reply,
+          page(
+            `Dead-letter entry ${entry.id}`,
+            `<div data-live="entry">${deadLetterRows([entry], false)}</div><h2>Rewards (${entry.rewardCount})</h2>${rewards}${more}${actions}`,
+          ),
+        );
+      },
+    );
 
-    scope.get(`${CONSOLE_PATH}/rewards`, async (request, reply) => {
-      const asked = (request.query as { rewardId?: unknown }).rewardId;
+    scope.get<{ Querystring: RewardQuery }>(`${CONSOLE_PATH}/rewards`, async (request, reply) => {
+      const asked = request.query.rewardId;
       const rewardId = typeof asked === 'string' ? asked.trim() : '';
       const lookup = `<form class="filters" method="get" role="search"><label>rewardId<input name="rewardId" value="${h(
         rewardId,
@@ -573,8 +630,8 @@ ${reports
       );
     });
 
-    scope.get(`${CONSOLE_PATH}/locks`, async (request, reply) => {
-      const { uid } = request.query as { uid?: string };
+    scope.get<{ Querystring: LockQuery }>(`${CONSOLE_PATH}/locks`, async (request, reply) => {
+      const { uid } = request.query;
       const lookup = `<form class="filters" method="get"><label>User id<input name="uid" value="${h(uid ?? '')}" required></label><button>Look up</button></form>`;
       if (!uid) return html(reply, page('Locks', lookup));
       const status = await locks.status(uid);
@@ -589,8 +646,8 @@ ${reports
       return html(reply, page(`Lock of ${uid}`, `${lookup}${table}${release}`));
     });
 
-    scope.get(`${CONSOLE_PATH}/audit`, async (request, reply) => {
-      const q = request.query as { action?: string; target?: string; q?: string; before?: string };
+    scope.get<{ Querystring: AuditQuery }>(`${CONSOLE_PATH}/audit`, async (request, reply) => {
+      const q = request.query;
       const action = AUDIT_ACTIONS.find((a) => a === q.action);
       const before = cursor(q.before);
       const search = typeof q.q === 'string' && q.q.trim() !== '' ? q.q.trim() : undefined;
@@ -644,125 +701,145 @@ ${reports
       return undefined;
     };
     /** The ids of a replay or purge: 1 to {@link MAX_IDS_PER_REQUEST} entry ids, or why not. */
-    const idsOf = (body: { ids?: unknown }): string[] | string => {
-      if (!Array.isArray(body.ids) || body.ids.length === 0) return 'select at least one entry';
-      if (body.ids.length > MAX_IDS_PER_REQUEST)
-        return `at most ${MAX_IDS_PER_REQUEST} entries in one action, got ${body.ids.length}: select fewer`;
-      if (!body.ids.every((id) => typeof id === 'string' && /^[0-9]{1,18}$/.test(id)))
-        return 'entry ids are whole numbers';
-      return body.ids as string[];
+    const idsOf = (body: SelectionAction): string[] | string => {
+      const ids: unknown = body.ids;
+      if (!Array.isArray(ids) || ids.length === 0) return 'select at least one entry';
+      if (ids.length > MAX_IDS_PER_REQUEST)
+        return `at most ${MAX_IDS_PER_REQUEST} entries in one action, got ${ids.length}: select fewer`;
+      const entryId = (id: unknown): id is string => typeof id === 'string' && /^[0-9]{1,18}$/.test(id);
+      return ids.every(entryId) ? ids : 'entry ids are whole numbers';
     };
 
-    scope.post(`${CONSOLE_PATH}/actions/replay`, { preHandler: guardAction }, async (request, reply) => {
-      const body = (request.body ?? {}) as { ids?: unknown; dryRun?: unknown };
-      const ids = idsOf(body);
-      if (typeof ids === 'string') return reply.code(400).send({ error: 'invalid request', message: ids });
-      const report = await windfall.deadLetters.replay(
-        { ids },
-        { dryRun: body.dryRun !== false, actor: actorOf(request) },
-      );
-      return { ...report, message: replayWords(report) };
-    });
+    scope.post<{ Body: SelectionAction | undefined }>(
+      `${CONSOLE_PATH}/actions/replay`,
+      { preHandler: guardAction },
+      async (request, reply) => {
+        const body: SelectionAction = request.body ?? {};
+        const ids = idsOf(body);
+        if (typeof ids === 'string') return reply.code(400).send({ error: 'invalid request', message: ids });
+        const report = await windfall.deadLetters.replay(
+          { ids },
+          { dryRun: body.dryRun !== false, actor: actorOf(request) },
+        );
+        return { ...report, message: replayWords(report) };
+      },
+    );
 
-    scope.post(`${CONSOLE_PATH}/actions/purge`, { preHandler: guardAction }, async (request, reply) => {
-      const body = (request.body ?? {}) as { ids?: unknown; dryRun?: unknown };
-      const ids = idsOf(body);
-      if (typeof ids === 'string') return reply.code(400).send({ error: 'invalid request', message: ids });
-      const report = await windfall.deadLetters.purge(
-        { ids },
-        { dryRun: body.dryRun !== false, actor: actorOf(request) },
-      );
-      return { ...report, message: purgeWords(report) };
-    });
+    scope.post<{ Body: SelectionAction | undefined }>(
+      `${CONSOLE_PATH}/actions/purge`,
+      { preHandler: guardAction },
+      async (request, reply) => {
+        const body: SelectionAction = request.body ?? {};
+        const ids = idsOf(body);
+        if (typeof ids === 'string') return reply.code(400).send({ error: 'invalid request', message: ids });
+        const report = await windfall.deadLetters.purge(
+          { ids },
+          { dryRun: body.dryRun !== false, actor: actorOf(request) },
+        );
+        return { ...report, message: purgeWords(report) };
+      },
+    );
 
-    scope.post(`${CONSOLE_PATH}/actions/lock-release`, { preHandler: guardAction }, async (request, reply) => {
-      const body = (request.body ?? {}) as { uid?: unknown; reason?: unknown; dryRun?: unknown };
-      if (typeof body.uid !== 'string' || body.uid === '')
-        return reply.code(400).send({ error: 'invalid request', message: 'uid is required' });
-      const reason =
-        typeof body.reason === 'string' && body.reason.trim() !== '' ? body.reason.trim().slice(0, 500) : null;
-      if (body.dryRun !== false) {
-        const preview = { dryRun: true as const, uid: body.uid, wouldRelease: await locks.status(body.uid) };
-        return { ...preview, message: lockReleaseWords(preview) };
-      }
-      if (!reason)
-        return reply
-          .code(400)
-          .send({ error: 'invalid request', message: 'say why the lock is force-released (reason)' });
-      const previous = await windfall.wallet.forceReleaseLock(body.uid, { actor: actorOf(request), reason });
-      const result = { uid: body.uid, released: previous.locked, previous };
-      return { ...result, message: lockReleaseWords(result) };
-    });
-
-    scope.post(`${CONSOLE_PATH}/actions/cancel`, { preHandler: guardAction }, async (request, reply) => {
-      const body = (request.body ?? {}) as { batchId?: unknown; reason?: unknown; dryRun?: unknown };
-      if (typeof body.batchId !== 'string' || body.batchId === '')
-        return reply.code(400).send({ error: 'invalid request', message: 'batchId is required' });
-      const reason =
-        typeof body.reason === 'string' && body.reason.trim() !== '' ? body.reason.trim().slice(0, 500) : undefined;
-      if (body.dryRun !== false) {
-        const report = await getBatchReport(pool, body.batchId);
-        if (!report)
+    scope.post<{ Body: LockReleaseAction | undefined }>(
+      `${CONSOLE_PATH}/actions/lock-release`,
+      { preHandler: guardAction },
+      async (request, reply) => {
+        const body: LockReleaseAction = request.body ?? {};
+        if (typeof body.uid !== 'string' || body.uid === '')
+          return reply.code(400).send({ error: 'invalid request', message: 'uid is required' });
+        const reason =
+          typeof body.reason === 'string' && body.reason.trim() !== '' ? body.reason.trim().slice(0, 500) : null;
+        if (body.dryRun !== false) {
+          const preview = { dryRun: true as const, uid: body.uid, wouldRelease: await locks.status(body.uid) };
+          return { ...preview, message: lockReleaseWords(preview) };
+        }
+        if (!reason)
           return reply
-            .code(404)
-            .send({ error: 'not found', message: `no batch has id ${JSON.stringify(body.batchId)}` });
-        const preview = {
-          dryRun: true as const,
-          batchId: report.batchId,
-          cancelled: report.status === 'cancelled' ? report.cancelled : report.pending,
-          applied: report.applied,
-          status: report.status,
-          noop: report.pending === 0,
-        };
-        return { ...preview, message: cancelWords(preview, true) };
-      }
-      try {
-        const report = await cancelBatch({ pool, logger: options.logger, events: windfall.events }, body.batchId, {
-          actor: actorOf(request),
-          ...(reason !== undefined ? { reason } : {}),
-        });
-        return { ...report, message: cancelWords(report) };
-      } catch (error) {
-        if (error instanceof UnknownBatchError)
-          return reply.code(404).send({ error: 'not found', message: error.message });
-        if (error instanceof CancelRequestError)
-          return reply.code(400).send({ error: 'invalid request', message: error.message });
-        throw error;
-      }
-    });
+            .code(400)
+            .send({ error: 'invalid request', message: 'say why the lock is force-released (reason)' });
+        const previous = await windfall.wallet.forceReleaseLock(body.uid, { actor: actorOf(request), reason });
+        const result = { uid: body.uid, released: previous.locked, previous };
+        return { ...result, message: lockReleaseWords(result) };
+      },
+    );
 
-    scope.post(`${CONSOLE_PATH}/actions/revert`, { preHandler: guardAction }, async (request, reply) => {
-      const body = (request.body ?? {}) as { batchId?: unknown; reason?: unknown; dryRun?: unknown };
-      if (typeof body.batchId !== 'string' || body.batchId === '')
-        return reply.code(400).send({ error: 'invalid request', message: 'batchId is required' });
-      const reason =
-        typeof body.reason === 'string' && body.reason.trim() !== '' ? body.reason.trim().slice(0, 500) : undefined;
-      try {
-        const report = await revertBatch(
-          {
-            pool,
-            wallet: windfall.wallet,
-            logger: options.logger,
-            deadLetters: windfall.deadLetters,
-            events: windfall.events,
-          },
-          body.batchId,
-          {
-            dryRun: body.dryRun !== false,
+    scope.post<{ Body: BatchAction | undefined }>(
+      `${CONSOLE_PATH}/actions/cancel`,
+      { preHandler: guardAction },
+      async (request, reply) => {
+        const body: BatchAction = request.body ?? {};
+        if (typeof body.batchId !== 'string' || body.batchId === '')
+          return reply.code(400).send({ error: 'invalid request', message: 'batchId is required' });
+        const reason =
+          typeof body.reason === 'string' && body.reason.trim() !== '' ? body.reason.trim().slice(0, 500) : undefined;
+        if (body.dryRun !== false) {
+          const report = await getBatchReport(pool, body.batchId);
+          if (!report)
+            return reply
+              .code(404)
+              .send({ error: 'not found', message: `no batch has id ${JSON.stringify(body.batchId)}` });
+          const preview = {
+            dryRun: true as const,
+            batchId: report.batchId,
+            cancelled: report.status === 'cancelled' ? report.cancelled : report.pending,
+            applied: report.applied,
+            status: report.status,
+            noop: report.pending === 0,
+          };
+          return { ...preview, message: cancelWords(preview, true) };
+        }
+        try {
+          const report = await cancelBatch({ pool, logger: options.logger, events: windfall.events }, body.batchId, {
             actor: actorOf(request),
             ...(reason !== undefined ? { reason } : {}),
-          },
-        );
-        return { ...report, message: revertWords(report) };
-      } catch (error) {
-        if (error instanceof UnknownBatchError)
-          return reply.code(404).send({ error: 'not found', message: error.message });
-        if (error instanceof BatchRevertRefusedError)
-          return reply.code(409).send({ error: 'batch processing', message: error.message });
-        if (error instanceof RevertRequestError)
-          return reply.code(400).send({ error: 'invalid request', message: error.message });
-        throw error;
-      }
-    });
+          });
+          return { ...report, message: cancelWords(report) };
+        } catch (error) {
+          if (error instanceof UnknownBatchError)
+            return reply.code(404).send({ error: 'not found', message: error.message });
+          if (error instanceof CancelRequestError)
+            return reply.code(400).send({ error: 'invalid request', message: error.message });
+          throw error;
+        }
+      },
+    );
+
+    scope.post<{ Body: BatchAction | undefined }>(
+      `${CONSOLE_PATH}/actions/revert`,
+      { preHandler: guardAction },
+      async (request, reply) => {
+        const body: BatchAction = request.body ?? {};
+        if (typeof body.batchId !== 'string' || body.batchId === '')
+          return reply.code(400).send({ error: 'invalid request', message: 'batchId is required' });
+        const reason =
+          typeof body.reason === 'string' && body.reason.trim() !== '' ? body.reason.trim().slice(0, 500) : undefined;
+        try {
+          const report = await revertBatch(
+            {
+              pool,
+              wallet: windfall.wallet,
+              logger: options.logger,
+              deadLetters: windfall.deadLetters,
+              events: windfall.events,
+            },
+            body.batchId,
+            {
+              dryRun: body.dryRun !== false,
+              actor: actorOf(request),
+              ...(reason !== undefined ? { reason } : {}),
+            },
+          );
+          return { ...report, message: revertWords(report) };
+        } catch (error) {
+          if (error instanceof UnknownBatchError)
+            return reply.code(404).send({ error: 'not found', message: error.message });
+          if (error instanceof BatchRevertRefusedError)
+            return reply.code(409).send({ error: 'batch processing', message: error.message });
+          if (error instanceof RevertRequestError)
+            return reply.code(400).send({ error: 'invalid request', message: error.message });
+          throw error;
+        }
+      },
+    );
   });
 }

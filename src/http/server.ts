@@ -1,4 +1,5 @@
-import { Stream, type Readable } from 'node:stream';
+import { Readable } from 'node:stream';
+import type { JsonSchemaToTsProvider } from '@fastify/type-provider-json-schema-to-ts';
 import Fastify, {
   LogController,
   type FastifyBaseLogger,
@@ -10,7 +11,6 @@ import Fastify, {
 import { BatchConflictError, BatchValidationError } from '../rewards/batch-errors.js';
 import { getBatchReport } from '../status/batch-status.js';
 import { getRewardReport, unknownRewardMessage } from '../status/reward-status.js';
-import type { DeadLetterReason } from '../db/schema.js';
 import { DeadLetterSelectionError, selectionFilter } from '../dead-letters/dead-letter-selection.js';
 import type { Logger } from '../log/logger.js';
 import type { TrustProxy } from '../config/env-values.js';
@@ -36,7 +36,6 @@ import { CampaignRequestError, getCampaignReport, setCampaignBudget } from '../c
 import { BudgetExceededError } from '../staging/budget-reservation.js';
 import { RewardProducer, type EnqueueOptions, type EnqueueResult } from '../producer/reward-producer.js';
 import { Semaphore } from '../concurrency/semaphore.js';
-import type { BatchEventState } from '../db/stored-values.js';
 import { listEvents } from '../events/event-store.js';
 import { BatchRevertRefusedError, revertBatch, RevertRequestError, UnknownBatchError } from '../revert/batch-revert.js';
 import { cancelBatch, CancelRequestError } from '../cancel/batch-cancel.js';
@@ -141,8 +140,26 @@ function kindOf(value: RawJsonValue | undefined): string {
 /** The fields of a batch besides its rewards. */
 const BATCH_FIELDS = ['batchId', 'campaignId', 'priority', 'rewards'];
 
-/** Checks the envelope `{batchId?, campaignId?, priority?, rewards[]}` of POST /v1/batches; the rows are checked by the producer. */
-function batchEnvelopeErrors(body: RawJsonValue): RowError[] {
+/**
+ * POST /v1/batches (no JSON schema: the producer checks the rows): a JSON body parsed keeping number text, a JSON
+ * Lines stream (the raw request, read by its route), or nothing; the query of a streamed one.
+ */
+interface BatchPost {
+  Body: RawJsonValue | Readable | undefined;
+  Querystring: Readonly<Record<string, unknown>>;
+}
+
+/** A batch's rewards and its fields besides them, read from the JSON body of POST /v1/batches. */
+interface BatchEnvelope {
+  readonly rewards: readonly RawJsonValue[];
+  readonly options: EnqueueOptions;
+}
+
+/**
+ * Reads the envelope `{batchId?, campaignId?, priority?, rewards[]}` of POST /v1/batches, or says what is wrong with
+ * it (every problem); the rows are checked by the producer.
+ */
+function readBatchEnvelope(body: RawJsonValue | undefined): BatchEnvelope | RowError[] {
   if (body === null || typeof body !== 'object' || Array.isArray(body) || body instanceof JsonNumber) {
     return [
       {
@@ -174,12 +191,14 @@ function batchEnvelopeErrors(body: RawJsonValue): RowError[] {
     });
   else if (rewards.length === 0)
     errors.push({ row: 0, field: 'rewards', code: 'empty', reason: 'is empty: a batch needs at least one reward' });
-  for (const field of ['batchId', 'campaignId', 'priority']) {
+  const options: { -readonly [field in keyof EnqueueOptions]: string } = {};
+  for (const field of ['batchId', 'campaignId', 'priority'] as const) {
     const value = body[field];
-    if (value !== undefined && typeof value !== 'string')
+    if (typeof value === 'string') options[field] = value;
+    else if (value !== undefined)
       errors.push({ row: 0, field, code: 'not_string', reason: `must be a string, got ${kindOf(value)}` });
   }
-  return errors;
+  return errors.length > 0 || !Array.isArray(rewards) ? errors : { rewards, options };
 }
 
 /** A refused batch as HTTP 400: `{error: "invalid batch", message, errors, summary, totalErrors, badRows, rowsRead}`. */
@@ -369,7 +388,10 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
   app.get('/openapi.json', async () => openApi);
 
   // ---- producer routes (API token)
-  await app.register(async (producer) => {
+  await app.register(async (scope) => {
+    // here and in the operator scope, handlers see params, query and body as their route's JSON schema types them
+    // (with the defaults it fills in): no assertion of what a request holds
+    const producer = scope.withTypeProvider<JsonSchemaToTsProvider>();
     // JSON bodies keep number text, so that `100.0` and `1e2` can be refused as amounts (JSON.parse would read 100)
     // only JSON is accepted here (fastify's text/plain parser is removed too): anything else gets 415
     producer.removeAllContentTypeParsers();
@@ -421,13 +443,16 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
      * records the batch only when every row is valid. An answer given before the body's end (the batch over
      * WINDFALL_MAX_BATCH_ROWS or the byte limit, a bad query) is followed by {@link dropRestAfterAnswer}.
      */
-    const enqueueStreamed = async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => {
-      const body = request.body as Readable;
+    const enqueueStreamed = async (
+      request: FastifyRequest<BatchPost>,
+      reply: FastifyReply,
+      body: Readable,
+    ): Promise<FastifyReply> => {
       dropRestAfterAnswer(request.raw, reply.raw);
       const limit = streamLimit;
       const tooLarge = (): FastifyReply => fail(reply, 413, 'payload too large', new StreamLimitError(limit).message);
       if (Number(request.headers['content-length']) > limit) return tooLarge();
-      const { options: enqueueOptions, errors } = streamedBatchOptions(request.query as Record<string, unknown>);
+      const { options: enqueueOptions, errors } = streamedBatchOptions(request.query);
       if (errors.length > 0) {
         return refuseBatch(
           reply,
@@ -457,11 +482,10 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
       }
     };
 
-    producer.post('/v1/batches', async (request, reply) => {
-      if (request.body !== null && request.body instanceof Stream) return enqueueStreamed(request, reply);
-      const body = request.body as RawJsonValue;
-      const envelope = batchEnvelopeErrors(body);
-      if (envelope.length > 0) {
+    producer.post<BatchPost>('/v1/batches', async (request, reply) => {
+      if (request.body instanceof Readable) return enqueueStreamed(request, reply, request.body);
+      const envelope = readBatchEnvelope(request.body);
+      if (Array.isArray(envelope)) {
         return refuseBatch(
           reply,
           new BatchValidationError(
@@ -471,18 +495,11 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
           ),
         );
       }
-      const record = body as { [key: string]: RawJsonValue };
-      const rewards = record['rewards'] as RawJsonValue[];
-      const options: EnqueueOptions = {};
-      for (const field of ['batchId', 'campaignId', 'priority'] as const) {
-        const value = record[field];
-        if (typeof value === 'string') (options as Record<string, string>)[field] = value;
-      }
-      return answerEnqueue(reply, () => windfall.producer.enqueueRewards(rewards, options));
+      return answerEnqueue(reply, () => windfall.producer.enqueueRewards(envelope.rewards, envelope.options));
     });
 
     producer.get('/v1/batches/:id', { schema: { params: batchIdParams } }, async (request, reply) => {
-      const { id } = request.params as { id: string };
+      const { id } = request.params;
       const report = await getBatchReport(windfall.database.pool, id);
       if (!report) return fail(reply, 404, 'not found', `no batch has id ${JSON.stringify(id)}`);
       return report;
@@ -490,7 +507,7 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
 
     // as `windfall reward --json`
     producer.get('/v1/rewards/:rewardId', { schema: { params: rewardIdParams } }, async (request, reply) => {
-      const { rewardId } = request.params as { rewardId: string };
+      const { rewardId } = request.params;
       const report = await getRewardReport(windfall.database.pool, rewardId);
       if (!report) return fail(reply, 404, 'not found', await unknownRewardMessage(windfall.database.pool, rewardId));
       return report;
@@ -498,12 +515,13 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
   });
 
   // ---- operator routes (admin token)
-  await app.register(async (operator) => {
+  await app.register(async (scope) => {
+    const operator = scope.withTypeProvider<JsonSchemaToTsProvider>();
     operator.addHook('onRequest', needs('admin'));
 
     operator.get('/v1/wallets/:uid', { schema: { params: uidParams, querystring: walletQuery } }, async (request) => {
-      const { uid } = request.params as { uid: string };
-      const { limit } = request.query as { limit: number };
+      const { uid } = request.params;
+      const { limit } = request.query;
       return {
         uid,
         balance: (await readBalance(windfall.database.pool, uid)).toString(),
@@ -512,12 +530,12 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
     });
 
     operator.get('/v1/locks/:uid', { schema: { params: uidParams } }, async (request) => {
-      const { uid } = request.params as { uid: string };
+      const { uid } = request.params;
       return locks.status(uid);
     });
 
     operator.delete('/v1/locks/:uid', { schema: { params: uidParams } }, async (request) => {
-      const { uid } = request.params as { uid: string };
+      const { uid } = request.params;
       const previous = await windfall.wallet.forceReleaseLock(uid, { actor: actorOf(request) });
       return { uid, released: previous.locked, previous };
     });
@@ -526,8 +544,8 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
       '/v1/batches/:id/revert',
       { schema: { params: batchIdParams, body: revertRequestSchema } },
       async (request, reply) => {
-        const { id } = request.params as { id: string };
-        const body = (request.body ?? {}) as { dryRun?: boolean; reason?: string };
+        const { id } = request.params;
+        const body = request.body ?? {};
         try {
           return await revertBatch(
             {
@@ -560,8 +578,8 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
       '/v1/batches/:id/cancel',
       { schema: { params: batchIdParams, body: cancelRequestSchema } },
       async (request, reply) => {
-        const { id } = request.params as { id: string };
-        const body = (request.body ?? {}) as { reason?: string };
+        const { id } = request.params;
+        const body = request.body ?? {};
         try {
           return await cancelBatch({ pool: windfall.database.pool, logger, events: windfall.events }, id, {
             actor: actorOf(request),
@@ -582,8 +600,8 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
       '/v1/campaigns/:id',
       { schema: { params: campaignIdParams, body: campaignBudgetSchema } },
       async (request, reply) => {
-        const { id } = request.params as { id: string };
-        const { budget } = request.body as { budget: string | number | null };
+        const { id } = request.params;
+        const { budget } = request.body;
         try {
           return await setCampaignBudget(windfall.database.pool, id, budget, { actor: actorOf(request) });
         } catch (error) {
@@ -597,7 +615,7 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
     );
 
     operator.get('/v1/campaigns/:id', { schema: { params: campaignIdParams } }, async (request, reply) => {
-      const { id } = request.params as { id: string };
+      const { id } = request.params;
       let report;
       try {
         report = await getCampaignReport(windfall.database.pool, id);
@@ -619,7 +637,7 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
     });
 
     operator.get('/v1/audit', { schema: { querystring: auditQuery } }, async (request) => {
-      const query = request.query as { action?: string; target?: string; limit: number };
+      const query = request.query;
       return listAudit(windfall.database.pool, {
         ...(query.action !== undefined ? { action: query.action } : {}),
         ...(query.target !== undefined ? { target: query.target } : {}),
@@ -628,7 +646,7 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
     });
 
     operator.get('/v1/events', { schema: { querystring: eventsQuery } }, async (request) => {
-      const query = request.query as { batchId?: string; state?: BatchEventState; limit: number };
+      const query = request.query;
       return listEvents(windfall.database.pool, {
         ...(query.batchId !== undefined ? { batchId: query.batchId } : {}),
         ...(query.state !== undefined ? { state: query.state } : {}),
@@ -637,14 +655,7 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
     });
 
     operator.get('/v1/dead-letters', { schema: { querystring: deadLetterQuery } }, async (request) => {
-      const query = request.query as {
-        reason?: DeadLetterReason;
-        batchId?: string;
-        state: 'open' | 'replayed' | 'purged' | 'any';
-        limit: number;
-        after?: string;
-        rewards: number;
-      };
+      const query = request.query;
       return windfall.deadLetters.list({
         ...(query.reason ? { reason: query.reason } : {}),
         ...(query.batchId ? { batchId: query.batchId } : {}),
@@ -659,8 +670,8 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
       '/v1/dead-letters/:id',
       { schema: { params: deadLetterIdParams, querystring: deadLetterShowQuery } },
       async (request, reply) => {
-        const { id } = request.params as { id: string };
-        const { rewards } = request.query as { rewards: number };
+        const { id } = request.params;
+        const { rewards } = request.query;
         const entry = await windfall.deadLetters.get(id, { rewards });
         if (!entry) return fail(reply, 404, 'not found', `no dead-letter entry has id ${id}`);
         return entry;
@@ -668,13 +679,7 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
     );
 
     operator.post('/v1/dead-letters/replay', { schema: { body: replayRequestSchema } }, async (request, reply) => {
-      const body = (request.body ?? {}) as {
-        ids?: string[];
-        all?: boolean;
-        reason?: string;
-        batchId?: string;
-        dryRun?: boolean;
-      };
+      const body = request.body ?? {};
       let filter;
       try {
         filter = selectionFilter(body, { required: true });
