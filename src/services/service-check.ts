@@ -4,9 +4,11 @@ import { redactUrl } from '../log/logger.js';
 import { retryConflicts } from '../db/retry.js';
 import { LATEST_MIGRATION } from '../db/schema-version.js';
 import type { RedisConnectOptions } from './redis-connection.js';
+import { WindfallError } from '../errors/windfall-error.js';
 
 /** Redis or PostgreSQL does not answer; the message says which, where, and how to start it. */
-export class ServiceUnavailableError extends Error {
+export class ServiceUnavailableError extends WindfallError {
+  static override readonly code = 'SERVICE_UNAVAILABLE';
   override readonly name = 'ServiceUnavailableError';
   constructor(
     readonly service: 'Redis' | 'PostgreSQL',
