@@ -4,6 +4,7 @@ import { refreshStoredStatus } from '../status/batch-status.js';
 import type { EventSink } from '../events/event-publisher.js';
 import type { DeadLetterEntry } from '../dead-letters/dead-letter-store.js';
 import { claimChunk, claimEntry, FencedOutError } from '../db/fences.js';
+import { isLockTimeout } from '../db/pg-errors.js';
 import type { ChunkDeadLetter, ReplayDeadLetter, WrittenDeadLetter } from '../dead-letters/dead-letter-writer.js';
 import { recordChunkDeadLetters, recordReplayDeadLetters } from '../dead-letters/dead-letter-writer.js';
 import type { Logger } from '../log/logger.js';
@@ -171,7 +172,7 @@ export async function processRewardJob(
       try {
         return await step(run);
       } catch (error) {
-        if ((error as { code?: unknown }).code !== '55P03') throw error;
+        if (!isLockTimeout(error)) throw error;
         if (signal.aborted) throw new StoppingError('worker stopping', { cause: error });
         if (!waited) log.warn('waiting for a statement of this job still running in PostgreSQL (an earlier attempt)');
       }
