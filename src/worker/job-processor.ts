@@ -20,7 +20,7 @@ import type { SettlementPipeline } from '../settlement/settlement-pipeline.js';
 import type { UserFailure, UserOutcome, UserTask } from '../settlement/user-task.js';
 
 /** A job attempt left users that may succeed later: BullMQ retries the job (only those users remain to do). */
-export class UsersRetryLaterError extends Error {
+class UsersRetryLaterError extends Error {
   override readonly name = 'UsersRetryLaterError';
 }
 
