@@ -9,6 +9,9 @@
 // Opening Windfall: configuration, logging, the object that owns connections, queues and workers
 export { openWindfall, Windfall, type OpenOptions } from './runtime/windfall.js';
 export { ServiceUnavailableError } from './services/service-check.js';
+// every error below is a WindfallError with a stable code (docs/errors.md)
+export { WindfallError } from './errors/windfall-error.js';
+export type { ErrorCode } from './errors/error-table.js';
 export { loadConfig, DEFAULT_CONFIG, type WindfallConfig } from './config/config.js';
 export { ConfigError } from './config/config-error.js';
 export { createLogger, silentLogger, LOG_LEVELS, type Logger, type LogLevel } from './log/logger.js';

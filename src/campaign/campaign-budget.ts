@@ -4,6 +4,7 @@ import { queryBuilder, runQuery } from '../db/query-builder.js';
 import { inTransaction } from '../db/transaction.js';
 import { identifierProblem, REVERT_ID_PREFIX } from '../rewards/field-rules.js';
 import { reservationOf } from '../staging/budget-reservation.js';
+import { WindfallError } from '../errors/windfall-error.js';
 
 /** Largest budget accepted, in minor units (40 digits fit the column). */
 const MAX_BUDGET_DIGITS = 30;
@@ -30,11 +31,12 @@ export interface CampaignReport {
 }
 
 /** The request is invalid (a bad campaign id or budget); nothing was changed. */
-export class CampaignRequestError extends Error {
+export class CampaignRequestError extends WindfallError {
+  static override readonly code = 'REQUEST_INVALID';
   override readonly name = 'CampaignRequestError';
   constructor(
     /** `campaignId` or `budget`. */
-    readonly field: 'campaignId' | 'budget',
+    override readonly field: 'campaignId' | 'budget',
     message: string,
   ) {
     super(message);
@@ -42,7 +44,8 @@ export class CampaignRequestError extends Error {
 }
 
 /** No batch or budget names that campaign. */
-export class UnknownCampaignError extends Error {
+export class UnknownCampaignError extends WindfallError {
+  static override readonly code = 'CAMPAIGN_NOT_FOUND';
   override readonly name = 'UnknownCampaignError';
 }
 

@@ -9,6 +9,7 @@ import type { Logger } from '../log/logger.js';
 import { UnknownBatchError } from '../revert/batch-revert.js';
 import { descriptionProblem } from '../rewards/field-rules.js';
 import { getBatchReport, type BatchReport } from '../status/batch-status.js';
+import { WindfallError } from '../errors/windfall-error.js';
 
 /** What a batch cancel did (CONTRACT: `windfall batch cancel --json`, `POST /v1/batches/:id/cancel`). */
 export interface CancelReport {
@@ -24,8 +25,11 @@ export interface CancelReport {
 }
 
 /** The request itself is invalid (its reason); nothing was changed. */
-export class CancelRequestError extends Error {
+export class CancelRequestError extends WindfallError {
+  static override readonly code = 'REQUEST_INVALID';
   override readonly name = 'CancelRequestError';
+  /** The field at fault. */
+  override readonly field = 'reason';
 }
 
 /** What {@link cancelBatch} needs. */

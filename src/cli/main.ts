@@ -1,11 +1,8 @@
 import { Command, CommanderError } from 'commander';
-import { BatchConflictError, BatchValidationError } from '../rewards/batch-errors.js';
-import { ConfigError } from '../config/config-error.js';
+import { cliAnswer } from '../errors/error-answers.js';
+import { WindfallError } from '../errors/windfall-error.js';
+import { BatchValidationError } from '../rewards/batch-errors.js';
 import { createLogger, scrubSecrets } from '../log/logger.js';
-import { CsvHeaderError } from '../rewards/reward-sources.js';
-import { FileEncodingError } from '../rewards/line-reader.js';
-import { ServiceUnavailableError } from '../services/service-check.js';
-import { BudgetExceededError } from '../staging/budget-reservation.js';
 import { registerBatchCommands } from './commands/batch-command.js';
 import { registerCampaignCommands } from './commands/campaign-command.js';
 import { registerDemoCommand } from './commands/demo-command.js';
@@ -18,7 +15,7 @@ import { registerOperatorCommands } from './commands/operator-commands.js';
 import { registerServeCommand } from './commands/serve-command.js';
 import { registerReconcileCommand } from './commands/reconcile-command.js';
 import type { CommandRegistry, GlobalFlags } from './support/context.js';
-import { CommandFailedError, EXIT, UsageError } from './support/exit-codes.js';
+import { EXIT } from './support/exit-codes.js';
 export { installProcessGuards } from './support/process-guards.js';
 import { describeRefusedBatch, printJson, printNote } from './support/output.js';
 
@@ -55,11 +52,12 @@ export function buildProgram(setExit: (code: number) => void): Command {
 }
 
 /**
- * Maps an error to its exit code and prints it for people (stderr). Under `--json` the error is also one JSON
- * document on stdout — `{error, message}`, plus `errors` (the first 1,000), `summary`, `totalErrors`, `badRows` and
- * `rowsRead` for a refused batch — so that a script
- * reading stdout always gets a document: `error` is `invalid batch`, `batch conflict` (a known batchId with other
- * rewards), `budget exceeded` (with `remaining`, the campaign's remaining budget), `usage` (exit 2), `unavailable` (Redis or PostgreSQL does not answer; exit 1) or `failed` (exit 1).
+ * Maps an error to its exit code by the error table (src/errors/error-table.ts, docs/errors.md) and prints it for
+ * people (stderr). Under `--json` the error is also one JSON document on stdout — `{error, message}` plus the fields
+ * the error carries (a refused batch: `errors` (the first 1,000), `summary`, `totalErrors`, `badRows`, `rowsRead`; an
+ * exceeded budget: `campaignId`, `remaining`) — so that a script reading stdout always gets a document: `error` is
+ * `invalid batch`, `batch conflict`, `budget exceeded`, `usage` (exit 2), `unavailable` (Redis or PostgreSQL does
+ * not answer; exit 1) or `failed` (exit 1).
  */
 export function reportError(error: unknown, json: boolean): number {
   if (error instanceof CommanderError) {
@@ -68,45 +66,19 @@ export function reportError(error: unknown, json: boolean): number {
     if (json) printJson({ error: 'usage', message: error.message.replace(/^error: /, '') });
     return EXIT.USAGE;
   }
-  if (error instanceof BatchValidationError) {
-    if (json) printJson({ error: 'invalid batch', message: error.message.split('\n')[0], ...error.details() });
-    printNote(describeRefusedBatch(error, { listRows: !json }));
-    return EXIT.USAGE;
-  }
-  if (error instanceof BudgetExceededError) {
-    if (json)
-      printJson({
-        error: 'budget exceeded',
-        message: error.message,
-        remaining: error.remaining.toString(),
-        campaignId: error.campaignId,
-      });
-    printNote(`windfall: ${error.message}`);
-    return EXIT.USAGE;
-  }
-  if (error instanceof BatchConflictError) {
-    if (json) printJson({ error: 'batch conflict', message: error.message });
-    printNote(`windfall: ${error.message}`);
-    return EXIT.USAGE;
-  }
+  const { exit, document } = cliAnswer(error);
   // an error message may quote a connection URL or a header: never print a password or token
-  const message = scrubSecrets(error instanceof Error ? error.message : String(error));
-  const usage =
-    error instanceof UsageError ||
-    error instanceof ConfigError ||
-    error instanceof CsvHeaderError ||
-    error instanceof FileEncodingError;
-  const kind = usage ? 'usage' : error instanceof ServiceUnavailableError ? 'unavailable' : 'failed';
-  if (json) printJson({ error: kind, message });
-  printNote(`windfall: ${message}`);
+  const message = scrubSecrets(document.message);
+  if (json) printJson({ ...document, message });
+  if (error instanceof BatchValidationError) printNote(describeRefusedBatch(error, { listRows: !json }));
+  else printNote(`windfall: ${message}`);
   if (
-    kind === 'failed' &&
-    !(error instanceof CommandFailedError) &&
+    !(error instanceof WindfallError) &&
     (process.env['LOG_LEVEL'] === 'debug' || process.env['LOG_LEVEL'] === 'trace')
   ) {
     createLogger('debug').error({ err: error }, 'command failed');
   }
-  return usage ? EXIT.USAGE : EXIT.FAILED;
+  return exit;
 }
 
 /** Runs the CLI with `argv` (as `process.argv`); resolves with the exit code. */

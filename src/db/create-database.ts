@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { isDatabaseCreatedMeanwhile } from './pg-errors.js';
 
 /** The database name in a PostgreSQL URL (`windfall` in `postgres://host/windfall`). */
 export function databaseNameOf(url: string): string {
@@ -29,9 +30,8 @@ export async function ensureDatabaseExists(url: string): Promise<boolean> {
       await client.query(`create database ${quoteIdentifier(name)}`);
       return true;
     } catch (error) {
-      // 42P04 duplicate_database: another process created it first; 23505: the same race seen in pg_database.
-      const code = (error as { code?: string }).code;
-      if (code === '42P04' || code === '23505') return false;
+      // another process created it first
+      if (isDatabaseCreatedMeanwhile(error)) return false;
       throw error;
     }
   } finally {

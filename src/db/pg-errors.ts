@@ -49,6 +49,57 @@ const RETRY_CODES = new Set(['40001', '40P01', '55006', '57014']);
 const CONNECTION_MESSAGES =
   /Query read timeout|Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|connect ECONNREFUSED|Connection ended|Client was closed|terminating connection|the database system is (starting up|shutting down|in recovery)/i;
 
+/** The SQLSTATE of an error PostgreSQL answered (five digits or capitals), or undefined for any other error. */
+export function sqlStateOf(error: unknown): string | undefined {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
+}
+
+/** 23505 unique_violation; with `constraint`, only a violation of that constraint. */
+export function isUniqueViolation(error: unknown, constraint?: string): boolean {
+  return (
+    sqlStateOf(error) === '23505' &&
+    (constraint === undefined || (error as { constraint?: unknown }).constraint === constraint)
+  );
+}
+
+/** 55P03 lock_not_available: a statement waited past its `lock_timeout` for a row another transaction holds. */
+export function isLockTimeout(error: unknown): boolean {
+  return sqlStateOf(error) === '55P03';
+}
+
+/**
+ * A resource error the size of one statement may cause while PostgreSQL otherwise works: 53100 disk full, 53200 out
+ * of memory, 53400 a configuration limit such as `temp_file_limit`.
+ */
+export function isStatementResourceError(error: unknown): boolean {
+  const state = sqlStateOf(error);
+  return state === '53100' || state === '53200' || state === '53400';
+}
+
+/**
+ * The server is restarting or briefly cannot take a connection: 57P01–57P05 (shutdown, crash, cannot connect now,
+ * idle-session timeout), 08006 connection failure, 53300 too many connections. Worth a few quick tries.
+ */
+export function isMomentaryConnectionFault(error: unknown): boolean {
+  const state = sqlStateOf(error);
+  return state !== undefined && (state.startsWith('57P') || state === '08006' || state === '53300');
+}
+
+/** 3D000 invalid_catalog_name: the database named by the connection does not exist. */
+export function isMissingDatabase(error: unknown): boolean {
+  return sqlStateOf(error) === '3D000';
+}
+
+/**
+ * `create database` lost a race with another process creating the same database: 42P04 duplicate_database, or
+ * 23505 when the race is seen in `pg_database`'s unique index.
+ */
+export function isDatabaseCreatedMeanwhile(error: unknown): boolean {
+  const state = sqlStateOf(error);
+  return state === '42P04' || state === '23505';
+}
+
 /** Sorts an error thrown by a PostgreSQL call into a {@link DatabaseErrorKind}. */
 export function classifyDatabaseError(error: unknown): DatabaseErrorKind {
   const code = (error as { code?: unknown } | null)?.code;

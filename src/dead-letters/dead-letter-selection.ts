@@ -1,6 +1,7 @@
 import type { DeadLetterReason } from '../db/schema.js';
 import type { DeadLetterFilter } from './dead-letter-store.js';
 import { DEAD_LETTER_REASONS } from '../db/stored-values.js';
+import { WindfallError } from '../errors/windfall-error.js';
 
 /**
  * Most entry ids one request may name (CLI arguments, an HTTP body, a console action): a bigger list is refused
@@ -21,12 +22,13 @@ export interface DeadLetterSelection {
 }
 
 /** A selection that names nothing, or names it in two exclusive ways; the message says what to pass. */
-export class DeadLetterSelectionError extends Error {
+export class DeadLetterSelectionError extends WindfallError {
+  static override readonly code = 'REQUEST_INVALID';
   override readonly name = 'DeadLetterSelectionError';
   constructor(
     message: string,
     /** The offending field (`ids`, `all`, `reason`, `batchId`), for per-field error reports. */
-    readonly field: string,
+    override readonly field: string,
   ) {
     super(message);
   }

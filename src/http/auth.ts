@@ -1,4 +1,5 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
+import { WindfallError } from '../errors/windfall-error.js';
 
 /** Who a request authenticated as. */
 export type Principal = 'api' | 'admin';
@@ -21,6 +22,39 @@ export function credentialOf(authorization: string | undefined): string | null {
     return colon >= 0 ? decoded.slice(colon + 1) : null;
   }
   return null;
+}
+
+/** The HTTP API's tokens cannot be used: no API token, or an admin token equal to it. `serve` does not start. */
+export class HttpConfigError extends WindfallError {
+  static override readonly code = 'CONFIG_INVALID';
+  override readonly name = 'HttpConfigError';
+  constructor(
+    /** The variable at fault. */
+    readonly variable: 'WINDFALL_API_TOKEN' | 'WINDFALL_ADMIN_TOKEN',
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * Checks the tokens the HTTP API starts with (`windfall serve` before it connects, and the server when it is built).
+ * @throws {@link HttpConfigError} without an API token, or when the admin token equals it.
+ */
+export function checkServerTokens(
+  apiToken: string | undefined,
+  adminToken: string | undefined,
+): asserts apiToken is string {
+  if (!apiToken)
+    throw new HttpConfigError(
+      'WINDFALL_API_TOKEN',
+      'WINDFALL_API_TOKEN is not set: the HTTP API refuses to start without a token for producers (set WINDFALL_API_TOKEN, and WINDFALL_ADMIN_TOKEN for operator routes)',
+    );
+  if (adminToken !== undefined && adminToken === apiToken)
+    throw new HttpConfigError(
+      'WINDFALL_ADMIN_TOKEN',
+      'WINDFALL_ADMIN_TOKEN equals WINDFALL_API_TOKEN: the API token would open operator routes; use two different tokens',
+    );
 }
 
 function digest(text: string): Buffer {

@@ -2,14 +2,15 @@ import { createHash } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { httpActor, listAudit } from '../audit/audit-trail.js';
 import { AUDIT_ACTIONS, BATCH_STATUSES, DEAD_LETTER_REASONS, DEAD_LETTER_STATES } from '../db/stored-values.js';
-import { BatchRevertRefusedError, revertBatch, RevertRequestError, UnknownBatchError } from '../revert/batch-revert.js';
+import { revertBatch } from '../revert/batch-revert.js';
 import { getBatchReport, listBatchReports, type BatchReport } from '../status/batch-status.js';
 import { listDeadLetters, type ListedDeadLetter } from '../dead-letters/dead-letter-store.js';
 import { MAX_IDS_PER_REQUEST } from '../dead-letters/dead-letter-selection.js';
 import { UserLocks } from '../lock/user-locks.js';
 import { getRewardReport, unknownRewardMessage, type RewardReport } from '../status/reward-status.js';
 import { cancelWords, lockReleaseWords, purgeWords, replayWords, revertWords } from './console-words.js';
-import { cancelBatch, CancelRequestError } from '../cancel/batch-cancel.js';
+import { cancelBatch } from '../cancel/batch-cancel.js';
+import { httpAnswer } from '../errors/error-answers.js';
 import type { Logger } from '../log/logger.js';
 import type { Windfall } from '../runtime/windfall.js';
 import type { TokenGuard } from './auth.js';
@@ -147,6 +148,16 @@ for (const form of document.querySelectorAll('form[data-action]')) {
 }
 // while batches are in flight, their figures follow without reloading the page
 setInterval(() => { if (document.body.dataset.inFlight === '1') refresh(); }, 3000);`;
+
+/**
+ * A refused action as the console's script reads it: `{error, message}` with the error table's status and word; an
+ * error the table does not answer is thrown on (a logged 500).
+ */
+function refusal(reply: FastifyReply, error: unknown): FastifyReply {
+  const answer = httpAnswer(error);
+  if (!answer) throw error;
+  return reply.code(answer.status).send({ error: answer.body.error, message: answer.body.message });
+}
 
 /** `'sha256-…'`: a CSP source allowing exactly this inline script or style. */
 function inlineHash(text: string): string {
@@ -795,11 +806,7 @@ ${reports
           });
           return { ...report, message: cancelWords(report) };
         } catch (error) {
-          if (error instanceof UnknownBatchError)
-            return reply.code(404).send({ error: 'not found', message: error.message });
-          if (error instanceof CancelRequestError)
-            return reply.code(400).send({ error: 'invalid request', message: error.message });
-          throw error;
+          return refusal(reply, error);
         }
       },
     );
@@ -831,13 +838,7 @@ ${reports
           );
           return { ...report, message: revertWords(report) };
         } catch (error) {
-          if (error instanceof UnknownBatchError)
-            return reply.code(404).send({ error: 'not found', message: error.message });
-          if (error instanceof BatchRevertRefusedError)
-            return reply.code(409).send({ error: 'batch processing', message: error.message });
-          if (error instanceof RevertRequestError)
-            return reply.code(400).send({ error: 'invalid request', message: error.message });
-          throw error;
+          return refusal(reply, error);
         }
       },
     );

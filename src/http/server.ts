@@ -8,10 +8,13 @@ import Fastify, {
   type FastifyReply,
   type FastifyRequest,
 } from 'fastify';
-import { BatchConflictError, BatchValidationError } from '../rewards/batch-errors.js';
+import { BatchValidationError } from '../rewards/batch-errors.js';
+import { httpAnswer } from '../errors/error-answers.js';
+import { INTERNAL_ERROR } from '../errors/error-table.js';
+import { WindfallError } from '../errors/windfall-error.js';
 import { getBatchReport } from '../status/batch-status.js';
 import { getRewardReport, unknownRewardMessage } from '../status/reward-status.js';
-import { DeadLetterSelectionError, selectionFilter } from '../dead-letters/dead-letter-selection.js';
+import { selectionFilter } from '../dead-letters/dead-letter-selection.js';
 import type { Logger } from '../log/logger.js';
 import type { TrustProxy } from '../config/env-values.js';
 import { UserLocks } from '../lock/user-locks.js';
@@ -28,19 +31,17 @@ import {
   withinByteLimit,
 } from './streamed-batch.js';
 import type { RowError } from '../rewards/reward.js';
-import { ServiceUnavailableError } from '../services/service-check.js';
 import type { Windfall } from '../runtime/windfall.js';
 import { readBalance, readLedger } from '../wallet/wallet-service.js';
 import { httpActor, listAudit } from '../audit/audit-trail.js';
-import { CampaignRequestError, getCampaignReport, setCampaignBudget } from '../campaign/campaign-budget.js';
-import { BudgetExceededError } from '../staging/budget-reservation.js';
+import { getCampaignReport, setCampaignBudget } from '../campaign/campaign-budget.js';
 import { RewardProducer, type EnqueueOptions, type EnqueueResult } from '../producer/reward-producer.js';
 import { Semaphore } from '../concurrency/semaphore.js';
 import { listEvents } from '../events/event-store.js';
-import { BatchRevertRefusedError, revertBatch, RevertRequestError, UnknownBatchError } from '../revert/batch-revert.js';
-import { cancelBatch, CancelRequestError } from '../cancel/batch-cancel.js';
+import { revertBatch } from '../revert/batch-revert.js';
+import { cancelBatch } from '../cancel/batch-cancel.js';
 import type { Principal } from './auth.js';
-import { TokenGuard } from './auth.js';
+import { checkServerTokens, TokenGuard } from './auth.js';
 import { registerDashboard } from './dashboard.js';
 import { registerConsole } from './console.js';
 import { openApiDocument } from './openapi.js';
@@ -104,17 +105,6 @@ export interface HttpServerOptions {
    * dead letters); scrapes in between answer the last figures. Default `METRICS_REFRESH_MS` (5000).
    */
   readonly metricsRefreshMs?: number;
-}
-
-/** The server refuses to be built without an API token, or with an admin token equal to it. */
-export class HttpConfigError extends Error {
-  override readonly name = 'HttpConfigError';
-  constructor(
-    readonly variable: string,
-    message: string,
-  ) {
-    super(message);
-  }
 }
 
 /** An error answer: `{error, message, errors?}`. */
@@ -201,13 +191,6 @@ function readBatchEnvelope(body: RawJsonValue | undefined): BatchEnvelope | RowE
   return errors.length > 0 || !Array.isArray(rewards) ? errors : { rewards, options };
 }
 
-/** A refused batch as HTTP 400: `{error: "invalid batch", message, errors, summary, totalErrors, badRows, rowsRead}`. */
-function refuseBatch(reply: FastifyReply, error: BatchValidationError): FastifyReply {
-  return reply
-    .code(400)
-    .send({ error: 'invalid batch', message: error.message.split('\n')[0] ?? 'batch refused', ...error.details() });
-}
-
 /** Route pattern of a request for metric labels (never the raw URL: uids would explode the label set). */
 function routeLabel(request: FastifyRequest): string {
   const pattern = request.routeOptions.url;
@@ -218,20 +201,11 @@ function routeLabel(request: FastifyRequest): string {
 /**
  * Builds (does not start) the HTTP server of `windfall serve` over an open Windfall: the producer and operator
  * API under /v1, the Bull Board dashboard, /metrics, /healthz, /readyz and /openapi.json.
- * @throws {@link HttpConfigError} without an API token, or when the admin token equals it.
+ * An error a route throws is answered by the error table (src/errors/error-table.ts, docs/errors.md).
+ * @throws `HttpConfigError` (see {@link checkServerTokens}) without an API token, or when the admin token equals it.
  */
 export async function buildHttpServer(windfall: Windfall, options: HttpServerOptions): Promise<FastifyInstance> {
-  if (!options.apiToken)
-    throw new HttpConfigError(
-      'WINDFALL_API_TOKEN',
-      'WINDFALL_API_TOKEN is not set: the HTTP API refuses to start without a token for producers',
-    );
-  if (options.adminToken !== undefined && options.adminToken === options.apiToken) {
-    throw new HttpConfigError(
-      'WINDFALL_ADMIN_TOKEN',
-      'WINDFALL_ADMIN_TOKEN equals WINDFALL_API_TOKEN: the API token would open operator routes; use two different tokens',
-    );
-  }
+  checkServerTokens(options.apiToken, options.adminToken);
   const logger = options.logger ?? windfall.logger;
   const guard = new TokenGuard({ apiToken: options.apiToken, adminToken: options.adminToken });
   const readyTimeoutMs = options.readyTimeoutMs ?? 2000;
@@ -285,6 +259,8 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
   });
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
+    const answer = httpAnswer(error);
+    if (answer) return reply.code(answer.status).send(answer.body);
     if (error.validation) {
       const errors = error.validation.map((issue) => {
         const where = (issue.instancePath || '').replace(/^\//, '').replace(/\//g, '.');
@@ -329,7 +305,7 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
       return fail(reply, error.statusCode, kind, error.message);
     }
     request.log.error({ err: error, route: routeLabel(request) }, 'request failed');
-    return fail(reply, 500, 'internal error', 'the request failed; the server log has the details');
+    return fail(reply, 500, INTERNAL_ERROR.error, INTERNAL_ERROR.message);
   });
 
   app.setNotFoundHandler((request, reply) =>
@@ -415,26 +391,13 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
     // (the JSON body limit does not apply to it)
     producer.addContentTypeParser(NDJSON_MEDIA_TYPE, (_request, payload, done) => done(null, payload));
 
-    /** The answer to an enqueue, as both forms give it: 202, or why not (400, 409, 503). */
+    /**
+     * The answer to an enqueue, as both forms give it: 202; why not (400, 409; 503 when Redis did not take the
+     * recorded batch's jobs in time: posting the batch again finishes the hand-over) is the error table's.
+     */
     const answerEnqueue = async (reply: FastifyReply, enqueue: () => Promise<EnqueueResult>): Promise<FastifyReply> => {
-      try {
-        const result = await enqueue();
-        return reply.code(202).send({ batchId: result.batchId, total: result.total, created: result.created });
-      } catch (error) {
-        if (error instanceof BatchValidationError) return refuseBatch(reply, error);
-        if (error instanceof BatchConflictError) return fail(reply, 409, 'batch conflict', error.message);
-        if (error instanceof BudgetExceededError) {
-          return reply.code(409).send({
-            error: 'budget exceeded',
-            message: error.message,
-            campaignId: error.campaignId,
-            remaining: error.remaining.toString(),
-          });
-        }
-        // Redis did not take the recorded batch's jobs in time: posting the batch again finishes the hand-over
-        if (error instanceof ServiceUnavailableError) return fail(reply, 503, 'unavailable', error.message);
-        throw error;
-      }
+      const result = await enqueue();
+      return reply.code(202).send({ batchId: result.batchId, total: result.total, created: result.created });
     };
 
     /**
@@ -450,17 +413,13 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
     ): Promise<FastifyReply> => {
       dropRestAfterAnswer(request.raw, reply.raw);
       const limit = streamLimit;
-      const tooLarge = (): FastifyReply => fail(reply, 413, 'payload too large', new StreamLimitError(limit).message);
-      if (Number(request.headers['content-length']) > limit) return tooLarge();
+      if (Number(request.headers['content-length']) > limit) throw new StreamLimitError(limit);
       const { options: enqueueOptions, errors } = streamedBatchOptions(request.query);
       if (errors.length > 0) {
-        return refuseBatch(
-          reply,
-          new BatchValidationError(
-            errors,
-            0,
-            `batch refused: ${errors.map((e) => `${e.field} ${e.reason}`).join('; ')}`,
-          ),
+        throw new BatchValidationError(
+          errors,
+          0,
+          `batch refused: ${errors.map((e) => `${e.field} ${e.reason}`).join('; ')}`,
         );
       }
       try {
@@ -468,11 +427,12 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
           streamTurns.run(() => streamProducer.enqueue(readJsonLines(withinByteLimit(body, limit)), enqueueOptions)),
         );
       } catch (error) {
-        if (error instanceof StreamLimitError) return tooLarge();
         if (error instanceof FileEncodingError) {
           const problem: RowError = { row: 0, field: 'body', code: 'invalid_utf8', reason: error.message };
-          return refuseBatch(reply, new BatchValidationError([problem], 0, `batch refused: ${error.message}`));
+          throw new BatchValidationError([problem], 0, `batch refused: ${error.message}`);
         }
+        // a refusal (an invalid or too large batch, a conflict, a budget) is answered even when the client is gone
+        if (error instanceof WindfallError) throw error;
         if (!request.raw.complete && request.raw.destroyed) {
           // the client went away mid-body: the staging transaction was rolled back; nobody is left to answer
           logger.info({ reqId: request.id }, 'a streamed batch was cut off before its end: nothing was recorded');
@@ -486,13 +446,10 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
       if (request.body instanceof Readable) return enqueueStreamed(request, reply, request.body);
       const envelope = readBatchEnvelope(request.body);
       if (Array.isArray(envelope)) {
-        return refuseBatch(
-          reply,
-          new BatchValidationError(
-            envelope,
-            0,
-            `batch refused: ${envelope.map((e) => `${e.field} ${e.reason}`).join('; ')}`,
-          ),
+        throw new BatchValidationError(
+          envelope,
+          0,
+          `batch refused: ${envelope.map((e) => `${e.field} ${e.reason}`).join('; ')}`,
         );
       }
       return answerEnqueue(reply, () => windfall.producer.enqueueRewards(envelope.rewards, envelope.options));
@@ -543,89 +500,53 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
     operator.post(
       '/v1/batches/:id/revert',
       { schema: { params: batchIdParams, body: revertRequestSchema } },
-      async (request, reply) => {
+      async (request) => {
         const { id } = request.params;
         const body = request.body ?? {};
-        try {
-          return await revertBatch(
-            {
-              pool: windfall.database.pool,
-              wallet: windfall.wallet,
-              logger,
-              deadLetters: windfall.deadLetters,
-              events: windfall.events,
-            },
-            id,
-            {
-              dryRun: body.dryRun ?? false,
-              actor: actorOf(request),
-              ...(body.reason !== undefined ? { reason: body.reason } : {}),
-            },
-          );
-        } catch (error) {
-          if (error instanceof UnknownBatchError) return fail(reply, 404, 'not found', error.message);
-          if (error instanceof BatchRevertRefusedError) return fail(reply, 409, 'batch processing', error.message);
-          if (error instanceof RevertRequestError)
-            return fail(reply, 400, 'invalid request', error.message, [
-              { row: 0, field: 'reason', reason: error.message },
-            ]);
-          throw error;
-        }
+        return revertBatch(
+          {
+            pool: windfall.database.pool,
+            wallet: windfall.wallet,
+            logger,
+            deadLetters: windfall.deadLetters,
+            events: windfall.events,
+          },
+          id,
+          {
+            dryRun: body.dryRun ?? false,
+            actor: actorOf(request),
+            ...(body.reason !== undefined ? { reason: body.reason } : {}),
+          },
+        );
       },
     );
 
     operator.post(
       '/v1/batches/:id/cancel',
       { schema: { params: batchIdParams, body: cancelRequestSchema } },
-      async (request, reply) => {
+      async (request) => {
         const { id } = request.params;
         const body = request.body ?? {};
-        try {
-          return await cancelBatch({ pool: windfall.database.pool, logger, events: windfall.events }, id, {
-            actor: actorOf(request),
-            ...(body.reason !== undefined ? { reason: body.reason } : {}),
-          });
-        } catch (error) {
-          if (error instanceof UnknownBatchError) return fail(reply, 404, 'not found', error.message);
-          if (error instanceof CancelRequestError)
-            return fail(reply, 400, 'invalid request', error.message, [
-              { row: 0, field: 'reason', reason: error.message },
-            ]);
-          throw error;
-        }
+        return cancelBatch({ pool: windfall.database.pool, logger, events: windfall.events }, id, {
+          actor: actorOf(request),
+          ...(body.reason !== undefined ? { reason: body.reason } : {}),
+        });
       },
     );
 
     operator.put(
       '/v1/campaigns/:id',
       { schema: { params: campaignIdParams, body: campaignBudgetSchema } },
-      async (request, reply) => {
+      async (request) => {
         const { id } = request.params;
         const { budget } = request.body;
-        try {
-          return await setCampaignBudget(windfall.database.pool, id, budget, { actor: actorOf(request) });
-        } catch (error) {
-          if (error instanceof CampaignRequestError)
-            return fail(reply, 400, 'invalid request', error.message, [
-              { row: 0, field: error.field, reason: error.message },
-            ]);
-          throw error;
-        }
+        return setCampaignBudget(windfall.database.pool, id, budget, { actor: actorOf(request) });
       },
     );
 
     operator.get('/v1/campaigns/:id', { schema: { params: campaignIdParams } }, async (request, reply) => {
       const { id } = request.params;
-      let report;
-      try {
-        report = await getCampaignReport(windfall.database.pool, id);
-      } catch (error) {
-        if (error instanceof CampaignRequestError)
-          return fail(reply, 400, 'invalid request', error.message, [
-            { row: 0, field: error.field, reason: error.message },
-          ]);
-        throw error;
-      }
+      const report = await getCampaignReport(windfall.database.pool, id);
       if (!report)
         return fail(
           reply,
@@ -678,18 +599,9 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
       },
     );
 
-    operator.post('/v1/dead-letters/replay', { schema: { body: replayRequestSchema } }, async (request, reply) => {
+    operator.post('/v1/dead-letters/replay', { schema: { body: replayRequestSchema } }, async (request) => {
       const body = request.body ?? {};
-      let filter;
-      try {
-        filter = selectionFilter(body, { required: true });
-      } catch (error) {
-        if (error instanceof DeadLetterSelectionError)
-          return fail(reply, 400, 'invalid request', error.message, [
-            { row: 0, field: error.field, reason: error.message },
-          ]);
-        throw error;
-      }
+      const filter = selectionFilter(body, { required: true });
       const actor = actorOf(request);
       const report = await windfall.deadLetters.replay(filter, { dryRun: body.dryRun ?? false, actor });
       logger.info(

@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { EnqueueOptions } from '../producer/reward-producer.js';
 import type { RowError } from '../rewards/reward.js';
+import { WindfallError } from '../errors/windfall-error.js';
 
 /**
  * The media type of a streamed batch: `POST /v1/batches` with this body is JSON Lines of rewards (as a `.jsonl`
@@ -13,7 +14,8 @@ export const NDJSON_MEDIA_TYPE = 'application/x-ndjson';
 const STREAM_QUERY_FIELDS = ['batchId', 'campaignId', 'priority'] as const;
 
 /** A streamed body went past its byte limit (`WINDFALL_HTTP_STREAM_LIMIT`): nothing of it is recorded. */
-export class StreamLimitError extends Error {
+export class StreamLimitError extends WindfallError {
+  static override readonly code = 'PAYLOAD_TOO_LARGE';
   override readonly name = 'StreamLimitError';
   constructor(readonly limit: number) {
     super(

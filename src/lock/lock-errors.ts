@@ -1,10 +1,12 @@
+import { WindfallError } from '../errors/windfall-error.js';
+
 /**
  * The per-user lock stayed busy through every retry of the policy. Transient: the work may be retried later.
  * The message names the user, the policy and how long was waited.
  */
-export class LockBusyError extends Error {
+export class LockBusyError extends WindfallError {
+  static override readonly code = 'LOCK_BUSY';
   override readonly name = 'LockBusyError';
-  readonly code = 'LOCK_BUSY';
   constructor(
     readonly uid: string,
     readonly policy: string,
@@ -23,9 +25,9 @@ export class LockBusyError extends Error {
  * The caller's AbortSignal fired or its deadline passed while waiting for a per-user lock.
  * Distinct from {@link LockBusyError}: the lock was not necessarily going to stay busy.
  */
-export class LockTimeoutError extends Error {
+export class LockTimeoutError extends WindfallError {
+  static override readonly code = 'LOCK_TIMEOUT';
   override readonly name = 'LockTimeoutError';
-  readonly code = 'LOCK_TIMEOUT';
   constructor(
     readonly uid: string,
     readonly policy: string,

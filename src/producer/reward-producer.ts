@@ -18,7 +18,7 @@ import type { WindfallQueues } from '../queue/windfall-queues.js';
 const JOBS_PER_ADD = 500;
 
 /** The next chunks of a batch, each with its turn among the batch's chunks of its shard (0 for the first). */
-export const CHUNK_TURNS_SQL = `
+const CHUNK_TURNS_SQL = `
 select chunk_no, shard, turn from (
   select chunk_no, shard, (row_number() over (partition by shard order by chunk_no) - 1)::int as turn
   from reward_chunks where batch_id = $1

@@ -1,5 +1,5 @@
 /** Name of the dead-letter queue; its Redis keys start with `<prefix>:dead-letter`. */
-export const DEAD_LETTER_QUEUE = 'dead-letter';
+const DEAD_LETTER_QUEUE = 'dead-letter';
 
 /**
  * Name of shard queue `shard` (its keys start with `<prefix>:shard-<n>`). On Redis Cluster the name is wrapped in a

@@ -21,7 +21,7 @@ group by c.batch_id, b.shards, b.created_at
 order by b.created_at, c.batch_id`;
 
 /** Open batches with chunks on shards ≥ `shards`, oldest first (none in normal operation). */
-export async function findStrandedBatches(db: Pick<pg.Pool, 'query'>, shards: number): Promise<StrandedBatch[]> {
+async function findStrandedBatches(db: Pick<pg.Pool, 'query'>, shards: number): Promise<StrandedBatch[]> {
   const { rows } = await db.query<{ batch_id: string; staged_shards: number; open_chunks: number }>(
     STRANDED_BATCHES_SQL,
     [shards],

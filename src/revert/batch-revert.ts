@@ -9,6 +9,7 @@ import { descriptionProblem } from '../rewards/field-rules.js';
 import type { Logger } from '../log/logger.js';
 import type { WalletService } from '../wallet/wallet-service.js';
 import { getBatchReport } from '../status/batch-status.js';
+import { WindfallError } from '../errors/windfall-error.js';
 
 /** Users taken back per wallet call (their rewards are read a page at a time). */
 const USERS_PER_PAGE = 500;
@@ -37,18 +38,23 @@ export interface RevertReport {
 }
 
 /** The batch cannot be reverted now (it is still processing); nothing was changed. */
-export class BatchRevertRefusedError extends Error {
+export class BatchRevertRefusedError extends WindfallError {
+  static override readonly code = 'BATCH_PROCESSING';
   override readonly name = 'BatchRevertRefusedError';
 }
 
 /** No batch has that id. */
-export class UnknownBatchError extends Error {
+export class UnknownBatchError extends WindfallError {
+  static override readonly code = 'BATCH_NOT_FOUND';
   override readonly name = 'UnknownBatchError';
 }
 
 /** The request itself is invalid (the reason); nothing was changed. */
-export class RevertRequestError extends Error {
+export class RevertRequestError extends WindfallError {
+  static override readonly code = 'REQUEST_INVALID';
   override readonly name = 'RevertRequestError';
+  /** The field at fault. */
+  override readonly field = 'reason';
 }
 
 /** What {@link revertBatch} needs. */

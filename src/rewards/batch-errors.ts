@@ -1,6 +1,7 @@
 import type { RowError } from './reward.js';
 import { formatRowError } from './reward.js';
 import { RowErrorReport, type ErrorCount, type RowErrorSummary } from './row-error-report.js';
+import { WindfallError } from '../errors/windfall-error.js';
 
 /** Most row errors quoted in an error message (the report lists more, see {@link BatchValidationError.errors}). */
 const QUOTED_ERRORS = 20;
@@ -14,7 +15,8 @@ function plural(count: number, word: string): string {
  * (`errors`), counts every error per field and code (`summary`), and gives the totals — in bounded memory whatever
  * the size of the batch.
  */
-export class BatchValidationError extends Error implements RowErrorSummary {
+export class BatchValidationError extends WindfallError implements RowErrorSummary {
+  static override readonly code = 'BATCH_INVALID';
   override readonly name = 'BatchValidationError';
   readonly errors: readonly RowError[];
   readonly summary: readonly ErrorCount[];
@@ -47,7 +49,17 @@ export class BatchValidationError extends Error implements RowErrorSummary {
     this.badRows = badRows;
   }
 
-  /** The document a CLI `--json` error and an HTTP 400 carry besides `error` and `message`. */
+  /** The first line of the message: the rows are in {@link details}. */
+  override answerMessage(): string {
+    return this.message.split('\n')[0]!;
+  }
+
+  /** The fields a CLI `--json` error and an HTTP 400 carry besides `error` and `message`: {@link details}. */
+  override answerFields(): RowErrorSummary & { readonly rowsRead: number } {
+    return this.details();
+  }
+
+  /** The errors (the first 1,000), their counts per field and code, and the totals. */
   details(): RowErrorSummary & { readonly rowsRead: number } {
     return {
       errors: this.errors,
@@ -78,7 +90,8 @@ function reportOf(errors: readonly RowError[]): RowErrorReport {
  * A known batchId was enqueued with other rewards than the ones recorded under it (ADR 0005): refused, and nothing
  * of the new input was recorded. CLI exit 2, HTTP 409 `batch conflict`.
  */
-export class BatchConflictError extends Error {
+export class BatchConflictError extends WindfallError {
+  static override readonly code = 'BATCH_CONFLICT';
   override readonly name = 'BatchConflictError';
   constructor(
     readonly batchId: string,

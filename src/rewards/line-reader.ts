@@ -1,4 +1,5 @@
 import { problem, type Problem } from './row-problems.js';
+import { WindfallError } from '../errors/windfall-error.js';
 
 /** Longest line accepted in a reward file; longer lines are reported as errors and skipped, never buffered. */
 export const MAX_LINE_BYTES = 1 << 20;
@@ -9,7 +10,8 @@ export type TextLine =
   | { readonly lineNo: number; readonly text?: undefined; readonly problem: Problem };
 
 /** The file as a whole cannot be read as text (for example, it is UTF-16). */
-export class FileEncodingError extends Error {
+export class FileEncodingError extends WindfallError {
+  static override readonly code = 'FILE_ENCODING_INVALID';
   override readonly name = 'FileEncodingError';
 }
 

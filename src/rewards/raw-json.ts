@@ -1,10 +1,12 @@
 import { JsonNumber } from '../money/amount.js';
+import { WindfallError } from '../errors/windfall-error.js';
 
 /** A JSON value in which numbers keep their text ({@link JsonNumber}) so amounts like `1.0` or `1e2` can be refused. */
 export type RawJsonValue = null | boolean | string | JsonNumber | RawJsonValue[] | { [key: string]: RawJsonValue };
 
 /** Malformed JSON, with the character position of the problem. */
-export class JsonSyntaxError extends Error {
+export class JsonSyntaxError extends WindfallError {
+  static override readonly code = 'JSON_INVALID';
   override readonly name = 'JsonSyntaxError';
   constructor(
     message: string,

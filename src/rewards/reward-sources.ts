@@ -4,6 +4,7 @@ import { readLineBatches } from './line-reader.js';
 import { JsonNumber } from '../money/amount.js';
 import { parseRawJson } from './raw-json.js';
 import { problem, type Problem } from './row-problems.js';
+import { WindfallError } from '../errors/windfall-error.js';
 
 /** A raw reward record and where it came from, or why its row could not be parsed. */
 export type SourceRecord =
@@ -231,7 +232,8 @@ export async function* readCsv(source: AsyncIterable<Uint8Array | string>): Asyn
 }
 
 /** The CSV header is missing or wrong: no row can be read. */
-export class CsvHeaderError extends Error {
+export class CsvHeaderError extends WindfallError {
+  static override readonly code = 'CSV_HEADER_INVALID';
   override readonly name = 'CsvHeaderError';
 }
 

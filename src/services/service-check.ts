@@ -3,11 +3,14 @@ import type { Cluster, Redis } from 'ioredis';
 import { DEFAULT_CONFIG } from '../config/config.js';
 import { redactUrl } from '../log/logger.js';
 import { retryConflicts } from '../db/retry.js';
+import { isMissingDatabase, isMomentaryConnectionFault } from '../db/pg-errors.js';
 import { LATEST_MIGRATION } from '../db/schema-version.js';
 import type { RedisConnectOptions } from './redis-connection.js';
+import { WindfallError } from '../errors/windfall-error.js';
 
 /** Redis or PostgreSQL does not answer; the message says which, where, and how to start it. */
-export class ServiceUnavailableError extends Error {
+export class ServiceUnavailableError extends WindfallError {
+  static override readonly code = 'SERVICE_UNAVAILABLE';
   override readonly name = 'ServiceUnavailableError';
   constructor(
     readonly service: 'Redis' | 'PostgreSQL',
@@ -116,14 +119,10 @@ export async function checkPostgres(
     // a connection terminated right then (a backend killed, a restart finishing) is tried again a few times
     await retryConflicts(() => pool.query('select 1'), {
       delaysMs: [100, 300, 1000],
-      retryable: (error) => {
-        const code = (error as { code?: unknown }).code;
-        return typeof code === 'string' && (code.startsWith('57P') || code === '08006' || code === '53300');
-      },
+      retryable: isMomentaryConnectionFault,
     });
   } catch (error) {
-    const code = (error as { code?: string }).code;
-    if (code === '3D000') {
+    if (isMissingDatabase(error)) {
       throw new ServiceUnavailableError(
         'PostgreSQL',
         `database of DATABASE_URL (${redactUrl(url)}) does not exist: run \`windfall migrate\` first`,

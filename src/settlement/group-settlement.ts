@@ -3,7 +3,7 @@ import { DEFAULT_CONFIG } from '../config/config.js';
 import { cancelQuery } from '../db/cancel-query.js';
 import { withDeadline } from '../db/silent-connections.js';
 import type { DatabaseErrorKind } from '../db/pg-errors.js';
-import { classifyDatabaseError } from '../db/pg-errors.js';
+import { classifyDatabaseError, isLockTimeout, isStatementResourceError, isUniqueViolation } from '../db/pg-errors.js';
 import { waitAfterClash } from '../db/retry.js';
 import type { Logger } from '../log/logger.js';
 import type { WindfallMetrics } from '../metrics/metrics.js';
@@ -27,16 +27,14 @@ const LEDGER_RACE_RERUNS = 5;
 
 /** The ledger insert met a rewardId that a concurrent transaction committed after the statement's snapshot. */
 function isLedgerRace(error: unknown): boolean {
-  const { code, constraint } = error as { code?: unknown; constraint?: unknown };
-  return code === '23505' && constraint === 'ledger_entries_operation_id_key';
+  return isUniqueViolation(error, 'ledger_entries_operation_id_key');
 }
 /**
- * Times a group may fail with a statement-sized resource error (disk full 53100, out of memory 53200, a
- * configuration limit such as temp_file_limit 53400) while PostgreSQL otherwise works, before it counts as the
- * group's own failure.
+ * Times a group may fail with a statement-sized resource error (disk full, out of memory, a configuration limit such
+ * as temp_file_limit: `isStatementResourceError`) while PostgreSQL otherwise works, before it counts as the group's
+ * own failure.
  */
 const RESOURCE_FAULTS_PER_GROUP = 3;
-const STATEMENT_RESOURCE_CODES = new Set(['53100', '53200', '53400']);
 
 /**
  * How long a session may sit idle inside a settlement statement's transaction (its client stopped between the
@@ -217,14 +215,9 @@ export class GroupSettlement {
         // a race that kept recurring counts as a clash with concurrent work (never as the user's own bad data)
         const kind =
           error instanceof ConnectFailed ? 'unavailable' : isLedgerRace(error) ? 'retry' : classifyDatabaseError(error);
-        const code = (error as { code?: unknown }).code;
         if (
           kind === 'unavailable' &&
-          !(
-            typeof code === 'string' &&
-            STATEMENT_RESOURCE_CODES.has(code) &&
-            ++resourceFaults > RESOURCE_FAULTS_PER_GROUP
-          )
+          !(isStatementResourceError(error) && ++resourceFaults > RESOURCE_FAULTS_PER_GROUP)
         ) {
           this.options.gate.fault(error);
           continue;
@@ -310,7 +303,7 @@ export class GroupSettlement {
       const { rows } = await client.query<SettlementRow>(query);
       return rows;
     } catch (error) {
-      if ((error as { code?: unknown }).code === '55P03') {
+      if (isLockTimeout(error)) {
         throw new LockWaitCancelled(`waited more than ${waitLimitMs} ms for a row held by another transaction`, {
           cause: error,
         });

@@ -1,7 +1,9 @@
 import type pg from 'pg';
+import { WindfallError } from '../errors/windfall-error.js';
 
 /** A batch whose total does not fit in what remains of its campaign's budget; nothing of it was recorded. */
-export class BudgetExceededError extends Error {
+export class BudgetExceededError extends WindfallError {
+  static override readonly code = 'BUDGET_EXCEEDED';
   override readonly name = 'BudgetExceededError';
   constructor(
     readonly campaignId: string,
@@ -18,6 +20,11 @@ export class BudgetExceededError extends Error {
         `(budget ${budget}; a budget of at least ${budget - remaining + requested} would fit it). Nothing was recorded. ` +
         `Raise the budget (\`windfall campaign set ${campaignId} --budget AMOUNT\`, or PUT /v1/campaigns/${encodeURIComponent(campaignId)}) or split the batch.`,
     );
+  }
+
+  /** The campaign, and what remained of its budget (a string of digits), besides `error` and `message`. */
+  override answerFields(): { readonly campaignId: string; readonly remaining: string } {
+    return { campaignId: this.campaignId, remaining: this.remaining.toString() };
   }
 }
 

@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import { BudgetExceededError, reserveBudget } from './budget-reservation.js';
 import type { BatchPriority } from '../db/schema.js';
+import { isUniqueViolation } from '../db/pg-errors.js';
 import { shardOf } from '../queue/shard-routing.js';
 import type { SourceRecord } from '../rewards/reward-sources.js';
 import { BatchValidationError } from '../rewards/batch-errors.js';
@@ -228,7 +229,7 @@ export async function stageBatch(
         // sent whole (after a failed COPY a buffer may still wait for the socket: those are left to the collector)
         copy.recycle(data);
       } catch (error) {
-        if ((error as { code?: unknown }).code !== '23505') throw error;
+        if (!isUniqueViolation(error)) throw error;
         await client.query('rollback to savepoint windfall_stage');
         await client.query('release savepoint windfall_stage');
         const rows = rowsOfCopyText(data);

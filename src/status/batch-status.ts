@@ -34,7 +34,7 @@ export interface BatchReport {
  * when any is dead-lettered); once cancelled, cancelled; once reverted (`reverted` > 0, or a revert recorded on the
  * batch): reverted when every applied reward was debited back, partially_reverted otherwise.
  */
-export function deriveStatus(
+function deriveStatus(
   total: number,
   applied: number,
   duplicate: number,

@@ -71,7 +71,7 @@ with inserted as (
 ),`;
 
 /** Credits as arrays. Parameters: $1 uid, $2 ids, $3 amounts, $4 kinds, $5 descriptions, $6 batch id. */
-export const APPLY_CREDITS_SQL = `${INSERT_FROM_ARRAYS}${CREDIT_TAIL('cardinality($2::text[])')}`;
+const APPLY_CREDITS_SQL = `${INSERT_FROM_ARRAYS}${CREDIT_TAIL('cardinality($2::text[])')}`;
 
 /** Any operations (debits too). Parameters as {@link APPLY_CREDITS_SQL}. Always answers one row. */
 export const APPLY_USER_OPERATIONS_SQL = `${INSERT_FROM_ARRAYS}
@@ -130,7 +130,7 @@ export type Queryable = Pick<pg.Pool, 'query'>;
  * Orders strings by Unicode code point — the order of their UTF-8 bytes, hence of PostgreSQL's "C" collation
  * (JavaScript's `<` compares UTF-16 units, which puts U+E000…U+FFFF after astral characters).
  */
-export function compareCodePoints(a: string, b: string): number {
+function compareCodePoints(a: string, b: string): number {
   const length = Math.min(a.length, b.length);
   for (let i = 0; i < length; i += 1) {
     const x = a.charCodeAt(i);

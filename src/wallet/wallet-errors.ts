@@ -1,7 +1,9 @@
+import { WindfallError } from '../errors/windfall-error.js';
+
 /** A withdrawal (or a user's batch of operations) would take the balance below zero; nothing was applied. */
-export class InsufficientFundsError extends Error {
+export class InsufficientFundsError extends WindfallError {
+  static override readonly code = 'INSUFFICIENT_FUNDS';
   override readonly name = 'InsufficientFundsError';
-  readonly code = 'INSUFFICIENT_FUNDS';
   constructor(
     readonly uid: string,
     options?: { cause?: unknown },
@@ -14,9 +16,9 @@ export class InsufficientFundsError extends Error {
 }
 
 /** An operation id was already used with a different user or amount: refused, never credited twice. */
-export class OperationConflictError extends Error {
+export class OperationConflictError extends WindfallError {
+  static override readonly code = 'CONFLICT';
   override readonly name = 'OperationConflictError';
-  readonly code = 'CONFLICT';
   constructor(
     readonly operationId: string,
     readonly detail: string,
@@ -28,9 +30,9 @@ export class OperationConflictError extends Error {
 }
 
 /** An operation that can never be applied as given (bad amount, bad id, balance overflow). */
-export class InvalidOperationError extends Error {
+export class InvalidOperationError extends WindfallError {
+  static override readonly code = 'INVALID';
   override readonly name = 'InvalidOperationError';
-  readonly code = 'INVALID';
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
   }

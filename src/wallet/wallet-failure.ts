@@ -1,4 +1,4 @@
-import { classifyDatabaseError } from '../db/pg-errors.js';
+import { classifyDatabaseError, sqlStateOf } from '../db/pg-errors.js';
 import type { DeadLetterReason } from '../db/schema.js';
 import { LockBusyError, LockTimeoutError } from '../lock/lock-errors.js';
 import { isRedisUnavailable } from '../services/redis-errors.js';
@@ -30,10 +30,9 @@ export function classifyWalletFailure(error: unknown): WalletFailure {
   if (error instanceof InsufficientFundsError) return of('INSUFFICIENT_FUNDS', false);
   if (error instanceof InvalidOperationError) return of('INVALID', false);
   if (isRedisUnavailable(error)) return of('UNKNOWN', true);
-  const code = (error as { code?: unknown } | null)?.code;
   const kind = classifyDatabaseError(error);
   // a PostgreSQL error (a SQLSTATE), or a connection that failed
-  if ((typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code)) || kind === 'unavailable') {
+  if (sqlStateOf(error) !== undefined || kind === 'unavailable') {
     switch (kind) {
       case 'unavailable':
       case 'retry':

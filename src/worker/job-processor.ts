@@ -4,6 +4,7 @@ import { refreshStoredStatus } from '../status/batch-status.js';
 import type { EventSink } from '../events/event-publisher.js';
 import type { DeadLetterEntry } from '../dead-letters/dead-letter-store.js';
 import { claimChunk, claimEntry, FencedOutError } from '../db/fences.js';
+import { isLockTimeout } from '../db/pg-errors.js';
 import type { ChunkDeadLetter, ReplayDeadLetter, WrittenDeadLetter } from '../dead-letters/dead-letter-writer.js';
 import { recordChunkDeadLetters, recordReplayDeadLetters } from '../dead-letters/dead-letter-writer.js';
 import type { Logger } from '../log/logger.js';
@@ -19,7 +20,7 @@ import type { SettlementPipeline } from '../settlement/settlement-pipeline.js';
 import type { UserFailure, UserOutcome, UserTask } from '../settlement/user-task.js';
 
 /** A job attempt left users that may succeed later: BullMQ retries the job (only those users remain to do). */
-export class UsersRetryLaterError extends Error {
+class UsersRetryLaterError extends Error {
   override readonly name = 'UsersRetryLaterError';
 }
 
@@ -171,7 +172,7 @@ export async function processRewardJob(
       try {
         return await step(run);
       } catch (error) {
-        if ((error as { code?: unknown }).code !== '55P03') throw error;
+        if (!isLockTimeout(error)) throw error;
         if (signal.aborted) throw new StoppingError('worker stopping', { cause: error });
         if (!waited) log.warn('waiting for a statement of this job still running in PostgreSQL (an earlier attempt)');
       }

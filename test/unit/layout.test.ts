@@ -21,6 +21,7 @@ const SHARED = [
   'services',
   'ledger',
   'audit',
+  'errors',
 ];
 
 function sourceFiles(dir: string): string[] {

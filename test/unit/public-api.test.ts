@@ -37,6 +37,7 @@ const PUBLIC_VALUES = [
   'UnknownCampaignError',
   'WalletService',
   'Windfall',
+  'WindfallError',
   'createLogger',
   'formatAmount',
   'getBatchReport',

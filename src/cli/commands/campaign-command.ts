@@ -1,14 +1,12 @@
 import type { Command } from 'commander';
 import { cliActor } from '../../audit/audit-trail.js';
 import {
-  CampaignRequestError,
   getCampaignReport,
   setCampaignBudget,
   UnknownCampaignError,
   type CampaignReport,
 } from '../../campaign/campaign-budget.js';
 import { type CommandRegistry, withWindfall } from '../support/context.js';
-import { CommandFailedError, UsageError } from '../support/exit-codes.js';
 import { formatTable, printJson, printLine } from '../support/output.js';
 
 /** Human form of a campaign. */
@@ -33,18 +31,10 @@ async function readCampaign(
   pool: Parameters<typeof getCampaignReport>[0],
   campaignId: string,
 ): Promise<CampaignReport> {
-  let report: CampaignReport | null;
-  try {
-    report = await getCampaignReport(pool, campaignId);
-  } catch (error) {
-    if (error instanceof CampaignRequestError) throw new UsageError(error.message);
-    throw error;
-  }
+  const report = await getCampaignReport(pool, campaignId);
   if (!report) {
-    throw new CommandFailedError(
-      new UnknownCampaignError(
-        `no campaign ${JSON.stringify(campaignId)}: no batch names it and no budget was set (set one with \`windfall campaign set ${campaignId} --budget AMOUNT\`)`,
-      ).message,
+    throw new UnknownCampaignError(
+      `no campaign ${JSON.stringify(campaignId)}: no batch names it and no budget was set (set one with \`windfall campaign set ${campaignId} --budget AMOUNT\`)`,
     );
   }
   return report;
@@ -70,15 +60,9 @@ export function registerCampaignCommands(program: Command, registry: CommandRegi
     .action(async (campaignId: string, options: { budget: string; json?: boolean }, command: Command) => {
       const globals = registry.globals(command);
       await withWindfall(globals, async (windfall) => {
-        let report: CampaignReport;
-        try {
-          report = await setCampaignBudget(windfall.database.pool, campaignId, options.budget, {
-            actor: cliActor(globals.actor),
-          });
-        } catch (error) {
-          if (error instanceof CampaignRequestError) throw new UsageError(error.message);
-          throw error;
-        }
+        const report = await setCampaignBudget(windfall.database.pool, campaignId, options.budget, {
+          actor: cliActor(globals.actor),
+        });
         if (options.json) printJson(report);
         else printLine(describeCampaign(report));
       });

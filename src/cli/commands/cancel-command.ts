@@ -1,26 +1,17 @@
 import { cliActor } from '../../audit/audit-trail.js';
-import { cancelBatch, CancelRequestError, type CancelReport } from '../../cancel/batch-cancel.js';
-import { UnknownBatchError } from '../../revert/batch-revert.js';
+import { cancelBatch, type CancelReport } from '../../cancel/batch-cancel.js';
 import type { Windfall } from '../../runtime/windfall.js';
-import { CommandFailedError, UsageError } from '../support/exit-codes.js';
 
-/** `windfall batch cancel`: exit 1 for an unknown batch, 2 for a bad reason. */
+/** `windfall batch cancel`: exit 1 for an unknown batch, 2 for a bad reason (the error table). */
 export async function runCancel(
   windfall: Windfall,
   batchId: string,
   options: { actor: string | undefined; reason: string | undefined },
 ): Promise<CancelReport> {
-  try {
-    return await cancelBatch(
-      { pool: windfall.database.pool, logger: windfall.logger, events: windfall.events },
-      batchId,
-      { actor: cliActor(options.actor), ...(options.reason !== undefined ? { reason: options.reason } : {}) },
-    );
-  } catch (error) {
-    if (error instanceof CancelRequestError) throw new UsageError(error.message);
-    if (error instanceof UnknownBatchError) throw new CommandFailedError(error.message);
-    throw error;
-  }
+  return cancelBatch({ pool: windfall.database.pool, logger: windfall.logger, events: windfall.events }, batchId, {
+    actor: cliActor(options.actor),
+    ...(options.reason !== undefined ? { reason: options.reason } : {}),
+  });
 }
 
 /** Human form of a cancel report. */

@@ -1,9 +1,9 @@
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import type { DeadLetterFilter, ListedDeadLetter } from '../../dead-letters/dead-letter-store.js';
+import type { ListedDeadLetter } from '../../dead-letters/dead-letter-store.js';
 import { DEFAULT_REWARDS_PER_ENTRY } from '../../dead-letters/dead-letter-store.js';
 import { AUDIT_ACTIONS, DEAD_LETTER_REASONS, DEAD_LETTER_STATES } from '../../db/stored-values.js';
 import type { DeadLetterSelection } from '../../dead-letters/dead-letter-selection.js';
-import { DeadLetterSelectionError, selectionFilter } from '../../dead-letters/dead-letter-selection.js';
+import { selectionFilter } from '../../dead-letters/dead-letter-selection.js';
 import type { PurgeReport, ReplayReport } from '../../dead-letters/dead-letter-queue.js';
 import type { LockStatus } from '../../lock/user-locks.js';
 import { UserLocks } from '../../lock/user-locks.js';
@@ -167,15 +167,6 @@ function selectionOf(
   };
 }
 
-function filterOrUsage(selection: DeadLetterSelection, required: boolean): DeadLetterFilter {
-  try {
-    return selectionFilter(selection, { required });
-  } catch (error) {
-    if (error instanceof DeadLetterSelectionError) throw new UsageError(error.message);
-    throw error;
-  }
-}
-
 function reasonOption(): Option {
   return new Option('--reason <reason>', 'only entries with this reason').choices(DEAD_LETTER_REASONS);
 }
@@ -246,7 +237,7 @@ function registerDeadLetterCommands(program: Command, { globals, setExit }: Comm
         command: Command,
       ) => {
         await withWindfall(globals(command), async (windfall) => {
-          const filter = filterOrUsage(selectionOf([], options), false);
+          const filter = selectionFilter(selectionOf([], options), { required: false });
           const entries = await windfall.deadLetters.list({
             ...filter,
             state: options.state,
@@ -292,7 +283,7 @@ function registerDeadLetterCommands(program: Command, { globals, setExit }: Comm
         options: { all?: boolean; reason?: string; batch?: string; dryRun?: boolean; json?: boolean },
         command: Command,
       ) => {
-        const filter = filterOrUsage(selectionOf(ids, options), true);
+        const filter = selectionFilter(selectionOf(ids, options), { required: true });
         await withWindfall(globals(command), async (windfall) => {
           const report = await windfall.deadLetters.replay(filter, {
             dryRun: options.dryRun ?? false,
@@ -329,7 +320,7 @@ function registerDeadLetterCommands(program: Command, { globals, setExit }: Comm
         options: { reason?: string; batch?: string; dryRun?: boolean; yes?: boolean; json?: boolean },
         command: Command,
       ) => {
-        const filter = filterOrUsage(selectionOf(ids, options), false);
+        const filter = selectionFilter(selectionOf(ids, options), { required: false });
         if (!options.yes && !options.dryRun) {
           throw new UsageError(
             'refusing to purge without --yes: purged entries are never replayed (their rewards stay uncredited). Try --dry-run first.',

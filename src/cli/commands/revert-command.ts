@@ -1,43 +1,32 @@
-import {
-  BatchRevertRefusedError,
-  revertBatch,
-  RevertRequestError,
-  UnknownBatchError,
-  type RevertReport,
-} from '../../revert/batch-revert.js';
+import { revertBatch, type RevertReport } from '../../revert/batch-revert.js';
 import { cliActor } from '../../audit/audit-trail.js';
 import type { Windfall } from '../../runtime/windfall.js';
-import { CommandFailedError, UsageError } from '../support/exit-codes.js';
 import { formatTable } from '../support/output.js';
 
-/** `windfall batch revert`: exit 2 while the batch is processing, 1 for an unknown batch. */
+/**
+ * `windfall batch revert`: exit 2 while the batch is processing or for a bad reason, 1 for an unknown batch (the
+ * error table).
+ */
 export async function runRevert(
   windfall: Windfall,
   batchId: string,
   options: { dryRun: boolean; actor: string | undefined; reason: string | undefined },
 ): Promise<RevertReport> {
-  try {
-    return await revertBatch(
-      {
-        pool: windfall.database.pool,
-        wallet: windfall.wallet,
-        logger: windfall.logger,
-        deadLetters: windfall.deadLetters,
-        events: windfall.events,
-      },
-      batchId,
-      {
-        dryRun: options.dryRun,
-        actor: cliActor(options.actor),
-        ...(options.reason !== undefined ? { reason: options.reason } : {}),
-      },
-    );
-  } catch (error) {
-    if (error instanceof BatchRevertRefusedError || error instanceof RevertRequestError)
-      throw new UsageError(error.message);
-    if (error instanceof UnknownBatchError) throw new CommandFailedError(error.message);
-    throw error;
-  }
+  return revertBatch(
+    {
+      pool: windfall.database.pool,
+      wallet: windfall.wallet,
+      logger: windfall.logger,
+      deadLetters: windfall.deadLetters,
+      events: windfall.events,
+    },
+    batchId,
+    {
+      dryRun: options.dryRun,
+      actor: cliActor(options.actor),
+      ...(options.reason !== undefined ? { reason: options.reason } : {}),
+    },
+  );
 }
 
 /** Human form of a revert report. */

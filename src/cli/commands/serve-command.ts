@@ -1,6 +1,6 @@
 import { InvalidArgumentError, type Command } from 'commander';
 import { type CommandRegistry, resolveConfig } from '../support/context.js';
-import { UsageError } from '../support/exit-codes.js';
+import { checkServerTokens } from '../../http/auth.js';
 import { printJson } from '../support/output.js';
 
 function portNumber(value: string): number {
@@ -43,16 +43,8 @@ export function registerServeCommand(program: Command, registry: CommandRegistry
         return;
       }
       const { config, logger } = resolveConfig(registry.globals(command), {}, false);
-      if (!config.apiToken) {
-        throw new UsageError(
-          'WINDFALL_API_TOKEN is not set: the HTTP API refuses to start without a token for producers (set WINDFALL_API_TOKEN, and WINDFALL_ADMIN_TOKEN for operator routes)',
-        );
-      }
-      if (config.adminToken === config.apiToken) {
-        throw new UsageError(
-          'WINDFALL_ADMIN_TOKEN equals WINDFALL_API_TOKEN: the API token would open operator routes; use two different tokens',
-        );
-      }
+      const { apiToken, adminToken } = config;
+      checkServerTokens(apiToken, adminToken);
       if (!config.adminToken)
         logger.warn('WINDFALL_ADMIN_TOKEN is not set: operator routes and the dashboard answer 401');
       for (const [name, token] of [
@@ -75,8 +67,8 @@ export function registerServeCommand(program: Command, registry: CommandRegistry
       const windfall = await openWindfall(config, logger, { metrics: new WindfallMetrics({ defaultMetrics: true }) });
       try {
         const app = await buildHttpServer(windfall, {
-          apiToken: config.apiToken,
-          adminToken: config.adminToken,
+          apiToken,
+          adminToken,
           bodyLimit: config.httpBodyLimit,
         });
         const stopped = stopSignal((signal) =>

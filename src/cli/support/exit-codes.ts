@@ -1,3 +1,5 @@
+import { WindfallError } from '../../errors/windfall-error.js';
+
 /** Exit codes of the `windfall` command (contract). */
 export const EXIT = {
   /** Success. */
@@ -9,11 +11,13 @@ export const EXIT = {
 } as const;
 
 /** An error the CLI reports as bad usage or invalid input (exit 2). */
-export class UsageError extends Error {
+export class UsageError extends WindfallError {
+  static override readonly code = 'BAD_USAGE';
   override readonly name = 'UsageError';
 }
 
 /** A failure the CLI reports with exit 1, its message already written for people. */
-export class CommandFailedError extends Error {
+export class CommandFailedError extends WindfallError {
+  static override readonly code = 'COMMAND_FAILED';
   override readonly name = 'CommandFailedError';
 }
