@@ -1,0 +1,176 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { reconcile } from '../src/reconcile/reconcile.js';
+import { balances, settledRewards } from './support/batches.js';
+import { runCli } from './support/cli.js';
+import { useTestEnvironment } from './support/environment.js';
+import { startWindfall, waitFor, waitForStarted, type WindfallProcess } from './support/redis-servers.js';
+import { startServe, type ServeProcess } from './support/serve.js';
+import {
+  startPgBouncer,
+  startReplicatedPostgres,
+  type PgBouncer,
+  type ReplicatedPostgres,
+} from './support/topology.js';
+
+/*
+ * PostgreSQL failover behind PgBouncer (issue 19), as Patroni or pg_auto_failover do it: a primary with a synchronous
+ * streaming standby (synchronous_standby_names names it, synchronous_commit on), PgBouncer in transaction pooling in
+ * front of the primary. Mid-batch — once a third of the rewards are seen applied on the standby — the primary is
+ * stopped `immediate` (a crash), the standby promoted and PgBouncer pointed at it. The worker (and `windfall serve`)
+ * must carry on by themselves: the batch completes within 120 s of the promotion, every balance exact (nothing
+ * committed lost, nothing doubled), nothing dead-lettered, `windfall reconcile` exit 0 against the new primary.
+ */
+
+const env = useTestEnvironment();
+const DATABASE = 'windfall_failover';
+const REWARDS = 60_000;
+const USERS = 6000;
+
+const dir = mkdtempSync(join(tmpdir(), 'windfall-failover-test-'));
+let pair: ReplicatedPostgres;
+let bouncer: PgBouncer;
+let worker: WindfallProcess | undefined;
+let serve: ServeProcess | undefined;
+const pools: pg.Pool[] = [];
+
+beforeAll(async () => {
+  pair = await startReplicatedPostgres({ maxConnections: 60 });
+  bouncer = await startPgBouncer({ serverPort: pair.primary.port, poolMode: 'transaction', poolSize: 8 });
+}, 180_000);
+afterEach(async () => {
+  await worker?.kill9();
+  worker = undefined;
+  await serve?.stop();
+  serve = undefined;
+});
+afterAll(async () => {
+  await Promise.all(pools.map((pool) => pool.end().catch(() => undefined)));
+  await bouncer?.stop();
+  await pair?.destroy();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** Environment of a `windfall` process whose DATABASE_URL names PgBouncer. */
+const bouncerEnv = (extra: Record<string, string> = {}): NodeJS.ProcessEnv =>
+  env.env({ DATABASE_URL: bouncer.url(DATABASE), ...extra });
+
+/** A pool straight to one server of the pair, for observing and checking (never through the pooler). */
+function poolOn(port: number): pg.Pool {
+  const pool = new pg.Pool({ host: '127.0.0.1', port, user: 'postgres', database: DATABASE, max: 2 });
+  pool.on('error', () => undefined);
+  pools.push(pool);
+  return pool;
+}
+
+/** The batch as JSON Lines, and each user's expected credit. */
+function rewardFile(batchId: string): { file: string; expected: Map<string, bigint> } {
+  const expected = new Map<string, bigint>();
+  const lines: string[] = [];
+  for (let n = 0; n < REWARDS; n += 1) {
+    const uid = `fo-u${(n * 17) % USERS}`;
+    const amount = 1 + (n % 53);
+    expected.set(uid, (expected.get(uid) ?? 0n) + BigInt(amount));
+    lines.push(JSON.stringify({ rewardId: `${batchId}-${n}`, uid, amount }));
+  }
+  const file = join(dir, `${batchId}.jsonl`);
+  writeFileSync(file, lines.join('\n') + '\n');
+  return { file, expected };
+}
+
+describe('PostgreSQL failover behind PgBouncer (synchronous standby promoted mid-batch)', () => {
+  it('the worker and serve carry on by themselves: the batch completes within 120 s of the promotion, exact, nothing dead-lettered, reconcile exit 0', async () => {
+    const batchId = 'fo-batch';
+    const { file, expected } = rewardFile(batchId);
+    const migrated = await runCli(['migrate'], bouncerEnv());
+    expect(migrated.code, migrated.stderr).toBe(0);
+    const standby = poolOn(pair.standby.port);
+
+    serve = await startServe(bouncerEnv());
+    worker = startWindfall(['worker'], bouncerEnv({ LOG_LEVEL: 'info' }));
+    await waitForStarted([worker]);
+    const enqueued = await runCli(['enqueue', '--file', file, '--batch-id', batchId], bouncerEnv());
+    expect(enqueued.code, enqueued.stderr).toBe(0);
+    const enqueuedAt = Date.now();
+
+    // the fault follows progress: a third of the rewards applied, as the standby shows it
+    await waitFor(
+      async () => (await settledRewards(standby, batchId)) >= REWARDS * 0.3,
+      '30 % applied on the standby',
+      120_000,
+      20,
+    );
+    const atCrash = await settledRewards(standby, batchId);
+    await pair.stopPrimary('immediate');
+    const crashedAt = Date.now();
+    await pair.promoteStandby();
+    await bouncer.repoint('127.0.0.1', pair.standby.port);
+    const promotedAt = Date.now();
+    const atPromotion = await settledRewards(standby, batchId);
+    expect(atPromotion).toBeLessThan(REWARDS);
+
+    const primary = standby; // the same server, a primary now
+    await waitFor(
+      async () => (await settledRewards(primary, batchId)) >= REWARDS,
+      'every reward applied on the new primary',
+      120_000,
+      100,
+    ).catch(async (error: Error) => {
+      const { rows: activity } = await primary.query<{ state: string; wait_event: string | null; n: number }>(
+        `select state, wait_event, count(*)::int as n from pg_stat_activity
+         where datname = $1 and pid <> pg_backend_pid() group by 1, 2`,
+        [DATABASE],
+      );
+      throw new Error(
+        `${error.message}: ${await settledRewards(primary, batchId)} of ${REWARDS} applied ` +
+          `(${atPromotion} at the promotion); sessions on the new primary: ${JSON.stringify(activity)}\n` +
+          `pools: ${JSON.stringify(await bouncer.admin('SHOW POOLS').catch(() => []))}\n` +
+          `worker: ${worker!.output().slice(-6000)}`,
+      );
+    });
+    const completedAfterMs = Date.now() - promotedAt;
+    expect(completedAfterMs).toBeLessThan(120_000);
+
+    // serve answers through the new primary without a restart
+    const report = async (): Promise<Response> =>
+      fetch(`${serve!.baseUrl}/v1/batches/${batchId}`, { headers: { authorization: `Bearer ${serve!.apiToken}` } });
+    await waitFor(
+      async () => (await report().catch(() => null))?.status === 200,
+      'GET /v1/batches/:id to answer after the promotion',
+      30_000,
+      200,
+    );
+    expect(await (await report()).json()).toMatchObject({
+      batchId,
+      status: 'completed',
+      total: REWARDS,
+      applied: REWARDS,
+      deadLettered: 0,
+    });
+
+    const stopped = await worker.stop();
+    const output = worker.output();
+    expect(stopped, output.slice(-4000)).toBe(0);
+    const { rows: deadLetters } = await primary.query<{ n: number }>('select count(*)::int as n from dead_letters');
+    expect(deadLetters[0]!.n).toBe(0);
+    const { rows: ledger } = await primary.query<{ entries: number; ids: number }>(
+      'select count(*)::int as entries, count(distinct operation_id)::int as ids from ledger_entries',
+    );
+    expect(ledger[0]).toEqual({ entries: REWARDS, ids: REWARDS });
+    const after = await balances(primary);
+    expect(after.size).toBe(USERS);
+    for (const [uid, amount] of expected) expect(after.get(uid), uid).toBe(amount);
+    expect((await reconcile(primary, { strict: true })).mismatches).toEqual([]);
+    const reconciled = await runCli(['reconcile'], bouncerEnv());
+    expect(reconciled.code, reconciled.stdout + reconciled.stderr).toBe(0);
+
+    console.info(
+      `postgres failover behind pgbouncer: ${REWARDS} rewards; ${atCrash} applied at the crash ` +
+        `(${crashedAt - enqueuedAt} ms after the enqueue), ${atPromotion} at the promotion ` +
+        `(${promotedAt - crashedAt} ms after the crash, pgbouncer repointed); batch done ${completedAfterMs} ms after the promotion`,
+    );
+  }, 300_000);
+});
