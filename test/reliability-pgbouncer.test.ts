@@ -24,10 +24,6 @@ const env = useTestEnvironment();
 const BATCHES = 7;
 const REWARDS_PER_BATCH = 3000;
 const USERS = 300;
-/** A batch enqueued after the seven, settled while one of them is reverted. */
-const LATE_REWARDS = 8000;
-/** The late batch's own users: the revert does not wait for their locks, its statements interleave with its own. */
-const LATE_USERS = 2000;
 
 const dir = mkdtempSync(join(tmpdir(), 'windfall-pgbouncer-test-'));
 /** A database of its own, created by `windfall migrate` through the pooler. */
@@ -72,17 +68,11 @@ const bouncerEnv = (extra: Record<string, string> = {}): NodeJS.ProcessEnv =>
   env.env({ DATABASE_URL: bouncer.url(database), ...extra });
 
 /** Batch `n`'s rewards as JSON Lines over the same 300 users; returns the file and each user's credit. */
-function rewardFile(
-  batchId: string,
-  n: number,
-  count = REWARDS_PER_BATCH,
-  users = USERS,
-  userPrefix = 'pgb-u',
-): { file: string; credits: Map<string, bigint> } {
+function rewardFile(batchId: string, n: number): { file: string; credits: Map<string, bigint> } {
   const credits = new Map<string, bigint>();
   const lines: string[] = [];
-  for (let i = 0; i < count; i += 1) {
-    const uid = `${userPrefix}${(i * 7 + n) % users}`;
+  for (let i = 0; i < REWARDS_PER_BATCH; i += 1) {
+    const uid = `pgb-u${(i * 7 + n) % USERS}`;
     const amount = 1 + ((i + n * 11) % 97);
     credits.set(uid, (credits.get(uid) ?? 0n) + BigInt(amount));
     lines.push(JSON.stringify({ rewardId: `${batchId}-${i}`, uid, amount }));
@@ -160,22 +150,21 @@ describe('through PgBouncer 1.18 in transaction pooling (pool size 4, two worker
     const reconciled = await runCli(['reconcile'], bouncerEnv());
     expect(reconciled.code, reconciled.stdout + reconciled.stderr).toBe(0);
 
-    // a revert through the pooler while another batch (other users) is being settled: the pooler's four server
-    // connections go to the revert's statements and the workers' transactions in turn, as in production (a revert
-    // alone tends to meet the same server connection again and again, which hides named statements)
-    const late = 'pgb-late';
-    const lateFile = rewardFile(late, BATCHES, LATE_REWARDS, LATE_USERS, 'pgb-late-u');
-    const lateEnqueued = await runCli(['enqueue', '--file', lateFile.file, '--batch-id', late], bouncerEnv());
-    expect(lateEnqueued.code, lateEnqueued.stderr).toBe(0);
-    await waitFor(
-      async () => (await settledRewards(pool!, late)) >= LATE_REWARDS / 20,
-      '5 % of the late batch',
-      30_000,
-      20,
-    );
-    const lateAtRevertStart = await settledRewards(pool, late);
-    const reverted = await runCli(['batch', 'revert', batchIds[3]!, '--yes', '--json'], bouncerEnv());
-    const lateAtRevertEnd = await settledRewards(pool, late);
+    // a revert through a pooler that hands out its server connections in turn (`server_round_robin = 1`): each of
+    // the revert's statements meets another server connection than its last. (With the default, LIFO, a client meets
+    // the same server connection again and again — pg-pool and PgBouncer both hand out the last one released — and
+    // a named prepared statement failed in only some runs, however much other traffic shared the pooler.)
+    const roundRobin = await startPgBouncer({
+      serverHost: bouncer.server.host,
+      serverPort: bouncer.server.port,
+      poolMode: 'transaction',
+      poolSize: 4,
+      settings: { server_round_robin: 1 },
+    });
+    const reverted = await runCli(
+      ['batch', 'revert', batchIds[3]!, '--yes', '--json'],
+      env.env({ DATABASE_URL: roundRobin.url(database) }),
+    ).finally(() => roundRobin.stop());
     expect(reverted.code, reverted.stdout + reverted.stderr).toBe(0);
     expect(JSON.parse(reverted.stdout)).toMatchObject({
       batchId: batchIds[3],
@@ -184,18 +173,10 @@ describe('through PgBouncer 1.18 in transaction pooling (pool size 4, two worker
       alreadyReverted: 0,
       insufficientFunds: [],
     });
-    await waitFor(
-      async () => (await settledRewards(pool!, late)) >= LATE_REWARDS,
-      'the late batch settled',
-      30_000,
-      50,
-    );
-    expect(lateAtRevertStart).toBeLessThan(LATE_REWARDS);
     expect(await deadLetters()).toBe(0);
     const afterRevert = await balances(pool);
     for (const [uid, amount] of expected)
       expect(afterRevert.get(uid), uid).toBe(amount - (files[3]!.credits.get(uid) ?? 0n));
-    for (const [uid, amount] of lateFile.credits) expect(afterRevert.get(uid), uid).toBe(amount);
     const status = await runCli(['batch', batchIds[3]!, '--json'], bouncerEnv());
     expect(JSON.parse(status.stdout)).toMatchObject({ status: 'reverted' });
     const reconciledAfterRevert = await runCli(['reconcile'], bouncerEnv());
@@ -206,7 +187,7 @@ describe('through PgBouncer 1.18 in transaction pooling (pool size 4, two worker
     expect(codes, workers.map((worker) => worker.output().slice(-3000)).join('\n----\n')).toEqual([0, 0]);
     console.info(
       `pgbouncer (transaction, pool 4, 2 workers): ${BATCHES} × ${REWARDS_PER_BATCH} rewards over ${USERS} users ` +
-        `migrated, enqueued and settled ${settledAfterMs} ms after the start; revert of ${REWARDS_PER_BATCH} rewards ran while the late batch went from ${lateAtRevertStart} to ${lateAtRevertEnd} of ${LATE_REWARDS}`,
+        `migrated, enqueued and settled ${settledAfterMs} ms after the start; revert of ${REWARDS_PER_BATCH} rewards ok`,
     );
   }, 90_000);
 });
