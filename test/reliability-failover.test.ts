@@ -107,11 +107,17 @@ async function failover(batchId: string, promotion: Promotion): Promise<void> {
     120_000,
     20,
   );
+  const report = async (): Promise<Response> =>
+    fetch(`${serve!.baseUrl}/v1/batches/${batchId}`, {
+      headers: { authorization: `Bearer ${serve!.apiToken}` },
+      signal: AbortSignal.timeout(5000),
+    });
   const atCrash = await settledRewards(standby, batchId);
   await pair.stopPrimary('immediate');
   const crashedAt = Date.now();
   let noticedAfterMs: number | undefined;
   let outageMs: number | undefined;
+  let duringOutage: string | undefined;
   if (promotion === 'after an outage of seconds') {
     // as Patroni would after its TTL: the worker meets the outage first (the pooler cannot reach a server)
     await waitFor(
@@ -134,10 +140,25 @@ async function failover(batchId: string, promotion: Promotion): Promise<void> {
       throw new Error(`${error.message}\npgbouncer: ${bouncer.log().slice(-3000)}`);
     });
     outageMs = Date.now() - crashedAt;
+    // what a client of serve sees meanwhile
+    duringOutage = await report().then(
+      (response) => String(response.status),
+      (error: Error) => `no answer (${error.name})`,
+    );
   }
   await pair.promoteStandby();
   await bouncer.repoint('127.0.0.1', pair.standby.port);
   const promotedAt = Date.now();
+  let serveAnsweredAfterMs: number | undefined;
+  const serveAnswered = waitFor(
+    async () => (await report().catch(() => null))?.status === 200,
+    'GET /v1/batches/:id to answer after the promotion',
+    60_000,
+    100,
+  ).then(
+    () => ((serveAnsweredAfterMs = Date.now() - promotedAt), true),
+    () => false,
+  );
   const atPromotion = await settledRewards(standby, batchId);
   expect(atPromotion).toBeLessThan(REWARDS);
 
@@ -163,15 +184,8 @@ async function failover(batchId: string, promotion: Promotion): Promise<void> {
   const completedAfterMs = Date.now() - promotedAt;
   expect(completedAfterMs).toBeLessThan(120_000);
 
-  // serve answers through the new primary without a restart
-  const report = async (): Promise<Response> =>
-    fetch(`${serve!.baseUrl}/v1/batches/${batchId}`, { headers: { authorization: `Bearer ${serve!.apiToken}` } });
-  await waitFor(
-    async () => (await report().catch(() => null))?.status === 200,
-    'GET /v1/batches/:id to answer after the promotion',
-    30_000,
-    200,
-  );
+  // serve answers through the new primary without a restart (its first answer after the promotion came first)
+  expect(await serveAnswered, `serve ${serveAnsweredAfterMs ?? 'did not answer'}`).toBe(true);
   expect(await (await report()).json()).toMatchObject({
     batchId,
     status: 'completed',
@@ -203,7 +217,9 @@ async function failover(batchId: string, promotion: Promotion): Promise<void> {
         ? `, the worker paused ${noticedAfterMs} ms after the crash, promoted after ${outageMs} ms of outage`
         : '') +
       `; ${atPromotion} at the promotion (${promotedAt - crashedAt} ms after the crash, pgbouncer repointed); ` +
-      `batch done ${completedAfterMs} ms after the promotion`,
+      `batch done ${completedAfterMs} ms after the promotion; GET /v1/batches/:id ` +
+      (duringOutage !== undefined ? `answered ${duringOutage} during the outage, ` : '') +
+      `200 again ${serveAnsweredAfterMs} ms after the promotion`,
   );
 }
 
