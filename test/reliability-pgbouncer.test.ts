@@ -15,9 +15,9 @@ import { startPgBouncer, type PgBouncer } from './support/topology.js';
  * The acceptance of issue 19 through PgBouncer (Debian's 1.18: no protocol-level prepared statements) in transaction
  * pooling, pool size 4, two worker processes: `windfall migrate` twice, seven overlapping concurrent enqueues of
  * 3,000 rewards over the same 300 users, every balance exact, nothing dead-lettered, `windfall reconcile` exit 0;
- * then `windfall batch revert` of one batch through PgBouncer debits every wallet exactly. Before the statements were
- * unnamed, 4,382 of 18,000 rewards were dead-lettered here (42P05 "prepared statement … already exists"), and a
- * revert failed with 26000 "prepared statement windfall_apply_user_operations does not exist".
+ * then `windfall batch revert` of one batch through PgBouncer debits every wallet exactly. With named statements the
+ * issue saw 4,382 of 18,000 rewards dead-lettered in this scenario (42P05 "prepared statement … already exists"); with
+ * the wallet statements named again, the revert here leaves 31-53 users unreverted (42P05 / 26000).
  */
 
 const env = useTestEnvironment();
