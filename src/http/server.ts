@@ -10,6 +10,8 @@ import Fastify, {
 } from 'fastify';
 import { BatchValidationError } from '../rewards/batch-errors.js';
 import { httpAnswer } from '../errors/error-answers.js';
+import { ERROR_TABLE } from '../errors/error-table.js';
+import { isDatabaseUnavailable } from '../db/pg-errors.js';
 import { INTERNAL_ERROR } from '../errors/error-table.js';
 import { WindfallError } from '../errors/windfall-error.js';
 import { getBatchReport } from '../status/batch-status.js';
@@ -303,6 +305,17 @@ export async function buildHttpServer(windfall: Windfall, options: HttpServerOpt
             ? 'unsupported media type'
             : 'bad request';
       return fail(reply, error.statusCode, kind, error.message);
+    }
+    if (isDatabaseUnavailable(error)) {
+      // a restart or a failover of PostgreSQL (or of the pooler before it): the same request will succeed soon
+      request.log.warn({ route: routeLabel(request), reason: error.message }, 'PostgreSQL did not answer a request');
+      reply.header('retry-after', '5');
+      return fail(
+        reply,
+        ERROR_TABLE.SERVICE_UNAVAILABLE.status,
+        ERROR_TABLE.SERVICE_UNAVAILABLE.http,
+        'PostgreSQL does not answer (a restart or a failover?): try the request again in a few seconds',
+      );
     }
     request.log.error({ err: error, route: routeLabel(request) }, 'request failed');
     return fail(reply, 500, INTERNAL_ERROR.error, INTERNAL_ERROR.message);
