@@ -23,6 +23,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DEFAULT_CONFIG } from '../src/config/config.js';
+import { processCpuSeconds } from './cpu-accounting.js';
 import { measureCeiling, type CeilingCpu, type CeilingResult, type CeilingVariant } from './ceiling.js';
 import { runContention, type ContentionResult } from './contention.js';
 import { renderThroughputChart } from './chart.js';
@@ -220,6 +221,11 @@ interface PgBouncerFigures {
   readonly poolSize: number;
   readonly pgbouncerVersion: string;
   readonly endToEnd: EndToEndResult;
+  /**
+   * PgBouncer's own CPU µs per user settled, the warm-up batch's users counted (its process on this machine; null
+   * when unknown): on a machine whose cores are busy, what the pooler takes is not left to the rest.
+   */
+  readonly pgbouncerCpuMicrosPerUser: number | null;
   /** The run's end-to-end users/s (before) and a direct run right after the PgBouncer one, and their mean. */
   readonly directBeforeUsersPerSecond: number;
   readonly directAfterUsersPerSecond: number;
@@ -476,9 +482,11 @@ async function measurePgBouncer(
   const route = await pgBouncerRoute(servers, flags.pgbouncerPool);
   let pooled: EndToEndResult;
   let version = '?';
+  let cpuMicros: number | null = null;
   try {
     note(`${route.label}: end to end with DATABASE_URL naming PgBouncer`);
     version = String(Object.values((await route.bouncer.admin('SHOW VERSION'))[0] ?? {})[0] ?? '?');
+    const cpuBefore = processCpuSeconds(route.bouncer.process.pid);
     pooled = await runEndToEnd({
       servers,
       via: route.servers,
@@ -492,6 +500,10 @@ async function measurePgBouncer(
       warmup: flags.warmup,
       processes: machine.processes,
     });
+    const cpuAfter = processCpuSeconds(route.bouncer.process.pid);
+    const warmupUsers = Math.max(1, Math.round((flags.warmup * flags.users) / flags.rewards));
+    const users = pooled.users + (flags.warmup > 0 ? warmupUsers : 0);
+    if (cpuBefore !== null && cpuAfter !== null) cpuMicros = round(((cpuAfter - cpuBefore) * 1e6) / users, 1);
   } finally {
     await route.close();
   }
@@ -517,6 +529,7 @@ async function measurePgBouncer(
     poolSize: flags.pgbouncerPool,
     pgbouncerVersion: version,
     endToEnd: pooled,
+    pgbouncerCpuMicrosPerUser: cpuMicros,
     directBeforeUsersPerSecond: directBefore.usersPerSecond,
     directAfterUsersPerSecond: directAfter.usersPerSecond,
     directUsersPerSecond: round(direct),
@@ -627,6 +640,11 @@ function printRuns(flags: Flags, machine: MachineInfo, runs: readonly RunFigures
           ['  Windfall end to end direct, after it: users/s', ...pick((r) => r.pgBouncer?.directAfterUsersPerSecond)],
           ['  direct: mean of the runs before and after (users/s)', ...pick((r) => r.pgBouncer?.directUsersPerSecond)],
           ['  dead-lettered through PgBouncer', ...pick((r) => r.pgBouncer?.endToEnd.deadLettered)],
+          ['  PgBouncer CPU per user (µs, warm-up included)', ...pick((r) => r.pgBouncer?.pgbouncerCpuMicrosPerUser)],
+          [
+            '  Windfall total CPU per user through PgBouncer (µs)',
+            ...pick((r) => r.pgBouncer?.endToEnd.cpu.totalMicros),
+          ],
           ['RATIO PgBouncer ÷ direct (target ≥ 0.9)', ...pick((r) => r.pgBouncer?.usersPerSecondToDirect)],
         ]
       : []),
