@@ -11,6 +11,7 @@
  *   npm run bench -- --rtt 0,1,5           also end to end ÷ per-user ceiling with every round trip to PostgreSQL and
  *                                          Redis 1 ms and 5 ms longer (a delaying TCP proxy; 0 = the direct run)
  *   npm run bench -- --pgbouncer           also end to end through PgBouncer (transaction pooling) ÷ direct
+ *                                          (with --rtt or --pgbouncer the figures go to topology.json, not results.json)
  *   npm run bench -- --json                one JSON document on stdout (notes go to stderr)
  *
  * Every run uses databases windfall_bench_<id>… and Redis prefixes wfb-<id>… of its own and removes them afterwards
@@ -1010,7 +1011,9 @@ async function main(): Promise<void> {
       };
       if (flags.runs > 1 || flags.rewards === 100_000) {
         mkdirSync(flags.out, { recursive: true });
-        writeFileSync(join(flags.out, 'results.json'), `${JSON.stringify(document, null, 2)}\n`);
+        // runs with the network variants keep their own file: results.json stays the plain loopback baseline
+        const file = flags.rtt.length > 0 || flags.pgbouncer ? 'topology.json' : 'results.json';
+        writeFileSync(join(flags.out, file), `${JSON.stringify(document, null, 2)}\n`);
       }
       if (!flags.json) printRuns(flags, { ...machine, loadAverage: runs[0]!.loadAverage }, runs);
     }
