@@ -16,6 +16,7 @@ import {
   startProcess,
   waitFor,
   WINDFALL_BIN,
+  withDatabase,
 } from './support.js';
 
 /** One end-to-end run: `windfall enqueue --file` → every reward applied by a separate `windfall worker`. */
@@ -42,6 +43,11 @@ export interface EndToEndOptions {
   readonly processes?: ServerProcesses;
   /** One more user with this many rewards (the bounded-memory scenario). Default 0. */
   readonly bigUserRewards?: number;
+  /**
+   * The servers as the enqueue command and the worker reach them (through a delaying proxy, through PgBouncer).
+   * Default `servers`. The bench itself (migration, progress, figures, cleanup) always uses `servers`.
+   */
+  readonly via?: Servers;
 }
 
 /** How many transactions settled how many users each (from the ledger entries' xmin). */
@@ -127,9 +133,10 @@ export async function runEndToEnd(options: EndToEndOptions): Promise<EndToEndRes
     bigUserRewards: options.bigUserRewards ?? 0,
   });
   const batchId = `bench-${options.id}`;
+  const via = options.via ?? servers;
   const env = childEnv({
-    DATABASE_URL: databaseUrl,
-    REDIS_URL: servers.redisUrl,
+    DATABASE_URL: options.via ? withDatabase(via.databaseUrl, database) : databaseUrl,
+    REDIS_URL: via.redisUrl,
     WINDFALL_PREFIX: prefix,
     ...(options.concurrency !== undefined ? { WINDFALL_CONCURRENCY: String(options.concurrency) } : {}),
     ...options.workerEnv,

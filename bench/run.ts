@@ -8,22 +8,29 @@
  *   npm run bench -- --contention          hot users under concurrent batches and withdrawals: dead-letter rates
  *   npm run bench -- --big-user            one user with 100,000 rewards beside 1,000 others: worker peak RSS
  *   npm run bench -- --fairness --runs 3   a 500-reward batch 2 s after a 300,000-reward one: latency, big batch's rate
+ *   npm run bench -- --rtt 0,1,5           also end to end ÷ per-user ceiling with every round trip to PostgreSQL and
+ *                                          Redis 1 ms and 5 ms longer (a delaying TCP proxy; 0 = the direct run)
+ *   npm run bench -- --pgbouncer           also end to end through PgBouncer (transaction pooling) ÷ direct
+ *                                          (with --rtt or --pgbouncer the figures go to topology.json, not results.json)
  *   npm run bench -- --json                one JSON document on stdout (notes go to stderr)
  *
  * Every run uses databases windfall_bench_<id>… and Redis prefixes wfb-<id>… of its own and removes them afterwards
  * (`--keep` keeps them). Needs the built dist/ (`npm run bench` builds first), PostgreSQL and Redis (DATABASE_URL,
- * REDIS_URL; default the local ones), and pgbench for the ceiling (else a minimal pg client loop stands in).
+ * REDIS_URL; default the local ones), and pgbench for the ceiling (else a minimal pg client loop stands in);
+ * `--pgbouncer` needs Debian's pgbouncer (/usr/sbin/pgbouncer, or PGBOUNCER_BIN), run as user `postgres`.
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DEFAULT_CONFIG } from '../src/config/config.js';
+import { processCpuSeconds } from './cpu-accounting.js';
 import { measureCeiling, type CeilingCpu, type CeilingResult, type CeilingVariant } from './ceiling.js';
 import { runContention, type ContentionResult } from './contention.js';
 import { renderThroughputChart } from './chart.js';
 import { runFairness, type FairnessResult, type FairnessVariant } from './fairness.js';
 import { runEndToEnd, type EndToEndResult } from './end-to-end.js';
+import { delayedRoute, parseRttList, pgBouncerRoute } from './network.js';
 import { runNaive, type NaiveResult } from './naive.js';
 import { runStatementLayer, type StatementLayerResult } from './statement-layer.js';
 import type { MachineInfo, Servers } from './support.js';
@@ -47,12 +54,16 @@ interface Flags {
   readonly warmup: number;
   readonly bigUser: boolean;
   readonly fairness: boolean;
+  /** Round-trip times (ms) to measure end to end ÷ per-user ceiling at; 0 is the direct run. */
+  readonly rtt: number[];
+  readonly pgbouncer: boolean;
+  readonly pgbouncerPool: number;
 }
 
 const USAGE = `usage: npm run bench -- [--rewards N] [--users N] [--concurrency N] [--runs N] [--warmup N] [--json]
                       [--scale [--sizes 10000,100000,1000000]] [--contention] [--big-user] [--fairness]
                       [--ceiling-seconds S] [--naive-rewards N] [--skip-naive] [--keep] [--out DIR]
-                      [--worker-env NAME=VALUE ...]`;
+                      [--worker-env NAME=VALUE ...] [--rtt MS[,MS...]] [--pgbouncer [--pgbouncer-pool N]]`;
 
 function parseFlags(argv: string[]): Flags {
   const { values } = parseArgs({
@@ -75,6 +86,9 @@ function parseFlags(argv: string[]): Flags {
       out: { type: 'string' },
       'worker-env': { type: 'string', multiple: true },
       warmup: { type: 'string' },
+      rtt: { type: 'string' },
+      pgbouncer: { type: 'boolean' },
+      'pgbouncer-pool': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -121,6 +135,9 @@ function parseFlags(argv: string[]): Flags {
     warmup: count('warmup', values.warmup, 10_000, 0),
     bigUser: values['big-user'] ?? false,
     fairness: values.fairness ?? false,
+    rtt: values.rtt === undefined ? [] : parseRttList(values.rtt),
+    pgbouncer: values.pgbouncer ?? false,
+    pgbouncerPool: count('pgbouncer-pool', values['pgbouncer-pool'], 20),
   };
 }
 
@@ -173,6 +190,49 @@ interface RunFigures {
     readonly boundRatio: number | null;
   };
   readonly loadAverage: readonly number[];
+  /** `--rtt`: end to end ÷ per-user ceiling at each round-trip time (0 ms: the figures above). */
+  readonly rtt: readonly RttFigures[];
+  /** `--pgbouncer`: end to end through PgBouncer against direct. */
+  readonly pgBouncer: PgBouncerFigures | null;
+}
+
+/** End to end and the per-user ceiling with every round trip to PostgreSQL and Redis `rttMs` longer. */
+interface RttFigures {
+  readonly rttMs: number;
+  /** Round trip the proxy added, as measured on PostgreSQL's (2 × its mean one-way delay); null at 0 ms. */
+  readonly measuredAddedRttMs: number | null;
+  /** The one-statement ceiling (pgbench through the same proxy) before and after the end-to-end run, and their mean. */
+  readonly ceilingBeforeTps: number;
+  readonly ceilingAfterTps: number | null;
+  readonly ceilingTps: number;
+  readonly ceilingLatencyMs: number | null;
+  readonly usersPerSecond: number;
+  readonly rewardsPerSecond: number;
+  readonly wallSeconds: number;
+  readonly latencyMs: EndToEndResult['latencyMs'];
+  readonly meanUsersPerTransaction: number;
+  /** End to end users/s ÷ the per-user ceiling at the same RTT. */
+  readonly usersPerSecondToCeiling: number;
+  /** Null at 0 ms (the full result is the run's `endToEnd`). */
+  readonly endToEnd: EndToEndResult | null;
+}
+
+/** End to end through PgBouncer (transaction pooling) between two direct runs. */
+interface PgBouncerFigures {
+  readonly poolSize: number;
+  readonly pgbouncerVersion: string;
+  readonly endToEnd: EndToEndResult;
+  /**
+   * PgBouncer's own CPU µs per user settled, the warm-up batch's users counted (its process on this machine; null
+   * when unknown): on a machine whose cores are busy, what the pooler takes is not left to the rest.
+   */
+  readonly pgbouncerCpuMicrosPerUser: number | null;
+  /** The run's end-to-end users/s (before) and a direct run right after the PgBouncer one, and their mean. */
+  readonly directBeforeUsersPerSecond: number;
+  readonly directAfterUsersPerSecond: number;
+  readonly directUsersPerSecond: number;
+  /** PgBouncer users/s ÷ the mean of the direct runs around it (the issue's target: ≥ 0.9). */
+  readonly usersPerSecondToDirect: number;
 }
 
 /** PostgreSQL + pgbench CPU µs per transaction, averaged over the runs that have it; null when none has. */
@@ -261,9 +321,35 @@ async function measureOnce(
       processes: machine.processes,
     });
 
+    const pgBouncer = flags.pgbouncer
+      ? await measurePgBouncer(flags, servers, machine, dir, `${id}_pgb`, endToEnd)
+      : null;
+
     const [after] = await measureCeiling({ ...ceilingOptions, variants: ['statement'] });
     const before = tpsOf(ceiling, 'statement')!;
     const ceilingTps = after ? (before + after.tps) / 2 : before;
+    const rtt: RttFigures[] = [];
+    for (const ms of flags.rtt) {
+      rtt.push(
+        ms === 0
+          ? {
+              rttMs: 0,
+              measuredAddedRttMs: null,
+              ceilingBeforeTps: before,
+              ceilingAfterTps: after?.tps ?? null,
+              ceilingTps: round(ceilingTps),
+              ceilingLatencyMs: variantOf(ceiling, 'statement')?.latencyMs ?? null,
+              usersPerSecond: endToEnd.usersPerSecond,
+              rewardsPerSecond: endToEnd.rewardsPerSecond,
+              wallSeconds: endToEnd.wallSeconds,
+              latencyMs: endToEnd.latencyMs,
+              meanUsersPerTransaction: endToEnd.transactions.meanUsersPerTransaction,
+              usersPerSecondToCeiling: round(endToEnd.usersPerSecond / ceilingTps, 3),
+              endToEnd: null,
+            }
+          : await measureAtRtt(flags, servers, machine, dir, `${id}_rtt${String(ms).replace('.', 'p')}`, ms),
+      );
+    }
 
     const naive = flags.skipNaive
       ? null
@@ -302,10 +388,154 @@ async function measureOnce(
           ceilingCpu !== null && endToEnd.cpu.totalMicros ? round(ceilingCpu / endToEnd.cpu.totalMicros, 3) : null,
       },
       loadAverage: (await import('node:os')).loadavg().map((v) => round(v, 2)),
+      rtt,
+      pgBouncer,
     };
   } finally {
     await cleanup.run();
   }
+}
+
+/**
+ * The per-user ceiling and end to end with every round trip to PostgreSQL and Redis `rttMs` longer: the ceiling's
+ * pgbench, the enqueue command and the worker all connect through delaying proxies; the ceiling is measured before
+ * and after the end-to-end run and averaged.
+ */
+async function measureAtRtt(
+  flags: Flags,
+  servers: Servers,
+  machine: MachineInfo,
+  dir: string,
+  id: string,
+  rttMs: number,
+): Promise<RttFigures> {
+  const cleanup = new Cleanup(servers, flags.keep);
+  const route = await delayedRoute(servers, rttMs);
+  try {
+    note(`${route.label}: PostgreSQL and Redis through delaying proxies`);
+    const ceilingDb = cleanup.database(`windfall_bench_${id}_ceiling`);
+    await createBenchDatabase(servers, ceilingDb);
+    const ceilingOptions = {
+      servers: route.servers,
+      database: ceilingDb,
+      dir,
+      clients: concurrencyOf(flags),
+      rewardsPerUser: Math.max(1, Math.round(flags.rewards / flags.users)),
+      seconds: flags.ceilingSeconds,
+      processes: machine.processes,
+      variants: ['statement'] as const,
+    };
+    const [before] = await measureCeiling(ceilingOptions);
+    const endToEnd = await runEndToEnd({
+      servers,
+      via: route.servers,
+      cleanup: new Cleanup(servers, flags.keep),
+      id: `${id}_e2e`,
+      dir,
+      rewards: flags.rewards,
+      users: flags.users,
+      concurrency: flags.concurrency,
+      workerEnv: flags.workerEnv,
+      warmup: flags.warmup,
+      processes: machine.processes,
+    });
+    const [after] = await measureCeiling(ceilingOptions);
+    const ceilingTps = after ? (before!.tps + after.tps) / 2 : before!.tps;
+    const measured = route.addedRttMs();
+    note(
+      `${route.label}: ceiling ${before!.tps}/${after?.tps ?? '-'} tx/s, end to end ${endToEnd.usersPerSecond} users/s, ` +
+        `ratio ${round(endToEnd.usersPerSecond / ceilingTps, 3)} (added round trip measured ${measured === null ? '-' : round(measured, 2)} ms)`,
+    );
+    return {
+      rttMs,
+      measuredAddedRttMs: measured === null ? null : round(measured, 3),
+      ceilingBeforeTps: before!.tps,
+      ceilingAfterTps: after?.tps ?? null,
+      ceilingTps: round(ceilingTps),
+      ceilingLatencyMs: before!.latencyMs,
+      usersPerSecond: endToEnd.usersPerSecond,
+      rewardsPerSecond: endToEnd.rewardsPerSecond,
+      wallSeconds: endToEnd.wallSeconds,
+      latencyMs: endToEnd.latencyMs,
+      meanUsersPerTransaction: endToEnd.transactions.meanUsersPerTransaction,
+      usersPerSecondToCeiling: round(endToEnd.usersPerSecond / ceilingTps, 3),
+      endToEnd,
+    };
+  } finally {
+    await route.close();
+    await cleanup.run();
+  }
+}
+
+/**
+ * End to end with the enqueue command and the worker connecting to PostgreSQL through PgBouncer in transaction
+ * pooling (Redis direct), then directly once more: the ratio compares it with the mean of the run's direct
+ * end-to-end figure (`directBefore`) and this second direct one, so that drift of a shared machine falls on both.
+ */
+async function measurePgBouncer(
+  flags: Flags,
+  servers: Servers,
+  machine: MachineInfo,
+  dir: string,
+  id: string,
+  directBefore: EndToEndResult,
+): Promise<PgBouncerFigures> {
+  const route = await pgBouncerRoute(servers, flags.pgbouncerPool);
+  let pooled: EndToEndResult;
+  let version = '?';
+  let cpuMicros: number | null = null;
+  try {
+    note(`${route.label}: end to end with DATABASE_URL naming PgBouncer`);
+    version = String(Object.values((await route.bouncer.admin('SHOW VERSION'))[0] ?? {})[0] ?? '?');
+    const cpuBefore = processCpuSeconds(route.bouncer.process.pid);
+    pooled = await runEndToEnd({
+      servers,
+      via: route.servers,
+      cleanup: new Cleanup(servers, flags.keep),
+      id: `${id}_pooled`,
+      dir,
+      rewards: flags.rewards,
+      users: flags.users,
+      concurrency: flags.concurrency,
+      workerEnv: flags.workerEnv,
+      warmup: flags.warmup,
+      processes: machine.processes,
+    });
+    const cpuAfter = processCpuSeconds(route.bouncer.process.pid);
+    const warmupUsers = Math.max(1, Math.round((flags.warmup * flags.users) / flags.rewards));
+    const users = pooled.users + (flags.warmup > 0 ? warmupUsers : 0);
+    if (cpuBefore !== null && cpuAfter !== null) cpuMicros = round(((cpuAfter - cpuBefore) * 1e6) / users, 1);
+  } finally {
+    await route.close();
+  }
+  note('direct again (the PgBouncer ratio compares with the mean of the direct runs around it)');
+  const directAfter = await runEndToEnd({
+    servers,
+    cleanup: new Cleanup(servers, flags.keep),
+    id: `${id}_direct`,
+    dir,
+    rewards: flags.rewards,
+    users: flags.users,
+    concurrency: flags.concurrency,
+    workerEnv: flags.workerEnv,
+    warmup: flags.warmup,
+    processes: machine.processes,
+  });
+  const direct = (directBefore.usersPerSecond + directAfter.usersPerSecond) / 2;
+  note(
+    `PgBouncer: ${pooled.usersPerSecond} users/s; direct ${directBefore.usersPerSecond} before, ${directAfter.usersPerSecond} after; ` +
+      `ratio ${round(pooled.usersPerSecond / direct, 3)}`,
+  );
+  return {
+    poolSize: flags.pgbouncerPool,
+    pgbouncerVersion: version,
+    endToEnd: pooled,
+    pgbouncerCpuMicrosPerUser: cpuMicros,
+    directBeforeUsersPerSecond: directBefore.usersPerSecond,
+    directAfterUsersPerSecond: directAfter.usersPerSecond,
+    directUsersPerSecond: round(direct),
+    usersPerSecondToDirect: round(pooled.usersPerSecond / direct, 3),
+  };
 }
 
 function formatTable(rows: readonly (readonly (string | number | null)[])[]): string {
@@ -385,6 +615,40 @@ function printRuns(flags: Flags, machine: MachineInfo, runs: readonly RunFigures
     ['  Windfall: machine busy, after hand-over (%)', ...pick((r) => percent(r.endToEnd.cpu.machineBusyShareWorker))],
     ['  Windfall: CPU stolen by the hypervisor (%)', ...pick((r) => percent(r.endToEnd.cpu.machineStealShare))],
     ['CPU bound: ceiling CPU/tx (both runs) ÷ Windfall CPU/user', ...pick((r) => r.cpu.boundRatio)],
+    ...flags.rtt.flatMap((ms): (string | number | null)[][] => {
+      const at = (r: RunFigures) => r.rtt.find((figures) => figures.rttMs === ms);
+      return [
+        [
+          ms === 0
+            ? 'at 0 ms RTT (direct: the figures above)'
+            : `at ${ms} ms RTT (PostgreSQL and Redis through a delaying proxy)`,
+          ...columns.map(() => ''),
+        ],
+        ['  per-user ceiling, before and after averaged (tx/s)', ...pick((r) => at(r)?.ceilingTps)],
+        ['  per-user ceiling latency (ms)', ...pick((r) => at(r)?.ceilingLatencyMs)],
+        ['  Windfall end to end: users/s', ...pick((r) => at(r)?.usersPerSecond)],
+        ['  Windfall end to end: rewards/s', ...pick((r) => at(r)?.rewardsPerSecond)],
+        ['  latency per user p50 (ms)', ...pick((r) => at(r)?.latencyMs.p50)],
+        ['  transactions (mean users per transaction)', ...pick((r) => at(r)?.meanUsersPerTransaction)],
+        ['  added round trip as measured (ms)', ...pick((r) => at(r)?.measuredAddedRttMs)],
+        [`RATIO at ${ms} ms RTT: Windfall users/s ÷ per-user ceiling`, ...pick((r) => at(r)?.usersPerSecondToCeiling)],
+      ];
+    }),
+    ...(flags.pgbouncer
+      ? [
+          [`through PgBouncer (transaction pooling, pool size ${flags.pgbouncerPool})`, ...columns.map(() => '')],
+          ['  Windfall end to end through PgBouncer: users/s', ...pick((r) => r.pgBouncer?.endToEnd.usersPerSecond)],
+          ['  Windfall end to end direct, after it: users/s', ...pick((r) => r.pgBouncer?.directAfterUsersPerSecond)],
+          ['  direct: mean of the runs before and after (users/s)', ...pick((r) => r.pgBouncer?.directUsersPerSecond)],
+          ['  dead-lettered through PgBouncer', ...pick((r) => r.pgBouncer?.endToEnd.deadLettered)],
+          ['  PgBouncer CPU per user (µs, warm-up included)', ...pick((r) => r.pgBouncer?.pgbouncerCpuMicrosPerUser)],
+          [
+            '  Windfall total CPU per user through PgBouncer (µs)',
+            ...pick((r) => r.pgBouncer?.endToEnd.cpu.totalMicros),
+          ],
+          ['RATIO PgBouncer ÷ direct (target ≥ 0.9)', ...pick((r) => r.pgBouncer?.usersPerSecondToDirect)],
+        ]
+      : []),
   ];
   const histograms = runs
     .map(
@@ -725,10 +989,31 @@ async function main(): Promise<void> {
         cpuBoundRatio: median(runs.map((r) => r.cpu.boundRatio ?? Number.NaN)),
         windfallCpuMicrosPerUser: median(runs.map((r) => r.cpu.windfallMicrosPerUser ?? Number.NaN)),
         ceilingCpuMicrosPerTx: median(runs.map((r) => r.cpu.ceilingMicrosPerTx ?? Number.NaN)),
+        ...(flags.rtt.length > 0
+          ? {
+              rtt: flags.rtt.map((ms) => {
+                const at = runs.map((r) => r.rtt.find((figures) => figures.rttMs === ms)!);
+                return {
+                  rttMs: ms,
+                  ceilingTps: median(at.map((figures) => figures.ceilingTps)),
+                  usersPerSecond: median(at.map((figures) => figures.usersPerSecond)),
+                  usersPerSecondToCeiling: median(at.map((figures) => figures.usersPerSecondToCeiling)),
+                };
+              }),
+            }
+          : {}),
+        ...(flags.pgbouncer
+          ? {
+              pgBouncerUsersPerSecond: median(runs.map((r) => r.pgBouncer!.endToEnd.usersPerSecond)),
+              pgBouncerToDirect: median(runs.map((r) => r.pgBouncer!.usersPerSecondToDirect)),
+            }
+          : {}),
       };
       if (flags.runs > 1 || flags.rewards === 100_000) {
         mkdirSync(flags.out, { recursive: true });
-        writeFileSync(join(flags.out, 'results.json'), `${JSON.stringify(document, null, 2)}\n`);
+        // runs with the network variants keep their own file: results.json stays the plain loopback baseline
+        const file = flags.rtt.length > 0 || flags.pgbouncer ? 'topology.json' : 'results.json';
+        writeFileSync(join(flags.out, file), `${JSON.stringify(document, null, 2)}\n`);
       }
       if (!flags.json) printRuns(flags, { ...machine, loadAverage: runs[0]!.loadAverage }, runs);
     }

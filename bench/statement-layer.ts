@@ -78,7 +78,7 @@ export async function runStatementLayer(options: StatementLayerOptions): Promise
     // the chunk row whose fence the statements lock (ADR 0013)
     await control.query(
       `insert into reward_chunks (batch_id, chunk_no, shard, first_uid, last_uid, users, rewards)
-       values ($1, 0, 0, '', $1 || '-v', $2, $2 * $3)`,
+       values ($1, 0, 0, '', $1 || '-v', $2::int, $2::int * $3::int)`,
       [batchId, total, options.rewardsPerUser],
     );
     await control.query('vacuum analyze reward_batch_items');
