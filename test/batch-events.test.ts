@@ -112,6 +112,8 @@ describe('batch events (webhooks)', () => {
       ],
       { batchId: 'ev-clean', campaignId: 'ev-spring' },
     );
+    // ev-clean first: its ev-a1 must be applied before ev-mixed repeats it (two batches' chunks may run in any order)
+    await waitForBatchDone(env.pool, 'ev-clean');
     await windfall.producer.enqueueRewards(
       [
         { rewardId: 'ev-a1', uid: 'ev-u1', amount: 5 }, // applied by ev-clean: duplicate here

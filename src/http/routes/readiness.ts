@@ -1,6 +1,6 @@
-import type { Logger } from '../log/logger.js';
-import type { Windfall } from '../runtime/windfall.js';
-import { withTimeout } from '../concurrency/with-timeout.js';
+import type { Logger } from '../../log/logger.js';
+import type { Windfall } from '../../runtime/windfall.js';
+import { withTimeout } from '../../concurrency/with-timeout.js';
 
 /** The services `/readyz` checks. */
 export type ReadinessCheckName = 'redis' | 'postgres';

@@ -1,8 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
-import type { EnqueueOptions } from '../producer/reward-producer.js';
-import type { RowError } from '../rewards/reward.js';
-import { WindfallError } from '../errors/windfall-error.js';
+import type { EnqueueOptions } from '../../producer/reward-producer.js';
+import type { RowError } from '../../rewards/reward.js';
+import { WindfallError } from '../../errors/windfall-error.js';
 
 /**
  * The media type of a streamed batch: `POST /v1/batches` with this body is JSON Lines of rewards (as a `.jsonl`
