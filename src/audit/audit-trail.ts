@@ -1,7 +1,7 @@
 import { hostname, userInfo } from 'node:os';
-import type pg from 'pg';
 import { queryBuilder, runQuery } from '../db/query-builder.js';
 import type { AuditAction } from '../db/stored-values.js';
+import type { Queryable } from '../db/queryable.js';
 
 /** One record of the audit trail (append-only: never updated or deleted). */
 export interface AuditRecord {
@@ -22,10 +22,8 @@ export interface AuditRecord {
 /** A record to write. */
 export type NewAuditRecord = Pick<AuditRecord, 'actor' | 'action' | 'target' | 'details' | 'result'>;
 
-type Db = Pick<pg.Pool, 'query'>;
-
 /** Writes one record; give it the client of the action's own transaction when the action changes the database. */
-export async function recordAudit(db: Db, record: NewAuditRecord): Promise<string> {
+export async function recordAudit(db: Queryable, record: NewAuditRecord): Promise<string> {
   const { rows } = await db.query<{ id: bigint }>(
     `insert into audit_log (actor, action, target, details, result) values ($1, $2, $3, $4::jsonb, $5::jsonb) returning id`,
     [record.actor, record.action, record.target, JSON.stringify(record.details), JSON.stringify(record.result)],
@@ -47,7 +45,7 @@ export interface AuditFilter {
 }
 
 /** Records, newest first. */
-export async function listAudit(db: Db, filter: AuditFilter = {}): Promise<AuditRecord[]> {
+export async function listAudit(db: Queryable, filter: AuditFilter = {}): Promise<AuditRecord[]> {
   const { db: qb } = await queryBuilder();
   let query = qb.selectFrom('audit_log').select(['id', 'at', 'actor', 'action', 'target', 'details', 'result']);
   if (filter.action !== undefined) query = query.where('action', '=', filter.action as AuditAction);

@@ -5,6 +5,7 @@ import { inTransaction } from '../db/transaction.js';
 import { identifierProblem, REVERT_ID_PREFIX } from '../rewards/field-rules.js';
 import { reservationOf } from '../staging/budget-reservation.js';
 import { WindfallError } from '../errors/windfall-error.js';
+import type { Queryable } from '../db/queryable.js';
 
 /** Largest budget accepted, in minor units (40 digits fit the column). */
 const MAX_BUDGET_DIGITS = 30;
@@ -69,13 +70,11 @@ export function parseBudget(input: unknown): bigint | null {
   );
 }
 
-type Db = Pick<pg.Pool, 'query'>;
-
 /**
  * The campaign's budget and what its batches reserve and applied; null when no batch or budget names it.
  * @throws {@link CampaignRequestError} for an invalid campaign id.
  */
-export async function getCampaignReport(db: Db, campaignId: string): Promise<CampaignReport | null> {
+export async function getCampaignReport(db: Queryable, campaignId: string): Promise<CampaignReport | null> {
   assertCampaignId(campaignId);
   const { db: qb, sql } = await queryBuilder();
   const [campaign] = await runQuery(

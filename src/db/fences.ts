@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import type { Queryable } from './queryable.js';
 
 /*
  * Fences (ADR 0013). A job attempt claims its chunk (or the dead-letter entry it replays) by moving the row's `fence`
@@ -7,8 +8,6 @@ import type pg from 'pg';
  * waits for the statements holding the row to commit (their payments are then seen), and every statement that comes
  * later finds the fence moved and pays nothing. A frozen worker or a silent connection cannot pay afterwards.
  */
-
-type Db = Pick<pg.Pool, 'query'>;
 
 /** The job attempt's fence had moved on: another attempt claimed its work, or its rewards were given up. */
 export class FencedOutError extends Error {
@@ -56,7 +55,7 @@ returning shard, uids, user_rewards, fence::text as fence`;
 
 /** Claims a chunk for a new job attempt. A wait past `waitMs` throws a `lock_timeout` error (55P03): send it again. */
 export async function claimChunk(
-  db: Db,
+  db: Queryable,
   batchId: string,
   chunkNo: number,
   waitMs = FENCE_WAIT_MS,
@@ -82,7 +81,7 @@ export async function claimChunk(
  * of a purge and a replay of the same entry takes effect (both update the row). A wait past `waitMs` throws a
  * `lock_timeout` error (55P03): send it again.
  */
-export async function claimEntry(db: Db, deadLetterId: string, waitMs = FENCE_WAIT_MS): Promise<string | null> {
+export async function claimEntry(db: Queryable, deadLetterId: string, waitMs = FENCE_WAIT_MS): Promise<string | null> {
   if (!/^\d{1,18}$/.test(deadLetterId)) return null;
   const { rows } = await db.query<{ fence: string }>(
     `update dead_letters d set state = 'replayed', replayed_at = coalesce(replayed_at, now()), fence = fence + 1

@@ -1,6 +1,6 @@
 import type { Compilable, Kysely, sql as Sql } from 'kysely';
-import type pg from 'pg';
 import type { Database } from './schema.js';
+import type { Queryable } from './queryable.js';
 
 /**
  * Kysely as a typed query builder over {@link Database}, for the operator's read paths (ADR 0010). It only compiles:
@@ -43,7 +43,7 @@ export function queryBuilder(): Promise<QueryBuilder> {
 }
 
 /** Runs `query` (built with {@link queryBuilder}) on `db`: its rows, typed by the query. */
-export async function runQuery<O>(db: Pick<pg.Pool, 'query'>, query: Compilable<O>): Promise<O[]> {
+export async function runQuery<O>(db: Queryable, query: Compilable<O>): Promise<O[]> {
   const compiled = query.compile();
   const result = await db.query(compiled.sql, [...compiled.parameters]);
   return result.rows as O[];

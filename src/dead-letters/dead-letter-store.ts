@@ -1,9 +1,9 @@
 import type { Selectable } from 'kysely';
-import type pg from 'pg';
 import { DEAD_LETTER_REASONS } from '../db/stored-values.js';
 import { queryBuilder, runQuery } from '../db/query-builder.js';
 import type { BatchPriority } from '../db/stored-values.js';
 import type { DeadLetterReason, DeadLettersTable, DeadLetterState, StoredReward } from '../db/schema.js';
+import type { Queryable } from '../db/queryable.js';
 
 /** Rewards per entry that listing and showing entries return unless asked for more (`--rewards`, `?rewards=`). */
 export const DEFAULT_REWARDS_PER_ENTRY = 100;
@@ -104,8 +104,6 @@ export function toEntry(row: DeadLetterRow): DeadLetterEntry {
   };
 }
 
-type Db = Pick<pg.Pool, 'query'>;
-
 /** The columns of an entry besides its rewards. */
 const ENTRY_COLUMNS = [
   'id',
@@ -136,7 +134,7 @@ function rewardsShown(asked: number | undefined): number {
  * amount of all of them: the cut is made in PostgreSQL, so an entry of 100,000 rewards costs Node no more than the
  * rewards it lists.
  */
-export async function listDeadLetters(db: Db, filter: DeadLetterListFilter = {}): Promise<ListedDeadLetter[]> {
+export async function listDeadLetters(db: Queryable, filter: DeadLetterListFilter = {}): Promise<ListedDeadLetter[]> {
   const { db: qb, sql } = await queryBuilder();
   const shown = rewardsShown(filter.rewards);
   let query = qb
@@ -175,7 +173,7 @@ export async function listDeadLetters(db: Db, filter: DeadLetterListFilter = {})
 
 /** One entry by id (any state), or null; at most `rewards` of its rewards (default 100), see {@link listDeadLetters}. */
 export async function getDeadLetter(
-  db: Db,
+  db: Queryable,
   id: string,
   options: { readonly rewards?: number } = {},
 ): Promise<ListedDeadLetter | null> {
@@ -253,7 +251,7 @@ ${HEADS_PAGE_REST}`;
  * than `size` is the last. `markBatchesProcessing`: see {@link HEADS_PAGE_REST} (default false).
  */
 export async function pageDeadLetterHeads(
-  db: Db,
+  db: Queryable,
   filter: Pick<DeadLetterFilter, 'ids' | 'reason' | 'batchId'>,
   after: string | null,
   size = DEAD_LETTER_PAGE_SIZE,
@@ -298,7 +296,7 @@ export type ReplayMarkOutcome = 'replayed' | 'purged' | 'missing';
  * `purged` means a purge came first and the replay must not take effect. Two statements, not one: the update
  * re-reads a row changed by a concurrent purge, but a select in the same statement would still see the old row.
  */
-export async function markReplayed(db: Db, id: string): Promise<ReplayMarkOutcome> {
+export async function markReplayed(db: Queryable, id: string): Promise<ReplayMarkOutcome> {
   const marked = await db.query(
     `update dead_letters set state = 'replayed', replayed_at = coalesce(replayed_at, now()) where id = $1 and state = 'open'`,
     [id],
@@ -315,7 +313,7 @@ export async function markReplayed(db: Db, id: string): Promise<ReplayMarkOutcom
  * {@link markReplayed} for a page of entries (same meaning, same two statements, whatever the page's size): marks the
  * open ones replayed and answers, per id, the state each entry ends in.
  */
-export async function markReplayedMany(db: Db, ids: readonly string[]): Promise<Map<string, ReplayMarkOutcome>> {
+export async function markReplayedMany(db: Queryable, ids: readonly string[]): Promise<Map<string, ReplayMarkOutcome>> {
   const outcomes = new Map<string, ReplayMarkOutcome>();
   if (ids.length === 0) return outcomes;
   const marked = await db.query<{ id: string }>(
@@ -341,7 +339,7 @@ export async function markReplayedMany(db: Db, ids: readonly string[]): Promise<
 
 /** Open entries and the rewards inside them, per reason (every reason present, 0 when none). */
 export async function countOpenDeadLetters(
-  db: Db,
+  db: Queryable,
 ): Promise<Record<DeadLetterReason, { entries: number; rewards: number }>> {
   const { db: qb, sql } = await queryBuilder();
   const rows = await runQuery(
@@ -403,7 +401,7 @@ export interface PurgedPage {
  * only `open` → `purged` (see {@link markReplayed}): an entry replayed meanwhile is left alone.
  */
 export async function purgeDeadLetterPage(
-  db: Db,
+  db: Queryable,
   filter: Pick<DeadLetterFilter, 'ids' | 'reason' | 'batchId'>,
   after: string | null,
   size = DEAD_LETTER_PAGE_SIZE,
@@ -423,7 +421,7 @@ export async function purgeDeadLetterPage(
  * Marks open entries purged (every page of them; see {@link purgeDeadLetterPage}) and returns their ids. For a
  * selection of any size prefer the pages: this returns every id.
  */
-export async function purgeDeadLetters(db: Db, filter: DeadLetterFilter): Promise<string[]> {
+export async function purgeDeadLetters(db: Queryable, filter: DeadLetterFilter): Promise<string[]> {
   const purged: string[] = [];
   for (let after: string | null = null; ;) {
     const page = await purgeDeadLetterPage(db, filter, after);

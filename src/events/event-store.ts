@@ -1,9 +1,7 @@
-import type pg from 'pg';
 import { queryBuilder, runQuery } from '../db/query-builder.js';
 import type { BatchStatus } from '../db/schema.js';
 import type { BatchEventState, BatchEventType } from '../db/stored-values.js';
-
-type Db = Pick<pg.Pool, 'query'>;
+import type { Queryable } from '../db/queryable.js';
 
 /** A batch status to store, with the counts its event (if it calls for one) reports. */
 export interface StatusWithEvent {
@@ -49,7 +47,7 @@ returning id, created_at`;
  * Stores a batch's status and, when `type` is given, records its event in the same statement. Returns the event
  * when one was recorded now (not when the status did not change, or the batch has its event of that type already).
  */
-export async function writeStatusWithEvent(db: Db, write: StatusWithEvent): Promise<RecordedEvent | null> {
+export async function writeStatusWithEvent(db: Queryable, write: StatusWithEvent): Promise<RecordedEvent | null> {
   if (write.type === null) {
     await db.query(
       `update reward_batches set status = $2, updated_at = now() where batch_id = $1 and (not $3::boolean or status is distinct from $2)`,
@@ -96,7 +94,7 @@ export interface EventFilter {
 }
 
 /** Events, newest first. */
-export async function listEvents(db: Db, filter: EventFilter = {}): Promise<EventDelivery[]> {
+export async function listEvents(db: Queryable, filter: EventFilter = {}): Promise<EventDelivery[]> {
   const { db: qb } = await queryBuilder();
   let query = qb
     .selectFrom('batch_events')
@@ -147,7 +145,7 @@ export interface EventToSend {
  * Counts an attempt of a pending event before its request is sent (so a request cut short by a killed worker counts)
  * and returns what to send; null when the event is delivered or failed already, or unknown.
  */
-export async function startAttempt(db: Db, eventId: string): Promise<EventToSend | null> {
+export async function startAttempt(db: Queryable, eventId: string): Promise<EventToSend | null> {
   const { rows } = await db.query<{
     id: string;
     type: BatchEventType;
@@ -164,7 +162,7 @@ export async function startAttempt(db: Db, eventId: string): Promise<EventToSend
 }
 
 /** Marks a pending event delivered. */
-export async function markDelivered(db: Db, eventId: string): Promise<void> {
+export async function markDelivered(db: Queryable, eventId: string): Promise<void> {
   await db.query(
     `update batch_events set state = 'delivered', delivered_at = now() where id = $1 and state = 'pending'`,
     [eventId],
@@ -172,7 +170,12 @@ export async function markDelivered(db: Db, eventId: string): Promise<void> {
 }
 
 /** Records a failed attempt's error; with `giveUp`, the event is `failed` and never sent again. */
-export async function recordFailedAttempt(db: Db, eventId: string, error: string, giveUp: boolean): Promise<void> {
+export async function recordFailedAttempt(
+  db: Queryable,
+  eventId: string,
+  error: string,
+  giveUp: boolean,
+): Promise<void> {
   await db.query(
     `update batch_events set last_error = $2, state = case when $3::boolean then 'failed' else state end
      where id = $1 and state = 'pending'`,
@@ -181,7 +184,7 @@ export async function recordFailedAttempt(db: Db, eventId: string, error: string
 }
 
 /** Pending events, oldest first (for re-adding their delivery jobs). */
-export async function pendingEvents(db: Db, limit = 10_000): Promise<RecordedEvent[]> {
+export async function pendingEvents(db: Queryable, limit = 10_000): Promise<RecordedEvent[]> {
   const { rows } = await db.query<{ id: string; created_at: Date }>(
     `select id, created_at from batch_events where state = 'pending' order by created_at limit $1`,
     [limit],

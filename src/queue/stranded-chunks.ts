@@ -1,5 +1,5 @@
-import type pg from 'pg';
 import { ConfigError } from '../config/config-error.js';
+import type { Queryable } from '../db/queryable.js';
 
 /**
  * An open batch with chunks on shards at or beyond the configured `WINDFALL_SHARDS`: it was staged with more shards,
@@ -21,7 +21,7 @@ group by c.batch_id, b.shards, b.created_at
 order by b.created_at, c.batch_id`;
 
 /** Open batches with chunks on shards ≥ `shards`, oldest first (none in normal operation). */
-async function findStrandedBatches(db: Pick<pg.Pool, 'query'>, shards: number): Promise<StrandedBatch[]> {
+async function findStrandedBatches(db: Queryable, shards: number): Promise<StrandedBatch[]> {
   const { rows } = await db.query<{ batch_id: string; staged_shards: number; open_chunks: number }>(
     STRANDED_BATCHES_SQL,
     [shards],
@@ -52,7 +52,7 @@ export function describeStrandedBatches(batches: readonly StrandedBatch[], shard
  * holds the users of one shard of the old count, and its job belongs to that shard's queue.
  * @throws {@link ConfigError} naming `WINDFALL_SHARDS`, the batches, the count they need and what to do (CLI exit 2).
  */
-export async function assertNoStrandedChunks(db: Pick<pg.Pool, 'query'>, shards: number): Promise<void> {
+export async function assertNoStrandedChunks(db: Queryable, shards: number): Promise<void> {
   const stranded = await findStrandedBatches(db, shards);
   if (stranded.length > 0)
     throw new ConfigError(

@@ -10,6 +10,7 @@ import type { Logger } from '../log/logger.js';
 import type { WalletService } from '../wallet/wallet-service.js';
 import { getBatchReport } from '../status/batch-status.js';
 import { WindfallError } from '../errors/windfall-error.js';
+import type { Queryable } from '../db/queryable.js';
 
 /** Users taken back per wallet call (their rewards are read a page at a time). */
 const USERS_PER_PAGE = 500;
@@ -269,11 +270,7 @@ async function closeDeadLetters(pool: pg.Pool, batchId: string): Promise<string[
 }
 
 /** Refuses (before anything changes) a batch that is unknown or still has rewards to settle. */
-async function assertSettled(
-  pool: Pick<pg.Pool, 'query'>,
-  batchId: string,
-  why = 'it is still processing',
-): Promise<void> {
+async function assertSettled(pool: Queryable, batchId: string, why = 'it is still processing'): Promise<void> {
   const report = await getBatchReport(pool, batchId);
   if (!report)
     throw new UnknownBatchError(

@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { WindfallError } from '../errors/windfall-error.js';
+import type { Queryable } from '../db/queryable.js';
 
 /** A batch whose total does not fit in what remains of its campaign's budget; nothing of it was recorded. */
 export class BudgetExceededError extends WindfallError {
@@ -96,7 +97,7 @@ export async function reserveBudget(
  * {@link RESERVATION_SQL}).
  */
 export async function reservationOf(
-  db: Pick<pg.Pool, 'query'>,
+  db: Queryable,
   campaignId: string,
   exceptBatchId = '',
 ): Promise<CampaignReservation> {

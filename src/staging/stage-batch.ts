@@ -12,6 +12,7 @@ import { FingerprintSet } from './fingerprint-set.js';
 import { BatchReader } from '../rewards/batch-reader.js';
 import { ChunkPlanner, INSERT_PLANNED_CHUNKS_SQL, PLAN_CHUNKS_SQL, plannedChunkParameters } from './chunk-plan.js';
 import { LISTED_ERRORS } from '../rewards/row-error-report.js';
+import type { Queryable } from '../db/queryable.js';
 
 /** Rows sent to PostgreSQL per insert when a chunk has to be inserted row-checked (it repeats a user's rewardId). */
 const STAGE_ROWS_PER_INSERT = 5000;
@@ -120,7 +121,7 @@ function batchRow(row: Record<string, unknown>, created: boolean): StagedBatch {
 }
 
 /** Reads the recorded batch, or null. */
-export async function findBatch(db: Pick<pg.Pool, 'query'>, batchId: string): Promise<StagedBatch | null> {
+export async function findBatch(db: Queryable, batchId: string): Promise<StagedBatch | null> {
   const { rows } = await db.query('select * from reward_batches where batch_id = $1', [batchId]);
   return rows[0] ? batchRow(rows[0] as Record<string, unknown>, false) : null;
 }

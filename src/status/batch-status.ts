@@ -1,9 +1,9 @@
-import type pg from 'pg';
 import { queryBuilder, runQuery } from '../db/query-builder.js';
 import type { BatchPriority, BatchStatus } from '../db/schema.js';
 import type { EventSink } from '../events/event-publisher.js';
 import { writeStatusWithEvent } from '../events/event-store.js';
 import { REVERT_ID_PREFIX } from '../rewards/field-rules.js';
+import type { Queryable } from '../db/queryable.js';
 
 /** The answer of `windfall batch <id>`: every reward of the batch is in exactly one of the five counts. */
 export interface BatchReport {
@@ -55,7 +55,7 @@ function deriveStatus(
  * so they cannot drift: applied = ledger entries written for this batch; duplicate = rewards found already applied
  * elsewhere; dead-lettered = rewards of open or purged dead-letter entries that are neither.
  */
-export async function getBatchReport(db: Pick<pg.Pool, 'query'>, batchId: string): Promise<BatchReport | null> {
+export async function getBatchReport(db: Queryable, batchId: string): Promise<BatchReport | null> {
   return (await readBatchReports(db, { batchId }))[0]?.report ?? null;
 }
 
@@ -97,10 +97,7 @@ function likeLiteral(text: string): string {
 }
 
 /** A page of batch reports, newest first, as the filter selects them: one statement. */
-export async function listBatchReports(
-  db: Pick<pg.Pool, 'query'>,
-  filter: BatchListFilter = {},
-): Promise<BatchListPage> {
+export async function listBatchReports(db: Queryable, filter: BatchListFilter = {}): Promise<BatchListPage> {
   const limit = filter.limit ?? 100;
   const rows = await readBatchReports(db, { list: { ...filter, limit: limit + 1 } });
   const page = rows.slice(0, limit);
@@ -113,7 +110,7 @@ export async function listBatchReports(
 
 /** The reports of one batch, or of a list of batches (each with its place in the list). */
 async function readBatchReports(
-  db: Pick<pg.Pool, 'query'>,
+  db: Queryable,
   which: { readonly batchId: string } | { readonly list: BatchListFilter & { readonly limit: number } },
 ): Promise<{ report: BatchReport; createdAtUs: string }[]> {
   const { db: qb, sql } = await queryBuilder();
@@ -248,11 +245,7 @@ async function readBatchReports(
  * `completed_with_failures` also records its `batch.completed` event, in the same statement, and hands it to
  * `events`; a batch that has its event already (say, completed after a DLQ replay) gets no second one.
  */
-export async function refreshStoredStatus(
-  db: Pick<pg.Pool, 'query'>,
-  batchId: string,
-  events?: EventSink,
-): Promise<void> {
+export async function refreshStoredStatus(db: Queryable, batchId: string, events?: EventSink): Promise<void> {
   const open = await db.query('select 1 from reward_chunks where batch_id = $1 and completed_at is null limit 1', [
     batchId,
   ]);

@@ -1,7 +1,7 @@
-import type pg from 'pg';
 import { queryBuilder, runQuery } from '../db/query-builder.js';
 import type { BatchStatus, DeadLetterReason, DeadLetterState } from '../db/schema.js';
 import { REVERT_ID_PREFIX } from '../rewards/field-rules.js';
+import type { Queryable } from '../db/queryable.js';
 
 /**
  * Where one reward of one batch stands (CONTRACT, `windfall reward`): not settled yet, credited by this batch,
@@ -100,7 +100,7 @@ export interface RewardReport {
  * indexes (the ledger's `operation_id`, `reward_duplicates`, `dead_letters (batch_id, uid)`): its cost does not grow
  * with the number of staged rewards.
  */
-export async function getRewardReport(db: Pick<pg.Pool, 'query'>, rewardId: string): Promise<RewardReport | null> {
+export async function getRewardReport(db: Queryable, rewardId: string): Promise<RewardReport | null> {
   const rows = await runQuery(db, await rewardLookupQuery(rewardId));
   const views = rows.map((row) => {
     const state = deriveRewardState({
@@ -197,10 +197,7 @@ export interface LedgerOperation {
  * The ledger entry whose operation id is `operationId`, or null: for a rewardId no batch holds, whether a wallet call
  * (not a batch) used it, which an unknown rewardId's message then says.
  */
-export async function findLedgerOperation(
-  db: Pick<pg.Pool, 'query'>,
-  operationId: string,
-): Promise<LedgerOperation | null> {
+export async function findLedgerOperation(db: Queryable, operationId: string): Promise<LedgerOperation | null> {
   const { db: qb } = await queryBuilder();
   const [row] = await runQuery(
     db,
@@ -210,7 +207,7 @@ export async function findLedgerOperation(
 }
 
 /** Why no reward has this id, for people: what `windfall reward` and `GET /v1/rewards/:rewardId` answer then. */
-export async function unknownRewardMessage(db: Pick<pg.Pool, 'query'>, rewardId: string): Promise<string> {
+export async function unknownRewardMessage(db: Queryable, rewardId: string): Promise<string> {
   const operation = await findLedgerOperation(db, rewardId);
   const base = `no batch holds rewardId ${JSON.stringify(rewardId)}`;
   return operation

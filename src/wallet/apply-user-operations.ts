@@ -1,6 +1,6 @@
-import type pg from 'pg';
 import type { ExistingEntry, LedgerOperation, OperationResult } from '../ledger/ledger-operation.js';
 import { classifyExisting } from '../ledger/ledger-operation.js';
+import type { Queryable } from '../db/queryable.js';
 
 /*
  * All of one user's operations go to PostgreSQL as ONE statement (so one round trip and one implicit transaction):
@@ -124,7 +124,7 @@ export interface UserApplyResult {
 }
 
 /** Anything with `query` — a pool or a checked-out client. */
-export type Queryable = Pick<pg.Pool, 'query'>;
+export type { Queryable };
 
 /**
  * Orders strings by Unicode code point — the order of their UTF-8 bytes, hence of PostgreSQL's "C" collation

@@ -20,6 +20,7 @@ import { describeConflict } from '../ledger/ledger-operation.js';
 import { applyUnderUserLock, type LockedApplyContext } from './locked-user-transaction.js';
 import { classifyWalletFailure } from './wallet-failure.js';
 import { InvalidOperationError, OperationConflictError } from './wallet-errors.js';
+import type { Queryable } from '../db/queryable.js';
 
 /** Options of {@link WalletService}. */
 export interface WalletServiceOptions {
@@ -373,14 +374,14 @@ export interface LedgerEntryView {
 }
 
 /** The balance of `uid` (0 when the wallet does not exist). */
-export async function readBalance(db: Pick<pg.Pool, 'query'>, uid: string): Promise<bigint> {
+export async function readBalance(db: Queryable, uid: string): Promise<bigint> {
   const { db: qb } = await queryBuilder();
   const [row] = await runQuery(db, qb.selectFrom('wallets').select('balance').where('uid', '=', uid));
   return row?.balance ?? 0n;
 }
 
 /** The balances of those of `uids` that have a wallet (a user without one has none: show 0). */
-export async function readBalances(db: Pick<pg.Pool, 'query'>, uids: readonly string[]): Promise<Map<string, bigint>> {
+export async function readBalances(db: Queryable, uids: readonly string[]): Promise<Map<string, bigint>> {
   const { db: qb, sql } = await queryBuilder();
   const rows = await runQuery(
     db,
@@ -393,7 +394,7 @@ export async function readBalances(db: Pick<pg.Pool, 'query'>, uids: readonly st
 }
 
 /** The latest `limit` ledger entries of `uid`, newest first. */
-export async function readLedger(db: Pick<pg.Pool, 'query'>, uid: string, limit: number): Promise<LedgerEntryView[]> {
+export async function readLedger(db: Queryable, uid: string, limit: number): Promise<LedgerEntryView[]> {
   const { db: qb } = await queryBuilder();
   const rows = await runQuery(
     db,

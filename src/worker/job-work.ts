@@ -1,6 +1,6 @@
-import type pg from 'pg';
 import { claimChunk, type ChunkClaim } from '../db/fences.js';
 import type { UserTask } from '../settlement/user-task.js';
+import type { Queryable } from '../db/queryable.js';
 
 /** The users of one job (their rewards stay in PostgreSQL). */
 export interface JobWork {
@@ -10,8 +10,6 @@ export interface JobWork {
   /** Rewards to settle, all users together. */
   readonly rewards: number;
 }
-
-type Db = Pick<pg.Pool, 'query'>;
 
 /**
  * The users of chunk `$2` of batch `$1` with the number of their rewards, from the staged rows. Rewards already in
@@ -38,7 +36,7 @@ where d.batch_id = $1 and d.chunk_no = $2`;
  * listed; the same user's other rewards are. Each task carries the claim's fence.
  */
 export async function loadClaimedChunk(
-  db: Db,
+  db: Queryable,
   batchId: string,
   chunkNo: number,
   claim: Extract<ChunkClaim, { kind: 'claimed' }>,
@@ -78,7 +76,7 @@ export async function loadClaimedChunk(
  * Claims chunk `chunkNo` of a batch for a new attempt ({@link claimChunk}) and loads its users
  * ({@link loadClaimedChunk}). Null when the chunk is complete or not recorded.
  */
-export async function loadChunkWork(db: Db, batchId: string, chunkNo: number): Promise<JobWork | null> {
+export async function loadChunkWork(db: Queryable, batchId: string, chunkNo: number): Promise<JobWork | null> {
   const claim = await claimChunk(db, batchId, chunkNo);
   return claim.kind === 'claimed' ? loadClaimedChunk(db, batchId, chunkNo, claim) : null;
 }
@@ -87,7 +85,7 @@ export async function loadChunkWork(db: Db, batchId: string, chunkNo: number): P
  * The replay of dead-letter entry `deadLetterId`, claimed with `fence` ({@link claimEntry}): its user, with the
  * rewards no earlier run of the replay has handed on.
  */
-export async function loadReplayWork(db: Db, deadLetterId: string, fence: string): Promise<JobWork | null> {
+export async function loadReplayWork(db: Queryable, deadLetterId: string, fence: string): Promise<JobWork | null> {
   const { rows } = await db.query<{ batch_id: string; shard: number; uid: string; rewards: number }>(
     `select d.batch_id, d.shard, d.uid,
             (select count(*)::int from jsonb_array_elements(d.rewards) as r(value)
