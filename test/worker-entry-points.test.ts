@@ -12,7 +12,8 @@ import { startRedisServer, waitFor, type RedisServer } from './support/redis-ser
 
 const env = useTestEnvironment();
 const root = fileURLToPath(new URL('..', import.meta.url));
-const NODE = join(root, 'node_modules/.bin/node');
+// the Node running the tests (on a supported Node, npm links none into node_modules/.bin)
+const NODE = process.execPath;
 /** Prints REDIS_URL and ioredis's error for it with console.error when the process exits. */
 const DEPENDENCY_OUTPUT = join(root, 'test/support/dependency-output-at-exit.mjs');
 const RIGHT = 'right-pa55word-for-entry-points';
@@ -40,9 +41,10 @@ function start(script: string, args: readonly string[], environment: NodeJS.Proc
   let stderr = '';
   child.stdout.on('data', (data: Buffer) => (stdout += data.toString()));
   child.stderr.on('data', (data: Buffer) => (stderr += data.toString()));
-  const exited = new Promise<number | string>((resolve) =>
-    child.on('exit', (code, signal) => resolve(code ?? signal ?? -1)),
-  );
+  const exited = new Promise<number | string>((resolve) => {
+    child.on('exit', (code, signal) => resolve(code ?? signal ?? -1));
+    child.on('error', (error) => resolve(`not started: ${error.message}`));
+  });
   return {
     output: () => stdout + stderr,
     stderr: () => stderr,
