@@ -16,6 +16,7 @@ import type {
   DeadLetterEntry,
   ListedDeadLetter,
   PurgedPage,
+  ReplayMarkOutcome,
 } from './dead-letter-store.js';
 import {
   countOpenDeadLetters,
@@ -51,7 +52,7 @@ export interface ReplayedEntry {
 export interface SkippedEntry {
   readonly id: string;
   readonly why: string;
-  readonly state: 'replayed' | 'purged' | 'missing' | 'cancelled';
+  readonly state: ReplayMarkOutcome | 'cancelled';
 }
 
 /** The outcome of a replay. Its lists are bounded; its counts are not. */

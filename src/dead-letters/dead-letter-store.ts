@@ -287,7 +287,7 @@ export async function pageDeadLetterHeads(
 }
 
 /** Where an entry ended after {@link markReplayed}: replayed (now or earlier), purged, or no such entry. */
-export type ReplayMarkOutcome = 'replayed' | 'purged' | 'missing';
+export type ReplayMarkOutcome = Exclude<DeadLetterState, 'open'> | 'missing';
 
 /**
  * Marks an open entry replayed (it leaves the dead-letter queue) and answers the state the entry ends in. Purge

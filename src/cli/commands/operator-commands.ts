@@ -1,7 +1,12 @@
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import type { ListedDeadLetter } from '../../dead-letters/dead-letter-store.js';
 import { DEFAULT_REWARDS_PER_ENTRY } from '../../dead-letters/dead-letter-store.js';
-import { AUDIT_ACTIONS, DEAD_LETTER_REASONS, DEAD_LETTER_STATES } from '../../db/stored-values.js';
+import {
+  AUDIT_ACTIONS,
+  DEAD_LETTER_REASONS,
+  DEAD_LETTER_STATES,
+  type DeadLetterState,
+} from '../../db/stored-values.js';
 import type { DeadLetterSelection } from '../../dead-letters/dead-letter-selection.js';
 import { selectionFilter } from '../../dead-letters/dead-letter-selection.js';
 import type { PurgeReport, ReplayReport } from '../../dead-letters/dead-letter-queue.js';
@@ -229,7 +234,7 @@ function registerDeadLetterCommands(program: Command, { globals, setExit }: Comm
         options: {
           reason?: string;
           batch?: string;
-          state: 'open' | 'replayed' | 'purged' | 'any';
+          state: DeadLetterState | 'any';
           limit: number;
           rewards: number;
           json?: boolean;
