@@ -66,40 +66,27 @@ const idsOf = (body: SelectionAction): string[] | string => {
   return ids.every(entryId) ? ids : 'entry ids are whole numbers';
 };
 
-/** `POST /console/actions/replay`: replay entries by id (a dry run unless `dryRun: false`). */
-function replayAction(scope: FastifyInstance, context: ConsoleContext): void {
-  const { windfall, actorOf } = context;
+/**
+ * `POST /console/actions/<name>`: replay or purge dead-letter entries by id (a dry run unless `dryRun: false`),
+ * answered with the report and its words.
+ */
+function selectionAction<Report>(
+  scope: FastifyInstance,
+  context: ConsoleContext,
+  name: 'replay' | 'purge',
+  run: (ids: string[], options: { dryRun: boolean; actor: string }) => Promise<Report>,
+  words: (report: Report) => string,
+): void {
+  const { actorOf } = context;
   scope.post<{ Body: SelectionAction | undefined }>(
-    `${CONSOLE_PATH}/actions/replay`,
+    `${CONSOLE_PATH}/actions/${name}`,
     { preHandler: guardAction },
     async (request, reply) => {
       const body: SelectionAction = request.body ?? {};
       const ids = idsOf(body);
       if (typeof ids === 'string') return reply.code(400).send({ error: 'invalid request', message: ids });
-      const report = await windfall.deadLetters.replay(
-        { ids },
-        { dryRun: body.dryRun !== false, actor: actorOf(request) },
-      );
-      return { ...report, message: replayWords(report) };
-    },
-  );
-}
-
-/** `POST /console/actions/purge`: purge entries by id (a dry run unless `dryRun: false`). */
-function purgeAction(scope: FastifyInstance, context: ConsoleContext): void {
-  const { windfall, actorOf } = context;
-  scope.post<{ Body: SelectionAction | undefined }>(
-    `${CONSOLE_PATH}/actions/purge`,
-    { preHandler: guardAction },
-    async (request, reply) => {
-      const body: SelectionAction = request.body ?? {};
-      const ids = idsOf(body);
-      if (typeof ids === 'string') return reply.code(400).send({ error: 'invalid request', message: ids });
-      const report = await windfall.deadLetters.purge(
-        { ids },
-        { dryRun: body.dryRun !== false, actor: actorOf(request) },
-      );
-      return { ...report, message: purgeWords(report) };
+      const report = await run(ids, { dryRun: body.dryRun !== false, actor: actorOf(request) });
+      return { ...report, message: words(report) };
     },
   );
 }
@@ -213,8 +200,9 @@ function revertAction(scope: FastifyInstance, context: ConsoleContext): void {
  * marker): replay, purge, lock-release, cancel, revert.
  */
 export function registerConsoleActions(scope: FastifyInstance, context: ConsoleContext): void {
-  replayAction(scope, context);
-  purgeAction(scope, context);
+  const { deadLetters } = context.windfall;
+  selectionAction(scope, context, 'replay', (ids, options) => deadLetters.replay({ ids }, options), replayWords);
+  selectionAction(scope, context, 'purge', (ids, options) => deadLetters.purge({ ids }, options), purgeWords);
   lockReleaseAction(scope, context);
   cancelAction(scope, context);
   revertAction(scope, context);
