@@ -39,6 +39,8 @@ export interface OperationResult {
 /**
  * Decides what an operation is, given the ledger entry its id already has.
  * Same user and amount: `already_applied` when the same batch wrote it, else `duplicate`; otherwise `conflict`.
+ * The settlement statements judge with {@link classifyExistingSql}, the same rule in SQL
+ * (`test/classify-existing.test.ts` holds the two to the same answers).
  */
 export function classifyExisting(
   uid: string,
@@ -49,6 +51,17 @@ export function classifyExisting(
   if (existing.uid !== uid || existing.amount !== amount) return 'conflict';
   if (batchId !== null && existing.batchId === batchId) return 'already_applied';
   return 'duplicate';
+}
+
+/**
+ * {@link classifyExisting} as a SQL expression, for statements that judge many rewards at once: `entry` is the
+ * alias of the `ledger_entries` row the id already has, `input` the alias of a row with the operation's `uid`,
+ * `amount` and `batch_id` (a null batch id never matches, as in TypeScript). Answers the same words.
+ */
+export function classifyExistingSql(entry: string, input: string): string {
+  return `case when ${entry}.uid = ${input}.uid and ${entry}.amount = ${input}.amount then
+                case when ${entry}.batch_id = ${input}.batch_id then 'already_applied' else 'duplicate' end
+              else 'conflict' end`;
 }
 
 /** Says how a conflicting entry differs, for people. */

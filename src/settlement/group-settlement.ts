@@ -470,7 +470,7 @@ export class GroupSettlement {
         judgement = { applied: 0, duplicates: 0, conflicts: [] };
         judged.set(row.uid, judgement);
       }
-      if (row.outcome === 'applied') judgement.applied += row.n;
+      if (row.outcome === 'already_applied') judgement.applied += row.n;
       else if (row.outcome === 'duplicate') judgement.duplicates += row.n;
       else {
         judgement.conflicts.push({

@@ -27,6 +27,8 @@
  * large intermediate results (no plan that is quadratic in a user's rewards).
  */
 
+import { classifyExistingSql, type OperationOutcome } from '../ledger/ledger-operation.js';
+
 /**
  * Sets the statement's own limits, transaction-local (`set_config(…, true)`: nothing outlives the statement's implicit
  * transaction, so nothing leaks to the next user of a pooled connection): `lock_timeout` bounds each wait for a row
@@ -208,9 +210,7 @@ with input as materialized (${input}
 ),
 found as (
   select x.batch_id, x.uid, x.reward_id, x.amount, l.uid as l_uid, l.amount as l_amount, l.batch_id as l_batch,
-         case when l.uid = x.uid and l.amount = x.amount then
-                case when l.batch_id = x.batch_id then 'applied' else 'duplicate' end
-              else 'conflict' end as outcome
+         ${classifyExistingSql('l', 'x')} as outcome
   from input x join ledger_entries l on l.operation_id = x.reward_id
 ),
 recorded as (
@@ -233,10 +233,10 @@ export const JUDGE_REPLAYS_SQL = judgeStatement(REPLAY_INPUT);
 /** One row of a judging statement's answer. */
 export interface JudgedRow {
   /**
-   * `applied` / `duplicate`: `n` rewards of the user (in the ledger for this batch / for another batch or call, same
+   * `already_applied` / `duplicate`: `n` rewards of the user (in the ledger for this batch / for another batch or call, same
    * user and amount). `conflict`: one reward whose id the ledger holds with another user or amount (`l_*`).
    */
-  readonly outcome: 'applied' | 'duplicate' | 'conflict';
+  readonly outcome: Exclude<OperationOutcome, 'applied'>;
   readonly uid: string;
   readonly n: number;
   readonly reward_id: string | null;
