@@ -17,6 +17,35 @@ export class FileEncodingError extends WindfallError {
 
 const decoder = new TextDecoder('utf-8', { fatal: true });
 
+/** Bytes of the longest byte-order mark looked for (UTF-8's). */
+const BOM_BYTES = 3;
+
+/**
+ * The pieces of `source` as Buffers, the first holding at least the first {@link BOM_BYTES} bytes of the stream (or
+ * all of a shorter one): a byte-order mark cut across the first pieces is seen whole.
+ */
+async function* withWholeStart(source: AsyncIterable<Uint8Array | string>): AsyncGenerator<Buffer> {
+  let start: Buffer[] | null = [];
+  let startBytes = 0;
+  for await (const piece of source) {
+    const chunk =
+      typeof piece === 'string'
+        ? Buffer.from(piece, 'utf8')
+        : Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength);
+    if (start === null) {
+      yield chunk;
+      continue;
+    }
+    start.push(chunk);
+    startBytes += chunk.length;
+    if (startBytes >= BOM_BYTES) {
+      yield start.length === 1 ? chunk : Buffer.concat(start);
+      start = null;
+    }
+  }
+  if (start !== null && startBytes > 0) yield Buffer.concat(start);
+}
+
 /**
  * Splits a byte stream into UTF-8 lines (LF or CRLF), streaming: memory stays bounded by {@link MAX_LINE_BYTES}.
  * Strips a UTF-8 byte-order mark; refuses UTF-16 files; reports lines that are not valid UTF-8 or too long.
@@ -52,11 +81,7 @@ export async function* readLineBatches(source: AsyncIterable<Uint8Array | string
     }
   };
 
-  for await (const piece of source) {
-    let chunk =
-      typeof piece === 'string'
-        ? Buffer.from(piece, 'utf8')
-        : Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength);
+  for await (let chunk of withWholeStart(source)) {
     if (first && chunk.length > 0) {
       first = false;
       if ((chunk[0] === 0xff && chunk[1] === 0xfe) || (chunk[0] === 0xfe && chunk[1] === 0xff)) {

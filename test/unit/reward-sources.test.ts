@@ -52,6 +52,19 @@ describe('readJsonLines', () => {
     );
   });
 
+  it('sees a byte-order mark cut across the first pieces of the stream (UTF-16 refused, UTF-8 stripped)', async () => {
+    // found by the fuzz test: a UTF-16 BOM whose two bytes came in two pieces was read as a line of bad UTF-8
+    await expect(
+      collect(readJsonLines(chunks(Buffer.from([0xfe]), Buffer.from([0xff, 0x00, 0x7b])))),
+    ).rejects.toBeInstanceOf(FileEncodingError);
+    const utf8 = Buffer.from('\ufeff{"rewardId":"r1","uid":"u1","amount":1}\n', 'utf8');
+    const records = await collect(
+      readJsonLines(chunks(utf8.subarray(0, 1), utf8.subarray(1, 2), utf8.subarray(2, 3), utf8.subarray(3))),
+    );
+    expect(records).toEqual([{ row: 1, value: { rewardId: 'r1', uid: 'u1', amount: new JsonNumber('1') } }]);
+    expect(await collect(readJsonLines(chunks(Buffer.from([0xef]))))).toHaveLength(1);
+  });
+
   it('reports invalid UTF-8, bad JSON, duplicate keys and overlong lines by row, and reads on', async () => {
     const overlong = `{"rewardId":"${'x'.repeat(MAX_LINE_BYTES + 10)}","uid":"u","amount":1}`;
     const records = await collect(
