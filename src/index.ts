@@ -75,12 +75,17 @@ export { BudgetExceededError } from './staging/budget-reservation.js';
 
 // Operating: dead letters, the books, the audit trail, queues
 export {
-  DeadLetterQueue,
+  DeadLetterService,
   type ReplayReport,
   type PurgeReport,
   type ReplayedEntry,
   type SkippedEntry,
-} from './dead-letters/dead-letter-queue.js';
+} from './dead-letters/dead-letter-service.js';
+import { DeadLetterService } from './dead-letters/dead-letter-service.js';
+/** @deprecated The former name of {@link DeadLetterService} (it is a service over a table, not a queue); kept until 1.0. */
+export const DeadLetterQueue = DeadLetterService;
+/** @deprecated The former name of {@link DeadLetterService}; kept until 1.0. */
+export type DeadLetterQueue = DeadLetterService;
 export { DEAD_LETTER_REASONS } from './db/stored-values.js';
 export type { DeadLetterEntry, DeadLetterFilter, ListedDeadLetter } from './dead-letters/dead-letter-store.js';
 export { reconcile, type ReconcileReport, type ReconcileOptions, type Mismatch } from './reconcile/reconcile.js';

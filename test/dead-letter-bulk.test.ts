@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DeadLetterQueue } from '../src/dead-letters/dead-letter-queue.js';
+import { DeadLetterService } from '../src/dead-letters/dead-letter-service.js';
 import { DEAD_LETTER_PAGE_SIZE } from '../src/dead-letters/dead-letter-store.js';
 import { replayJobId } from '../src/queue/job-data.js';
 import { queueSettingsOf } from '../src/queue/queue-settings.js';
@@ -76,7 +76,7 @@ async function auditOf(action: string, target: string) {
 describe('bulk dead-letter actions work in pages', () => {
   it('replays 2,500 entries in three pages: one addBulk per shard and two statements per page; the report and the audit record stay bounded', async () => {
     const ids = await entries('bulk-replay', 2500);
-    const deadLetters = new DeadLetterQueue(pool, queues);
+    const deadLetters = new DeadLetterService(pool, queues);
 
     const dry = await deadLetters.replay({ batchId: 'bulk-replay' }, { dryRun: true });
     expect(dry).toMatchObject({
@@ -126,7 +126,7 @@ describe('bulk dead-letter actions work in pages', () => {
   it('purges 2,500 entries by filter in pages: one audit record with the count and 100 ids; a dry run counts them all', async () => {
     const ids = await entries('bulk-purge', 2500, 3, 'DB_ERROR');
     await entries('bulk-purge-other', 10, 1, 'DB_ERROR');
-    const deadLetters = new DeadLetterQueue(pool, queues);
+    const deadLetters = new DeadLetterService(pool, queues);
 
     const dry = await deadLetters.purge({ batchId: 'bulk-purge' }, { dryRun: true });
     expect(dry).toEqual({ dryRun: true, purged: ids.slice(0, 1000), count: 2500, truncated: true });
@@ -153,7 +153,7 @@ describe('bulk dead-letter actions work in pages', () => {
 
   it('records a long id list under a bounded target (the target column is indexed); details keep every id', async () => {
     const ids = await entries('bulk-ids', 1000, 1);
-    const deadLetters = new DeadLetterQueue(pool, queues);
+    const deadLetters = new DeadLetterService(pool, queues);
     const report = await deadLetters.replay({ ids }, { actor: 'bulk-test' });
     expect(report).toMatchObject({ replayedCount: 1000, skippedCount: 0, truncated: false });
     const target = `dead-letters:${ids.slice(0, 20).join(',')},…(1000 ids)`;

@@ -1,4 +1,4 @@
-import type { PurgeReport, ReplayReport } from '../dead-letters/dead-letter-queue.js';
+import type { PurgeReport, ReplayReport } from '../dead-letters/dead-letter-service.js';
 import type { LockStatus } from '../lock/user-locks.js';
 import type { RevertReport } from '../revert/batch-revert.js';
 

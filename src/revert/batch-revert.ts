@@ -2,7 +2,7 @@ import type pg from 'pg';
 import { recordAudit } from '../audit/audit-trail.js';
 import { fenceBatch } from '../db/fences.js';
 import { inTransaction } from '../db/transaction.js';
-import type { DeadLetterQueue } from '../dead-letters/dead-letter-queue.js';
+import type { DeadLetterService } from '../dead-letters/dead-letter-service.js';
 import type { EventSink } from '../events/event-publisher.js';
 import { writeStatusWithEvent, type RecordedEvent } from '../events/event-store.js';
 import { descriptionProblem } from '../rewards/field-rules.js';
@@ -64,7 +64,7 @@ export interface RevertContext {
   readonly wallet: WalletService;
   readonly logger: Logger;
   /** Removes the closed entries from the dead-letter queue's BullMQ mirror (optional). */
-  readonly deadLetters?: Pick<DeadLetterQueue, 'unmirror'>;
+  readonly deadLetters?: Pick<DeadLetterService, 'unmirror'>;
   /** Webhooks configured: a run that finishes records the batch's `batch.reverted` event (one per batch) and hands it here. */
   readonly events?: EventSink;
 }

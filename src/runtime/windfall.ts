@@ -1,6 +1,6 @@
 import type { WindfallConfig } from '../config/config.js';
 import type { WindfallDatabase } from '../db/database.js';
-import { DeadLetterQueue } from '../dead-letters/dead-letter-queue.js';
+import { DeadLetterService } from '../dead-letters/dead-letter-service.js';
 import { EventDeliveryWorker, type EventDeliveryOptions } from '../events/event-delivery-worker.js';
 import { EventPublisher } from '../events/event-publisher.js';
 import type { Logger } from '../log/logger.js';
@@ -27,7 +27,7 @@ export interface OpenOptions extends ConnectionOptions {
 export class Windfall {
   readonly queues: WindfallQueues;
   readonly producer: RewardProducer;
-  readonly deadLetters: DeadLetterQueue;
+  readonly deadLetters: DeadLetterService;
   readonly wallet: WalletService;
   /**
    * Set when `WINDFALL_WEBHOOK_URL` is: batch statuses written by this process record their events (`batch.completed`,
@@ -59,7 +59,7 @@ export class Windfall {
       config.webhookUrl !== undefined
         ? new EventPublisher({ pool: database.pool, queues: this.queues, logger })
         : undefined;
-    this.deadLetters = new DeadLetterQueue(database.pool, this.queues, logger, this.events);
+    this.deadLetters = new DeadLetterService(database.pool, this.queues, logger, this.events);
     this.wallet = new WalletService({
       pool: database.pool,
       redis,

@@ -21,6 +21,7 @@ const PUBLIC_VALUES = [
   'DEFAULT_POLICY',
   'DEFAULT_SIGNATURE_TOLERANCE_SECONDS',
   'DeadLetterQueue',
+  'DeadLetterService',
   'InsufficientFundsError',
   'InvalidOperationError',
   'LOG_LEVELS',

@@ -9,7 +9,7 @@ import {
 } from '../../db/stored-values.js';
 import type { DeadLetterSelection } from '../../dead-letters/dead-letter-selection.js';
 import { selectionFilter } from '../../dead-letters/dead-letter-selection.js';
-import type { PurgeReport, ReplayReport } from '../../dead-letters/dead-letter-queue.js';
+import type { PurgeReport, ReplayReport } from '../../dead-letters/dead-letter-service.js';
 import type { LockStatus } from '../../lock/user-locks.js';
 import { UserLocks } from '../../lock/user-locks.js';
 import type { QueueStats } from '../../queue/queue-stats.js';

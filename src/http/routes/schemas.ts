@@ -10,7 +10,7 @@ import {
 import { ROW_PROBLEMS } from '../../rewards/row-problems.js';
 import { DEFAULT_REWARDS_PER_ENTRY } from '../../dead-letters/dead-letter-store.js';
 import { MAX_IDS_PER_REQUEST } from '../../dead-letters/dead-letter-selection.js';
-import { REPORT_LIST_LIMIT } from '../../dead-letters/dead-letter-queue.js';
+import { REPORT_LIST_LIMIT } from '../../dead-letters/dead-letter-service.js';
 import { MAX_BATCHES_LISTED, REWARD_STATES } from '../../status/reward-status.js';
 
 /**
