@@ -215,9 +215,16 @@ function registerQueuesCommand(program: Command, { globals }: CommandRegistry): 
 }
 
 /** `dlq list|show|replay|purge`. */
-function registerDeadLetterCommands(program: Command, { globals, setExit }: CommandRegistry): void {
+function registerDeadLetterCommands(program: Command, registry: CommandRegistry): void {
   const dlq = program.command('dlq').description('the dead-letter queue: list, show, replay, purge entries');
+  registerDeadLetterList(dlq, registry);
+  registerDeadLetterShow(dlq, registry);
+  registerDeadLetterReplay(dlq, registry);
+  registerDeadLetterPurge(dlq, registry);
+}
 
+/** `dlq list`: entries, open ones by default, oldest first. */
+function registerDeadLetterList(dlq: Command, { globals }: CommandRegistry): void {
   dlq
     .command('list')
     .description('dead-lettered entries (open ones by default), oldest first')
@@ -254,7 +261,10 @@ function registerDeadLetterCommands(program: Command, { globals, setExit }: Comm
         });
       },
     );
+}
 
+/** `dlq show <id>`: one entry with its rewards. */
+function registerDeadLetterShow(dlq: Command, { globals }: CommandRegistry): void {
   dlq
     .command('show')
     .description('one dead-letter entry with its rewards')
@@ -270,7 +280,10 @@ function registerDeadLetterCommands(program: Command, { globals, setExit }: Comm
         else printLine(describeDeadLetter(entry));
       });
     });
+}
 
+/** `dlq replay`: re-enqueues entries; exit 1 when one could not be replayed. */
+function registerDeadLetterReplay(dlq: Command, { globals, setExit }: CommandRegistry): void {
   dlq
     .command('replay')
     .description(
@@ -309,7 +322,10 @@ function registerDeadLetterCommands(program: Command, { globals, setExit }: Comm
         });
       },
     );
+}
 
+/** `dlq purge`: takes open entries out for good (needs `--yes`). */
+function registerDeadLetterPurge(dlq: Command, { globals }: CommandRegistry): void {
   dlq
     .command('purge')
     .description('take open entries out of the queue for good (they stay on record as dead-lettered); needs --yes')
