@@ -1,4 +1,5 @@
 import { REWARD_POLICY } from '../lock/lock-policy.js';
+import { DEFAULT_KEY_PREFIX } from '../lock/user-locks.js';
 import { LOG_LEVELS } from '../log/logger.js';
 import {
   decimal,
@@ -58,7 +59,7 @@ export const SETTINGS = {
   }),
   prefix: setting(matching(/^[A-Za-z0-9_.{}-]{1,64}$/, '1-64 characters of letters, digits, _ . - { } (no colon)'), {
     env: 'WINDFALL_PREFIX',
-    default: 'windfall',
+    default: DEFAULT_KEY_PREFIX,
     flag: '--prefix',
     meaning: "Prefix of every Redis key Windfall writes (queues, locks); two prefixes never see each other's work.",
   }),

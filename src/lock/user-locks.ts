@@ -126,7 +126,7 @@ export interface AcquireOptions {
 
 /** Construction options of {@link UserLocks}. */
 export interface UserLocksOptions {
-  /** Key prefix; the lock of user U is `<prefix>:lock:<U>`. Default `windfall`. */
+  /** Key prefix; the lock of user U is `<prefix>:lock:<U>`. Default {@link DEFAULT_KEY_PREFIX} (`windfall`). */
   readonly prefix?: string;
   /** Names this process in lock values. Default `<hostname>:<pid>`. */
   readonly owner?: string;
@@ -135,6 +135,9 @@ export interface UserLocksOptions {
   /** Default: none (nothing is measured). */
   readonly metrics?: WindfallMetrics;
 }
+
+/** The Redis key prefix when none is given: `WINDFALL_PREFIX`'s default too (`config/settings.ts`). */
+export const DEFAULT_KEY_PREFIX = 'windfall';
 
 /**
  * Per-user Redis locks with the seed design's wait-and-retry: `SET key value NX PX ttl`, retried with
@@ -149,7 +152,7 @@ export class UserLocks {
   private readonly redis: RedisClient & LockScripts;
 
   constructor(redis: RedisClient, options: UserLocksOptions = {}) {
-    this.prefix = options.prefix ?? 'windfall';
+    this.prefix = options.prefix ?? DEFAULT_KEY_PREFIX;
     this.owner = options.owner ?? `${hostname()}:${process.pid}`;
     this.logger = options.logger ?? silentLogger();
     this.metrics = options.metrics;
