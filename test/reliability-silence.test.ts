@@ -4,6 +4,7 @@ import { balances, rewardRows, settledRewards } from './support/batches.js';
 import { useTestEnvironment } from './support/environment.js';
 import { startWindfall, waitFor, waitForStarted, type WindfallProcess } from './support/redis-servers.js';
 import { startFaultProxy, type FaultProxy } from './support/topology.js';
+import { startServe } from './support/serve.js';
 
 /*
  * Silent connections (issue 19): a worker's connections stop getting answers — no reset, no FIN — while new
@@ -149,4 +150,42 @@ describe('silent connections: detected, logged once, survived', () => {
     expect(warnings.length, warnings.join('\n')).toBeLessThanOrEqual(4);
     expect((await reconcile(env.pool, { strict: true })).mismatches).toEqual([]);
   }, 300_000);
+});
+
+describe('silent connections: windfall serve', () => {
+  it("PostgreSQL: serve's connections go silent (new ones fine): the request caught is answered 503 after the deadline, the next ones at once", async () => {
+    const proxy = await startFaultProxy({
+      target: { host: '127.0.0.1', port: Number(new URL(env.databaseUrl).port || 5432) },
+    });
+    cleanups.push(() => proxy.close());
+    // the smallest silence budget: serve's deadline is its allowance (60 s) + 1 s
+    const server = await startServe(
+      env.env({ DATABASE_URL: proxied(env.databaseUrl, proxy), WINDFALL_PG_SILENCE_MS: '1000' }),
+    );
+    cleanups.push(() => server.stop());
+    const lookUp = (signal?: AbortSignal): Promise<Response> =>
+      fetch(`${server.baseUrl}/v1/batches/no-such-batch`, {
+        headers: { authorization: `Bearer ${server.apiToken}` },
+        ...(signal ? { signal } : {}),
+      });
+    // a few connections in the pool, idle, all through the proxy
+    const warm = await Promise.all(Array.from({ length: 4 }, () => lookUp()));
+    expect(warm.map((response) => response.status)).toEqual([404, 404, 404, 404]);
+
+    expect(proxy.silence()).toBeGreaterThan(0);
+    const faultAt = Date.now();
+    // the request lands on a silent connection: without a deadline it would wait for TCP (a quarter of an hour)
+    const caught = await lookUp(AbortSignal.timeout(120_000));
+    const answeredAfterMs = Date.now() - faultAt;
+    expect(caught.status, server.process.output().slice(-3000)).toBe(503);
+    expect(caught.headers.get('retry-after')).toBe('5');
+    expect(answeredAfterMs).toBeGreaterThanOrEqual(60_000);
+    expect(answeredAfterMs).toBeLessThan(90_000);
+    // the pool started afresh: the next request is answered at once, through a new connection
+    const nextAt = Date.now();
+    const next = await lookUp(AbortSignal.timeout(10_000));
+    expect(next.status).toBe(404);
+    expect(Date.now() - nextAt).toBeLessThan(5000);
+    console.log(`serve: 503 ${answeredAfterMs} ms after the silence, then 404 in ${Date.now() - nextAt} ms`);
+  }, 180_000);
 });

@@ -237,7 +237,7 @@ export const SETTINGS = {
     default: 20_000,
     unit: 'ms',
     meaning:
-      "A worker's PostgreSQL statement still without an answer this long past its own server-side limits (its lock wait) counts its connection as silent: the connection is dropped with every one opened before it, the worker pauses its use of PostgreSQL (one warning), and the work runs again on a new connection.",
+      "A worker's PostgreSQL statement still without an answer this long past its own server-side limits (its lock wait) counts its connection as silent: the connection is dropped with every one opened before it, the worker pauses its use of PostgreSQL (one warning), and the work runs again on a new connection. `windfall serve`'s statements get this long past a minute: the request caught is answered 503 and the next ones use new connections.",
   }),
   redisSilenceMs: setting(wholeNumber(12_000, 3_600_000), {
     env: 'WINDFALL_REDIS_SILENCE_MS',

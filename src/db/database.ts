@@ -29,6 +29,12 @@ export interface DatabaseOptions {
    * Default: none (statements wait as long as TCP lets them).
    */
   readonly statementDeadlineMs?: number;
+  /**
+   * Longest wait for a connection (a new one to be made, or one of the pool to be free), ms. Default 10,000; with
+   * {@link statementDeadlineMs}, that deadline + 5 s (so that statements holding every connection are found silent,
+   * and named so, before this wait gives up) unless given here.
+   */
+  readonly connectTimeoutMs?: number;
 }
 
 /**
@@ -57,6 +63,7 @@ export function connectDatabase(url: string, options: DatabaseOptions = {}): Win
   });
   watchConnections(pool, logger);
   if (options.statementDeadlineMs !== undefined) retireOnSilence(pool, options.statementDeadlineMs);
+  if (options.connectTimeoutMs !== undefined) pool.options.connectionTimeoutMillis = options.connectTimeoutMs;
   let closed = false;
   return {
     pool,

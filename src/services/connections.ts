@@ -15,12 +15,28 @@ export interface ConnectionOptions {
   /** PostgreSQL schema to use (tests). */
   readonly schema?: string;
   /**
-   * Give every statement of the pool a deadline of 5 s (its lock waits) + `WINDFALL_PG_SILENCE_MS`, past which its
-   * connection counts as silent and is dropped with every one opened before it (a worker process's pool: its
-   * statements are short; the long scans set their own). Default false.
+   * Give every statement of the pool a deadline of what its own work may take (the process's role:
+   * {@link STATEMENT_ALLOWANCE_MS}) + `WINDFALL_PG_SILENCE_MS`, past which its connection counts as silent and is
+   * dropped with every one opened before it. Default: no deadline (statements wait as long as TCP lets them: one-off
+   * commands, whose scans may take minutes).
    */
-  readonly statementDeadlines?: boolean;
+  readonly statementDeadlines?: keyof typeof STATEMENT_ALLOWANCE_MS;
 }
+
+/** What a statement's own work may take, by the role of the process (ms), before silence is counted. */
+export const STATEMENT_ALLOWANCE_MS = {
+  /** A worker's statements are short: their lock waits (5 s, {@link FENCE_WAIT_MS}); its long scans set their own. */
+  worker: FENCE_WAIT_MS,
+  /**
+   * `windfall serve`'s: a minute, for the few that read a whole batch (a streamed batch's chunk plan and repeat check
+   * over up to WINDFALL_MAX_BATCH_ROWS rows) or wait for a worker's statements to let go of a batch (a cancel). A
+   * request caught on a silent connection is answered 503 after it, and the pool starts afresh.
+   */
+  server: 60_000,
+} as const;
+
+/** `windfall serve`'s longest wait for a PostgreSQL connection (new, or a free one of the pool), ms. */
+const SERVER_CONNECT_TIMEOUT_MS = 10_000;
 
 /** One process's PostgreSQL pool and Redis connection. */
 export interface Connections {
@@ -53,7 +69,12 @@ export async function openConnections(
     poolSize: options.poolSize ?? Math.ceil(config.concurrency / 2) + 4,
     logger,
     ...(options.schema ? { schema: options.schema } : {}),
-    ...(options.statementDeadlines ? { statementDeadlineMs: FENCE_WAIT_MS + config.pgSilenceMs } : {}),
+    ...(options.statementDeadlines !== undefined
+      ? { statementDeadlineMs: STATEMENT_ALLOWANCE_MS[options.statementDeadlines] + config.pgSilenceMs }
+      : {}),
+    // a request waits for a connection no longer than it did without deadlines: a 503 soon is worth more to an HTTP
+    // client than an answer after the deadline
+    ...(options.statementDeadlines === 'server' ? { connectTimeoutMs: SERVER_CONNECT_TIMEOUT_MS } : {}),
   });
   const target = redisConnectOptions(config);
   const redis = connectRedis(config.redisUrl, logger, 'windfall', target);

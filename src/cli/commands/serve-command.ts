@@ -85,7 +85,12 @@ export function registerServeCommand(program: Command, registry: CommandRegistry
         import('../../runtime/windfall.js'),
         import('../../http/server.js'),
       ]);
-      const windfall = await openWindfall(config, logger, { metrics: new WindfallMetrics({ defaultMetrics: true }) });
+      // a statement on a silent connection (a failover to another host) is given up after a deadline, answered 503,
+      // and the pool starts afresh, rather than waiting for TCP for a quarter of an hour
+      const windfall = await openWindfall(config, logger, {
+        metrics: new WindfallMetrics({ defaultMetrics: true }),
+        statementDeadlines: 'server',
+      });
       try {
         const app = await buildHttpServer(windfall, {
           apiToken,

@@ -28,7 +28,7 @@ export function registerWorkerCommand(program: Command, registry: CommandRegistr
         {
           quiet: false,
           // a worker's statements are short: one without an answer past its deadline means a silent connection
-          open: { statementDeadlines: true },
+          open: { statementDeadlines: 'worker' },
           ...(options.concurrency !== undefined ? { overrides: { concurrency: options.concurrency } } : {}),
         },
       );
