@@ -87,7 +87,10 @@ function rewardFile(batchId: string): { file: string; expected: Map<string, bigi
 /** When the standby is promoted after the primary's crash. */
 type Promotion = 'at once' | 'after an outage of seconds';
 
-async function failover(batchId: string, promotion: Promotion): Promise<void> {
+/** How PgBouncer is pointed at the new primary: its config reloaded (`RELOAD`, `RECONNECT`), or the process restarted. */
+type Repoint = 'reload' | 'restart';
+
+async function failover(batchId: string, promotion: Promotion, repoint: Repoint = 'reload'): Promise<void> {
   const { file, expected } = rewardFile(batchId);
   const migrated = await runCli(['migrate'], bouncerEnv());
   expect(migrated.code, migrated.stderr).toBe(0);
@@ -149,7 +152,8 @@ async function failover(batchId: string, promotion: Promotion): Promise<void> {
     expect(duringOutage).toMatch(/^(503|no answer)/);
   }
   await pair.promoteStandby();
-  await bouncer.repoint('127.0.0.1', pair.standby.port);
+  if (repoint === 'reload') await bouncer.repoint('127.0.0.1', pair.standby.port);
+  else await bouncer.restart('127.0.0.1', pair.standby.port);
   const promotedAt = Date.now();
   let serveAnsweredAfterMs: number | undefined;
   const serveAnswered = waitFor(
@@ -218,7 +222,7 @@ async function failover(batchId: string, promotion: Promotion): Promise<void> {
       (noticedAfterMs !== undefined
         ? `, the worker paused ${noticedAfterMs} ms after the crash, promoted after ${outageMs} ms of outage`
         : '') +
-      `; ${atPromotion} at the promotion (${promotedAt - crashedAt} ms after the crash, pgbouncer repointed); ` +
+      `; ${atPromotion} at the promotion (${promotedAt - crashedAt} ms after the crash, pgbouncer ${repoint === 'reload' ? 'repointed' : 'restarted'}); ` +
       `batch done ${completedAfterMs} ms after the promotion; GET /v1/batches/:id ` +
       (duringOutage !== undefined ? `answered ${duringOutage} during the outage, ` : '') +
       `200 again ${serveAnsweredAfterMs} ms after the promotion`,
@@ -236,5 +240,12 @@ describe('PostgreSQL failover behind PgBouncer: the standby promoted after secon
   useTopology();
   it('the worker and serve carry on by themselves: the batch completes within 120 s of the promotion, exact, nothing dead-lettered, reconcile exit 0', async () => {
     await failover('fo-slow', 'after an outage of seconds');
+  }, 300_000);
+});
+
+describe('PostgreSQL failover behind PgBouncer: the standby promoted at once, PgBouncer restarted on its port (not reloaded)', () => {
+  useTopology();
+  it('the worker and serve carry on by themselves: the batch completes within 120 s of the promotion, exact, nothing dead-lettered, reconcile exit 0', async () => {
+    await failover('fo-restart', 'at once', 'restart');
   }, 300_000);
 });

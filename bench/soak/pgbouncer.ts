@@ -49,9 +49,15 @@ export interface PgBouncer {
    * connections to the old one as they are released (`RECONNECT`): new transactions go to the new server.
    */
   repoint(host: string, port: number): Promise<void>;
+  /**
+   * Points every database at `host:port` by stopping PgBouncer (SIGTERM: every client connection is closed) and
+   * starting it again on the same port, as a failover tool that restarts the pooler does.
+   */
+  restart(host: string, port: number): Promise<void>;
   /** The process's output (PgBouncer logs to stderr in the foreground). */
   log(): string;
   running(): boolean;
+  /** The running process (a new one after {@link restart}). */
   readonly process: ServerProcess;
   /** SIGTERM (immediate shutdown), then removes its folder. Idempotent. */
   stop(): Promise<void>;
@@ -105,7 +111,11 @@ export async function startPgBouncer(options: PgBouncerOptions = {}): Promise<Pg
   writeConfig();
   const adminUser = (options.users ?? ['postgres'])[0]!;
 
-  const child = spawnServer(PGBOUNCER_BIN, [configFile], { what: `pgbouncer on 127.0.0.1:${port}` });
+  const spawn = (): ServerProcess =>
+    spawnServer(PGBOUNCER_BIN, [configFile], { what: `pgbouncer on 127.0.0.1:${port}` });
+  let child = spawn();
+  /** Output of the processes before the running one (restarts). */
+  let earlierLogs = '';
   const admin = async (command: string): Promise<Record<string, unknown>[]> => {
     // the console speaks the simple query protocol only: a query without parameters
     const client = new pg.Client({ host: '127.0.0.1', port, user: adminUser, database: 'pgbouncer' });
@@ -118,8 +128,8 @@ export async function startPgBouncer(options: PgBouncerOptions = {}): Promise<Pg
       await client.end().catch(() => undefined);
     }
   };
-  try {
-    await waitFor(
+  const answering = (): Promise<void> =>
+    waitFor(
       async () => {
         if (!child.running()) throw new Error(`pgbouncer exited at start: ${child.log()}`);
         return admin('SHOW VERSION').then(
@@ -131,6 +141,8 @@ export async function startPgBouncer(options: PgBouncerOptions = {}): Promise<Pg
       15_000,
       50,
     );
+  try {
+    await answering();
   } catch (error) {
     await child.stop('SIGKILL');
     removeServerDir(dir);
@@ -152,9 +164,19 @@ export async function startPgBouncer(options: PgBouncerOptions = {}): Promise<Pg
       await admin('RELOAD');
       await admin('RECONNECT');
     },
-    log: () => child.log(),
+    async restart(host, serverPort) {
+      server = { host, port: serverPort };
+      writeConfig();
+      await child.stop('SIGTERM');
+      earlierLogs += child.log();
+      child = spawn();
+      await answering();
+    },
+    log: () => earlierLogs + child.log(),
     running: () => child.running(),
-    process: child,
+    get process() {
+      return child;
+    },
     stop() {
       stopped ??= child.stop('SIGTERM').then(() => removeServerDir(dir));
       return stopped;
