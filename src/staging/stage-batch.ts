@@ -13,6 +13,7 @@ import { BatchReader } from '../rewards/batch-reader.js';
 import { ChunkPlanner, INSERT_PLANNED_CHUNKS_SQL, PLAN_CHUNKS_SQL, plannedChunkParameters } from './chunk-plan.js';
 import { LISTED_ERRORS } from '../rewards/row-error-report.js';
 import type { Queryable } from '../db/queryable.js';
+import { withDeadline } from '../db/silent-connections.js';
 
 /** Rows sent to PostgreSQL per insert when a chunk has to be inserted row-checked (it repeats a user's rewardId). */
 const STAGE_ROWS_PER_INSERT = 5000;
@@ -26,6 +27,15 @@ const STAGE_ROWS_PER_INSERT = 5000;
  */
 function chunkRows(rowsSoFar: number): number {
   return Math.min(100_000, Math.max(5_000, Math.floor(rowsSoFar / 8)));
+}
+
+/**
+ * Deadline of a statement that reads the whole staged batch (the repeat check, the chunk plan in SQL), ms: 2 minutes
+ * + 0.05 ms a row (10 M rows: 10 minutes), ten times what they take here, so that only a silent connection meets it.
+ * It replaces the pool's own deadline (`windfall serve`'s 80 s), which a very large batch could exceed.
+ */
+function wholeBatchDeadlineMs(rows: number): number {
+  return 120_000 + Math.ceil(rows * 0.05);
 }
 
 /** A staged row as the fallback insert sends it. */
@@ -269,10 +279,12 @@ export async function stageBatch(
 
     if (seen.maybeRepeats) {
       const repeats = (
-        await client.query<{ row_no: number; first_row: number; total: number }>(FIND_REPEATS_SQL, [
-          options.batchId,
-          LISTED_ERRORS,
-        ])
+        await client.query<{ row_no: number; first_row: number; total: number }>(
+          withDeadline(
+            { text: FIND_REPEATS_SQL, values: [options.batchId, LISTED_ERRORS] },
+            wholeBatchDeadlineMs(reader.rowsRead),
+          ),
+        )
       ).rows;
       for (const repeat of repeats) {
         report.addRow([
@@ -299,7 +311,12 @@ export async function stageBatch(
       // the rows were just written, so the planner guesses their number low and sorts them after a bitmap scan; read
       // in the primary key's order instead (already by shard and uid): 253 → 129 ms for 100,000 rows
       await client.query('set local enable_bitmapscan = off');
-      await client.query(PLAN_CHUNKS_SQL, [options.batchId, options.chunkSize]);
+      await client.query(
+        withDeadline(
+          { text: PLAN_CHUNKS_SQL, values: [options.batchId, options.chunkSize] },
+          wholeBatchDeadlineMs(reader.rowsRead),
+        ),
+      );
     }
     // last, so that the campaign's row stays locked only from here to the commit
     if (options.campaignId !== undefined) await reserveBudget(client, options.campaignId, options.batchId, amountTotal);
