@@ -9,7 +9,8 @@ import { SequenceDigest, SetDigest } from '../src/staging/content-digest.js';
 import { validateReward, type Reward } from '../src/rewards/reward.js';
 import { seededRandom } from '../src/runtime/seeded-random.js';
 import { useTestEnvironment } from './support/environment.js';
-import { runCli } from './support/cli.js';
+import { eventually, runCli } from './support/cli.js';
+import type { SourceRecord } from '../src/rewards/reward-sources.js';
 
 const env = useTestEnvironment();
 const dir = mkdtempSync(join(tmpdir(), 'windfall-identity-'));
@@ -102,6 +103,46 @@ describe('content digests', () => {
 });
 
 describe('a batchId names one set of rewards', () => {
+  it('a second enqueue of an id still being staged waits for it in short lock waits, then answers the recorded batch', async () => {
+    const windfall = await env.open();
+    const all = rows('held', 20);
+    let reading!: () => void;
+    const claimed = new Promise<void>((resolve) => (reading = resolve));
+    let finish!: () => void;
+    const held = new Promise<void>((resolve) => (finish = resolve));
+    // the first enqueue claims the id, reads 10 rows, then waits: its transaction stays open
+    async function* slowly(): AsyncGenerator<SourceRecord> {
+      for (const [index, row] of all.entries()) {
+        if (index === 0) reading();
+        if (index === 10) await held;
+        yield { row: index + 1, value: row };
+      }
+    }
+    const first = windfall.producer.enqueue(slowly(), { batchId: 'held' });
+    await claimed;
+    const second = windfall.producer.enqueueRewards(all, { batchId: 'held' });
+    // the second waits for the first's transaction; each wait is a statement of its own, at most 5 s: seen as a new
+    // insert started while the first still holds the id (one statement waiting for minutes would be taken for a
+    // silent connection by a pool with statement deadlines)
+    const waiting = async (): Promise<string | undefined> => {
+      const { rows: found } = await env.pool.query<{ started: string }>(
+        `select query_start::text as started from pg_stat_activity
+         where datname = current_database() and wait_event_type = 'Lock' and query like 'insert into reward_batches%'`,
+      );
+      return found[0]?.started;
+    };
+    let firstWait: string | undefined;
+    await eventually(async () => (firstWait = await waiting()) !== undefined, 'the second enqueue to wait');
+    await eventually(
+      async () => ![undefined, firstWait].includes(await waiting()),
+      'the second enqueue to wait again in a new statement',
+      30_000,
+    );
+    finish();
+    expect(await first).toMatchObject({ batchId: 'held', total: 20, created: true });
+    expect(await second).toMatchObject({ batchId: 'held', total: 20, created: false });
+  }, 60_000);
+
   it('takes the same rewards again, in any order and with an empty description for an absent one, as a no-op', async () => {
     const windfall = await env.open();
     const first = rows('same', 50);

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { BudgetExceededError, reserveBudget } from './budget-reservation.js';
 import type { BatchPriority } from '../db/schema.js';
-import { isUniqueViolation } from '../db/pg-errors.js';
+import { isLockTimeout, isUniqueViolation } from '../db/pg-errors.js';
 import { shardOf } from '../queue/shard-routing.js';
 import type { SourceRecord } from '../rewards/reward-sources.js';
 import { BatchValidationError } from '../rewards/batch-errors.js';
@@ -13,7 +13,7 @@ import { BatchReader } from '../rewards/batch-reader.js';
 import { ChunkPlanner, INSERT_PLANNED_CHUNKS_SQL, PLAN_CHUNKS_SQL, plannedChunkParameters } from './chunk-plan.js';
 import { LISTED_ERRORS } from '../rewards/row-error-report.js';
 import type { Queryable } from '../db/queryable.js';
-import { withDeadline } from '../db/silent-connections.js';
+import { isSilentConnection, withDeadline } from '../db/silent-connections.js';
 
 /** Rows sent to PostgreSQL per insert when a chunk has to be inserted row-checked (it repeats a user's rewardId). */
 const STAGE_ROWS_PER_INSERT = 5000;
@@ -36,6 +36,35 @@ function chunkRows(rowsSoFar: number): number {
  */
 function wholeBatchDeadlineMs(rows: number): number {
   return 120_000 + Math.ceil(rows * 0.05);
+}
+
+/** Longest single wait of {@link claimBatchId} for another transaction staging the same batch id. */
+const CLAIM_WAIT = '5s';
+
+/**
+ * Records the batch row (empty for now) in the client's transaction: true when this call claimed the id, false when
+ * the batch was recorded before. A request staging the same id at that moment is waited for (it may take minutes: a
+ * large streamed body) in waits of at most {@link CLAIM_WAIT}, each its own statement, so that no statement of this
+ * one outlasts a statement deadline (`windfall serve`'s pool would take that for a silent connection). The lock wait
+ * limit is reset afterwards.
+ */
+async function claimBatchId(client: pg.PoolClient, options: StageOptions): Promise<boolean> {
+  await client.query(`set local lock_timeout = '${CLAIM_WAIT}'`);
+  for (;;) {
+    await client.query('savepoint windfall_claim');
+    try {
+      const claimed = await client.query(
+        `insert into reward_batches (batch_id, total, users, chunks, shards, content_digest, campaign_id, priority)
+         values ($1, 0, 0, 0, $2, '', $3, $4) on conflict (batch_id) do nothing returning batch_id`,
+        [options.batchId, options.shards, options.campaignId ?? null, options.priority ?? 'normal'],
+      );
+      await client.query('release savepoint windfall_claim; set local lock_timeout = default');
+      return claimed.rowCount === 1;
+    } catch (error) {
+      if (!isLockTimeout(error)) throw error;
+      await client.query('rollback to savepoint windfall_claim');
+    }
+  }
 }
 
 /** A staged row as the fallback insert sends it. */
@@ -166,12 +195,7 @@ export async function stageBatch(
     await client.query('begin isolation level read committed');
     // The repeat check and the chunk plan aggregate the whole batch: let them hash it in memory, not in temp files.
     await client.query(`set local work_mem = '64MB'`);
-    const claimed = await client.query(
-      `insert into reward_batches (batch_id, total, users, chunks, shards, content_digest, campaign_id, priority)
-       values ($1, 0, 0, 0, $2, '', $3, $4) on conflict (batch_id) do nothing returning batch_id`,
-      [options.batchId, options.shards, options.campaignId ?? null, options.priority ?? 'normal'],
-    );
-    if (claimed.rowCount === 0) {
+    if (!(await claimBatchId(client, options))) {
       await client.query('rollback');
       const existing = await findBatch(client, options.batchId);
       if (!existing) throw new Error(`batch ${options.batchId} vanished while being enqueued; try again`);
@@ -333,6 +357,12 @@ export async function stageBatch(
     await client.query('commit');
     return batchRow(updated.rows[0] as Record<string, unknown>, true);
   } catch (error) {
+    if (isSilentConnection(error)) {
+      // nothing more goes through a connection gone silent (a rollback would wait in vain): it is dropped, and the
+      // server ends the transaction with it
+      release(error as Error);
+      throw error;
+    }
     // A row can be refused (over maxRows, an unreadable body) while the chunk before it is being staged, between
     // its statements: a rollback sent then would run before the chunk's COPY, which would then commit on its own,
     // on a connection already back in the pool. Let it finish first.
