@@ -50,7 +50,8 @@ export interface PgBouncer {
    */
   repoint(host: string, port: number): Promise<void>;
   /**
-   * Points every database at `host:port` by stopping PgBouncer (SIGTERM: every client connection is closed) and
+   * Points every database at `host:port` by stopping PgBouncer (SIGTERM: an immediate shutdown up to 1.22, every
+   * client connection closed; from 1.23 a safe shutdown, which the process helper ends with SIGKILL after 10 s) and
    * starting it again on the same port, as a failover tool that restarts the pooler does.
    */
   restart(host: string, port: number): Promise<void>;

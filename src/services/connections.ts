@@ -28,9 +28,11 @@ export const STATEMENT_ALLOWANCE_MS = {
   /** A worker's statements are short: their lock waits (5 s, {@link FENCE_WAIT_MS}); its long scans set their own. */
   worker: FENCE_WAIT_MS,
   /**
-   * `windfall serve`'s: a minute, for the few that read a whole batch (a streamed batch's chunk plan and repeat check
-   * over up to WINDFALL_MAX_BATCH_ROWS rows) or wait for a worker's statements to let go of a batch (a cancel). A
-   * request caught on a silent connection is answered 503 after it, and the pool starts afresh.
+   * `windfall serve`'s: a minute, for those that wait for a worker's statements to let go of a batch (a cancel, a
+   * revert) and the reads over large tables (a campaign's ledger sums, the console's lists); the two statements of a
+   * batch's staging that read the whole batch set their own, longer deadline. A request caught on a silent connection
+   * is answered 503 after it, so is every other request then in flight on a connection as old, and the pool starts
+   * afresh.
    */
   server: 60_000,
 } as const;

@@ -30,7 +30,7 @@ function stopSignal(onSecond: (signal: string) => void): Promise<string> {
 /**
  * How far V8 lets the old generation grow past what the last full collection kept, in percent. A streamed upload
  * turns over much short-lived garbage (a parsed object per row), and V8's own factor (up to 4×) let it pile up: a
- * 2,000,000-reward upload peaked at 254–284 MB on Node 22 with it, 165–175 MB with 20 %, in the same time
+ * 2,000,000-reward upload peaked at 254–284 MB on Node 22 with it, 164–175 MB with 20 %, in the same time
  * (test/perf-ndjson-upload.test.ts holds the bound).
  */
 const HEAP_GROWING_PERCENT = 20;
@@ -41,7 +41,8 @@ const HEAP_GROWING_PERCENT = 20;
  * NODE_OPTIONS or on node's command line wins.
  */
 function tuneGarbageCollection(): void {
-  const given = `${process.env['NODE_OPTIONS'] ?? ''} ${process.execArgv.join(' ')}`;
+  // V8 reads its flags with - or _ alike
+  const given = `${process.env['NODE_OPTIONS'] ?? ''} ${process.execArgv.join(' ')}`.replaceAll('_', '-');
   if (!/--max-semi-space-size/.test(given)) setFlagsFromString('--max-semi-space-size=8');
   if (!/--heap-growing-percent/.test(given)) setFlagsFromString(`--heap-growing-percent=${HEAP_GROWING_PERCENT}`);
 }
