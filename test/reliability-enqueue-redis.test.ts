@@ -103,7 +103,8 @@ describe('Redis down after a batch is recorded: enqueue gives up in bounded time
     await waitFor(
       async () => {
         const { rows: staging } = await env.pool.query(
-          `select 1 from pg_stat_activity where datname = $1 and state = 'idle in transaction' and query like '%insert into reward_batches%'`,
+          // idle in its transaction, having written (the claimed batch row gave it a transaction id): waiting for rows
+          `select 1 from pg_stat_activity where datname = $1 and state = 'idle in transaction' and backend_xid is not null`,
           [database],
         );
         return staging.length > 0;
