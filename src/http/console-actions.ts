@@ -31,6 +31,23 @@ interface BatchAction {
   dryRun?: unknown;
 }
 
+/** Longest reason an action records (the audit trail's field); a longer one is cut. */
+const MAX_REASON_LENGTH = 500;
+
+/** The reason given with an action, trimmed and cut to {@link MAX_REASON_LENGTH}; undefined when none was given. */
+function reasonOf(body: { reason?: unknown }): string | undefined {
+  return typeof body.reason === 'string' && body.reason.trim() !== ''
+    ? body.reason.trim().slice(0, MAX_REASON_LENGTH)
+    : undefined;
+}
+
+/** Answers 400 naming `field` unless `value` is a non-empty string; true when it is one. */
+function required(reply: FastifyReply, field: string, value: unknown): value is string {
+  if (typeof value === 'string' && value !== '') return true;
+  void reply.code(400).send({ error: 'invalid request', message: `${field} is required` });
+  return false;
+}
+
 /**
  * A refused action as the console's script reads it: `{error, message}` with the error table's status and word; an
  * error the table does not answer is thrown on (a logged 500).
@@ -99,10 +116,8 @@ function lockReleaseAction(scope: FastifyInstance, context: ConsoleContext): voi
     { preHandler: guardAction },
     async (request, reply) => {
       const body: LockReleaseAction = request.body ?? {};
-      if (typeof body.uid !== 'string' || body.uid === '')
-        return reply.code(400).send({ error: 'invalid request', message: 'uid is required' });
-      const reason =
-        typeof body.reason === 'string' && body.reason.trim() !== '' ? body.reason.trim().slice(0, 500) : null;
+      if (!required(reply, 'uid', body.uid)) return reply;
+      const reason = reasonOf(body) ?? null;
       if (body.dryRun !== false) {
         const preview = { dryRun: true as const, uid: body.uid, wouldRelease: await locks.status(body.uid) };
         return { ...preview, message: lockReleaseWords(preview) };
@@ -126,10 +141,8 @@ function cancelAction(scope: FastifyInstance, context: ConsoleContext): void {
     { preHandler: guardAction },
     async (request, reply) => {
       const body: BatchAction = request.body ?? {};
-      if (typeof body.batchId !== 'string' || body.batchId === '')
-        return reply.code(400).send({ error: 'invalid request', message: 'batchId is required' });
-      const reason =
-        typeof body.reason === 'string' && body.reason.trim() !== '' ? body.reason.trim().slice(0, 500) : undefined;
+      if (!required(reply, 'batchId', body.batchId)) return reply;
+      const reason = reasonOf(body);
       if (body.dryRun !== false) {
         const report = await getBatchReport(pool, body.batchId);
         if (!report)
@@ -167,10 +180,8 @@ function revertAction(scope: FastifyInstance, context: ConsoleContext): void {
     { preHandler: guardAction },
     async (request, reply) => {
       const body: BatchAction = request.body ?? {};
-      if (typeof body.batchId !== 'string' || body.batchId === '')
-        return reply.code(400).send({ error: 'invalid request', message: 'batchId is required' });
-      const reason =
-        typeof body.reason === 'string' && body.reason.trim() !== '' ? body.reason.trim().slice(0, 500) : undefined;
+      if (!required(reply, 'batchId', body.batchId)) return reply;
+      const reason = reasonOf(body);
       try {
         const report = await revertBatch(
           {
