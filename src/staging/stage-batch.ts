@@ -49,9 +49,10 @@ const CLAIM_WAIT = '5s';
  * limit is reset afterwards.
  */
 async function claimBatchId(client: pg.PoolClient, options: StageOptions): Promise<boolean> {
-  await client.query(`set local lock_timeout = '${CLAIM_WAIT}'`);
-  for (;;) {
-    await client.query('savepoint windfall_claim');
+  // one round trip: the wait limit goes with the first savepoint
+  for (let savepoint = `set local lock_timeout = '${CLAIM_WAIT}'; savepoint windfall_claim`; ;) {
+    await client.query(savepoint);
+    savepoint = 'savepoint windfall_claim';
     try {
       const claimed = await client.query(
         `insert into reward_batches (batch_id, total, users, chunks, shards, content_digest, campaign_id, priority)
